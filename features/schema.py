@@ -1,0 +1,306 @@
+"""The single definition of autorisk's input features.
+
+Everything that needs to know what a patient record looks like derives from
+:data:`FEATURES`: the cohort simulator (column names and training ranges),
+frame validation (:mod:`features.validation`), the REST request model
+(:func:`patient_model`), the MLflow model signature (:func:`mlflow_input_schema`)
+and the README's feature table (:func:`markdown_table`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+ID_COLUMN = "patient_id"
+
+Kind = Literal["number", "integer", "boolean", "category"]
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input.
+
+    Attributes
+    ----------
+    name : str
+        Column / JSON field name; carries its unit where it has one.
+    kind : {"number", "integer", "boolean", "category"}
+        Value type.
+    unit : str
+        Unit of measurement ("" for booleans and categories).
+    description : str
+        What the value means, for the API docs and the README.
+    required : bool
+        Whether the value must be present. A missing optional value means "unknown".
+    possible : tuple of float, optional
+        Physically possible ``(low, high)``; values outside are rejected.
+    low_exclusive : bool
+        Whether ``possible[0]`` itself is impossible (``il21_pg_ml > 0``).
+    training : tuple of float, optional
+        Range covered by the training cohorts; values outside are scored with a warning.
+    categories : tuple of str
+        Allowed values of a category.
+    default : str, optional
+        Value used when a category is missing.
+    example : object
+        Example value for the API docs.
+    """
+
+    name: str
+    kind: Kind
+    unit: str
+    description: str
+    required: bool
+    example: Any
+    possible: tuple[float, float] | None = None
+    low_exclusive: bool = False
+    training: tuple[float, float] | None = None
+    categories: tuple[str, ...] = ()
+    default: str | None = None
+
+    def possible_text(self) -> str:
+        """Human-readable possible range or category list."""
+        if self.kind == "category":
+            return " / ".join(self.categories)
+        if self.kind == "boolean":
+            return "true / false"
+        low, high = self.possible
+        left = f"> {low:g}" if self.low_exclusive else f">= {low:g}"
+        return f"{left} and <= {high:g}"
+
+    def training_text(self) -> str:
+        """Human-readable training range."""
+        if self.training is None:
+            return ""
+        return f"{self.training[0]:g}–{self.training[1]:g}"
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature(
+        name="age_years",
+        kind="number",
+        unit="years",
+        description="Age at the first alemtuzumab (or comparator) course.",
+        required=True,
+        example=34.0,
+        possible=(0.0, 120.0),
+        training=(18.0, 55.0),
+    ),
+    Feature(
+        name="sex",
+        kind="category",
+        unit="",
+        description="Sex.",
+        required=True,
+        example="female",
+        categories=("female", "male"),
+    ),
+    Feature(
+        name="disease_duration_years",
+        kind="number",
+        unit="years",
+        description="Years since the first MS symptoms; cannot exceed age_years.",
+        required=True,
+        example=2.5,
+        possible=(0.0, 120.0),
+        training=(0.0, 10.0),
+    ),
+    Feature(
+        name="edss",
+        kind="number",
+        unit="EDSS points",
+        description="Expanded Disability Status Scale score at baseline.",
+        required=False,
+        example=2.0,
+        possible=(0.0, 10.0),
+        training=(0.0, 5.0),
+    ),
+    Feature(
+        name="relapses_prior_2y",
+        kind="integer",
+        unit="relapses",
+        description="Number of clinical relapses in the two years before treatment.",
+        required=False,
+        example=2,
+        possible=(0.0, 100.0),
+        training=(1.0, 10.0),
+    ),
+    Feature(
+        name="prior_dmt",
+        kind="boolean",
+        unit="",
+        description="Previously treated with a disease-modifying therapy.",
+        required=False,
+        example=False,
+    ),
+    Feature(
+        name="il21_pg_ml",
+        kind="number",
+        unit="pg/mL",
+        description="Pre-treatment serum IL-21 (legacy ELISA scale).",
+        required=False,
+        example=310.0,
+        possible=(0.0, 1.0e6),
+        low_exclusive=True,
+        training=(10.0, 5000.0),
+    ),
+    Feature(
+        name="smoker",
+        kind="boolean",
+        unit="",
+        description="Current smoker.",
+        required=False,
+        example=False,
+    ),
+    Feature(
+        name="family_history_autoimmunity",
+        kind="boolean",
+        unit="",
+        description="Autoimmune disease in a first-degree relative.",
+        required=False,
+        example=False,
+    ),
+    Feature(
+        name="thyroid_antibodies",
+        kind="boolean",
+        unit="",
+        description="Baseline anti-TPO or anti-thyroglobulin antibodies positive.",
+        required=False,
+        example=False,
+    ),
+    Feature(
+        name="treatment",
+        kind="category",
+        unit="",
+        description="The course the risk is for; alemtuzumab when missing.",
+        required=False,
+        example="alemtuzumab",
+        categories=("alemtuzumab", "interferon_beta_1a"),
+        default="alemtuzumab",
+    ),
+)
+
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+
+# Numeric code of each category, used by the model matrix (:func:`features.encoding.encode`).
+CATEGORY_CODES: dict[str, dict[str, float]] = {
+    "sex": {"male": 0.0, "female": 1.0},
+    "treatment": {"interferon_beta_1a": 0.0, "alemtuzumab": 1.0},
+}
+
+OUTCOMES: tuple[str, ...] = ("thyroid", "itp")
+OUTCOME_DESCRIPTIONS: dict[str, str] = {
+    "thyroid": "thyroid disorder (Graves' disease, hypo- or hyperthyroidism, thyroiditis)",
+    "itp": "immune thrombocytopenic purpura",
+}
+
+
+def shap_column(outcome: str, feature: str) -> str:
+    """Batch-output column holding the SHAP value of ``feature`` for ``outcome``."""
+    return f"shap_{outcome}__{feature}"
+
+
+def output_columns(outcomes: tuple[str, ...] = OUTCOMES) -> list[str]:
+    """Score columns per patient, in output order (without ids and model version)."""
+    columns: list[str] = []
+    for outcome in outcomes:
+        columns += [f"risk_{outcome}", f"base_{outcome}"]
+        columns += [shap_column(outcome, name) for name in FEATURE_NAMES]
+    return columns
+
+
+def _python_type(feature: Feature) -> Any:
+    if feature.kind == "category":
+        return Literal[feature.categories]  # type: ignore[valid-type]
+    return {"number": float, "integer": int, "boolean": bool}[feature.kind]
+
+
+@cache
+def patient_model() -> type:
+    """The pydantic model of one patient in a REST request.
+
+    Unknown fields are rejected, so that a typo cannot silently turn a feature
+    into "unknown".
+    """
+    from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+    class _PatientBase(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        @model_validator(mode="after")
+        def _duration_within_age(self):  # noqa: ANN202 - pydantic hook
+            if self.disease_duration_years > self.age_years:
+                raise ValueError(
+                    "disease_duration_years: cannot exceed age_years"
+                )
+            return self
+
+    fields: dict[str, Any] = {
+        ID_COLUMN: (
+            str | None,
+            Field(default=None, max_length=128, description="Echoed back; never a model input."),
+        )
+    }
+    for feature in FEATURES:
+        constraints: dict[str, Any] = {}
+        if feature.possible is not None:
+            low, high = feature.possible
+            constraints["gt" if feature.low_exclusive else "ge"] = low
+            constraints["le"] = high
+        extra = {"unit": feature.unit} if feature.unit else None
+        if feature.training is not None:
+            extra = {**(extra or {}), "training_range": list(feature.training)}
+        annotation = _python_type(feature)
+        description = feature.description + (f" Unit: {feature.unit}." if feature.unit else "")
+        if feature.required:
+            default: Any = ...
+        else:
+            annotation = annotation | None
+            default = None
+        fields[feature.name] = (
+            annotation,
+            Field(
+                default=default,
+                description=description,
+                examples=[feature.example],
+                json_schema_extra=extra,
+                **constraints,
+            ),
+        )
+    return create_model("Patient", __base__=_PatientBase, **fields)
+
+
+def mlflow_input_schema():
+    """MLflow signature input schema of the pyfunc model."""
+    from mlflow.types import ColSpec, Schema
+
+    mlflow_type = {"number": "double", "integer": "double", "boolean": "boolean", "category": "string"}
+    specs = [ColSpec("string", ID_COLUMN, required=False)]
+    specs += [ColSpec(mlflow_type[f.kind], f.name, required=f.required) for f in FEATURES]
+    return Schema(specs)
+
+
+def mlflow_output_schema(outcomes: tuple[str, ...] = OUTCOMES):
+    """MLflow signature output schema of the pyfunc model."""
+    from mlflow.types import ColSpec, Schema
+
+    return Schema([ColSpec("double", name) for name in output_columns(outcomes)])
+
+
+def markdown_table() -> str:
+    """The README's feature table."""
+    rows = [
+        "| name | type | unit | required | possible (else rejected) | training range (else warning) | description |",
+        "|---|---|---|---|---|---|---|",
+        f"| `{ID_COLUMN}` | string | | no | | | Echoed back; never a model input. |",
+    ]
+    for f in FEATURES:
+        required = "yes" if f.required else (f"no (default `{f.default}`)" if f.default else "no")
+        rows.append(
+            f"| `{f.name}` | {f.kind} | {f.unit} | {required} | {f.possible_text()} | "
+            f"{f.training_text()} | {f.description} |"
+        )
+    return "\n".join(rows)

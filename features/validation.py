@@ -1,0 +1,252 @@
+"""Frame validation: raw patient records in, model matrix and per-record reasons out.
+
+One function, :func:`validate_frame`, serves every front door (batch files, REST,
+the MLflow pyfunc), so that the same record is accepted, warned about or
+rejected in the same way everywhere. Values may arrive as text (CSV) or typed
+(Parquet, JSON); unambiguous codings are accepted:
+
+- missing ("unknown"): blank, ``NA``, ``N/A``, ``NaN``, ``null``, ``None``;
+- booleans: ``true``/``false``, ``yes``/``no``, ``y``/``n``, ``t``/``f``, ``1``/``0``;
+- sex: ``female``/``male``, ``F``/``M``;
+- case and surrounding spaces are ignored.
+
+Anything else (for example ``1,5`` with a decimal comma, or ``2.5`` relapses) is
+rejected with a reason rather than guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.schema import CATEGORY_CODES, FEATURES, FEATURES_BY_NAME, ID_COLUMN, Feature
+
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+BOOLEAN_CODES = {
+    "true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "y": 1.0, "n": 0.0,
+    "t": 1.0, "f": 0.0, "1": 1.0, "0": 0.0, "1.0": 1.0, "0.0": 0.0,
+}
+CATEGORY_ALIASES = {
+    "sex": {"female": "female", "f": "female", "male": "male", "m": "male"},
+    "treatment": {"alemtuzumab": "alemtuzumab", "interferon_beta_1a": "interferon_beta_1a"},
+}
+KNOWN_COLUMNS = frozenset((ID_COLUMN, *FEATURES_BY_NAME))
+
+
+class InputSchemaError(ValueError):
+    """The input as a whole cannot be scored (a required column is missing, an unknown column)."""
+
+
+@dataclass(frozen=True)
+class ValidatedBatch:
+    """Result of :func:`validate_frame`.
+
+    Attributes
+    ----------
+    matrix : ndarray of shape (n_accepted, n_features)
+        Model matrix of the accepted records, float64, NaN where unknown;
+        columns in :data:`features.schema.FEATURE_NAMES` order.
+    rows : ndarray of shape (n_accepted,)
+        Position in the input of each accepted record.
+    patient_ids : ndarray of shape (n_accepted,)
+        ``patient_id`` of each accepted record (object, None when absent).
+    warnings : ndarray of shape (n_accepted,)
+        "; "-joined warnings of each accepted record ("" when none).
+    rejects : DataFrame
+        One row per rejected record: ``row`` (position in the input), ``patient_id``, ``reason``.
+    """
+
+    matrix: np.ndarray
+    rows: np.ndarray
+    patient_ids: np.ndarray
+    warnings: np.ndarray
+    rejects: pd.DataFrame
+
+
+def check_columns(columns: Iterable[str], *, allow_extra: bool = False) -> list[str]:
+    """Check the column names of an input.
+
+    Returns the extra columns (ignored) when ``allow_extra``; raises
+    :class:`InputSchemaError` naming the problem otherwise.
+    """
+    columns = list(columns)
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise InputSchemaError(f"duplicated columns: {', '.join(duplicated)}")
+    missing = [f.name for f in FEATURES if f.required and f.name not in columns]
+    if missing:
+        raise InputSchemaError(f"required columns missing: {', '.join(missing)}")
+    extra = [c for c in columns if c not in KNOWN_COLUMNS]
+    if extra and not allow_extra:
+        raise InputSchemaError(
+            f"unknown columns: {', '.join(extra)} (known: {', '.join(sorted(KNOWN_COLUMNS))}); "
+            "pass --ignore-extra-columns to score anyway"
+        )
+    return extra
+
+
+class _Reasons:
+    """Per-record messages, accumulated column by column."""
+
+    def __init__(self, n: int) -> None:
+        self.messages = np.full(n, "", dtype=object)
+
+    def add(self, mask: np.ndarray, make_message) -> None:
+        for i in np.flatnonzero(mask):
+            message = make_message(i)
+            self.messages[i] = f"{self.messages[i]}; {message}" if self.messages[i] else message
+
+    def any(self) -> np.ndarray:
+        return self.messages != ""
+
+
+def _text(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    text = values.astype("string").str.strip()
+    lower = text.str.lower()
+    missing = (text.isna() | lower.isin(MISSING_TOKENS)).to_numpy(dtype=bool)
+    return lower, missing
+
+
+def _coerce(feature: Feature, values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (encoded float64 values, missing mask, unparseable mask)."""
+    if feature.kind in ("number", "integer") and pd.api.types.is_numeric_dtype(values) \
+            and not pd.api.types.is_bool_dtype(values):
+        encoded = values.to_numpy(dtype=float, na_value=np.nan)
+        missing = np.isnan(encoded)
+        bad = np.zeros(len(values), dtype=bool)
+    else:
+        lower, missing = _text(values)
+        if feature.kind in ("number", "integer"):
+            parsed = pd.to_numeric(lower.where(~missing), errors="coerce")
+            encoded = parsed.to_numpy(dtype=float, na_value=np.nan)
+        elif feature.kind == "boolean":
+            encoded = lower.map(BOOLEAN_CODES).to_numpy(dtype=float, na_value=np.nan)
+        else:
+            labels = lower.map(CATEGORY_ALIASES[feature.name])
+            encoded = labels.map(CATEGORY_CODES[feature.name]).to_numpy(dtype=float, na_value=np.nan)
+        bad = ~missing & np.isnan(encoded)
+    if feature.kind == "integer":
+        with np.errstate(invalid="ignore"):
+            bad |= ~missing & ~bad & (encoded != np.floor(encoded))
+    encoded = np.where(missing | bad, np.nan, encoded)
+    return encoded, missing, bad
+
+
+_KIND_NOUN = {
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "a boolean (true/false, yes/no, 1/0)",
+}
+
+
+def _unparseable_message(feature: Feature) -> str:
+    if feature.kind == "category":
+        return f"is not one of {', '.join(feature.categories)}"
+    return f"is not {_KIND_NOUN[feature.kind]}"
+
+
+def validate_frame(raw: pd.DataFrame, *, allow_extra: bool = False) -> ValidatedBatch:
+    """Validate and encode patient records.
+
+    Parameters
+    ----------
+    raw : DataFrame of shape (n_records, n_columns)
+        One record per row, columns named as in :mod:`features.schema`; text or typed values.
+        Not modified.
+    allow_extra : bool
+        Ignore columns that are not features instead of raising.
+
+    Returns
+    -------
+    ValidatedBatch
+        Accepted records as a model matrix, and rejected records with their reasons.
+
+    Raises
+    ------
+    InputSchemaError
+        When a required column is missing, or an unknown column is present and not allowed.
+    """
+    check_columns(raw.columns, allow_extra=allow_extra)
+    n = len(raw)
+    errors = _Reasons(n)
+    warnings = _Reasons(n)
+    matrix = np.empty((n, len(FEATURES)), dtype=float)
+
+    for j, feature in enumerate(FEATURES):
+        if feature.name not in raw.columns:
+            column = pd.Series([None] * n, index=raw.index, dtype=object)
+        else:
+            column = raw[feature.name]
+        encoded, missing, bad = _coerce(feature, column)
+        if bad.any():
+            shown = column.astype("string").to_numpy(dtype=object, na_value=None)
+            errors.add(bad, lambda i, f=feature, s=shown: f"{f.name}: {s[i]!r} {_unparseable_message(f)}")
+        if feature.required:
+            errors.add(missing, lambda i, f=feature: f"{f.name}: required but missing")
+        if feature.default is not None:
+            encoded = np.where(missing, CATEGORY_CODES[feature.name][feature.default], encoded)
+        if feature.possible is not None:
+            low, high = feature.possible
+            with np.errstate(invalid="ignore"):
+                too_low = encoded <= low if feature.low_exclusive else encoded < low
+                impossible = too_low | (encoded > high)
+            errors.add(impossible, lambda i, f=feature, v=encoded:
+                       f"{f.name}: {v[i]:g} is outside the possible range ({f.possible_text()})")
+        if feature.training is not None:
+            low, high = feature.training
+            with np.errstate(invalid="ignore"):
+                unusual = (encoded < low) | (encoded > high)
+            warnings.add(unusual, lambda i, f=feature, v=encoded:
+                         f"{f.name}: {v[i]:g} is outside the training range "
+                         f"{f.training_text()}; the risk may be unreliable")
+        matrix[:, j] = encoded
+
+    age = matrix[:, FEATURE_INDEX["age_years"]]
+    duration = matrix[:, FEATURE_INDEX["disease_duration_years"]]
+    with np.errstate(invalid="ignore"):
+        longer_than_life = duration > age
+    errors.add(longer_than_life, lambda i: (
+        f"disease_duration_years: {duration[i]:g} exceeds age_years {age[i]:g}"))
+
+    if ID_COLUMN in raw.columns:
+        ids = raw[ID_COLUMN].astype("string").str.strip().to_numpy(dtype=object, na_value=None)
+    else:
+        ids = np.full(n, None, dtype=object)
+
+    rejected = errors.any()
+    accepted = ~rejected
+    rejects = pd.DataFrame({
+        "row": np.flatnonzero(rejected),
+        ID_COLUMN: ids[rejected],
+        "reason": errors.messages[rejected],
+    })
+    return ValidatedBatch(
+        matrix=matrix[accepted],
+        rows=np.flatnonzero(accepted),
+        patient_ids=ids[accepted],
+        warnings=warnings.messages[accepted],
+        rejects=rejects,
+    )
+
+
+FEATURE_INDEX: dict[str, int] = {f.name: j for j, f in enumerate(FEATURES)}
+
+
+def encode(frame: pd.DataFrame) -> np.ndarray:
+    """Model matrix of records that must all be valid (training data, examples).
+
+    Raises
+    ------
+    ValueError
+        Naming the first rejected record and its reason.
+    """
+    batch = validate_frame(frame, allow_extra=True)
+    if len(batch.rejects):
+        first = batch.rejects.iloc[0]
+        raise ValueError(
+            f"{len(batch.rejects)} invalid records, first at row {first['row']}: {first['reason']}"
+        )
+    return batch.matrix

@@ -1,0 +1,221 @@
+"""The model families, as scikit-learn classifiers that also explain themselves.
+
+Each family exposes :meth:`explain`, returning per-row SHAP values on the
+log-odds scale such that ``base + contributions.sum(axis=1) == decision_function(X)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xgboost as xgb
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+
+def _binary_codes(estimator: BaseEstimator, y: np.ndarray) -> np.ndarray:
+    y_type = type_of_target(y, input_name="y", raise_unknown=True)
+    if y_type != "binary":
+        raise ValueError(
+            "Only binary classification is supported. The type of the target "
+            f"is {y_type}."
+        )
+    estimator.classes_, codes = np.unique(y, return_inverse=True)
+    if len(estimator.classes_) < 2:
+        raise ValueError(f"y: needs two classes to fit, got one class ({estimator.classes_[0]!r})")
+    return codes
+
+
+class _RiskClassifier(ClassifierMixin, BaseEstimator):
+    """Shared prediction logic: probabilities from the log-odds decision function."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probability of each class, shape (n_samples, 2)."""
+        positive = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        return np.column_stack([1.0 - positive, positive])
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class, shape (n_samples,)."""
+        positive = self.decision_function(X) > 0
+        return self.classes_[positive.astype(int)]
+
+
+class LogisticRiskClassifier(_RiskClassifier):
+    """Regularised logistic regression that imputes and explains itself.
+
+    Missing values are imputed inside the model (median, plus a missing-indicator
+    column for each feature that had missing values in training); features are
+    standardised, so the SHAP value of a feature is ``coef * standardised value``
+    summed over its value and indicator columns, and the base value is the intercept.
+
+    Parameters
+    ----------
+    C : float
+        Inverse L2 regularisation strength.
+    log_columns : tuple of int
+        Columns log-transformed before imputation (strictly positive features such as IL-21).
+    max_iter : int
+        Solver iterations.
+    """
+
+    def __init__(self, *, C: float = 1.0, log_columns: tuple[int, ...] = (), max_iter: int = 1000):
+        self.C = C
+        self.log_columns = log_columns
+        self.max_iter = max_iter
+
+    def _log(self, X: np.ndarray) -> np.ndarray:
+        if not self.log_columns:
+            return X
+        X = X.astype(float, copy=True)
+        columns = list(self.log_columns)
+        X[:, columns] = np.log(X[:, columns])
+        return X
+
+    def fit(self, X, y) -> LogisticRiskClassifier:
+        """Fit on ``X`` of shape (n_samples, n_features), NaN where unknown, and binary ``y``."""
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
+        codes = _binary_codes(self, y)
+        if self.log_columns and np.nanmin(X[:, list(self.log_columns)], initial=np.inf) <= 0:
+            raise ValueError("X: log_columns must be strictly positive")
+        Z = self._log(X)
+        self.imputer_ = SimpleImputer(strategy="median", add_indicator=True,
+                                      keep_empty_features=True).fit(Z)
+        imputed = self.imputer_.transform(Z)
+        self.scaler_ = StandardScaler().fit(imputed)
+        self.logistic_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(
+            self.scaler_.transform(imputed), codes)
+        self.n_iter_ = self.logistic_.n_iter_
+        indicator = self.imputer_.indicator_
+        indicated = list(indicator.features_) if indicator is not None else []
+        # Which input feature each transformed column belongs to.
+        self.column_feature_ = np.array(list(range(X.shape[1])) + indicated, dtype=int)
+        return self
+
+    def _standardised(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        Z = self._log(X)
+        if self.log_columns:
+            # log of a non-positive value is undefined: treat as unknown, like the imputer does.
+            Z = np.where(np.isfinite(Z), Z, np.nan)
+        return self.scaler_.transform(self.imputer_.transform(Z))
+
+    def decision_function(self, X) -> np.ndarray:
+        """Log-odds of the positive class, shape (n_samples,)."""
+        standardised = self._standardised(X)
+        return self.logistic_.decision_function(standardised)
+
+    def explain(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """SHAP values on the log-odds scale.
+
+        Returns
+        -------
+        base : ndarray of shape (n_samples,)
+        contributions : ndarray of shape (n_samples, n_features)
+        """
+        standardised = self._standardised(X)
+        terms = standardised * self.logistic_.coef_[0]
+        contributions = np.zeros((terms.shape[0], self.n_features_in_))
+        np.add.at(contributions.T, self.column_feature_, terms.T)
+        base = np.full(terms.shape[0], self.logistic_.intercept_[0])
+        return base, contributions
+
+
+class XGBoostRiskClassifier(_RiskClassifier):
+    """Gradient-boosted trees (xgboost, ``binary:logistic``); missing values handled natively.
+
+    SHAP values are xgboost's exact TreeSHAP (``pred_contribs``).
+
+    Parameters
+    ----------
+    n_estimators : int
+        Boosting rounds.
+    max_depth : int
+        Maximum tree depth.
+    learning_rate : float
+        Shrinkage per round.
+    min_child_weight : float
+        Minimum hessian sum in a leaf.
+    subsample : float
+        Row subsampling per tree.
+    reg_lambda : float
+        L2 regularisation of leaf weights.
+    n_jobs : int, optional
+        Threads; all cores when None.
+    random_state : int
+        Seed of the subsampling.
+    device : str
+        ``"cpu"`` or ``"cuda"``.
+    """
+
+    def __init__(self, *, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05,
+                 min_child_weight: float = 1.0, subsample: float = 1.0, reg_lambda: float = 1.0,
+                 n_jobs: int | None = None, random_state: int = 0, device: str = "cpu"):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.min_child_weight = min_child_weight
+        self.subsample = subsample
+        self.reg_lambda = reg_lambda
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.device = device
+
+    def fit(self, X, y) -> XGBoostRiskClassifier:
+        """Fit on ``X`` of shape (n_samples, n_features), NaN where unknown, and binary ``y``."""
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
+        codes = _binary_codes(self, y)
+        params = {
+            "objective": "binary:logistic",
+            "eval_metric": "logloss",
+            "max_depth": self.max_depth,
+            "eta": self.learning_rate,
+            "min_child_weight": self.min_child_weight,
+            "subsample": self.subsample,
+            "lambda": self.reg_lambda,
+            "seed": self.random_state,
+            "device": self.device,
+            "tree_method": "hist",
+        }
+        if self.n_jobs is not None:
+            params["nthread"] = self.n_jobs
+        train = xgb.DMatrix(X, label=codes, missing=np.nan)
+        self.booster_ = xgb.train(params, train, num_boost_round=self.n_estimators)
+        return self
+
+    def _matrix(self, X) -> xgb.DMatrix:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        return xgb.DMatrix(X, missing=np.nan)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Log-odds of the positive class, shape (n_samples,)."""
+        matrix = self._matrix(X)
+        return self.booster_.predict(matrix, output_margin=True).astype(float)
+
+    def explain(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """SHAP values on the log-odds scale.
+
+        Returns
+        -------
+        base : ndarray of shape (n_samples,)
+        contributions : ndarray of shape (n_samples, n_features)
+        """
+        matrix = self._matrix(X)
+        contributions = self.booster_.predict(matrix, pred_contribs=True).astype(float)
+        return contributions[:, -1], contributions[:, :-1]
+
+
+FAMILIES: dict[str, type[_RiskClassifier]] = {
+    "logistic": LogisticRiskClassifier,
+    "xgboost": XGBoostRiskClassifier,
+}

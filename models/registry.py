@@ -1,0 +1,105 @@
+"""The model registry: choosing the champion and loading it by alias."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from models.scoring import RiskModel
+
+MODEL_NAME = "autoimmunity-risk"
+CHAMPION = "champion"
+PROMOTION_METRIC = "mean_log_loss"
+PROMOTION_RULE = (
+    "lowest held-out log loss averaged over outcomes (run metric 'mean_log_loss'); "
+    "ties go to the newer version"
+)
+
+
+class NoChampionError(LookupError):
+    """The registry has no version under the requested alias."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    version: str
+    run_id: str
+    family: str
+    experiment: str
+    metric: float
+
+
+@dataclass(frozen=True)
+class Promotion:
+    chosen: Candidate
+    candidates: list[Candidate]
+    previous: str | None
+    rule: str = PROMOTION_RULE
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered version, loaded once: its identity and its risk model."""
+
+    name: str
+    version: str
+    run_id: str
+    risk_model: RiskModel
+
+
+def candidates(client: MlflowClient, name: str = MODEL_NAME) -> list[Candidate]:
+    """Every registered version of ``name`` with its promotion metric."""
+    found = []
+    for version in client.search_model_versions(f"name='{name}'"):
+        run = client.get_run(version.run_id)
+        found.append(Candidate(
+            version=str(version.version),
+            run_id=version.run_id,
+            family=version.tags.get("family", run.data.tags.get("autorisk.family", "?")),
+            experiment=version.tags.get("experiment", "?"),
+            metric=run.data.metrics.get(PROMOTION_METRIC, math.inf),
+        ))
+    return sorted(found, key=lambda c: int(c.version))
+
+
+def choose(found: list[Candidate]) -> Candidate:
+    """Apply :data:`PROMOTION_RULE`."""
+    if not found:
+        raise NoChampionError("no registered versions to promote; run `autorisk train` first")
+    return min(found, key=lambda c: (c.metric, -int(c.version)))
+
+
+def promote(client: MlflowClient, name: str = MODEL_NAME, *, dry_run: bool = False) -> Promotion:
+    """Choose the champion by :data:`PROMOTION_RULE` and point the ``champion`` alias at it."""
+    found = candidates(client, name)
+    chosen = choose(found)
+    try:
+        previous = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        previous = None
+    if not dry_run:
+        client.set_registered_model_alias(name, CHAMPION, chosen.version)
+    return Promotion(chosen=chosen, candidates=found, previous=previous)
+
+
+def load_model(name: str = MODEL_NAME, alias: str = CHAMPION, version: str | None = None) -> LoadedModel:
+    """Load a registered version, by explicit version or by alias (never "latest")."""
+    client = MlflowClient()
+    try:
+        if version is None:
+            found = client.get_model_version_by_alias(name, alias)
+        else:
+            found = client.get_model_version(name, version)
+    except MlflowException as error:
+        target = f"version {version}" if version else f"alias @{alias}"
+        raise NoChampionError(
+            f"no model {name!r} {target} in the registry at {mlflow.get_tracking_uri()}; "
+            "run `autorisk train` and `autorisk promote` first"
+        ) from error
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{found.version}")
+    return LoadedModel(name=name, version=str(found.version), run_id=found.run_id,
+                       risk_model=pyfunc.unwrap_python_model().risk_model)

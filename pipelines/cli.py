@@ -1,0 +1,232 @@
+"""The ``autorisk`` command line: simulate, train, promote, score, serve, demo."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help="autorisk: risk of secondary autoimmunity after alemtuzumab, with SHAP explanations. "
+    "A research tool trained on synthetic trial cohorts; not for clinical decisions.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def simulate(
+    profile: Annotated[str, typer.Option(help="Trial profile: camms223, care-ms1 or care-ms2.")],
+    out: Annotated[Path, typer.Option(help="Output file, .csv or .parquet.")],
+    n: Annotated[int, typer.Option(help="Number of randomised patients.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 0,
+    config: Annotated[Path | None, typer.Option(help="Simulator assumptions YAML.")] = None,
+) -> None:
+    """Simulate a synthetic trial cohort with outcomes and true risks."""
+    from features.simulator import DEFAULT_CONFIG_PATH, load_simulator_config, simulate_cohort, write_frame
+
+    simulator = load_simulator_config(config or DEFAULT_CONFIG_PATH)
+    try:
+        frame = simulate_cohort(simulator, profile, n, seed)
+        write_frame(frame, out)
+    except ValueError as error:
+        raise _fail(str(error), 2) from error
+    by_arm = frame.groupby("treatment")[["thyroid_event", "itp_event"]].mean()
+    console.print(f"wrote {len(frame):,} patients of {profile} to {out}")
+    for arm, row in by_arm.iterrows():
+        console.print(f"  {arm}: thyroid {row.thyroid_event:.1%}, ITP {row.itp_event:.2%}")
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Option(help="Experiment YAML (default: experiments/baseline-comparison.yaml).")] = None,
+) -> None:
+    """Train every model family of an experiment, log it to MLflow and register the models."""
+    from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
+    from pipelines.tracking import configure_tracking
+    from pipelines.train import run_experiment
+
+    uri = configure_tracking()
+    try:
+        experiment = load_experiment(config or DEFAULT_EXPERIMENT)
+    except (OSError, ValueError) as error:
+        raise _fail(f"config: {error}", 2) from error
+    console.print(f"experiment {experiment.name!r}, tracking at {uri}")
+    started = time.perf_counter()
+    run_experiment(experiment, log=console.print)
+    console.print(f"trained in {time.perf_counter() - started:.0f} s")
+
+
+@app.command()
+def promote(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the decision without making it.")] = False,
+    model_name: Annotated[str, typer.Option(help="Registered model name.")] = "autoimmunity-risk",
+) -> None:
+    """Point the @champion alias at the best registered version, by a stated rule."""
+    from mlflow import MlflowClient
+
+    from models.registry import NoChampionError, promote as promote_version
+    from pipelines.tracking import configure_tracking
+
+    configure_tracking()
+    try:
+        decision = promote_version(MlflowClient(), model_name, dry_run=dry_run)
+    except NoChampionError as error:
+        raise _fail(str(error)) from error
+    table = Table("version", "family", "experiment", "mean held-out log loss", "")
+    for candidate in decision.candidates:
+        mark = "chosen" if candidate is decision.chosen else ""
+        table.add_row(candidate.version, candidate.family, candidate.experiment,
+                      f"{candidate.metric:.5f}", mark)
+    console.print(table)
+    console.print(f"rule: {decision.rule}")
+    verb = "would set" if dry_run else "set"
+    console.print(f"{verb} {model_name}@champion -> version {decision.chosen.version} "
+                  f"({decision.chosen.family}); previous champion: {decision.previous or 'none'}")
+
+
+@app.command()
+def score(
+    input: Annotated[Path, typer.Argument(help="Cohort file, .csv or .parquet.")],
+    out: Annotated[Path, typer.Option(help="Scores file, .csv or .parquet.")],
+    rejects: Annotated[Path | None, typer.Option(help="Rejected records (default: OUT.rejects.EXT).")] = None,
+    ignore_extra_columns: Annotated[bool, typer.Option("--ignore-extra-columns", help="Ignore columns that are not features instead of failing.")] = False,
+    model_version: Annotated[str | None, typer.Option(help="Registered version to use (default: @champion).")] = None,
+    chunk_rows: Annotated[int, typer.Option(help="Records per chunk.")] = 50_000,
+) -> None:
+    """Score a cohort file: risk and SHAP values per patient and outcome."""
+    from features.validation import InputSchemaError
+    from models.registry import NoChampionError, load_model
+    from pipelines.score import InputFileError, default_rejects_path, score_file
+    from pipelines.tracking import configure_tracking
+
+    configure_tracking()
+    try:
+        model = load_model(version=model_version)
+    except NoChampionError as error:
+        raise _fail(str(error)) from error
+    rejects = rejects or default_rejects_path(out)
+    started = time.perf_counter()
+    progress = Progress(TextColumn("scoring"), BarColumn(bar_width=None), TextColumn("{task.completed:,} rows"),
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=errors,
+                        transient=True)
+    with progress:
+        task = progress.add_task("score", total=None, rate="")
+
+        def report(rows: int) -> None:
+            rate = rows / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, completed=rows, rate=f"{rate:,.0f} rows/s")
+
+        try:
+            summary = score_file(input, out, model, rejects_path=rejects,
+                                 allow_extra=ignore_extra_columns, chunk_rows=chunk_rows,
+                                 on_progress=report)
+        except (InputFileError, InputSchemaError) as error:
+            raise _fail(f"{input}: {error}" if not str(error).startswith(str(input)) else str(error), 2) from error
+    elapsed = time.perf_counter() - started
+    console.print(f"model {model.name} v{model.version}: read {summary.read:,} records, "
+                  f"scored {summary.scored:,}, rejected {summary.rejected:,} "
+                  f"({elapsed:.1f} s, {summary.read / max(elapsed, 1e-9):,.0f} records/s)")
+    if summary.blank_lines:
+        console.print(f"skipped {summary.blank_lines:,} blank lines")
+    if summary.ignored_columns:
+        console.print(f"ignored columns: {', '.join(summary.ignored_columns)}")
+    if summary.outside_training_range:
+        console.print(f"[yellow]{summary.outside_training_range:,} scored patients have values outside "
+                      "the training range; their risks may be unreliable (see the warnings column)[/]")
+    console.print(f"scores: {out}")
+    if summary.rejected:
+        console.print(f"rejects: {rejects}")
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+    host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = "127.0.0.1",
+) -> None:
+    """Serve the @champion model over REST (BentoML): POST /predict."""
+    from pipelines.tracking import PROJECT_ROOT, configure_tracking
+
+    os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:RiskService",
+               "--host", host, "--port", str(port), "--working-dir", str(PROJECT_ROOT)]
+    os.execv(sys.executable, command)
+
+
+@app.command()
+def demo(
+    outputs: Annotated[Path, typer.Option(help="Folder for the demo's files.")] = Path("outputs"),
+    config: Annotated[Path | None, typer.Option(help="Experiment YAML.")] = None,
+    clinic_n: Annotated[int, typer.Option(help="Patients in the simulated clinic cohort.")] = 500,
+) -> None:
+    """Simulate the trials, train and compare, promote a champion, score a clinic cohort."""
+    from mlflow import MlflowClient
+
+    from features.schema import FEATURE_NAMES, ID_COLUMN
+    from features.simulator import load_simulator_config, simulate_cohort, write_frame
+    from models.registry import load_model, promote as promote_version
+    from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
+    from pipelines.score import score_file
+    from pipelines.tracking import configure_tracking
+    from pipelines.train import run_experiment
+
+    started = time.perf_counter()
+    uri = configure_tracking()
+    experiment = load_experiment(config or DEFAULT_EXPERIMENT)
+    simulator = load_simulator_config(experiment.simulator_config)
+    cohorts_dir = outputs / "cohorts"
+    cohorts_dir.mkdir(parents=True, exist_ok=True)
+
+    console.rule("1. synthetic trial cohorts")
+    for cohort in [*experiment.train_cohorts, *experiment.external_cohorts]:
+        frame = simulate_cohort(simulator, cohort.profile, cohort.n, cohort.seed)
+        path = cohorts_dir / f"{cohort.profile}.parquet"
+        write_frame(frame, path)
+        rates = frame.groupby("treatment")[["thyroid_event", "itp_event"]].mean()
+        text = "; ".join(f"{arm}: thyroid {r.thyroid_event:.1%}, ITP {r.itp_event:.2%}"
+                         for arm, r in rates.iterrows())
+        console.print(f"{path} ({len(frame):,} patients) {text}")
+
+    console.rule("2. train and compare model families")
+    run_experiment(experiment, log=console.print)
+
+    console.rule("3. promote a champion")
+    decision = promote_version(MlflowClient(), experiment.registered_model_name)
+    console.print(f"rule: {decision.rule}")
+    console.print(f"champion: version {decision.chosen.version} ({decision.chosen.family}, "
+                  f"mean log loss {decision.chosen.metric:.5f})")
+
+    console.rule("4. score a simulated clinic cohort")
+    clinic = simulate_cohort(simulator, "care-ms2", clinic_n, 2026)[[ID_COLUMN, *FEATURE_NAMES]]
+    clinic_path, scores_path = outputs / "clinic.csv", outputs / "clinic_scores.csv"
+    write_frame(clinic, clinic_path)
+    model = load_model(experiment.registered_model_name)
+    summary = score_file(clinic_path, scores_path, model)
+    console.print(f"scored {summary.scored:,} of {summary.read:,} patients "
+                  f"({summary.rejected} rejected) -> {scores_path}")
+
+    console.rule("done")
+    console.print(f"finished in {time.perf_counter() - started:.0f} s")
+    console.print(f"MLflow store: {uri}")
+    console.print(f"open the MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000")
+    console.print("start the REST server: .venv/bin/autorisk serve --port 3000")
+    console.print("score a file:          .venv/bin/autorisk score outputs/clinic.csv --out scores.csv")
+    console.print("Research tool on synthetic data: not for clinical decisions.")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,104 @@
+"""The REST endpoint: a thin BentoML service around the champion model.
+
+The champion is resolved once, at start-up, from the ``@champion`` alias to a
+fixed registered version; every response names that version. Requests are
+validated by the pydantic model derived from :mod:`features.schema` and then
+scored by the same function as batch files (:func:`models.scoring.score_batch`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Annotated
+
+import bentoml
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from features.schema import FEATURE_NAMES, ID_COLUMN, patient_model
+from features.validation import validate_frame
+from models.registry import CHAMPION, MODEL_NAME, load_model
+from models.scoring import score_batch
+
+Patient = patient_model()
+MAX_PATIENTS = 1000
+logger = logging.getLogger("autorisk.serving")
+
+
+class OutcomeRisk(BaseModel):
+    risk: float = Field(description="Probability of the outcome within 24 months of the first course.", ge=0, le=1)
+    base_value: float = Field(description="SHAP base value, log-odds.")
+    shap: dict[str, float] = Field(description="SHAP value per feature, log-odds; base_value + sum(shap) = logit(risk).")
+
+
+class Prediction(BaseModel):
+    patient_id: str | None
+    outcomes: dict[str, OutcomeRisk]
+    warnings: list[str] = Field(description="Values outside the training range (scored, but less reliable).")
+
+
+class ModelIdentity(BaseModel):
+    name: str
+    version: str
+    run_id: str
+
+
+class PredictResponse(BaseModel):
+    model: ModelIdentity
+    predictions: list[Prediction]
+
+
+def to_response(identity: ModelIdentity, scores: pd.DataFrame, outcomes: tuple[str, ...]) -> PredictResponse:
+    """Nest the batch-format score columns into the REST response."""
+    predictions = []
+    for row in scores.to_dict(orient="records"):
+        predictions.append(Prediction(
+            patient_id=row[ID_COLUMN],
+            outcomes={
+                outcome: OutcomeRisk(
+                    risk=row[f"risk_{outcome}"],
+                    base_value=row[f"base_{outcome}"],
+                    shap={f: row[f"shap_{outcome}__{f}"] for f in FEATURE_NAMES},
+                )
+                for outcome in outcomes
+            },
+            warnings=row["warnings"].split("; ") if row["warnings"] else [],
+        ))
+    return PredictResponse(model=identity, predictions=predictions)
+
+
+@bentoml.service(traffic={"timeout": 30})
+class RiskService:
+    """Risk of each autoimmune outcome after alemtuzumab, with SHAP. Research use on synthetic data only."""
+
+    def __init__(self) -> None:
+        import mlflow
+
+        from pipelines.tracking import configure_tracking
+
+        configure_tracking()
+        self.model = load_model(
+            os.environ.get("AUTORISK_MODEL_NAME", MODEL_NAME),
+            alias=os.environ.get("AUTORISK_MODEL_ALIAS", CHAMPION),
+            version=os.environ.get("AUTORISK_MODEL_VERSION") or None,
+        )
+        self.identity = ModelIdentity(name=self.model.name, version=self.model.version,
+                                      run_id=self.model.run_id)
+        logger.info("loaded %s version %s from %s", self.model.name, self.model.version,
+                    mlflow.get_tracking_uri())
+
+    @bentoml.api(route="/predict")
+    def predict(
+        self,
+        patients: Annotated[list[Patient], Field(min_length=1, max_length=MAX_PATIENTS)],  # type: ignore[valid-type]
+    ) -> PredictResponse:
+        """Risk and SHAP values per patient and outcome."""
+        frame = pd.DataFrame([p.model_dump() for p in patients], columns=[ID_COLUMN, *FEATURE_NAMES])
+        batch = validate_frame(frame)
+        if len(batch.rejects):
+            reasons = "; ".join(f"patients[{r.row}]: {r.reason}" for r in batch.rejects.itertuples())
+            raise bentoml.exceptions.InvalidArgument(reasons)
+        scores = score_batch(self.model.risk_model, batch)
+        logger.info("scored %d patients with version %s", len(scores), self.model.version)
+        return to_response(self.identity, scores, self.model.risk_model.outcomes)

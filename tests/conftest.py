@@ -1,0 +1,71 @@
+"""Shared fixtures: simulated cohorts and a real MLflow store with a trained champion."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from features.simulator import load_simulator_config, simulate_cohort
+from pipelines.config import DEFAULT_EXPERIMENT, CohortSpec, load_experiment
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    return load_simulator_config()
+
+
+@pytest.fixture(scope="session")
+def make_cohort(simulator):
+    """Factory: ``make_cohort(profile, n, seed)`` -> simulated cohort frame."""
+
+    def make(profile: str = "care-ms1", n: int = 200, seed: int = 0):
+        return simulate_cohort(simulator, profile, n, seed)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment(tmp_path_factory):
+    """The default experiment, shrunk to train in seconds."""
+    config = load_experiment(DEFAULT_EXPERIMENT)
+    return config.model_copy(update={
+        "name": "tiny-test",
+        "train_cohorts": [CohortSpec(profile="care-ms1", n=4000, seed=1),
+                          CohortSpec(profile="care-ms2", n=4000, seed=2)],
+        "external_cohorts": [CohortSpec(profile="camms223", n=2000, seed=3)],
+        "families": {
+            "logistic": config.families["logistic"],
+            "xgboost": {**config.families["xgboost"], "n_estimators": 60, "n_jobs": 2},
+        },
+    })
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory, tiny_experiment):
+    """A real SQLite MLflow store in a temporary folder, with both families trained and a champion."""
+    import mlflow
+
+    from models.registry import promote
+    from pipelines.train import run_experiment
+
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    results = run_experiment(tiny_experiment, log=lambda *_: None)
+    decision = promote(mlflow.MlflowClient())
+    yield {"uri": uri, "folder": Path(folder), "results": results, "promotion": decision}
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+@pytest.fixture(scope="session")
+def champion(mlflow_store):
+    from models.registry import load_model
+
+    return load_model()

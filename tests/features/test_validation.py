@@ -1,0 +1,89 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.schema import FEATURE_NAMES
+from features.validation import FEATURE_INDEX, InputSchemaError, validate_frame
+
+
+def records(*rows):
+    base = {"age_years": "34", "sex": "female", "disease_duration_years": "2"}
+    return pd.DataFrame([{**base, **row} for row in rows], dtype=object)
+
+
+def test_unambiguous_codings_are_accepted():
+    frame = records(
+        {"sex": "F", "smoker": "yes", "prior_dmt": "1", "il21_pg_ml": "NA", "treatment": ""},
+        {"sex": " m ", "smoker": "No", "prior_dmt": "false", "il21_pg_ml": "", "treatment": "Interferon_Beta_1a"},
+    )
+    batch = validate_frame(frame)
+    assert batch.rejects.empty
+    m = batch.matrix
+    assert m[:, FEATURE_INDEX["sex"]].tolist() == [1.0, 0.0]
+    assert m[:, FEATURE_INDEX["smoker"]].tolist() == [1.0, 0.0]
+    assert m[:, FEATURE_INDEX["prior_dmt"]].tolist() == [1.0, 0.0]
+    assert np.isnan(m[:, FEATURE_INDEX["il21_pg_ml"]]).all()
+    assert m[:, FEATURE_INDEX["treatment"]].tolist() == [1.0, 0.0]  # missing -> alemtuzumab
+
+
+@pytest.mark.parametrize("row, field, problem", [
+    ({"il21_pg_ml": "abc"}, "il21_pg_ml", "not a number"),
+    ({"il21_pg_ml": "1,5"}, "il21_pg_ml", "not a number"),
+    ({"il21_pg_ml": "0"}, "il21_pg_ml", "possible range"),
+    ({"relapses_prior_2y": "2.5"}, "relapses_prior_2y", "whole number"),
+    ({"age_years": "150"}, "age_years", "possible range"),
+    ({"age_years": ""}, "age_years", "required"),
+    ({"sex": "x"}, "sex", "not one of female, male"),
+    ({"smoker": "maybe"}, "smoker", "boolean"),
+    ({"disease_duration_years": "40"}, "disease_duration_years", "exceeds age_years"),
+    ({"edss": "inf"}, "edss", "possible range"),
+])
+def test_bad_values_are_rejected_with_field_and_reason(row, field, problem):
+    batch = validate_frame(records({}, row, {}))
+    assert batch.rows.tolist() == [0, 2]
+    assert batch.rejects["row"].tolist() == [1]
+    reason = batch.rejects["reason"].iloc[0]
+    assert reason.startswith(field) and problem in reason
+
+
+def test_every_record_is_accepted_or_rejected():
+    frame = records({}, {"age_years": "x"}, {"sex": "?"}, {}, {"edss": "12"})
+    batch = validate_frame(frame)
+    assert sorted(batch.rows.tolist() + batch.rejects["row"].tolist()) == list(range(len(frame)))
+
+
+def test_outside_training_range_is_scored_with_a_warning():
+    batch = validate_frame(records({"age_years": "70", "disease_duration_years": "30"}))
+    assert batch.rejects.empty
+    assert "age_years: 70 is outside the training range" in batch.warnings[0]
+    assert "disease_duration_years" in batch.warnings[0]
+
+
+def test_typed_values_are_accepted():
+    frame = pd.DataFrame({"age_years": [34.0], "sex": ["male"], "disease_duration_years": [1.5],
+                          "smoker": [True], "relapses_prior_2y": [2]})
+    batch = validate_frame(frame)
+    assert batch.rejects.empty
+    assert batch.matrix[0, FEATURE_INDEX["smoker"]] == 1.0
+
+
+def test_input_is_not_modified():
+    frame = records({"sex": "F", "il21_pg_ml": "abc"})
+    before = frame.copy()
+    validate_frame(frame)
+    pd.testing.assert_frame_equal(frame, before)
+
+
+def test_unknown_column_is_an_error_naming_it():
+    with pytest.raises(InputSchemaError, match="il_21"):
+        validate_frame(records({"il_21": "5"}))
+
+
+def test_missing_required_column_is_an_error_naming_it():
+    with pytest.raises(InputSchemaError, match="disease_duration_years"):
+        validate_frame(records({}).drop(columns="disease_duration_years"))
+
+
+def test_matrix_columns_follow_schema_order():
+    batch = validate_frame(records({}))
+    assert batch.matrix.shape == (1, len(FEATURE_NAMES))

@@ -1,0 +1,137 @@
+"""The real BentoML server in a subprocess, over HTTP, against a real MLflow store."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.schema import FEATURE_NAMES
+from pipelines.cli import app
+
+pytestmark = pytest.mark.integration
+
+PATIENTS = [
+    {"patient_id": "a", "age_years": 34, "sex": "female", "disease_duration_years": 2.5,
+     "edss": 2.0, "relapses_prior_2y": 2, "prior_dmt": False, "il21_pg_ml": 620.0, "smoker": True,
+     "family_history_autoimmunity": False, "thyroid_antibodies": True, "treatment": "alemtuzumab"},
+    {"patient_id": "b", "age_years": 41, "sex": "male", "disease_duration_years": 6.0},
+    {"patient_id": "c", "age_years": 67, "sex": "male", "disease_duration_years": 12.0,
+     "treatment": "interferon_beta_1a"},
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(mlflow_store, tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store["uri"]}
+    with open(log, "w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)],
+            env=env, stdout=handle, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not ready in 120 s:\n{log.read_text()}")
+            time.sleep(0.5)
+        yield {"url": url, "log": log}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def post(server, body, **kwargs):
+    return httpx.post(f"{server['url']}/predict", timeout=30, **({"json": body} if body is not None else {}), **kwargs)
+
+
+def test_health_and_openapi(server):
+    assert httpx.get(f"{server['url']}/livez").status_code == 200
+    assert httpx.get(f"{server['url']}/readyz").status_code == 200
+    spec = httpx.get(f"{server['url']}/docs.json").json()
+    assert "/predict" in spec["paths"]
+
+
+def test_predict_returns_risks_and_shap_with_the_model_version(server, mlflow_store):
+    response = post(server, {"patients": PATIENTS})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"]["name"] == "autoimmunity-risk"
+    assert body["model"]["version"] == mlflow_store["promotion"].chosen.version
+    assert [p["patient_id"] for p in body["predictions"]] == ["a", "b", "c"]
+    for prediction in body["predictions"]:
+        for outcome in ("thyroid", "itp"):
+            scores = prediction["outcomes"][outcome]
+            assert 0 <= scores["risk"] <= 1
+            assert set(scores["shap"]) == set(FEATURE_NAMES)
+            logit = np.log(scores["risk"] / (1 - scores["risk"]))
+            assert scores["base_value"] + sum(scores["shap"].values()) == pytest.approx(logit, abs=1e-4)
+    assert body["predictions"][0]["warnings"] == []
+    assert any("age_years: 67" in w for w in body["predictions"][2]["warnings"])
+
+
+def test_rest_and_batch_give_the_same_numbers(server, tmp_path):
+    body = post(server, {"patients": PATIENTS}).json()
+    source, out = tmp_path / "patients.csv", tmp_path / "scores.csv"
+    pd.DataFrame(PATIENTS).to_csv(source, index=False)
+    result = CliRunner().invoke(app, ["score", str(source), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    batch = pd.read_csv(out).set_index("patient_id")
+    for prediction in body["predictions"]:
+        row = batch.loc[prediction["patient_id"]]
+        for outcome, scores in prediction["outcomes"].items():
+            assert scores["risk"] == pytest.approx(row[f"risk_{outcome}"], abs=1e-9)
+            assert scores["base_value"] == pytest.approx(row[f"base_{outcome}"], abs=1e-9)
+            for feature, value in scores["shap"].items():
+                assert value == pytest.approx(row[f"shap_{outcome}__{feature}"], abs=1e-9)
+
+
+@pytest.mark.parametrize("patient, field", [
+    ({"age_years": 34, "sex": "female", "disease_duration_years": 2, "il_21": 600}, "il_21"),
+    ({"age_years": 34, "sex": "woman", "disease_duration_years": 2}, "sex"),
+    ({"age_years": 34, "sex": "female", "disease_duration_years": 40}, "disease_duration_years"),
+    ({"age_years": 34, "sex": "female", "disease_duration_years": 2, "il21_pg_ml": -1}, "il21_pg_ml"),
+    ({"age_years": 34, "sex": "female", "disease_duration_years": 2, "edss": 12}, "edss"),
+    ({"age_years": "old", "sex": "female", "disease_duration_years": 2}, "age_years"),
+    ({"sex": "female", "disease_duration_years": 2}, "age_years"),
+])
+def test_bad_patients_get_a_4xx_naming_the_field(server, patient, field):
+    response = post(server, {"patients": [PATIENTS[0], patient]})
+    assert 400 <= response.status_code < 500, response.text
+    assert field in response.text
+
+
+@pytest.mark.parametrize("body", [{"patients": []}, {}, {"patients": "x"}, [1, 2]])
+def test_malformed_requests_get_a_4xx(server, body):
+    response = post(server, body)
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_non_json_body_gets_a_4xx(server):
+    response = post(server, None, content=b"not json", headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500
