@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean bench-simulate
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/pytest
+
+bench-simulate: $(BIN)/.installed
+	$(BIN)/python benchmarks/simulate.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts mlruns outputs .pytest_cache

@@ -86,20 +86,24 @@ def promote(client: MlflowClient, name: str = MODEL_NAME, *, dry_run: bool = Fal
     return Promotion(chosen=chosen, candidates=found, previous=previous)
 
 
-def load_model(name: str = MODEL_NAME, alias: str = CHAMPION, version: str | None = None) -> LoadedModel:
-    """Load a registered version, by explicit version or by alias (never "latest")."""
+def resolve_version(name: str = MODEL_NAME, alias: str = CHAMPION, version: str | None = None):
+    """The registered version to use: ``version`` when given, else the one under ``alias``."""
     client = MlflowClient()
     try:
         if version is None:
-            found = client.get_model_version_by_alias(name, alias)
-        else:
-            found = client.get_model_version(name, version)
+            return client.get_model_version_by_alias(name, alias)
+        return client.get_model_version(name, version)
     except MlflowException as error:
         target = f"version {version}" if version else f"alias @{alias}"
         raise NoChampionError(
             f"no model {name!r} {target} in the registry at {mlflow.get_tracking_uri()}; "
             "run `autorisk train` and `autorisk promote` first"
         ) from error
+
+
+def load_model(name: str = MODEL_NAME, alias: str = CHAMPION, version: str | None = None) -> LoadedModel:
+    """Load a registered version, by explicit version or by alias (never "latest")."""
+    found = resolve_version(name, alias, version)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{found.version}")
     return LoadedModel(name=name, version=str(found.version), run_id=found.run_id,
                        risk_model=pyfunc.unwrap_python_model().risk_model)

@@ -159,9 +159,15 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = "127.0.0.1",
 ) -> None:
     """Serve the @champion model over REST (BentoML): POST /predict."""
+    from models.registry import NoChampionError, resolve_version
     from pipelines.tracking import PROJECT_ROOT, configure_tracking
 
     os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
+    try:
+        champion = resolve_version()
+    except NoChampionError as error:
+        raise _fail(str(error)) from error
+    console.print(f"serving autoimmunity-risk version {champion.version} (@champion) on http://{host}:{port}")
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:RiskService",
                "--host", host, "--port", str(port), "--working-dir", str(PROJECT_ROOT)]
     os.execv(sys.executable, command)

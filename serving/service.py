@@ -14,7 +14,7 @@ from typing import Annotated
 
 import bentoml
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.schema import FEATURE_NAMES, ID_COLUMN, patient_model
 from features.validation import validate_frame
@@ -24,6 +24,30 @@ from models.scoring import score_batch
 Patient = patient_model()
 MAX_PATIENTS = 1000
 logger = logging.getLogger("autorisk.serving")
+# BentoML logs the traceback of a rejected request, and pydantic's message quotes the input values.
+BENTOML_REQUEST_LOGGERS = ("bentoml._internal.server.http_app", "bentoml.serve")
+
+
+class WithholdInputValues(logging.Filter):
+    """Replace tracebacks of rejected requests with the error locations and types, never the values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            where = ", ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['type']}"
+                              for e in error.errors(include_input=False, include_url=False))
+            record.msg = f"{record.getMessage()}: rejected input ({where}); values withheld"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+class PredictRequest(BaseModel):
+    """Body of ``POST /predict``; unknown top-level fields are rejected too."""
+
+    model_config = ConfigDict(extra="forbid")
+    patients: Annotated[list[Patient], Field(min_length=1, max_length=MAX_PATIENTS)]  # type: ignore[valid-type]
 
 
 class OutcomeRisk(BaseModel):
@@ -77,6 +101,8 @@ class RiskService:
 
         from pipelines.tracking import configure_tracking
 
+        for name in BENTOML_REQUEST_LOGGERS:
+            logging.getLogger(name).addFilter(WithholdInputValues())
         configure_tracking()
         self.model = load_model(
             os.environ.get("AUTORISK_MODEL_NAME", MODEL_NAME),
@@ -88,11 +114,8 @@ class RiskService:
         logger.info("loaded %s version %s from %s", self.model.name, self.model.version,
                     mlflow.get_tracking_uri())
 
-    @bentoml.api(route="/predict")
-    def predict(
-        self,
-        patients: Annotated[list[Patient], Field(min_length=1, max_length=MAX_PATIENTS)],  # type: ignore[valid-type]
-    ) -> PredictResponse:
+    @bentoml.api(route="/predict", input_spec=PredictRequest)
+    def predict(self, patients: list[Patient]) -> PredictResponse:  # type: ignore[valid-type]
         """Risk and SHAP values per patient and outcome."""
         frame = pd.DataFrame([p.model_dump() for p in patients], columns=[ID_COLUMN, *FEATURE_NAMES])
         batch = validate_frame(frame)

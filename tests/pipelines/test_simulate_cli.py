@@ -20,3 +20,10 @@ def test_simulate_rejects_unknown_profile(tmp_path):
     result = runner.invoke(app, ["simulate", "--profile", "care-ms9", "--out", str(tmp_path / "x.csv")])
     assert result.exit_code == 2
     assert "care-ms9" in result.output
+
+
+def test_serve_without_a_champion_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    result = runner.invoke(app, ["serve", "--port", "3999"])
+    assert result.exit_code == 1
+    assert "run `autorisk train` and `autorisk promote` first" in result.output

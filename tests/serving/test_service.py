@@ -37,7 +37,7 @@ def free_port() -> int:
 def server(mlflow_store, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store["uri"]}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store["uri"], "PYTHONUNBUFFERED": "1"}
     with open(log, "w") as handle:
         process = subprocess.Popen(
             [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)],
@@ -126,7 +126,8 @@ def test_bad_patients_get_a_4xx_naming_the_field(server, patient, field):
     assert field in response.text
 
 
-@pytest.mark.parametrize("body", [{"patients": []}, {}, {"patients": "x"}, [1, 2]])
+@pytest.mark.parametrize("body", [{"patients": []}, {}, {"patients": "x"}, [1, 2],
+                                  {"patients": [PATIENTS[1]], "patient": {}}])
 def test_malformed_requests_get_a_4xx(server, body):
     response = post(server, body)
     assert 400 <= response.status_code < 500, response.text
@@ -135,3 +136,16 @@ def test_malformed_requests_get_a_4xx(server, body):
 def test_non_json_body_gets_a_4xx(server):
     response = post(server, None, content=b"not json", headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500
+
+
+def test_rejected_patient_values_stay_out_of_the_server_log(server):
+    sentinel = {"patient_id": "SENTINEL-ID-4242", "age_years": 34, "sex": "female",
+                "disease_duration_years": 2, "il21_pg_ml": -98765.4321}
+    assert post(server, {"patients": [sentinel]}).status_code == 400
+    assert post(server, None, content=b"SENTINEL-BODY-4242", headers={"content-type": "application/json"}).status_code == 400
+    assert post(server, {"patients": [PATIENTS[0]]}).status_code == 200
+    time.sleep(0.5)
+    log = server["log"].read_text()
+    assert "rejected input (patients.0.il21_pg_ml: greater_than); values withheld" in log
+    for secret in ("SENTINEL-ID-4242", "98765", "SENTINEL-BODY-4242", "620.0"):
+        assert secret not in log
