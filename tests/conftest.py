@@ -43,7 +43,7 @@ def tiny_experiment(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def mlflow_store(tmp_path_factory, tiny_experiment):
+def mlflow_store(tmp_path_factory, tiny_experiment, _isolated_tracking_uri):
     """A real SQLite MLflow store in a temporary folder, with both families trained and a champion."""
     import mlflow
 
@@ -52,16 +52,13 @@ def mlflow_store(tmp_path_factory, tiny_experiment):
 
     folder = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    previous = os.environ["MLFLOW_TRACKING_URI"]
     os.environ["MLFLOW_TRACKING_URI"] = uri
     mlflow.set_tracking_uri(uri)
     results = run_experiment(tiny_experiment, log=lambda *_: None)
     decision = promote(mlflow.MlflowClient())
     yield {"uri": uri, "folder": Path(folder), "results": results, "promotion": decision}
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
+    os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +66,25 @@ def champion(mlflow_store):
     from models.registry import load_model
 
     return load_model()
+
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_tracking_uri(tmp_path_factory):
+    """Every test talks to a temporary store, never the project's own mlflow.db."""
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('empty-store') / 'mlflow.db'}"
+    yield
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _follow_tracking_env(_isolated_tracking_uri):
+    """CLI commands set MLflow's process-wide tracking URI; reset it to the environment's after each test."""
+    import mlflow
+
+    yield
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
