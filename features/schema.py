@@ -46,6 +46,9 @@ class Feature:
         Value used when a category is missing.
     example : object
         Example value for the API docs.
+    model_input : bool
+        Whether the value is a column of the model matrix (and so has a SHAP value);
+        ``il21_assay`` only sets the scale on which ``il21_pg_ml`` is read.
     """
 
     name: str
@@ -59,6 +62,7 @@ class Feature:
     training: tuple[float, float] | None = None
     categories: tuple[str, ...] = ()
     default: str | None = None
+    model_input: bool = True
 
     def possible_text(self) -> str:
         """Human-readable possible range or category list."""
@@ -139,12 +143,24 @@ FEATURES: tuple[Feature, ...] = (
         name="il21_pg_ml",
         kind="number",
         unit="pg/mL",
-        description="Pre-treatment serum IL-21 (legacy ELISA scale).",
+        description="Pre-treatment serum IL-21, on the scale of the kit named in il21_assay; "
+        "the model reads it as a z-score within that assay.",
         required=False,
         example=310.0,
         possible=(0.0, 1.0e6),
         low_exclusive=True,
-        training=(10.0, 5000.0),
+        # training range: per assay, in IL21_ASSAYS
+    ),
+    Feature(
+        name="il21_assay",
+        kind="category",
+        unit="",
+        description="IL-21 kit: legacy_elisa (the original, withdrawn kit) or current_elisa "
+        "(reads about ten times lower); required when il21_pg_ml is given.",
+        required=False,
+        example="legacy_elisa",
+        categories=("legacy_elisa", "current_elisa"),
+        model_input=False,
     ),
     Feature(
         name="smoker",
@@ -182,13 +198,42 @@ FEATURES: tuple[Feature, ...] = (
     ),
 )
 
-FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+INPUT_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+# Columns of the model matrix, in order; each has a SHAP value.
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.model_input)
 FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 
-# Numeric code of each category, used by the model matrix (:func:`features.encoding.encode`).
+# Numeric code of each category (model matrix and validation).
 CATEGORY_CODES: dict[str, dict[str, float]] = {
     "sex": {"male": 0.0, "female": 1.0},
     "treatment": {"interferon_beta_1a": 0.0, "alemtuzumab": 1.0},
+    "il21_assay": {"legacy_elisa": 0.0, "current_elisa": 1.0},
+}
+
+
+@dataclass(frozen=True)
+class AssayReference:
+    """Reference distribution of IL-21 on one kit: the model reads ``(ln x - ln median) / log_sd``.
+
+    Attributes
+    ----------
+    median_pg_ml : float
+        Median of the reference population, pg/mL.
+    log_sd : float
+        SD of ln IL-21 in the reference population.
+    training : tuple of float
+        Range covered by the training cohorts on this kit, pg/mL (outside: a warning).
+    """
+
+    median_pg_ml: float
+    log_sd: float
+    training: tuple[float, float]
+
+
+# Azzopardi 2014 (clinical-facts.md §3): the same patients read about ten times lower on a current kit.
+IL21_ASSAYS: dict[str, AssayReference] = {
+    "legacy_elisa": AssayReference(median_pg_ml=260.0, log_sd=0.85, training=(10.0, 5000.0)),
+    "current_elisa": AssayReference(median_pg_ml=26.0, log_sd=0.85, training=(1.0, 500.0)),
 }
 
 OUTCOMES: tuple[str, ...] = ("thyroid", "itp")
@@ -233,9 +278,10 @@ def patient_model() -> type:
         @model_validator(mode="after")
         def _duration_within_age(self):  # noqa: ANN202 - pydantic hook
             if self.disease_duration_years > self.age_years:
-                raise ValueError(
-                    "disease_duration_years: cannot exceed age_years"
-                )
+                raise ValueError("disease_duration_years: cannot exceed age_years")
+            if self.il21_pg_ml is not None and self.il21_assay is None:
+                raise ValueError("il21_assay: required when il21_pg_ml is given "
+                                 "(legacy_elisa or current_elisa)")
             return self
 
     fields: dict[str, Any] = {
@@ -244,7 +290,7 @@ def patient_model() -> type:
             Field(default=None, max_length=128, description="Echoed back; never a model input."),
         )
     }
-    for feature in FEATURES:
+    for feature in FEATURES:  # every input, il21_assay included
         constraints: dict[str, Any] = {}
         if feature.possible is not None:
             low, high = feature.possible
@@ -278,7 +324,7 @@ def mlflow_input_schema():
     from mlflow.types import ColSpec, Schema
 
     mlflow_type = {"number": "double", "integer": "double", "boolean": "boolean", "category": "string"}
-    specs = [ColSpec("string", ID_COLUMN, required=False)]
+    specs = [ColSpec("string", ID_COLUMN, required=False)]  # all inputs, il21_assay included
     specs += [ColSpec(mlflow_type[f.kind], f.name, required=f.required) for f in FEATURES]
     return Schema(specs)
 
@@ -288,6 +334,12 @@ def mlflow_output_schema(outcomes: tuple[str, ...] = OUTCOMES):
     from mlflow.types import ColSpec, Schema
 
     return Schema([ColSpec("double", name) for name in output_columns(outcomes)])
+
+
+def _training_text(feature: Feature) -> str:
+    if feature.name == "il21_pg_ml":
+        return "; ".join(f"{name}: {a.training[0]:g}–{a.training[1]:g}" for name, a in IL21_ASSAYS.items())
+    return feature.training_text()
 
 
 def markdown_table() -> str:
@@ -301,6 +353,6 @@ def markdown_table() -> str:
         required = "yes" if f.required else (f"no (default `{f.default}`)" if f.default else "no")
         rows.append(
             f"| `{f.name}` | {f.kind} | {f.unit} | {required} | {f.possible_text()} | "
-            f"{f.training_text()} | {f.description} |"
+            f"{_training_text(f)} | {f.description} |"
         )
     return "\n".join(rows)

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.schema import CATEGORY_CODES, FEATURES, FEATURES_BY_NAME, ID_COLUMN, Feature
+from features.schema import (
+    CATEGORY_CODES,
+    FEATURE_NAMES,
+    FEATURES,
+    FEATURES_BY_NAME,
+    ID_COLUMN,
+    IL21_ASSAYS,
+    Feature,
+)
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 BOOLEAN_CODES = {
@@ -32,7 +40,9 @@ BOOLEAN_CODES = {
 CATEGORY_ALIASES = {
     "sex": {"female": "female", "f": "female", "male": "male", "m": "male"},
     "treatment": {"alemtuzumab": "alemtuzumab", "interferon_beta_1a": "interferon_beta_1a"},
+    "il21_assay": {"legacy_elisa": "legacy_elisa", "current_elisa": "current_elisa"},
 }
+_ASSAY_BY_CODE = {code: name for name, code in CATEGORY_CODES["il21_assay"].items()}
 KNOWN_COLUMNS = frozenset((ID_COLUMN, *FEATURES_BY_NAME))
 
 
@@ -48,7 +58,7 @@ class ValidatedBatch:
     ----------
     matrix : ndarray of shape (n_accepted, n_features)
         Model matrix of the accepted records, float64, NaN where unknown;
-        columns in :data:`features.schema.FEATURE_NAMES` order.
+        columns in :data:`features.schema.FEATURE_NAMES` order; IL-21 as a within-assay z-score.
     rows : ndarray of shape (n_accepted,)
         Position in the input of each accepted record.
     patient_ids : ndarray of shape (n_accepted,)
@@ -173,7 +183,7 @@ def validate_frame(raw: pd.DataFrame, *, allow_extra: bool = False) -> Validated
     n = len(raw)
     errors = _Reasons(n)
     warnings = _Reasons(n)
-    matrix = np.empty((n, len(FEATURES)), dtype=float)
+    values = np.empty((n, len(FEATURES)), dtype=float)  # every input, encoded
 
     for j, feature in enumerate(FEATURES):
         if feature.name not in raw.columns:
@@ -202,14 +212,27 @@ def validate_frame(raw: pd.DataFrame, *, allow_extra: bool = False) -> Validated
             warnings.add(unusual, lambda i, f=feature, v=encoded:
                          f"{f.name}: {v[i]:g} is outside the training range "
                          f"{f.training_text()}; the risk may be unreliable")
-        matrix[:, j] = encoded
+        values[:, j] = encoded
 
-    age = matrix[:, FEATURE_INDEX["age_years"]]
-    duration = matrix[:, FEATURE_INDEX["disease_duration_years"]]
+    age = values[:, INPUT_INDEX["age_years"]]
+    duration = values[:, INPUT_INDEX["disease_duration_years"]]
     with np.errstate(invalid="ignore"):
         longer_than_life = duration > age
     errors.add(longer_than_life, lambda i: (
         f"disease_duration_years: {duration[i]:g} exceeds age_years {age[i]:g}"))
+    il21 = values[:, INPUT_INDEX["il21_pg_ml"]]
+    assay = values[:, INPUT_INDEX["il21_assay"]]
+    errors.add(~np.isnan(il21) & np.isnan(assay), lambda i: (
+        "il21_assay: required when il21_pg_ml is given (legacy_elisa or current_elisa)"))
+    for name, reference in IL21_ASSAYS.items():
+        low, high = reference.training
+        with np.errstate(invalid="ignore"):
+            unusual = (assay == CATEGORY_CODES["il21_assay"][name]) & ((il21 < low) | (il21 > high))
+        warnings.add(unusual, lambda i, lo=low, hi=high, a=name: (
+            f"il21_pg_ml: {il21[i]:g} is outside the training range {lo:g}–{hi:g} of {a}; "
+            "the risk may be unreliable"))
+    matrix = values[:, [INPUT_INDEX[name] for name in FEATURE_NAMES]]
+    matrix[:, FEATURE_INDEX["il21_pg_ml"]] = il21_z_scores(il21, assay)
 
     if ID_COLUMN in raw.columns:
         ids = raw[ID_COLUMN].astype("string").str.strip().to_numpy(dtype=object, na_value=None)
@@ -232,7 +255,23 @@ def validate_frame(raw: pd.DataFrame, *, allow_extra: bool = False) -> Validated
     )
 
 
-FEATURE_INDEX: dict[str, int] = {f.name: j for j, f in enumerate(FEATURES)}
+INPUT_INDEX: dict[str, int] = {f.name: j for j, f in enumerate(FEATURES)}
+FEATURE_INDEX: dict[str, int] = {name: j for j, name in enumerate(FEATURE_NAMES)}
+
+
+def il21_z_scores(il21_pg_ml: np.ndarray, assay_code: np.ndarray) -> np.ndarray:
+    """IL-21 as a z-score of ln(pg/mL) within its assay's reference distribution (NaN when unknown).
+
+    The assays differ about ten-fold in absolute level (clinical-facts.md §3), so the model
+    must never see raw pg/mL from different kits on one scale.
+    """
+    z = np.full(len(il21_pg_ml), np.nan)
+    for code, name in _ASSAY_BY_CODE.items():
+        reference = IL21_ASSAYS[name]
+        rows = assay_code == code
+        with np.errstate(invalid="ignore", divide="ignore"):  # impossible values are rejected elsewhere
+            z[rows] = (np.log(il21_pg_ml[rows]) - np.log(reference.median_pg_ml)) / reference.log_sd
+    return z
 
 
 def encode(frame: pd.DataFrame) -> np.ndarray:

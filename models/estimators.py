@@ -61,35 +61,21 @@ class LogisticRiskClassifier(_RiskClassifier):
     ----------
     C : float
         Inverse L2 regularisation strength.
-    log_columns : tuple of int
-        Columns log-transformed before imputation (strictly positive features such as IL-21).
     max_iter : int
         Solver iterations.
     """
 
-    def __init__(self, *, C: float = 1.0, log_columns: tuple[int, ...] = (), max_iter: int = 1000):
+    def __init__(self, *, C: float = 1.0, max_iter: int = 1000):
         self.C = C
-        self.log_columns = log_columns
         self.max_iter = max_iter
-
-    def _log(self, X: np.ndarray) -> np.ndarray:
-        if not self.log_columns:
-            return X
-        X = X.astype(float, copy=True)
-        columns = list(self.log_columns)
-        X[:, columns] = np.log(X[:, columns])
-        return X
 
     def fit(self, X, y) -> LogisticRiskClassifier:
         """Fit on ``X`` of shape (n_samples, n_features), NaN where unknown, and binary ``y``."""
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
         codes = _binary_codes(self, y)
-        if self.log_columns and np.nanmin(X[:, list(self.log_columns)], initial=np.inf) <= 0:
-            raise ValueError("X: log_columns must be strictly positive")
-        Z = self._log(X)
         self.imputer_ = SimpleImputer(strategy="median", add_indicator=True,
-                                      keep_empty_features=True).fit(Z)
-        imputed = self.imputer_.transform(Z)
+                                      keep_empty_features=True).fit(X)
+        imputed = self.imputer_.transform(X)
         self.scaler_ = StandardScaler().fit(imputed)
         self.logistic_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(
             self.scaler_.transform(imputed), codes)
@@ -103,11 +89,7 @@ class LogisticRiskClassifier(_RiskClassifier):
     def _standardised(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
-        Z = self._log(X)
-        if self.log_columns:
-            # log of a non-positive value is undefined: treat as unknown, like the imputer does.
-            Z = np.where(np.isfinite(Z), Z, np.nan)
-        return self.scaler_.transform(self.imputer_.transform(Z))
+        return self.scaler_.transform(self.imputer_.transform(X))
 
     def decision_function(self, X) -> np.ndarray:
         """Log-odds of the positive class, shape (n_samples,)."""

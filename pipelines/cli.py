@@ -30,18 +30,19 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 @app.command()
 def simulate(
-    profile: Annotated[str, typer.Option(help="Trial profile: camms223, care-ms1 or care-ms2.")],
+    profile: Annotated[str, typer.Option(help="Profile: camms223, care-ms1, care-ms2, extension or clinic.")],
     out: Annotated[Path, typer.Option(help="Output file, .csv or .parquet.")],
     n: Annotated[int, typer.Option(help="Number of randomised patients.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 0,
+    il21_assay: Annotated[str | None, typer.Option(help="Measure IL-21 with this kit (legacy_elisa, current_elisa) instead of the profile's.")] = None,
     config: Annotated[Path | None, typer.Option(help="Simulator assumptions YAML.")] = None,
 ) -> None:
-    """Simulate a synthetic trial cohort with outcomes and true risks."""
+    """Simulate a synthetic cohort with event times, censoring and true risks."""
     from features.simulator import DEFAULT_CONFIG_PATH, load_simulator_config, simulate_cohort, write_frame
 
     simulator = load_simulator_config(config or DEFAULT_CONFIG_PATH)
     try:
-        frame = simulate_cohort(simulator, profile, n, seed)
+        frame = simulate_cohort(simulator, profile, n, seed, il21_assay=il21_assay)
         write_frame(frame, out)
     except ValueError as error:
         raise _fail(str(error), 2) from error
@@ -49,6 +50,41 @@ def simulate(
     console.print(f"wrote {len(frame):,} patients of {profile} to {out}")
     for arm, row in by_arm.iterrows():
         console.print(f"  {arm}: thyroid {row.thyroid_event:.1%}, ITP {row.itp_event:.2%}")
+
+
+@app.command("cohort-report")
+def cohort_report(
+    profile: Annotated[list[str] | None, typer.Option(help="Profile(s) to validate (default: all).")] = None,
+    n: Annotated[int, typer.Option(help="Patients simulated per profile.")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+    out: Annotated[Path, typer.Option(help="Folder for the reports.")] = Path("outputs/cohort-reports"),
+    config: Annotated[Path | None, typer.Option(help="Simulator assumptions YAML.")] = None,
+) -> None:
+    """Compare simulated cohorts with every published target; write and log the report. Exit 1 if any target fails."""
+    from features.simulator import DEFAULT_CONFIG_PATH, load_simulator_config
+    from pipelines.cohort_report import run_cohort_report
+    from pipelines.tracking import configure_tracking
+
+    configure_tracking()
+    simulator = load_simulator_config(config or DEFAULT_CONFIG_PATH)
+    profiles = profile or list(simulator.profiles)
+    unknown = [p for p in profiles if p not in simulator.profiles]
+    if unknown:
+        raise _fail(f"profile: unknown {', '.join(unknown)}; choose from {', '.join(simulator.profiles)}", 2)
+    failed = []
+    for name in profiles:
+        report, path, run_id = run_cohort_report(simulator, name, n, seed, out)
+        checks = report.checks
+        bad = checks[~checks["passed"]]
+        console.print(f"{name}: {len(checks) - len(bad)}/{len(checks)} targets within tolerance -> {path} "
+                      f"(MLflow run {run_id})")
+        for row in bad.itertuples():
+            console.print(f"  [red]FAIL[/] {row.arm}: {row.target}: simulated {row.simulated:.4g}, "
+                          f"published {row.published:.4g} ({row.tolerance})")
+        if len(bad):
+            failed.append(name)
+    if failed:
+        raise _fail(f"targets outside tolerance in: {', '.join(failed)}")
 
 
 @app.command()
@@ -182,7 +218,7 @@ def demo(
     """Simulate the trials, train and compare, promote a champion, score a clinic cohort."""
     from mlflow import MlflowClient
 
-    from features.schema import FEATURE_NAMES, ID_COLUMN
+    from features.schema import ID_COLUMN, INPUT_NAMES
     from features.simulator import load_simulator_config, simulate_cohort, write_frame
     from models.registry import load_model, promote as promote_version
     from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
@@ -207,17 +243,25 @@ def demo(
                          for arm, r in rates.iterrows())
         console.print(f"{path} ({len(frame):,} patients) {text}")
 
-    console.rule("2. train and compare model families")
+    console.rule("2. check the simulator against the published targets")
+    from pipelines.cohort_report import run_cohort_report
+
+    for profile in simulator.profiles:
+        report, path, _ = run_cohort_report(simulator, profile, 200_000, 1, outputs / "cohort-reports")
+        passed = int(report.checks["passed"].sum())
+        console.print(f"{profile}: {passed}/{len(report.checks)} targets within tolerance -> {path}")
+
+    console.rule("3. train and compare model families")
     run_experiment(experiment, log=console.print)
 
-    console.rule("3. promote a champion")
+    console.rule("4. promote a champion")
     decision = promote_version(MlflowClient(), experiment.registered_model_name)
     console.print(f"rule: {decision.rule}")
     console.print(f"champion: version {decision.chosen.version} ({decision.chosen.family}, "
                   f"mean log loss {decision.chosen.metric:.5f})")
 
-    console.rule("4. score a simulated clinic cohort")
-    clinic = simulate_cohort(simulator, "care-ms2", clinic_n, 2026)[[ID_COLUMN, *FEATURE_NAMES]]
+    console.rule("5. score a simulated real-world clinic cohort")
+    clinic = simulate_cohort(simulator, "clinic", clinic_n, 2026)[[ID_COLUMN, *INPUT_NAMES]]
     clinic_path, scores_path = outputs / "clinic.csv", outputs / "clinic_scores.csv"
     write_frame(clinic, clinic_path)
     model = load_model(experiment.registered_model_name)

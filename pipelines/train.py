@@ -21,9 +21,9 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from sklearn.model_selection import train_test_split
 
-from features.schema import FEATURE_NAMES, ID_COLUMN, mlflow_input_schema, mlflow_output_schema
+from features.schema import ID_COLUMN, INPUT_NAMES, mlflow_input_schema, mlflow_output_schema
 from features.simulator import SimulatorConfig, load_simulator_config, simulate_cohort
-from features.validation import FEATURE_INDEX, encode
+from features.validation import encode
 from models.estimators import FAMILIES
 from models.evaluation import calibration_figure, evaluate, roc_figure
 from models.pyfunc import AutoimmunityRiskModel
@@ -59,11 +59,7 @@ def split(pooled: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.Dat
 
 
 def make_estimator(family: str, params: dict):
-    """An unfitted classifier of ``family``; feature names in ``log_columns`` become indices."""
-    params = dict(params)
-    if "log_columns" in params:
-        params["log_columns"] = tuple(FEATURE_INDEX[c] if isinstance(c, str) else int(c)
-                                      for c in params["log_columns"])
+    """An unfitted classifier of ``family`` with the experiment's hyperparameters."""
     return FAMILIES[family](**params)
 
 
@@ -115,7 +111,7 @@ def run_experiment(config: ExperimentConfig, *, log=print) -> list[FamilyResult]
     config_digest = _digest(config.model_dump(mode="json") | {"simulator": simulator.model_dump()})
     train_set = _dataset(train, "+".join(c.label() for c in config.train_cohorts) + ":train")
     test_set = _dataset(test, "+".join(c.label() for c in config.train_cohorts) + ":test")
-    example = test.loc[:4, [ID_COLUMN, *FEATURE_NAMES]]
+    example = test.loc[:4, [ID_COLUMN, *INPUT_NAMES]]
     signature = ModelSignature(inputs=mlflow_input_schema(), outputs=mlflow_output_schema(config.outcomes))
     pip_requirements = [f"{p}=={version(p)}" for p in PIP_PACKAGES]
     tags = {"autorisk.experiment": config.name, "autorisk.config_digest": config_digest}

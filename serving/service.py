@@ -16,7 +16,7 @@ import bentoml
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from features.schema import FEATURE_NAMES, ID_COLUMN, patient_model
+from features.schema import FEATURE_NAMES, ID_COLUMN, INPUT_NAMES, patient_model
 from features.validation import validate_frame
 from models.registry import CHAMPION, MODEL_NAME, load_model
 from models.scoring import score_batch
@@ -117,7 +117,7 @@ class RiskService:
     @bentoml.api(route="/predict", input_spec=PredictRequest)
     def predict(self, patients: list[Patient]) -> PredictResponse:  # type: ignore[valid-type]
         """Risk and SHAP values per patient and outcome."""
-        frame = pd.DataFrame([p.model_dump() for p in patients], columns=[ID_COLUMN, *FEATURE_NAMES])
+        frame = pd.DataFrame([p.model_dump() for p in patients], columns=[ID_COLUMN, *INPUT_NAMES])
         batch = validate_frame(frame)
         if len(batch.rejects):
             reasons = "; ".join(f"patients[{r.row}]: {r.reason}" for r in batch.rejects.itertuples())

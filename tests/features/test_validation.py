@@ -27,9 +27,10 @@ def test_unambiguous_codings_are_accepted():
 
 
 @pytest.mark.parametrize("row, field, problem", [
-    ({"il21_pg_ml": "abc"}, "il21_pg_ml", "not a number"),
-    ({"il21_pg_ml": "1,5"}, "il21_pg_ml", "not a number"),
-    ({"il21_pg_ml": "0"}, "il21_pg_ml", "possible range"),
+    ({"il21_pg_ml": "abc", "il21_assay": "legacy_elisa"}, "il21_pg_ml", "not a number"),
+    ({"il21_pg_ml": "1,5", "il21_assay": "legacy_elisa"}, "il21_pg_ml", "not a number"),
+    ({"il21_pg_ml": "0", "il21_assay": "legacy_elisa"}, "il21_pg_ml", "possible range"),
+    ({"il21_pg_ml": "5", "il21_assay": "elisa"}, "il21_assay", "not one of legacy_elisa, current_elisa"),
     ({"relapses_prior_2y": "2.5"}, "relapses_prior_2y", "whole number"),
     ({"age_years": "150"}, "age_years", "possible range"),
     ({"age_years": ""}, "age_years", "required"),
@@ -50,6 +51,25 @@ def test_every_record_is_accepted_or_rejected():
     frame = records({}, {"age_years": "x"}, {"sex": "?"}, {}, {"edss": "12"})
     batch = validate_frame(frame)
     assert sorted(batch.rows.tolist() + batch.rejects["row"].tolist()) == list(range(len(frame)))
+
+
+def test_il21_needs_its_assay_and_is_read_within_it():
+    frame = records({"il21_pg_ml": "300", "il21_assay": "legacy_elisa"},
+                    {"il21_pg_ml": "30", "il21_assay": "current_elisa"},
+                    {"il21_pg_ml": "300"})
+    batch = validate_frame(frame)
+    assert batch.rejects["row"].tolist() == [2]
+    assert batch.rejects["reason"].iloc[0].startswith("il21_assay: required when il21_pg_ml is given")
+    z = batch.matrix[:, FEATURE_INDEX["il21_pg_ml"]]
+    # the same patient read on either kit is the same z-score
+    assert z[0] == pytest.approx(z[1], abs=1e-12)
+
+
+def test_il21_training_range_is_per_assay():
+    batch = validate_frame(records({"il21_pg_ml": "3", "il21_assay": "legacy_elisa"},
+                                   {"il21_pg_ml": "3", "il21_assay": "current_elisa"}))
+    assert "outside the training range 10–5000 of legacy_elisa" in batch.warnings[0]
+    assert batch.warnings[1] == ""
 
 
 def test_outside_training_range_is_scored_with_a_warning():

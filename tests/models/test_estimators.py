@@ -23,7 +23,7 @@ def training(make_cohort):
 
 
 FAMILY_PARAMS = {
-    "logistic": {"C": 1.0, "log_columns": ["il21_pg_ml"]},
+    "logistic": {"C": 1.0},
     "xgboost": {"n_estimators": 40, "max_depth": 3, "n_jobs": 2},
 }
 
@@ -76,7 +76,7 @@ def test_xgboost_contributions_match_shap_tree_explainer(training):
 
 def test_logistic_contributions_match_shap_linear_explainer(training):
     matrix, y, _ = training
-    model = LogisticRiskClassifier(log_columns=(FEATURE_INDEX["il21_pg_ml"],)).fit(matrix, y)
+    model = LogisticRiskClassifier().fit(matrix, y)
     standardised_train = model._standardised(matrix)
     background = shap.maskers.Independent(standardised_train, max_samples=len(standardised_train))
     explainer = shap.LinearExplainer((model.logistic_.coef_[0], model.logistic_.intercept_[0]), background)

@@ -13,7 +13,7 @@ from pipelines.cli import app
 pytestmark = pytest.mark.integration
 runner = CliRunner()
 
-HEADER = "patient_id,age_years,sex,disease_duration_years,il21_pg_ml,smoker\n"
+HEADER = "patient_id,age_years,sex,disease_duration_years,il21_pg_ml,il21_assay,smoker\n"
 
 
 def run_score(*args):
@@ -24,12 +24,12 @@ def test_scores_every_record_or_rejects_it_with_line_and_reason(mlflow_store, tm
     source = tmp_path / "clinic.csv"
     source.write_text(
         HEADER
-        + "p1,34,F,2,300,no\n"          # line 2: fine
-        + "p2,40,M\n"                   # line 3: wrong field count
-        + "p3,35,female,1,abc,yes\n"    # line 4: unparseable IL-21
-        + "\n"                          # line 5: blank, skipped
-        + "p4,30,male,45,100,NA\n"      # line 6: duration exceeds age
-        + "p5,70,m,3,,1\n"              # line 7: outside training range: scored with a warning
+        + "p1,34,F,2,300,legacy_elisa,no\n"        # line 2: fine
+        + "p2,40,M\n"                              # line 3: wrong field count
+        + "p3,35,female,1,abc,legacy_elisa,yes\n"  # line 4: unparseable IL-21
+        + "\n"                                     # line 5: blank, skipped
+        + "p4,30,male,45,100,legacy_elisa,NA\n"    # line 6: duration exceeds age
+        + "p5,70,m,3,,,1\n"                        # line 7: outside training range: scored with a warning
     )
     out = tmp_path / "scores.csv"
     result = run_score(source, "--out", out)
@@ -85,7 +85,7 @@ def test_missing_required_column_fails_clearly(mlflow_store, tmp_path):
 def test_no_champion_fails_clearly(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
     source = tmp_path / "c.csv"
-    source.write_text(HEADER + "p1,34,F,2,300,no\n")
+    source.write_text(HEADER + "p1,34,F,2,300,legacy_elisa,no\n")
     result = run_score(source, "--out", tmp_path / "s.csv")
     assert result.exit_code == 1
     assert "run `autorisk train`" in result.output

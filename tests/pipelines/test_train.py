@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from features.schema import FEATURE_NAMES, ID_COLUMN, output_columns
+from features.schema import FEATURE_NAMES, ID_COLUMN, INPUT_NAMES, output_columns
 from features.validation import validate_frame
 from models.registry import MODEL_NAME, candidates, choose
 from models.scoring import score_batch
@@ -37,7 +37,7 @@ def test_child_runs_log_params_metrics_data_plots_and_model(mlflow_store, tiny_e
     for result in mlflow_store["results"]:
         run = client.get_run(result.run_id)
         params, metrics = run.data.params, run.data.metrics
-        assert params["sim.profiles.care-ms1.arms.alemtuzumab.incidence.thyroid"] == "0.18"
+        assert params["sim.profiles.care-ms1.arms.alemtuzumab.targets.thyroid"] == "0.18"
         assert params["family"] == result.family
         for outcome in tiny_experiment.outcomes:
             for name in METRICS:
@@ -56,7 +56,7 @@ def test_child_runs_log_params_metrics_data_plots_and_model(mlflow_store, tiny_e
 
 def test_registered_model_has_signature_from_schema(mlflow_store):
     info = mlflow.models.get_model_info(f"models:/{MODEL_NAME}/1")
-    assert info.signature.inputs.input_names() == [ID_COLUMN, *FEATURE_NAMES]
+    assert info.signature.inputs.input_names() == [ID_COLUMN, *INPUT_NAMES]
     assert info.signature.outputs.input_names() == output_columns()
 
 
@@ -69,7 +69,7 @@ def test_promote_chooses_lowest_mean_log_loss(mlflow_store):
 
 
 def test_pyfunc_champion_gives_the_same_numbers_as_the_scoring_function(mlflow_store, champion, make_cohort):
-    cohort = make_cohort("care-ms2", 300, 99)[[ID_COLUMN, *FEATURE_NAMES]]
+    cohort = make_cohort("care-ms2", 300, 99)[[ID_COLUMN, *INPUT_NAMES]]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
     from_pyfunc = pyfunc.predict(cohort)
     direct = score_batch(champion.risk_model, validate_frame(cohort))[output_columns()]

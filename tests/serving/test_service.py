@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 PATIENTS = [
     {"patient_id": "a", "age_years": 34, "sex": "female", "disease_duration_years": 2.5,
-     "edss": 2.0, "relapses_prior_2y": 2, "prior_dmt": False, "il21_pg_ml": 620.0, "smoker": True,
+     "edss": 2.0, "relapses_prior_2y": 2, "prior_dmt": False, "il21_pg_ml": 620.0, "il21_assay": "legacy_elisa", "smoker": True,
      "family_history_autoimmunity": False, "thyroid_antibodies": True, "treatment": "alemtuzumab"},
     {"patient_id": "b", "age_years": 41, "sex": "male", "disease_duration_years": 6.0},
     {"patient_id": "c", "age_years": 67, "sex": "male", "disease_duration_years": 12.0,
@@ -115,7 +115,9 @@ def test_rest_and_batch_give_the_same_numbers(server, tmp_path):
     ({"age_years": 34, "sex": "female", "disease_duration_years": 2, "il_21": 600}, "il_21"),
     ({"age_years": 34, "sex": "woman", "disease_duration_years": 2}, "sex"),
     ({"age_years": 34, "sex": "female", "disease_duration_years": 40}, "disease_duration_years"),
-    ({"age_years": 34, "sex": "female", "disease_duration_years": 2, "il21_pg_ml": -1}, "il21_pg_ml"),
+    ({"age_years": 34, "sex": "female", "disease_duration_years": 2, "il21_pg_ml": -1,
+      "il21_assay": "current_elisa"}, "il21_pg_ml"),
+    ({"age_years": 34, "sex": "female", "disease_duration_years": 2, "il21_pg_ml": 30}, "il21_assay"),
     ({"age_years": 34, "sex": "female", "disease_duration_years": 2, "edss": 12}, "edss"),
     ({"age_years": "old", "sex": "female", "disease_duration_years": 2}, "age_years"),
     ({"sex": "female", "disease_duration_years": 2}, "age_years"),
@@ -140,7 +142,7 @@ def test_non_json_body_gets_a_4xx(server):
 
 def test_rejected_patient_values_stay_out_of_the_server_log(server):
     sentinel = {"patient_id": "SENTINEL-ID-4242", "age_years": 34, "sex": "female",
-                "disease_duration_years": 2, "il21_pg_ml": -98765.4321}
+                "disease_duration_years": 2, "il21_pg_ml": -98765.4321, "il21_assay": "legacy_elisa"}
     assert post(server, {"patients": [sentinel]}).status_code == 400
     assert post(server, None, content=b"SENTINEL-BODY-4242", headers={"content-type": "application/json"}).status_code == 400
     assert post(server, {"patients": [PATIENTS[0]]}).status_code == 200
