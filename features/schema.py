@@ -320,12 +320,18 @@ def patient_model() -> type:
 
 
 def mlflow_input_schema():
-    """MLflow signature input schema of the pyfunc model."""
-    from mlflow.types import ColSpec, Schema
+    """MLflow signature input schema of the pyfunc model: every input by name, required or not.
 
-    mlflow_type = {"number": "double", "integer": "double", "boolean": "boolean", "category": "string"}
-    specs = [ColSpec("string", ID_COLUMN, required=False)]  # all inputs, il21_assay included
-    specs += [ColSpec(mlflow_type[f.kind], f.name, required=f.required) for f in FEATURES]
+    Values are typed ``Any`` on purpose: MLflow enforces the signature *before* the model
+    sees the frame, and its strict types would refuse what the other front doors accept
+    (an integer age, ``"yes"`` for a boolean). :func:`features.validation.validate_frame`
+    checks types and ranges instead, the same way for every front door.
+    """
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    specs = [ColSpec(AnyType(), ID_COLUMN, required=False)]
+    specs += [ColSpec(AnyType(), f.name, required=f.required) for f in FEATURES]
     return Schema(specs)
 
 

@@ -15,8 +15,9 @@ MODEL_NAME = "autoimmunity-risk"
 CHAMPION = "champion"
 PROMOTION_METRIC = "mean_log_loss"
 PROMOTION_RULE = (
-    "lowest held-out log loss averaged over outcomes (run metric 'mean_log_loss'); "
-    "ties go to the newer version"
+    "among the versions trained by one experiment config (the newest version's, or --experiment's "
+    "newest), so that all were tested on the same held-out cohort: the lowest held-out log loss "
+    "averaged over outcomes (run metric 'mean_log_loss'); ties go to the newer version"
 )
 
 
@@ -30,6 +31,7 @@ class Candidate:
     run_id: str
     family: str
     experiment: str
+    config_digest: str
     metric: float
 
 
@@ -61,22 +63,37 @@ def candidates(client: MlflowClient, name: str = MODEL_NAME) -> list[Candidate]:
             run_id=version.run_id,
             family=version.tags.get("family", run.data.tags.get("autorisk.family", "?")),
             experiment=version.tags.get("experiment", "?"),
+            config_digest=run.data.tags.get("autorisk.config_digest", "?"),
             metric=run.data.metrics.get(PROMOTION_METRIC, math.inf),
         ))
     return sorted(found, key=lambda c: int(c.version))
 
 
+def comparable(found: list[Candidate], experiment: str | None = None) -> list[Candidate]:
+    """The versions trained by the newest config of ``experiment`` (of any experiment when None)."""
+    pool = [c for c in found if experiment is None or c.experiment == experiment]
+    if not pool:
+        known = sorted({c.experiment for c in found})
+        raise NoChampionError(f"no registered versions from experiment {experiment!r}; "
+                              f"experiments with versions: {', '.join(known) or 'none'}")
+    newest = max(pool, key=lambda c: int(c.version))
+    return [c for c in pool if (c.experiment, c.config_digest) == (newest.experiment, newest.config_digest)]
+
+
 def choose(found: list[Candidate]) -> Candidate:
-    """Apply :data:`PROMOTION_RULE`."""
+    """The lowest ``mean_log_loss``; ties go to the newer version."""
     if not found:
         raise NoChampionError("no registered versions to promote; run `autorisk train` first")
     return min(found, key=lambda c: (c.metric, -int(c.version)))
 
 
-def promote(client: MlflowClient, name: str = MODEL_NAME, *, dry_run: bool = False) -> Promotion:
+def promote(client: MlflowClient, name: str = MODEL_NAME, *, experiment: str | None = None,
+            dry_run: bool = False) -> Promotion:
     """Choose the champion by :data:`PROMOTION_RULE` and point the ``champion`` alias at it."""
     found = candidates(client, name)
-    chosen = choose(found)
+    if not found:
+        raise NoChampionError("no registered versions to promote; run `autorisk train` first")
+    chosen = choose(comparable(found, experiment))
     try:
         previous = str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:

@@ -110,6 +110,7 @@ def train(
 @app.command()
 def promote(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the decision without making it.")] = False,
+    experiment: Annotated[str | None, typer.Option(help="Choose among this experiment's versions (default: the newest version's).")] = None,
     model_name: Annotated[str, typer.Option(help="Registered model name.")] = "autoimmunity-risk",
 ) -> None:
     """Point the @champion alias at the best registered version, by a stated rule."""
@@ -120,13 +121,13 @@ def promote(
 
     configure_tracking()
     try:
-        decision = promote_version(MlflowClient(), model_name, dry_run=dry_run)
+        decision = promote_version(MlflowClient(), model_name, experiment=experiment, dry_run=dry_run)
     except NoChampionError as error:
         raise _fail(str(error)) from error
-    table = Table("version", "family", "experiment", "mean held-out log loss", "")
+    table = Table("version", "family", "experiment", "config", "mean held-out log loss", "")
     for candidate in decision.candidates:
         mark = "chosen" if candidate is decision.chosen else ""
-        table.add_row(candidate.version, candidate.family, candidate.experiment,
+        table.add_row(candidate.version, candidate.family, candidate.experiment, candidate.config_digest,
                       f"{candidate.metric:.5f}", mark)
     console.print(table)
     console.print(f"rule: {decision.rule}")
@@ -203,6 +204,8 @@ def serve(
         champion = resolve_version()
     except NoChampionError as error:
         raise _fail(str(error)) from error
+    # The service loads exactly the version printed here, even if @champion moves meanwhile.
+    os.environ["AUTORISK_MODEL_VERSION"] = str(champion.version)
     console.print(f"serving autoimmunity-risk version {champion.version} (@champion) on http://{host}:{port}")
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:RiskService",
                "--host", host, "--port", str(port), "--working-dir", str(PROJECT_ROOT)]

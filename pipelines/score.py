@@ -8,7 +8,9 @@ complete.
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from features.schema import ID_COLUMN
+from features.schema import ID_COLUMN, output_columns
 from features.validation import check_columns, validate_frame
 from models.registry import LoadedModel
 from models.scoring import score_batch
@@ -41,11 +42,14 @@ class Chunk:
         Line number (CSV, header = line 1) or row number (Parquet, first row = 1) of each record.
     malformed : list of (int, str)
         Line number and reason of each record that could not be parsed into fields.
+    blank_lines : int
+        Empty lines skipped (not records).
     """
 
     frame: pd.DataFrame
     lines: np.ndarray
     malformed: list[tuple[int, str]] = field(default_factory=list)
+    blank_lines: int = 0
 
 
 @dataclass
@@ -64,68 +68,48 @@ class InputFileError(ValueError):
     """The input file cannot be scored at all."""
 
 
-def _csv_header(path: Path) -> list[str]:
-    import csv
-
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        header = next(csv.reader(handle), None)
-    if not header:
-        raise InputFileError(f"{path}: empty file, expected a header line with column names")
-    return [name.strip() for name in header]
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, kept by errors="surrogateescape"
 
 
 def read_csv_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """Stream a CSV file as text values, with physical line numbers.
+    """Stream a CSV file as text values, with the physical line number where each record starts.
 
-    A record with the wrong number of fields is reported in ``Chunk.malformed``;
-    a blank line is skipped (counted, not a record).
+    A record with the wrong number of fields, or with bytes that are not UTF-8, is reported
+    in ``Chunk.malformed``; a rejected record that spans several lines (a quoted line break,
+    or an unterminated quote) says which lines. Empty lines are skipped (counted, not records).
     """
-    header = _csv_header(path)
-    check_columns(header, allow_extra=True)  # fail fast on missing or duplicated columns
-    malformed: list[tuple[int, int, str]] = []  # (line, physical lines spanned, reason)
-
-    def on_invalid(row) -> str:
-        spanned = 1 + (row.text or "").count("\n")
-        malformed.append((row.number, spanned,
-                          f"wrong number of fields: {row.actual_columns}, expected {row.expected_columns}"))
-        return "skip"
-
-    reader = pa_csv.open_csv(
-        path,
-        read_options=pa_csv.ReadOptions(use_threads=False, block_size=1 << 22, encoding="utf8",
-                                        column_names=header, skip_rows=1),
-        parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True,
-                                          ignore_empty_lines=False),
-        convert_options=pa_csv.ConvertOptions(column_types={name: pa.string() for name in header},
-                                              strings_can_be_null=False, quoted_strings_can_be_null=False),
-    )
-    next_line = 2
-    for batch in reader:
-        frame = batch.to_pandas()
-        # Physical extent of each record: 1 + the line breaks inside its quoted values.
-        extent = np.ones(len(frame), dtype=np.int64)
-        for name in frame.columns:
-            extent += frame[name].str.count("\n").to_numpy(dtype=np.int64)
-        starts = next_line + np.concatenate([[0], np.cumsum(extent)[:-1]]).astype(np.int64)
-        end = next_line + int(extent.sum())
-        here = []
-        for item in sorted(malformed):  # skipped records that lie among this batch's lines
-            line, spanned, _ = item
-            if line >= end:
-                break
-            starts[starts >= line] += spanned
-            end += spanned
-            here.append(item)
-        for item in here:
-            malformed.remove(item)
-        next_line = end
-        for start in range(0, len(frame), chunk_rows):
-            stop = start + chunk_rows
-            yield Chunk(frame.iloc[start:stop].reset_index(drop=True), starts[start:stop],
-                        [(line, reason) for line, _, reason in here] if start == 0 else [])
-    if malformed:  # invalid rows after the last good one
-        yield Chunk(pd.DataFrame(columns=header, dtype=object), np.empty(0, dtype=np.int64),
-                    [(line, reason) for line, _, reason in sorted(malformed)])
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header:
+            raise InputFileError(f"{path}: empty file, expected a header line with column names")
+        if any(_NOT_UTF8.search(name) for name in header):
+            raise InputFileError(f"{path}: the header line is not valid UTF-8 text")
+        header = [name.strip() for name in header]
+        check_columns(header, allow_extra=True)  # fail fast on missing or duplicated columns
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        malformed: list[tuple[int, str]] = []
+        blank = 0
+        start = reader.line_num + 1
+        for record in reader:
+            end = reader.line_num
+            span = f" (record spans lines {start}–{end})" if end > start else ""
+            if not record:
+                blank += 1
+            elif len(record) != len(header):
+                malformed.append((start, f"wrong number of fields: {len(record)}, expected {len(header)}{span}"))
+            elif _NOT_UTF8.search("\x1f".join(record)):
+                malformed.append((start, f"not valid UTF-8 text{span}"))
+            else:
+                rows.append(record)
+                lines.append(start)
+            start = end + 1
+            if len(rows) >= chunk_rows:
+                yield Chunk(pd.DataFrame(rows, columns=header, dtype=object), np.array(lines), malformed, blank)
+                rows, lines, malformed, blank = [], [], [], 0
+        yield Chunk(pd.DataFrame(rows, columns=header, dtype=object), np.array(lines, dtype=np.int64),
+                    malformed, blank)
 
 
 def read_parquet_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
@@ -142,15 +126,20 @@ def read_parquet_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[Ch
         first += len(frame)
 
 
+def file_format(path: Path, role: str = "input") -> str:
+    """``csv`` or ``parquet``, from the extension (any case)."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise InputFileError(f"{role} {path}: unsupported extension {path.suffix!r}; use .csv or .parquet")
+    return suffix[1:]
+
+
 def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
     """Stream an input file by its extension."""
-    if not path.exists():
+    reader = read_csv_chunks if file_format(path) == "csv" else read_parquet_chunks
+    if not path.is_file():
         raise InputFileError(f"{path}: no such file")
-    if path.suffix == ".csv":
-        return read_csv_chunks(path, chunk_rows)
-    if path.suffix == ".parquet":
-        return read_parquet_chunks(path, chunk_rows)
-    raise InputFileError(f"{path}: unsupported extension {path.suffix!r}; use .csv or .parquet")
+    return reader(path, chunk_rows)
 
 
 class _TableWriter:
@@ -168,7 +157,7 @@ class _TableWriter:
 
     def write(self, frame: pd.DataFrame) -> None:
         frame = frame[self.columns]
-        if self.path.suffix == ".parquet":
+        if file_format(self.path) == "parquet":
             table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.path, self.schema)
@@ -179,10 +168,11 @@ class _TableWriter:
             self._csv_started = True
 
     def close(self) -> None:
+        if self._parquet is None and not self._csv_started:  # no records: a file with the columns only
+            self.write(pd.DataFrame({c: pd.Series(dtype=float if c not in self.string_columns else object)
+                                     for c in self.columns}).astype({"line": np.int64}))
         if self._parquet is not None:
             self._parquet.close()
-        elif not self._csv_started:
-            self.write(pd.DataFrame({c: pd.Series(dtype=object) for c in self.columns}))
 
 
 @contextmanager
@@ -243,29 +233,28 @@ def score_file(
     """
     input_path, output_path = Path(input_path), Path(output_path)
     rejects_path = Path(rejects_path) if rejects_path else default_rejects_path(output_path)
+    for role, path in (("input", input_path), ("--out", output_path), ("--rejects", rejects_path)):
+        file_format(path, role)
+    resolved = [p.resolve() for p in (input_path, output_path, rejects_path)]
+    if len(set(resolved)) < 3:
+        raise InputFileError("the input, --out and --rejects must be three different files")
+    if chunk_rows < 1:
+        raise InputFileError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     chunks = read_chunks(input_path, chunk_rows)
     summary = Summary()
-    score_columns = None
-    reject_columns = ["line", ID_COLUMN, "reason"]
+    score_columns = ["line", ID_COLUMN, *output_columns(model.risk_model.outcomes), "warnings", "model_version"]
     with _atomic_path(output_path) as output_tmp, _atomic_path(rejects_path) as rejects_tmp:
-        rejects = _TableWriter(rejects_tmp, reject_columns, {ID_COLUMN, "reason"})
-        scores_writer = None
+        scores = _TableWriter(output_tmp, score_columns, {ID_COLUMN, "warnings", "model_version"})
+        rejects = _TableWriter(rejects_tmp, ["line", ID_COLUMN, "reason"], {ID_COLUMN, "reason"})
         for chunk in chunks:
-            raw = chunk.frame
-            blank = _blank_records(raw)
-            summary.blank_lines += int(blank.sum())
-            raw, lines = raw.loc[~blank].reset_index(drop=True), chunk.lines[~blank]
+            raw, lines = chunk.frame, chunk.lines
             if not summary.ignored_columns:
                 summary.ignored_columns = check_columns(raw.columns, allow_extra=allow_extra)
             batch = validate_frame(raw, allow_extra=allow_extra)
             scored = score_batch(model.risk_model, batch)
             scored.insert(0, "line", lines[batch.rows])
             scored["model_version"] = model.version
-            if scores_writer is None:
-                score_columns = list(scored.columns)
-                scores_writer = _TableWriter(output_tmp, score_columns,
-                                             {ID_COLUMN, "warnings", "model_version"})
-            scores_writer.write(scored)
+            scores.write(scored)
             reject_frame = pd.concat([
                 pd.DataFrame({"line": [line for line, _ in chunk.malformed],
                               ID_COLUMN: [None] * len(chunk.malformed),
@@ -279,17 +268,9 @@ def score_file(
             summary.scored += len(scored)
             summary.rejected += len(reject_frame)
             summary.read += len(raw) + len(chunk.malformed)
+            summary.blank_lines += chunk.blank_lines
             summary.outside_training_range += int((batch.warnings != "").sum())
             on_progress(summary.read + summary.blank_lines)
-        if scores_writer is None:
-            raise InputFileError(f"{input_path}: no records")
-        scores_writer.close()
+        scores.close()
         rejects.close()
     return summary
-
-
-def _blank_records(raw: pd.DataFrame) -> np.ndarray:
-    """Records whose every field is empty text (blank lines in a CSV)."""
-    if raw.empty or not all(pd.api.types.is_string_dtype(raw[c]) for c in raw.columns):
-        return np.zeros(len(raw), dtype=bool)
-    return np.logical_and.reduce([(raw[c].fillna("").str.strip() == "").to_numpy() for c in raw.columns])

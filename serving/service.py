@@ -92,6 +92,31 @@ def to_response(identity: ModelIdentity, scores: pd.DataFrame, outcomes: tuple[s
     return PredictResponse(model=identity, predictions=predictions)
 
 
+class JsonBodiesOnly:
+    """ASGI middleware: a POST whose body is not JSON gets a 415 here, before BentoML parses it.
+
+    BentoML would try multipart and form parsers on other content types and answer a
+    malformed one with a 500; a client's mistake must get a 4xx.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            content_type = dict(scope["headers"]).get(b"content-type", b"")
+            if content_type.split(b";")[0].strip().lower() != b"application/json":
+                from starlette.responses import JSONResponse
+
+                response = JSONResponse(
+                    {"error": "send the request body as JSON, with content-type: application/json"},
+                    status_code=415,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 @bentoml.service(traffic={"timeout": 30})
 class RiskService:
     """Risk of each autoimmune outcome after alemtuzumab, with SHAP. Research use on synthetic data only."""
@@ -125,3 +150,6 @@ class RiskService:
         scores = score_batch(self.model.risk_model, batch)
         logger.info("scored %d patients with version %s", len(scores), self.model.version)
         return to_response(self.identity, scores, self.model.risk_model.outcomes)
+
+
+RiskService.add_asgi_middleware(JsonBodiesOnly)

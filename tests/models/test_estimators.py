@@ -74,15 +74,16 @@ def test_xgboost_contributions_match_shap_tree_explainer(training):
     np.testing.assert_allclose(base, explanation.base_values, atol=1e-4)
 
 
-def test_logistic_contributions_match_shap_linear_explainer(training):
+def test_logistic_contributions_are_exact_shapley_values(training):
+    """Checked against shap's model-agnostic Exact explainer on the decision function as a black box."""
     matrix, y, _ = training
     model = LogisticRiskClassifier().fit(matrix, y)
-    standardised_train = model._standardised(matrix)
-    background = shap.maskers.Independent(standardised_train, max_samples=len(standardised_train))
-    explainer = shap.LinearExplainer((model.logistic_.coef_[0], model.logistic_.intercept_[0]), background)
-    per_column = explainer.shap_values(standardised_train[:300])
-    expected = np.zeros((300, matrix.shape[1]))
-    np.add.at(expected.T, model.column_feature_, per_column.T)
-    base, contributions = model.explain(matrix[:300])
-    np.testing.assert_allclose(contributions, expected, atol=1e-6)
-    np.testing.assert_allclose(base, explainer.expected_value, atol=1e-6)
+    background, rows = matrix[:100], matrix[100:110]
+    assert np.isnan(rows).any() and np.isnan(background).any()  # imputation and indicators are exercised
+    explainer = shap.explainers.Exact(model.decision_function,
+                                      shap.maskers.Independent(background, max_samples=len(background)))
+    exact = explainer(rows)
+    _, ours = model.explain(rows)
+    _, on_background = model.explain(background)
+    # Shapley values against a background are ours minus the background's mean contribution.
+    np.testing.assert_allclose(exact.values, ours - on_background.mean(axis=0), atol=1e-6)

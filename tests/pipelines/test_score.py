@@ -94,3 +94,94 @@ def test_no_champion_fails_clearly(tmp_path, monkeypatch):
 def test_unreadable_file_fails_clearly(mlflow_store, tmp_path):
     result = run_score(tmp_path / "absent.csv", "--out", tmp_path / "s.csv")
     assert result.exit_code == 2 and "no such file" in result.output
+
+
+def score_csv_bytes(tmp_path, content: bytes, *args):
+    source = tmp_path / "in.csv"
+    source.write_bytes(content)
+    out = tmp_path / "scores.csv"
+    result = run_score(source, "--out", out, *args)
+    scores = pd.read_csv(out) if out.exists() else None
+    rejects = pd.read_csv(tmp_path / "scores.rejects.csv") if (tmp_path / "scores.rejects.csv").exists() else None
+    return result, scores, rejects
+
+
+GOOD = b"34,F,2"
+
+
+@pytest.mark.parametrize("content, scored_lines, rejected_lines", [
+    # a quoted line break makes record 3 span lines 3-4: later line numbers stay physical
+    (b"age_years,sex,disease_duration_years\n" + GOOD + b'\n"35",F,"1\n"\n40,M\n' + GOOD + b"\n", [2, 3, 6], [5]),
+    # byte-order mark and CRLF line endings
+    (b"\xef\xbb\xbfage_years,sex,disease_duration_years\r\n" + GOOD + b"\r\n" + GOOD + b"\r\n", [2, 3], []),
+    # a field that is not UTF-8 costs its record only
+    (b"age_years,sex,disease_duration_years\n" + GOOD + b"\n34,\xe9,2\n" + GOOD + b"\n", [2, 4], [3]),
+    # all fields empty is a record (rejected: required values missing); an empty line is not
+    (b"age_years,sex,disease_duration_years\n,,\n\n" + GOOD + b"\n", [4], [2]),
+    # an unterminated quote swallows the rest of the file into one reject that says so
+    (b"age_years,sex,disease_duration_years\n" + GOOD + b'\n"34,F,2\n34,F,2\n', [2], [3]),
+    # header only, without a final newline: nothing to score, empty outputs
+    (b"age_years,sex,disease_duration_years", [], []),
+])
+def test_csv_edge_cases_keep_every_record_and_its_line(mlflow_store, tmp_path, content, scored_lines, rejected_lines):
+    result, scores, rejects = score_csv_bytes(tmp_path, content)
+    assert result.exit_code == 0, result.output
+    assert scores["line"].tolist() == scored_lines
+    assert rejects["line"].tolist() == rejected_lines
+    assert f"read {len(scored_lines) + len(rejected_lines)} records" in result.output
+
+
+def test_multi_line_rejects_say_which_lines(mlflow_store, tmp_path):
+    content = b"age_years,sex,disease_duration_years\n" + GOOD + b'\n"34,F,2\n34,F,2\n'
+    _, _, rejects = score_csv_bytes(tmp_path, content)
+    assert "record spans lines 3–4" in rejects["reason"][0]
+
+
+def test_non_utf8_header_fails_clearly(mlflow_store, tmp_path):
+    result, scores, _ = score_csv_bytes(tmp_path, b"age_years,s\xe9x,disease_duration_years\n" + GOOD + b"\n")
+    assert result.exit_code == 2 and "not valid UTF-8" in result.output
+    assert scores is None
+
+
+def test_typed_parquet_columns(mlflow_store, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        "age_years": pa.array([34, 50, None], pa.int64()),
+        "sex": ["female", "male", None],
+        "disease_duration_years": pa.array([2, 3, None], pa.int32()),
+        "smoker": pa.array([True, None, False], pa.bool_()),
+        "relapses_prior_2y": pa.array([1, None, 2], pa.int64()),
+        "edss": pa.array([None, None, None], pa.float64()),
+    })
+    source, out = tmp_path / "typed.parquet", tmp_path / "scores.parquet"
+    pq.write_table(table, source)
+    result = run_score(source, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(out)["line"].tolist() == [1, 2]
+    rejects = pd.read_parquet(tmp_path / "scores.rejects.parquet")
+    assert rejects["line"].tolist() == [3] and "required but missing" in rejects["reason"][0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "{tmp}/x.xlsx"], "unsupported extension '.xlsx'"),
+    (["--out", "{tmp}/same.csv", "--rejects", "{tmp}/same.csv"], "three different files"),
+    (["--out", "{tmp}/in.csv"], "three different files"),
+    (["--out", "{tmp}/s.csv", "--chunk-rows", "0"], "--chunk-rows must be at least 1"),
+])
+def test_output_paths_are_checked_before_anything_is_written(mlflow_store, tmp_path, args, message):
+    source = tmp_path / "in.csv"
+    source.write_text("age_years,sex,disease_duration_years\n34,F,2\n")
+    result = run_score(source, *[a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert source.read_text() == "age_years,sex,disease_duration_years\n34,F,2\n"
+
+
+def test_upper_case_extensions_are_understood(mlflow_store, tmp_path):
+    source, out = tmp_path / "IN.CSV", tmp_path / "OUT.PARQUET"
+    source.write_text("age_years,sex,disease_duration_years\n34,F,2\n")
+    result = run_score(source, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_parquet(out)) == 1

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from features.schema import FEATURE_NAMES, ID_COLUMN, INPUT_NAMES, output_columns
 from features.validation import validate_frame
-from models.registry import MODEL_NAME, candidates, choose
+from models.registry import MODEL_NAME, Candidate, choose, comparable
 from models.scoring import score_batch
 
 pytestmark = pytest.mark.integration
@@ -62,10 +62,26 @@ def test_registered_model_has_signature_from_schema(mlflow_store):
 
 def test_promote_chooses_lowest_mean_log_loss(mlflow_store):
     client = MlflowClient()
-    found = candidates(client)
-    best = min(found, key=lambda c: c.metric)
-    assert mlflow_store["promotion"].chosen.version == best.version == choose(found).version
-    assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == best.version
+    by_version = {r.model_version: r.metrics["mean_log_loss"] for r in mlflow_store["results"]}
+    best = min(by_version, key=by_version.get)
+    assert mlflow_store["promotion"].chosen.version == best
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == best
+
+
+def candidate(version, metric, experiment="e", digest="d"):
+    return Candidate(version=str(version), run_id="r", family="f", experiment=experiment,
+                     config_digest=digest, metric=metric)
+
+
+def test_promotion_rule_ties_and_comparability():
+    assert choose([candidate(1, 0.2), candidate(2, 0.1), candidate(3, 0.1)]).version == "3"
+    found = [candidate(1, 0.05, "old"), candidate(2, 0.2, "new", "a"), candidate(3, 0.1, "new", "b"),
+             candidate(4, 0.3, "new", "b")]
+    # only the newest config's versions compete: 1 (another experiment) and 2 (an older config) do not
+    assert [c.version for c in comparable(found)] == ["3", "4"]
+    assert [c.version for c in comparable(found, "old")] == ["1"]
+    with pytest.raises(LookupError, match="experiments with versions: new, old"):
+        comparable(found, "missing")
 
 
 def test_pyfunc_champion_gives_the_same_numbers_as_the_scoring_function(mlflow_store, champion, make_cohort):
@@ -78,6 +94,20 @@ def test_pyfunc_champion_gives_the_same_numbers_as_the_scoring_function(mlflow_s
         risk = from_pyfunc[f"risk_{outcome}"].to_numpy()
         shap_sum = from_pyfunc[[f"shap_{outcome}__{f}" for f in FEATURE_NAMES]].sum(axis=1).to_numpy()
         np.testing.assert_allclose(from_pyfunc[f"base_{outcome}"] + shap_sum, np.log(risk / (1 - risk)), atol=1e-4)
+
+
+def test_pyfunc_accepts_what_batch_and_rest_accept(mlflow_store, champion):
+    """Integers, text codings and missing values reach the model's own validation, not MLflow's types."""
+    frame = pd.DataFrame({
+        "patient_id": ["a", "b"], "age_years": [34, 51], "sex": ["F", "male"],
+        "disease_duration_years": [2, 7], "relapses_prior_2y": [2, None],
+        "smoker": ["yes", None], "prior_dmt": [1.0, 0.0],
+        "il21_pg_ml": [420, None], "il21_assay": ["legacy_elisa", None],
+    })
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    from_pyfunc = pyfunc.predict(frame)
+    direct = score_batch(champion.risk_model, validate_frame(frame))[output_columns()]
+    pd.testing.assert_frame_equal(from_pyfunc.reset_index(drop=True), direct, check_exact=False, rtol=0, atol=1e-12)
 
 
 def test_pyfunc_rejects_invalid_patients_with_reasons(mlflow_store):

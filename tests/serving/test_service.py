@@ -135,6 +135,18 @@ def test_malformed_requests_get_a_4xx(server, body):
     assert 400 <= response.status_code < 500, response.text
 
 
+@pytest.mark.parametrize("content_type, body", [
+    ("multipart/form-data", b"--x\r\n"),
+    ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data; name=\"patients\"\r\n\r\n\xff\xfe\r\n--x--\r\n"),
+    ("text/plain", b'{"patients": []}'),
+    ("application/x-www-form-urlencoded", b"patients=1"),
+])
+def test_non_json_content_types_get_415(server, content_type, body):
+    response = post(server, None, content=body, headers={"content-type": content_type})
+    assert response.status_code == 415, response.text
+    assert "application/json" in response.json()["error"]
+
+
 def test_non_json_body_gets_a_4xx(server):
     response = post(server, None, content=b"not json", headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500
