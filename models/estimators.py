@@ -13,7 +13,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 
 def _binary_codes(estimator: BaseEstimator, y: np.ndarray) -> np.ndarray:
@@ -69,16 +69,23 @@ class LogisticRiskClassifier(_RiskClassifier):
         self.C = C
         self.max_iter = max_iter
 
-    def fit(self, X, y) -> LogisticRiskClassifier:
-        """Fit on ``X`` of shape (n_samples, n_features), NaN where unknown, and binary ``y``."""
+    def fit(self, X, y, sample_weight=None) -> LogisticRiskClassifier:
+        """Fit on ``X`` of shape (n_samples, n_features), NaN where unknown, and binary ``y``.
+
+        ``sample_weight`` (n_samples,) weights the regression (IPCW at a horizon); imputation
+        and scaling use the rows with positive weight.
+        """
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
+        sample_weight = _check_sample_weight(sample_weight, X)
+        used = sample_weight > 0
+        X, y, sample_weight = X[used], y[used], sample_weight[used]
         codes = _binary_codes(self, y)
         self.imputer_ = SimpleImputer(strategy="median", add_indicator=True,
                                       keep_empty_features=True).fit(X)
         imputed = self.imputer_.transform(X)
         self.scaler_ = StandardScaler().fit(imputed)
         self.logistic_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(
-            self.scaler_.transform(imputed), codes)
+            self.scaler_.transform(imputed), codes, sample_weight=sample_weight)
         self.n_iter_ = self.logistic_.n_iter_
         indicator = self.imputer_.indicator_
         indicated = list(indicator.features_) if indicator is not None else []
@@ -152,9 +159,13 @@ class XGBoostRiskClassifier(_RiskClassifier):
         self.random_state = random_state
         self.device = device
 
-    def fit(self, X, y) -> XGBoostRiskClassifier:
-        """Fit on ``X`` of shape (n_samples, n_features), NaN where unknown, and binary ``y``."""
+    def fit(self, X, y, sample_weight=None) -> XGBoostRiskClassifier:
+        """Fit on ``X`` of shape (n_samples, n_features), NaN where unknown, and binary ``y``;
+        ``sample_weight`` (n_samples,) weights the loss (IPCW at a horizon)."""
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
+        sample_weight = _check_sample_weight(sample_weight, X)
+        used = sample_weight > 0
+        X, y, sample_weight = X[used], y[used], sample_weight[used]
         codes = _binary_codes(self, y)
         params = {
             "objective": "binary:logistic",
@@ -170,7 +181,7 @@ class XGBoostRiskClassifier(_RiskClassifier):
         }
         if self.n_jobs is not None:
             params["nthread"] = self.n_jobs
-        train = xgb.DMatrix(X, label=codes, missing=np.nan)
+        train = xgb.DMatrix(X, label=codes, weight=sample_weight, missing=np.nan)
         self.booster_ = xgb.train(params, train, num_boost_round=self.n_estimators)
         return self
 

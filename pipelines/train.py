@@ -22,6 +22,7 @@ from mlflow.models import ModelSignature
 from sklearn.model_selection import train_test_split
 
 from features.schema import ID_COLUMN, INPUT_NAMES, mlflow_input_schema, mlflow_output_schema
+from features.drift import reference_profile
 from features.simulator import SimulatorConfig, load_simulator_config, simulate_cohort
 from features.validation import encode
 from models.estimators import FAMILIES
@@ -131,6 +132,8 @@ def run_experiment(config: ExperimentConfig, *, log=print) -> list[FamilyResult]
                                   | {f"model.{k}": str(v) for k, v in family_params.items()})
                 mlflow.log_input(train_set, context="training")
                 mlflow.log_input(test_set, context="evaluation")
+                # Aggregates only: per-feature histograms for drift checks when scoring.
+                mlflow.log_dict(reference_profile(encode(train)), "reference/feature_profile.json")
                 model = fit_family(family, family_params, train, config.outcomes)
                 fit_seconds = time.perf_counter() - fit_started
                 metrics, curves = evaluate_family(model, test)
