@@ -237,23 +237,32 @@ IL21_ASSAYS: dict[str, AssayReference] = {
 }
 
 OUTCOMES: tuple[str, ...] = ("thyroid", "itp")
+HORIZONS_MONTHS: tuple[int, ...] = (24, 48)  # 48: the label's monitoring window after the last course
+# What the model predicts: the risk of each outcome by each horizon, named "<outcome>_<h>m".
+ENDPOINTS: tuple[str, ...] = tuple(f"{o}_{h}m" for o in OUTCOMES for h in HORIZONS_MONTHS)
+
+
+def endpoint_parts(endpoint: str) -> tuple[str, int]:
+    """``"thyroid_24m"`` -> ``("thyroid", 24)``."""
+    outcome, horizon = endpoint.rsplit("_", 1)
+    return outcome, int(horizon.removesuffix("m"))
 OUTCOME_DESCRIPTIONS: dict[str, str] = {
     "thyroid": "thyroid disorder (Graves' disease, hypo- or hyperthyroidism, thyroiditis)",
     "itp": "immune thrombocytopenic purpura",
 }
 
 
-def shap_column(outcome: str, feature: str) -> str:
-    """Batch-output column holding the SHAP value of ``feature`` for ``outcome``."""
-    return f"shap_{outcome}__{feature}"
+def shap_column(endpoint: str, feature: str) -> str:
+    """Batch-output column holding the SHAP value of ``feature`` for ``endpoint``."""
+    return f"shap_{endpoint}__{feature}"
 
 
-def output_columns(outcomes: tuple[str, ...] = OUTCOMES) -> list[str]:
+def output_columns(endpoints: tuple[str, ...] = ENDPOINTS) -> list[str]:
     """Score columns per patient, in output order (without ids and model version)."""
     columns: list[str] = []
-    for outcome in outcomes:
-        columns += [f"risk_{outcome}", f"base_{outcome}"]
-        columns += [shap_column(outcome, name) for name in FEATURE_NAMES]
+    for endpoint in endpoints:
+        columns += [f"risk_{endpoint}", f"base_{endpoint}"]
+        columns += [shap_column(endpoint, name) for name in FEATURE_NAMES]
     return columns
 
 
@@ -335,11 +344,11 @@ def mlflow_input_schema():
     return Schema(specs)
 
 
-def mlflow_output_schema(outcomes: tuple[str, ...] = OUTCOMES):
+def mlflow_output_schema(endpoints: tuple[str, ...] = ENDPOINTS):
     """MLflow signature output schema of the pyfunc model."""
     from mlflow.types import ColSpec, Schema
 
-    return Schema([ColSpec("double", name) for name in output_columns(outcomes)])
+    return Schema([ColSpec("double", name) for name in output_columns(endpoints)])
 
 
 def _training_text(feature: Feature) -> str:

@@ -29,11 +29,10 @@ from scipy.optimize import brentq, least_squares
 from scipy.special import expit
 from scipy.stats import truncnorm
 
-from features.schema import FEATURES, FEATURES_BY_NAME, ID_COLUMN, IL21_ASSAYS, OUTCOMES
+from features.schema import FEATURES, FEATURES_BY_NAME, HORIZONS_MONTHS, ID_COLUMN, IL21_ASSAYS, OUTCOMES
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "experiments" / "cohorts.yaml"
 BOOLEAN_FEATURES = tuple(f.name for f in FEATURES if f.kind == "boolean")
-HORIZONS_MONTHS = (24, 48)
 
 
 class _Strict(BaseModel):

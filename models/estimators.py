@@ -212,3 +212,40 @@ FAMILIES: dict[str, type[_RiskClassifier]] = {
     "logistic": LogisticRiskClassifier,
     "xgboost": XGBoostRiskClassifier,
 }
+
+
+class PlattCalibrated:
+    """A fitted classifier recalibrated on a held-out fold: ``logit p' = a + b * logit p``.
+
+    Affine in log-odds, so SHAP stays exact: ``base' = a + b * base`` and ``shap' = b * shap``.
+
+    Parameters
+    ----------
+    estimator : classifier
+        Fitted, with ``decision_function`` and ``explain``.
+    intercept, slope : float
+        ``a`` and ``b``.
+    """
+
+    def __init__(self, estimator, intercept: float, slope: float) -> None:
+        self.estimator = estimator
+        self.intercept = intercept
+        self.slope = slope
+
+    @classmethod
+    def fit(cls, estimator, X, y, sample_weight=None) -> PlattCalibrated:
+        """Fit ``a`` and ``b`` by (weighted) logistic regression of ``y`` on the estimator's log-odds."""
+        margin = estimator.decision_function(X)[:, None]
+        platt = LogisticRegression(C=np.inf, max_iter=1000).fit(margin, y, sample_weight=sample_weight)
+        return cls(estimator, float(platt.intercept_[0]), float(platt.coef_[0, 0]))
+
+    def decision_function(self, X) -> np.ndarray:
+        return self.intercept + self.slope * self.estimator.decision_function(X)
+
+    def predict_proba(self, X) -> np.ndarray:
+        positive = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        return np.column_stack([1.0 - positive, positive])
+
+    def explain(self, X) -> tuple[np.ndarray, np.ndarray]:
+        base, contributions = self.estimator.explain(X)
+        return self.intercept + self.slope * base, self.slope * contributions

@@ -84,8 +84,9 @@ def roc_figure(y: np.ndarray, risks: dict[str, np.ndarray], title: str):
     return figure
 
 
-def calibration_figure(y: np.ndarray, risks: dict[str, np.ndarray], title: str, bins: int = 10):
-    """Observed incidence against mean predicted risk, by quantile of predicted risk."""
+def calibration_figure(y: np.ndarray, risks: dict[str, np.ndarray], title: str, bins: int = 10,
+                       weight: np.ndarray | None = None):
+    """Observed incidence against mean predicted risk, by quantile of predicted risk (IPCW-weighted)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,11 +98,125 @@ def calibration_figure(y: np.ndarray, risks: dict[str, np.ndarray], title: str, 
     for label, risk in risks.items():
         edges = np.unique(np.quantile(risk, np.linspace(0, 1, bins + 1)))
         which = np.clip(np.searchsorted(edges, risk, side="right") - 1, 0, len(edges) - 2)
-        predicted = np.array([risk[which == b].mean() for b in np.unique(which)])
-        observed = np.array([y[which == b].mean() for b in np.unique(which)])
+        w = np.ones(len(y)) if weight is None else weight
+        groups = [b for b in np.unique(which) if w[which == b].sum() > 0]
+        predicted = np.array([np.average(risk[which == b], weights=w[which == b]) for b in groups])
+        observed = np.array([np.average(y[which == b], weights=w[which == b]) for b in groups])
         axes.plot(predicted, observed, marker="o", label=label)
         top = max(top, predicted.max(), observed.max())
     axes.plot([0, top], [0, top], color="grey", linestyle=":", label="ideal")
     axes.set(xlabel="mean predicted risk", ylabel="observed incidence", title=title)
     axes.legend(loc="upper left")
+    return figure
+
+
+# --------------------------------------------------------------------------- at a horizon, with IPCW
+
+
+def weighted_calibration(y: np.ndarray, risk: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
+    """Calibration slope and intercept (calibration-in-the-large) with IPCW weights."""
+    lp = logit(np.clip(risk, _EPS, 1 - _EPS))
+    slope = LogisticRegression(C=np.inf, max_iter=1000).fit(lp[:, None], y, sample_weight=weight).coef_[0, 0]
+    intercept = brentq(lambda a: float(np.sum(weight * (y - expit(a + lp)))), -30.0, 30.0)
+    return float(slope), float(intercept)
+
+
+def integrated_calibration_index(y: np.ndarray, risk: np.ndarray, weight: np.ndarray) -> float:
+    """ICI: weighted mean |risk - smoothed observed risk|, the smoother a weighted logistic
+    regression on a cubic spline of logit(risk) (Austin & Steyerberg use loess; splines behave alike)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import SplineTransformer
+
+    lp = logit(np.clip(risk, _EPS, 1 - _EPS))[:, None]
+    smoother = make_pipeline(SplineTransformer(n_knots=5, degree=3), LogisticRegression(C=1e4, max_iter=2000))
+    smoother.fit(lp, y, logisticregression__sample_weight=weight)
+    observed = smoother.predict_proba(lp)[:, 1]
+    return float(np.average(np.abs(risk - observed), weights=weight))
+
+
+def net_benefit(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, thresholds: np.ndarray) -> dict[str, np.ndarray]:
+    """Decision curve: net benefit of the model, of treating all and of treating none, per threshold."""
+    total = weight.sum()
+    prevalence = np.sum(weight * y) / total
+    odds = thresholds / (1 - thresholds)
+    model = np.array([
+        (np.sum(weight * y * (risk >= t)) - np.sum(weight * (1 - y) * (risk >= t)) * o) / total
+        for t, o in zip(thresholds, odds)
+    ])
+    return {"threshold": thresholds, "model": model,
+            "treat_all": prevalence - (1 - prevalence) * odds, "treat_none": np.zeros(len(thresholds))}
+
+
+def evaluate_at_horizon(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, true_risk: np.ndarray,
+                        *, bootstrap: int = 0, seed: int = 0) -> dict[str, float]:
+    """TRIPOD+AI metrics of risks at one horizon, on rows whose status is known (IPCW ``weight > 0``).
+
+    Parameters
+    ----------
+    y, risk, weight, true_risk : ndarray of shape (n,)
+        Status at the horizon, predicted risk, IPCW weight (0 = status unknown) and the
+        simulator's exact risk at the horizon, for the same n patients.
+    bootstrap : int
+        Resamples for the 95% intervals of AUROC and AUPRC (0: none).
+
+    Returns
+    -------
+    dict
+        ``auroc``, ``auprc`` (+ ``_lo``/``_hi``), ``oracle_auroc``, ``auroc_over_oracle``,
+        ``brier`` (IPCW), ``log_loss`` (weighted), ``calibration_slope``,
+        ``calibration_intercept``, ``observed_over_expected``, ``ici``,
+        ``mean_abs_risk_error`` (all rows, against the exact risk), ``known``, ``events``.
+    """
+    metrics = {"mean_abs_risk_error": float(np.mean(np.abs(risk - true_risk))),
+               "mean_risk": float(np.mean(risk)), "mean_true_risk": float(np.mean(true_risk))}
+    known = weight > 0
+    y, risk_k, weight, truth = y[known], risk[known], weight[known], true_risk[known]
+    metrics |= {"known": float(known.sum()), "events": float(y.sum())}
+    if y.sum() < 5 or y.sum() == len(y):
+        return metrics
+    clipped = np.clip(risk_k, _EPS, 1 - _EPS)
+    slope, intercept = weighted_calibration(y, risk_k, weight)
+    metrics |= {
+        "auroc": float(roc_auc_score(y, risk_k, sample_weight=weight)),
+        "auprc": float(average_precision_score(y, risk_k, sample_weight=weight)),
+        "oracle_auroc": float(roc_auc_score(y, truth, sample_weight=weight)),
+        "brier": float(np.sum(weight * (y - risk_k) ** 2) / len(known)),
+        "log_loss": float(-np.average(y * np.log(clipped) + (1 - y) * np.log(1 - clipped), weights=weight)),
+        "calibration_slope": slope,
+        "calibration_intercept": intercept,
+        "observed_over_expected": float(np.sum(weight * y) / np.sum(weight * risk_k)),
+        "ici": integrated_calibration_index(y, risk_k, weight),
+    }
+    metrics["auroc_over_oracle"] = metrics["auroc"] / metrics["oracle_auroc"]
+    if bootstrap:
+        rng = np.random.default_rng(seed)
+        draws = {"auroc": [], "auprc": []}
+        for _ in range(bootstrap):
+            sample = rng.integers(0, len(y), len(y))
+            if 0 < y[sample].sum() < len(sample):
+                draws["auroc"].append(roc_auc_score(y[sample], risk_k[sample], sample_weight=weight[sample]))
+                draws["auprc"].append(average_precision_score(y[sample], risk_k[sample],
+                                                              sample_weight=weight[sample]))
+        for name, values in draws.items():
+            metrics[f"{name}_lo"], metrics[f"{name}_hi"] = (float(v) for v in np.percentile(values, [2.5, 97.5]))
+    return metrics
+
+
+def decision_curve_figure(curves: dict[str, dict[str, np.ndarray]], title: str):
+    """Net benefit against threshold for each model, with treat-all and treat-none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 4))
+    axes = figure.subplots()
+    first = next(iter(curves.values()))
+    for label, curve in curves.items():
+        axes.plot(100 * curve["threshold"], curve["model"], label=label)
+    axes.plot(100 * first["threshold"], first["treat_all"], color="grey", linestyle="--", label="treat all")
+    axes.axhline(0, color="black", linewidth=0.8, label="treat none")
+    top = max(max(c["model"].max() for c in curves.values()), first["treat_all"].max())
+    axes.set(xlabel="threshold risk (%)", ylabel="net benefit", title=title, ylim=(-0.02, top * 1.1 + 0.01))
+    axes.legend(fontsize=7)
     return figure

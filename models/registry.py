@@ -9,15 +9,20 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from features.schema import ENDPOINTS
 from models.scoring import RiskModel
 
 MODEL_NAME = "autoimmunity-risk"
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 PROMOTION_METRIC = "mean_log_loss"
+SLOPE_RANGE = (0.8, 1.2)
 PROMOTION_RULE = (
     "among the versions trained by one experiment config (the newest version's, or --experiment's "
-    "newest), so that all were tested on the same held-out cohort: the lowest held-out log loss "
-    "averaged over outcomes (run metric 'mean_log_loss'); ties go to the newer version"
+    "newest), so that all were tested on the same held-out cohort, and whose held-out calibration "
+    f"slope lies within {SLOPE_RANGE[0]}–{SLOPE_RANGE[1]} for every endpoint: the lowest held-out "
+    "log loss of the (calibrated) risks averaged over endpoints (run metric 'mean_log_loss'); ties "
+    "go to the newer version. The previous champion becomes the challenger"
 )
 
 
@@ -33,6 +38,13 @@ class Candidate:
     experiment: str
     config_digest: str
     metric: float
+    slopes: dict[str, float] | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        """Every endpoint's calibration slope within :data:`SLOPE_RANGE`."""
+        low, high = SLOPE_RANGE
+        return bool(self.slopes) and all(low <= s <= high for s in self.slopes.values())
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,8 @@ def candidates(client: MlflowClient, name: str = MODEL_NAME) -> list[Candidate]:
             experiment=version.tags.get("experiment", "?"),
             config_digest=run.data.tags.get("autorisk.config_digest", "?"),
             metric=run.data.metrics.get(PROMOTION_METRIC, math.inf),
+            slopes={e: run.data.metrics[f"{e}_calibration_slope"] for e in ENDPOINTS
+                    if f"{e}_calibration_slope" in run.data.metrics},
         ))
     return sorted(found, key=lambda c: int(c.version))
 
@@ -81,10 +95,14 @@ def comparable(found: list[Candidate], experiment: str | None = None) -> list[Ca
 
 
 def choose(found: list[Candidate]) -> Candidate:
-    """The lowest ``mean_log_loss``; ties go to the newer version."""
-    if not found:
-        raise NoChampionError("no registered versions to promote; run `autorisk train` first")
-    return min(found, key=lambda c: (c.metric, -int(c.version)))
+    """Among calibrated candidates, the lowest ``mean_log_loss``; ties go to the newer version."""
+    eligible = [c for c in found if c.calibrated]
+    if not eligible:
+        raise NoChampionError(
+            f"no candidate has every calibration slope within {SLOPE_RANGE[0]}–{SLOPE_RANGE[1]}: "
+            + "; ".join(f"v{c.version}: " + ", ".join(f"{e} {s:.2f}" for e, s in (c.slopes or {}).items())
+                        for c in found))
+    return min(eligible, key=lambda c: (c.metric, -int(c.version)))
 
 
 def promote(client: MlflowClient, name: str = MODEL_NAME, *, experiment: str | None = None,
@@ -98,9 +116,27 @@ def promote(client: MlflowClient, name: str = MODEL_NAME, *, experiment: str | N
         previous = str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
         previous = None
+    decision = Promotion(chosen=chosen, candidates=comparable(found, experiment), previous=previous)
     if not dry_run:
+        if previous is not None and previous != chosen.version:
+            client.set_registered_model_alias(name, CHALLENGER, previous)
         client.set_registered_model_alias(name, CHAMPION, chosen.version)
-    return Promotion(chosen=chosen, candidates=found, previous=previous)
+        log_promotion(decision, name)
+    return decision
+
+
+def log_promotion(decision: Promotion, name: str) -> None:
+    """Record the decision as a run of the MLflow experiment ``promotions``: rule, candidates, choice."""
+    from pipelines.tracking import ensure_experiment
+
+    ensure_experiment("promotions")
+    with mlflow.start_run(run_name=f"promote/{name}/v{decision.chosen.version}",
+                          tags={"autorisk.role": "promotion"}):
+        mlflow.log_params({"model": name, "rule": decision.rule, "champion": decision.chosen.version,
+                           "challenger": decision.previous or "none"})
+        mlflow.log_text("version,family,experiment,config,mean_log_loss,calibrated\n" + "".join(
+            f"{c.version},{c.family},{c.experiment},{c.config_digest},{c.metric},{c.calibrated}\n"
+            for c in decision.candidates), "candidates.csv")
 
 
 def resolve_version(name: str = MODEL_NAME, alias: str = CHAMPION, version: str | None = None):

@@ -124,16 +124,46 @@ def promote(
         decision = promote_version(MlflowClient(), model_name, experiment=experiment, dry_run=dry_run)
     except NoChampionError as error:
         raise _fail(str(error)) from error
-    table = Table("version", "family", "experiment", "config", "mean held-out log loss", "")
+    table = Table("version", "family", "experiment", "config", "calibration slopes", "mean held-out log loss", "")
     for candidate in decision.candidates:
-        mark = "chosen" if candidate is decision.chosen else ""
+        mark = "chosen" if candidate.version == decision.chosen.version else \
+            ("" if candidate.calibrated else "slope out of range")
+        slopes = " ".join(f"{s:.2f}" for s in (candidate.slopes or {}).values())
         table.add_row(candidate.version, candidate.family, candidate.experiment, candidate.config_digest,
-                      f"{candidate.metric:.5f}", mark)
+                      slopes, f"{candidate.metric:.5f}", mark)
     console.print(table)
     console.print(f"rule: {decision.rule}")
     verb = "would set" if dry_run else "set"
     console.print(f"{verb} {model_name}@champion -> version {decision.chosen.version} "
-                  f"({decision.chosen.family}); previous champion: {decision.previous or 'none'}")
+                  f"({decision.chosen.family}); previous champion: {decision.previous or 'none'}"
+                  + (f" -> @challenger" if decision.previous and decision.previous != decision.chosen.version else ""))
+    if not dry_run:
+        console.print("the decision is logged as a run of the MLflow experiment 'promotions'")
+
+
+@app.command()
+def report(
+    version: Annotated[str | None, typer.Argument(help="Registered version (default: @champion).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the model card.")] = Path("outputs"),
+    model_name: Annotated[str, typer.Option(help="Registered model name.")] = "autoimmunity-risk",
+) -> None:
+    """Write the model card (Markdown and HTML) of a registered version."""
+    import mlflow
+
+    from models.registry import NoChampionError, resolve_version
+    from pipelines.tracking import configure_tracking
+
+    configure_tracking()
+    try:
+        found = resolve_version(model_name, version=version)
+    except NoChampionError as error:
+        raise _fail(str(error)) from error
+    out.mkdir(parents=True, exist_ok=True)
+    for suffix in ("md", "html"):
+        text = mlflow.artifacts.load_text(f"runs:/{found.run_id}/model_card/model_card.{suffix}")
+        path = out / f"model-card-{model_name}-v{found.version}.{suffix}"
+        path.write_text(text, encoding="utf-8")
+        console.print(f"wrote {path}")
 
 
 @app.command()
@@ -144,13 +174,22 @@ def score(
     ignore_extra_columns: Annotated[bool, typer.Option("--ignore-extra-columns", help="Ignore columns that are not features instead of failing.")] = False,
     model_version: Annotated[str | None, typer.Option(help="Registered version to use (default: @champion).")] = None,
     chunk_rows: Annotated[int, typer.Option(help="Records per chunk.")] = 50_000,
+    engine: Annotated[str, typer.Option(help="Where to score: local (this process) or spark (Apache Spark; needs the spark extra).")] = "local",
+    spark_master: Annotated[str, typer.Option(help="Spark master URL with --engine spark: local[*], local[4], spark://host:7077, yarn, ...")] = "local[*]",
 ) -> None:
-    """Score a cohort file: risk and SHAP values per patient and outcome."""
+    """Score a cohort file: risk and SHAP values per patient and endpoint, rejects with reasons, and a drift report."""
     from features.validation import InputSchemaError
     from models.registry import NoChampionError, load_model
-    from pipelines.score import InputFileError, default_rejects_path, score_file
+    from pipelines.score import ENGINES, InputFileError, default_rejects_path, score_file
     from pipelines.tracking import configure_tracking
 
+    if engine not in ENGINES:
+        raise _fail(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}", 2)
+    if engine == "spark":
+        try:
+            import pyspark  # noqa: F401
+        except ImportError as error:
+            raise _fail("--engine spark needs pyspark: pip install 'autorisk[spark]'", 2) from error
     configure_tracking()
     try:
         model = load_model(version=model_version)
@@ -164,20 +203,22 @@ def score(
     with progress:
         task = progress.add_task("score", total=None, rate="")
 
-        def report(rows: int) -> None:
+        def show(rows: int) -> None:
             rate = rows / max(time.perf_counter() - started, 1e-9)
             progress.update(task, completed=rows, rate=f"{rate:,.0f} rows/s")
 
         try:
             summary = score_file(input, out, model, rejects_path=rejects,
                                  allow_extra=ignore_extra_columns, chunk_rows=chunk_rows,
-                                 on_progress=report)
+                                 on_progress=show, engine=engine, spark_master=spark_master)
         except (InputFileError, InputSchemaError) as error:
             raise _fail(f"{input}: {error}" if not str(error).startswith(str(input)) else str(error), 2) from error
+        except OSError as error:  # unreadable input, unwritable output: nothing was written
+            raise _fail(f"{error.strerror or error}: {error.filename or input}", 2) from error
     elapsed = time.perf_counter() - started
     console.print(f"model {model.name} v{model.version}: read {summary.read:,} records, "
                   f"scored {summary.scored:,}, rejected {summary.rejected:,} "
-                  f"({elapsed:.1f} s, {summary.read / max(elapsed, 1e-9):,.0f} records/s)")
+                  f"({elapsed:.1f} s, {summary.read / max(elapsed, 1e-9):,.0f} records/s, engine {engine})")
     if summary.blank_lines:
         console.print(f"skipped {summary.blank_lines:,} blank lines")
     if summary.ignored_columns:
@@ -185,9 +226,14 @@ def score(
     if summary.outside_training_range:
         console.print(f"[yellow]{summary.outside_training_range:,} scored patients have values outside "
                       "the training range; their risks may be unreliable (see the warnings column)[/]")
+    drift = summary.drift
+    console.print(drift.headline, style="yellow" if drift.differs else None, soft_wrap=True, highlight=False)
+    for detail in drift.details:
+        console.print(f"  {detail}", soft_wrap=True, highlight=False)
     console.print(f"scores: {out}")
     if summary.rejected:
         console.print(f"rejects: {rejects}")
+    console.print(f"drift report: {summary.drift_paths[0]}")
 
 
 @app.command()
@@ -261,7 +307,8 @@ def demo(
     decision = promote_version(MlflowClient(), experiment.registered_model_name)
     console.print(f"rule: {decision.rule}")
     console.print(f"champion: version {decision.chosen.version} ({decision.chosen.family}, "
-                  f"mean log loss {decision.chosen.metric:.5f})")
+                  f"mean log loss {decision.chosen.metric:.5f}); challenger: {decision.previous or 'none'}")
+    report(decision.chosen.version, outputs, experiment.registered_model_name)
 
     console.rule("5. score a simulated real-world clinic cohort")
     clinic = simulate_cohort(simulator, "clinic", clinic_n, 2026)[[ID_COLUMN, *INPUT_NAMES]]
@@ -278,6 +325,7 @@ def demo(
     console.print(f"open the MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000")
     console.print("start the REST server: .venv/bin/autorisk serve --port 3000")
     console.print("score a file:          .venv/bin/autorisk score outputs/clinic.csv --out scores.csv")
+    console.print("other experiments:     .venv/bin/autorisk train --config experiments/il21-no-effect.yaml")
     console.print("Research tool on synthetic data: not for clinical decisions.")
 
 

@@ -3,71 +3,117 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from features.schema import OUTCOMES
+from features.schema import ENDPOINTS
 from models.estimators import FAMILIES
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 DEFAULT_EXPERIMENT = EXPERIMENTS_DIR / "baseline-comparison.yaml"
 
 
-class CohortSpec(BaseModel):
-    """One simulated cohort: ``autorisk simulate --profile P --n N --seed S``."""
-
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CohortSpec(_Strict):
+    """One simulated cohort: ``autorisk simulate --profile P --n N --seed S [--il21-assay A]``."""
+
     profile: str
     n: int = Field(gt=0)
     seed: int
+    il21_assay: Literal["legacy_elisa", "current_elisa"] | None = None
 
     def label(self) -> str:
-        return f"{self.profile}(n={self.n},seed={self.seed})"
+        assay = f",assay={self.il21_assay}" if self.il21_assay else ""
+        return f"{self.profile}(n={self.n},seed={self.seed}{assay})"
 
 
-class ExperimentConfig(BaseModel):
+class ExternalCohort(CohortSpec):
+    """A cohort the models are validated on, logged under ``ext_<name>_``."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+
+
+class TuningSpec(_Strict):
+    """Optuna search: the trials stop at ``n_trials`` or ``timeout_s``, whichever comes first."""
+
+    n_trials: int = Field(ge=1)
+    timeout_s: float = Field(gt=0)
+    space: dict[str, list[float]]  # name -> [low, high]; integers when both bounds are integers
+    seed: int = 0
+
+
+class FamilySpec(_Strict):
+    """A model family: which estimator, how it treats censoring, whether it is recalibrated."""
+
+    estimator: str
+    censoring: Literal["ipcw", "ignore"]
+    calibration: Literal["platt", "none"]
+    params: dict[str, Any] = {}
+    tuning: TuningSpec | None = None
+
+    @model_validator(mode="after")
+    def _known_estimator(self) -> FamilySpec:
+        if self.estimator not in FAMILIES:
+            raise ValueError(f"estimator: unknown {self.estimator!r}; choose from {list(FAMILIES)}")
+        try:
+            FAMILIES[self.estimator](**self.params)
+        except TypeError as error:
+            raise ValueError(f"params: {error}") from error
+        return self
+
+
+class ExperimentConfig(_Strict):
     """One training experiment; becomes one MLflow experiment of the same name."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     description: str
     registered_model_name: str
     simulator_config: Path
+    simulator_overrides: dict[str, Any] = {}
     train_cohorts: list[CohortSpec] = Field(min_length=1)
     test_fraction: float = Field(gt=0, lt=1)
+    calibration_fraction: float = Field(gt=0, lt=1)
     split_seed: int
-    external_cohorts: list[CohortSpec] = []
-    outcomes: tuple[str, ...]
-    families: dict[str, dict[str, Any]]
+    endpoints: tuple[str, ...]
+    external_cohorts: list[ExternalCohort] = []
+    benchmark_cohort: CohortSpec
+    bootstrap: int = Field(ge=0)
+    families: dict[str, FamilySpec]
 
     @model_validator(mode="after")
     def _check_names(self) -> ExperimentConfig:
-        unknown = [o for o in self.outcomes if o not in OUTCOMES]
+        unknown = [e for e in self.endpoints if e not in ENDPOINTS]
         if unknown:
-            raise ValueError(f"outcomes: unknown {unknown}; choose from {list(OUTCOMES)}")
-        for family, params in self.families.items():
-            if family not in FAMILIES:
-                raise ValueError(f"families: unknown {family!r}; choose from {list(FAMILIES)}")
-            try:
-                FAMILIES[family](**params)
-            except TypeError as error:
-                raise ValueError(f"families.{family}: {error}") from error
+            raise ValueError(f"endpoints: unknown {unknown}; choose from {list(ENDPOINTS)}")
         return self
 
     def params(self) -> dict[str, str]:
-        """Flat experiment parameters for MLflow."""
-        flat = {
+        """Flat experiment parameters for MLflow (the same keys in every experiment)."""
+        return {
             "experiment": self.name,
             "train_cohorts": "+".join(c.label() for c in self.train_cohorts),
-            "external_cohorts": "+".join(c.label() for c in self.external_cohorts),
+            "external_cohorts": "+".join(f"{c.name}={c.label()}" for c in self.external_cohorts),
+            "benchmark_cohort": self.benchmark_cohort.label(),
             "test_fraction": str(self.test_fraction),
+            "calibration_fraction": str(self.calibration_fraction),
             "split_seed": str(self.split_seed),
-            "outcomes": ",".join(self.outcomes),
-            "families": ",".join(self.families),
+            "endpoints": ",".join(self.endpoints),
+            "bootstrap": str(self.bootstrap),
+            "simulator_overrides": yaml.safe_dump(self.simulator_overrides, default_flow_style=True).strip(),
         }
-        return flat
+
+
+def deep_merge(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` applied key by key (nested mappings merged, values replaced)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
 
 
 def load_experiment(path: Path | str = DEFAULT_EXPERIMENT) -> ExperimentConfig:

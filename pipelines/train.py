@@ -1,10 +1,15 @@
-"""Training: simulate cohorts, fit every model family per outcome, evaluate, log to MLflow.
+"""Training: simulate cohorts, fit every model family per endpoint, evaluate, log to MLflow.
 
-Pure steps (:func:`simulate_cohorts`, :func:`split`, :func:`fit_family`,
-:func:`evaluate_family`) take and return data; :func:`run_experiment` wires them
-to MLflow. One parent run per experiment, one child run per model family; every
-child run logs the same param, metric and tag names so the MLflow UI's compare
-view lines them up.
+Pure steps (:func:`simulate_cohorts`, :func:`split`, :func:`endpoint_labels`,
+:func:`fit_family`, :func:`evaluate_model`, :func:`subgroup_table`) take and return
+data; :func:`run_experiment` wires them to MLflow. One parent run per experiment, one
+child run per model family (Optuna trials nested under it); every child run logs the
+same param, metric and tag names so the MLflow UI's compare view lines them up.
+
+Endpoints are the risk of each outcome by 24 and 48 months. Censoring-aware families fit
+one classifier per endpoint on the patients whose status at the horizon is known, weighted
+by the inverse probability of still being observed (IPCW, :mod:`models.survival`), and are
+recalibrated on a held-out fold by Platt scaling (affine in log-odds, so SHAP stays exact).
 """
 
 from __future__ import annotations
@@ -19,20 +24,30 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
+from sklearn.metrics import roc_curve
 from sklearn.model_selection import train_test_split
 
-from features.schema import ID_COLUMN, INPUT_NAMES, mlflow_input_schema, mlflow_output_schema
 from features.drift import reference_profile
+from features.schema import ID_COLUMN, INPUT_NAMES, endpoint_parts, mlflow_input_schema, mlflow_output_schema
 from features.simulator import SimulatorConfig, load_simulator_config, simulate_cohort
 from features.validation import encode
-from models.estimators import FAMILIES
-from models.evaluation import calibration_figure, evaluate, roc_figure
+from models.estimators import FAMILIES, PlattCalibrated
+from models.evaluation import (
+    calibration_figure,
+    decision_curve_figure,
+    evaluate_at_horizon,
+    net_benefit,
+)
+from models.model_card import model_card
 from models.pyfunc import AutoimmunityRiskModel
 from models.scoring import RiskModel
-from pipelines.config import CohortSpec, ExperimentConfig
+from models.survival import HorizonLabels, horizon_labels
+from pipelines.config import CohortSpec, ExperimentConfig, FamilySpec, deep_merge
 from pipelines.tracking import ensure_experiment
 
 PIP_PACKAGES = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "xgboost", "pydantic", "pyyaml")
+SUBGROUP_METRICS = ("auroc", "calibration_slope", "calibration_intercept", "observed_over_expected")
+THRESHOLDS = np.round(np.arange(0.01, 0.51, 0.01), 2)
 
 
 @dataclass(frozen=True)
@@ -45,46 +60,135 @@ class FamilyResult:
     metrics: dict[str, float]
 
 
+def load_simulator(config: ExperimentConfig) -> SimulatorConfig:
+    """The experiment's simulator: the assumptions file with the experiment's overrides."""
+    base = load_simulator_config(config.simulator_config)
+    if not config.simulator_overrides:
+        return base
+    return SimulatorConfig.model_validate(deep_merge(base.model_dump(), config.simulator_overrides))
+
+
 def simulate_cohorts(simulator: SimulatorConfig, cohorts: list[CohortSpec]) -> pd.DataFrame:
     """Pooled cohorts with a ``profile`` column."""
-    frames = [simulate_cohort(simulator, c.profile, c.n, c.seed).assign(profile=c.profile)
+    frames = [simulate_cohort(simulator, c.profile, c.n, c.seed, il21_assay=c.il21_assay).assign(profile=c.profile)
               for c in cohorts]
     return pd.concat(frames, ignore_index=True)
 
 
-def split(pooled: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train/test split stratified by profile and treatment arm."""
+def split(pooled: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two parts, the second of ``fraction``, stratified by profile and treatment arm."""
     strata = pooled["profile"].astype(str) + "/" + pooled["treatment"].astype(str)
-    train, test = train_test_split(pooled, test_size=test_fraction, random_state=seed, stratify=strata)
-    return train.reset_index(drop=True), test.reset_index(drop=True)
+    first, second = train_test_split(pooled, test_size=fraction, random_state=seed, stratify=strata)
+    return first.reset_index(drop=True), second.reset_index(drop=True)
 
 
-def make_estimator(family: str, params: dict):
-    """An unfitted classifier of ``family`` with the experiment's hyperparameters."""
-    return FAMILIES[family](**params)
+def endpoint_labels(frame: pd.DataFrame, endpoint: str, censoring: str = "ipcw") -> HorizonLabels:
+    """Status at the endpoint's horizon: IPCW-weighted, or (``"ignore"``) censored counted as non-events."""
+    outcome, horizon = endpoint_parts(endpoint)
+    time_months = frame[f"{outcome}_time_months"].to_numpy()
+    event = frame[f"{outcome}_event"].to_numpy()
+    if censoring == "ignore":
+        return HorizonLabels(y=((event == 1) & (time_months <= horizon)).astype(int), weight=np.ones(len(frame)))
+    return horizon_labels(time_months, event, horizon, groups=frame["profile"].to_numpy())
 
 
-def fit_family(family: str, params: dict, train: pd.DataFrame, outcomes: tuple[str, ...]) -> RiskModel:
-    """Fit one classifier per outcome on the training frame."""
-    matrix = encode(train)
-    estimators = {outcome: make_estimator(family, params).fit(matrix, train[f"{outcome}_event"].to_numpy())
-                  for outcome in outcomes}
-    return RiskModel(family=family, estimators=estimators)
+def fit_family(spec: FamilySpec, params: dict, train: pd.DataFrame, endpoints: tuple[str, ...],
+               calibration_fraction: float, seed: int) -> RiskModel:
+    """One classifier per endpoint, recalibrated on a held-out fold when the family says so."""
+    fit_part, calibration_part = split(train, calibration_fraction, seed) if spec.calibration == "platt" \
+        else (train, None)
+    matrix = encode(fit_part)
+    estimators = {}
+    for endpoint in endpoints:
+        labels = endpoint_labels(fit_part, endpoint, spec.censoring)
+        estimator = FAMILIES[spec.estimator](**params).fit(matrix, labels.y, sample_weight=labels.weight)
+        if calibration_part is not None:
+            held_out = endpoint_labels(calibration_part, endpoint, "ipcw")
+            known = held_out.known
+            estimator = PlattCalibrated.fit(estimator, encode(calibration_part)[known], held_out.y[known],
+                                            sample_weight=held_out.weight[known])
+        estimators[endpoint] = estimator
+    return RiskModel(family=spec.estimator, estimators=estimators)
 
 
-def evaluate_family(model: RiskModel, frame: pd.DataFrame) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
-    """Metrics named ``<outcome>_<metric>`` plus ``mean_log_loss``, and the risks behind them."""
+def evaluate_model(model: RiskModel, frame: pd.DataFrame, *, prefix: str = "", bootstrap: int = 0,
+                   seed: int = 0) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
+    """Metrics named ``<prefix><endpoint>_<metric>`` and, per endpoint, the arrays behind them."""
     scores = model.explain(encode(frame))
     metrics: dict[str, float] = {}
     curves = {}
-    for outcome, outcome_scores in scores.items():
-        y = frame[f"{outcome}_event"].to_numpy()
-        truth = frame[f"true_risk_{outcome}"].to_numpy()
-        for name, value in evaluate(y, outcome_scores.risk, truth).items():
-            metrics[f"{outcome}_{name}"] = value
-        curves[outcome] = {"y": y, "model": outcome_scores.risk, "oracle": truth}
-    metrics["mean_log_loss"] = float(np.mean([metrics[f"{o}_log_loss"] for o in scores]))
+    for endpoint, endpoint_scores in scores.items():
+        labels = endpoint_labels(frame, endpoint, "ipcw")
+        truth = frame[f"true_risk_{endpoint}"].to_numpy()
+        values = evaluate_at_horizon(labels.y, endpoint_scores.risk, labels.weight, truth,
+                                     bootstrap=bootstrap, seed=seed)
+        metrics |= {f"{prefix}{endpoint}_{name}": value for name, value in values.items()}
+        curves[endpoint] = {"y": labels.y, "weight": labels.weight, "model": endpoint_scores.risk, "oracle": truth}
     return metrics, curves
+
+
+def subgroups(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Masks of the reported subgroups: sex, age band, prior treatment."""
+    age = frame["age_years"].to_numpy()
+    prior = frame["prior_dmt"]
+    return {
+        "female": (frame["sex"] == "female").to_numpy(),
+        "male": (frame["sex"] == "male").to_numpy(),
+        "age_under_30": age < 30,
+        "age_30_39": (age >= 30) & (age < 40),
+        "age_40_plus": age >= 40,
+        "prior_dmt": (prior == True).to_numpy(),  # noqa: E712 - object column with None
+        "no_prior_dmt": (prior == False).to_numpy(),  # noqa: E712
+    }
+
+
+def subgroup_table(model: RiskModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """The same metrics by subgroup: one row per subgroup and endpoint."""
+    rows = []
+    for name, mask in subgroups(frame).items():
+        if mask.sum() < 50:
+            continue
+        metrics, _ = evaluate_model(model, frame.loc[mask].reset_index(drop=True))
+        for endpoint in model.outcomes:
+            rows.append({"subgroup": name, "endpoint": endpoint, "n": int(mask.sum())}
+                        | {m: metrics.get(f"{endpoint}_{m}", np.nan) for m in (*SUBGROUP_METRICS, "events")})
+    return pd.DataFrame(rows)
+
+
+def tune(spec: FamilySpec, train: pd.DataFrame, endpoints: tuple[str, ...], calibration_fraction: float,
+         seed: int, log) -> dict:
+    """Optuna search of the family's hyperparameters, each trial a nested MLflow run.
+
+    Objective: the mean weighted log loss over endpoints on the held-out calibration fold.
+    """
+    import optuna
+
+    fit_part, validation = split(train, calibration_fraction, seed)
+    tuning = spec.tuning
+    uncalibrated = spec.model_copy(update={"calibration": "none"})
+
+    def objective(trial: optuna.Trial) -> float:
+        params = dict(spec.params)
+        for name, (low, high) in tuning.space.items():
+            if float(low).is_integer() and float(high).is_integer():
+                params[name] = trial.suggest_int(name, int(low), int(high))
+            else:
+                params[name] = trial.suggest_float(name, low, high, log=True)
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True,
+                              tags={"autorisk.role": "tuning-trial"}):
+            model = fit_family(uncalibrated, params, fit_part, endpoints, calibration_fraction, seed)
+            metrics, _ = evaluate_model(model, validation)
+            loss = float(np.mean([metrics[f"{e}_log_loss"] for e in endpoints]))
+            mlflow.log_params({f"model.{k}": v for k, v in params.items()})
+            mlflow.log_metric("validation_mean_log_loss", loss)
+        return loss
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=tuning.seed))
+    study.optimize(objective, n_trials=tuning.n_trials, timeout=tuning.timeout_s)
+    log(f"  tuned over {len(study.trials)} trials: best validation log loss {study.best_value:.4f}")
+    mlflow.log_metrics({"tuning_trials": len(study.trials), "tuning_best_log_loss": study.best_value})
+    return dict(spec.params) | study.best_params
 
 
 def _digest(payload: object) -> str:
@@ -92,30 +196,63 @@ def _digest(payload: object) -> str:
 
 
 def _dataset(frame: pd.DataFrame, name: str):
-    # Synthetic cohorts only: no patient data reaches MLflow.
     # Events as floats: MLflow's schema inference warns that integer columns cannot hold missing values.
     events = {c: float for c in frame.columns if c.endswith("_event")}
     return mlflow.data.from_pandas(frame.astype(events), name=name)
 
 
+def _log_endpoint_figures(family: str, curves: dict[str, dict[str, np.ndarray]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    for endpoint, c in curves.items():
+        known = c["weight"] > 0
+        if c["y"][known].sum() < 5:
+            continue
+        y, w = c["y"][known], c["weight"][known]
+        risks = {family: c["model"][known], "oracle (true risk)": c["oracle"][known]}
+        figure = Figure(figsize=(5, 5))
+        axes = figure.subplots()
+        for label, risk in risks.items():
+            fpr, tpr, _ = roc_curve(y, risk, sample_weight=w)
+            axes.plot(fpr, tpr, label=label)
+        axes.plot([0, 1], [0, 1], color="grey", linestyle=":")
+        axes.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"{endpoint}: ROC (IPCW), held-out")
+        axes.legend(loc="lower right")
+        mlflow.log_figure(figure, f"plots/roc_{endpoint}.png")
+        mlflow.log_figure(calibration_figure(y, risks, f"{endpoint}: calibration, held-out", weight=w),
+                          f"plots/calibration_{endpoint}.png")
+        decision = {label: net_benefit(y, risk, w, THRESHOLDS) for label, risk in risks.items()}
+        mlflow.log_figure(decision_curve_figure(decision, f"{endpoint}: decision curve"),
+                          f"plots/decision_curve_{endpoint}.png")
+        table = pd.DataFrame({"threshold": THRESHOLDS, "treat_all": decision[family]["treat_all"]}
+                             | {f"net_benefit_{label}": d["model"] for label, d in decision.items()})
+        mlflow.log_text(table.to_csv(index=False), f"decision_curves/{endpoint}.csv")
+
+
 def run_experiment(config: ExperimentConfig, *, log=print) -> list[FamilyResult]:
     """Run one experiment against the current MLflow tracking URI and register each family's model."""
-    simulator = load_simulator_config(config.simulator_config)
+    simulator = load_simulator(config)
     started = time.perf_counter()
     pooled = simulate_cohorts(simulator, config.train_cohorts)
     train, test = split(pooled, config.test_fraction, config.split_seed)
-    external = {c.profile: simulate_cohorts(simulator, [c]) for c in config.external_cohorts}
-    log(f"simulated {len(pooled):,} patients ({len(train):,} train / {len(test):,} test) "
+    external = {c.name: simulate_cohorts(simulator, [c]) for c in config.external_cohorts}
+    benchmark = simulate_cohorts(simulator, [config.benchmark_cohort])
+    log(f"simulated {len(pooled):,} patients ({len(train):,} train / {len(test):,} test), "
+        f"{sum(map(len, external.values())):,} external and {len(benchmark):,} benchmark "
         f"in {time.perf_counter() - started:.1f} s")
 
     params = config.params() | simulator.assumption_params()
     config_digest = _digest(config.model_dump(mode="json") | {"simulator": simulator.model_dump()})
-    train_set = _dataset(train, "+".join(c.label() for c in config.train_cohorts) + ":train")
-    test_set = _dataset(test, "+".join(c.label() for c in config.train_cohorts) + ":test")
+    label = "+".join(c.label() for c in config.train_cohorts)
+    train_set, test_set = _dataset(train, f"{label}:train"), _dataset(test, f"{label}:test")
     example = test.loc[:4, [ID_COLUMN, *INPUT_NAMES]]
-    signature = ModelSignature(inputs=mlflow_input_schema(), outputs=mlflow_output_schema(config.outcomes))
+    signature = ModelSignature(inputs=mlflow_input_schema(), outputs=mlflow_output_schema(config.endpoints))
     pip_requirements = [f"{p}=={version(p)}" for p in PIP_PACKAGES]
     tags = {"autorisk.experiment": config.name, "autorisk.config_digest": config_digest}
+    reference = reference_profile(encode(train))
 
     ensure_experiment(config.name)
     results = []
@@ -124,31 +261,39 @@ def run_experiment(config: ExperimentConfig, *, log=print) -> list[FamilyResult]
         mlflow.log_params(params)
         mlflow.log_dict(config.model_dump(mode="json"), "config/experiment.json")
         mlflow.log_dict(simulator.model_dump(mode="json"), "config/simulator_assumptions.json")
-        for family, family_params in config.families.items():
-            fit_started = time.perf_counter()
+        for family, spec in config.families.items():
+            family_started = time.perf_counter()
             with mlflow.start_run(run_name=f"{config.name}/{family}", nested=True,
-                                  tags=tags | {"autorisk.role": "model", "autorisk.family": family}) as run:
-                mlflow.log_params(params | {"family": family}
-                                  | {f"model.{k}": str(v) for k, v in family_params.items()})
+                                  tags=tags | {"autorisk.role": "model", "autorisk.family": family,
+                                               "autorisk.censoring": spec.censoring}) as run:
                 mlflow.log_input(train_set, context="training")
                 mlflow.log_input(test_set, context="evaluation")
                 # Aggregates only: per-feature histograms for drift checks when scoring.
-                mlflow.log_dict(reference_profile(encode(train)), "reference/feature_profile.json")
-                model = fit_family(family, family_params, train, config.outcomes)
-                fit_seconds = time.perf_counter() - fit_started
-                metrics, curves = evaluate_family(model, test)
-                for profile, frame in external.items():
-                    external_metrics, _ = evaluate_family(model, frame)
-                    metrics |= {f"external_{profile}_{o}_auroc": external_metrics[f"{o}_auroc"]
-                                for o in config.outcomes if f"{o}_auroc" in external_metrics}
+                mlflow.log_dict(reference, "reference/feature_profile.json")
+                model_params = tune(spec, train, config.endpoints, config.calibration_fraction,
+                                    config.split_seed, log) if spec.tuning else dict(spec.params)
+                mlflow.log_params(params | {"family": family, "estimator": spec.estimator,
+                                            "censoring": spec.censoring, "calibration": spec.calibration}
+                                  | {f"model.{k}": str(v) for k, v in model_params.items()})
+                model = fit_family(spec, model_params, train, config.endpoints, config.calibration_fraction,
+                                   config.split_seed)
+                fit_seconds = time.perf_counter() - family_started
+                metrics, curves = evaluate_model(model, test, bootstrap=config.bootstrap, seed=config.split_seed)
+                metrics["mean_log_loss"] = float(np.mean([metrics[f"{e}_log_loss"] for e in config.endpoints
+                                                          if f"{e}_log_loss" in metrics]))
+                bench, _ = evaluate_model(model, benchmark, prefix="bench_", bootstrap=config.bootstrap,
+                                          seed=config.split_seed)
+                metrics |= bench
+                for name, frame in external.items():
+                    metrics |= evaluate_model(model, frame, prefix=f"ext_{name}_")[0]
+                table = subgroup_table(model, test)
+                for row in table.itertuples():
+                    metrics |= {f"sub_{row.subgroup}_{row.endpoint}_{m}": getattr(row, m)
+                                for m in SUBGROUP_METRICS if np.isfinite(getattr(row, m))}
                 metrics["fit_seconds"] = fit_seconds
                 mlflow.log_metrics(metrics)
-                for outcome, curve in curves.items():
-                    risks = {family: curve["model"], "oracle (true risk)": curve["oracle"]}
-                    mlflow.log_figure(roc_figure(curve["y"], risks, f"{outcome}: ROC, held-out"),
-                                      f"plots/roc_{outcome}.png")
-                    mlflow.log_figure(calibration_figure(curve["y"], risks, f"{outcome}: calibration, held-out"),
-                                      f"plots/calibration_{outcome}.png")
+                mlflow.log_text(table.to_csv(index=False), "subgroups.csv")
+                _log_endpoint_figures(family, curves)
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=AutoimmunityRiskModel(model),
@@ -162,11 +307,17 @@ def run_experiment(config: ExperimentConfig, *, log=print) -> list[FamilyResult]
                 for key, value in {"family": family, "experiment": config.name,
                                    "mean_log_loss": f"{metrics['mean_log_loss']:.6f}"}.items():
                     client.set_model_version_tag(config.registered_model_name, model_version, key, value)
+                card = model_card(name=config.registered_model_name, version=model_version, family=family,
+                                  spec=spec, config=config, simulator=simulator, metrics=metrics,
+                                  subgroup_rows=table)
+                mlflow.log_text(card.markdown, "model_card/model_card.md")
+                mlflow.log_text(card.html, "model_card/model_card.html")
                 results.append(FamilyResult(family, run.info.run_id, model_version, metrics))
-                summary = ", ".join(f"{o} AUROC {metrics.get(f'{o}_auroc', float('nan')):.3f} "
-                                    f"(oracle {metrics.get(f'{o}_oracle_auroc', float('nan')):.3f})"
-                                    for o in config.outcomes)
+                summary = "; ".join(
+                    f"{e} AUROC {metrics.get(f'{e}_auroc', float('nan')):.3f} "
+                    f"(oracle {metrics.get(f'{e}_oracle_auroc', float('nan')):.3f})" for e in config.endpoints)
                 log(f"{family}: {summary}; mean log loss {metrics['mean_log_loss']:.4f}; "
-                    f"registered {config.registered_model_name} v{model_version}")
+                    f"registered {config.registered_model_name} v{model_version} "
+                    f"({time.perf_counter() - family_started:.0f} s)")
         mlflow.log_metric("train_seconds", time.perf_counter() - started)
     return results

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 import bentoml
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from features.schema import FEATURE_NAMES, ID_COLUMN, INPUT_NAMES, patient_model
+from features.schema import FEATURE_NAMES, ID_COLUMN, INPUT_NAMES, endpoint_parts, patient_model
 from features.validation import validate_frame
 from models.registry import CHAMPION, MODEL_NAME, load_model
 from models.scoring import score_batch
@@ -51,14 +51,16 @@ class PredictRequest(BaseModel):
 
 
 class OutcomeRisk(BaseModel):
-    risk: float = Field(description="Probability of the outcome within 24 months of the first course.", ge=0, le=1)
+    risk: float = Field(description="Probability of onset by horizon_months after the first course.", ge=0, le=1)
+    horizon_months: int = Field(description="Months after the first course the risk is for.")
+    scale: Literal["log-odds"] = Field(description="Scale of base_value and shap: base_value + sum(shap) = logit(risk).")
     base_value: float = Field(description="SHAP base value, log-odds.")
-    shap: dict[str, float] = Field(description="SHAP value per feature, log-odds; base_value + sum(shap) = logit(risk).")
+    shap: dict[str, float] = Field(description="SHAP value per feature, log-odds.")
 
 
 class Prediction(BaseModel):
     patient_id: str | None
-    outcomes: dict[str, OutcomeRisk]
+    outcomes: dict[str, OutcomeRisk] = Field(description="Keyed by outcome and horizon: thyroid_24m, thyroid_48m, itp_24m, itp_48m.")
     warnings: list[str] = Field(description="Values outside the training range (scored, but less reliable).")
 
 
@@ -73,19 +75,21 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
-def to_response(identity: ModelIdentity, scores: pd.DataFrame, outcomes: tuple[str, ...]) -> PredictResponse:
+def to_response(identity: ModelIdentity, scores: pd.DataFrame, endpoints: tuple[str, ...]) -> PredictResponse:
     """Nest the batch-format score columns into the REST response."""
     predictions = []
     for row in scores.to_dict(orient="records"):
         predictions.append(Prediction(
             patient_id=row[ID_COLUMN],
             outcomes={
-                outcome: OutcomeRisk(
-                    risk=row[f"risk_{outcome}"],
-                    base_value=row[f"base_{outcome}"],
-                    shap={f: row[f"shap_{outcome}__{f}"] for f in FEATURE_NAMES},
+                endpoint: OutcomeRisk(
+                    risk=row[f"risk_{endpoint}"],
+                    horizon_months=endpoint_parts(endpoint)[1],
+                    scale="log-odds",
+                    base_value=row[f"base_{endpoint}"],
+                    shap={f: row[f"shap_{endpoint}__{f}"] for f in FEATURE_NAMES},
                 )
-                for outcome in outcomes
+                for endpoint in endpoints
             },
             warnings=row["warnings"].split("; ") if row["warnings"] else [],
         ))

@@ -28,16 +28,27 @@ def make_cohort(simulator):
 
 @pytest.fixture(scope="session")
 def tiny_experiment(tmp_path_factory):
-    """The default experiment, shrunk to train in seconds."""
+    """The default experiment, shrunk to train in seconds (all three families, tuning included)."""
+    from pipelines.config import ExternalCohort, TuningSpec
+
     config = load_experiment(DEFAULT_EXPERIMENT)
+    xgboost = config.families["xgboost"]
+    small = {"n_estimators": 60, "n_jobs": 2}
     return config.model_copy(update={
         "name": "tiny-test",
-        "train_cohorts": [CohortSpec(profile="care-ms1", n=4000, seed=1),
-                          CohortSpec(profile="care-ms2", n=4000, seed=2)],
-        "external_cohorts": [CohortSpec(profile="camms223", n=2000, seed=3)],
+        "train_cohorts": [CohortSpec(profile="care-ms1", n=5000, seed=1),
+                          CohortSpec(profile="extension", n=4000, seed=2)],
+        "external_cohorts": [ExternalCohort(name="clinic", profile="clinic", n=3000, seed=3)],
+        "benchmark_cohort": CohortSpec(profile="care-ms1", n=3000, seed=4),
+        "bootstrap": 20,
         "families": {
             "logistic": config.families["logistic"],
-            "xgboost": {**config.families["xgboost"], "n_estimators": 60, "n_jobs": 2},
+            "xgboost": xgboost.model_copy(update={
+                "params": {**xgboost.params, **small},
+                "tuning": TuningSpec(n_trials=2, timeout_s=60, space={"max_depth": [2, 3]}),
+            }),
+            "binary-xgboost": config.families["binary-xgboost"].model_copy(
+                update={"params": {**config.families["binary-xgboost"].params, **small}}),
         },
     })
 

@@ -8,7 +8,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from features.schema import FEATURE_NAMES
 from features.validation import FEATURE_INDEX, encode
 from models.estimators import FAMILIES, LogisticRiskClassifier, XGBoostRiskClassifier
-from pipelines.train import make_estimator
 
 
 # Weights of 2 are not the same as repeating a row for these two, by design: the median imputation
@@ -41,7 +40,7 @@ FAMILY_PARAMS = {
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def fitted(request, training):
     matrix, y, _ = training
-    return make_estimator(request.param, FAMILY_PARAMS[request.param]).fit(matrix, y)
+    return FAMILIES[request.param](**FAMILY_PARAMS[request.param]).fit(matrix, y)
 
 
 def test_risk_is_a_probability(fitted, training):
@@ -106,6 +105,6 @@ def test_zero_weight_is_the_same_as_leaving_the_row_out(family, training):
     weight[::3] = 0
     kept = weight > 0
     params = FAMILY_PARAMS[family]
-    weighted = make_estimator(family, params).fit(matrix, y, sample_weight=weight)
-    subset = make_estimator(family, params).fit(matrix[kept], y[kept])
+    weighted = FAMILIES[family](**params).fit(matrix, y, sample_weight=weight)
+    subset = FAMILIES[family](**params).fit(matrix[kept], y[kept])
     np.testing.assert_allclose(weighted.predict_proba(matrix[:200]), subset.predict_proba(matrix[:200]), atol=1e-10)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.schema import FEATURE_NAMES, ID_COLUMN, output_columns
+from features.schema import ENDPOINTS, FEATURE_NAMES, ID_COLUMN, output_columns
 from pipelines.cli import app
 
 pytestmark = pytest.mark.integration
@@ -57,10 +57,10 @@ def test_scores_simulated_parquet_with_shap_identity(mlflow_store, make_cohort, 
     assert "ignored columns: thyroid_event" in result.output
     scores = pd.read_parquet(out)
     assert len(scores) == len(cohort) and scores["line"].tolist() == list(range(1, 3001))
-    for outcome in ("thyroid", "itp"):
-        risk = scores[f"risk_{outcome}"].to_numpy()
+    for endpoint in ENDPOINTS:
+        risk = scores[f"risk_{endpoint}"].to_numpy()
         assert ((risk >= 0) & (risk <= 1)).all()
-        total = scores[f"base_{outcome}"] + scores[[f"shap_{outcome}__{f}" for f in FEATURE_NAMES]].sum(axis=1)
+        total = scores[f"base_{endpoint}"] + scores[[f"shap_{endpoint}__{f}" for f in FEATURE_NAMES]].sum(axis=1)
         np.testing.assert_allclose(total, np.log(risk / (1 - risk)), atol=1e-4)
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.schema import FEATURE_NAMES
+from features.schema import ENDPOINTS, FEATURE_NAMES
 from pipelines.cli import app
 
 pytestmark = pytest.mark.integration
@@ -85,8 +85,11 @@ def test_predict_returns_risks_and_shap_with_the_model_version(server, mlflow_st
     assert body["model"]["version"] == mlflow_store["promotion"].chosen.version
     assert [p["patient_id"] for p in body["predictions"]] == ["a", "b", "c"]
     for prediction in body["predictions"]:
-        for outcome in ("thyroid", "itp"):
-            scores = prediction["outcomes"][outcome]
+        assert set(prediction["outcomes"]) == set(ENDPOINTS)
+        for endpoint in ENDPOINTS:
+            scores = prediction["outcomes"][endpoint]
+            assert scores["horizon_months"] == int(endpoint.split("_")[1].removesuffix("m"))
+            assert scores["scale"] == "log-odds"
             assert 0 <= scores["risk"] <= 1
             assert set(scores["shap"]) == set(FEATURE_NAMES)
             logit = np.log(scores["risk"] / (1 - scores["risk"]))

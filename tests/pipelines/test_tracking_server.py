@@ -1,0 +1,81 @@
+"""Researchers compare runs in the MLflow UI: a real `mlflow server` on the store serves them over REST."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tracking_server(mlflow_store, tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("mlflow-server") / "server.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", mlflow_store["uri"],
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"mlflow server exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not ready in 120 s:\n{log.read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def api(url: str, method: str, path: str, **kwargs) -> dict:
+    response = httpx.request(method, f"{url}/api/2.0/mlflow/{path}", timeout=30, **kwargs)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_runs_and_metrics_read_back_through_the_rest_api(tracking_server, tiny_experiment):
+    experiment = api(tracking_server, "GET", "experiments/get-by-name",
+                     params={"experiment_name": tiny_experiment.name})["experiment"]
+    runs = api(tracking_server, "POST", "runs/search", json={
+        "experiment_ids": [experiment["experiment_id"]],
+        "filter": "tags.`autorisk.role` = 'model'", "max_results": 50,
+    })["runs"]
+    assert sorted(r["info"]["run_name"] for r in runs) == [
+        f"{tiny_experiment.name}/{f}" for f in sorted(tiny_experiment.families)]
+    keys = [{m["key"] for m in r["data"]["metrics"]} for r in runs]
+    # the compare view lines up what every run shares: the headline metrics of every endpoint
+    for endpoint in tiny_experiment.endpoints:
+        for name in ("auroc", "auroc_lo", "auroc_hi", "calibration_slope", "brier", "oracle_auroc"):
+            assert all(f"{endpoint}_{name}" in k for k in keys), (endpoint, name)
+    params = [{p["key"]: p["value"] for p in r["data"]["params"]} for r in runs]
+    assert {p["family"] for p in params} == set(tiny_experiment.families)
+
+
+def test_champion_alias_reads_back(tracking_server, mlflow_store):
+    found = api(tracking_server, "GET", "registered-models/alias",
+                params={"name": "autoimmunity-risk", "alias": "champion"})["model_version"]
+    assert found["version"] == mlflow_store["promotion"].chosen.version
