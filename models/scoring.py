@@ -49,6 +49,11 @@ class RiskModel:
     def outcomes(self) -> tuple[str, ...]:
         return tuple(self.estimators)
 
+    def risks(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
+        """Risk per endpoint, shape (n,) each, without SHAP values (for evaluation)."""
+        return {endpoint: estimator.predict_proba(matrix)[:, 1] if len(matrix) else np.empty(0)
+                for endpoint, estimator in self.estimators.items()}
+
     def explain(self, matrix: np.ndarray) -> dict[str, OutcomeScores]:
         """Risk and SHAP values per outcome for a model matrix of shape (n, n_features)."""
         scores = {}

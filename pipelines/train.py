@@ -37,6 +37,7 @@ from models.evaluation import (
     decision_curve_figure,
     evaluate_at_horizon,
     net_benefit,
+    weighted_log_loss,
 )
 from models.model_card import model_card
 from models.pyfunc import AutoimmunityRiskModel
@@ -112,18 +113,18 @@ def fit_family(spec: FamilySpec, params: dict, train: pd.DataFrame, endpoints: t
 
 
 def evaluate_model(model: RiskModel, frame: pd.DataFrame, *, prefix: str = "", bootstrap: int = 0,
-                   seed: int = 0) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
+                   seed: int = 0, detail: bool = True) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
     """Metrics named ``<prefix><endpoint>_<metric>`` and, per endpoint, the arrays behind them."""
-    scores = model.explain(encode(frame))
+    risks = model.risks(encode(frame))
     metrics: dict[str, float] = {}
     curves = {}
-    for endpoint, endpoint_scores in scores.items():
+    for endpoint, risk in risks.items():
         labels = endpoint_labels(frame, endpoint, "ipcw")
         truth = frame[f"true_risk_{endpoint}"].to_numpy()
-        values = evaluate_at_horizon(labels.y, endpoint_scores.risk, labels.weight, truth,
-                                     bootstrap=bootstrap, seed=seed)
+        values = evaluate_at_horizon(labels.y, risk, labels.weight, truth,
+                                     bootstrap=bootstrap, seed=seed, detail=detail)
         metrics |= {f"{prefix}{endpoint}_{name}": value for name, value in values.items()}
-        curves[endpoint] = {"y": labels.y, "weight": labels.weight, "model": endpoint_scores.risk, "oracle": truth}
+        curves[endpoint] = {"y": labels.y, "weight": labels.weight, "model": risk, "oracle": truth}
     return metrics, curves
 
 
@@ -142,16 +143,17 @@ def subgroups(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     }
 
 
-def subgroup_table(model: RiskModel, frame: pd.DataFrame) -> pd.DataFrame:
-    """The same metrics by subgroup: one row per subgroup and endpoint."""
+def subgroup_table(curves: dict[str, dict[str, np.ndarray]], frame: pd.DataFrame) -> pd.DataFrame:
+    """The same metrics by subgroup, from the test split's curves: one row per subgroup and endpoint."""
     rows = []
     for name, mask in subgroups(frame).items():
         if mask.sum() < 50:
             continue
-        metrics, _ = evaluate_model(model, frame.loc[mask].reset_index(drop=True))
-        for endpoint in model.outcomes:
+        for endpoint, c in curves.items():
+            values = evaluate_at_horizon(c["y"][mask], c["model"][mask], c["weight"][mask], c["oracle"][mask],
+                                         detail=False)
             rows.append({"subgroup": name, "endpoint": endpoint, "n": int(mask.sum())}
-                        | {m: metrics.get(f"{endpoint}_{m}", np.nan) for m in (*SUBGROUP_METRICS, "events")})
+                        | {m: values.get(m, np.nan) for m in (*SUBGROUP_METRICS, "events")})
     return pd.DataFrame(rows)
 
 
@@ -177,8 +179,13 @@ def tune(spec: FamilySpec, train: pd.DataFrame, endpoints: tuple[str, ...], cali
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True,
                               tags={"autorisk.role": "tuning-trial"}):
             model = fit_family(uncalibrated, params, fit_part, endpoints, calibration_fraction, seed)
-            metrics, _ = evaluate_model(model, validation)
-            loss = float(np.mean([metrics[f"{e}_log_loss"] for e in endpoints]))
+            risks = model.risks(encode(validation))
+            losses = []
+            for endpoint in endpoints:
+                labels = endpoint_labels(validation, endpoint)
+                known = labels.known
+                losses.append(weighted_log_loss(labels.y[known], risks[endpoint][known], labels.weight[known]))
+            loss = float(np.mean(losses))
             mlflow.log_params({f"model.{k}": v for k, v in params.items()})
             mlflow.log_metric("validation_mean_log_loss", loss)
         return loss
@@ -286,7 +293,7 @@ def run_experiment(config: ExperimentConfig, *, log=print) -> list[FamilyResult]
                 metrics |= bench
                 for name, frame in external.items():
                     metrics |= evaluate_model(model, frame, prefix=f"ext_{name}_")[0]
-                table = subgroup_table(model, test)
+                table = subgroup_table(curves, test)
                 for row in table.itertuples():
                     metrics |= {f"sub_{row.subgroup}_{row.endpoint}_{m}": getattr(row, m)
                                 for m in SUBGROUP_METRICS if np.isfinite(getattr(row, m))}
