@@ -1,6 +1,7 @@
 """Researchers compare runs in the MLflow UI: a real `mlflow server` on the store serves them over REST."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ def tracking_server(mlflow_store, tmp_path_factory):
             [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", mlflow_store["uri"],
              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
             stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,  # the server starts job-consumer children: stop them all at the end
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -44,11 +46,11 @@ def tracking_server(mlflow_store, tmp_path_factory):
             time.sleep(0.5)
         yield url
     finally:
-        process.terminate()
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def api(url: str, method: str, path: str, **kwargs) -> dict:

@@ -1,6 +1,7 @@
 """The real BentoML server in a subprocess, over HTTP, against a real MLflow store."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -42,6 +43,7 @@ def server(mlflow_store, tmp_path_factory):
         process = subprocess.Popen(
             [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)],
             env=env, stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True,  # BentoML starts worker processes: stop them all at the end
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -59,11 +61,11 @@ def server(mlflow_store, tmp_path_factory):
             time.sleep(0.5)
         yield {"url": url, "log": log}
     finally:
-        process.terminate()
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def post(server, body, **kwargs):
