@@ -1,60 +1,75 @@
 """Batch scoring of cohort files (CSV or Parquet), chunk by chunk, with nothing lost.
 
-Every input record ends up in the output (scored) or in the rejects file with its
-line number and reason. Outputs are written to a temporary file beside the
-target and renamed at the end, so an interrupted run leaves no file that looks
-complete.
+Every input record ends up in the output (scored) or in the rejects file with its line
+number and reason. Outputs are written to temporary files beside the targets and renamed
+at the end, so an interrupted run leaves no file that looks complete. Memory is bounded
+by the chunk, not the file. Beside the scores goes a drift report: the cohort against the
+champion's training data, aggregates only (:mod:`features.drift`).
+
+Two engines run the same per-chunk code (:func:`score_records`: ``validate_frame`` then
+``score_batch``): ``local`` in this process, ``spark`` in Spark tasks
+(:mod:`pipelines.spark_engine`).
 """
 
 from __future__ import annotations
 
-import csv
+import json
 import os
-import re
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features.schema import ID_COLUMN, output_columns
+from features.drift import (
+    REFERENCE_ARTIFACT,
+    DriftCounts,
+    DriftReport,
+    bin_counts,
+    compare,
+    empty_counts,
+    to_markdown,
+)
+from features.schema import FEATURE_NAMES, ID_COLUMN, output_columns
 from features.validation import check_columns, validate_frame
 from models.registry import LoadedModel
-from models.scoring import score_batch
+from models.scoring import RiskModel, score_batch
+from pipelines.reading import CHUNK_ROWS, Chunk, InputFileError, file_format, open_input
 
-CHUNK_ROWS = 50_000
+__all__ = [
+    "CHUNK_ROWS", "ENGINES", "ChunkResult", "InputFileError", "Summary", "default_rejects_path",
+    "drift_report_paths", "file_format", "load_reference", "score_chunk", "score_file", "score_records",
+]
 
-
-@dataclass
-class Chunk:
-    """Raw records of one chunk and where they came from.
-
-    Attributes
-    ----------
-    frame : DataFrame
-        Records that have the right number of fields (values as in the file).
-    lines : ndarray of int
-        Line number (CSV, header = line 1) or row number (Parquet, first row = 1) of each record.
-    malformed : list of (int, str)
-        Line number and reason of each record that could not be parsed into fields.
-    blank_lines : int
-        Empty lines skipped (not records).
-    """
-
-    frame: pd.DataFrame
-    lines: np.ndarray
-    malformed: list[tuple[int, str]] = field(default_factory=list)
-    blank_lines: int = 0
+ENGINES = ("local", "spark")
+REJECTS_SCHEMA = pa.schema([("line", pa.int64()), (ID_COLUMN, pa.string()), ("reason", pa.string())])
 
 
 @dataclass
 class Summary:
-    """Counts of a scoring run; ``read == scored + rejected``."""
+    """Counts of a scoring run; ``read == scored + rejected``.
+
+    Attributes
+    ----------
+    read, scored, rejected : int
+        Records read, scored, and written to the rejects file.
+    blank_lines : int
+        Empty CSV lines skipped (not records).
+    ignored_columns : list of str
+        Input columns that are not features (with ``--ignore-extra-columns``).
+    outside_training_range : int
+        Scored records with at least one value outside the documented training range.
+    drift : DriftReport, optional
+        The cohort against the model's training data.
+    drift_paths : tuple of Path
+        Where the drift report was written (Markdown, JSON).
+    """
 
     read: int = 0
     scored: int = 0
@@ -62,125 +77,146 @@ class Summary:
     blank_lines: int = 0
     ignored_columns: list[str] = field(default_factory=list)
     outside_training_range: int = 0
+    drift: DriftReport | None = None
+    drift_paths: tuple[Path, ...] = ()
 
 
-class InputFileError(ValueError):
-    """The input file cannot be scored at all."""
+@dataclass(frozen=True)
+class ChunkResult:
+    """What one chunk (or one Spark wave of chunks) gave.
 
-
-_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, kept by errors="surrogateescape"
-
-
-def read_csv_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """Stream a CSV file as text values, with the physical line number where each record starts.
-
-    A record with the wrong number of fields, or with bytes that are not UTF-8, is reported
-    in ``Chunk.malformed``; a rejected record that spans several lines (a quoted line break,
-    or an unterminated quote) says which lines. Empty lines are skipped (counted, not records).
+    Attributes
+    ----------
+    scores : pyarrow.Table
+        Scored records, in line order, columns as :func:`scores_schema`.
+    rejects : pyarrow.Table
+        Rejected records, in line order: ``line``, ``patient_id``, ``reason``.
+    read : int
+        Records read (scored + rejected).
+    blank_lines : int
+        Empty lines skipped.
+    outside_training_range : int
+        Scored records with a training-range warning.
+    drift : DriftCounts or None
+        Accepted records counted on the drift reference's bins (None without a reference).
     """
-    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            raise InputFileError(f"{path}: empty file, expected a header line with column names")
-        if any(_NOT_UTF8.search(name) for name in header):
-            raise InputFileError(f"{path}: the header line is not valid UTF-8 text")
-        header = [name.strip() for name in header]
-        check_columns(header, allow_extra=True)  # fail fast on missing or duplicated columns
-        rows: list[list[str]] = []
-        lines: list[int] = []
-        malformed: list[tuple[int, str]] = []
-        blank = 0
-        start = reader.line_num + 1
-        for record in reader:
-            end = reader.line_num
-            span = f" (record spans lines {start}–{end})" if end > start else ""
-            if not record:
-                blank += 1
-            elif len(record) != len(header):
-                malformed.append((start, f"wrong number of fields: {len(record)}, expected {len(header)}{span}"))
-            elif _NOT_UTF8.search("\x1f".join(record)):
-                malformed.append((start, f"not valid UTF-8 text{span}"))
-            else:
-                rows.append(record)
-                lines.append(start)
-            start = end + 1
-            if len(rows) >= chunk_rows:
-                yield Chunk(pd.DataFrame(rows, columns=header, dtype=object), np.array(lines), malformed, blank)
-                rows, lines, malformed, blank = [], [], [], 0
-        yield Chunk(pd.DataFrame(rows, columns=header, dtype=object), np.array(lines, dtype=np.int64),
-                    malformed, blank)
+
+    scores: pa.Table
+    rejects: pa.Table
+    read: int
+    blank_lines: int
+    outside_training_range: int
+    drift: DriftCounts | None
 
 
-def read_parquet_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """Stream a Parquet file; the "line" of a record is its row number (first row = 1)."""
-    try:
-        parquet = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as error:
-        raise InputFileError(f"{path}: not a readable Parquet file ({error})") from error
-    check_columns(parquet.schema_arrow.names, allow_extra=True)
-    first = 1
-    for batch in parquet.iter_batches(batch_size=chunk_rows):
-        frame = batch.to_pandas()
-        yield Chunk(frame, np.arange(first, first + len(frame)))
-        first += len(frame)
+def score_columns(risk_model: RiskModel) -> list[str]:
+    """Output columns, in order: ``line``, ``patient_id``, scores per endpoint, ``warnings``, ``model_version``."""
+    return ["line", ID_COLUMN, *output_columns(risk_model.outcomes), "warnings", "model_version"]
 
 
-def file_format(path: Path, role: str = "input") -> str:
-    """``csv`` or ``parquet``, from the extension (any case)."""
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise InputFileError(f"{role} {path}: unsupported extension {path.suffix!r}; use .csv or .parquet")
-    return suffix[1:]
+def scores_schema(risk_model: RiskModel) -> pa.Schema:
+    """Arrow schema of the scores file."""
+    text = {ID_COLUMN, "warnings", "model_version"}
+    return pa.schema([(c, pa.int64() if c == "line" else pa.string() if c in text else pa.float64())
+                      for c in score_columns(risk_model)])
 
 
-def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """Stream an input file by its extension."""
-    reader = read_csv_chunks if file_format(path) == "csv" else read_parquet_chunks
-    if not path.is_file():
-        raise InputFileError(f"{path}: no such file")
-    return reader(path, chunk_rows)
+def score_records(frame: pd.DataFrame, lines: np.ndarray, risk_model: RiskModel, version: str, *,
+                  allow_extra: bool, reference: dict | None) -> ChunkResult:
+    """Validate and score parsed records: the one per-chunk step of every engine.
+
+    Parameters
+    ----------
+    frame : DataFrame of shape (n, n_columns)
+        Raw records (text or typed values).
+    lines : ndarray of int64, shape (n,)
+        Line (CSV) or row (Parquet) number of each record.
+    risk_model : RiskModel
+        The model to score with.
+    version : str
+        Registered model version, written into every scored row.
+    allow_extra : bool
+        Ignore columns that are not features.
+    reference : dict or None
+        Drift reference (:func:`features.drift.reference_profile`); None to skip the counts.
+
+    Returns
+    -------
+    ChunkResult
+        With the validation rejects only (no malformed lines).
+    """
+    batch = validate_frame(frame, allow_extra=allow_extra)
+    scored = score_batch(risk_model, batch)
+    n = len(batch.rows)
+    columns = {"line": pa.array(np.asarray(lines, dtype=np.int64)[batch.rows], pa.int64()),
+               ID_COLUMN: pa.array(batch.patient_ids, pa.string())}
+    columns |= {c: pa.array(scored[c].to_numpy(dtype=np.float64), pa.float64())
+                for c in output_columns(risk_model.outcomes)}
+    columns["warnings"] = pa.array(batch.warnings, pa.string())
+    columns["model_version"] = pa.array([version] * n, pa.string())
+    rows = batch.rejects["row"].to_numpy(dtype=np.int64)
+    rejects = pa.table({"line": pa.array(np.asarray(lines, dtype=np.int64)[rows], pa.int64()),
+                        ID_COLUMN: pa.array(batch.rejects[ID_COLUMN].to_numpy(dtype=object), pa.string()),
+                        "reason": pa.array(batch.rejects["reason"].to_numpy(dtype=object), pa.string())},
+                       schema=REJECTS_SCHEMA)
+    return ChunkResult(
+        scores=pa.table(columns, schema=scores_schema(risk_model)),
+        rejects=rejects,
+        read=len(frame),
+        blank_lines=0,
+        outside_training_range=int((batch.warnings != "").sum()),
+        drift=bin_counts(batch.matrix, reference) if reference is not None else None,
+    )
+
+
+def malformed_rejects(malformed: list[tuple[int, str]]) -> pa.Table:
+    """Rejects table of records that could not be parsed into fields (no patient id)."""
+    return pa.table({"line": pa.array([line for line, _ in malformed], pa.int64()),
+                     ID_COLUMN: pa.nulls(len(malformed), pa.string()),
+                     "reason": pa.array([reason for _, reason in malformed], pa.string())},
+                    schema=REJECTS_SCHEMA)
+
+
+def sorted_rejects(tables: Iterable[pa.Table]) -> pa.Table:
+    """Rejects of several tables in line order (line numbers are unique)."""
+    table = pa.concat_tables([t.cast(REJECTS_SCHEMA) for t in tables])
+    return table.sort_by("line") if table.num_rows > 1 else table
+
+
+def score_chunk(chunk: Chunk, risk_model: RiskModel, version: str, *, allow_extra: bool,
+                reference: dict | None) -> ChunkResult:
+    """Score one chunk in this process: its records, plus its malformed lines as rejects."""
+    result = score_records(chunk.frame, chunk.lines, risk_model, version,
+                           allow_extra=allow_extra, reference=reference)
+    return ChunkResult(scores=result.scores,
+                       rejects=sorted_rejects([result.rejects, malformed_rejects(chunk.malformed)]),
+                       read=chunk.records, blank_lines=chunk.blank_lines,
+                       outside_training_range=result.outside_training_range, drift=result.drift)
 
 
 class _TableWriter:
-    """Appends frames to a CSV or Parquet file with a fixed column order."""
+    """Appends Arrow tables to one CSV or Parquet file with a fixed schema (header written at once)."""
 
-    def __init__(self, path: Path, columns: list[str], string_columns: set[str]) -> None:
-        self.path = path
-        self.columns = columns
-        self.string_columns = string_columns
-        self._parquet: pq.ParquetWriter | None = None
-        self._csv_started = False
-        fields = [pa.field(c, pa.string() if c in string_columns else
-                           pa.int64() if c == "line" else pa.float64()) for c in columns]
-        self.schema = pa.schema(fields)
-
-    def write(self, frame: pd.DataFrame) -> None:
-        frame = frame[self.columns]
-        if file_format(self.path) == "parquet":
-            table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.path, self.schema)
-            self._parquet.write_table(table)
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.schema = schema
+        if file_format(path) == "parquet":
+            self._writer = pq.ParquetWriter(path, schema)
         else:
-            frame.to_csv(self.path, mode="a" if self._csv_started else "w",
-                         header=not self._csv_started, index=False, float_format="%.10g")
-            self._csv_started = True
+            self._writer = pacsv.CSVWriter(path, schema)
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._writer.write_table(table.select(self.schema.names).cast(self.schema))
 
     def close(self) -> None:
-        if self._parquet is None and not self._csv_started:  # no records: a file with the columns only
-            self.write(pd.DataFrame({c: pd.Series(dtype=float if c not in self.string_columns else object)
-                                     for c in self.columns}).astype({"line": np.int64}))
-        if self._parquet is not None:
-            self._parquet.close()
+        self._writer.close()
 
 
 @contextmanager
 def _atomic_path(target: Path):
     """A temporary path beside ``target``, renamed onto it only if the block succeeds."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix,
-                                         dir=target.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
     os.close(handle)
     temporary = Path(temporary)
     try:
@@ -192,7 +228,78 @@ def _atomic_path(target: Path):
 
 def default_rejects_path(output: Path) -> Path:
     """``scores.csv`` -> ``scores.rejects.csv``."""
+    output = Path(output)
     return output.with_name(f"{output.stem}.rejects{output.suffix}")
+
+
+def drift_report_paths(output: Path) -> tuple[Path, Path]:
+    """``scores.csv`` -> ``scores.drift.md``, ``scores.drift.json``."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.drift.md"), output.with_name(f"{output.stem}.drift.json")
+
+
+def check_reference(reference: object) -> dict:
+    """The drift reference if it fits this code's model matrix; ValueError naming the problem otherwise."""
+    if not isinstance(reference, dict) or not isinstance(reference.get("features"), dict) or "n" not in reference:
+        raise ValueError("not a feature profile (expected 'n' and 'features')")
+    if list(reference["features"]) != list(FEATURE_NAMES):
+        raise ValueError(f"its features ({', '.join(reference['features'])}) are not this model matrix's")
+    for name, spec in reference["features"].items():
+        if not {"edges", "shares", "missing"} <= set(spec) or len(spec["edges"]) != len(spec["shares"]):
+            raise ValueError(f"feature {name}: expected edges, shares (one per edge) and missing")
+    return reference
+
+
+def load_reference(model: LoadedModel) -> tuple[dict | None, str]:
+    """The training reference logged with ``model``'s run, or None and why not.
+
+    Reads the MLflow run artifact :data:`features.drift.REFERENCE_ARTIFACT`; a model
+    trained before references were logged has none, which the drift report then says.
+    """
+    import mlflow
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+    from mlflow.exceptions import MlflowException
+
+    where = f"model {model.name} v{model.version} (run {model.run_id})"
+    previous = os.environ.get(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name)
+    os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = "false"
+    try:
+        reference = mlflow.artifacts.load_dict(f"runs:/{model.run_id}/{REFERENCE_ARTIFACT}")
+    except MlflowException:
+        return None, f"{where} has no training reference ({REFERENCE_ARTIFACT}); it was trained before " \
+                     "references were logged — retrain to get drift checks"
+    except (OSError, ValueError) as error:
+        return None, f"the training reference of {where} could not be read ({type(error).__name__})"
+    finally:
+        if previous is None:
+            os.environ.pop(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, None)
+        else:
+            os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = previous
+    try:
+        return check_reference(reference), ""
+    except ValueError as error:
+        return None, f"the training reference of {where} does not fit: {error}"
+
+
+_FROM_MODEL = object()
+
+
+def _check_paths(paths: dict[str, Path], chunk_rows: int) -> None:
+    for role, path in paths.items():
+        if role in ("input", "--out", "--rejects"):
+            file_format(path, role)
+    resolved = [p.resolve() for p in paths.values()]
+    if len(set(resolved)) < len(resolved):
+        raise InputFileError("the input, --out and --rejects must be three different files "
+                             "(and different from the drift report beside --out)")
+    if chunk_rows < 1:
+        raise InputFileError(f"--chunk-rows must be at least 1, got {chunk_rows}")
+
+
+def _local_results(chunks: Iterator[Chunk], model: LoadedModel, *, allow_extra: bool,
+                   reference: dict | None) -> Iterator[ChunkResult]:
+    for chunk in chunks:
+        yield score_chunk(chunk, model.risk_model, model.version, allow_extra=allow_extra, reference=reference)
 
 
 def score_file(
@@ -204,6 +311,10 @@ def score_file(
     allow_extra: bool = False,
     chunk_rows: int = CHUNK_ROWS,
     on_progress: Callable[[int], None] = lambda rows: None,
+    engine: str = "local",
+    spark_master: str = "local[*]",
+    spark=None,
+    reference=_FROM_MODEL,
 ) -> Summary:
     """Score every record of ``input_path`` with ``model``.
 
@@ -220,7 +331,15 @@ def score_file(
     chunk_rows : int
         Records per chunk; memory is bounded by the chunk, not the file.
     on_progress : callable
-        Called with the number of records read after each chunk.
+        Called with the number of lines done (records and blank lines) after each chunk.
+    engine : {"local", "spark"}
+        Where the chunks are scored: this process, or Spark tasks.
+    spark_master : str
+        Spark master URL when ``engine="spark"`` and no ``spark`` session is given.
+    spark : pyspark.sql.SparkSession, optional
+        A running session to use (left running); by default one is started and stopped.
+    reference : dict or None, optional
+        Drift reference; by default the one logged with ``model``'s MLflow run.
 
     Returns
     -------
@@ -231,46 +350,59 @@ def score_file(
     InputFileError, features.validation.InputSchemaError
         When the file cannot be scored at all; nothing is written then.
     """
+    if engine not in ENGINES:
+        raise InputFileError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     input_path, output_path = Path(input_path), Path(output_path)
     rejects_path = Path(rejects_path) if rejects_path else default_rejects_path(output_path)
-    for role, path in (("input", input_path), ("--out", output_path), ("--rejects", rejects_path)):
-        file_format(path, role)
-    resolved = [p.resolve() for p in (input_path, output_path, rejects_path)]
-    if len(set(resolved)) < 3:
-        raise InputFileError("the input, --out and --rejects must be three different files")
-    if chunk_rows < 1:
-        raise InputFileError(f"--chunk-rows must be at least 1, got {chunk_rows}")
-    chunks = read_chunks(input_path, chunk_rows)
-    summary = Summary()
-    score_columns = ["line", ID_COLUMN, *output_columns(model.risk_model.outcomes), "warnings", "model_version"]
-    with _atomic_path(output_path) as output_tmp, _atomic_path(rejects_path) as rejects_tmp:
-        scores = _TableWriter(output_tmp, score_columns, {ID_COLUMN, "warnings", "model_version"})
-        rejects = _TableWriter(rejects_tmp, ["line", ID_COLUMN, "reason"], {ID_COLUMN, "reason"})
-        for chunk in chunks:
-            raw, lines = chunk.frame, chunk.lines
-            if not summary.ignored_columns:
-                summary.ignored_columns = check_columns(raw.columns, allow_extra=allow_extra)
-            batch = validate_frame(raw, allow_extra=allow_extra)
-            scored = score_batch(model.risk_model, batch)
-            scored.insert(0, "line", lines[batch.rows])
-            scored["model_version"] = model.version
-            scores.write(scored)
-            reject_frame = pd.concat([
-                pd.DataFrame({"line": [line for line, _ in chunk.malformed],
-                              ID_COLUMN: [None] * len(chunk.malformed),
-                              "reason": [reason for _, reason in chunk.malformed]}, dtype=object),
-                pd.DataFrame({"line": lines[batch.rejects["row"].to_numpy(dtype=int)],
-                              ID_COLUMN: batch.rejects[ID_COLUMN].to_numpy(dtype=object),
-                              "reason": batch.rejects["reason"].to_numpy(dtype=object)}),
-            ], ignore_index=True).astype({"line": np.int64}).sort_values("line", kind="stable")
-            if len(reject_frame):
-                rejects.write(reject_frame)
-            summary.scored += len(scored)
-            summary.rejected += len(reject_frame)
-            summary.read += len(raw) + len(chunk.malformed)
-            summary.blank_lines += chunk.blank_lines
-            summary.outside_training_range += int((batch.warnings != "").sum())
+    drift_md, drift_json = drift_report_paths(output_path)
+    _check_paths({"input": input_path, "--out": output_path, "--rejects": rejects_path,
+                  "drift report": drift_md, "drift data": drift_json}, chunk_rows)
+    source = open_input(input_path, chunk_rows)
+    with ExitStack() as stack:
+        stack.callback(source.close)
+        unnamed = [str(i) for i, name in enumerate(source.columns, start=1) if not name]
+        if unnamed and not allow_extra:
+            raise InputFileError(f"column {', '.join(unnamed)} of the header has no name (an index written "
+                                 "without a name?); name it, remove it, or pass --ignore-extra-columns")
+        summary = Summary(ignored_columns=check_columns(source.columns, allow_extra=allow_extra))
+        note = ""
+        if reference is _FROM_MODEL:
+            reference, note = load_reference(model)
+        if engine == "spark":
+            from pipelines import spark_engine
+
+            session = spark or stack.enter_context(spark_engine.session(spark_master))
+            results = spark_engine.score_chunks(session, source, model, allow_extra=allow_extra,
+                                                reference=reference)
+        else:
+            results = _local_results(source.chunks, model, allow_extra=allow_extra, reference=reference)
+        outputs = [stack.enter_context(_atomic_path(p)) for p in (output_path, rejects_path, drift_md, drift_json)]
+        scores = _TableWriter(outputs[0], scores_schema(model.risk_model))
+        rejects = _TableWriter(outputs[1], REJECTS_SCHEMA)
+        counts = None
+        for result in results:
+            scores.write(result.scores)
+            rejects.write(result.rejects)
+            summary.read += result.read
+            summary.scored += result.scores.num_rows
+            summary.rejected += result.rejects.num_rows
+            summary.blank_lines += result.blank_lines
+            summary.outside_training_range += result.outside_training_range
+            if result.drift is not None:
+                counts = result.drift if counts is None else counts + result.drift
             on_progress(summary.read + summary.blank_lines)
         scores.close()
         rejects.close()
+        if summary.read != summary.scored + summary.rejected:  # a bug, never the input's fault
+            raise RuntimeError(f"internal error: read {summary.read} records but scored {summary.scored} "
+                               f"and rejected {summary.rejected}")
+        if reference is not None and counts is None:
+            counts = empty_counts(reference)
+        summary.drift = compare(reference, counts, why_no_reference=note)
+        label = f"{model.name} v{model.version}"
+        outputs[2].write_text(to_markdown(summary.drift, model=label), encoding="utf-8")
+        outputs[3].write_text(json.dumps({"model": {"name": model.name, "version": model.version,
+                                                    "run_id": model.run_id}, **summary.drift.to_json()},
+                                         indent=2) + "\n", encoding="utf-8")
+        summary.drift_paths = (drift_md, drift_json)
     return summary

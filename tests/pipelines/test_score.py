@@ -1,5 +1,6 @@
 """``autorisk score`` end to end on real files, against a real MLflow store."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ from typer.testing import CliRunner
 
 from features.schema import ENDPOINTS, FEATURE_NAMES, ID_COLUMN, output_columns
 from pipelines.cli import app
+from pipelines.score import score_file
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -185,3 +187,89 @@ def test_upper_case_extensions_are_understood(mlflow_store, tmp_path):
     result = run_score(source, "--out", out)
     assert result.exit_code == 0, result.output
     assert len(pd.read_parquet(out)) == 1
+
+
+# --- drift, atomic outputs, clear failures -----------------------------------------------------
+
+def test_drift_report_beside_the_output_warns_about_a_clinic_cohort(mlflow_store, make_cohort, tmp_path):
+    cohort = make_cohort("clinic", 1500, 41)
+    source, out = tmp_path / "clinic.csv", tmp_path / "scores.csv"
+    cohort.to_csv(source, index=False)
+    result = run_score(source, "--out", out, "--ignore-extra-columns")
+    assert result.exit_code == 0, result.output
+    assert "WARNING: this cohort differs from the model's training data in" in result.output
+    assert "the risks may then be off" in result.output
+    report = (tmp_path / "scores.drift.md").read_text()
+    data = json.loads((tmp_path / "scores.drift.json").read_text())
+    assert data["status"] == "compared" and data["differs"] and data["n"] == 1500
+    assert {f["name"] for f in data["features"]} == set(FEATURE_NAMES)
+    assert "| `il21_pg_ml` |" in report
+    # aggregates only: no patient's identifier or row appears in the report or the console output
+    for text in (report, json.dumps(data), result.output):
+        assert not any(pid in text for pid in cohort[ID_COLUMN].head(50))
+
+
+def test_a_cohort_like_the_training_data_gets_no_warning(mlflow_store, make_cohort, tiny_experiment, tmp_path):
+    pooled = pd.concat([make_cohort(c.profile, c.n, c.seed + 1000) for c in tiny_experiment.train_cohorts])
+    source, out = tmp_path / "like.parquet", tmp_path / "scores.parquet"
+    pooled.to_parquet(source, index=False)
+    result = run_score(source, "--out", out, "--ignore-extra-columns")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "scores.drift.json").read_text())
+    assert not data["differs"], data["details"]
+    assert "resembles the model's training data" in result.output
+
+
+def test_a_model_without_a_training_reference_is_reported_not_failed(mlflow_store, champion, tmp_path):
+    import mlflow
+
+    from models.registry import LoadedModel
+    from pipelines.score import load_reference
+
+    with mlflow.start_run() as run:  # a run that logged no reference
+        pass
+    old = LoadedModel(name=champion.name, version=champion.version, run_id=run.info.run_id,
+                      risk_model=champion.risk_model)
+    reference, why = load_reference(old)
+    assert reference is None and "has no training reference" in why
+    source = tmp_path / "c.csv"
+    source.write_text(HEADER + "p1,34,F,2,300,legacy_elisa,no\n")
+    summary = score_file(source, tmp_path / "s.csv", old)
+    assert summary.scored == 1 and summary.drift.status == "no-reference"
+    assert "has no training reference" in (tmp_path / "s.drift.md").read_text()
+
+
+def test_an_interrupted_run_leaves_no_output_that_looks_complete(mlflow_store, champion, make_cohort, tmp_path):
+    source, out = tmp_path / "cohort.csv", tmp_path / "scores.csv"
+    make_cohort("care-ms1", 600, 42).to_csv(source, index=False)
+    out.write_text("previous scores\n")
+
+    def stop_after_first_chunk(rows):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        score_file(source, out, champion, allow_extra=True, chunk_rows=200, on_progress=stop_after_first_chunk)
+    assert out.read_text() == "previous scores\n"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort.csv", "scores.csv"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "dask"], "--engine must be one of local, spark"),
+    (["--out", "{tmp}/in.csv/s.csv"], "{tmp}/in.csv"),
+])
+def test_unusable_options_fail_clearly(mlflow_store, tmp_path, args, message):
+    source = tmp_path / "in.csv"
+    source.write_text("age_years,sex,disease_duration_years\n34,F,2\n")
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = run_score(source, *(args if "--out" in args else ["--out", tmp_path / "s.csv", *args]))
+    assert result.exit_code == 2, result.output
+    assert message.format(tmp=tmp_path) in result.output
+
+
+def test_an_unnamed_column_is_named_in_the_error(mlflow_store, tmp_path):
+    source = tmp_path / "indexed.csv"
+    source.write_text(",age_years,sex,disease_duration_years\n0,34,F,2\n")
+    result = run_score(source, "--out", tmp_path / "s.csv")
+    assert result.exit_code == 2 and "column 1 of the header has no name" in result.output
+    result = run_score(source, "--out", tmp_path / "s.csv", "--ignore-extra-columns")
+    assert result.exit_code == 0, result.output

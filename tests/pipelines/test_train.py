@@ -97,7 +97,9 @@ def test_promotion_follows_the_stated_rule(mlflow_store):
     assert mlflow_store["promotion"].chosen.version == best
     assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == best
     runs = mlflow.search_runs(experiment_names=["promotions"], output_format="list")
-    assert runs and runs[0].data.params["champion"] == best
+    logged = [r for r in runs if r.info.run_name == f"promote/{MODEL_NAME}/v{best}"]
+    assert logged and logged[0].data.params["champion"] == best
+    assert "calibration slope" in logged[0].data.params["rule"]
 
 
 def candidate(version, metric, experiment="e", digest="d", slope=1.0):
