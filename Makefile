@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean bench-simulate
+.PHONY: demo test install clean bench-simulate bench-score
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(BIN)/.installed
 
 bench-simulate: $(BIN)/.installed
 	$(BIN)/python benchmarks/simulate.py
+
+# Long: exact SHAP for four endpoints costs about a millisecond of CPU per patient (see the script).
+bench-score: $(BIN)/.installed
+	$(BIN)/python benchmarks/score.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts mlruns outputs .pytest_cache
