@@ -296,9 +296,9 @@ def demo(
     from pipelines.cohort_report import run_cohort_report
 
     for profile in simulator.profiles:
-        report, path, _ = run_cohort_report(simulator, profile, 200_000, 1, outputs / "cohort-reports")
-        passed = int(report.checks["passed"].sum())
-        console.print(f"{profile}: {passed}/{len(report.checks)} targets within tolerance -> {path}")
+        validation, path, _ = run_cohort_report(simulator, profile, 200_000, 1, outputs / "cohort-reports")
+        passed = int(validation.checks["passed"].sum())
+        console.print(f"{profile}: {passed}/{len(validation.checks)} targets within tolerance -> {path}")
 
     console.rule("3. train and compare model families")
     run_experiment(experiment, log=console.print)
