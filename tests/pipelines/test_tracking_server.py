@@ -1,56 +1,25 @@
 """Researchers compare runs in the MLflow UI: a real `mlflow server` on the store serves them over REST."""
 
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
+from tests.servers import free_port, running_server
+
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def tracking_server(mlflow_store, tmp_path_factory):
     port = free_port()
-    log = tmp_path_factory.mktemp("mlflow-server") / "server.log"
-    with open(log, "w") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", mlflow_store["uri"],
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,  # the server starts job-consumer children: stop them all at the end
-        )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"mlflow server exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not ready in 120 s:\n{log.read_text()}")
-            time.sleep(0.5)
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", mlflow_store["uri"],
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with running_server(command, ready_url=f"{url}/health", env=dict(os.environ),
+                        log=tmp_path_factory.mktemp("mlflow-server") / "server.log"):
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def api(url: str, method: str, path: str, **kwargs) -> dict:

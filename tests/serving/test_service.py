@@ -1,9 +1,6 @@
 """The real BentoML server in a subprocess, over HTTP, against a real MLflow store."""
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 
@@ -15,6 +12,7 @@ from typer.testing import CliRunner
 
 from features.schema import ENDPOINTS, FEATURE_NAMES
 from pipelines.cli import app
+from tests.servers import free_port, running_server
 
 pytestmark = pytest.mark.integration
 
@@ -28,44 +26,15 @@ PATIENTS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(mlflow_store, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store["uri"], "PYTHONUNBUFFERED": "1"}
-    with open(log, "w") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)],
-            env=env, stdout=handle, stderr=subprocess.STDOUT,
-            start_new_session=True,  # BentoML starts worker processes: stop them all at the end
-        )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready in 120 s:\n{log.read_text()}")
-            time.sleep(0.5)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store["uri"]}
+    with running_server([sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)],
+                        ready_url=f"{url}/readyz", log=log, env=env):
         yield {"url": url, "log": log}
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def post(server, body, **kwargs):
