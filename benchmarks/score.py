@@ -1,6 +1,9 @@
 """Benchmark: ``autorisk score`` end to end on simulated cohorts, against the in-process limit.
 
-Run: make bench-score   (or .venv/bin/python benchmarks/score.py --sizes 100000 1000000 --repeats 3)
+Run: make bench-score   (or .venv/bin/python benchmarks/score.py --sizes 100000 1000000 --repeats 3 1)
+The champion's exact SHAP values (``pred_contribs``) cost about a millisecond of CPU per patient,
+so the defaults take about fifty minutes on two cores; ``--store`` and ``--work`` let a second run
+reuse the trained champion and the simulated files.
 
 - Cohorts: ``simulate_cohort(profile care-ms1)``, the input columns only, written as CSV and
   Parquet in a temporary folder.
@@ -10,13 +13,13 @@ Run: make bench-score   (or .venv/bin/python benchmarks/score.py --sizes 100000 
   project's mlflow.db); or the champion of ``--store DIR`` when given.
 - End to end: ``autorisk score IN --out OUT`` in a fresh process per run; rows/s from the
   time the command reports for reading, validating, scoring, writing and the drift report
-  (start-up and model loading are a fixed cost, given separately as process seconds);
+  (start-up and model loading are a fixed cost, given below the table);
   peak memory is the process's ru_maxrss (``os.wait4``).
 - In-process limit: in a fresh process, the same champion's xgboost boosters called
   directly on the same rows already in memory as a model matrix: ``predict`` (margin) plus
   ``predict(pred_contribs=True)``, one call per endpoint over all rows, all cores.
 - Runs are interleaved (limit, CSV, Parquet, repeat) so that background load hits all
-  alike; the table shows medians over ``--repeats``. On a shared machine wall time also
+  alike; the table shows medians over ``--repeats`` (per size). On a shared machine wall time also
   measures the neighbours, so the ratio is given a second time from CPU seconds (all
   threads): the limit's, against the command's less its fixed start-up cost (the same
   command on a 100-patient file).
@@ -173,10 +176,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--profile", default="care-ms1")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, nargs="+", default=[3, 1],
+                        help="Runs per size: one number for all sizes, or one per size (default 3 and 1).")
     parser.add_argument("--store", type=Path, help="Folder with an MLflow store (mlflow.db) and a champion to use.")
     parser.add_argument("--work", type=Path, help="Folder for the cohorts and scores (default: a temporary one).")
     args = parser.parse_args()
+    if len(args.repeats) not in (1, len(args.sizes)):
+        parser.error("--repeats takes one number or one per size")
+    repeats = dict(zip(args.sizes, args.repeats * len(args.sizes) if len(args.repeats) == 1 else args.repeats))
 
     with tempfile.TemporaryDirectory(prefix="autorisk-bench-score-") as temporary:
         work = args.work or Path(temporary)
@@ -191,7 +198,7 @@ def main() -> None:
         for n in args.sizes:
             paths = cohort_files(work, args.profile, n, seed=1)
             runs: dict[str, list[dict]] = {"limit": [], "csv": [], "parquet": [], "fixed": []}
-            for repeat in range(args.repeats):
+            for repeat in range(repeats[n]):
                 runs["limit"].append(in_process_limit(paths["parquet"]))
                 runs["fixed"].append(run_end_to_end(tiny["csv"], work))
                 for fmt in ("csv", "parquet"):
@@ -208,7 +215,7 @@ def main() -> None:
                 rows.append({"n": n, "fmt": fmt, "rate": rate, "limit": limit, "cpu_ratio": limit_cpu / cpu,
                              "peak": statistics.median(r["peak_mib"] for r in runs[fmt]),
                              "fixed": statistics.median(r["process_seconds"] for r in runs["fixed"]),
-                             "endpoints": runs["limit"][0]["endpoints"], "repeats": args.repeats})
+                             "endpoints": runs["limit"][0]["endpoints"], "repeats": repeats[n]})
 
     print("| patients | input | end to end (rows/s) | in-process limit (rows/s) | ratio | ratio by CPU time "
           "| peak memory (MiB) |")
@@ -221,7 +228,8 @@ def main() -> None:
         for fmt in ("csv", "parquet"):
             peaks = {r["n"]: r["peak"] for r in rows if r["fmt"] == fmt}
             print(f"\npeak memory {fmt}: {sizes[-1]:,} / {sizes[0]:,} patients = {peaks[sizes[-1]] / peaks[sizes[0]]:.2f}x")
-    print(f"\n{rows[0]['endpoints']} endpoints; medians over {args.repeats} runs; {os.cpu_count()} cores; "
+    runs_per_size = ", ".join(f"{n:,}: {k}" for n, k in repeats.items())
+    print(f"\n{rows[0]['endpoints']} endpoints; medians over the runs per size ({runs_per_size}); {os.cpu_count()} cores; "
           f"fixed start-up of the command (imports, model loading): {rows[0]['fixed']:.1f} s")
 
 

@@ -7,8 +7,8 @@ Scoring compares a cohort with it while streaming: each chunk of accepted record
 reduced to integer counts on the reference's bins (:func:`bin_counts`); counts add up
 across chunks or Spark tasks; :func:`compare` turns the total into a :class:`DriftReport`
 with, per feature, the population stability index (PSI) over the reference's bins plus an
-"unknown" bin, the share of known values outside the range seen in training, and a
-verdict in plain words.
+"unknown" bin, the share of known values outside the training range (the middle 99.8% of
+training values), and a verdict in plain words.
 
 PSI levels (the usual rule of thumb): below 0.1 similar; 0.1 to 0.25 somewhat different;
 0.25 and above different. A cohort of ``n`` records shows a PSI of about ``(bins - 1) / n``
@@ -31,6 +31,7 @@ PSI_DIFFERENT = 0.25
 NOISE_FACTOR = 3.0
 OUTSIDE_WARN = 0.01
 MIN_ROWS = 100
+RANGE_QUANTILES = (0.001, 0.999)  # the training range: the middle 99.8% of known values
 REFERENCE_ARTIFACT = "reference/feature_profile.json"
 
 
@@ -47,7 +48,8 @@ def reference_profile(matrix: np.ndarray) -> dict:
     -------
     dict
         ``{"n": n, "features": {name: {"edges", "shares", "missing", "low", "high"}}}``;
-        ``low`` / ``high`` are the smallest / largest known value (None when none is known).
+        ``low`` / ``high`` bound the middle 99.8% of known values (the 0.1st and 99.9th
+        percentiles; None when none is known). Not the extremes: those are single patients' values.
     """
     features = {}
     for j, name in enumerate(FEATURE_NAMES):
@@ -63,8 +65,8 @@ def reference_profile(matrix: np.ndarray) -> dict:
             "edges": [float(e) for e in edges[:-1]],
             "shares": histogram(known, edges[:-1]).tolist(),
             "missing": float(np.isnan(column).mean()) if len(column) else 0.0,
-            "low": float(known.min()) if len(known) else None,
-            "high": float(known.max()) if len(known) else None,
+            "low": float(np.quantile(known, RANGE_QUANTILES[0])) if len(known) else None,
+            "high": float(np.quantile(known, RANGE_QUANTILES[1])) if len(known) else None,
         }
     return {"n": int(len(matrix)), "features": features}
 
@@ -170,7 +172,7 @@ class FeatureDrift:
         Share of the cohort's known values outside the training range, 0–1
         (None when the reference does not record the range).
     low, high : float or None
-        The training range (smallest and largest known training value).
+        The training range: the 0.1st and 99.9th percentiles of the known training values.
     """
 
     name: str
@@ -262,8 +264,8 @@ def _describe(feature: FeatureDrift) -> str:
     if abs(feature.unknown_cohort - feature.unknown_training) >= 0.05:
         parts.append(f"unknown in {feature.unknown_cohort:.0%} of patients (training {feature.unknown_training:.0%})")
     if feature.outside_flagged and feature.low == feature.high:
-        parts.append(f"{feature.outside:.1%} of known values were never seen in training "
-                     f"(every training value was {feature.low:g})")
+        parts.append(f"{feature.outside:.1%} of known values differ from {feature.low:g}, "
+                     "the value of nearly all training records")
     elif feature.outside_flagged:
         scale = " (within-assay z-score)" if feature.name == "il21_pg_ml" else ""
         parts.append(f"{feature.outside:.1%} of known values outside the training range "
@@ -335,8 +337,8 @@ def to_markdown(report: DriftReport, *, model: str) -> str:
         f"PSI over the training deciles (or distinct values) plus an 'unknown' bin: below {PSI_SOMEWHAT:g} "
         f"similar, {PSI_SOMEWHAT:g}–{PSI_DIFFERENT:g} somewhat different, {PSI_DIFFERENT:g} and above "
         f"different (and at least {NOISE_FACTOR:g}× the chance level (bins − 1) / n). 'Outside' is the "
-        "share of known values beyond the smallest or largest training value; IL-21 is compared as "
-        "the within-assay z-score the model reads.",
+        "share of known values outside the training range, the middle 99.8% of training values; "
+        "IL-21 is compared as the within-assay z-score the model reads.",
         "",
         "| feature | PSI | verdict | unknown (cohort) | unknown (training) | outside training range | training range |",
         "|---|---|---|---|---|---|---|",

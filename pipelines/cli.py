@@ -178,10 +178,16 @@ def score(
     spark_master: Annotated[str, typer.Option(help="Spark master URL with --engine spark: local[*], local[4], spark://host:7077, yarn, ...")] = "local[*]",
 ) -> None:
     """Score a cohort file: risk and SHAP values per patient and endpoint, rejects with reasons, and a drift report."""
+    import signal
+    import threading
+
     from features.validation import InputSchemaError
     from models.registry import NoChampionError, load_model
     from pipelines.score import ENGINES, InputFileError, default_rejects_path, score_file
     from pipelines.tracking import configure_tracking
+
+    def _exit_on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise SystemExit(128 + signum)
 
     if engine not in ENGINES:
         raise _fail(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}", 2)
@@ -207,6 +213,10 @@ def score(
             rate = rows / max(time.perf_counter() - started, 1e-9)
             progress.update(task, completed=rows, rate=f"{rate:,.0f} rows/s")
 
+        # A run stopped with SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C does, so
+        # that its temporary files are removed and no partial output is left behind.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
         try:
             summary = score_file(input, out, model, rejects_path=rejects,
                                  allow_extra=ignore_extra_columns, chunk_rows=chunk_rows,
@@ -215,6 +225,9 @@ def score(
             raise _fail(f"{input}: {error}" if not str(error).startswith(str(input)) else str(error), 2) from error
         except OSError as error:  # unreadable input, unwritable output: nothing was written
             raise _fail(f"{error.strerror or error}: {error.filename or input}", 2) from error
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous)
     elapsed = time.perf_counter() - started
     console.print(f"model {model.name} v{model.version}: read {summary.read:,} records, "
                   f"scored {summary.scored:,}, rejected {summary.rejected:,} "

@@ -273,3 +273,24 @@ def test_an_unnamed_column_is_named_in_the_error(mlflow_store, tmp_path):
     assert result.exit_code == 2 and "column 1 of the header has no name" in result.output
     result = run_score(source, "--out", tmp_path / "s.csv", "--ignore-extra-columns")
     assert result.exit_code == 0, result.output
+
+
+def test_a_run_stopped_with_sigterm_removes_its_temporary_files(mlflow_store, make_cohort, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source, out = tmp_path / "cohort.csv", tmp_path / "out" / "scores.csv"
+    make_cohort("care-ms1", 40_000, 43).to_csv(source, index=False)
+    command = [str(Path(sys.executable).with_name("autorisk")), "score", str(source), "--out", str(out),
+               "--ignore-extra-columns", "--chunk-rows", "100"]
+    log = tmp_path / "score.log"
+    with open(log, "w") as output, subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT) as process:
+        deadline = time.monotonic() + 120
+        while not (out.parent.is_dir() and any(out.parent.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.2)  # until the temporary outputs exist
+        assert process.poll() is None, log.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()
+    assert list(out.parent.iterdir()) == []

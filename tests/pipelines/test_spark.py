@@ -86,7 +86,7 @@ def test_the_spark_cli_in_its_own_process_is_quiet_and_gives_the_same_files(mlfl
     score_file(messy_csv, local, champion, chunk_rows=300)
     out = tmp_path / "spark" / "scores.csv"
     command = [str(Path(sys.executable).with_name("autorisk")), "score", str(messy_csv), "--out", str(out),
-               "--engine", "spark", "--spark-master", "local[2]", "--chunk-rows", "300"]
+               "--engine", "spark", "--spark-master", "local[2]", "--chunk-rows", "1000"]  # other chunks
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "read 1,205 records, scored 1,202, rejected 3" in result.stdout
@@ -102,6 +102,8 @@ def test_spark_gives_the_local_files_for_typed_parquet(mlflow_store, champion, s
     source = tmp_path / "cohort.parquet"
     cohort = make_cohort("care-ms1", 900, 32)
     cohort.loc[cohort.index[::97], "age_years"] = 150.0  # impossible: rejected with its row number
+    cohort["relapses_prior_2y"] = cohort["relapses_prior_2y"].round().astype("Int64")  # int64 with nulls
+    cohort["sex"] = cohort["sex"].astype("category")  # dictionary-encoded strings
     cohort.to_parquet(source, index=False)
     outputs = {}
     for engine in ("local", "spark"):
