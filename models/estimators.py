@@ -188,7 +188,7 @@ class XGBoostRiskClassifier(_RiskClassifier):
     def _matrix(self, X) -> xgb.DMatrix:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
-        return xgb.DMatrix(X, missing=np.nan)
+        return xgb.DMatrix(X, missing=np.nan, nthread=self.n_jobs or -1)
 
     def decision_function(self, X) -> np.ndarray:
         """Log-odds of the positive class, shape (n_samples,)."""

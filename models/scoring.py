@@ -49,6 +49,20 @@ class RiskModel:
     def outcomes(self) -> tuple[str, ...]:
         return tuple(self.estimators)
 
+    def use_threads(self, n_threads: int) -> RiskModel:
+        """Let each model call use ``n_threads`` CPU threads (default: all cores).
+
+        A server that runs one worker process per core gains nothing from threads inside a
+        call and loses much to them: for a request of one patient, starting and joining
+        threads costs more than the trees. Returns ``self``.
+        """
+        for estimator in self.estimators.values():
+            inner = getattr(estimator, "estimator", estimator)  # PlattCalibrated wraps the model
+            if hasattr(inner, "booster_"):
+                inner.n_jobs = n_threads
+                inner.booster_.set_param({"nthread": n_threads})
+        return self
+
     def risks(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
         """Risk per endpoint, shape (n,) each, without SHAP values (for evaluation)."""
         return {endpoint: estimator.predict_proba(matrix)[:, 1] if len(matrix) else np.empty(0)
@@ -62,8 +76,10 @@ class RiskModel:
                 empty = np.empty(0)
                 scores[outcome] = OutcomeScores(empty, empty, np.empty((0, len(FEATURE_NAMES))))
                 continue
-            risk = estimator.predict_proba(matrix)[:, 1]
             base, shap = estimator.explain(matrix)
+            # The risk is read off the explanation (one model pass, not two): the SHAP identity
+            # then holds by construction, and it equals predict_proba to float32 rounding.
+            risk = 1.0 / (1.0 + np.exp(-(base + shap.sum(axis=1))))
             scores[outcome] = OutcomeScores(risk=risk, base=base, shap=shap)
         return scores
 

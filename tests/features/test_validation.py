@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from features.schema import FEATURE_NAMES
-from features.validation import FEATURE_INDEX, InputSchemaError, validate_frame
+from features.schema import ID_COLUMN, INPUT_NAMES
+from features.validation import FEATURE_INDEX, InputSchemaError, validate_frame, validate_records
 
 
 def records(*rows):
@@ -107,3 +108,40 @@ def test_missing_required_column_is_an_error_naming_it():
 def test_matrix_columns_follow_schema_order():
     batch = validate_frame(records({}))
     assert batch.matrix.shape == (1, len(FEATURE_NAMES))
+
+
+def assert_same_batch(left, right):
+    np.testing.assert_array_equal(left.matrix, right.matrix)
+    assert left.rows.tolist() == right.rows.tolist()
+    assert left.patient_ids.tolist() == right.patient_ids.tolist()
+    assert left.warnings.tolist() == right.warnings.tolist()
+    pd.testing.assert_frame_equal(left.rejects, right.rejects)
+
+
+def test_parsed_json_records_get_the_frame_rules(make_cohort):
+    """REST reads parsed JSON without a DataFrame; the outcome must not differ by one value."""
+    frame = make_cohort("clinic", 300, 5)[[ID_COLUMN, *INPUT_NAMES]].astype(object)
+    frame = frame.where(frame.notna(), None)
+    frame.loc[3, "age_years"] = 150.0  # impossible
+    frame.loc[4, "relapses_prior_2y"] = 2.5  # not whole
+    frame.loc[5, "disease_duration_years"] = 70.0  # longer than life
+    frame.loc[6, ["il21_pg_ml", "il21_assay"]] = [300.0, None]  # IL-21 without its assay
+    frame.loc[7, "smoker"] = "yes"  # text codings take the frame's path
+    frame.loc[8, "sex"] = "F"
+    frame.loc[9, "treatment"] = "placebo"
+    frame.loc[10, "edss"] = "2,5"
+    frame.loc[11, "age_years"] = None  # required
+    records = frame.to_dict(orient="records")
+    before = [dict(r) for r in records]
+    from_records, from_frame = validate_records(records), validate_frame(frame)
+    assert_same_batch(from_records, from_frame)
+    assert records == before  # inputs unchanged
+    assert {3, 4, 5, 6, 9, 10, 11} <= set(from_records.rejects["row"])
+    assert {7, 8} <= set(from_records.rows)
+
+
+def test_one_typed_record_is_encoded_like_its_frame():
+    record = {"patient_id": 7, "age_years": 34, "sex": "male", "disease_duration_years": 2.5, "smoker": True,
+              "il21_pg_ml": 620.0, "il21_assay": "legacy_elisa", "relapses_prior_2y": 2}
+    assert_same_batch(validate_records([record]), validate_frame(pd.DataFrame([record])))
+    assert validate_records([record]).patient_ids.tolist() == ["7"]
