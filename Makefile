@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean bench-simulate bench-score
+.PHONY: demo test install clean bench-simulate bench-score bench-serve bench-load wrk
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,19 @@ bench-simulate: $(BIN)/.installed
 # Long: exact SHAP for four endpoints costs about a millisecond of CPU per patient (see the script).
 bench-score: $(BIN)/.installed
 	$(BIN)/python benchmarks/score.py
+
+# The load generator for the REST benchmarks (Debian's wrk; as root, or through sudo).
+wrk:
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y wrk; } \
+		|| { echo "wrk is needed: install it with your package manager (Debian/Ubuntu: apt-get install wrk)"; exit 1; }
+
+# REST: autorisk serve against mlflow models serve, 1 and 100 patients per request (about 10 minutes).
+bench-serve: $(BIN)/.installed wrk
+	$(BIN)/python benchmarks/serve.py
+
+# REST: 60 seconds at 32 connections; fails on any error or memory growth over the bound.
+bench-load: $(BIN)/.installed wrk
+	$(BIN)/python benchmarks/serve.py --load
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts mlruns outputs .pytest_cache
