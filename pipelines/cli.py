@@ -1,4 +1,4 @@
-"""The ``autorisk`` command line: simulate, train, promote, score, serve, demo."""
+"""The ``autorisk`` command line: simulate, train, promote, score, serve, build, demo."""
 
 from __future__ import annotations
 
@@ -269,6 +269,42 @@ def serve(
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:RiskService",
                "--host", host, "--port", str(port), "--working-dir", str(PROJECT_ROOT)]
     os.execv(sys.executable, command)
+
+
+@app.command()
+def build(
+    version: Annotated[str | None, typer.Option(help="Registered version to pin (default: the one under @champion).")] = None,
+) -> None:
+    """Build a deployable Bento of the REST service with one model version pinned; print the Bento's tag."""
+    import subprocess
+
+    from models.registry import MODEL_NAME, NoChampionError, resolve_version
+    from pipelines.tracking import PROJECT_ROOT, configure_tracking
+    from serving.bento import MODEL_NAME_ARG, MODEL_VERSION_ARG
+
+    os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
+    try:
+        found = resolve_version(version=version)
+    except NoChampionError as error:
+        raise _fail(str(error)) from error
+    pinned = str(found.version)
+    # The version travels as a Bento argument, which every process serving the Bento receives
+    # (serving/bento.py); the labels make it visible in `bentoml list` and `bentoml get`.
+    command = [sys.executable, "-m", "bentoml", "build", str(PROJECT_ROOT),
+               "--bentofile", str(PROJECT_ROOT / "bentofile.yaml"), "--output", "tag",
+               "--arg", f"{MODEL_NAME_ARG}={MODEL_NAME}", "--arg", f"{MODEL_VERSION_ARG}={pinned}",
+               "--label", f"model_name={MODEL_NAME}", "--label", f"model_version={pinned}",
+               "--label", f"model_run_id={found.run_id}"]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    tags = [line.removeprefix("__tag__:").strip() for line in result.stdout.splitlines()
+            if line.startswith("__tag__:")]
+    if result.returncode != 0 or not tags:
+        raise _fail(f"bentoml build failed:\n{result.stderr.strip() or result.stdout.strip()}")
+    # The tag alone on stdout, for scripts (`TAG=$(autorisk build)`); the explanation on stderr.
+    errors.print(f"built Bento {tags[-1]} serving {MODEL_NAME} version {pinned}"
+                 f"{'' if version else ' (@champion now)'}; it reads the model from the registry at "
+                 "MLFLOW_TRACKING_URI when it starts", highlight=False, soft_wrap=True)
+    typer.echo(tags[-1])
 
 
 @app.command()

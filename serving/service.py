@@ -2,27 +2,34 @@
 
 The champion is resolved once, at start-up, from the ``@champion`` alias to a
 fixed registered version; every response names that version. Requests are
-validated by the pydantic model derived from :mod:`features.schema` and then
-scored by the same function as batch files (:func:`models.scoring.score_batch`).
+validated by the pydantic model derived from :mod:`features.schema`, then by the
+rules every front door shares (:func:`features.validation.validate_records`), and
+scored by the same model call as batch files (:meth:`models.scoring.RiskModel.explain`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Annotated, Literal
 
 import bentoml
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from features.schema import FEATURE_NAMES, ID_COLUMN, INPUT_NAMES, endpoint_parts, patient_model
-from features.validation import validate_frame
+from features.schema import FEATURE_NAMES, endpoint_parts, patient_model
+from features.validation import ValidatedBatch, validate_records
 from models.registry import CHAMPION, MODEL_NAME, load_model
-from models.scoring import score_batch
+from models.scoring import OutcomeScores
+from serving.bento import pin_model_from_bento_args
+from serving.middleware import LimitBodySize, LimitPatients, RequireToken, api_token, body_limit
+from serving.model_info import MODEL_INFO_APP, ModelInfo, describe_model
 
 Patient = patient_model()
 MAX_PATIENTS = 1000
+# Largest request body in bytes (env AUTORISK_MAX_BODY_BYTES overrides): MAX_PATIENTS patients of
+# JSON take about a third of it.
+MAX_BODY_BYTES = 1 << 20
 logger = logging.getLogger("autorisk.serving")
 # BentoML logs the traceback of a rejected request, and pydantic's message quotes the input values.
 BENTOML_REQUEST_LOGGERS = ("bentoml._internal.server.http_app", "bentoml.serve")
@@ -75,25 +82,25 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
-def to_response(identity: ModelIdentity, scores: pd.DataFrame, endpoints: tuple[str, ...]) -> PredictResponse:
-    """Nest the batch-format score columns into the REST response."""
+def to_response(identity: ModelIdentity, batch: ValidatedBatch, scores: dict[str, OutcomeScores]) -> PredictResponse:
+    """Nest the scores of a validated batch into the REST response.
+
+    The values were checked where they were computed (risks in [0, 1], finite log-odds), so
+    the response is assembled without validating it again: per-request cost matters here.
+    """
+    horizons = {endpoint: endpoint_parts(endpoint)[1] for endpoint in scores}
+    columns = {endpoint: (s.risk.tolist(), s.base.tolist(), s.shap.tolist()) for endpoint, s in scores.items()}
     predictions = []
-    for row in scores.to_dict(orient="records"):
-        predictions.append(Prediction(
-            patient_id=row[ID_COLUMN],
-            outcomes={
-                endpoint: OutcomeRisk(
-                    risk=row[f"risk_{endpoint}"],
-                    horizon_months=endpoint_parts(endpoint)[1],
-                    scale="log-odds",
-                    base_value=row[f"base_{endpoint}"],
-                    shap={f: row[f"shap_{endpoint}__{f}"] for f in FEATURE_NAMES},
-                )
-                for endpoint in endpoints
-            },
-            warnings=row["warnings"].split("; ") if row["warnings"] else [],
-        ))
-    return PredictResponse(model=identity, predictions=predictions)
+    for i, patient_id in enumerate(batch.patient_ids.tolist()):
+        outcomes = {}
+        for endpoint, (risk, base, shap) in columns.items():
+            outcomes[endpoint] = OutcomeRisk.model_construct(
+                risk=risk[i], horizon_months=horizons[endpoint], scale="log-odds",
+                base_value=base[i], shap=dict(zip(FEATURE_NAMES, shap[i])))
+        warnings = batch.warnings[i]
+        predictions.append(Prediction.model_construct(
+            patient_id=patient_id, outcomes=outcomes, warnings=warnings.split("; ") if warnings else []))
+    return PredictResponse.model_construct(model=identity, predictions=predictions)
 
 
 class JsonBodiesOnly:
@@ -121,7 +128,12 @@ class JsonBodiesOnly:
         await self.app(scope, receive, send)
 
 
-@bentoml.service(traffic={"timeout": 30})
+# One single-threaded worker process per core: requests run in parallel across processes, and a
+# one-patient request pays no thread start-up inside the model call (see RiskModel.use_threads).
+WORKERS = int(os.environ.get("AUTORISK_WORKERS", "0")) or os.cpu_count() or 1
+
+
+@bentoml.service(traffic={"timeout": 30}, workers=WORKERS)
 class RiskService:
     """Risk of each autoimmune outcome after alemtuzumab, with SHAP. Research use on synthetic data only."""
 
@@ -138,22 +150,41 @@ class RiskService:
             alias=os.environ.get("AUTORISK_MODEL_ALIAS", CHAMPION),
             version=os.environ.get("AUTORISK_MODEL_VERSION") or None,
         )
+        self.model.risk_model.use_threads(1)
         self.identity = ModelIdentity(name=self.model.name, version=self.model.version,
                                       run_id=self.model.run_id)
         logger.info("loaded %s version %s from %s", self.model.name, self.model.version,
                     mlflow.get_tracking_uri())
+        # GET /model: read from the version's run once, not per request.
+        self.info = describe_model(self.model.name, self.model.version, self.model.run_id,
+                                   self.model.risk_model.outcomes)
+
+    @MODEL_INFO_APP.get("/model", response_model=ModelInfo, tags=["Service APIs"])
+    async def describe(self) -> ModelInfo:
+        """The served model: version, training data digests, benchmark metrics and the input features."""
+        return self.info
 
     @bentoml.api(route="/predict", input_spec=PredictRequest)
     def predict(self, patients: list[Patient]) -> PredictResponse:  # type: ignore[valid-type]
         """Risk and SHAP values per patient and outcome."""
-        frame = pd.DataFrame([p.model_dump() for p in patients], columns=[ID_COLUMN, *INPUT_NAMES])
-        batch = validate_frame(frame)
+        started = time.perf_counter()
+        batch = validate_records([p.model_dump() for p in patients])
         if len(batch.rejects):
             reasons = "; ".join(f"patients[{r.row}]: {r.reason}" for r in batch.rejects.itertuples())
             raise bentoml.exceptions.InvalidArgument(reasons)
-        scores = score_batch(self.model.risk_model, batch)
-        logger.info("scored %d patients with version %s", len(scores), self.model.version)
-        return to_response(self.identity, scores, self.model.risk_model.outcomes)
+        response = to_response(self.identity, batch, self.model.risk_model.explain(batch.matrix))
+        logger.info("scored %d patients with version %s in %.1f ms", len(batch.rows), self.model.version,
+                    1000 * (time.perf_counter() - started))
+        return response
 
 
+# Outermost first: the token before anything reads the body, the size before anything parses it.
+# Both settings are read here, at import, so that a bad value stops the server from starting.
+RiskService.add_asgi_middleware(RequireToken, token=api_token())
+RiskService.add_asgi_middleware(LimitBodySize, max_bytes=body_limit(MAX_BODY_BYTES))
 RiskService.add_asgi_middleware(JsonBodiesOnly)
+RiskService.add_asgi_middleware(LimitPatients, path="/predict", max_patients=MAX_PATIENTS)
+# BentoML APIs answer POST only; GET /model is a FastAPI route (RiskService.describe) mounted at the root.
+bentoml.asgi_app(MODEL_INFO_APP, path="/")(RiskService)
+# A built Bento names the model version it serves (see `autorisk build`); from source, nothing changes.
+pin_model_from_bento_args()

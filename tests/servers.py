@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(command: list[str], *, ready_url: str, log: Path, env: dict,
-                   timeout_s: float = 120) -> Iterator[None]:
+                   timeout_s: float = 120, cwd: Path | None = None) -> Iterator[None]:
     """Run ``command`` until ``ready_url`` answers 200; stop it and its children at the end.
 
     The process gets its own session because both servers start children (BentoML workers,
@@ -31,7 +32,7 @@ def running_server(command: list[str], *, ready_url: str, log: Path, env: dict,
     """
     with open(log, "w") as handle:
         process = subprocess.Popen(command, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=handle,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -52,3 +53,18 @@ def running_server(command: list[str], *, ready_url: str, log: Path, env: dict,
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextmanager
+def autorisk_server(mlflow_uri: str, log: Path, **env: str) -> Iterator[str]:
+    """``autorisk serve`` on the store at ``mlflow_uri``, with ``env`` added; yields its URL.
+
+    One worker process: the tests send few requests at a time, and the machine's cores are shared.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "AUTORISK_WORKERS": "1",
+                   "BENTOML_DO_NOT_TRACK": "true", **env}
+    with running_server([sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)],
+                        ready_url=f"{url}/readyz", log=log, env=environment):
+        yield url

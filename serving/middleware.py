@@ -1,0 +1,205 @@
+"""ASGI middlewares that guard the REST service: bearer token, body size, patients per request.
+
+They run before BentoML parses a request, so that an unauthorised or oversized request costs
+neither a JSON parse nor a model call, and each answers a client's mistake with a 4xx whose
+message names the problem. None of them logs a request body.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from starlette.responses import JSONResponse
+
+API_TOKEN_ENV = "AUTORISK_API_TOKEN"
+MAX_BODY_BYTES_ENV = "AUTORISK_MAX_BODY_BYTES"
+# Probes of orchestrators and load balancers carry no credentials; every other path needs the token.
+HEALTH_PATHS = frozenset({"/livez", "/healthz", "/readyz"})
+
+
+class _Disconnected(Exception):
+    """The client went away before its body arrived; there is nobody left to answer."""
+
+
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:  # ASGI servers lower-case header names
+            return value
+    return None
+
+
+async def _answer(scope, receive, send, status: int, message: str, headers: dict | None = None) -> None:
+    await JSONResponse({"error": message}, status_code=status, headers=headers)(scope, receive, send)
+
+
+async def _read_body(receive, limit: int | None = None) -> bytes | None:
+    """The request body, or ``None`` as soon as it passes ``limit`` bytes (the rest stays unread)."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    """A ``receive`` that hands over the buffered body once, then waits on the client as before."""
+    delivered = False
+
+    async def replayed():
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def body_limit(default: int) -> int:
+    """The body limit in bytes: ``AUTORISK_MAX_BODY_BYTES`` when set, else ``default``.
+
+    Raises
+    ------
+    ValueError
+        When the variable is not a positive whole number; read when the service module is
+        imported, so that the server refuses to start rather than fail every request.
+    """
+    text = os.environ.get(MAX_BODY_BYTES_ENV)
+    if text is None:
+        return default
+    if not text.strip().isdigit() or int(text) <= 0:
+        raise ValueError(f"{MAX_BODY_BYTES_ENV}: expected a positive whole number of bytes, got {text!r}")
+    return int(text)
+
+
+def api_token() -> str | None:
+    """The API token from ``AUTORISK_API_TOKEN``; None when unset (no authentication).
+
+    Raises
+    ------
+    ValueError
+        When the variable is set but blank: more likely a deployment mistake than a wish to
+        serve without a token. Read when the service module is imported, like :func:`body_limit`.
+    """
+    token = os.environ.get(API_TOKEN_ENV)
+    if token is not None and not token.strip():
+        raise ValueError(f"{API_TOKEN_ENV} is set but empty; unset it to serve without authentication")
+    # Surrounding whitespace is a quoting accident: the header's credentials are compared stripped too.
+    return token.strip() if token is not None else None
+
+
+class RequireToken:
+    """401 unless the request carries ``Authorization: Bearer <token>``; no check when ``token`` is None.
+
+    Every path except :data:`HEALTH_PATHS` needs the token, the OpenAPI document and ``/metrics``
+    included, so that a route added later is never open by mistake. Tokens are compared in
+    constant time.
+    """
+
+    def __init__(self, app, token: str | None) -> None:
+        self.app = app
+        self.expected = token.encode() if token else None
+
+    def _authorised(self, scope) -> bool:
+        scheme, _, credentials = (_header(scope, b"authorization") or b"").partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.expected)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (self.expected is None or scope["type"] not in ("http", "websocket")
+                or scope["path"] in HEALTH_PATHS or self._authorised(scope)):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # before accept: the client sees a 403
+            return
+        if _header(scope, b"authorization") is None:
+            challenge, message = 'Bearer realm="autorisk"', "send the API token as Authorization: Bearer <token>"
+        else:
+            challenge = 'Bearer realm="autorisk", error="invalid_token"'
+            message = "Authorization: expected Bearer <token> with the server's API token"
+        await _answer(scope, receive, send, 401, message, {"WWW-Authenticate": challenge})
+
+
+class LimitBodySize:
+    """413 for a request body above ``max_bytes``, judged by Content-Length and by the bytes received.
+
+    A chunked body declares no length, so the bytes are counted as they arrive; the body is
+    buffered (never more than the limit) and handed on once complete.
+    """
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.limit = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        # The server has already refused a malformed Content-Length; digits are all that reach here.
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(scope, receive, send)
+            return
+        try:
+            body = await _read_body(receive, self.limit)
+        except _Disconnected:
+            return
+        if body is None:
+            await self._too_large(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _too_large(self, scope, receive, send) -> None:
+        await _answer(scope, receive, send, 413,
+                      f"request body larger than {self.limit} bytes; split the patients over several requests")
+
+
+class LimitPatients:
+    """422 for a ``POST`` to ``path`` whose ``patients`` list holds more than ``max_patients``.
+
+    The request model's own length check would answer a generic 400; this answer names the limit.
+    The body is already bounded by :class:`LimitBodySize`, so counting costs one parse of at most
+    that many bytes. A body that is not a JSON object with a ``patients`` list is passed on
+    untouched for the request model to reject.
+    """
+
+    def __init__(self, app, path: str, max_patients: int) -> None:
+        self.app = app
+        self.path = path
+        self.max_patients = max_patients
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await _read_body(receive)
+        except _Disconnected:
+            return
+        count = _patient_count(body)
+        if count is not None and count > self.max_patients:
+            await _answer(scope, receive, send, 422,
+                          f"patients: {count} in one request, at most {self.max_patients} allowed; "
+                          "split them over several requests")
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+
+def _patient_count(body: bytes) -> int | None:
+    from pydantic_core import from_json
+
+    try:
+        # The same parser as the request model, with its nesting limit: deep JSON fails here, fast.
+        document = from_json(body)
+    except ValueError:
+        return None
+    patients = document.get("patients") if isinstance(document, dict) else None
+    return len(patients) if isinstance(patients, list) else None

@@ -1,0 +1,74 @@
+"""`autorisk build`: a Bento with the model version pinned, served by `bentoml serve <tag>`."""
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.servers import free_port, running_server
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def autorisk(*args, env):
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def bento_env(mlflow_store, tmp_path_factory):
+    return {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store["uri"], "BENTOML_DO_NOT_TRACK": "true",
+            "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml-home"))}
+
+
+def test_the_bento_serves_the_pinned_version_after_champion_moves(mlflow_store, bento_env, tmp_path):
+    from mlflow import MlflowClient
+
+    from models.registry import CHAMPION, MODEL_NAME
+
+    champion = mlflow_store["promotion"].chosen.version
+    built = autorisk("build", env=bento_env)
+    assert built.returncode == 0, built.stderr
+    tag = built.stdout.strip()
+    assert tag.startswith("autorisk:") and "\n" not in tag
+    assert f"version {champion}" in built.stderr
+
+    client = MlflowClient(mlflow_store["uri"])
+    other = next(str(v.version) for v in client.search_model_versions(f"name='{MODEL_NAME}'")
+                 if str(v.version) != champion)
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, other)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # Started outside the project, with no model settings: only the Bento can name the version.
+    environment = {k: v for k, v in bento_env.items() if not k.startswith("AUTORISK_MODEL")}
+    try:
+        with running_server([sys.executable, "-m", "bentoml", "serve", tag, "--port", str(port)],
+                            ready_url=f"{url}/readyz", log=tmp_path / "bento.log",
+                            env={**environment, "AUTORISK_WORKERS": "1"}, cwd=tmp_path):
+            assert httpx.get(f"{url}/model", timeout=30).json()["version"] == champion
+            predicted = httpx.post(f"{url}/predict", timeout=30, json={
+                "patients": [{"age_years": 34, "sex": "female", "disease_duration_years": 2}]})
+            assert predicted.status_code == 200, predicted.text
+            assert predicted.json()["model"]["version"] == champion
+    finally:
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, champion)
+
+
+def test_build_names_a_missing_version(bento_env):
+    result = autorisk("build", "--version", "999", env=bento_env)
+    assert result.returncode == 1
+    assert "version 999" in result.stderr
+
+
+def test_the_bento_installs_the_projects_dependencies():
+    bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert bentofile["python"]["packages"] == project["dependencies"]
+    assert bentofile["service"] == "serving.service:RiskService"
