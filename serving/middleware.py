@@ -203,3 +203,29 @@ def _patient_count(body: bytes) -> int | None:
         return None
     patients = document.get("patients") if isinstance(document, dict) else None
     return len(patients) if isinstance(patients, list) else None
+
+
+class ModelVersionHeader:
+    """Every HTTP answer names the model version it came from (``X-Model-Version``), errors included.
+
+    The version is the one the service was pinned to before its workers started
+    (``AUTORISK_MODEL_VERSION``, set by ``autorisk serve`` and by a built Bento); without a pin
+    there is no header, and ``POST /predict`` answers still name their version in the body.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        version = os.environ.get("AUTORISK_MODEL_VERSION")
+        if scope["type"] != "http" or not version:
+            await self.app(scope, receive, send)
+            return
+        header = (b"x-model-version", version.encode())
+
+        async def send_with_version(message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)

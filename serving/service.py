@@ -22,7 +22,7 @@ from features.validation import ValidatedBatch, validate_records
 from models.registry import CHAMPION, MODEL_NAME, load_model
 from models.scoring import OutcomeScores
 from serving.bento import pin_model_from_bento_args
-from serving.middleware import LimitBodySize, LimitPatients, RequireToken, api_token, body_limit
+from serving.middleware import LimitBodySize, LimitPatients, ModelVersionHeader, RequireToken, api_token, body_limit
 from serving.model_info import MODEL_INFO_APP, ModelInfo, describe_model
 
 Patient = patient_model()
@@ -178,8 +178,10 @@ class RiskService:
         return response
 
 
-# Outermost first: the token before anything reads the body, the size before anything parses it.
+# Outermost first: the version header on every answer; the token before anything reads the body,
+# the size before anything parses it.
 # Both settings are read here, at import, so that a bad value stops the server from starting.
+RiskService.add_asgi_middleware(ModelVersionHeader)
 RiskService.add_asgi_middleware(RequireToken, token=api_token())
 RiskService.add_asgi_middleware(LimitBodySize, max_bytes=body_limit(MAX_BODY_BYTES))
 RiskService.add_asgi_middleware(JsonBodiesOnly)

@@ -137,3 +137,11 @@ def test_rejected_patient_values_stay_out_of_the_server_log(server):
     assert "rejected input (patients.0.il21_pg_ml: greater_than); values withheld" in log
     for secret in ("SENTINEL-ID-4242", "98765", "SENTINEL-BODY-4242", "620.0"):
         assert secret not in log
+
+
+def test_every_answer_names_the_model_version(server, mlflow_store):
+    version = mlflow_store["promotion"].chosen.version
+    assert post(server, {"patients": PATIENTS[:1]}).headers["x-model-version"] == version
+    rejected = post(server, {"patients": [{**PATIENTS[0], "age_years": 400}]})
+    assert rejected.status_code == 400 and rejected.headers["x-model-version"] == version
+    assert httpx.get(f"{server['url']}/readyz").headers["x-model-version"] == version
