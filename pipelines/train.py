@@ -3,8 +3,9 @@
 Pure steps (:func:`simulate_cohorts`, :func:`split`, :func:`endpoint_labels`,
 :func:`fit_family`, :func:`evaluate_model`, :func:`subgroup_table`) take and return
 data; :func:`run_experiment` wires them to MLflow. One parent run per experiment, one
-child run per model family (Optuna trials nested under it); every child run logs the
-same param, metric and tag names so the MLflow UI's compare view lines them up.
+child run per model family (Optuna trials nested under it, one study per outcome); every
+child run logs the same param, metric and tag names so the MLflow UI's compare view lines
+them up. A family's hyperparameters are logged per outcome, ``model.<outcome>.<name>``.
 
 Endpoints are the risk of each outcome by 24 and 48 months. Censoring-aware families fit
 one classifier per endpoint on the patients whose status at the horizon is known, weighted
@@ -93,16 +94,45 @@ def endpoint_labels(frame: pd.DataFrame, endpoint: str, censoring: str = "ipcw")
     return horizon_labels(time_months, event, horizon, groups=frame["profile"].to_numpy())
 
 
+def outcomes_of(endpoints: tuple[str, ...]) -> tuple[str, ...]:
+    """The outcomes of ``endpoints``, in order of first appearance: ``("thyroid", "itp")``."""
+    return tuple(dict.fromkeys(endpoint_parts(e)[0] for e in endpoints))
+
+
 def fit_family(spec: FamilySpec, params: dict, train: pd.DataFrame, endpoints: tuple[str, ...],
-               calibration_fraction: float, seed: int) -> RiskModel:
-    """One classifier per endpoint, recalibrated on a held-out fold when the family says so."""
+               calibration_fraction: float, seed: int, *,
+               outcome_params: dict[str, dict] | None = None) -> RiskModel:
+    """One classifier per endpoint, recalibrated on a held-out fold when the family says so.
+
+    Parameters
+    ----------
+    spec : FamilySpec
+        Estimator, censoring and calibration of the family.
+    params : dict
+        Estimator parameters of every endpoint whose outcome has none in ``outcome_params``.
+    train : DataFrame
+        Training split; a ``calibration_fraction`` of it is held out for Platt scaling.
+    endpoints : tuple of str
+        Endpoints to fit, ``"<outcome>_<h>m"``.
+    calibration_fraction : float
+        Share of ``train`` held out for calibration.
+    seed : int
+        Seed of the calibration split.
+    outcome_params : dict of str to dict, optional
+        Estimator parameters per outcome (``"thyroid"``, ``"itp"``), used for all its horizons.
+
+    Returns
+    -------
+    RiskModel
+    """
     fit_part, calibration_part = split(train, calibration_fraction, seed) if spec.calibration == "platt" \
         else (train, None)
     matrix = encode(fit_part)
     estimators = {}
     for endpoint in endpoints:
         labels = endpoint_labels(fit_part, endpoint, spec.censoring)
-        estimator = FAMILIES[spec.estimator](**params).fit(matrix, labels.y, sample_weight=labels.weight)
+        chosen = (outcome_params or {}).get(endpoint_parts(endpoint)[0], params)
+        estimator = FAMILIES[spec.estimator](**chosen).fit(matrix, labels.y, sample_weight=labels.weight)
         if calibration_part is not None:
             held_out = endpoint_labels(calibration_part, endpoint, "ipcw")
             known = held_out.known
@@ -157,45 +187,134 @@ def subgroup_table(curves: dict[str, dict[str, np.ndarray]], frame: pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def tune(spec: FamilySpec, train: pd.DataFrame, endpoints: tuple[str, ...], calibration_fraction: float,
-         seed: int, log) -> dict:
-    """Optuna search of the family's hyperparameters, each trial a nested MLflow run.
+def log_loss_over_null(y: np.ndarray, risk: np.ndarray, weight: np.ndarray) -> float:
+    """Weighted log loss of ``risk`` divided by that of the best constant risk on the same rows.
 
-    Objective: the mean weighted log loss over endpoints on the held-out calibration fold.
+    The constant is the weighted incidence, so the ratio is 1 for a model that knows only the
+    incidence and falls towards 0 as it separates events from non-events (one minus
+    McFadden's R²). Unlike the log loss itself it does not grow with the incidence, so
+    horizons with few and with many events count alike.
+
+    Parameters
+    ----------
+    y, risk, weight : ndarray of shape (n,)
+        Status at the horizon (0/1), predicted risk and IPCW weight, all weights positive.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        When ``y`` holds only events or only non-events (the constant risk has no loss).
+    """
+    incidence = float(np.average(y, weights=weight))
+    if not 0.0 < incidence < 1.0:
+        raise ValueError(f"log loss over null: needs events and non-events, got an incidence of {incidence:g}")
+    null = weighted_log_loss(y, np.full(len(y), incidence), weight)
+    return weighted_log_loss(y, risk, weight) / null
+
+
+def tune(spec: FamilySpec, train: pd.DataFrame, endpoints: tuple[str, ...], calibration_fraction: float,
+         seed: int, log) -> dict[str, dict]:
+    """Optuna search of the family's hyperparameters, one study per outcome, each trial a nested MLflow run.
+
+    Thyroid disorder and ITP differ in incidence by more than an order of magnitude, so a
+    shared objective is all but blind to the rare outcome: each outcome gets its own study
+    and its own hyperparameters, shared by its horizons. Objective of an outcome's study:
+    the mean over its endpoints of :func:`log_loss_over_null` on the held-out calibration
+    fold, so each horizon counts alike whatever its incidence.
+
+    Called inside the family's MLflow run: the trials are nested under it, in its experiment.
+
+    Parameters
+    ----------
+    spec : FamilySpec
+        The family; ``spec.tuning`` gives the space, trials, time limit and seed of each study.
+    train : DataFrame
+        Training split; the same calibration fold as :func:`fit_family` is held out for validation.
+    endpoints : tuple of str
+        Endpoints of the experiment.
+    calibration_fraction, seed : float, int
+        Size and seed of the held-out fold.
+    log : callable
+        Progress messages.
+
+    Returns
+    -------
+    dict of str to dict
+        Per outcome, the estimator parameters: ``spec.params`` updated with the study's best trial.
     """
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    deadline = time.perf_counter() + spec.tuning.timeout_s
+    experiment_id = mlflow.active_run().info.experiment_id
     fit_part, validation = split(train, calibration_fraction, seed)
-    tuning = spec.tuning
+    validation_matrix = encode(validation)
+    chosen: dict[str, dict] = {}
+    outcomes = outcomes_of(endpoints)
+    for index, outcome in enumerate(outcomes):
+        studied = tuple(e for e in endpoints if endpoint_parts(e)[0] == outcome)
+        # Each study may use an equal share of the time left, so time one study leaves unused
+        # goes to the next and the family's tuning stays within timeout_s.
+        time_limit = max(deadline - time.perf_counter(), 0.0) / (len(outcomes) - index)
+        # The same sampler seed for every outcome: the random start-up trials of every study try
+        # the same points, so where the studies' choices differ, the outcomes differ, not the draws.
+        study = optuna.create_study(direction="minimize",
+                                    sampler=optuna.samplers.TPESampler(seed=spec.tuning.seed))
+        objective = _objective(spec, outcome, studied, fit_part, validation, validation_matrix,
+                               calibration_fraction, seed, experiment_id)
+        started = time.perf_counter()
+        # One trial whatever the time left, so that every outcome has parameters.
+        study.optimize(objective, n_trials=1)
+        left = time_limit - (time.perf_counter() - started)
+        if spec.tuning.n_trials > 1 and left > 0:
+            study.optimize(objective, n_trials=spec.tuning.n_trials - 1, timeout=left)
+        chosen[outcome] = dict(spec.params) | study.best_params
+        best = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in study.best_params.items())
+        cut = f" (time limit of {time_limit:.0f} s reached: {spec.tuning.n_trials} planned)" \
+            if len(study.trials) < spec.tuning.n_trials else ""
+        log(f"  {outcome}: tuned over {len(study.trials)} trials{cut}, best validation log loss / null "
+            f"{study.best_value:.4f} ({best})")
+        mlflow.log_metrics({f"tuning_{outcome}_trials": len(study.trials),
+                            f"tuning_{outcome}_best_log_loss_over_null": study.best_value})
+    return chosen
+
+
+def _objective(spec: FamilySpec, outcome: str, studied: tuple[str, ...], fit_part: pd.DataFrame,
+               validation: pd.DataFrame, validation_matrix: np.ndarray, calibration_fraction: float, seed: int,
+               experiment_id: str):
+    """The Optuna objective of one outcome's study: fit its endpoints, score them on the validation fold."""
+    import optuna
+
     uncalibrated = spec.model_copy(update={"calibration": "none"})
+    held_out = {e: endpoint_labels(validation, e) for e in studied}
 
     def objective(trial: optuna.Trial) -> float:
         params = dict(spec.params)
-        for name, (low, high) in tuning.space.items():
-            if float(low).is_integer() and float(high).is_integer():
-                params[name] = trial.suggest_int(name, int(low), int(high))
+        for name, (low, high) in spec.tuning.space.items():
+            if isinstance(low, int) and isinstance(high, int):
+                params[name] = trial.suggest_int(name, low, high)
             else:
                 params[name] = trial.suggest_float(name, low, high, log=True)
-        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True,
-                              tags={"autorisk.role": "tuning-trial"}):
-            model = fit_family(uncalibrated, params, fit_part, endpoints, calibration_fraction, seed)
-            risks = model.risks(encode(validation))
-            losses = []
-            for endpoint in endpoints:
-                labels = endpoint_labels(validation, endpoint)
+        with mlflow.start_run(run_name=f"{outcome}/trial-{trial.number}", nested=True, experiment_id=experiment_id,
+                              tags={"autorisk.role": "tuning-trial", "autorisk.outcome": outcome}):
+            model = fit_family(uncalibrated, params, fit_part, studied, calibration_fraction, seed)
+            risks = model.risks(validation_matrix)
+            losses, ratios = {}, []
+            for endpoint, labels in held_out.items():
                 known = labels.known
-                losses.append(weighted_log_loss(labels.y[known], risks[endpoint][known], labels.weight[known]))
-            loss = float(np.mean(losses))
-            mlflow.log_params({f"model.{k}": v for k, v in params.items()})
-            mlflow.log_metric("validation_mean_log_loss", loss)
+                y, risk, weight = labels.y[known], risks[endpoint][known], labels.weight[known]
+                losses[f"validation_{endpoint}_log_loss"] = weighted_log_loss(y, risk, weight)
+                ratios.append(log_loss_over_null(y, risk, weight))
+            loss = float(np.mean(ratios))
+            mlflow.log_params({f"model.{outcome}.{k}": v for k, v in params.items()})
+            mlflow.log_metrics(losses | {"validation_log_loss_over_null": loss})
         return loss
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=tuning.seed))
-    study.optimize(objective, n_trials=tuning.n_trials, timeout=tuning.timeout_s)
-    log(f"  tuned over {len(study.trials)} trials: best validation log loss {study.best_value:.4f}")
-    mlflow.log_metrics({"tuning_trials": len(study.trials), "tuning_best_log_loss": study.best_value})
-    return dict(spec.params) | study.best_params
+    return objective
 
 
 def _digest(payload: object) -> str:
@@ -277,13 +396,15 @@ def run_experiment(config: ExperimentConfig, *, log=print) -> list[FamilyResult]
                 mlflow.log_input(test_set, context="evaluation")
                 # Aggregates only: per-feature histograms for drift checks when scoring.
                 mlflow.log_dict(reference, "reference/feature_profile.json")
-                model_params = tune(spec, train, config.endpoints, config.calibration_fraction,
-                                    config.split_seed, log) if spec.tuning else dict(spec.params)
+                outcome_params = tune(spec, train, config.endpoints, config.calibration_fraction,
+                                      config.split_seed, log) if spec.tuning \
+                    else {outcome: dict(spec.params) for outcome in outcomes_of(config.endpoints)}
                 mlflow.log_params(params | {"family": family, "estimator": spec.estimator,
                                             "censoring": spec.censoring, "calibration": spec.calibration}
-                                  | {f"model.{k}": str(v) for k, v in model_params.items()})
-                model = fit_family(spec, model_params, train, config.endpoints, config.calibration_fraction,
-                                   config.split_seed)
+                                  | {f"model.{outcome}.{k}": str(v)
+                                     for outcome, chosen in outcome_params.items() for k, v in chosen.items()})
+                model = fit_family(spec, spec.params, train, config.endpoints, config.calibration_fraction,
+                                   config.split_seed, outcome_params=outcome_params)
                 fit_seconds = time.perf_counter() - family_started
                 metrics, curves = evaluate_model(model, test, bootstrap=config.bootstrap, seed=config.split_seed)
                 metrics["mean_log_loss"] = float(np.mean([metrics[f"{e}_log_loss"] for e in config.endpoints
