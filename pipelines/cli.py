@@ -33,7 +33,8 @@ def _before_every_command() -> None:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Not wrapped to the terminal's width: an error names paths and values that scripts grep for.
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -225,6 +225,7 @@ def test_studies_choose_per_outcome(monkeypatch, tmp_path, small_training_split)
                       tuning=TuningSpec(n_trials=8, timeout_s=60, space={"risk": [0.002, 0.6]}))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiment_id = MlflowClient(uri).create_experiment("tuning")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # set_tracking_uri writes the environment too; undone after the test
     mlflow.set_tracking_uri(uri)
     messages = []
     with mlflow.start_run(experiment_id=experiment_id) as parent:
@@ -261,6 +262,7 @@ def tune_slowly(monkeypatch, tmp_path, train, seconds: float, timeout_s: float):
                       tuning=TuningSpec(n_trials=20, timeout_s=timeout_s, space={"risk": [0.002, 0.6]}))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiment_id = MlflowClient(uri).create_experiment("tuning")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # set_tracking_uri writes the environment too; undone after the test
     mlflow.set_tracking_uri(uri)
     messages = []
     with mlflow.start_run(experiment_id=experiment_id) as run:
