@@ -218,20 +218,25 @@ def small_training_split(simulator):
     return split(pooled, 0.25, 7)[0]
 
 
-def test_studies_choose_per_outcome(monkeypatch, tmp_path, small_training_split):
-    """Thyroid (common) and ITP (rare) need different constants: a shared study could not pick both."""
-    monkeypatch.setitem(FAMILIES, "constant", ConstantRisk)
-    spec = FamilySpec(estimator="constant", censoring="ipcw", calibration="platt",
-                      tuning=TuningSpec(n_trials=8, timeout_s=60, space={"risk": [0.002, 0.6]}))
+def tune_in_a_run(monkeypatch, tmp_path, spec, train):
+    """``tune`` all four endpoints inside a run of a fresh store; (chosen params, the run, its experiment id, log)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiment_id = MlflowClient(uri).create_experiment("tuning")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # set_tracking_uri writes the environment too; undone after the test
     mlflow.set_tracking_uri(uri)
     messages = []
-    with mlflow.start_run(experiment_id=experiment_id) as parent:
-        chosen = tune(spec, small_training_split, ("thyroid_24m", "thyroid_48m", "itp_24m", "itp_48m"), 0.2, 7,
-                      messages.append)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        chosen = tune(spec, train, ("thyroid_24m", "thyroid_48m", "itp_24m", "itp_48m"), 0.2, 7, messages.append)
     assert set(chosen) == {"thyroid", "itp"}
+    return chosen, run, experiment_id, messages
+
+
+def test_studies_choose_per_outcome(monkeypatch, tmp_path, small_training_split):
+    """Thyroid (common) and ITP (rare) need different constants: a shared study could not pick both."""
+    monkeypatch.setitem(FAMILIES, "constant", ConstantRisk)
+    spec = FamilySpec(estimator="constant", censoring="ipcw", calibration="platt",
+                      tuning=TuningSpec(n_trials=8, timeout_s=60, space={"risk": [0.002, 0.6]}))
+    chosen, parent, experiment_id, messages = tune_in_a_run(monkeypatch, tmp_path, spec, small_training_split)
     assert chosen["itp"]["risk"] < 0.05 < chosen["thyroid"]["risk"]
     trials = MlflowClient().search_runs([experiment_id],
                                         f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
@@ -260,15 +265,8 @@ def tune_slowly(monkeypatch, tmp_path, train, seconds: float, timeout_s: float):
     monkeypatch.setattr(SlowConstantRisk, "seconds", seconds)
     spec = FamilySpec(estimator="slow-constant", censoring="ipcw", calibration="platt",
                       tuning=TuningSpec(n_trials=20, timeout_s=timeout_s, space={"risk": [0.002, 0.6]}))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment_id = MlflowClient(uri).create_experiment("tuning")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # set_tracking_uri writes the environment too; undone after the test
-    mlflow.set_tracking_uri(uri)
-    messages = []
-    with mlflow.start_run(experiment_id=experiment_id) as run:
-        chosen = tune(spec, train, ("thyroid_24m", "thyroid_48m", "itp_24m", "itp_48m"), 0.2, 7, messages.append)
+    _, run, _, messages = tune_in_a_run(monkeypatch, tmp_path, spec, train)
     metrics = MlflowClient().get_run(run.info.run_id).data.metrics
-    assert set(chosen) == {"thyroid", "itp"}
     return {o: int(metrics[f"tuning_{o}_trials"]) for o in ("thyroid", "itp")}, messages
 
 
