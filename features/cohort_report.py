@@ -18,7 +18,7 @@ CHECK_COLUMNS = ["section", "profile", "arm", "target", "published", "simulated"
 
 
 def kaplan_meier_incidence(time: np.ndarray, event: np.ndarray, at) -> np.ndarray:
-    """Kaplan–Meier cumulative incidence ``1 - S(t)`` at the months in ``at``.
+    """Kaplan–Meier cumulative incidence ``1 - S(t)`` at the months in ``at`` (scikit-survival's estimator).
 
     Parameters
     ----------
@@ -29,15 +29,9 @@ def kaplan_meier_incidence(time: np.ndarray, event: np.ndarray, at) -> np.ndarra
     at : array-like of shape (k,)
         Months at which to evaluate.
     """
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=float)
-    order = np.argsort(time, kind="stable")
-    times, first = np.unique(time[order], return_index=True)
-    onsets = np.add.reduceat(event[order], first)
-    at_risk = len(time) - first
-    survival = np.cumprod(1.0 - onsets / at_risk)
-    position = np.searchsorted(times, np.asarray(at, dtype=float), side="right") - 1
-    return 1.0 - np.where(position >= 0, survival[np.maximum(position, 0)], 1.0)
+    from models.survival import kaplan_meier_survival
+
+    return 1.0 - kaplan_meier_survival(time, event)(at)
 
 
 @dataclass(frozen=True)

@@ -236,33 +236,98 @@ IL21_ASSAYS: dict[str, AssayReference] = {
     "current_elisa": AssayReference(median_pg_ml=26.0, log_sd=0.85, training=(1.0, 500.0)),
 }
 
+# Said wherever a risk is shown.
+RESEARCH_NOTICE = "Research tool on synthetic data; not for clinical decisions."
+
 OUTCOMES: tuple[str, ...] = ("thyroid", "itp")
-HORIZONS_MONTHS: tuple[int, ...] = (24, 48)  # 48: the label's monitoring window after the last course
-# What the model predicts: the risk of each outcome by each horizon, named "<outcome>_<h>m".
-ENDPOINTS: tuple[str, ...] = tuple(f"{o}_{h}m" for o in OUTCOMES for h in HORIZONS_MONTHS)
-
-
-def endpoint_parts(endpoint: str) -> tuple[str, int]:
-    """``"thyroid_24m"`` -> ``("thyroid", 24)``."""
-    outcome, horizon = endpoint.rsplit("_", 1)
-    return outcome, int(horizon.removesuffix("m"))
 OUTCOME_DESCRIPTIONS: dict[str, str] = {
     "thyroid": "thyroid disorder (Graves' disease, hypo- or hyperthyroidism, thyroiditis)",
     "itp": "immune thrombocytopenic purpura",
 }
+TREATMENTS: tuple[str, ...] = ("alemtuzumab", "interferon_beta_1a")
+TREATMENT_FEATURE = "treatment"
+
+# Risks are answered for any whole month after the first course up to MAX_HORIZON_MONTHS: the
+# longest follow-up of any training cohort (the 72-month extension).
+MIN_HORIZON_MONTHS = 1
+MAX_HORIZON_MONTHS = 72
+# What every front door answers unless asked otherwise: 48 is the label's monitoring window
+# after the last course.
+DEFAULT_HORIZONS_MONTHS: tuple[int, ...] = (24, 48)
+# The horizons every model is evaluated at against the simulator's truth.
+EVALUATION_HORIZONS_MONTHS: tuple[int, ...] = (12, 24, 36, 48)
+# Monitoring view: risk by the end of each year after the first course (the review proposes five years).
+MONITORING_YEARS = 5
+# The scale of every SHAP value: with a proportional-hazards model the contributions of the
+# features are the same at every horizon, and base_value(t) + sum(shap) = log(-log(1 - risk(t))).
+EXPLANATION_SCALE = "log cumulative hazard"
 
 
-def shap_column(endpoint: str, feature: str) -> str:
-    """Batch-output column holding the SHAP value of ``feature`` for ``endpoint``."""
-    return f"shap_{endpoint}__{feature}"
+def endpoint(outcome: str, horizon_months: int) -> str:
+    """``("thyroid", 24)`` -> ``"thyroid_24m"``: an outcome at a horizon, as named everywhere."""
+    return f"{outcome}_{horizon_months}m"
 
 
-def output_columns(endpoints: tuple[str, ...] = ENDPOINTS) -> list[str]:
-    """Score columns per patient, in output order (without ids and model version)."""
+def check_horizons(horizons) -> tuple[int, ...]:
+    """Whole months within the served range, sorted and unique.
+
+    Raises
+    ------
+    ValueError
+        Naming the range, for a month outside it or a value that is not a whole number.
+    """
+    checked = []
+    for value in horizons:
+        if isinstance(value, bool) or not float(value).is_integer():
+            raise ValueError(f"horizons: {value!r} is not a whole number of months")
+        month = int(value)
+        if not MIN_HORIZON_MONTHS <= month <= MAX_HORIZON_MONTHS:
+            raise ValueError(f"horizons: {month} months is outside the range {MIN_HORIZON_MONTHS}–"
+                             f"{MAX_HORIZON_MONTHS} months after the first course")
+        checked.append(month)
+    if not checked:
+        raise ValueError(f"horizons: give at least one month ({MIN_HORIZON_MONTHS}–{MAX_HORIZON_MONTHS})")
+    return tuple(sorted(set(checked)))
+
+
+# Model-matrix columns whose SHAP value is the same at every horizon; the treatment's also
+# carries the difference between the treatments' baseline hazards, which changes with time.
+HORIZON_FREE_FEATURES: tuple[str, ...] = tuple(n for n in (f.name for f in FEATURES if f.model_input)
+                                               if n != TREATMENT_FEATURE)
+
+
+def shap_column(outcome: str, feature: str, horizon_months: int | None = None) -> str:
+    """Batch-output column of a SHAP value: ``shap_<outcome>__<feature>`` (every horizon) or,
+    for the treatment, ``shap_<outcome>_<h>m__treatment`` (one horizon)."""
+    if feature == TREATMENT_FEATURE:
+        return f"shap_{endpoint(outcome, horizon_months)}__{feature}"
+    return f"shap_{outcome}__{feature}"
+
+
+def contrast_columns(outcome: str, horizon_months: int) -> list[str]:
+    """``risk_<outcome>_<h>m_if_<treatment>`` per treatment, then ``excess_<outcome>_<h>m``."""
+    name = endpoint(outcome, horizon_months)
+    return [f"risk_{name}_if_{t}" for t in TREATMENTS] + [f"excess_{name}"]
+
+
+def output_columns(outcomes: tuple[str, ...] = OUTCOMES,
+                   horizons: tuple[int, ...] = DEFAULT_HORIZONS_MONTHS, contrast: bool = False) -> list[str]:
+    """Score columns per patient, in output order (without ids, warnings and model version).
+
+    Per outcome: ``risk_<o>_<h>m`` and ``base_<o>_<h>m`` per horizon, the SHAP value of each
+    feature that is the same at every horizon (``shap_<o>__<feature>``), the treatment's per
+    horizon (``shap_<o>_<h>m__treatment``), and with ``contrast`` the risks under each
+    treatment and their difference per horizon.
+    """
     columns: list[str] = []
-    for endpoint in endpoints:
-        columns += [f"risk_{endpoint}", f"base_{endpoint}"]
-        columns += [shap_column(endpoint, name) for name in FEATURE_NAMES]
+    for outcome in outcomes:
+        for h in horizons:
+            columns += [f"risk_{endpoint(outcome, h)}", f"base_{endpoint(outcome, h)}"]
+        columns += [shap_column(outcome, name) for name in HORIZON_FREE_FEATURES]
+        columns += [shap_column(outcome, TREATMENT_FEATURE, h) for h in horizons]
+        if contrast:
+            for h in horizons:
+                columns += contrast_columns(outcome, h)
     return columns
 
 
@@ -344,11 +409,23 @@ def mlflow_input_schema():
     return Schema(specs)
 
 
-def mlflow_output_schema(endpoints: tuple[str, ...] = ENDPOINTS):
-    """MLflow signature output schema of the pyfunc model."""
+def mlflow_output_schema():
+    """MLflow signature output schema of the pyfunc model, at the default horizons without contrast."""
     from mlflow.types import ColSpec, Schema
 
-    return Schema([ColSpec("double", name) for name in output_columns(endpoints)])
+    specs = [ColSpec("string", ID_COLUMN, required=False)]
+    specs += [ColSpec("double", name) for name in output_columns()]
+    return Schema([*specs, ColSpec("string", "warnings")])
+
+
+def mlflow_params_schema():
+    """MLflow signature params of the pyfunc model: the horizons and whether to add the contrast."""
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    return ParamSchema([
+        ParamSpec("horizons_months", "long", list(DEFAULT_HORIZONS_MONTHS), shape=(-1,)),
+        ParamSpec("contrast", "boolean", False),
+    ])
 
 
 def _training_text(feature: Feature) -> str:

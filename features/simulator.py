@@ -29,7 +29,7 @@ from scipy.optimize import brentq, least_squares
 from scipy.special import expit
 from scipy.stats import truncnorm
 
-from features.schema import FEATURES, FEATURES_BY_NAME, HORIZONS_MONTHS, ID_COLUMN, IL21_ASSAYS, OUTCOMES
+from features.schema import EVALUATION_HORIZONS_MONTHS, FEATURES, FEATURES_BY_NAME, ID_COLUMN, IL21_ASSAYS, OUTCOMES
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "experiments" / "cohorts.yaml"
 BOOLEAN_FEATURES = tuple(f.name for f in FEATURES if f.kind == "boolean")
@@ -531,12 +531,15 @@ def simulate_cohort(config: SimulatorConfig, profile: str, n: int, seed: int,
 
     Returns
     -------
-    DataFrame of shape (n, 24)
+    DataFrame
         ``patient_id``; the features as observed (missing values as configured, IL-21 on the
         assay's scale); per outcome ``<outcome>_event`` (1 = onset observed before censoring)
         and ``<outcome>_time_months`` (onset, or censoring); per outcome the true
         probabilities ``true_risk_<outcome>`` (of the event label within follow-up) and
-        ``true_risk_<outcome>_24m`` / ``_48m`` (of onset by month 24 / 48).
+        ``true_risk_<outcome>_<h>m`` (of onset by month h, for h in
+        :data:`features.schema.EVALUATION_HORIZONS_MONTHS`); per outcome and arm of the profile,
+        ``true_ever_risk_<outcome>_if_<arm>`` (of ever developing it under that arm, the
+        counterfactual for the other arm; :func:`true_risk_at` turns it into a risk by any month).
     """
     if profile not in config.profiles:
         raise ValueError(f"profile: unknown {profile!r}; choose from {', '.join(config.profiles)}")
@@ -592,9 +595,59 @@ def simulate_cohort(config: SimulatorConfig, profile: str, n: int, seed: int,
         observed[f"{outcome}_time_months"] = outcomes[f"{outcome}_time_months"]
     for outcome in OUTCOMES:
         observed[f"true_risk_{outcome}"] = true_risk(config, profile, outcome, baseline)
-        for horizon in HORIZONS_MONTHS:
+        for horizon in EVALUATION_HORIZONS_MONTHS:
             observed[f"true_risk_{outcome}_{horizon}m"] = true_risk(config, profile, outcome, baseline, horizon)
+    for outcome in OUTCOMES:
+        for arm in spec.arms:
+            counterfactual = baseline.assign(treatment=arm)
+            observed[ever_risk_column(outcome, arm)] = ever_risk(config, profile, outcome, counterfactual)
     return observed
+
+
+def ever_risk_column(outcome: str, treatment: str) -> str:
+    """Cohort column of each patient's true probability of ever developing ``outcome`` under ``treatment``."""
+    return f"true_ever_risk_{outcome}_if_{treatment}"
+
+
+def true_risk_at(config: SimulatorConfig, cohort: pd.DataFrame, outcome: str, months,
+                 treatment: str | None = None) -> np.ndarray:
+    """Each patient's true risk of onset by each of ``months``, under their own or another treatment.
+
+    Parameters
+    ----------
+    config : SimulatorConfig
+        The assumptions the cohort was simulated with.
+    cohort : DataFrame of shape (n, ...)
+        A frame from :func:`simulate_cohort` (it carries each patient's ever-risk per arm of its profile).
+    outcome : str
+        ``thyroid`` or ``itp``.
+    months : sequence of float, length H
+        Months after the first course.
+    treatment : str, optional
+        The counterfactual treatment for everyone; by default each patient's own.
+
+    Returns
+    -------
+    ndarray of shape (n, H)
+        ``p_i * G(t)``: the probability of ever developing the outcome times the share of onsets by ``t``.
+
+    Raises
+    ------
+    KeyError
+        When the cohort's profile has no arm of ``treatment`` (its intercept is unknown).
+    """
+    months = np.atleast_1d(np.asarray(months, dtype=float))
+    own = cohort["treatment"].to_numpy()
+    arms = [treatment] if treatment is not None else list(dict.fromkeys(own))
+    risk = np.empty((len(cohort), len(months)))
+    for arm in arms:
+        members = np.ones(len(cohort), dtype=bool) if treatment is not None else own == arm
+        column = ever_risk_column(outcome, arm)
+        if column not in cohort:
+            raise KeyError(f"{column}: the cohort has no arm {arm!r}, so its true risk under it is unknown")
+        p = cohort[column].to_numpy(dtype=float)[members]
+        risk[members] = p[:, None] * onset_cdf(config, arm, months)[None, :]
+    return risk
 
 
 def write_frame(frame: pd.DataFrame, path: Path | str) -> None:

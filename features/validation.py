@@ -291,7 +291,8 @@ def _check(n: int, encoded_columns, ids: np.ndarray) -> ValidatedBatch:
                 unusual = (encoded < low) | (encoded > high)
             warnings.add(unusual, lambda i, f=feature, v=encoded:
                          f"{f.name}: {v[i]:g} is outside the training range "
-                         f"{f.training_text()}; the risk may be unreliable")
+                         f"{f.training_text()}; scored as {min(max(v[i], f.training[0]), f.training[1]):g}, "
+                         "the risk may be unreliable")
         values[:, j] = encoded
 
     age = values[:, INPUT_INDEX["age_years"]]
@@ -310,7 +311,7 @@ def _check(n: int, encoded_columns, ids: np.ndarray) -> ValidatedBatch:
             unusual = (assay == CATEGORY_CODES["il21_assay"][name]) & ((il21 < low) | (il21 > high))
         warnings.add(unusual, lambda i, lo=low, hi=high, a=name: (
             f"il21_pg_ml: {il21[i]:g} is outside the training range {lo:g}–{hi:g} of {a}; "
-            "the risk may be unreliable"))
+            f"scored as {min(max(il21[i], lo), hi):g}, the risk may be unreliable"))
     matrix = values[:, [INPUT_INDEX[name] for name in FEATURE_NAMES]]
     matrix[:, FEATURE_INDEX["il21_pg_ml"]] = il21_z_scores(il21, assay)
 
@@ -349,6 +350,44 @@ def il21_z_scores(il21_pg_ml: np.ndarray, assay_code: np.ndarray) -> np.ndarray:
     return z
 
 
+def _training_bounds() -> tuple[np.ndarray, np.ndarray]:
+    """Per model-matrix column, the training range as the model sees it (IL-21 as its z-score)."""
+    low = np.full(len(FEATURE_NAMES), -np.inf)
+    high = np.full(len(FEATURE_NAMES), np.inf)
+    for name, j in FEATURE_INDEX.items():
+        training = FEATURES_BY_NAME[name].training
+        if training is not None:
+            low[j], high[j] = training
+    z_low, z_high = [], []
+    for name, reference in IL21_ASSAYS.items():
+        code = np.array([CATEGORY_CODES["il21_assay"][name]])
+        z_low.append(il21_z_scores(np.array([reference.training[0]]), code)[0])
+        z_high.append(il21_z_scores(np.array([reference.training[1]]), code)[0])
+    low[FEATURE_INDEX["il21_pg_ml"]], high[FEATURE_INDEX["il21_pg_ml"]] = min(z_low), max(z_high)
+    return low, high
+
+
+def bound_to_training_range(matrix: np.ndarray) -> np.ndarray:
+    """The model matrix with each value moved to the nearest end of its training range.
+
+    A model must not extrapolate a risk from values no training patient had (a linear model
+    would turn EDSS 9.5 or 40 relapses into a risk of 1); such values are scored as the
+    nearest training value and listed in the record's warnings (:func:`validate_frame`).
+    Trees are unchanged by it: their splits all lie within the training data.
+
+    Parameters
+    ----------
+    matrix : ndarray of shape (n, n_features)
+        Model matrix (NaN where unknown; NaN stays NaN).
+
+    Returns
+    -------
+    ndarray of shape (n, n_features)
+        A bounded copy.
+    """
+    return np.clip(matrix, *TRAINING_BOUNDS)
+
+
 def encode(frame: pd.DataFrame) -> np.ndarray:
     """Model matrix of records that must all be valid (training data, examples).
 
@@ -364,3 +403,6 @@ def encode(frame: pd.DataFrame) -> np.ndarray:
             f"{len(batch.rejects)} invalid records, first at row {first['row']}: {first['reason']}"
         )
     return batch.matrix
+
+
+TRAINING_BOUNDS: tuple[np.ndarray, np.ndarray] = _training_bounds()

@@ -1,92 +1,88 @@
-"""The model families, as scikit-learn classifiers that also explain themselves.
+"""The model families: Cox regressions of the relative hazard that explain themselves.
 
-Each family exposes :meth:`explain`, returning per-row SHAP values on the
-log-odds scale such that ``base + contributions.sum(axis=1) == decision_function(X)``.
+Each family follows scikit-survival's contract: ``fit(X, y)`` with ``y`` a structured array of
+``event`` (bool) and ``time`` (months), ``predict(X)`` the log relative hazard ``f(x)``, and
+:meth:`explain` its exact SHAP values, ``base + contributions.sum(axis=1) == predict(X)``.
+The risk by a month follows from ``f`` and a baseline cumulative hazard per treatment
+(:class:`models.survival.StratifiedCox`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import xgboost as xgb
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 
-def _binary_codes(estimator: BaseEstimator, y: np.ndarray) -> np.ndarray:
-    y_type = type_of_target(y, input_name="y", raise_unknown=True)
-    if y_type != "binary":
-        raise ValueError(
-            "Only binary classification is supported. The type of the target "
-            f"is {y_type}."
-        )
-    estimator.classes_, codes = np.unique(y, return_inverse=True)
-    if len(estimator.classes_) < 2:
-        raise ValueError(f"y: needs two classes to fit, got one class ({estimator.classes_[0]!r})")
-    return codes
+def check_survival_target(y) -> tuple[np.ndarray, np.ndarray]:
+    """``(event, time)`` of a structured survival target; ValueError naming the problem otherwise.
+
+    Parameters
+    ----------
+    y : structured ndarray of shape (n,)
+        Fields ``event`` (bool: the time is an onset) and ``time`` (months, onset or censoring),
+        as :func:`sksurv.util.Surv.from_arrays` makes.
+    """
+    names = getattr(getattr(y, "dtype", None), "names", None) or ()
+    if set(names) != {"event", "time"}:
+        raise ValueError("y: expected a structured array with fields 'event' and 'time' "
+                         "(sksurv.util.Surv.from_arrays(event, time))")
+    event = np.asarray(y["event"], dtype=bool)
+    time = np.asarray(y["time"], dtype=float)
+    if not np.all(np.isfinite(time)) or np.any(time < 0):
+        raise ValueError("y: times must be finite and not negative")
+    if not event.any():
+        raise ValueError("y: needs at least one event to fit a hazard")
+    return event, time
 
 
-class _RiskClassifier(ClassifierMixin, BaseEstimator):
-    """Shared prediction logic: probabilities from the log-odds decision function."""
+class _RelativeHazard(BaseEstimator):
+    """Shared tags: NaN means unknown; the target is a survival time."""
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
-        tags.classifier_tags.multi_class = False
+        tags.target_tags.required = True
         return tags
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Probability of each class, shape (n_samples, 2)."""
-        positive = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
-        return np.column_stack([1.0 - positive, positive])
 
-    def predict(self, X) -> np.ndarray:
-        """Most probable class, shape (n_samples,)."""
-        positive = self.decision_function(X) > 0
-        return self.classes_[positive.astype(int)]
+class LinearCoxRegression(_RelativeHazard):
+    """Ridge-penalised Cox proportional-hazards regression that imputes and explains itself.
 
-
-class LogisticRiskClassifier(_RiskClassifier):
-    """Regularised logistic regression that imputes and explains itself.
-
-    Missing values are imputed inside the model (median, plus a missing-indicator
-    column for each feature that had missing values in training); features are
-    standardised, so the SHAP value of a feature is ``coef * standardised value``
-    summed over its value and indicator columns, and the base value is the intercept.
+    Missing values are imputed inside the model (median, plus a missing-indicator column for
+    each feature that had missing values in training); features are standardised, so the
+    SHAP value of a feature is ``coef * standardised value`` summed over its value and
+    indicator columns (exact for a linear model), and the base value is 0, the mean of
+    ``f`` over the training rows. Fitted by scikit-survival's ``CoxPHSurvivalAnalysis``
+    (Breslow's handling of tied times).
 
     Parameters
     ----------
-    C : float
-        Inverse L2 regularisation strength.
-    max_iter : int
-        Solver iterations.
+    alpha : float
+        Ridge penalty on the coefficients.
+    n_iter : int
+        Newton-Raphson iterations at most.
     """
 
-    def __init__(self, *, C: float = 1.0, max_iter: int = 1000):
-        self.C = C
-        self.max_iter = max_iter
+    def __init__(self, *, alpha: float = 1.0, n_iter: int = 100):
+        self.alpha = alpha
+        self.n_iter = n_iter
 
-    def fit(self, X, y, sample_weight=None) -> LogisticRiskClassifier:
-        """Fit on ``X`` of shape (n_samples, n_features), NaN where unknown, and binary ``y``.
+    def fit(self, X, y) -> LinearCoxRegression:
+        """Fit on ``X`` of shape (n_samples, n_features), NaN where unknown, and a survival target ``y``."""
+        from sksurv.linear_model import CoxPHSurvivalAnalysis
+        from sksurv.util import Surv
 
-        ``sample_weight`` (n_samples,) weights the regression (IPCW at a horizon); imputation
-        and scaling use the rows with positive weight.
-        """
-        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
-        sample_weight = _check_sample_weight(sample_weight, X)
-        used = sample_weight > 0
-        X, y, sample_weight = X[used], y[used], sample_weight[used]
-        codes = _binary_codes(self, y)
-        self.imputer_ = SimpleImputer(strategy="median", add_indicator=True,
-                                      keep_empty_features=True).fit(X)
+        X = validate_data(self, X, ensure_all_finite="allow-nan")
+        event, time = check_survival_target(y)
+        self.imputer_ = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True).fit(X)
         imputed = self.imputer_.transform(X)
         self.scaler_ = StandardScaler().fit(imputed)
-        self.logistic_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(
-            self.scaler_.transform(imputed), codes, sample_weight=sample_weight)
-        self.n_iter_ = self.logistic_.n_iter_
+        self.cox_ = CoxPHSurvivalAnalysis(alpha=self.alpha, ties="breslow", n_iter=self.n_iter).fit(
+            self.scaler_.transform(imputed), Surv.from_arrays(event, time))
         indicator = self.imputer_.indicator_
         indicated = list(indicator.features_) if indicator is not None else []
         # Which input feature each transformed column belongs to.
@@ -98,31 +94,29 @@ class LogisticRiskClassifier(_RiskClassifier):
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
         return self.scaler_.transform(self.imputer_.transform(X))
 
-    def decision_function(self, X) -> np.ndarray:
-        """Log-odds of the positive class, shape (n_samples,)."""
-        standardised = self._standardised(X)
-        return self.logistic_.decision_function(standardised)
+    def predict(self, X) -> np.ndarray:
+        """Log relative hazard ``f(x)``, shape (n_samples,)."""
+        return self._standardised(X) @ self.cox_.coef_
 
     def explain(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """SHAP values on the log-odds scale.
+        """SHAP values of :meth:`predict`.
 
         Returns
         -------
         base : ndarray of shape (n_samples,)
         contributions : ndarray of shape (n_samples, n_features)
         """
-        standardised = self._standardised(X)
-        terms = standardised * self.logistic_.coef_[0]
+        terms = self._standardised(X) * self.cox_.coef_
         contributions = np.zeros((terms.shape[0], self.n_features_in_))
         np.add.at(contributions.T, self.column_feature_, terms.T)
-        base = np.full(terms.shape[0], self.logistic_.intercept_[0])
-        return base, contributions
+        return np.zeros(terms.shape[0]), contributions
 
 
-class XGBoostRiskClassifier(_RiskClassifier):
-    """Gradient-boosted trees (xgboost, ``binary:logistic``); missing values handled natively.
+class XGBoostCoxRegression(_RelativeHazard):
+    """Gradient-boosted trees of the log relative hazard (xgboost, ``survival:cox``).
 
-    SHAP values are xgboost's exact TreeSHAP (``pred_contribs``).
+    Missing values are handled natively; SHAP values are xgboost's exact TreeSHAP
+    (``pred_contribs``).
 
     Parameters
     ----------
@@ -159,17 +153,13 @@ class XGBoostRiskClassifier(_RiskClassifier):
         self.random_state = random_state
         self.device = device
 
-    def fit(self, X, y, sample_weight=None) -> XGBoostRiskClassifier:
-        """Fit on ``X`` of shape (n_samples, n_features), NaN where unknown, and binary ``y``;
-        ``sample_weight`` (n_samples,) weights the loss (IPCW at a horizon)."""
-        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
-        sample_weight = _check_sample_weight(sample_weight, X)
-        used = sample_weight > 0
-        X, y, sample_weight = X[used], y[used], sample_weight[used]
-        codes = _binary_codes(self, y)
+    def fit(self, X, y) -> XGBoostCoxRegression:
+        """Fit on ``X`` of shape (n_samples, n_features), NaN where unknown, and a survival target ``y``."""
+        X = validate_data(self, X, ensure_all_finite="allow-nan")
+        event, time = check_survival_target(y)
         params = {
-            "objective": "binary:logistic",
-            "eval_metric": "logloss",
+            "objective": "survival:cox",
+            "eval_metric": "cox-nloglik",
             "max_depth": self.max_depth,
             "eta": self.learning_rate,
             "min_child_weight": self.min_child_weight,
@@ -181,71 +171,37 @@ class XGBoostRiskClassifier(_RiskClassifier):
         }
         if self.n_jobs is not None:
             params["nthread"] = self.n_jobs
-        train = xgb.DMatrix(X, label=codes, weight=sample_weight, missing=np.nan)
+        # xgboost's Cox label: the time, negative where it is a censoring time. A censoring at
+        # month 0 would read as an onset, so it is moved to the smallest positive float.
+        label = np.where(event, time, -np.maximum(time, np.finfo(float).tiny))
+        train = xgb.DMatrix(X, label=label, missing=np.nan)
         self.booster_ = xgb.train(params, train, num_boost_round=self.n_estimators)
         return self
 
-    def _matrix(self, X) -> xgb.DMatrix:
+    def _checked(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
-        return xgb.DMatrix(X, missing=np.nan, nthread=self.n_jobs or -1)
+        return validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
 
-    def decision_function(self, X) -> np.ndarray:
-        """Log-odds of the positive class, shape (n_samples,)."""
-        matrix = self._matrix(X)
-        return self.booster_.predict(matrix, output_margin=True).astype(float)
+    def predict(self, X) -> np.ndarray:
+        """Log relative hazard ``f(x)`` (the trees' margin), shape (n_samples,)."""
+        X = self._checked(X)
+        return self.booster_.inplace_predict(X, predict_type="margin", missing=np.nan).astype(float)
 
     def explain(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """SHAP values on the log-odds scale.
+        """SHAP values of :meth:`predict`.
 
         Returns
         -------
         base : ndarray of shape (n_samples,)
         contributions : ndarray of shape (n_samples, n_features)
         """
-        matrix = self._matrix(X)
+        X = self._checked(X)
+        matrix = xgb.DMatrix(X, missing=np.nan, nthread=self.n_jobs or -1)
         contributions = self.booster_.predict(matrix, pred_contribs=True).astype(float)
         return contributions[:, -1], contributions[:, :-1]
 
 
-FAMILIES: dict[str, type[_RiskClassifier]] = {
-    "logistic": LogisticRiskClassifier,
-    "xgboost": XGBoostRiskClassifier,
+FAMILIES: dict[str, type[_RelativeHazard]] = {
+    "cox-linear": LinearCoxRegression,
+    "cox-xgboost": XGBoostCoxRegression,
 }
-
-
-class PlattCalibrated:
-    """A fitted classifier recalibrated on a held-out fold: ``logit p' = a + b * logit p``.
-
-    Affine in log-odds, so SHAP stays exact: ``base' = a + b * base`` and ``shap' = b * shap``.
-
-    Parameters
-    ----------
-    estimator : classifier
-        Fitted, with ``decision_function`` and ``explain``.
-    intercept, slope : float
-        ``a`` and ``b``.
-    """
-
-    def __init__(self, estimator, intercept: float, slope: float) -> None:
-        self.estimator = estimator
-        self.intercept = intercept
-        self.slope = slope
-
-    @classmethod
-    def fit(cls, estimator, X, y, sample_weight=None) -> PlattCalibrated:
-        """Fit ``a`` and ``b`` by (weighted) logistic regression of ``y`` on the estimator's log-odds."""
-        margin = estimator.decision_function(X)[:, None]
-        platt = LogisticRegression(C=np.inf, max_iter=1000).fit(margin, y, sample_weight=sample_weight)
-        return cls(estimator, float(platt.intercept_[0]), float(platt.coef_[0, 0]))
-
-    def decision_function(self, X) -> np.ndarray:
-        return self.intercept + self.slope * self.estimator.decision_function(X)
-
-    def predict_proba(self, X) -> np.ndarray:
-        positive = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
-        return np.column_stack([1.0 - positive, positive])
-
-    def explain(self, X) -> tuple[np.ndarray, np.ndarray]:
-        base, contributions = self.estimator.explain(X)
-        return self.intercept + self.slope * base, self.slope * contributions

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.schema import FEATURE_NAMES, endpoint_parts
+from features.schema import EXPLANATION_SCALE, FEATURE_NAMES, endpoint
+from models.names import endpoint_metric
+from models.survival import BASELINE_FLOOR_PER_MONTH, EXTRAPOLATION_RULE
 
 CARD_METRICS = ("auroc", "oracle_auroc", "auroc_over_oracle", "auprc", "brier", "calibration_slope",
-                "calibration_intercept", "observed_over_expected", "ici", "mean_abs_risk_error", "events")
+                "oracle_calibration_slope", "calibration_intercept", "observed_over_expected", "ici",
+                "mean_abs_risk_error", "events")
 
 
 @dataclass(frozen=True)
@@ -34,74 +37,138 @@ def _with_interval(metrics: dict, key: str) -> str:
 
 
 def performance_table(metrics: dict, endpoints, prefix: str = "") -> str:
-    """Markdown table of the card's metrics per endpoint (95% bootstrap intervals where computed)."""
+    """Markdown table of the metrics against observed outcomes per endpoint (95% bootstrap intervals where computed)."""
     header = ("| endpoint | AUROC (95% CI) | oracle AUROC | AUROC / oracle | AUPRC (95% CI) | Brier (IPCW) | "
-              "calibration slope | calibration intercept | O/E | ICI | mean abs. error vs true risk | events |")
-    rows = [header, "|" + "---|" * 12]
+              "calibration slope | oracle's slope | calibration intercept | O/E | ICI | "
+              "mean abs. error vs true risk | events |")
+    rows = [header, "|" + "---|" * 13]
     for e in endpoints:
-        p = f"{prefix}{e}_"
+        if not np.isfinite(metrics.get(endpoint_metric(e, "auroc", prefix), np.nan)):
+            continue  # no patient of this cohort was followed to the horizon
+        key = lambda m: endpoint_metric(e, m, prefix)  # noqa: E731
         rows.append("| " + " | ".join([
-            e, _with_interval(metrics, f"{p}auroc"), _value(metrics, f"{p}oracle_auroc"),
-            _value(metrics, f"{p}auroc_over_oracle"), _with_interval(metrics, f"{p}auprc"),
-            _value(metrics, f"{p}brier"), _value(metrics, f"{p}calibration_slope"),
-            _value(metrics, f"{p}calibration_intercept"), _value(metrics, f"{p}observed_over_expected"),
-            _value(metrics, f"{p}ici"), _value(metrics, f"{p}mean_abs_risk_error"), _value(metrics, f"{p}events"),
+            e, _with_interval(metrics, key("auroc")), _value(metrics, key("oracle_auroc")),
+            _value(metrics, key("auroc_over_oracle")), _with_interval(metrics, key("auprc")),
+            _value(metrics, key("brier")), _value(metrics, key("calibration_slope")),
+            _value(metrics, key("oracle_calibration_slope")), _value(metrics, key("calibration_intercept")),
+            _value(metrics, key("observed_over_expected")), _value(metrics, key("ici")),
+            _value(metrics, key("mean_abs_risk_error")), _value(metrics, key("events")),
         ]) + " |")
     return "\n".join(rows)
 
 
+def _number(value, digits: int = 3) -> str:
+    return "—" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def truth_table(rows: pd.DataFrame) -> str:
+    """Markdown: per cohort, arm and endpoint, mean predicted against mean true risk, and discrimination."""
+    if rows.empty:
+        return "—"
+    lines = ["| cohort | treatment | endpoint | n | mean risk | mean true risk | ratio | mean abs. error | "
+             "AUROC / oracle's | calibration slope |", "|" + "---|" * 10]
+    for r in rows.itertuples():
+        get = lambda m: getattr(r, m, np.nan)  # noqa: E731
+        lines.append(f"| {r.cohort} | {r.treatment} | {r.endpoint} | {r.n} | {100 * get('mean_risk'):.2f}% | "
+                     f"{100 * get('mean_true_risk'):.2f}% | {_number(get('mean_risk_over_true'))} | "
+                     f"{100 * get('mean_abs_risk_error'):.2f} pts | {_number(get('auroc_over_oracle'))} | "
+                     f"{_number(get('calibration_slope'))} |")
+    return "\n".join(lines)
+
+
+def contrast_table(rows: pd.DataFrame) -> str:
+    """Markdown: per cohort and endpoint, the alemtuzumab-minus-interferon contrast against the truth."""
+    if rows.empty:
+        return "—"
+    lines = ["| cohort | endpoint | predicted difference between arms | true difference | ratio | "
+             "per patient: correlation with the true excess | mean abs. error |", "|" + "---|" * 7]
+    for r in rows.itertuples():
+        get = lambda m: getattr(r, m, np.nan)  # noqa: E731
+        lines.append(f"| {r.cohort} | {r.endpoint} | {100 * get('predicted_between_arms'):.2f} pts | "
+                     f"{100 * get('true_between_arms'):.2f} pts | {_number(get('between_arms_over_true'))} | "
+                     f"{_number(get('excess_correlation'))} | {100 * get('excess_mean_abs_error'):.2f} pts |")
+    return "\n".join(lines)
+
+
 def model_card(*, name: str, version: str, family: str, spec, config, simulator, metrics: dict,
-               subgroup_rows: pd.DataFrame) -> ModelCard:
-    """Build the card of one registered version from its training run's config and metrics."""
+               evaluation, follow_up: dict[str, float]) -> ModelCard:
+    """Build the card of one registered version from its training run's config, metrics and tables."""
     import markdown
 
-    endpoints = config.endpoints
+    horizons = config.evaluation_horizons_months
+    endpoints = [endpoint(o, h) for o in config.outcomes for h in horizons]
     il21 = simulator.risk["thyroid"].il21
     external = "\n".join(
         f"### External: {c.name} ({c.label()})\n\n{performance_table(metrics, endpoints, f'ext_{c.name}_')}\n"
         for c in config.external_cohorts)
     subgroups = "—"
-    if len(subgroup_rows):
-        shown = subgroup_rows.copy()
+    rows = evaluation.subgroups
+    if len(rows):
+        shown = rows.copy()
         for column in ("auroc", "calibration_slope", "calibration_intercept", "observed_over_expected"):
             shown[column] = shown[column].map(lambda v: "—" if not np.isfinite(v) else f"{v:.3f}")
         subgroups = ("| subgroup | endpoint | n | events | AUROC | calibration slope | calibration intercept | O/E |\n"
                      "|---|---|---|---|---|---|---|---|\n" + "\n".join(
                          f"| {r.subgroup} | {r.endpoint} | {r.n} | {r.events:.0f} | {r.auroc} | {r.calibration_slope} | "
                          f"{r.calibration_intercept} | {r.observed_over_expected} |" for r in shown.itertuples()))
-    horizons = sorted({endpoint_parts(e)[1] for e in endpoints})
+    supported = ", ".join(f"{t} {m:g} months" for t, m in follow_up.items())
+    curves = "\n".join(f"![{o}: mean risk by month per treatment](../plots/population_{o}.png)"
+                       for o in evaluation.population)
     text = f"""# Model card: {name} version {version} ({family})
 
-**Research use only, on synthetic data. Not for clinical decisions.**
+**Research tool on synthetic data. Not for clinical decisions.**
 
 ## Intended use (TRIPOD+AI 3, 5)
-Estimates, before a course of alemtuzumab for relapsing–remitting multiple sclerosis, each patient's
-risk of a thyroid disorder and of immune thrombocytopenic purpura (ITP) by {", ".join(f"{h}" for h in horizons)}
-months after the first course, with a SHAP explanation of every risk (log-odds scale:
-base value + sum of SHAP values = logit(risk)). Meant for research on risk communication and
-monitoring; it has never seen a real patient.
+Estimates, before a course of alemtuzumab (or interferon beta-1a) for relapsing–remitting multiple
+sclerosis, each patient's risk of a thyroid disorder and of immune thrombocytopenic purpura (ITP) by
+any month 1–72 after the first course, under either treatment, with a SHAP explanation of every
+risk. Meant for research on risk communication and monitoring; it has never seen a real patient.
 
 ## Model (TRIPOD+AI 10, 12)
-- Family `{family}`: estimator `{spec.estimator}`, censoring `{spec.censoring}` (ipcw: one classifier per
-  endpoint on patients whose status at the horizon is known, weighted by inverse probability of
-  censoring; ignore: censored patients counted as non-events), calibration `{spec.calibration}`
-  (platt: recalibrated on a held-out {config.calibration_fraction:.0%} of the training split).
-- Inputs: {", ".join(f"`{f}`" for f in FEATURE_NAMES)}; IL-21 is read as a z-score within its assay
-  (`il21_assay`). Missing optional inputs are allowed (unknown).
+- Family `{family}`: estimator `{spec.estimator}`, one survival model per outcome: the log relative
+  hazard `f(x)` fitted on every training cohort's whole follow-up, both arms; the risk by month `t`
+  is `1 - exp(-H0_s(t) exp(f(x)))` with `H0_s` the Breslow baseline cumulative hazard of the
+  patient's treatment `s`, so no risk falls over time.
+- Follow-up in training: {supported}. Beyond it a risk is extrapolated ({EXTRAPOLATION_RULE}) and
+  flagged. Every baseline carries a floor of {BASELINE_FLOOR_PER_MONTH:g} per month, so that no
+  risk is exactly 0 (a treatment without any onset in training, such as ITP on interferon in
+  CARE-MS, gets the floor).
+- Explanations: SHAP values on the {EXPLANATION_SCALE} scale, `base_value(t) + sum(shap) =
+  log(-log(1 - risk(t)))`, exact; each feature's contribution is the same at every horizon except
+  the treatment's, which also carries the difference between the treatments' baseline hazards.
+- Inputs: {", ".join(f"`{f}`" for f in FEATURE_NAMES)}; IL-21 is read as a z-score within its
+  assay (`il21_assay`). Missing optional inputs are allowed (unknown). Values outside the training
+  range are scored as the nearest training value, with a warning.
 - Experiment `{config.name}`; training cohorts {", ".join(c.label() for c in config.train_cohorts)};
   held-out test share {config.test_fraction:.0%}.
 
 ## Data (TRIPOD+AI 6, 7, 8)
 Synthetic cohorts from the project's simulator (`experiments/cohorts.yaml`), whose every assumption
-cites clinical-facts.md and is logged with the training run. Arms, baseline distributions, follow-up,
+cites its source and is logged with the training run. Arms, baseline distributions, follow-up,
 drop-out and the incidence of each outcome per arm match the published trials (CAMMS223, CARE-MS I and
 II, the 72-month extension) within stated tolerances (`autorisk cohort-report`). IL-21 effect: up to an
 odds ratio of {il21.max_odds_ratio:g} above a threshold of {il21.threshold_pg_ml:g} pg/mL (legacy kit),
 after alemtuzumab only. Simulator overrides in this experiment: {config.simulator_overrides or "none"}.
 
-## Performance on the held-out test split (TRIPOD+AI 23)
+## Risk over time against the simulator's truth
+Per arm and horizon, on cohorts no model saw: mean predicted risk against the mean of the
+simulator's exact risks of the same patients, and the expected time-dependent AUROC (against the
+outcomes the simulator could draw, without censoring) over the true risk's own.
+
+{truth_table(evaluation.truth)}
+
+### Alemtuzumab minus interferon beta-1a
+The difference between randomised arms, and per patient against the simulator's counterfactual
+risks under either treatment.
+
+{contrast_table(evaluation.contrast)}
+
+{curves}
+
+## Performance against observed outcomes: held-out test split (TRIPOD+AI 23)
 95% intervals: {config.bootstrap} bootstrap resamples. Time-dependent AUROC, Brier and calibration
-use IPCW weights; the oracle is the simulator's exact risk on the same patients.
+use IPCW weights; the oracle is the simulator's exact risk on the same patients (its calibration
+slope shows what sampling noise alone gives). Horizons nobody in a cohort was followed to are left out.
 
 {performance_table(metrics, endpoints)}
 
@@ -117,14 +184,16 @@ use IPCW weights; the oracle is the simulator's exact risk on the same patients.
 ## Limitations (TRIPOD+AI 27)
 - The data are synthetic: performance here says how well the model recovers the simulator's risk
   function, not how it would perform in patients.
-- The predictive value of IL-21 is contested (clinical-facts.md §3); the simulator encodes one
-  reading. Compare with the `il21-no-effect` experiment.
-- Risk by 48 months is learned only from cohorts followed that long (the 72-month extension, all
-  on alemtuzumab): 48-month risks on interferon are extrapolated.
-- Values outside the training ranges are scored with a warning; the risks may then be unreliable.
+- The predictive value of IL-21 is contested; the simulator encodes one reading. Compare with the
+  `il21-no-effect` experiment.
+- Risks on a treatment beyond its follow-up in training are extrapolated (see above); in these
+  cohorts every interferon risk after month {follow_up.get("interferon_beta_1a", 0):g} is.
+- A proportional-hazards model: within a treatment, every patient's hazard has the same shape over time.
+- Values outside the training ranges are scored as the nearest training value, with a warning.
 """
     html = ("<!doctype html><html><head><meta charset='utf-8'><title>"
             f"{name} v{version} model card</title><style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}"
-            "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
-            "</head><body>" + markdown.markdown(text, extensions=["tables"]) + "</body></html>")
+            "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}"
+            "img{max-width:100%}</style></head><body>" + markdown.markdown(text, extensions=["tables"])
+            + "</body></html>")
     return ModelCard(markdown=text, html=html)

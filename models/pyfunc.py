@@ -5,25 +5,34 @@ from __future__ import annotations
 import mlflow.pyfunc
 import pandas as pd
 
-from features.schema import output_columns
+from features.schema import DEFAULT_HORIZONS_MONTHS
 from features.validation import validate_frame
-from models.scoring import RiskModel, score_batch
+from models.scoring import RiskModel, ScoringOptions, score_batch
+
+
+def options_from_params(params: dict | None) -> ScoringOptions:
+    """:class:`ScoringOptions` from the pyfunc's ``params`` (``horizons_months``, ``contrast``)."""
+    params = params or {}
+    horizons = params.get("horizons_months")
+    return ScoringOptions(horizons=tuple(DEFAULT_HORIZONS_MONTHS if horizons is None else horizons),
+                          contrast=bool(params.get("contrast", False)))
 
 
 class AutoimmunityRiskModel(mlflow.pyfunc.PythonModel):
-    """Risk of each autoimmune outcome with SHAP values, for a frame of patients.
+    """Risk of each autoimmune outcome at the requested horizons, with SHAP values, for a frame of patients.
 
-    ``predict`` validates the input exactly as the batch and REST front doors do,
-    and raises ``ValueError`` naming every rejected row and its reason.
+    ``predict`` validates the input exactly as the batch and REST front doors do, and raises
+    ``ValueError`` naming every rejected row and its reason. ``params``: ``horizons_months``
+    (whole months 1–72, default 24 and 48) and ``contrast`` (risks under both treatments).
     """
 
     def __init__(self, risk_model: RiskModel) -> None:
         self.risk_model = risk_model
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ARG002
+        options = options_from_params(params)
         batch = validate_frame(model_input)
         if len(batch.rejects):
             reasons = "; ".join(f"row {r.row}: {r.reason}" for r in batch.rejects.itertuples())
             raise ValueError(f"{len(batch.rejects)} invalid patients: {reasons}")
-        scores = score_batch(self.risk_model, batch)
-        return scores[output_columns(self.risk_model.outcomes)]
+        return score_batch(self.risk_model, batch, options)

@@ -1,4 +1,4 @@
-"""The one scoring function behind every front door (batch files, REST, the MLflow pyfunc)."""
+"""The one scoring function behind every front door (batch files, Spark, REST, the MLflow pyfunc)."""
 
 from __future__ import annotations
 
@@ -7,47 +7,93 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.schema import FEATURE_NAMES, ID_COLUMN, shap_column
-from features.validation import ValidatedBatch
+from features.schema import (
+    CATEGORY_CODES,
+    DEFAULT_HORIZONS_MONTHS,
+    HORIZON_FREE_FEATURES,
+    ID_COLUMN,
+    MONITORING_YEARS,
+    TREATMENT_FEATURE,
+    TREATMENTS,
+    check_horizons,
+    contrast_columns,
+    endpoint,
+    shap_column,
+)
+from features.validation import FEATURE_INDEX, ValidatedBatch, bound_to_training_range
+from models.survival import (
+    EXTRAPOLATION_RULE,
+    TREATMENT_BY_CODE,
+    TREATMENT_COLUMN,
+    OutcomeExplanation,
+    StratifiedCox,
+    treatment_index,
+)
 
 
 @dataclass(frozen=True)
-class OutcomeScores:
-    """Risk and SHAP explanation of one outcome for a batch of patients.
+class ScoringOptions:
+    """What a caller asks of every patient: the horizons, and whether to add the treatment contrast.
 
     Attributes
     ----------
-    risk : ndarray of shape (n,)
-        Probability of the outcome within the training cohorts' follow-up.
-    base : ndarray of shape (n,)
-        SHAP base value, log-odds.
-    shap : ndarray of shape (n, n_features)
-        SHAP value of each feature, log-odds; ``base + shap.sum(1) == logit(risk)``.
+    horizons : tuple of int
+        Whole months after the first course, 1–72 (checked, sorted and made unique).
+    contrast : bool
+        Add each patient's risks under both treatments and their difference.
+    """
+
+    horizons: tuple[int, ...] = DEFAULT_HORIZONS_MONTHS
+    contrast: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "horizons", check_horizons(self.horizons))
+
+
+@dataclass(frozen=True)
+class MonitoringView:
+    """Risk by the end of each year after the first course, and the year onsets are likeliest.
+
+    Attributes
+    ----------
+    risk : ndarray of shape (n, MONITORING_YEARS)
+        Probability of onset by the end of years 1, 2, ...
+    onset_in_year : ndarray of shape (n, MONITORING_YEARS)
+        Probability of onset within each year among patients without onset before it (the year's hazard).
+    peak_year : ndarray of int, shape (n,)
+        The year (1-based) with the highest hazard.
+    extrapolated : ndarray of bool, shape (n, MONITORING_YEARS)
+        Years ending beyond the follow-up the training data had on the patient's treatment.
     """
 
     risk: np.ndarray
-    base: np.ndarray
-    shap: np.ndarray
+    onset_in_year: np.ndarray
+    peak_year: np.ndarray
+    extrapolated: np.ndarray
 
 
 class RiskModel:
-    """One fitted classifier per outcome, all of the same family.
+    """One survival model per outcome, all of the same family: risk at any month 1–72, explained.
+
+    Every call first moves values outside the training range to its nearest end
+    (:func:`features.validation.bound_to_training_range`), so that no input can push a risk
+    to 0 or 1.
 
     Parameters
     ----------
     family : str
-        Model family name (``logistic``, ``xgboost``).
-    estimators : dict of str to classifier
-        Fitted classifier per outcome, each with ``predict_proba`` and ``explain``.
+        Model family name (``cox-linear``, ``cox-xgboost``).
+    outcomes : dict of str to StratifiedCox
+        Fitted model per outcome (``thyroid``, ``itp``).
     """
 
-    def __init__(self, *, family: str, estimators: dict) -> None:
+    def __init__(self, *, family: str, outcomes: dict[str, StratifiedCox]) -> None:
         self.family = family
-        self.estimators = estimators
+        self.outcomes = outcomes
 
     @property
-    def outcomes(self) -> tuple[str, ...]:
-        return tuple(self.estimators)
+    def outcome_names(self) -> tuple[str, ...]:
+        return tuple(self.outcomes)
 
     def use_threads(self, n_threads: int) -> RiskModel:
         """Let each model call use ``n_threads`` CPU threads (default: all cores).
@@ -56,48 +102,118 @@ class RiskModel:
         call and loses much to them: for a request of one patient, starting and joining
         threads costs more than the trees. Returns ``self``.
         """
-        for estimator in self.estimators.values():
-            inner = getattr(estimator, "estimator", estimator)  # PlattCalibrated wraps the model
+        for model in self.outcomes.values():
+            inner = model.estimator_
             if hasattr(inner, "booster_"):
                 inner.n_jobs = n_threads
                 inner.booster_.set_param({"nthread": n_threads})
         return self
 
-    def risks(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
-        """Risk per endpoint, shape (n,) each, without SHAP values (for evaluation)."""
-        return {endpoint: estimator.predict_proba(matrix)[:, 1] if len(matrix) else np.empty(0)
-                for endpoint, estimator in self.estimators.items()}
+    def follow_up_months(self) -> dict[str, float]:
+        """The longest follow-up the training data had on each treatment (later months are extrapolated)."""
+        longest = np.min([m.baseline_.follow_up_months for m in self.outcomes.values()], axis=0)
+        return {name: float(longest[s]) for s, name in enumerate(TREATMENT_BY_CODE)}
 
-    def explain(self, matrix: np.ndarray) -> dict[str, OutcomeScores]:
-        """Risk and SHAP values per outcome for a model matrix of shape (n, n_features)."""
-        scores = {}
-        for outcome, estimator in self.estimators.items():
-            if len(matrix) == 0:
-                empty = np.empty(0)
-                scores[outcome] = OutcomeScores(empty, empty, np.empty((0, len(FEATURE_NAMES))))
-                continue
-            base, shap = estimator.explain(matrix)
-            # The risk is read off the explanation (one model pass, not two): the SHAP identity
-            # then holds by construction, and it equals predict_proba to float32 rounding.
-            risk = 1.0 / (1.0 + np.exp(-(base + shap.sum(axis=1))))
-            scores[outcome] = OutcomeScores(risk=risk, base=base, shap=shap)
-        return scores
+    def explain(self, matrix: np.ndarray, horizons) -> dict[str, OutcomeExplanation]:
+        """Risks at ``horizons`` with their SHAP values, per outcome, for a model matrix of shape (n, n_features)."""
+        bounded = bound_to_training_range(matrix)
+        return {outcome: model.explain(bounded, horizons) for outcome, model in self.outcomes.items()}
+
+    def risks(self, matrix: np.ndarray, horizons, treatment: str | None = None) -> dict[str, np.ndarray]:
+        """Risk per outcome at ``horizons``, shape (n, H) each, without SHAP values.
+
+        With ``treatment``, every patient's risk had they that treatment (the counterfactual).
+        """
+        bounded = bound_to_training_range(matrix)
+        if treatment is not None:
+            bounded[:, TREATMENT_COLUMN] = CATEGORY_CODES[TREATMENT_FEATURE][treatment]
+        return {outcome: model.risk(bounded, horizons) for outcome, model in self.outcomes.items()}
+
+    def contrast(self, matrix: np.ndarray, horizons) -> dict[str, dict[str, np.ndarray]]:
+        """Per outcome, each patient's risks under every treatment, ``{outcome: {treatment: (n, H)}}``."""
+        by_treatment = {t: self.risks(matrix, horizons, treatment=t) for t in TREATMENTS}
+        return {outcome: {t: by_treatment[t][outcome] for t in TREATMENTS} for outcome in self.outcomes}
+
+    def monitoring(self, matrix: np.ndarray) -> dict[str, MonitoringView]:
+        """Per outcome, the risk by year 1–5 and the year with the highest hazard."""
+        months = tuple(12 * year for year in range(1, MONITORING_YEARS + 1))
+        strata = treatment_index(matrix)
+        views = {}
+        for outcome, risk in self.risks(matrix, months).items():
+            survival = 1.0 - np.column_stack([np.zeros(len(risk)), risk])
+            onset_in_year = 1.0 - survival[:, 1:] / survival[:, :-1]
+            extrapolated = self.outcomes[outcome].baseline_.extrapolated(months)[strata]
+            views[outcome] = MonitoringView(risk=risk, onset_in_year=onset_in_year,
+                                            peak_year=np.argmax(onset_in_year, axis=1) + 1,
+                                            extrapolated=extrapolated)
+        return views
+
+    def extrapolation_notes(self, matrix: np.ndarray, horizons, contrast: bool = False) -> np.ndarray:
+        """Per patient, a note naming the horizons whose risk is extrapolated ("" when none), shape (n,).
+
+        A risk is extrapolated where the horizon lies beyond the longest follow-up the training
+        data had on the treatment it is for: the patient's own, and with ``contrast`` the other's too.
+        """
+        follow_up = self.follow_up_months()
+        horizons = tuple(horizons)
+        notes = {}
+        for name in TREATMENT_BY_CODE:
+            beyond = [h for h in horizons if h > follow_up[name]]
+            notes[name] = (f"extrapolated: risks at {', '.join(map(str, beyond))} months on {name} lie beyond "
+                           f"the {follow_up[name]:g} months of follow-up on it in the training data "
+                           f"({EXTRAPOLATION_RULE})") if beyond else ""
+        own = np.array([notes[name] for name in TREATMENT_BY_CODE], dtype=object)[treatment_index(matrix)]
+        if not contrast:
+            return own
+        every = "; ".join(n for n in notes.values() if n)
+        return np.full(len(matrix), every, dtype=object)
 
 
-def score_batch(model: RiskModel, batch: ValidatedBatch) -> pd.DataFrame:
+def _joined(*columns: np.ndarray) -> np.ndarray:
+    """Element-wise "; "-join of text columns, skipping empty entries."""
+    joined = np.full(len(columns[0]), "", dtype=object)
+    for column in columns:
+        both = (joined != "") & (column != "")
+        joined = np.where(both, joined + "; " + column, np.where(column != "", column, joined))
+    return joined
+
+
+def score_columns(model: RiskModel, batch: ValidatedBatch, options: ScoringOptions = ScoringOptions()
+                  ) -> dict[str, np.ndarray]:
     """Score the accepted records of a validated batch.
 
     Returns
     -------
-    DataFrame of shape (n_accepted, ...)
-        ``patient_id``, then per outcome ``risk_<outcome>``, ``base_<outcome>`` and
-        ``shap_<outcome>__<feature>``, then ``warnings`` ("; "-joined, "" when none).
+    dict of str to ndarray of shape (n_accepted,)
+        ``patient_id``, the columns of :func:`features.schema.output_columns` for the model's
+        outcomes and ``options``, then ``warnings`` ("; "-joined, "" when none: values
+        outside the training range, extrapolated horizons).
     """
+    horizons = options.horizons
     columns: dict[str, np.ndarray] = {ID_COLUMN: batch.patient_ids}
-    for outcome, scores in model.explain(batch.matrix).items():
-        columns[f"risk_{outcome}"] = scores.risk
-        columns[f"base_{outcome}"] = scores.base
-        for j, feature in enumerate(FEATURE_NAMES):
-            columns[shap_column(outcome, feature)] = scores.shap[:, j]
-    columns["warnings"] = batch.warnings
-    return pd.DataFrame(columns)
+    explained = model.explain(batch.matrix, horizons)
+    contrasts = model.contrast(batch.matrix, horizons) if options.contrast else {}
+    for outcome, scores in explained.items():
+        for k, h in enumerate(horizons):
+            columns[f"risk_{endpoint(outcome, h)}"] = scores.risk[:, k]
+            columns[f"base_{endpoint(outcome, h)}"] = np.full(len(scores.risk), scores.base[k])
+        for name in HORIZON_FREE_FEATURES:
+            columns[shap_column(outcome, name)] = scores.shap[:, FEATURE_INDEX[name]]
+        for k, h in enumerate(horizons):
+            columns[shap_column(outcome, TREATMENT_FEATURE, h)] = (scores.shap[:, TREATMENT_COLUMN]
+                                                                   + scores.treatment_shift[:, k])
+        if options.contrast:
+            by_treatment = contrasts[outcome]
+            for k, h in enumerate(horizons):
+                names = contrast_columns(outcome, h)
+                for name, treatment in zip(names, TREATMENTS):
+                    columns[name] = by_treatment[treatment][:, k]
+                columns[names[-1]] = by_treatment["alemtuzumab"][:, k] - by_treatment["interferon_beta_1a"][:, k]
+    columns["warnings"] = _joined(np.asarray(batch.warnings, dtype=object),
+                                  model.extrapolation_notes(batch.matrix, horizons, options.contrast))
+    return columns
+
+
+def score_batch(model: RiskModel, batch: ValidatedBatch, options: ScoringOptions = ScoringOptions()) -> pd.DataFrame:
+    """:func:`score_columns` as a DataFrame of shape (n_accepted, ...)."""
+    return pd.DataFrame(score_columns(model, batch, options))

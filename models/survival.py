@@ -1,12 +1,20 @@
-"""Risk at a horizon from censored event times: inverse-probability-of-censoring weights (IPCW).
+"""Risk over time: a relative hazard with a baseline cumulative hazard per treatment.
 
-A patient's status at horizon ``h`` is known when the onset was observed by ``h`` (label 1)
-or follow-up went past ``h`` without onset (label 0). Those censored earlier are left out,
-and the known ones are weighted by ``1 / G(min(T, h))``, where ``G`` is the probability of
-still being under observation (Kaplan–Meier of the censoring times). Any classifier fitted
-with these weights estimates ``P(T <= h | x)``; the same weights give the time-dependent
-AUROC and the IPCW Brier score. ``G`` is estimated within each source cohort, because
-follow-up differs by cohort.
+The risk of an outcome by month ``t`` is ``1 - exp(-H0_s(t) * exp(f(x)))``: ``f`` is a
+family's log relative hazard (:mod:`models.estimators`), fitted on every training cohort's
+whole follow-up, both arms, and ``H0_s`` the Breslow baseline cumulative hazard of the
+patient's treatment ``s``. Each treatment has its own baseline because the hazard's shape
+differs: after alemtuzumab onsets peak in year 3 (lymphocyte reconstitution), on interferon
+they come at a steady rate. ``H0_s`` never falls, so no risk falls over time.
+
+Beyond the longest follow-up the training cohorts had on a treatment, ``H0_s`` is
+extrapolated by carrying the last 12 months' average hazard forward, and every such risk is
+flagged. A baseline with no events would give a risk of exactly 0, whose explanation is
+``-inf`` on the log cumulative hazard scale: every baseline carries a floor of one in a
+million per month (0.005% by 48 months), far below any risk a trial cohort can observe.
+
+Also here: status at a horizon with inverse-probability-of-censoring weights (IPCW), for
+evaluation against observed, censored outcomes.
 """
 
 from __future__ import annotations
@@ -14,23 +22,235 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+
+from features.schema import CATEGORY_CODES, FEATURE_NAMES, MAX_HORIZON_MONTHS, TREATMENT_FEATURE, TREATMENTS
+from models.estimators import check_survival_target
+
+MONTHS = np.arange(MAX_HORIZON_MONTHS + 1)
+BASELINE_FLOOR_PER_MONTH = 1e-6
+EXTRAPOLATION_WINDOW_MONTHS = 12
+EXTRAPOLATION_RULE = (f"the average hazard of the last {EXTRAPOLATION_WINDOW_MONTHS} months of follow-up "
+                      "on the treatment carried forward")
+TREATMENT_COLUMN = FEATURE_NAMES.index(TREATMENT_FEATURE)
+# Treatments by their code in the model matrix: index 0 = interferon_beta_1a, 1 = alemtuzumab.
+TREATMENT_BY_CODE: tuple[str, ...] = tuple(sorted(TREATMENTS, key=lambda t: CATEGORY_CODES["treatment"][t]))
+
+
+def survival_target(event, time) -> np.ndarray:
+    """Structured survival target (scikit-survival's convention) from event flags and months."""
+    from sksurv.util import Surv
+
+    return Surv.from_arrays(np.asarray(event, dtype=bool), np.asarray(time, dtype=float))
+
+
+def treatment_index(matrix: np.ndarray) -> np.ndarray:
+    """Index into :data:`TREATMENT_BY_CODE` of each row's treatment, shape (n,)."""
+    return matrix[:, TREATMENT_COLUMN].astype(int)
+
+
+@dataclass(frozen=True)
+class BaselineHazards:
+    """Baseline cumulative hazard of each treatment on the whole months 0–72.
+
+    Attributes
+    ----------
+    cumulative : ndarray of shape (n_treatments, 73)
+        ``H0`` per treatment (rows in :data:`TREATMENT_BY_CODE` order) at months 0, 1, ..., 72,
+        floor and extrapolation included; non-decreasing along each row.
+    follow_up_months : ndarray of shape (n_treatments,)
+        Longest follow-up of a training patient on each treatment; later months are extrapolated.
+    events : ndarray of shape (n_treatments,)
+        Onsets observed on each treatment in training.
+    share : ndarray of shape (n_treatments,)
+        Share of training patients on each treatment (the SHAP values' reference population).
+    """
+
+    cumulative: np.ndarray
+    follow_up_months: np.ndarray
+    events: np.ndarray
+    share: np.ndarray
+
+    def extrapolated(self, months) -> np.ndarray:
+        """Whether each month lies beyond each treatment's follow-up, shape (n_treatments, H)."""
+        return np.asarray(months, dtype=float)[None, :] > self.follow_up_months[:, None]
+
+    def log_at(self, months) -> np.ndarray:
+        """``log H0`` per treatment at whole ``months``, shape (n_treatments, H)."""
+        return np.log(self.cumulative[:, np.asarray(months, dtype=int)])
+
+    def reference_log_at(self, months) -> np.ndarray:
+        """The training population's mean ``log H0`` at ``months``, shape (H,): the SHAP base's share."""
+        return self.share @ self.log_at(months)
+
+
+def breslow_baselines(log_relative_hazard: np.ndarray, event: np.ndarray, time: np.ndarray,
+                      treatment: np.ndarray) -> BaselineHazards:
+    """Breslow baseline cumulative hazard of each treatment, on whole months, with the stated extrapolation.
+
+    Parameters
+    ----------
+    log_relative_hazard : ndarray of shape (n,)
+        ``f(x)`` of each training patient.
+    event, time : ndarray of shape (n,)
+        Onset observed (bool) and onset or censoring month.
+    treatment : ndarray of int, shape (n,)
+        Index into :data:`TREATMENT_BY_CODE`.
+
+    Returns
+    -------
+    BaselineHazards
+
+    Raises
+    ------
+    ValueError
+        When a treatment has no training patients: the model could not answer for it.
+    """
+    from sksurv.linear_model.coxph import BreslowEstimator
+
+    n_treatments = len(TREATMENT_BY_CODE)
+    cumulative = np.zeros((n_treatments, len(MONTHS)))
+    follow_up = np.zeros(n_treatments)
+    events = np.zeros(n_treatments)
+    share = np.zeros(n_treatments)
+    for s, name in enumerate(TREATMENT_BY_CODE):
+        members = treatment == s
+        if not members.any():
+            raise ValueError(f"the training cohorts have no patient on {name}: the model could not "
+                             "answer for it; train on cohorts with both arms")
+        share[s] = members.mean()
+        events[s] = event[members].sum()
+        follow_up[s] = time[members].max()
+        if events[s] > 0:
+            step = BreslowEstimator().fit(log_relative_hazard[members], event[members], time[members])
+            steps = step.cum_baseline_hazard_
+            position = np.searchsorted(steps.x, MONTHS, side="right") - 1
+            cumulative[s] = np.where(position >= 0, steps.y[np.maximum(position, 0)], 0.0)
+        last = int(np.floor(follow_up[s]))
+        if last < MAX_HORIZON_MONTHS:
+            window = max(min(EXTRAPOLATION_WINDOW_MONTHS, last), 1)
+            hazard = (cumulative[s, last] - cumulative[s, max(last - window, 0)]) / window
+            beyond = MONTHS > last
+            cumulative[s, beyond] = cumulative[s, last] + hazard * (MONTHS[beyond] - last)
+    cumulative += BASELINE_FLOOR_PER_MONTH * MONTHS[None, :]
+    return BaselineHazards(cumulative, follow_up, events, share)
+
+
+@dataclass(frozen=True)
+class OutcomeExplanation:
+    """Risk of one outcome at several horizons with its exact SHAP explanation.
+
+    On the log cumulative hazard scale, at horizon ``k``:
+    ``base[k] + shap_at(k).sum(axis=1) == log(-log(1 - risk[:, k]))``. Every feature's
+    contribution is the same at every horizon but the treatment's, which also carries the
+    difference between its baseline hazard and the training population's.
+
+    Attributes
+    ----------
+    horizons : tuple of int, length H
+        Months after the first course.
+    risk : ndarray of shape (n, H)
+        Probability of onset by each horizon.
+    base : ndarray of shape (H,)
+        SHAP base value per horizon: the training population's mean log cumulative hazard.
+    shap : ndarray of shape (n, n_features)
+        Contributions to the log relative hazard ``f`` (the same at every horizon).
+    treatment_shift : ndarray of shape (n, H)
+        What the treatment adds at each horizon through its baseline hazard.
+    extrapolated : ndarray of bool, shape (n, H)
+        Whether the horizon lies beyond the follow-up the training data had on the patient's treatment.
+    """
+
+    horizons: tuple[int, ...]
+    risk: np.ndarray
+    base: np.ndarray
+    shap: np.ndarray
+    treatment_shift: np.ndarray
+    extrapolated: np.ndarray
+
+    def shap_at(self, k: int) -> np.ndarray:
+        """Every feature's SHAP value at horizon index ``k``, shape (n, n_features)."""
+        values = self.shap.copy()
+        values[:, TREATMENT_COLUMN] += self.treatment_shift[:, k]
+        return values
+
+
+class StratifiedCox(BaseEstimator):
+    """A family's relative hazard with a Breslow baseline per treatment: risk at any month 1–72.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A relative-hazard model with ``fit(X, y)``, ``predict(X)`` (log relative hazard) and
+        ``explain(X)`` (:mod:`models.estimators`); cloned when fitted.
+    """
+
+    def __init__(self, *, estimator):
+        self.estimator = estimator
+
+    def fit(self, X, y) -> StratifiedCox:
+        """Fit the relative hazard on ``X`` of shape (n, n_features) and the survival target ``y``,
+        then each treatment's baseline on the same rows."""
+        event, time = check_survival_target(y)
+        self.estimator_ = clone(self.estimator).fit(X, y)
+        self.baseline_ = breslow_baselines(self.estimator_.predict(X), event, time, treatment_index(X))
+        return self
+
+    def log_cumulative_hazard(self, X, horizons) -> np.ndarray:
+        """``log H(t | x)`` at each horizon, shape (n, H)."""
+        check_is_fitted(self)
+        if len(X) == 0:
+            return np.empty((0, len(horizons)))
+        log_baseline = self.baseline_.log_at(horizons)[treatment_index(X)]
+        return log_baseline + self.estimator_.predict(X)[:, None]
+
+    def risk(self, X, horizons) -> np.ndarray:
+        """Probability of onset by each horizon, shape (n, H)."""
+        return -np.expm1(-np.exp(self.log_cumulative_hazard(X, horizons)))
+
+    def explain(self, X, horizons) -> OutcomeExplanation:
+        """Risks with their exact SHAP values on the log cumulative hazard scale (see :class:`OutcomeExplanation`)."""
+        check_is_fitted(self)
+        horizons = tuple(int(h) for h in horizons)
+        if len(X) == 0:
+            empty = np.empty((0, len(horizons)))
+            return OutcomeExplanation(horizons, empty, self.baseline_.reference_log_at(horizons),
+                                      np.empty((0, self.estimator_.n_features_in_)), empty, empty.astype(bool))
+        bias, contributions = self.estimator_.explain(X)
+        strata = treatment_index(X)
+        log_baseline = self.baseline_.log_at(horizons)
+        reference = self.baseline_.reference_log_at(horizons)
+        # Exact SHAP of log H0_s(t): a function of the treatment alone, so its SHAP value is its
+        # difference from the training population's mean, credited to the treatment.
+        shift = log_baseline[strata] - reference[None, :]
+        base = reference + (bias[0] if len(bias) else 0.0)
+        log_hazard = base[None, :] + contributions.sum(axis=1)[:, None] + shift
+        # The risk is read off the explanation (one model pass): the identity holds by construction.
+        risk = -np.expm1(-np.exp(log_hazard))
+        return OutcomeExplanation(horizons=horizons, risk=risk, base=base, shap=contributions,
+                                  treatment_shift=shift, extrapolated=self.baseline_.extrapolated(horizons)[strata])
+
+
+# --------------------------------------------------------------------------- IPCW, for evaluation
 
 
 def kaplan_meier_survival(time: np.ndarray, event: np.ndarray):
-    """Kaplan–Meier survival function of ``time`` with ``event`` = 1 where the time is observed.
+    """Kaplan–Meier survival function of ``time`` with ``event`` = 1 where the time is observed
+    (scikit-survival's estimator).
 
     Returns
     -------
     callable
         ``S(t)``, right-continuous step function, evaluated on arrays.
     """
+    from sksurv.nonparametric import kaplan_meier_estimator
+
     time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=float)
-    order = np.argsort(time, kind="stable")
-    times, first = np.unique(time[order], return_index=True)
-    events = np.add.reduceat(event[order], first) if len(times) else np.empty(0)
-    at_risk = len(time) - first
-    survival = np.cumprod(1.0 - events / at_risk)
+    event = np.asarray(event, dtype=bool)
+    if not event.any():
+        return lambda t: np.ones(np.shape(t))
+    times, survival = kaplan_meier_estimator(event, time)
 
     def evaluate(t) -> np.ndarray:
         position = np.searchsorted(times, np.asarray(t, dtype=float), side="right") - 1
@@ -62,6 +282,10 @@ class HorizonLabels:
 def horizon_labels(time: np.ndarray, event: np.ndarray, horizon: float,
                    groups: np.ndarray | None = None) -> HorizonLabels:
     """Status at ``horizon`` months and IPCW weights, with censoring estimated per group.
+
+    A patient's status at ``horizon`` is known when the onset was observed by then (1) or
+    follow-up went past it without onset (0); the known ones are weighted by ``1 / G(min(T, h)-)``,
+    ``G`` the probability of still being under observation (Kaplan–Meier of the censoring times).
 
     Parameters
     ----------

@@ -32,6 +32,17 @@ def _before_every_command() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def _months(text: str) -> list[float]:
+    """``"12,24, 36"`` -> ``[12.0, 24.0, 36.0]``; ValueError naming a value that is not a number."""
+    values = []
+    for part in text.split(","):
+        try:
+            values.append(float(part.strip()))
+        except ValueError:
+            raise ValueError(f"horizons: {part.strip()!r} is not a number of months") from None
+    return values
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     # Not wrapped to the terminal's width: an error names paths and values that scripts grep for.
     errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -134,19 +145,21 @@ def promote(
         decision = promote_version(MlflowClient(), model_name, experiment=experiment, dry_run=dry_run)
     except NoChampionError as error:
         raise _fail(str(error)) from error
-    table = Table("version", "family", "experiment", "config", "calibration slopes", "mean held-out log loss", "")
+    chosen = decision.chosen
+    console.print(f"candidates: the versions of experiment {chosen.experiment!r}, config {chosen.config_digest}")
+    table = Table("version", "family", "held-out calibration slope minus the true risk's [95% interval]",
+                  "log loss / null", "")
     for candidate in decision.candidates:
-        mark = "chosen" if candidate.version == decision.chosen.version else \
-            ("" if candidate.calibrated else "slope out of range")
-        slopes = " ".join(f"{s:.2f}" for s in (candidate.slopes or {}).values())
-        table.add_row(candidate.version, candidate.family, candidate.experiment, candidate.config_digest,
-                      slopes, f"{candidate.metric:.5f}", mark)
+        mark = "chosen" if candidate.version == chosen.version else ("" if candidate.calibrated else "slope off")
+        slopes = "\n".join(f"{e} {m - o:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                           for e, (m, o, lo, hi) in (candidate.slopes or {}).items())
+        table.add_row(candidate.version, candidate.family, slopes, f"{candidate.metric:.5f}", mark)
     console.print(table)
     console.print(f"rule: {decision.rule}")
     verb = "would set" if dry_run else "set"
     console.print(f"{verb} {model_name}@champion -> version {decision.chosen.version} "
                   f"({decision.chosen.family}); previous champion: {decision.previous or 'none'}"
-                  + (f" -> @challenger" if decision.previous and decision.previous != decision.chosen.version else ""))
+                  + (" -> @challenger" if decision.previous and decision.previous != decision.chosen.version else ""))
     if not dry_run:
         console.print("the decision is logged as a run of the MLflow experiment 'promotions'")
 
@@ -186,18 +199,25 @@ def score(
     chunk_rows: Annotated[int, typer.Option(help="Records per chunk.")] = 50_000,
     engine: Annotated[str, typer.Option(help="Where to score: local (this process) or spark (Apache Spark; needs the spark extra).")] = "local",
     spark_master: Annotated[str, typer.Option(help="Spark master URL with --engine spark: local[*], local[4], spark://host:7077, yarn, ...")] = "local[*]",
+    horizons: Annotated[str, typer.Option(help="Months after the first course to give the risks at, comma-separated, each 1-72.")] = "24,48",
+    contrast: Annotated[bool, typer.Option("--contrast", help="Add each patient's risks under both treatments and the difference (alemtuzumab minus interferon beta-1a).")] = False,
 ) -> None:
-    """Score a cohort file: risk and SHAP values per patient and endpoint, rejects with reasons, and a drift report."""
+    """Score a cohort file: risks and SHAP values per patient, outcome and horizon, rejects with reasons, and a drift report."""
     import signal
     import threading
 
     from features.validation import InputSchemaError
     from models.registry import NoChampionError, load_model
-    from pipelines.score import ENGINES, InputFileError, default_rejects_path, score_file
+    from pipelines.score import ENGINES, InputFileError, ScoringOptions, default_rejects_path, score_file
     from pipelines.tracking import configure_tracking
 
     def _exit_on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
         raise SystemExit(128 + signum)
+
+    try:
+        options = ScoringOptions(horizons=tuple(_months(horizons)), contrast=contrast)
+    except ValueError as error:
+        raise _fail(f"--{error}", 2) from error
 
     if engine not in ENGINES:
         raise _fail(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}", 2)
@@ -230,7 +250,7 @@ def score(
         try:
             summary = score_file(input, out, model, rejects_path=rejects,
                                  allow_extra=ignore_extra_columns, chunk_rows=chunk_rows,
-                                 on_progress=show, engine=engine, spark_master=spark_master)
+                                 on_progress=show, engine=engine, spark_master=spark_master, options=options)
         except (InputFileError, InputSchemaError) as error:
             raise _fail(f"{input}: {error}" if not str(error).startswith(str(input)) else str(error), 2) from error
         except OSError as error:  # unreadable input, unwritable output: nothing was written
@@ -249,6 +269,12 @@ def score(
     if summary.outside_training_range:
         console.print(f"[yellow]{summary.outside_training_range:,} scored patients have values outside "
                       "the training range; their risks may be unreliable (see the warnings column)[/]")
+    for treatment, months in model.risk_model.follow_up_months().items():
+        beyond = [h for h in options.horizons if h > months]
+        if beyond:
+            console.print(f"[yellow]risks at {', '.join(map(str, beyond))} months on {treatment} are extrapolated "
+                          f"beyond the {months:g} months of follow-up on it in the training data "
+                          "(flagged in the warnings column)[/]", soft_wrap=True, highlight=False)
     drift = summary.drift
     console.print(drift.headline, style="yellow" if drift.differs else None, soft_wrap=True, highlight=False)
     for detail in drift.details:
@@ -317,6 +343,38 @@ def build(
     typer.echo(tags[-1])
 
 
+# A typical candidate for alemtuzumab with high IL-21 on the original kit and thyroid antibodies.
+DEMO_PATIENT = {"patient_id": "demo", "age_years": 34, "sex": "female", "disease_duration_years": 2.5, "edss": 2.0,
+                "relapses_prior_2y": 2, "prior_dmt": False, "il21_pg_ml": 620.0, "il21_assay": "legacy_elisa",
+                "smoker": False, "family_history_autoimmunity": False, "thyroid_antibodies": True}
+
+
+def patient_risk_table(model, record: dict) -> Table:
+    """One patient's risk by year under each treatment and the difference, as a console table."""
+    from features.schema import MONITORING_YEARS, RESEARCH_NOTICE, TREATMENTS
+    from features.validation import validate_records
+
+    batch = validate_records([record])
+    months = tuple(12 * year for year in range(1, MONITORING_YEARS + 1))
+    contrast = model.risk_model.contrast(batch.matrix, months)
+    follow_up = model.risk_model.follow_up_months()
+    peaks = {o: int(v.peak_year[0]) for o, v in model.risk_model.monitoring(batch.matrix).items()}
+    treatment = record.get("treatment") or "alemtuzumab"
+    table = Table("outcome", "year", "on alemtuzumab", "on interferon beta-1a", "excess (alemtuzumab minus interferon)",
+                  title=f"patient {record.get('patient_id', '')}: risk of onset by the end of each year after the "
+                        f"first course (model v{model.version})",
+                  caption=f"* extrapolated beyond the training data's follow-up on that treatment "
+                          f"({', '.join(f'{t}: {m:g} months' for t, m in follow_up.items())}). "
+                          f"On {treatment}, onsets are likeliest in year "
+                          f"{', '.join(f'{y} ({o})' for o, y in peaks.items())}. " + RESEARCH_NOTICE)
+    for outcome, by_treatment in contrast.items():
+        for k, month in enumerate(months):
+            cells = [f"{100 * by_treatment[t][0, k]:.1f}%" + ("*" if month > follow_up[t] else "") for t in TREATMENTS]
+            excess = by_treatment["alemtuzumab"][0, k] - by_treatment["interferon_beta_1a"][0, k]
+            table.add_row(outcome if k == 0 else "", str(month // 12), *cells, f"{100 * excess:+.1f} points")
+    return table
+
+
 @app.command()
 def demo(
     outputs: Annotated[Path, typer.Option(help="Folder for the demo's files.")] = Path("outputs"),
@@ -377,6 +435,9 @@ def demo(
     summary = score_file(clinic_path, scores_path, model)
     console.print(f"scored {summary.scored:,} of {summary.read:,} patients "
                   f"({summary.rejected} rejected) -> {scores_path}")
+
+    console.rule("6. one patient's risks over time, under alemtuzumab and under interferon beta-1a")
+    console.print(patient_risk_table(model, DEMO_PATIENT))
 
     console.rule("done")
     console.print(f"finished in {time.perf_counter() - started:.0f} s")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from features.schema import ENDPOINTS
+from features.schema import EVALUATION_HORIZONS_MONTHS, OUTCOMES, check_horizons
 from models.estimators import FAMILIES
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
@@ -78,11 +78,9 @@ class TuningSpec(_Strict):
 
 
 class FamilySpec(_Strict):
-    """A model family: which estimator, how it treats censoring, whether it is recalibrated."""
+    """A model family: which relative-hazard estimator, its parameters and its tuning."""
 
     estimator: str
-    censoring: Literal["ipcw", "ignore"]
-    calibration: Literal["platt", "none"]
     params: dict[str, Any] = {}
     tuning: TuningSpec | None = None
 
@@ -103,7 +101,13 @@ class FamilySpec(_Strict):
 
 
 class ExperimentConfig(_Strict):
-    """One training experiment; becomes one MLflow experiment of the same name."""
+    """One training experiment; becomes one MLflow experiment of the same name.
+
+    Every family fits one survival model per outcome on the training cohorts' whole follow-up;
+    tuning holds out ``validation_fraction`` of the training split; the models are evaluated at
+    ``evaluation_horizons_months`` on the held-out test split, the benchmark cohort and the
+    external cohorts.
+    """
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     description: str
@@ -112,19 +116,25 @@ class ExperimentConfig(_Strict):
     simulator_overrides: dict[str, Any] = {}
     train_cohorts: list[CohortSpec] = Field(min_length=1)
     test_fraction: float = Field(gt=0, lt=1)
-    calibration_fraction: float = Field(gt=0, lt=1)
+    validation_fraction: float = Field(gt=0, lt=1)
     split_seed: int
-    endpoints: tuple[str, ...]
+    outcomes: tuple[str, ...] = OUTCOMES
+    evaluation_horizons_months: tuple[int, ...] = EVALUATION_HORIZONS_MONTHS
     external_cohorts: list[ExternalCohort] = []
     benchmark_cohort: CohortSpec
     bootstrap: int = Field(ge=0)
-    families: dict[str, FamilySpec]
+    families: dict[str, FamilySpec] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _check_names(self) -> ExperimentConfig:
-        unknown = [e for e in self.endpoints if e not in ENDPOINTS]
-        if unknown:
-            raise ValueError(f"endpoints: unknown {unknown}; choose from {list(ENDPOINTS)}")
+        unknown = [o for o in self.outcomes if o not in OUTCOMES]
+        if unknown or not self.outcomes:
+            raise ValueError(f"outcomes: unknown {unknown}; choose from {list(OUTCOMES)}")
+        missing = [h for h in self.evaluation_horizons_months if h not in EVALUATION_HORIZONS_MONTHS]
+        if missing:
+            raise ValueError(f"evaluation_horizons_months: the simulator gives true risks at "
+                             f"{list(EVALUATION_HORIZONS_MONTHS)} months only, not at {missing}")
+        check_horizons(self.evaluation_horizons_months)
         return self
 
     def params(self) -> dict[str, str]:
@@ -135,28 +145,60 @@ class ExperimentConfig(_Strict):
             "external_cohorts": "+".join(f"{c.name}={c.label()}" for c in self.external_cohorts),
             "benchmark_cohort": self.benchmark_cohort.label(),
             "test_fraction": str(self.test_fraction),
-            "calibration_fraction": str(self.calibration_fraction),
+            "validation_fraction": str(self.validation_fraction),
             "split_seed": str(self.split_seed),
-            "endpoints": ",".join(self.endpoints),
+            "outcomes": ",".join(self.outcomes),
+            "evaluation_horizons_months": ",".join(map(str, self.evaluation_horizons_months)),
             "bootstrap": str(self.bootstrap),
             "simulator_overrides": yaml.safe_dump(self.simulator_overrides, default_flow_style=True).strip(),
         }
 
 
 def deep_merge(base: dict, overrides: dict) -> dict:
-    """``base`` with ``overrides`` applied key by key (nested mappings merged, values replaced)."""
+    """``base`` with ``overrides`` applied key by key: nested mappings merged, values replaced,
+    and a key set to ``None`` in ``overrides`` removed."""
     merged = dict(base)
     for key, value in overrides.items():
-        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
     return merged
 
 
-def load_experiment(path: Path | str = DEFAULT_EXPERIMENT) -> ExperimentConfig:
-    """Read an experiment YAML; ``simulator_config`` is resolved relative to it."""
-    path = Path(path)
+def _raw_experiment(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The settings of an experiment YAML with what it ``extends:`` merged in (paths resolved)."""
+    path = path.resolve()
+    if path in seen:
+        chain = " -> ".join(p.name for p in (*seen, path))
+        raise ValueError(f"{path}: 'extends' goes round in a circle ({chain})")
     with open(path, encoding="utf-8") as handle:
         raw = yaml.safe_load(handle)
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of experiment settings")
-    raw["simulator_config"] = (path.parent / raw.get("simulator_config", "cohorts.yaml")).resolve()
+    if "simulator_config" in raw:
+        raw["simulator_config"] = str((path.parent / raw["simulator_config"]).resolve())
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    parent_path = path.parent / parent
+    if not parent_path.is_file():
+        raise ValueError(f"{path}: extends {parent!r}, which is not a file beside it")
+    return deep_merge(_raw_experiment(parent_path, (*seen, path)), raw)
+
+
+def load_experiment(path: Path | str = DEFAULT_EXPERIMENT) -> ExperimentConfig:
+    """Read an experiment YAML.
+
+    ``extends: other.yaml`` (a path relative to this file) starts from that experiment's
+    settings: this file's settings replace its values key by key, nested mappings are
+    merged, and a key set to ``null`` is removed (``families: {cox-linear: null}`` drops
+    a family). ``simulator_config`` is resolved relative to the file that names it
+    (``cohorts.yaml`` beside the experiment by default).
+    """
+    path = Path(path)
+    raw = _raw_experiment(path)
+    raw.setdefault("simulator_config", str((path.parent / "cohorts.yaml").resolve()))
     return ExperimentConfig.model_validate(raw)

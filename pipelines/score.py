@@ -6,8 +6,8 @@ at the end, so an interrupted run leaves no file that looks complete. Memory is 
 by the chunk, not the file. Beside the scores goes a drift report: the cohort against the
 champion's training data, aggregates only (:mod:`features.drift`).
 
-Two engines run the same per-chunk code (:func:`score_records`: ``validate_frame`` then
-``score_batch``): ``local`` in this process, ``spark`` in Spark tasks
+Two engines run the same per-chunk code (:class:`ChunkScorer`: ``validate_frame`` then
+:func:`models.scoring.score_columns`): ``local`` in this process, ``spark`` in Spark tasks
 (:mod:`pipelines.spark_engine`).
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +39,12 @@ from features.drift import (
 from features.schema import FEATURE_NAMES, ID_COLUMN, output_columns
 from features.validation import check_columns, validate_frame
 from models.registry import LoadedModel
-from models.scoring import RiskModel, score_batch
+from models.scoring import RiskModel, ScoringOptions, score_columns
 from pipelines.reading import CHUNK_ROWS, Chunk, InputFileError, file_format, open_input
 
 __all__ = [
-    "CHUNK_ROWS", "ENGINES", "ChunkResult", "InputFileError", "Summary", "default_rejects_path",
-    "drift_report_paths", "file_format", "load_reference", "score_chunk", "score_file", "score_records",
+    "CHUNK_ROWS", "ENGINES", "ChunkResult", "ChunkScorer", "InputFileError", "ScoringOptions", "Summary",
+    "default_rejects_path", "drift_report_paths", "file_format", "load_reference", "score_file",
 ]
 
 ENGINES = ("local", "spark")
@@ -109,64 +109,86 @@ class ChunkResult:
     drift: DriftCounts | None
 
 
-def score_columns(risk_model: RiskModel) -> list[str]:
-    """Output columns, in order: ``line``, ``patient_id``, scores per endpoint, ``warnings``, ``model_version``."""
-    return ["line", ID_COLUMN, *output_columns(risk_model.outcomes), "warnings", "model_version"]
+@dataclass(frozen=True)
+class ChunkScorer:
+    """Everything a chunk of records needs to be scored, as one object: the one per-chunk step
+    of every engine (the local loop, Spark tasks, which receive it as a broadcast variable).
 
-
-def scores_schema(risk_model: RiskModel) -> pa.Schema:
-    """Arrow schema of the scores file."""
-    text = {ID_COLUMN, "warnings", "model_version"}
-    return pa.schema([(c, pa.int64() if c == "line" else pa.string() if c in text else pa.float64())
-                      for c in score_columns(risk_model)])
-
-
-def score_records(frame: pd.DataFrame, lines: np.ndarray, risk_model: RiskModel, version: str, *,
-                  allow_extra: bool, reference: dict | None) -> ChunkResult:
-    """Validate and score parsed records: the one per-chunk step of every engine.
-
-    Parameters
+    Attributes
     ----------
-    frame : DataFrame of shape (n, n_columns)
-        Raw records (text or typed values).
-    lines : ndarray of int64, shape (n,)
-        Line (CSV) or row (Parquet) number of each record.
     risk_model : RiskModel
         The model to score with.
     version : str
         Registered model version, written into every scored row.
+    options : ScoringOptions
+        Horizons and whether to add the treatment contrast.
     allow_extra : bool
         Ignore columns that are not features.
     reference : dict or None
         Drift reference (:func:`features.drift.reference_profile`); None to skip the counts.
-
-    Returns
-    -------
-    ChunkResult
-        With the validation rejects only (no malformed lines).
     """
-    batch = validate_frame(frame, allow_extra=allow_extra)
-    scored = score_batch(risk_model, batch)
-    n = len(batch.rows)
-    columns = {"line": pa.array(np.asarray(lines, dtype=np.int64)[batch.rows], pa.int64()),
-               ID_COLUMN: pa.array(batch.patient_ids, pa.string())}
-    columns |= {c: pa.array(scored[c].to_numpy(dtype=np.float64), pa.float64())
-                for c in output_columns(risk_model.outcomes)}
-    columns["warnings"] = pa.array(batch.warnings, pa.string())
-    columns["model_version"] = pa.array([version] * n, pa.string())
-    rows = batch.rejects["row"].to_numpy(dtype=np.int64)
-    rejects = pa.table({"line": pa.array(np.asarray(lines, dtype=np.int64)[rows], pa.int64()),
-                        ID_COLUMN: pa.array(batch.rejects[ID_COLUMN].to_numpy(dtype=object), pa.string()),
-                        "reason": pa.array(batch.rejects["reason"].to_numpy(dtype=object), pa.string())},
-                       schema=REJECTS_SCHEMA)
-    return ChunkResult(
-        scores=pa.table(columns, schema=scores_schema(risk_model)),
-        rejects=rejects,
-        read=len(frame),
-        blank_lines=0,
-        outside_training_range=int((batch.warnings != "").sum()),
-        drift=bin_counts(batch.matrix, reference) if reference is not None else None,
-    )
+
+    risk_model: RiskModel
+    version: str
+    options: ScoringOptions = ScoringOptions()
+    allow_extra: bool = False
+    reference: dict | None = None
+
+    def columns(self) -> list[str]:
+        """Output columns, in order: ``line``, ``patient_id``, the scores, ``warnings``, ``model_version``."""
+        return ["line", ID_COLUMN, *output_columns(self.risk_model.outcome_names, self.options.horizons,
+                                                   self.options.contrast), "warnings", "model_version"]
+
+    def schema(self) -> pa.Schema:
+        """Arrow schema of the scores file."""
+        text = {ID_COLUMN, "warnings", "model_version"}
+        return pa.schema([(c, pa.int64() if c == "line" else pa.string() if c in text else pa.float64())
+                          for c in self.columns()])
+
+    def score_records(self, frame: pd.DataFrame, lines: np.ndarray) -> ChunkResult:
+        """Validate and score parsed records.
+
+        Parameters
+        ----------
+        frame : DataFrame of shape (n, n_columns)
+            Raw records (text or typed values).
+        lines : ndarray of int64, shape (n,)
+            Line (CSV) or row (Parquet) number of each record.
+
+        Returns
+        -------
+        ChunkResult
+            With the validation rejects only (no malformed lines).
+        """
+        batch = validate_frame(frame, allow_extra=self.allow_extra)
+        scored = score_columns(self.risk_model, batch, self.options)
+        n = len(batch.rows)
+        schema = self.schema()
+        columns = {"line": pa.array(np.asarray(lines, dtype=np.int64)[batch.rows], pa.int64())}
+        columns |= {name: pa.array(scored[name], schema.field(name).type)
+                    for name in schema.names if name in scored}
+        columns["model_version"] = pa.array([self.version] * n, pa.string())
+        rows = batch.rejects["row"].to_numpy(dtype=np.int64)
+        rejects = pa.table({"line": pa.array(np.asarray(lines, dtype=np.int64)[rows], pa.int64()),
+                            ID_COLUMN: pa.array(batch.rejects[ID_COLUMN].to_numpy(dtype=object), pa.string()),
+                            "reason": pa.array(batch.rejects["reason"].to_numpy(dtype=object), pa.string())},
+                           schema=REJECTS_SCHEMA)
+        return ChunkResult(
+            scores=pa.table(columns, schema=schema),
+            rejects=rejects,
+            read=len(frame),
+            blank_lines=0,
+            outside_training_range=int((batch.warnings != "").sum()),
+            drift=bin_counts(batch.matrix, self.reference) if self.reference is not None else None,
+        )
+
+    def score_chunk(self, chunk: Chunk) -> ChunkResult:
+        """Score one chunk in this process: its records, plus its malformed lines as rejects."""
+        result = self.score_records(chunk.frame, chunk.lines)
+        return ChunkResult(scores=result.scores,
+                           rejects=sorted_rejects([result.rejects, malformed_rejects(chunk.malformed)]),
+                           read=chunk.records, blank_lines=chunk.blank_lines,
+                           outside_training_range=result.outside_training_range, drift=result.drift)
 
 
 def malformed_rejects(malformed: list[tuple[int, str]]) -> pa.Table:
@@ -181,17 +203,6 @@ def sorted_rejects(tables: Iterable[pa.Table]) -> pa.Table:
     """Rejects of several tables in line order (line numbers are unique)."""
     table = pa.concat_tables([t.cast(REJECTS_SCHEMA) for t in tables])
     return table.sort_by("line") if table.num_rows > 1 else table
-
-
-def score_chunk(chunk: Chunk, risk_model: RiskModel, version: str, *, allow_extra: bool,
-                reference: dict | None) -> ChunkResult:
-    """Score one chunk in this process: its records, plus its malformed lines as rejects."""
-    result = score_records(chunk.frame, chunk.lines, risk_model, version,
-                           allow_extra=allow_extra, reference=reference)
-    return ChunkResult(scores=result.scores,
-                       rejects=sorted_rejects([result.rejects, malformed_rejects(chunk.malformed)]),
-                       read=chunk.records, blank_lines=chunk.blank_lines,
-                       outside_training_range=result.outside_training_range, drift=result.drift)
 
 
 class _TableWriter:
@@ -296,12 +307,6 @@ def _check_paths(paths: dict[str, Path], chunk_rows: int) -> None:
         raise InputFileError(f"--chunk-rows must be at least 1, got {chunk_rows}")
 
 
-def _local_results(chunks: Iterator[Chunk], model: LoadedModel, *, allow_extra: bool,
-                   reference: dict | None) -> Iterator[ChunkResult]:
-    for chunk in chunks:
-        yield score_chunk(chunk, model.risk_model, model.version, allow_extra=allow_extra, reference=reference)
-
-
 def score_file(
     input_path: Path,
     output_path: Path,
@@ -315,6 +320,7 @@ def score_file(
     spark_master: str = "local[*]",
     spark=None,
     reference=_FROM_MODEL,
+    options: ScoringOptions = ScoringOptions(),
 ) -> Summary:
     """Score every record of ``input_path`` with ``model``.
 
@@ -340,6 +346,8 @@ def score_file(
         A running session to use (left running); by default one is started and stopped.
     reference : dict or None, optional
         Drift reference; by default the one logged with ``model``'s MLflow run.
+    options : ScoringOptions
+        Horizons (default 24 and 48 months) and whether to add the treatment contrast.
 
     Returns
     -------
@@ -368,16 +376,16 @@ def score_file(
         note = ""
         if reference is _FROM_MODEL:
             reference, note = load_reference(model)
+        scorer = ChunkScorer(model.risk_model, model.version, options, allow_extra, reference)
         if engine == "spark":
             from pipelines import spark_engine
 
             session = spark or stack.enter_context(spark_engine.session(spark_master))
-            results = spark_engine.score_chunks(session, source, model, allow_extra=allow_extra,
-                                                reference=reference)
+            results = spark_engine.score_chunks(session, source, scorer)
         else:
-            results = _local_results(source.chunks, model, allow_extra=allow_extra, reference=reference)
+            results = map(scorer.score_chunk, source.chunks)
         outputs = [stack.enter_context(_atomic_path(p)) for p in (output_path, rejects_path, drift_md, drift_json)]
-        scores = _TableWriter(outputs[0], scores_schema(model.risk_model))
+        scores = _TableWriter(outputs[0], scorer.schema())
         rejects = _TableWriter(outputs[1], REJECTS_SCHEMA)
         counts = None
         for result in results:

@@ -14,10 +14,11 @@ How the work is split, and why:
   with quotes), scoring about a millisecond of CPU (exact SHAP values for four endpoints),
   so one driver keeps hundreds of executor cores busy.
 - **Spark tasks score**: the parsed records travel with their line numbers as Arrow
-  batches; ``mapInArrow`` runs :func:`pipelines.score.score_records` (``validate_frame``
-  then ``score_batch``, the code every front door uses) and returns the scored rows, the
+  batches; ``mapInArrow`` runs :meth:`pipelines.score.ChunkScorer.score_records`
+  (``validate_frame`` then ``score_columns``, the code every front door uses) and returns the scored rows, the
   rejected rows, and per batch a tally (records read, training-range warnings, drift
-  histogram counts: aggregates only). The model travels once, as a broadcast variable.
+  histogram counts: aggregates only). The scorer (model, version, options, drift reference)
+  travels once, as a broadcast variable.
 - **Waves**: the driver submits one chunk (``--chunk-rows`` records) per task slot at a
   time and writes each wave's results before reading on, so driver memory is bounded by
   one wave whatever the file size.
@@ -44,17 +45,8 @@ import pyarrow.compute as pc
 
 from features.drift import DriftCounts
 from features.validation import KNOWN_COLUMNS
-from models.registry import LoadedModel
-from models.scoring import RiskModel
 from pipelines.reading import Chunk, InputFile
-from pipelines.score import (
-    REJECTS_SCHEMA,
-    ChunkResult,
-    malformed_rejects,
-    score_records,
-    scores_schema,
-    sorted_rejects,
-)
+from pipelines.score import REJECTS_SCHEMA, ChunkResult, ChunkScorer, malformed_rejects, sorted_rejects
 
 try:
     from pyspark.sql import SparkSession
@@ -138,12 +130,12 @@ def session(master: str = "local[*]", conf: dict[str, str] | None = None) -> Ite
         spark.stop()
 
 
-def output_schema(risk_model: RiskModel) -> pa.Schema:
+def output_schema(scorer: ChunkScorer) -> pa.Schema:
     """Arrow schema of the tasks' output: scored rows, rejected rows and one tally per batch.
 
     ``__autorisk_record`` says which; a tally carries its JSON in ``reason``.
     """
-    scores = scores_schema(risk_model)
+    scores = scorer.schema()
     return pa.schema([pa.field(RECORD, pa.string()), *scores, pa.field("reason", pa.string())])
 
 
@@ -173,18 +165,17 @@ def encode_result(result: ChunkResult, schema: pa.Schema) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def _scorer(model, version: str, allow_extra: bool, reference: dict | None):
-    """The function ``mapInArrow`` runs in each task (``model`` is a broadcast RiskModel)."""
+def _scorer(broadcast):
+    """The function ``mapInArrow`` runs in each task (``broadcast`` holds the :class:`ChunkScorer`)."""
 
     def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        risk_model = model.value
-        schema = output_schema(risk_model)
+        scorer = broadcast.value
+        schema = output_schema(scorer)
         for batch in batches:
             table = pa.Table.from_batches([batch])
             lines = table.column(LINE).to_numpy()
             frame = table.drop_columns([LINE]).to_pandas()
-            result = score_records(frame, lines, risk_model, version, allow_extra=allow_extra, reference=reference)
-            yield from encode_result(result, schema).to_batches()
+            yield from encode_result(scorer.score_records(frame, lines), schema).to_batches()
 
     return score_batches
 
@@ -222,15 +213,14 @@ def _records_table(wave: list[Chunk], schema: pa.Schema) -> pa.Table:
     return pa.concat_tables(tables)
 
 
-def _score_wave(spark: SparkSession, wave: list[Chunk], scorer, schemas, risk_model: RiskModel) -> ChunkResult:
-    input_schema, out_schema, spark_out = schemas
+def _score_wave(spark: SparkSession, wave: list[Chunk], task, schemas, target: pa.Schema) -> ChunkResult:
+    input_schema, spark_out = schemas
     records = _records_table(wave, input_schema)
     malformed = malformed_rejects([m for chunk in wave for m in chunk.malformed])
     blank = sum(chunk.blank_lines for chunk in wave)
-    target = scores_schema(risk_model)
     if records.num_rows == 0:
         return ChunkResult(target.empty_table(), malformed, malformed.num_rows, blank, 0, None)
-    out = spark.createDataFrame(records).mapInArrow(scorer, spark_out).toArrow()
+    out = spark.createDataFrame(records).mapInArrow(task, spark_out).toArrow()
     kind = out.column(RECORD)
     scores = out.filter(pc.equal(kind, "scored")).select(target.names).cast(target).sort_by("line")
     rejects = out.filter(pc.equal(kind, "rejected")).select(REJECTS_SCHEMA.names).cast(REJECTS_SCHEMA)
@@ -249,8 +239,7 @@ def _score_wave(spark: SparkSession, wave: list[Chunk], scorer, schemas, risk_mo
     )
 
 
-def score_chunks(spark: SparkSession, source: InputFile, model: LoadedModel, *, allow_extra: bool,
-                 reference: dict | None) -> Iterator[ChunkResult]:
+def score_chunks(spark: SparkSession, source: InputFile, scorer: ChunkScorer) -> Iterator[ChunkResult]:
     """Score an opened input on Spark, one wave of chunks at a time, in file order.
 
     Parameters
@@ -259,12 +248,9 @@ def score_chunks(spark: SparkSession, source: InputFile, model: LoadedModel, *, 
         A running session.
     source : InputFile
         The opened input (columns already checked).
-    model : LoadedModel
-        The registered version to score with.
-    allow_extra : bool
-        Whether extra columns were allowed (they are not sent to Spark).
-    reference : dict or None
-        Drift reference; the tasks count each batch on its bins.
+    scorer : ChunkScorer
+        The model, its version, the options and the drift reference; sent to the tasks once,
+        as a broadcast variable.
 
     Yields
     ------
@@ -272,14 +258,12 @@ def score_chunks(spark: SparkSession, source: InputFile, model: LoadedModel, *, 
         One per wave: ``defaultParallelism`` chunks.
     """
     slots = max(1, int(spark.sparkContext.defaultParallelism))
-    broadcast = spark.sparkContext.broadcast(model.risk_model)
-    input_schema = _input_schema(source)
-    out_schema = output_schema(model.risk_model)
-    schemas = (input_schema, out_schema, _spark_schema(out_schema))
-    scorer = _scorer(broadcast, model.version, allow_extra, reference)
+    broadcast = spark.sparkContext.broadcast(scorer)
+    schemas = (_input_schema(source), _spark_schema(output_schema(scorer)))
+    task = _scorer(broadcast)
     try:
         for wave in _waves(source.chunks, slots):
-            yield _score_wave(spark, wave, scorer, schemas, model.risk_model)
+            yield _score_wave(spark, wave, task, schemas, scorer.schema())
     finally:
         broadcast.destroy()
 

@@ -1,65 +1,119 @@
-"""Training: simulate cohorts, fit every model family per endpoint, evaluate, log to MLflow.
+"""Training: a short chain of typed steps that :func:`run_experiment` only wires.
 
-Pure steps (:func:`simulate_cohorts`, :func:`split`, :func:`endpoint_labels`,
-:func:`fit_family`, :func:`evaluate_model`, :func:`subgroup_table`) take and return
-data; :func:`run_experiment` wires them to MLflow. One parent run per experiment, one
-child run per model family (Optuna trials nested under it, one study per outcome); every
-child run logs the same param, metric and tag names so the MLflow UI's compare view lines
-them up. A family's hyperparameters are logged per outcome, ``model.<outcome>.<name>``.
+1. :func:`simulate` — the experiment's synthetic cohorts (:class:`Cohorts`): the pooled training
+   cohorts split into train and test, the external cohorts and the benchmark cohort.
+2. :func:`tune` — per family with a tuning spec, one Optuna study per outcome on a validation
+   fold of the training split (:class:`TuningResult`; its trials are logged afterwards).
+3. :func:`fit_family` — one survival model per outcome (:class:`models.scoring.RiskModel`): a
+   log relative hazard fitted on every training cohort's whole follow-up, both arms, and a
+   Breslow baseline cumulative hazard per treatment (:mod:`models.survival`).
+4. :func:`evaluate` — :class:`Evaluation`: metrics against observed, censored outcomes (IPCW),
+   against the simulator's true risks per arm and horizon, and of the treatment contrast.
+5. :func:`pipelines.registration.log_family` — one MLflow run per family: params, metrics,
+   datasets, plots, model card, and the model registered with its signature.
 
-Endpoints are the risk of each outcome by 24 and 48 months. Censoring-aware families fit
-one classifier per endpoint on the patients whose status at the horizon is known, weighted
-by the inverse probability of still being observed (IPCW, :mod:`models.survival`), and are
-recalibrated on a held-out fold by Platt scaling (affine in log-odds, so SHAP stays exact).
+Every step but the last is a pure function of its inputs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from dataclasses import dataclass
-from importlib.metadata import version
+from dataclasses import dataclass, field
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import ModelSignature
-from sklearn.metrics import roc_curve
 from sklearn.model_selection import train_test_split
 
-from features.drift import reference_profile
-from features.schema import ID_COLUMN, INPUT_NAMES, endpoint_parts, mlflow_input_schema, mlflow_output_schema
-from features.simulator import SimulatorConfig, load_simulator_config, simulate_cohort
+from features.schema import MAX_HORIZON_MONTHS, TREATMENTS, endpoint
+from features.simulator import SimulatorConfig, load_simulator_config, simulate_cohort, true_risk_at
 from features.validation import encode
-from models.estimators import FAMILIES, PlattCalibrated
-from models.evaluation import (
-    calibration_figure,
-    decision_curve_figure,
-    evaluate_at_horizon,
-    net_benefit,
-    weighted_log_loss,
+from models.estimators import FAMILIES
+from models.evaluation import evaluate_against_truth, evaluate_at_horizon, evaluate_contrast, log_loss_over_null
+from models.names import (
+    PROMOTION_HORIZONS_MONTHS,
+    PROMOTION_METRIC,
+    contrast_metric,
+    endpoint_metric,
+    truth_metric,
 )
-from models.model_card import model_card
-from models.pyfunc import AutoimmunityRiskModel
 from models.scoring import RiskModel
-from models.survival import HorizonLabels, horizon_labels
+from models.survival import HorizonLabels, StratifiedCox, horizon_labels, survival_target
 from pipelines.config import CohortSpec, ExperimentConfig, FamilySpec, deep_merge
-from pipelines.tracking import ensure_experiment
 
-PIP_PACKAGES = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "xgboost", "pydantic", "pyyaml")
 SUBGROUP_METRICS = ("auroc", "calibration_slope", "calibration_intercept", "observed_over_expected")
-THRESHOLDS = np.round(np.arange(0.01, 0.51, 0.01), 2)
+SUBGROUP_HORIZONS_MONTHS = (24, 48)
+ALL_ARMS = "all"  # both arms together, in a cohort that has both
 
 
 @dataclass(frozen=True)
-class FamilyResult:
-    """Outcome of training one model family."""
+class Cohorts:
+    """The simulated data of one experiment.
 
-    family: str
-    run_id: str
-    model_version: str
+    Attributes
+    ----------
+    train, test : DataFrame
+        The pooled training cohorts, split (stratified by profile and arm); a ``profile`` column says
+        where each patient came from.
+    external : dict of str to DataFrame
+        Cohorts the models are validated on, by name.
+    benchmark : DataFrame
+        The cohort the project's stated performance is measured on; never used in training.
+    """
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    external: dict[str, pd.DataFrame]
+    benchmark: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One Optuna trial of an outcome's study, for logging as a nested MLflow run."""
+
+    outcome: str
+    number: int
+    params: dict
+    losses: dict[str, float]
+    value: float
+    started_ms: int
+    finished_ms: int
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """Chosen estimator parameters per outcome, and every trial behind them."""
+
+    params: dict[str, dict]
+    trials: list[Trial]
+    summary: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything measured of one fitted family.
+
+    Attributes
+    ----------
+    metrics : dict of str to float
+        Named as in :mod:`models.names`.
+    curves : dict of str to dict
+        Per endpoint of the test split, the arrays behind the plots: ``y``, ``weight``, ``model``, ``oracle``.
+    subgroups : DataFrame
+        One row per subgroup and endpoint of the test split.
+    truth : DataFrame
+        One row per cohort, arm and endpoint: the risks against the simulator's truth.
+    contrast : DataFrame
+        One row per cohort and endpoint: the alemtuzumab-minus-interferon contrast against the truth.
+    population : dict of str to dict
+        Per outcome and treatment, the benchmark cohort's mean predicted and true risk by month 0–72.
+    """
+
     metrics: dict[str, float]
+    curves: dict[str, dict[str, np.ndarray]]
+    subgroups: pd.DataFrame
+    truth: pd.DataFrame
+    contrast: pd.DataFrame
+    population: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
 
 
 def load_simulator(config: ExperimentConfig) -> SimulatorConfig:
@@ -84,82 +138,126 @@ def split(pooled: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFram
     return first.reset_index(drop=True), second.reset_index(drop=True)
 
 
-def endpoint_labels(frame: pd.DataFrame, endpoint: str, censoring: str = "ipcw") -> HorizonLabels:
-    """Status at the endpoint's horizon: IPCW-weighted, or (``"ignore"``) censored counted as non-events."""
-    outcome, horizon = endpoint_parts(endpoint)
-    time_months = frame[f"{outcome}_time_months"].to_numpy()
-    event = frame[f"{outcome}_event"].to_numpy()
-    if censoring == "ignore":
-        return HorizonLabels(y=((event == 1) & (time_months <= horizon)).astype(int), weight=np.ones(len(frame)))
-    return horizon_labels(time_months, event, horizon, groups=frame["profile"].to_numpy())
+def simulate(config: ExperimentConfig, simulator: SimulatorConfig) -> Cohorts:
+    """Step 1: the experiment's cohorts, the training cohorts split into train and test."""
+    train, test = split(simulate_cohorts(simulator, config.train_cohorts), config.test_fraction, config.split_seed)
+    external = {c.name: simulate_cohorts(simulator, [c]) for c in config.external_cohorts}
+    return Cohorts(train, test, external, simulate_cohorts(simulator, [config.benchmark_cohort]))
 
 
-def outcomes_of(endpoints: tuple[str, ...]) -> tuple[str, ...]:
-    """The outcomes of ``endpoints``, in order of first appearance: ``("thyroid", "itp")``."""
-    return tuple(dict.fromkeys(endpoint_parts(e)[0] for e in endpoints))
+def survival_labels(frame: pd.DataFrame, outcome: str) -> np.ndarray:
+    """The survival target of ``outcome``: onset observed, and onset or censoring month."""
+    return survival_target(frame[f"{outcome}_event"].to_numpy() == 1, frame[f"{outcome}_time_months"].to_numpy())
 
 
-def fit_family(spec: FamilySpec, params: dict, train: pd.DataFrame, endpoints: tuple[str, ...],
-               calibration_fraction: float, seed: int, *,
-               outcome_params: dict[str, dict] | None = None) -> RiskModel:
-    """One classifier per endpoint, recalibrated on a held-out fold when the family says so.
+def status_at(frame: pd.DataFrame, outcome: str, horizon: int) -> HorizonLabels:
+    """Observed status at ``horizon`` with IPCW weights, censoring estimated per source cohort."""
+    return horizon_labels(frame[f"{outcome}_time_months"].to_numpy(), frame[f"{outcome}_event"].to_numpy(),
+                          horizon, groups=frame["profile"].to_numpy())
+
+
+def fit_family(name: str, spec: FamilySpec, train: pd.DataFrame, outcome_params: dict[str, dict]) -> RiskModel:
+    """Step 3: one survival model per outcome, on the training split's whole follow-up.
 
     Parameters
     ----------
+    name : str
+        The family's name in the experiment.
     spec : FamilySpec
-        Estimator, censoring and calibration of the family.
-    params : dict
-        Estimator parameters of every endpoint whose outcome has none in ``outcome_params``.
+        Its estimator.
     train : DataFrame
-        Training split; a ``calibration_fraction`` of it is held out for Platt scaling.
-    endpoints : tuple of str
-        Endpoints to fit, ``"<outcome>_<h>m"``.
-    calibration_fraction : float
-        Share of ``train`` held out for calibration.
-    seed : int
-        Seed of the calibration split.
-    outcome_params : dict of str to dict, optional
-        Estimator parameters per outcome (``"thyroid"``, ``"itp"``), used for all its horizons.
+        Training split (both arms, every cohort, censored times included).
+    outcome_params : dict of str to dict
+        Estimator parameters per outcome (``"thyroid"``, ``"itp"``).
 
     Returns
     -------
     RiskModel
     """
-    fit_part, calibration_part = split(train, calibration_fraction, seed) if spec.calibration == "platt" \
-        else (train, None)
-    matrix = encode(fit_part)
-    estimators = {}
-    for endpoint in endpoints:
-        labels = endpoint_labels(fit_part, endpoint, spec.censoring)
-        chosen = (outcome_params or {}).get(endpoint_parts(endpoint)[0], params)
-        estimator = FAMILIES[spec.estimator](**chosen).fit(matrix, labels.y, sample_weight=labels.weight)
-        if calibration_part is not None:
-            held_out = endpoint_labels(calibration_part, endpoint, "ipcw")
-            known = held_out.known
-            estimator = PlattCalibrated.fit(estimator, encode(calibration_part)[known], held_out.y[known],
-                                            sample_weight=held_out.weight[known])
-        estimators[endpoint] = estimator
-    return RiskModel(family=spec.estimator, estimators=estimators)
+    matrix = encode(train)
+    models = {outcome: StratifiedCox(estimator=FAMILIES[spec.estimator](**params)).fit(
+        matrix, survival_labels(train, outcome)) for outcome, params in outcome_params.items()}
+    return RiskModel(family=name, outcomes=models)
 
 
-def evaluate_model(model: RiskModel, frame: pd.DataFrame, *, prefix: str = "", bootstrap: int = 0,
-                   seed: int = 0, detail: bool = True) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
-    """Metrics named ``<prefix><endpoint>_<metric>`` and, per endpoint, the arrays behind them."""
-    risks = model.risks(encode(frame))
-    metrics: dict[str, float] = {}
-    curves = {}
-    for endpoint, risk in risks.items():
-        labels = endpoint_labels(frame, endpoint, "ipcw")
-        truth = frame[f"true_risk_{endpoint}"].to_numpy()
-        values = evaluate_at_horizon(labels.y, risk, labels.weight, truth,
-                                     bootstrap=bootstrap, seed=seed, detail=detail)
-        metrics |= {f"{prefix}{endpoint}_{name}": value for name, value in values.items()}
-        curves[endpoint] = {"y": labels.y, "weight": labels.weight, "model": risk, "oracle": truth}
-    return metrics, curves
+def validation_loss(model: RiskModel, validation: pd.DataFrame, matrix: np.ndarray,
+                    horizons: tuple[int, ...]) -> dict[str, float]:
+    """Held-out IPCW log loss over that of the incidence, per endpoint with events and non-events known."""
+    losses = {}
+    for outcome, risk in model.risks(matrix, horizons).items():
+        for k, h in enumerate(horizons):
+            labels = status_at(validation, outcome, h)
+            known = labels.known
+            y, weight = labels.y[known], labels.weight[known]
+            if 0 < y.sum() < len(y):
+                losses[endpoint(outcome, h)] = log_loss_over_null(y, risk[known, k], weight)
+    return losses
+
+
+def tune(name: str, spec: FamilySpec, train: pd.DataFrame, outcomes: tuple[str, ...], horizons: tuple[int, ...],
+         validation_fraction: float, seed: int, log=print) -> TuningResult:
+    """Step 2: Optuna search of the family's hyperparameters, one study per outcome.
+
+    Thyroid disorder and ITP differ in incidence by more than an order of magnitude, so a
+    shared objective is all but blind to the rare outcome: each outcome gets its own study and
+    its own hyperparameters. Objective: the mean over ``horizons`` of the held-out IPCW log loss
+    divided by that of the incidence (:func:`models.evaluation.log_loss_over_null`), on a
+    validation fold of ``train``, so each horizon counts alike whatever its incidence.
+
+    Returns
+    -------
+    TuningResult
+        Per outcome, ``spec.params`` updated with the study's best trial; every trial.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    deadline = time.perf_counter() + spec.tuning.timeout_s
+    fit_part, validation = split(train, validation_fraction, seed)
+    validation_matrix = encode(validation)
+    chosen: dict[str, dict] = {}
+    trials: list[Trial] = []
+    summary: dict[str, float] = {}
+    for index, outcome in enumerate(outcomes):
+        # Each study may use an equal share of the time left, so time one study leaves unused
+        # goes to the next and the family's tuning stays within timeout_s.
+        time_limit = max(deadline - time.perf_counter(), 0.0) / (len(outcomes) - index)
+
+        def objective(trial: optuna.Trial, outcome: str = outcome) -> float:
+            started = int(time.time() * 1000)
+            params = dict(spec.params)
+            for key, (low, high) in spec.tuning.space.items():
+                if isinstance(low, int) and isinstance(high, int):
+                    params[key] = trial.suggest_int(key, low, high)
+                else:
+                    params[key] = trial.suggest_float(key, low, high, log=True)
+            model = fit_family(name, spec, fit_part, {outcome: params})
+            losses = validation_loss(model, validation, validation_matrix, horizons)
+            value = float(np.mean(list(losses.values())))
+            trials.append(Trial(outcome, trial.number, params, losses, value, started, int(time.time() * 1000)))
+            return value
+
+        # The same sampler seed for every outcome: the random start-up trials of every study try
+        # the same points, so where the studies' choices differ, the outcomes differ, not the draws.
+        study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=spec.tuning.seed))
+        started = time.perf_counter()
+        study.optimize(objective, n_trials=1)  # one trial whatever the time left: every outcome gets parameters
+        left = time_limit - (time.perf_counter() - started)
+        if spec.tuning.n_trials > 1 and left > 0:
+            study.optimize(objective, n_trials=spec.tuning.n_trials - 1, timeout=left)
+        chosen[outcome] = dict(spec.params) | study.best_params
+        best = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in study.best_params.items())
+        cut = f" (time limit of {time_limit:.0f} s reached: {spec.tuning.n_trials} planned)" \
+            if len(study.trials) < spec.tuning.n_trials else ""
+        log(f"  {outcome}: tuned over {len(study.trials)} trials{cut}, best validation log loss / null "
+            f"{study.best_value:.4f} ({best})")
+        summary |= {f"tuning_{outcome}_trials": len(study.trials),
+                    f"tuning_{outcome}_best_log_loss_over_null": study.best_value}
+    return TuningResult(chosen, trials, summary)
 
 
 def subgroups(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Masks of the reported subgroups: sex, age band, prior treatment."""
+    """Masks of the reported subgroups: sex, age band, prior treatment, treatment arm."""
     age = frame["age_years"].to_numpy()
     prior = frame["prior_dmt"]
     return {
@@ -170,282 +268,184 @@ def subgroups(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         "age_40_plus": age >= 40,
         "prior_dmt": (prior == True).to_numpy(),  # noqa: E712 - object column with None
         "no_prior_dmt": (prior == False).to_numpy(),  # noqa: E712
+        **{treatment: (frame["treatment"] == treatment).to_numpy() for treatment in TREATMENTS},
     }
 
 
 def subgroup_table(curves: dict[str, dict[str, np.ndarray]], frame: pd.DataFrame) -> pd.DataFrame:
-    """The same metrics by subgroup, from the test split's curves: one row per subgroup and endpoint."""
+    """Metrics by subgroup at the subgroup horizons, from the test split's curves: one row per subgroup and endpoint."""
     rows = []
     for name, mask in subgroups(frame).items():
         if mask.sum() < 50:
             continue
-        for endpoint, c in curves.items():
+        for key, c in curves.items():
+            if int(key.rsplit("_", 1)[1].removesuffix("m")) not in SUBGROUP_HORIZONS_MONTHS:
+                continue
             values = evaluate_at_horizon(c["y"][mask], c["model"][mask], c["weight"][mask], c["oracle"][mask],
                                          detail=False)
-            rows.append({"subgroup": name, "endpoint": endpoint, "n": int(mask.sum())}
+            rows.append({"subgroup": name, "endpoint": key, "n": int(mask.sum())}
                         | {m: values.get(m, np.nan) for m in (*SUBGROUP_METRICS, "events")})
     return pd.DataFrame(rows)
 
 
-def log_loss_over_null(y: np.ndarray, risk: np.ndarray, weight: np.ndarray) -> float:
-    """Weighted log loss of ``risk`` divided by that of the best constant risk on the same rows.
-
-    The constant is the weighted incidence, so the ratio is 1 for a model that knows only the
-    incidence and falls towards 0 as it separates events from non-events (one minus
-    McFadden's R²). Unlike the log loss itself it does not grow with the incidence, so
-    horizons with few and with many events count alike.
-
-    Parameters
-    ----------
-    y, risk, weight : ndarray of shape (n,)
-        Status at the horizon (0/1), predicted risk and IPCW weight, all weights positive.
-
-    Returns
-    -------
-    float
-
-    Raises
-    ------
-    ValueError
-        When ``y`` holds only events or only non-events (the constant risk has no loss).
-    """
-    incidence = float(np.average(y, weights=weight))
-    if not 0.0 < incidence < 1.0:
-        raise ValueError(f"log loss over null: needs events and non-events, got an incidence of {incidence:g}")
-    null = weighted_log_loss(y, np.full(len(y), incidence), weight)
-    return weighted_log_loss(y, risk, weight) / null
+def evaluate_labels(model: RiskModel, frame: pd.DataFrame, horizons: tuple[int, ...], *, prefix: str = "",
+                    bootstrap: int = 0, seed: int = 0) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
+    """Metrics against observed, censored outcomes (IPCW) per endpoint, and the arrays behind them."""
+    metrics: dict[str, float] = {}
+    curves = {}
+    for outcome, risk in model.risks(encode(frame), horizons).items():
+        for k, h in enumerate(horizons):
+            name = endpoint(outcome, h)
+            labels = status_at(frame, outcome, h)
+            truth = frame[f"true_risk_{name}"].to_numpy()
+            values = evaluate_at_horizon(labels.y, risk[:, k], labels.weight, truth, bootstrap=bootstrap, seed=seed)
+            metrics |= {endpoint_metric(name, m, prefix): v for m, v in values.items()}
+            curves[name] = {"y": labels.y, "weight": labels.weight, "model": risk[:, k], "oracle": truth}
+    return metrics, curves
 
 
-def tune(spec: FamilySpec, train: pd.DataFrame, endpoints: tuple[str, ...], calibration_fraction: float,
-         seed: int, log) -> dict[str, dict]:
-    """Optuna search of the family's hyperparameters, one study per outcome, each trial a nested MLflow run.
-
-    Thyroid disorder and ITP differ in incidence by more than an order of magnitude, so a
-    shared objective is all but blind to the rare outcome: each outcome gets its own study
-    and its own hyperparameters, shared by its horizons. Objective of an outcome's study:
-    the mean over its endpoints of :func:`log_loss_over_null` on the held-out calibration
-    fold, so each horizon counts alike whatever its incidence.
-
-    Called inside the family's MLflow run: the trials are nested under it, in its experiment.
-
-    Parameters
-    ----------
-    spec : FamilySpec
-        The family; ``spec.tuning`` gives the space, trials, time limit and seed of each study.
-    train : DataFrame
-        Training split; the same calibration fold as :func:`fit_family` is held out for validation.
-    endpoints : tuple of str
-        Endpoints of the experiment.
-    calibration_fraction, seed : float, int
-        Size and seed of the held-out fold.
-    log : callable
-        Progress messages.
+def evaluate_truth(model: RiskModel, simulator: SimulatorConfig, frame: pd.DataFrame, cohort: str,
+                   horizons: tuple[int, ...]) -> tuple[dict[str, float], list[dict], list[dict]]:
+    """Risks per arm (and both arms together) against the simulator's truth, and the contrast
+    where the cohort has both arms.
 
     Returns
     -------
-    dict of str to dict
-        Per outcome, the estimator parameters: ``spec.params`` updated with the study's best trial.
+    metrics : dict
+        ``truth_<cohort>_<treatment>_<endpoint>_<metric>`` and ``contrast_<cohort>_<endpoint>_<metric>``.
+    truth_rows, contrast_rows : list of dict
+        The same as table rows.
     """
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    deadline = time.perf_counter() + spec.tuning.timeout_s
-    experiment_id = mlflow.active_run().info.experiment_id
-    fit_part, validation = split(train, calibration_fraction, seed)
-    validation_matrix = encode(validation)
-    chosen: dict[str, dict] = {}
-    outcomes = outcomes_of(endpoints)
-    for index, outcome in enumerate(outcomes):
-        studied = tuple(e for e in endpoints if endpoint_parts(e)[0] == outcome)
-        # Each study may use an equal share of the time left, so time one study leaves unused
-        # goes to the next and the family's tuning stays within timeout_s.
-        time_limit = max(deadline - time.perf_counter(), 0.0) / (len(outcomes) - index)
-        # The same sampler seed for every outcome: the random start-up trials of every study try
-        # the same points, so where the studies' choices differ, the outcomes differ, not the draws.
-        study = optuna.create_study(direction="minimize",
-                                    sampler=optuna.samplers.TPESampler(seed=spec.tuning.seed))
-        objective = _objective(spec, outcome, studied, fit_part, validation, validation_matrix,
-                               calibration_fraction, seed, experiment_id)
-        started = time.perf_counter()
-        # One trial whatever the time left, so that every outcome has parameters.
-        study.optimize(objective, n_trials=1)
-        left = time_limit - (time.perf_counter() - started)
-        if spec.tuning.n_trials > 1 and left > 0:
-            study.optimize(objective, n_trials=spec.tuning.n_trials - 1, timeout=left)
-        chosen[outcome] = dict(spec.params) | study.best_params
-        best = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in study.best_params.items())
-        cut = f" (time limit of {time_limit:.0f} s reached: {spec.tuning.n_trials} planned)" \
-            if len(study.trials) < spec.tuning.n_trials else ""
-        log(f"  {outcome}: tuned over {len(study.trials)} trials{cut}, best validation log loss / null "
-            f"{study.best_value:.4f} ({best})")
-        mlflow.log_metrics({f"tuning_{outcome}_trials": len(study.trials),
-                            f"tuning_{outcome}_best_log_loss_over_null": study.best_value})
-    return chosen
+    matrix = encode(frame)
+    treatment = frame["treatment"].to_numpy()
+    own = model.risks(matrix, horizons)
+    both_arms = all(f"true_ever_risk_thyroid_if_{t}" in frame and frame[f"true_ever_risk_thyroid_if_{t}"].notna().all()
+                    for t in TREATMENTS)
+    counterfactual = model.contrast(matrix, horizons) if both_arms else {}
+    metrics: dict[str, float] = {}
+    truth_rows, contrast_rows = [], []
+    for outcome, risk in own.items():
+        true_own = true_risk_at(simulator, frame, outcome, horizons)
+        true_by_treatment = {t: true_risk_at(simulator, frame, outcome, horizons, t) for t in TREATMENTS} \
+            if both_arms else {}
+        for k, h in enumerate(horizons):
+            name = endpoint(outcome, h)
+            for arm, members in {**{t: treatment == t for t in TREATMENTS},
+                                 ALL_ARMS: np.ones(len(frame), dtype=bool)}.items():
+                if members.sum() < 50 or (arm == ALL_ARMS and len(set(treatment)) < 2):
+                    continue
+                values = evaluate_against_truth(risk[members, k], true_own[members, k])
+                metrics |= {truth_metric(cohort, arm, name, m): v for m, v in values.items()}
+                truth_rows.append({"cohort": cohort, "treatment": arm, "endpoint": name, "n": int(members.sum())}
+                                  | values)
+            if both_arms:
+                values = evaluate_contrast({t: counterfactual[outcome][t][:, k] for t in TREATMENTS},
+                                           {t: true_by_treatment[t][:, k] for t in TREATMENTS},
+                                           treatment, true_own[:, k], risk[:, k])
+                metrics |= {contrast_metric(cohort, name, m): v for m, v in values.items()}
+                contrast_rows.append({"cohort": cohort, "endpoint": name} | values)
+    return metrics, truth_rows, contrast_rows
 
 
-def _objective(spec: FamilySpec, outcome: str, studied: tuple[str, ...], fit_part: pd.DataFrame,
-               validation: pd.DataFrame, validation_matrix: np.ndarray, calibration_fraction: float, seed: int,
-               experiment_id: str):
-    """The Optuna objective of one outcome's study: fit its endpoints, score them on the validation fold."""
-    import optuna
-
-    uncalibrated = spec.model_copy(update={"calibration": "none"})
-    held_out = {e: endpoint_labels(validation, e) for e in studied}
-
-    def objective(trial: optuna.Trial) -> float:
-        params = dict(spec.params)
-        for name, (low, high) in spec.tuning.space.items():
-            if isinstance(low, int) and isinstance(high, int):
-                params[name] = trial.suggest_int(name, low, high)
-            else:
-                params[name] = trial.suggest_float(name, low, high, log=True)
-        with mlflow.start_run(run_name=f"{outcome}/trial-{trial.number}", nested=True, experiment_id=experiment_id,
-                              tags={"autorisk.role": "tuning-trial", "autorisk.outcome": outcome}):
-            model = fit_family(uncalibrated, params, fit_part, studied, calibration_fraction, seed)
-            risks = model.risks(validation_matrix)
-            losses, ratios = {}, []
-            for endpoint, labels in held_out.items():
-                known = labels.known
-                y, risk, weight = labels.y[known], risks[endpoint][known], labels.weight[known]
-                losses[f"validation_{endpoint}_log_loss"] = weighted_log_loss(y, risk, weight)
-                ratios.append(log_loss_over_null(y, risk, weight))
-            loss = float(np.mean(ratios))
-            mlflow.log_params({f"model.{outcome}.{k}": v for k, v in params.items()})
-            mlflow.log_metrics(losses | {"validation_log_loss_over_null": loss})
-        return loss
-
-    return objective
+def population_curves(model: RiskModel, simulator: SimulatorConfig, frame: pd.DataFrame
+                      ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """Per outcome and treatment in ``frame``: mean predicted and true risk by month 0–72, extrapolated months flagged."""
+    months = np.arange(1, MAX_HORIZON_MONTHS + 1)
+    matrix = encode(frame)
+    treatment = frame["treatment"].to_numpy()
+    follow_up = model.follow_up_months()
+    curves: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for outcome, risk in model.risks(matrix, months).items():
+        truth = true_risk_at(simulator, frame, outcome, months)
+        curves[outcome] = {}
+        for arm in TREATMENTS:
+            members = treatment == arm
+            if not members.any():
+                continue
+            curves[outcome][arm] = {
+                "months": np.concatenate([[0], months]),
+                "predicted": np.concatenate([[0.0], risk[members].mean(axis=0)]),
+                "true": np.concatenate([[0.0], truth[members].mean(axis=0)]),
+                "extrapolated": np.concatenate([[False], months > follow_up[arm]]),
+            }
+    return curves
 
 
-def _digest(payload: object) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def falling_risks(model: RiskModel, frame: pd.DataFrame) -> int:
+    """Patients whose risk of any outcome falls from one month to the next over months 1–72 (0 by construction)."""
+    months = np.arange(1, MAX_HORIZON_MONTHS + 1)
+    falling = np.zeros(len(frame), dtype=bool)
+    for risk in model.risks(encode(frame), months).values():
+        falling |= (np.diff(risk, axis=1) < 0).any(axis=1)
+    return int(falling.sum())
 
 
-def _dataset(frame: pd.DataFrame, name: str):
-    # Events as floats: MLflow's schema inference warns that integer columns cannot hold missing values.
-    events = {c: float for c in frame.columns if c.endswith("_event")}
-    return mlflow.data.from_pandas(frame.astype(events), name=name)
+def evaluate(model: RiskModel, cohorts: Cohorts, config: ExperimentConfig, simulator: SimulatorConfig) -> Evaluation:
+    """Step 4: every metric of a fitted family (see :mod:`models.names` for the names)."""
+    horizons = config.evaluation_horizons_months
+    metrics, curves = evaluate_labels(model, cohorts.test, horizons, bootstrap=config.bootstrap, seed=config.split_seed)
+    metrics |= evaluate_labels(model, cohorts.benchmark, horizons, prefix="bench_", bootstrap=config.bootstrap,
+                               seed=config.split_seed)[0]
+    for name, frame in cohorts.external.items():
+        metrics |= evaluate_labels(model, frame, horizons, prefix=f"ext_{name}_")[0]
+    table = subgroup_table(curves, cohorts.test)
+    for row in table.itertuples():
+        metrics |= {f"sub_{row.subgroup}_{row.endpoint}_{m}": getattr(row, m)
+                    for m in SUBGROUP_METRICS if np.isfinite(getattr(row, m))}
+    truth_rows, contrast_rows = [], []
+    for cohort, frame in {"bench": cohorts.benchmark, **{f"ext_{n}": f for n, f in cohorts.external.items()}}.items():
+        values, truth, contrast = evaluate_truth(model, simulator, frame, cohort, horizons)
+        metrics |= values
+        truth_rows += truth
+        contrast_rows += contrast
+    promotion = [metrics[endpoint_metric(endpoint(o, h), "log_loss_over_null")] for o in model.outcome_names
+                 for h in horizons if endpoint_metric(endpoint(o, h), "log_loss_over_null") in metrics]
+    metrics[PROMOTION_METRIC] = float(np.mean(promotion)) if promotion else float("nan")
+    metrics["bench_patients_with_falling_risk"] = float(falling_risks(model, cohorts.benchmark))
+    return Evaluation(metrics=metrics, curves=curves, subgroups=table, truth=pd.DataFrame(truth_rows),
+                      contrast=pd.DataFrame(contrast_rows),
+                      population=population_curves(model, simulator, cohorts.benchmark))
 
 
-def _log_endpoint_figures(family: str, curves: dict[str, dict[str, np.ndarray]]) -> None:
-    import matplotlib
+@dataclass(frozen=True)
+class FamilyResult:
+    """Outcome of training one model family."""
 
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    for endpoint, c in curves.items():
-        known = c["weight"] > 0
-        if c["y"][known].sum() < 5:
-            continue
-        y, w = c["y"][known], c["weight"][known]
-        risks = {family: c["model"][known], "oracle (true risk)": c["oracle"][known]}
-        figure = Figure(figsize=(5, 5))
-        axes = figure.subplots()
-        for label, risk in risks.items():
-            fpr, tpr, _ = roc_curve(y, risk, sample_weight=w)
-            axes.plot(fpr, tpr, label=label)
-        axes.plot([0, 1], [0, 1], color="grey", linestyle=":")
-        axes.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"{endpoint}: ROC (IPCW), held-out")
-        axes.legend(loc="lower right")
-        mlflow.log_figure(figure, f"plots/roc_{endpoint}.png")
-        mlflow.log_figure(calibration_figure(y, risks, f"{endpoint}: calibration, held-out", weight=w),
-                          f"plots/calibration_{endpoint}.png")
-        decision = {label: net_benefit(y, risk, w, THRESHOLDS) for label, risk in risks.items()}
-        mlflow.log_figure(decision_curve_figure(decision, f"{endpoint}: decision curve"),
-                          f"plots/decision_curve_{endpoint}.png")
-        table = pd.DataFrame({"threshold": THRESHOLDS, "treat_all": decision[family]["treat_all"]}
-                             | {f"net_benefit_{label}": d["model"] for label, d in decision.items()})
-        mlflow.log_text(table.to_csv(index=False), f"decision_curves/{endpoint}.csv")
+    family: str
+    run_id: str
+    model_version: str
+    metrics: dict[str, float]
 
 
 def run_experiment(config: ExperimentConfig, *, log=print) -> list[FamilyResult]:
     """Run one experiment against the current MLflow tracking URI and register each family's model."""
+    from pipelines.registration import ExperimentRun
+
     simulator = load_simulator(config)
     started = time.perf_counter()
-    pooled = simulate_cohorts(simulator, config.train_cohorts)
-    train, test = split(pooled, config.test_fraction, config.split_seed)
-    external = {c.name: simulate_cohorts(simulator, [c]) for c in config.external_cohorts}
-    benchmark = simulate_cohorts(simulator, [config.benchmark_cohort])
-    log(f"simulated {len(pooled):,} patients ({len(train):,} train / {len(test):,} test), "
-        f"{sum(map(len, external.values())):,} external and {len(benchmark):,} benchmark "
-        f"in {time.perf_counter() - started:.1f} s")
-
-    params = config.params() | simulator.assumption_params()
-    config_digest = _digest(config.model_dump(mode="json") | {"simulator": simulator.model_dump()})
-    label = "+".join(c.label() for c in config.train_cohorts)
-    train_set, test_set = _dataset(train, f"{label}:train"), _dataset(test, f"{label}:test")
-    example = test.loc[:4, [ID_COLUMN, *INPUT_NAMES]]
-    signature = ModelSignature(inputs=mlflow_input_schema(), outputs=mlflow_output_schema(config.endpoints))
-    pip_requirements = [f"{p}=={version(p)}" for p in PIP_PACKAGES]
-    tags = {"autorisk.experiment": config.name, "autorisk.config_digest": config_digest}
-    reference = reference_profile(encode(train))
-
-    ensure_experiment(config.name)
+    cohorts = simulate(config, simulator)
+    log(f"simulated {len(cohorts.train) + len(cohorts.test):,} patients ({len(cohorts.train):,} train / "
+        f"{len(cohorts.test):,} test), {sum(map(len, cohorts.external.values())):,} external and "
+        f"{len(cohorts.benchmark):,} benchmark in {time.perf_counter() - started:.1f} s")
     results = []
-    with mlflow.start_run(run_name=config.name, tags=tags | {"autorisk.role": "parent"},
-                          description=config.description):
-        mlflow.log_params(params)
-        mlflow.log_dict(config.model_dump(mode="json"), "config/experiment.json")
-        mlflow.log_dict(simulator.model_dump(mode="json"), "config/simulator_assumptions.json")
-        for family, spec in config.families.items():
+    with ExperimentRun(config, simulator, cohorts) as experiment:
+        for name, spec in config.families.items():
             family_started = time.perf_counter()
-            with mlflow.start_run(run_name=f"{config.name}/{family}", nested=True,
-                                  tags=tags | {"autorisk.role": "model", "autorisk.family": family,
-                                               "autorisk.censoring": spec.censoring}) as run:
-                mlflow.log_input(train_set, context="training")
-                mlflow.log_input(test_set, context="evaluation")
-                # Aggregates only: per-feature histograms for drift checks when scoring.
-                mlflow.log_dict(reference, "reference/feature_profile.json")
-                outcome_params = tune(spec, train, config.endpoints, config.calibration_fraction,
-                                      config.split_seed, log) if spec.tuning \
-                    else {outcome: dict(spec.params) for outcome in outcomes_of(config.endpoints)}
-                mlflow.log_params(params | {"family": family, "estimator": spec.estimator,
-                                            "censoring": spec.censoring, "calibration": spec.calibration}
-                                  | {f"model.{outcome}.{k}": str(v)
-                                     for outcome, chosen in outcome_params.items() for k, v in chosen.items()})
-                model = fit_family(spec, spec.params, train, config.endpoints, config.calibration_fraction,
-                                   config.split_seed, outcome_params=outcome_params)
-                fit_seconds = time.perf_counter() - family_started
-                metrics, curves = evaluate_model(model, test, bootstrap=config.bootstrap, seed=config.split_seed)
-                metrics["mean_log_loss"] = float(np.mean([metrics[f"{e}_log_loss"] for e in config.endpoints
-                                                          if f"{e}_log_loss" in metrics]))
-                bench, _ = evaluate_model(model, benchmark, prefix="bench_", bootstrap=config.bootstrap,
-                                          seed=config.split_seed)
-                metrics |= bench
-                for name, frame in external.items():
-                    metrics |= evaluate_model(model, frame, prefix=f"ext_{name}_")[0]
-                table = subgroup_table(curves, test)
-                for row in table.itertuples():
-                    metrics |= {f"sub_{row.subgroup}_{row.endpoint}_{m}": getattr(row, m)
-                                for m in SUBGROUP_METRICS if np.isfinite(getattr(row, m))}
-                metrics["fit_seconds"] = fit_seconds
-                mlflow.log_metrics(metrics)
-                mlflow.log_text(table.to_csv(index=False), "subgroups.csv")
-                _log_endpoint_figures(family, curves)
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=AutoimmunityRiskModel(model),
-                    signature=signature,
-                    input_example=example,
-                    registered_model_name=config.registered_model_name,
-                    pip_requirements=pip_requirements,
-                )
-                model_version = str(info.registered_model_version)
-                client = mlflow.MlflowClient()
-                for key, value in {"family": family, "experiment": config.name,
-                                   "mean_log_loss": f"{metrics['mean_log_loss']:.6f}"}.items():
-                    client.set_model_version_tag(config.registered_model_name, model_version, key, value)
-                card = model_card(name=config.registered_model_name, version=model_version, family=family,
-                                  spec=spec, config=config, simulator=simulator, metrics=metrics,
-                                  subgroup_rows=table)
-                mlflow.log_text(card.markdown, "model_card/model_card.md")
-                mlflow.log_text(card.html, "model_card/model_card.html")
-                results.append(FamilyResult(family, run.info.run_id, model_version, metrics))
-                summary = "; ".join(
-                    f"{e} AUROC {metrics.get(f'{e}_auroc', float('nan')):.3f} "
-                    f"(oracle {metrics.get(f'{e}_oracle_auroc', float('nan')):.3f})" for e in config.endpoints)
-                log(f"{family}: {summary}; mean log loss {metrics['mean_log_loss']:.4f}; "
-                    f"registered {config.registered_model_name} v{model_version} "
-                    f"({time.perf_counter() - family_started:.0f} s)")
-        mlflow.log_metric("train_seconds", time.perf_counter() - started)
+            tuning = tune(name, spec, cohorts.train, config.outcomes, config.evaluation_horizons_months,
+                          config.validation_fraction, config.split_seed, log) if spec.tuning else None
+            outcome_params = tuning.params if tuning else {o: dict(spec.params) for o in config.outcomes}
+            model = fit_family(name, spec, cohorts.train, outcome_params)
+            fit_seconds = time.perf_counter() - family_started
+            evaluation = evaluate(model, cohorts, config, simulator)
+            evaluation.metrics["fit_seconds"] = fit_seconds
+            result = experiment.log_family(name, spec, model, outcome_params, tuning, evaluation)
+            results.append(result)
+            m = result.metrics
+            summary = "; ".join(
+                f"{endpoint(o, h)} AUROC {m.get(endpoint_metric(endpoint(o, h), 'auroc'), float('nan')):.3f} "
+                f"(oracle {m.get(endpoint_metric(endpoint(o, h), 'oracle_auroc'), float('nan')):.3f})"
+                for o in config.outcomes for h in PROMOTION_HORIZONS_MONTHS)
+            log(f"{name}: {summary}; log loss / null {m[PROMOTION_METRIC]:.4f}; registered "
+                f"{config.registered_model_name} v{result.model_version} ({time.perf_counter() - family_started:.0f} s)")
+        experiment.finish(time.perf_counter() - started)
     return results

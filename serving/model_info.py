@@ -63,23 +63,46 @@ class EndpointMetrics(BaseModel):
     observed_over_expected: float | None = Field(description="Observed over predicted events; 1 is ideal.")
 
 
+class TruthMetrics(BaseModel):
+    mean_risk: float | None = Field(description="Mean predicted risk of the arm's patients.")
+    mean_true_risk: float | None = Field(description="Mean of the simulator's exact risks of the same patients.")
+    auroc_over_oracle: float | None = Field(
+        description="Expected time-dependent AUROC over the true risk's own (1 is the best possible).")
+    calibration_slope: float | None = Field(description="Expected calibration slope against the true risks.")
+
+
 class ModelInfo(BaseModel):
     """The served model version, its training data and evaluation, and the inputs it takes."""
 
     name: str
     version: str
     run_id: str = Field(description="The MLflow run that trained and evaluated this version.")
-    family: str | None = Field(description="Model family, e.g. logistic or xgboost.")
+    family: str | None = Field(description="Model family, e.g. cox-linear or cox-xgboost.")
     experiment: str | None = Field(description="The experiment config the version was trained by.")
-    endpoints: list[str] = Field(description="Outcome and horizon pairs the model predicts, as in POST /predict.")
+    notice: str = Field(description="What the served risks are and are not.")
+    outcomes: list[str] = Field(description="Outcomes the model predicts, as keyed in POST /predict.")
+    horizons_months: ValueRange = Field(description="Months after the first course a risk can be asked for.")
+    default_horizons_months: list[int] = Field(description="The horizons answered when a request names none.")
+    follow_up_months: dict[str, float] = Field(
+        description="Per treatment, the longest follow-up in the training data; risks at later months are "
+                    "extrapolated and flagged.")
+    extrapolation_rule: str
+    explanation_scale: str = Field(description="The scale of every SHAP value: base_value + sum(shap) = "
+                                               "log(-log(1 - risk)).")
     datasets: list[DatasetDigest] = Field(description="Datasets logged with the training run.")
-    mean_log_loss: float | None = Field(
-        description="Held-out log loss averaged over endpoints: the metric the champion is chosen by.")
+    promotion_metric: float | None = Field(
+        description="Held-out IPCW log loss over the incidence's, averaged over outcomes and evaluation horizons: "
+                    "the metric the champion is chosen by.")
     held_out: dict[str, EndpointMetrics] = Field(
-        description="Headline metrics per endpoint on the held-out split of the training cohorts.")
+        description="Headline metrics per outcome and evaluation horizon (e.g. thyroid_24m) on the held-out "
+                    "split of the training cohorts, against observed outcomes.")
     benchmark_cohort: str | None = Field(
         description="The simulated cohort no model saw in training or selection (profile, size, seed).")
-    benchmark: dict[str, EndpointMetrics] = Field(description="Headline metrics per endpoint on the benchmark cohort.")
+    benchmark: dict[str, EndpointMetrics] = Field(
+        description="Headline metrics per outcome and horizon on the benchmark cohort (null beyond its follow-up).")
+    benchmark_against_truth: dict[str, dict[str, TruthMetrics]] = Field(
+        description="Per outcome and horizon, then per treatment arm: the benchmark cohort's risks against the "
+                    "simulator's exact risks.")
     features: list[FeatureInfo] = Field(description="Inputs of POST /predict, with units and ranges.")
 
 
@@ -104,15 +127,15 @@ def feature_info() -> list[FeatureInfo]:
     return described
 
 
-def describe_model(name: str, version: str, run_id: str, endpoints: tuple[str, ...]) -> ModelInfo:
+def describe_model(name: str, version: str, run_id: str, risk_model) -> ModelInfo:
     """Read the description of a registered version from its MLflow run.
 
     Parameters
     ----------
     name, version, run_id : str
         The served registered version and the run that logged it.
-    endpoints : tuple of str
-        The endpoints the loaded model predicts.
+    risk_model : models.scoring.RiskModel
+        The loaded model (its outcomes and follow-up per treatment).
 
     Returns
     -------
@@ -121,6 +144,19 @@ def describe_model(name: str, version: str, run_id: str, endpoints: tuple[str, .
     """
     import mlflow
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    from features.schema import (
+        DEFAULT_HORIZONS_MONTHS,
+        EVALUATION_HORIZONS_MONTHS,
+        EXPLANATION_SCALE,
+        MAX_HORIZON_MONTHS,
+        MIN_HORIZON_MONTHS,
+        RESEARCH_NOTICE,
+        TREATMENTS,
+        endpoint,
+    )
+    from models.names import FAMILY_TAG, EXPERIMENT_TAG, PROMOTION_METRIC, endpoint_metric, truth_metric
+    from models.survival import EXTRAPOLATION_RULE
 
     run = mlflow.get_run(run_id)
     metrics = run.data.metrics
@@ -134,16 +170,26 @@ def describe_model(name: str, version: str, run_id: str, endpoints: tuple[str, .
                       context=next((t.value for t in d.tags if t.key == MLFLOW_DATASET_CONTEXT), None))
         for d in run.inputs.dataset_inputs
     ]
+    endpoints = [endpoint(o, h) for o in risk_model.outcome_names for h in EVALUATION_HORIZONS_MONTHS]
     return ModelInfo(
         name=name, version=version, run_id=run_id,
-        family=run.data.tags.get("autorisk.family"),
-        experiment=run.data.tags.get("autorisk.experiment"),
-        endpoints=list(endpoints),
+        family=run.data.tags.get(FAMILY_TAG),
+        experiment=run.data.tags.get(EXPERIMENT_TAG),
+        notice=RESEARCH_NOTICE,
+        outcomes=list(risk_model.outcome_names),
+        horizons_months=_range(MIN_HORIZON_MONTHS, MAX_HORIZON_MONTHS),
+        default_horizons_months=list(DEFAULT_HORIZONS_MONTHS),
+        follow_up_months=risk_model.follow_up_months(),
+        extrapolation_rule=EXTRAPOLATION_RULE,
+        explanation_scale=EXPLANATION_SCALE,
         datasets=datasets,
-        mean_log_loss=metric("mean_log_loss"),
-        held_out={e: EndpointMetrics(**{m: metric(f"{e}_{m}") for m in HEADLINE_METRICS}) for e in endpoints},
+        promotion_metric=metric(PROMOTION_METRIC),
+        held_out={e: EndpointMetrics(**{m: metric(endpoint_metric(e, m)) for m in HEADLINE_METRICS}) for e in endpoints},
         benchmark_cohort=run.data.params.get("benchmark_cohort"),
-        benchmark={e: EndpointMetrics(**{m: metric(f"bench_{e}_{m}") for m in HEADLINE_METRICS})
+        benchmark={e: EndpointMetrics(**{m: metric(endpoint_metric(e, m, "bench_")) for m in HEADLINE_METRICS})
                    for e in endpoints},
+        benchmark_against_truth={e: {t: TruthMetrics(**{m: metric(truth_metric("bench", t, e, m))
+                                                        for m in TruthMetrics.model_fields})
+                                     for t in TREATMENTS} for e in endpoints},
         features=feature_info(),
     )

@@ -1,40 +1,27 @@
-"""Contract tests, parametrised over every model family."""
+"""Contract and explanation tests of the relative-hazard families, parametrised over every family."""
 
 import numpy as np
 import pytest
 import shap
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import check_get_params_invariance, check_no_attributes_set_in_init, check_set_params
 
 from features.schema import FEATURE_NAMES
 from features.validation import FEATURE_INDEX, encode
-from models.estimators import FAMILIES, LogisticRiskClassifier, XGBoostRiskClassifier
+from models.estimators import FAMILIES, LinearCoxRegression, XGBoostCoxRegression
+from models.survival import survival_target
 
-
-# Weights of 2 are not the same as repeating a row for these two, by design: the median imputation
-# and scaling use the rows with positive weight unweighted, and xgboost's histogram bins are
-# built from the distinct rows. IPCW only needs weights to scale each row's loss, which they do.
-WEIGHT_NOT_REPETITION = {
-    "check_sample_weight_equivalence_on_dense_data":
-        "weights scale the loss; imputation/binning are not weight-aware",
+FAMILY_PARAMS = {
+    "cox-linear": {"alpha": 1.0},
+    "cox-xgboost": {"n_estimators": 40, "max_depth": 3, "n_jobs": 2},
 }
-
-
-@parametrize_with_checks([LogisticRiskClassifier(), XGBoostRiskClassifier(n_estimators=10)],
-                         expected_failed_checks=lambda estimator: WEIGHT_NOT_REPETITION)
-def test_sklearn_contract(estimator, check):
-    check(estimator)
 
 
 @pytest.fixture(scope="module")
 def training(make_cohort):
     cohort = make_cohort("care-ms1", 6000, 3)
-    return encode(cohort), cohort["thyroid_event"].to_numpy(), cohort
-
-
-FAMILY_PARAMS = {
-    "logistic": {"C": 1.0},
-    "xgboost": {"n_estimators": 40, "max_depth": 3, "n_jobs": 2},
-}
+    return encode(cohort), survival_target(cohort["thyroid_event"] == 1, cohort["thyroid_time_months"]), cohort
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
@@ -43,26 +30,44 @@ def fitted(request, training):
     return FAMILIES[request.param](**FAMILY_PARAMS[request.param]).fit(matrix, y)
 
 
-def test_risk_is_a_probability(fitted, training):
-    risk = fitted.predict_proba(training[0])[:, 1]
-    assert np.all((risk >= 0) & (risk <= 1))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_scikit_learn_contract(family, training):
+    estimator = FAMILIES[family](**FAMILY_PARAMS[family])
+    check_no_attributes_set_in_init(family, estimator)
+    check_get_params_invariance(family, estimator)
+    check_set_params(family, estimator)
+    with pytest.raises(NotFittedError):
+        estimator.predict(training[0][:5])
+    matrix, y, _ = training
+    assert estimator.fit(matrix[:2000], y[:2000]) is estimator
+    assert clone(estimator).get_params() == estimator.get_params()
+    assert estimator.n_features_in_ == len(FEATURE_NAMES)
+    with pytest.raises(ValueError, match="features"):
+        estimator.predict(matrix[:5, :-1])
 
 
-def test_shap_identity_on_log_odds(fitted, training):
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_target_that_is_not_a_survival_time_is_refused(family, training):
+    matrix = training[0][:100]
+    with pytest.raises(ValueError, match="structured array"):
+        FAMILIES[family]().fit(matrix, np.ones(100))
+    with pytest.raises(ValueError, match="at least one event"):
+        FAMILIES[family]().fit(matrix, survival_target(np.zeros(100, dtype=bool), np.ones(100)))
+
+
+def test_shap_identity_on_the_log_relative_hazard(fitted, training):
     matrix = training[0]
     assert np.isnan(matrix).any()  # the identity must hold with unknown values too
     base, contributions = fitted.explain(matrix)
     assert contributions.shape == (len(matrix), len(FEATURE_NAMES))
-    risk = fitted.predict_proba(matrix)[:, 1]
-    logit = np.log(risk / (1 - risk))
-    np.testing.assert_allclose(base + contributions.sum(axis=1), logit, atol=1e-4)
+    np.testing.assert_allclose(base + contributions.sum(axis=1), fitted.predict(matrix), atol=1e-5)
 
 
 def test_explaining_does_not_modify_input(fitted, training):
     matrix = training[0]
     before = matrix.copy()
     fitted.explain(matrix)
-    fitted.predict_proba(matrix)
+    fitted.predict(matrix)
     np.testing.assert_array_equal(matrix, before)
 
 
@@ -70,27 +75,35 @@ def test_unknown_optional_features_are_scored(fitted, training):
     matrix = training[0][:50].copy()
     optional = [FEATURE_INDEX[n] for n in ("edss", "il21_pg_ml", "smoker", "thyroid_antibodies")]
     matrix[:, optional] = np.nan
-    risk = fitted.predict_proba(matrix)[:, 1]
-    assert np.isfinite(risk).all()
+    assert np.isfinite(fitted.predict(matrix)).all()
+
+
+def test_higher_relative_hazard_for_the_simulators_risk_factors(fitted, training):
+    """Thyroid antibodies multiply the odds of thyroid disease by 12 in the simulator: the hazard must rise clearly."""
+    matrix = training[0][:500].copy()
+    column = FEATURE_INDEX["thyroid_antibodies"]
+    matrix[:, column] = 0.0
+    without = fitted.predict(matrix)
+    matrix[:, column] = 1.0
+    assert np.mean(fitted.predict(matrix) - without) > 0.5
 
 
 def test_xgboost_contributions_match_shap_tree_explainer(training):
     matrix, y, _ = training
-    model = XGBoostRiskClassifier(n_estimators=40, n_jobs=2).fit(matrix, y)
+    model = XGBoostCoxRegression(n_estimators=40, n_jobs=2).fit(matrix, y)
     base, contributions = model.explain(matrix[:300])
     explanation = shap.TreeExplainer(model.booster_)(matrix[:300])
     np.testing.assert_allclose(contributions, explanation.values, atol=1e-4)
     np.testing.assert_allclose(base, explanation.base_values, atol=1e-4)
 
 
-def test_logistic_contributions_are_exact_shapley_values(training):
-    """Checked against shap's model-agnostic Exact explainer on the decision function as a black box."""
+def test_linear_contributions_are_exact_shapley_values(training):
+    """Checked against shap's model-agnostic Exact explainer on the log relative hazard as a black box."""
     matrix, y, _ = training
-    model = LogisticRiskClassifier().fit(matrix, y)
+    model = LinearCoxRegression().fit(matrix, y)
     background, rows = matrix[:100], matrix[100:110]
     assert np.isnan(rows).any() and np.isnan(background).any()  # imputation and indicators are exercised
-    explainer = shap.explainers.Exact(model.decision_function,
-                                      shap.maskers.Independent(background, max_samples=len(background)))
+    explainer = shap.explainers.Exact(model.predict, shap.maskers.Independent(background, max_samples=len(background)))
     exact = explainer(rows)
     _, ours = model.explain(rows)
     _, on_background = model.explain(background)
@@ -98,13 +111,14 @@ def test_logistic_contributions_are_exact_shapley_values(training):
     np.testing.assert_allclose(exact.values, ours - on_background.mean(axis=0), atol=1e-6)
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_zero_weight_is_the_same_as_leaving_the_row_out(family, training):
-    matrix, y, _ = training
-    weight = np.ones(len(y))
-    weight[::3] = 0
-    kept = weight > 0
-    params = FAMILY_PARAMS[family]
-    weighted = FAMILIES[family](**params).fit(matrix, y, sample_weight=weight)
-    subset = FAMILIES[family](**params).fit(matrix[kept], y[kept])
-    np.testing.assert_allclose(weighted.predict_proba(matrix[:200]), subset.predict_proba(matrix[:200]), atol=1e-10)
+def test_linear_cox_recovers_a_known_hazard_ratio():
+    """Exponential times with hazard 0.01 * exp(0.7 x): the fitted log hazard ratio is 0.7 (to sampling error)."""
+    rng = np.random.default_rng(5)
+    n = 20_000
+    x = rng.normal(size=(n, 1))
+    time = rng.exponential(1.0 / (0.01 * np.exp(0.7 * x[:, 0])))
+    censor = np.minimum(rng.exponential(200.0, n), 120.0)
+    event = time <= censor
+    model = LinearCoxRegression(alpha=0.0).fit(x, survival_target(event, np.minimum(time, censor)))
+    per_unit = model.cox_.coef_[0] / model.scaler_.scale_[0]
+    assert per_unit == pytest.approx(0.7, abs=0.03)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.schema import ENDPOINTS, FEATURE_NAMES, ID_COLUMN, output_columns
+from features.schema import FEATURE_NAMES, HORIZON_FREE_FEATURES, ID_COLUMN, output_columns
 from pipelines.cli import app
 from pipelines.score import score_file
 
@@ -59,11 +59,51 @@ def test_scores_simulated_parquet_with_shap_identity(mlflow_store, make_cohort, 
     assert "ignored columns: thyroid_event" in result.output
     scores = pd.read_parquet(out)
     assert len(scores) == len(cohort) and scores["line"].tolist() == list(range(1, 3001))
-    for endpoint in ENDPOINTS:
-        risk = scores[f"risk_{endpoint}"].to_numpy()
-        assert ((risk >= 0) & (risk <= 1)).all()
-        total = scores[f"base_{endpoint}"] + scores[[f"shap_{endpoint}__{f}" for f in FEATURE_NAMES]].sum(axis=1)
-        np.testing.assert_allclose(total, np.log(risk / (1 - risk)), atol=1e-4)
+    for outcome in ("thyroid", "itp"):
+        free = scores[[f"shap_{outcome}__{f}" for f in HORIZON_FREE_FEATURES]].sum(axis=1)
+        for h in (24, 48):
+            risk = scores[f"risk_{outcome}_{h}m"].to_numpy()
+            assert ((risk > 0) & (risk < 1)).all()
+            total = scores[f"base_{outcome}_{h}m"] + free + scores[f"shap_{outcome}_{h}m__treatment"]
+            np.testing.assert_allclose(total, np.log(-np.log1p(-risk)), rtol=0, atol=1e-9)
+    # Interferon at 48 months lies beyond its 24 months of follow-up: flagged, naming the horizon.
+    interferon = (cohort["treatment"] == "interferon_beta_1a").to_numpy()
+    assert scores["warnings"][interferon].str.contains("extrapolated: risks at 48 months on interferon").all()
+    assert "risks at 48 months on interferon_beta_1a are extrapolated" in result.output
+
+
+def test_horizons_and_contrast_on_request(mlflow_store, champion, make_cohort, tmp_path):
+    cohort = make_cohort("care-ms2", 400, 23)
+    source, out = tmp_path / "cohort.csv", tmp_path / "scores.csv"
+    cohort.to_csv(source, index=False)
+    result = run_score(source, "--out", out, "--ignore-extra-columns", "--horizons", "60, 12,36", "--contrast")
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out, keep_default_na=False)
+    outcomes = champion.risk_model.outcome_names
+    assert list(scores.columns) == ["line", ID_COLUMN, *output_columns(outcomes, (12, 36, 60), True),
+                                    "warnings", "model_version"]
+    for outcome in outcomes:
+        assert (scores[f"risk_{outcome}_12m"] <= scores[f"risk_{outcome}_36m"]).all()
+        assert (scores[f"risk_{outcome}_36m"] <= scores[f"risk_{outcome}_60m"]).all()
+        np.testing.assert_allclose(scores[f"excess_{outcome}_60m"], scores[f"risk_{outcome}_60m_if_alemtuzumab"]
+                                   - scores[f"risk_{outcome}_60m_if_interferon_beta_1a"], atol=1e-12)
+    # Every contrast holds an interferon risk at 36 and 60 months: extrapolated for everyone.
+    assert scores["warnings"].str.contains("extrapolated: risks at 36, 60 months on interferon_beta_1a").all()
+
+
+@pytest.mark.parametrize("horizons, message", [
+    ("24,96", "96 months is outside the range 1–72 months"),
+    ("0", "0 months is outside the range 1–72 months"),
+    ("24.5", "24.5 is not a whole number of months"),
+    ("two", "'two' is not a number of months"),
+])
+def test_a_horizon_outside_the_range_is_refused_naming_it(mlflow_store, tmp_path, horizons, message):
+    source = tmp_path / "c.csv"
+    source.write_text(HEADER + "p1,34,F,2,300,legacy_elisa,no\n")
+    result = run_score(source, "--out", tmp_path / "s.csv", "--horizons", horizons)
+    assert result.exit_code == 2
+    assert message in result.output and "--horizons" in result.output
+    assert not (tmp_path / "s.csv").exists()
 
 
 def test_unknown_column_fails_clearly_and_writes_nothing(mlflow_store, tmp_path):

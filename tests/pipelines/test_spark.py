@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from features.schema import ID_COLUMN, INPUT_NAMES
-from pipelines.score import score_file
+from pipelines.score import ScoringOptions, score_file
 
 pytest.importorskip("pyspark")
 
@@ -98,7 +98,8 @@ def test_the_spark_cli_in_its_own_process_is_quiet_and_gives_the_same_files(mlfl
     assert not any(value in logged for value in ("p-old", "p-late", "quoted", *patient_ids))
 
 
-def test_spark_gives_the_local_files_for_typed_parquet(mlflow_store, champion, spark, make_cohort, tmp_path):
+def test_spark_gives_the_local_files_for_typed_parquet_with_horizons_and_contrast(mlflow_store, champion, spark,
+                                                                                  make_cohort, tmp_path):
     source = tmp_path / "cohort.parquet"
     cohort = make_cohort("care-ms1", 900, 32)
     cohort.loc[cohort.index[::97], "age_years"] = 150.0  # impossible: rejected with its row number
@@ -108,8 +109,10 @@ def test_spark_gives_the_local_files_for_typed_parquet(mlflow_store, champion, s
     outputs = {}
     for engine in ("local", "spark"):
         out = tmp_path / engine / "scores.parquet"
-        summary = score_file(source, out, champion, allow_extra=True, chunk_rows=250, engine=engine, spark=spark)
+        summary = score_file(source, out, champion, allow_extra=True, chunk_rows=250, engine=engine, spark=spark,
+                             options=ScoringOptions(horizons=(6, 30, 66), contrast=True))
         assert (summary.read, summary.scored + summary.rejected) == (900, 900)
         outputs[engine] = read_outputs(out)
     assert_same_outputs(outputs["local"], outputs["spark"])
     assert outputs["spark"][1]["line"].tolist() == [i + 1 for i in range(0, 900, 97)]
+    assert "excess_itp_66m" in outputs["spark"][0].columns

@@ -39,9 +39,10 @@ def test_runs_and_metrics_read_back_through_the_rest_api(tracking_server, tiny_e
         f"{tiny_experiment.name}/{f}" for f in sorted(tiny_experiment.families)]
     keys = [{m["key"] for m in r["data"]["metrics"]} for r in runs]
     # the compare view lines up what every run shares: the headline metrics of every endpoint
-    for endpoint in tiny_experiment.endpoints:
+    for endpoint in (f"{o}_{h}m" for o in tiny_experiment.outcomes for h in tiny_experiment.evaluation_horizons_months):
         for name in ("auroc", "auroc_lo", "auroc_hi", "calibration_slope", "brier", "oracle_auroc"):
             assert all(f"{endpoint}_{name}" in k for k in keys), (endpoint, name)
+        assert all(f"truth_bench_alemtuzumab_{endpoint}_mean_risk" in k for k in keys)
     params = [{p["key"]: p["value"] for p in r["data"]["params"]} for r in runs]
     assert {p["family"] for p in params} == set(tiny_experiment.families)
 

@@ -43,11 +43,13 @@ def test_lists_the_runs_datasets_with_digests(info, run):
 
 def test_headline_metrics_are_the_runs(info, run):
     metrics = run.data.metrics
-    assert info["mean_log_loss"] == pytest.approx(metrics["mean_log_loss"])
+    assert info["promotion_metric"] == pytest.approx(metrics["mean_log_loss_over_null"])
     assert info["benchmark_cohort"] == run.data.params["benchmark_cohort"]
-    assert set(info["benchmark"]) == set(info["held_out"]) == set(info["endpoints"])
+    endpoints = {f"{o}_{h}m" for o in info["outcomes"] for h in (12, 24, 36, 48)}
+    assert set(info["benchmark"]) == set(info["held_out"]) == set(info["benchmark_against_truth"]) == endpoints
     for table in (info["benchmark"], info["held_out"]):
         assert None not in table["thyroid_24m"].values()  # common enough to have every metric
+    assert info["benchmark"]["thyroid_48m"]["auroc"] is None  # CARE-MS I: nobody followed to 48 months
     for prefix, table in (("bench_", info["benchmark"]), ("", info["held_out"])):
         for endpoint, values in table.items():
             assert set(values) == {"auroc", "auroc_lo", "auroc_hi", "calibration_slope",
@@ -58,6 +60,19 @@ def test_headline_metrics_are_the_runs(info, run):
                     assert value is None
                 else:
                     assert value == pytest.approx(logged)
+    truth = info["benchmark_against_truth"]["thyroid_48m"]["interferon_beta_1a"]
+    assert truth["mean_true_risk"] == pytest.approx(
+        metrics["truth_bench_interferon_beta_1a_thyroid_48m_mean_true_risk"])
+
+
+def test_says_what_it_answers_and_where_it_extrapolates(info):
+    assert info["notice"] == "Research tool on synthetic data; not for clinical decisions."
+    assert info["outcomes"] == ["thyroid", "itp"]
+    assert info["horizons_months"]["low"] == 1 and info["horizons_months"]["high"] == 72
+    assert info["default_horizons_months"] == [24, 48]
+    assert info["follow_up_months"] == {"interferon_beta_1a": 24.0, "alemtuzumab": 72.0}
+    assert "carried forward" in info["extrapolation_rule"]
+    assert info["explanation_scale"] == "log cumulative hazard"
 
 
 def test_features_carry_units_and_ranges_from_the_schema(info):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.schema import ENDPOINTS, FEATURE_NAMES
+from features.schema import FEATURE_NAMES, RESEARCH_NOTICE
 from pipelines.cli import app
 from tests.servers import free_port, running_server
 
@@ -54,35 +54,82 @@ def test_predict_returns_risks_and_shap_with_the_model_version(server, mlflow_st
     body = response.json()
     assert body["model"]["name"] == "autoimmunity-risk"
     assert body["model"]["version"] == mlflow_store["promotion"].chosen.version
+    assert body["notice"] == RESEARCH_NOTICE and body["horizons_months"] == [24, 48]
     assert [p["patient_id"] for p in body["predictions"]] == ["a", "b", "c"]
     for prediction in body["predictions"]:
-        assert set(prediction["outcomes"]) == set(ENDPOINTS)
-        for endpoint in ENDPOINTS:
-            scores = prediction["outcomes"][endpoint]
-            assert scores["horizon_months"] == int(endpoint.split("_")[1].removesuffix("m"))
-            assert scores["scale"] == "log-odds"
-            assert 0 <= scores["risk"] <= 1
-            assert set(scores["shap"]) == set(FEATURE_NAMES)
-            logit = np.log(scores["risk"] / (1 - scores["risk"]))
-            assert scores["base_value"] + sum(scores["shap"].values()) == pytest.approx(logit, abs=1e-4)
+        assert set(prediction["outcomes"]) == {"thyroid", "itp"}
+        for outcome in prediction["outcomes"].values():
+            assert [r["horizon_months"] for r in outcome["risks"]] == [24, 48]
+            assert outcome["risks"][0]["risk"] <= outcome["risks"][1]["risk"]
+            assert outcome["contrast"] is None
+            for scores in outcome["risks"]:
+                assert scores["scale"] == "log cumulative hazard"
+                assert 0 < scores["risk"] < 1
+                assert set(scores["shap"]) == set(FEATURE_NAMES)
+                log_hazard = np.log(-np.log1p(-scores["risk"]))
+                assert scores["base_value"] + sum(scores["shap"].values()) == pytest.approx(log_hazard, abs=1e-9)
+            years = outcome["by_year"]
+            assert [y["year"] for y in years] == [1, 2, 3, 4, 5]
+            assert all(a["risk"] <= b["risk"] for a, b in zip(years, years[1:]))
+            assert outcome["peak_hazard_year"] == max(years, key=lambda y: y["onset_in_year"])["year"]
+    assert [p["treatment"] for p in body["predictions"]] == ["alemtuzumab", "alemtuzumab", "interferon_beta_1a"]
     assert body["predictions"][0]["warnings"] == []
-    assert any("age_years: 67" in w for w in body["predictions"][2]["warnings"])
+    assert body["predictions"][0]["outcomes"]["thyroid"]["peak_hazard_year"] == 3
+    interferon = body["predictions"][2]
+    assert any("age_years: 67 is outside the training range 18–55; scored as 55" in w for w in interferon["warnings"])
+    # Interferon was followed for 24 months in training: its 48-month risks are extrapolated and say so.
+    assert [r["extrapolated"] for r in interferon["outcomes"]["thyroid"]["risks"]] == [False, True]
+    assert any(w.startswith("extrapolated: risks at 48 months on interferon_beta_1a") for w in interferon["warnings"])
+
+
+def test_horizons_and_contrast_on_request(server):
+    body = post(server, {"patients": PATIENTS, "horizons_months": [60, 1, 36, 36], "contrast": True}).json()
+    assert body["horizons_months"] == [1, 36, 60]
+    for prediction in body["predictions"]:
+        for outcome in prediction["outcomes"].values():
+            assert [r["horizon_months"] for r in outcome["risks"]] == [1, 36, 60]
+            for own, contrast in zip(outcome["risks"], outcome["contrast"]):
+                risk_if = contrast[f"risk_if_{prediction['treatment']}"]
+                assert own["risk"] == pytest.approx(risk_if, rel=1e-5)
+                assert contrast["excess"] == pytest.approx(
+                    contrast["risk_if_alemtuzumab"] - contrast["risk_if_interferon_beta_1a"], abs=1e-12)
+                assert contrast["extrapolated"] == (contrast["horizon_months"] > 24)
+        thyroid = prediction["outcomes"]["thyroid"]["contrast"]
+        assert thyroid[-1]["excess"] > 0.05  # alemtuzumab's excess thyroid risk by five years
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"horizons_months": [24, 73]}, "less than or equal to 72"),
+    ({"horizons_months": [0]}, "greater than or equal to 1"),
+    ({"horizons_months": [24.5]}, "horizons_months"),
+    ({"horizons_months": []}, "horizons_months"),
+    ({"contrast": "maybe"}, "contrast"),
+])
+def test_bad_horizons_get_a_400_naming_the_range(server, extra, message):
+    response = post(server, {"patients": PATIENTS[:1], **extra})
+    assert response.status_code == 400, response.text
+    assert message in response.text
 
 
 def test_rest_and_batch_give_the_same_numbers(server, tmp_path):
-    body = post(server, {"patients": PATIENTS}).json()
+    body = post(server, {"patients": PATIENTS, "horizons_months": [12, 48], "contrast": True}).json()
     source, out = tmp_path / "patients.csv", tmp_path / "scores.csv"
     pd.DataFrame(PATIENTS).to_csv(source, index=False)
-    result = CliRunner().invoke(app, ["score", str(source), "--out", str(out)])
+    result = CliRunner().invoke(app, ["score", str(source), "--out", str(out), "--horizons", "12,48", "--contrast"])
     assert result.exit_code == 0, result.output
-    batch = pd.read_csv(out).set_index("patient_id")
+    batch = pd.read_csv(out, keep_default_na=False).set_index("patient_id")
     for prediction in body["predictions"]:
         row = batch.loc[prediction["patient_id"]]
+        assert "; ".join(prediction["warnings"]) == row["warnings"]
         for outcome, scores in prediction["outcomes"].items():
-            assert scores["risk"] == pytest.approx(row[f"risk_{outcome}"], abs=1e-9)
-            assert scores["base_value"] == pytest.approx(row[f"base_{outcome}"], abs=1e-9)
-            for feature, value in scores["shap"].items():
-                assert value == pytest.approx(row[f"shap_{outcome}__{feature}"], abs=1e-9)
+            for at, contrast in zip(scores["risks"], scores["contrast"]):
+                name = f"{outcome}_{at['horizon_months']}m"
+                assert at["risk"] == pytest.approx(row[f"risk_{name}"], abs=1e-12)
+                assert at["base_value"] == pytest.approx(row[f"base_{name}"], abs=1e-12)
+                for feature, value in at["shap"].items():
+                    column = f"shap_{name}__treatment" if feature == "treatment" else f"shap_{outcome}__{feature}"
+                    assert value == pytest.approx(row[column], abs=1e-12)
+                assert contrast["excess"] == pytest.approx(row[f"excess_{name}"], abs=1e-12)
 
 
 @pytest.mark.parametrize("patient, field", [

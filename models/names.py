@@ -1,0 +1,58 @@
+"""Every MLflow metric and tag name that training, promotion, serving and reports share.
+
+Metric keys (all per endpoint ``<outcome>_<h>m``, e.g. ``thyroid_48m``):
+
+- ``<endpoint>_<metric>``: observed, censored outcomes of the held-out test split (IPCW);
+  ``bench_``, ``ext_<cohort>_`` and ``sub_<group>_`` prefixes for the benchmark cohort, the
+  external cohorts and subgroups of the test split.
+- ``truth_<cohort>_<treatment>_<endpoint>_<metric>``: the same patients' risks against the
+  simulator's exact risks, per arm and for both arms together (``all``); ``cohort`` is
+  ``bench`` or ``ext_<name>``.
+- ``contrast_<cohort>_<endpoint>_<metric>``: alemtuzumab minus interferon beta-1a.
+"""
+
+from __future__ import annotations
+
+# Tags of runs.
+EXPERIMENT_TAG = "autorisk.experiment"
+CONFIG_DIGEST_TAG = "autorisk.config_digest"
+ROLE_TAG = "autorisk.role"
+FAMILY_TAG = "autorisk.family"
+OUTCOME_TAG = "autorisk.outcome"
+ROLE_PARENT, ROLE_MODEL, ROLE_TRIAL, ROLE_PROMOTION = "parent", "model", "tuning-trial", "promotion"
+
+# Tags of registered model versions.
+VERSION_FAMILY_TAG = "family"
+VERSION_EXPERIMENT_TAG = "experiment"
+VERSION_METRIC_TAG = "mean_log_loss_over_null"
+
+# The promotion metric and the calibration check it comes with.
+PROMOTION_METRIC = "mean_log_loss_over_null"
+PROMOTION_HORIZONS_MONTHS = (24, 48)
+
+# Metrics against observed outcomes, at one horizon (models.evaluation.evaluate_at_horizon).
+LABEL_METRICS = ("auroc", "auroc_lo", "auroc_hi", "auprc", "auprc_lo", "auprc_hi", "oracle_auroc",
+                 "auroc_over_oracle", "brier", "log_loss", "log_loss_over_null", "calibration_slope",
+                 "oracle_calibration_slope", "slope_minus_oracle_lo", "slope_minus_oracle_hi", "calibration_intercept", "observed_over_expected", "ici",
+                 "mean_abs_risk_error", "mean_risk", "mean_true_risk", "known", "events")
+# Metrics against the simulator's truth, per arm (models.evaluation.evaluate_against_truth).
+TRUTH_METRICS = ("mean_risk", "mean_true_risk", "mean_risk_over_true", "mean_abs_risk_error", "auroc",
+                 "oracle_auroc", "auroc_over_oracle", "calibration_slope")
+# Metrics of the treatment contrast (models.evaluation.evaluate_contrast).
+CONTRAST_METRICS = ("predicted_between_arms", "true_between_arms", "between_arms_over_true",
+                    "mean_predicted_excess", "mean_true_excess", "excess_correlation", "excess_mean_abs_error")
+
+
+def endpoint_metric(endpoint: str, metric: str, prefix: str = "") -> str:
+    """``thyroid_24m_auroc``, ``bench_thyroid_24m_auroc``, ``ext_clinic_itp_48m_calibration_slope``."""
+    return f"{prefix}{endpoint}_{metric}"
+
+
+def truth_metric(cohort: str, treatment: str, endpoint: str, metric: str) -> str:
+    """``truth_bench_interferon_beta_1a_thyroid_48m_mean_risk``."""
+    return f"truth_{cohort}_{treatment}_{endpoint}_{metric}"
+
+
+def contrast_metric(cohort: str, endpoint: str, metric: str) -> str:
+    """``contrast_bench_thyroid_48m_excess_correlation``."""
+    return f"contrast_{cohort}_{endpoint}_{metric}"

@@ -1,0 +1,198 @@
+"""Step 5 of training: one MLflow run per experiment, one nested run per family, the model registered.
+
+Everything logged is an aggregate or a digest: datasets are logged by digest and schema (never
+their rows), the drift reference as histograms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib.metadata import version
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from sklearn.metrics import roc_curve
+
+from features.drift import REFERENCE_ARTIFACT, reference_profile
+from features.schema import (
+    ID_COLUMN,
+    INPUT_NAMES,
+    mlflow_input_schema,
+    mlflow_output_schema,
+    mlflow_params_schema,
+)
+from features.simulator import SimulatorConfig
+from features.validation import encode
+from models.evaluation import calibration_figure, decision_curve_figure, net_benefit, population_curve_figure
+from models.model_card import model_card
+from models.names import (
+    CONFIG_DIGEST_TAG,
+    EXPERIMENT_TAG,
+    FAMILY_TAG,
+    OUTCOME_TAG,
+    PROMOTION_METRIC,
+    ROLE_MODEL,
+    ROLE_PARENT,
+    ROLE_TAG,
+    ROLE_TRIAL,
+    VERSION_EXPERIMENT_TAG,
+    VERSION_FAMILY_TAG,
+    VERSION_METRIC_TAG,
+)
+from models.pyfunc import AutoimmunityRiskModel
+from models.scoring import RiskModel
+from pipelines.config import ExperimentConfig, FamilySpec
+from pipelines.tracking import ensure_experiment
+from pipelines.train import Cohorts, Evaluation, FamilyResult, TuningResult
+
+PIP_PACKAGES = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "scikit-survival", "xgboost", "pydantic",
+                "pyyaml")
+THRESHOLDS = np.round(np.arange(0.01, 0.51, 0.01), 2)
+
+
+def digest(payload: object) -> str:
+    """Short content digest of a JSON-able payload (the config and simulator a run used)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _dataset(frame: pd.DataFrame, name: str):
+    # Events as floats: MLflow's schema inference warns that integer columns cannot hold missing values.
+    events = {c: float for c in frame.columns if c.endswith("_event")}
+    return mlflow.data.from_pandas(frame.astype(events), name=name)
+
+
+def published_points(simulator: SimulatorConfig, outcome: str) -> list[tuple[str, float, float, str]]:
+    """The published incidences the simulator targets, as ``(treatment, month, risk, label)``."""
+    points = []
+    for name, profile in simulator.profiles.items():
+        kind = {"observed": "observed", "cumulative": "cumulative"}.get(profile.target_kind)
+        for arm, spec in profile.arms.items():
+            if kind and spec.targets and outcome in spec.targets:
+                points.append((arm, profile.follow_up_months, spec.targets[outcome], f"{name} ({kind})"))
+    return points
+
+
+def _log_endpoint_figures(family: str, curves: dict[str, dict[str, np.ndarray]]) -> None:
+    from matplotlib.figure import Figure
+
+    for name, c in curves.items():
+        known = c["weight"] > 0
+        if c["y"][known].sum() < 5:
+            continue
+        y, w = c["y"][known], c["weight"][known]
+        risks = {family: c["model"][known], "oracle (true risk)": c["oracle"][known]}
+        figure = Figure(figsize=(5, 5))
+        axes = figure.subplots()
+        for label, risk in risks.items():
+            fpr, tpr, _ = roc_curve(y, risk, sample_weight=w)
+            axes.plot(fpr, tpr, label=label)
+        axes.plot([0, 1], [0, 1], color="grey", linestyle=":")
+        axes.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"{name}: ROC (IPCW), held-out")
+        axes.legend(loc="lower right")
+        mlflow.log_figure(figure, f"plots/roc_{name}.png")
+        mlflow.log_figure(calibration_figure(y, risks, f"{name}: calibration, held-out", weight=w),
+                          f"plots/calibration_{name}.png")
+        decision = {label: net_benefit(y, risk, w, THRESHOLDS) for label, risk in risks.items()}
+        mlflow.log_figure(decision_curve_figure(decision, f"{name}: decision curve"),
+                          f"plots/decision_curve_{name}.png")
+        table = pd.DataFrame({"threshold": THRESHOLDS, "treat_all": decision[family]["treat_all"]}
+                             | {f"net_benefit_{label}": d["model"] for label, d in decision.items()})
+        mlflow.log_text(table.to_csv(index=False), f"decision_curves/{name}.csv")
+
+
+class ExperimentRun:
+    """The parent MLflow run of one experiment; :meth:`log_family` adds a family's run and registers its model."""
+
+    def __init__(self, config: ExperimentConfig, simulator: SimulatorConfig, cohorts: Cohorts) -> None:
+        self.config = config
+        self.simulator = simulator
+        self.cohorts = cohorts
+        self.params = config.params() | simulator.assumption_params()
+        self.tags = {EXPERIMENT_TAG: config.name,
+                     CONFIG_DIGEST_TAG: digest(config.model_dump(mode="json") | {"simulator": simulator.model_dump()})}
+        label = "+".join(c.label() for c in config.train_cohorts)
+        self.datasets = (_dataset(cohorts.train, f"{label}:train"), _dataset(cohorts.test, f"{label}:test"))
+        # Aggregates only: per-feature histograms for drift checks when scoring.
+        self.reference = reference_profile(encode(cohorts.train))
+        self.example = cohorts.test.loc[:4, [ID_COLUMN, *INPUT_NAMES]]
+        self.signature = ModelSignature(inputs=mlflow_input_schema(), outputs=mlflow_output_schema(),
+                                        params=mlflow_params_schema())
+        self.pip_requirements = [f"{p}=={version(p)}" for p in PIP_PACKAGES]
+
+    def __enter__(self) -> ExperimentRun:
+        self.experiment_id = ensure_experiment(self.config.name)
+        self.run = mlflow.start_run(run_name=self.config.name, tags=self.tags | {ROLE_TAG: ROLE_PARENT},
+                                    description=self.config.description)
+        mlflow.log_params(self.params)
+        mlflow.log_dict(self.config.model_dump(mode="json"), "config/experiment.json")
+        mlflow.log_dict(self.simulator.model_dump(mode="json"), "config/simulator_assumptions.json")
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        mlflow.end_run("FINISHED" if kind is None else "FAILED")
+
+    def finish(self, seconds: float) -> None:
+        mlflow.log_metric("train_seconds", seconds)
+
+    def _log_trials(self, run_id: str, tuning: TuningResult) -> None:
+        """Each trial as a run nested under the family's, with its own start and end time."""
+        client = mlflow.MlflowClient()
+        for trial in tuning.trials:
+            nested = client.create_run(
+                self.experiment_id, start_time=trial.started_ms, run_name=f"{trial.outcome}/trial-{trial.number}",
+                tags={"mlflow.parentRunId": run_id, ROLE_TAG: ROLE_TRIAL, OUTCOME_TAG: trial.outcome})
+            mlflow.log_params({f"model.{trial.outcome}.{k}": v for k, v in trial.params.items()},
+                              run_id=nested.info.run_id)
+            mlflow.log_metrics({f"validation_{e}_log_loss_over_null": v for e, v in trial.losses.items()}
+                               | {"validation_log_loss_over_null": trial.value}, run_id=nested.info.run_id)
+            client.set_terminated(nested.info.run_id, end_time=trial.finished_ms)
+
+    def log_family(self, name: str, spec: FamilySpec, model: RiskModel, outcome_params: dict[str, dict],
+                   tuning: TuningResult | None, evaluation: Evaluation) -> FamilyResult:
+        """Log one family's run (params, metrics, tables, plots, model card) and register its model."""
+        config = self.config
+        with mlflow.start_run(run_name=f"{config.name}/{name}", nested=True,
+                              tags=self.tags | {ROLE_TAG: ROLE_MODEL, FAMILY_TAG: name}) as run:
+            train_set, test_set = self.datasets
+            mlflow.log_input(train_set, context="training")
+            mlflow.log_input(test_set, context="evaluation")
+            mlflow.log_dict(self.reference, REFERENCE_ARTIFACT)
+            mlflow.log_params(self.params | {"family": name, "estimator": spec.estimator}
+                              | {f"model.{outcome}.{k}": str(v)
+                                 for outcome, chosen in outcome_params.items() for k, v in chosen.items()})
+            metrics = dict(evaluation.metrics)
+            if tuning is not None:
+                metrics |= tuning.summary
+                self._log_trials(run.info.run_id, tuning)
+            mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+            mlflow.log_text(evaluation.subgroups.to_csv(index=False), "subgroups.csv")
+            mlflow.log_text(evaluation.truth.to_csv(index=False), "truth/per_arm.csv")
+            mlflow.log_text(evaluation.contrast.to_csv(index=False), "truth/contrast.csv")
+            _log_endpoint_figures(name, evaluation.curves)
+            for outcome, curves in evaluation.population.items():
+                figure = population_curve_figure(
+                    curves, published_points(self.simulator, outcome),
+                    f"{outcome}: mean risk by month, benchmark cohort ({config.benchmark_cohort.profile})")
+                mlflow.log_figure(figure, f"plots/population_{outcome}.png")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=AutoimmunityRiskModel(model),
+                signature=self.signature,
+                input_example=self.example,
+                registered_model_name=config.registered_model_name,
+                pip_requirements=self.pip_requirements,
+            )
+            model_version = str(info.registered_model_version)
+            client = mlflow.MlflowClient()
+            for key, value in {VERSION_FAMILY_TAG: name, VERSION_EXPERIMENT_TAG: config.name,
+                               VERSION_METRIC_TAG: f"{metrics[PROMOTION_METRIC]:.6f}"}.items():
+                client.set_model_version_tag(config.registered_model_name, model_version, key, value)
+            card = model_card(name=config.registered_model_name, version=model_version, family=name, spec=spec,
+                              config=config, simulator=self.simulator, metrics=metrics, evaluation=evaluation,
+                              follow_up=model.follow_up_months())
+            mlflow.log_text(card.markdown, "model_card/model_card.md")
+            mlflow.log_text(card.html, "model_card/model_card.html")
+        return FamilyResult(name, run.info.run_id, model_version, metrics)
