@@ -218,7 +218,7 @@ class CohortReport:
             f"# Cohort validation: {self.profile}\n\n"
             f"{spec.trial}; follow-up {spec.follow_up_months:g} months; IL-21 on {spec.il21_assay}.\n"
             f"Simulated n = {self.n:,} (seed {self.seed}). **{verdict}.**\n\n"
-            "Synthetic data for research; sources are rows of clinical-facts.md (\"facts\").\n\n"
+            "Synthetic data for research; sources are sections of docs/clinical-evidence.md (\"evidence\").\n\n"
             f"{header}{body}\n\n"
             f"![Kaplan–Meier cumulative incidence]({figure_name})\n"
         )

@@ -230,7 +230,7 @@ class AssayReference:
     training: tuple[float, float]
 
 
-# Azzopardi 2014 (clinical-facts.md §3): the same patients read about ten times lower on a current kit.
+# Azzopardi 2014 (docs/clinical-evidence.md §3): the same patients read about ten times lower on a current kit.
 IL21_ASSAYS: dict[str, AssayReference] = {
     "legacy_elisa": AssayReference(median_pg_ml=260.0, log_sd=0.85, training=(10.0, 5000.0)),
     "current_elisa": AssayReference(median_pg_ml=26.0, log_sd=0.85, training=(1.0, 500.0)),

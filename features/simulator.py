@@ -1,7 +1,7 @@
 """Synthetic cohorts that match the published trials, with event times and censoring.
 
 Every number comes from :class:`SimulatorConfig` (``experiments/cohorts.yaml``),
-which cites its source in ``clinical-facts.md``. The functions here are pure:
+which cites its source in ``docs/clinical-evidence.md``. The functions here are pure:
 config and seed in, DataFrame out.
 
 Event model

@@ -338,7 +338,7 @@ FEATURE_INDEX: dict[str, int] = {name: j for j, name in enumerate(FEATURE_NAMES)
 def il21_z_scores(il21_pg_ml: np.ndarray, assay_code: np.ndarray) -> np.ndarray:
     """IL-21 as a z-score of ln(pg/mL) within its assay's reference distribution (NaN when unknown).
 
-    The assays differ about ten-fold in absolute level (clinical-facts.md §3), so the model
+    The assays differ about ten-fold in absolute level (docs/clinical-evidence.md §3), so the model
     must never see raw pg/mL from different kits on one scale.
     """
     z = np.full(len(il21_pg_ml), np.nan)
