@@ -330,8 +330,7 @@ def _dmatrix(booster: xgb.Booster, X32: np.ndarray) -> xgb.DMatrix:
                        feature_types=booster.feature_types)
 
 
-def _read_base_margin(booster: xgb.Booster, trees: list[_Tree], first_round: list[int],
-                      n_features: int) -> float:
+def _read_base_margin(booster: xgb.Booster, model: dict, trees: list[_Tree], n_features: int) -> float:
     """The model's margin before any tree, read back from xgboost.
 
     xgboost stores ``base_score`` on the scale of the prediction and turns it into a margin
@@ -341,13 +340,16 @@ def _read_base_margin(booster: xgb.Booster, trees: list[_Tree], first_round: lis
     xgboost sums in float32 and keeps the base margin as a float32, so the difference is
     rounded to float32: exact when the first leaf is small beside the base margin, otherwise
     within one float32 rounding of the margin.
+
+    ``model`` is the ``gradient_booster["model"]`` part of the booster's JSON and ``trees`` its
+    parsed trees.
     """
     probe = np.zeros((1, n_features), dtype=np.float32)
     if booster.num_boosted_rounds() == 0:
         return float(booster.predict(_dmatrix(booster, probe), output_margin=True)[0])
     after_first_round = float(booster.predict(_dmatrix(booster, probe), output_margin=True,
                                               iteration_range=(0, 1))[0])
-    first = _build_tables([trees[t] for t in first_round], n_features, base_margin=0.0)
+    first = _build_tables([trees[t] for t in _first_round_trees(model)], n_features, base_margin=0.0)
     return float(np.float32(after_first_round - first.margin(probe)[0]))
 
 
@@ -432,7 +434,7 @@ class TreeShapTables:
         if largest > MAX_INTERNAL_NODES:
             return cls(n_features, booster=booster, fallback_reason=(
                 f"a tree has {largest} internal nodes, more than {MAX_INTERNAL_NODES}"))
-        base_margin = _read_base_margin(booster, trees, _first_round_trees(model), n_features)
+        base_margin = _read_base_margin(booster, model, trees, n_features)
         return cls(n_features, tables=_build_tables(trees, n_features, base_margin))
 
     @property

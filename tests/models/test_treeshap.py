@@ -268,12 +268,14 @@ def test_threads_chunks_and_sizes(train_rows):
         tables.contributions(rows[0])
 
 
-def test_trees_without_splits(train_rows, test_rows):
+@pytest.mark.parametrize("rounds", [0, 3])
+def test_no_trees_or_trees_without_splits(train_rows, test_rows, rounds):
     constant = xgb.DMatrix(train_rows, label=np.full(len(train_rows), 2.0), missing=np.nan)
     booster = xgb.train({"objective": "reg:squarederror", "base_score": 0.5, "nthread": 1},
-                        constant, num_boost_round=3)
+                        constant, num_boost_round=rounds)
     tables = TreeShapTables.from_booster(booster, N_FEATURES)
-    assert tables.to_state()["n_slots"] == 0
+    state = tables.to_state()
+    assert (state["n_trees"], state["n_slots"]) == (rounds, 0)
     np.testing.assert_allclose(tables.margin(test_rows), _xgboost_margin(booster, test_rows),
                                rtol=0, atol=TOLERANCE)
     np.testing.assert_allclose(tables.contributions(test_rows),
