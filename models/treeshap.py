@@ -483,7 +483,9 @@ class TreeShapTables:
             Feature values, read as float32 as xgboost does; NaN is missing and follows each
             node's default direction.
         n_threads : int, default 1
-            Threads over chunks of rows; worth more than 1 only for batches of thousands.
+            Threads over chunks of rows (64 rows for 400 trees of 11 features, more for
+            smaller models); a batch of one chunk runs on the calling thread. Under the
+            fallback, the booster's own ``nthread`` applies.
 
         Returns
         -------
@@ -504,7 +506,9 @@ class TreeShapTables:
             Feature values, read as float32 as xgboost does; NaN is missing and follows each
             node's default direction.
         n_threads : int, default 1
-            Threads over chunks of rows; worth more than 1 only for batches of thousands.
+            Threads over chunks of rows (64 rows for 400 trees of 11 features, more for
+            smaller models); a batch of one chunk runs on the calling thread. Under the
+            fallback, the booster's own ``nthread`` applies.
 
         Returns
         -------
