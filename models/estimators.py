@@ -9,12 +9,16 @@ The risk by a month follows from ``f`` and a baseline cumulative hazard per trea
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import xgboost as xgb
 from sklearn.base import BaseEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from models.treeshap import TreeShapTables
 
 
 def check_survival_target(y) -> tuple[np.ndarray, np.ndarray]:
@@ -115,8 +119,11 @@ class LinearCoxRegression(_RelativeHazard):
 class XGBoostCoxRegression(_RelativeHazard):
     """Gradient-boosted trees of the log relative hazard (xgboost, ``survival:cox``).
 
-    Missing values are handled natively; SHAP values are xgboost's exact TreeSHAP
-    (``pred_contribs``).
+    Missing values are handled natively. The log relative hazard and its exact
+    (path-dependent) TreeSHAP values come from tables built once, when the model is fitted
+    (:class:`models.treeshap.TreeShapTables`): a row's explanation costs what its prediction
+    costs, and the two agree exactly (``base + sum(shap) == predict`` in float64). Trees too
+    deep for the tables are explained by xgboost's ``pred_contribs`` instead.
 
     Parameters
     ----------
@@ -176,16 +183,20 @@ class XGBoostCoxRegression(_RelativeHazard):
         label = np.where(event, time, -np.maximum(time, np.finfo(float).tiny))
         train = xgb.DMatrix(X, label=label, missing=np.nan)
         self.booster_ = xgb.train(params, train, num_boost_round=self.n_estimators)
+        self.shap_tables_ = TreeShapTables.from_booster(self.booster_, X.shape[1])
         return self
 
     def _checked(self, X) -> np.ndarray:
         check_is_fitted(self)
         return validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
 
+    def _threads(self) -> int:
+        return self.n_jobs or os.cpu_count() or 1
+
     def predict(self, X) -> np.ndarray:
         """Log relative hazard ``f(x)`` (the trees' margin), shape (n_samples,)."""
         X = self._checked(X)
-        return self.booster_.inplace_predict(X, predict_type="margin", missing=np.nan).astype(float)
+        return self.shap_tables_.margin(X, n_threads=self._threads())
 
     def explain(self, X) -> tuple[np.ndarray, np.ndarray]:
         """SHAP values of :meth:`predict`.
@@ -196,8 +207,7 @@ class XGBoostCoxRegression(_RelativeHazard):
         contributions : ndarray of shape (n_samples, n_features)
         """
         X = self._checked(X)
-        matrix = xgb.DMatrix(X, missing=np.nan, nthread=self.n_jobs or -1)
-        contributions = self.booster_.predict(matrix, pred_contribs=True).astype(float)
+        contributions = self.shap_tables_.contributions(X, n_threads=self._threads())
         return contributions[:, -1], contributions[:, :-1]
 
 

@@ -122,3 +122,21 @@ def test_linear_cox_recovers_a_known_hazard_ratio():
     model = LinearCoxRegression(alpha=0.0).fit(x, survival_target(event, np.minimum(time, censor)))
     per_unit = model.cox_.coef_[0] / model.scaler_.scale_[0]
     assert per_unit == pytest.approx(0.7, abs=0.03)
+
+
+@pytest.mark.parametrize("max_depth", [1, 2, 3, 5])
+def test_xgboost_tables_equal_pred_contribs_at_every_depth_the_tuning_allows(training, max_depth):
+    """Depths 1-3 (the tuning space) are tabulated; depth 5 falls back to pred_contribs itself."""
+    import xgboost as xgb
+
+    matrix, y, _ = training
+    model = XGBoostCoxRegression(n_estimators=120, max_depth=max_depth, learning_rate=0.1, n_jobs=2).fit(matrix, y)
+    assert (model.shap_tables_.fallback_reason is None) == (max_depth <= 3)
+    base, contributions = model.explain(matrix)
+    reference = model.booster_.predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)
+    np.testing.assert_allclose(contributions, reference[:, :-1], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(base, reference[:, -1], rtol=0, atol=1e-5)
+    margin = model.booster_.predict(xgb.DMatrix(matrix, missing=np.nan), output_margin=True)
+    np.testing.assert_allclose(model.predict(matrix), margin, rtol=0, atol=1e-5)
+    if max_depth <= 3:  # tables: the identity holds in float64
+        np.testing.assert_allclose(base + contributions.sum(axis=1), model.predict(matrix), rtol=0, atol=1e-9)
