@@ -291,7 +291,7 @@ def _check(n: int, encoded_columns, ids: np.ndarray) -> ValidatedBatch:
                 unusual = (encoded < low) | (encoded > high)
             warnings.add(unusual, lambda i, f=feature, v=encoded:
                          f"{f.name}: {v[i]:g} is outside the training range "
-                         f"{f.training_text()}; scored as {min(max(v[i], f.training[0]), f.training[1]):g}, "
+                         f"{f.training_text()} and is scored as {min(max(v[i], f.training[0]), f.training[1]):g}: "
                          "the risk may be unreliable")
         values[:, j] = encoded
 
@@ -310,8 +310,8 @@ def _check(n: int, encoded_columns, ids: np.ndarray) -> ValidatedBatch:
         with np.errstate(invalid="ignore"):
             unusual = (assay == CATEGORY_CODES["il21_assay"][name]) & ((il21 < low) | (il21 > high))
         warnings.add(unusual, lambda i, lo=low, hi=high, a=name: (
-            f"il21_pg_ml: {il21[i]:g} is outside the training range {lo:g}–{hi:g} of {a}; "
-            f"scored as {min(max(il21[i], lo), hi):g}, the risk may be unreliable"))
+            f"il21_pg_ml: {il21[i]:g} is outside the training range {lo:g}–{hi:g} of {a} and is scored as "
+            f"{min(max(il21[i], lo), hi):g}: the risk may be unreliable"))
     matrix = values[:, [INPUT_INDEX[name] for name in FEATURE_NAMES]]
     matrix[:, FEATURE_INDEX["il21_pg_ml"]] = il21_z_scores(il21, assay)
 

@@ -115,7 +115,7 @@ def test_extreme_but_possible_inputs_are_scored_as_the_nearest_training_value(mo
                              "relapses_prior_2y": 40, "il21_pg_ml": 900_000, "il21_assay": "legacy_elisa",
                              "smoker": "yes", "family_history_autoimmunity": "yes", "thyroid_antibodies": "yes"}])
     batch = validate_frame(extreme)
-    assert "edss: 9.5 is outside the training range 0–5; scored as 5" in batch.warnings[0]
+    assert "edss: 9.5 is outside the training range 0–5 and is scored as 5" in batch.warnings[0]
     bounded = np.clip(batch.matrix, *TRAINING_BOUNDS)
     for outcome, risk in model.risks(batch.matrix, (24, 48, 72)).items():
         assert ((risk > 0) & (risk < 1)).all()
