@@ -91,8 +91,12 @@ def contrast_table(rows: pd.DataFrame) -> str:
 
 
 def model_card(*, name: str, version: str, family: str, spec, config, simulator, metrics: dict,
-               evaluation, follow_up: dict[str, float]) -> ModelCard:
-    """Build the card of one registered version from its training run's config, metrics and tables."""
+               evaluation, follow_up: dict[str, float], added_value: str | None = None) -> ModelCard:
+    """Build the card of one registered version from its training run's config, metrics and tables.
+
+    ``added_value``: the Markdown section on what named predictors add (:mod:`pipelines.biomarker`),
+    when the experiment measured it.
+    """
     import markdown
 
     horizons = config.evaluation_horizons_months
@@ -144,7 +148,8 @@ risk. Meant for research on risk communication and monitoring; it has never seen
 
 ## Data (TRIPOD+AI 6, 7, 8)
 Synthetic cohorts from the project's simulator (`experiments/cohorts.yaml`), whose every assumption
-cites its source and is logged with the training run. Arms, baseline distributions, follow-up,
+cites its source, a section of `docs/clinical-evidence.md` (the published figures, their sources and
+our confidence in each), and is logged with the training run. Arms, baseline distributions, follow-up,
 drop-out and the incidence of each outcome per arm match the published trials (CAMMS223, CARE-MS I and
 II, the 72-month extension) within stated tolerances (`autorisk cohort-report`). IL-21 effect: up to an
 odds ratio of {il21.max_odds_ratio:g} above a threshold of {il21.threshold_pg_ml:g} pg/mL (legacy kit),
@@ -177,6 +182,7 @@ slope shows what sampling noise alone gives). Horizons nobody in a cohort was fo
 {performance_table(metrics, endpoints, "bench_")}
 
 {external}
+{f"## Added value of predictors{chr(10)}{chr(10)}{added_value}{chr(10)}" if added_value else ""}
 ## Subgroups (TRIPOD+AI 23b)
 
 {subgroups}
@@ -184,8 +190,8 @@ slope shows what sampling noise alone gives). Horizons nobody in a cohort was fo
 ## Limitations (TRIPOD+AI 27)
 - The data are synthetic: performance here says how well the model recovers the simulator's risk
   function, not how it would perform in patients.
-- The predictive value of IL-21 is contested; the simulator encodes one reading. Compare with the
-  `il21-no-effect` experiment.
+- The predictive value of IL-21 is contested; the simulator encodes one reading
+  (`docs/clinical-evidence.md` §3). Compare with the `il21-no-effect` experiment.
 - Risks on a treatment beyond its follow-up in training are extrapolated (see above); in these
   cohorts every interferon risk after month {follow_up.get("interferon_beta_1a", 0):g} is.
 - A proportional-hazards model: within a treatment, every patient's hazard has the same shape over time.

@@ -9,6 +9,9 @@ Metric keys (all per endpoint ``<outcome>_<h>m``, e.g. ``thyroid_48m``):
   simulator's exact risks, per arm and for both arms together (``all``); ``cohort`` is
   ``bench`` or ``ext_<name>``.
 - ``contrast_<cohort>_<endpoint>_<metric>``: alemtuzumab minus interferon beta-1a.
+- ``added_<predictor>_<endpoint>_<metric>``: what a predictor adds, the family against itself refitted
+  without it, on the held-out split; ``added_<predictor>_ext_<cohort>_<endpoint>_<metric>`` on an
+  external cohort measured with a named IL-21 kit.
 """
 
 from __future__ import annotations
@@ -43,6 +46,16 @@ CONTRAST_METRICS = ("predicted_between_arms", "true_between_arms", "between_arms
                     "mean_predicted_excess", "mean_true_excess", "excess_correlation", "excess_mean_abs_error")
 
 
+# Added value of a predictor (pipelines.biomarker): AUROC with and without it, and the differences
+# with their paired bootstrap 95% intervals (_lo, _hi); net benefit: mean difference over 5-30%.
+ADDED_VALUE_METRICS = ("auroc_with", "auroc_without",
+                       *(f"{m}{end}" for m in ("delta_auroc", "nri", "nri_events", "nri_nonevents", "idi",
+                                              "idi_events", "idi_nonevents") for end in ("", "_lo", "_hi")),
+                       "delta_net_benefit_mean", "known", "events")
+# Fewest onsets with a known status for an endpoint to be compared at all.
+ADDED_VALUE_MIN_EVENTS = 5
+
+
 def endpoint_metric(endpoint: str, metric: str, prefix: str = "") -> str:
     """``thyroid_24m_auroc``, ``bench_thyroid_24m_auroc``, ``ext_clinic_itp_48m_calibration_slope``."""
     return f"{prefix}{endpoint}_{metric}"
@@ -56,3 +69,8 @@ def truth_metric(cohort: str, treatment: str, endpoint: str, metric: str) -> str
 def contrast_metric(cohort: str, endpoint: str, metric: str) -> str:
     """``contrast_bench_thyroid_48m_excess_correlation``."""
     return f"contrast_{cohort}_{endpoint}_{metric}"
+
+
+def added_value_metric(predictor: str, endpoint: str, metric: str, prefix: str = "") -> str:
+    """``added_il21_pg_ml_thyroid_24m_delta_auroc``, ``added_il21_pg_ml_ext_current-assay_thyroid_24m_nri``."""
+    return f"added_{predictor}_{prefix}{endpoint}_{metric}"

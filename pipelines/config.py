@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from features.schema import EVALUATION_HORIZONS_MONTHS, OUTCOMES, check_horizons
+from features.schema import EVALUATION_HORIZONS_MONTHS, FEATURE_NAMES, OUTCOMES, TREATMENT_FEATURE, check_horizons
 from models.estimators import FAMILIES
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
@@ -106,7 +106,8 @@ class ExperimentConfig(_Strict):
     Every family fits one survival model per outcome on the training cohorts' whole follow-up;
     tuning holds out ``validation_fraction`` of the training split; the models are evaluated at
     ``evaluation_horizons_months`` on the held-out test split, the benchmark cohort and the
-    external cohorts.
+    external cohorts. Each predictor named in ``added_value`` is dropped in turn and every family
+    refitted without it, to measure what it adds (:mod:`pipelines.biomarker`).
     """
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
@@ -124,6 +125,7 @@ class ExperimentConfig(_Strict):
     benchmark_cohort: CohortSpec
     bootstrap: int = Field(ge=0)
     families: dict[str, FamilySpec] = Field(min_length=1)
+    added_value: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _check_names(self) -> ExperimentConfig:
@@ -135,6 +137,12 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"evaluation_horizons_months: the simulator gives true risks at "
                              f"{list(EVALUATION_HORIZONS_MONTHS)} months only, not at {missing}")
         check_horizons(self.evaluation_horizons_months)
+        inputs = [n for n in FEATURE_NAMES if n != TREATMENT_FEATURE]
+        wrong = [p for p in self.added_value if p not in inputs]
+        if wrong:
+            raise ValueError(f"added_value: {wrong} are not predictors; choose from {inputs}")
+        if len(set(self.added_value)) != len(self.added_value):
+            raise ValueError(f"added_value: names a predictor twice ({list(self.added_value)})")
         return self
 
     def params(self) -> dict[str, str]:
@@ -150,6 +158,7 @@ class ExperimentConfig(_Strict):
             "outcomes": ",".join(self.outcomes),
             "evaluation_horizons_months": ",".join(map(str, self.evaluation_horizons_months)),
             "bootstrap": str(self.bootstrap),
+            "added_value": ",".join(self.added_value) or "none",
             "simulator_overrides": yaml.safe_dump(self.simulator_overrides, default_flow_style=True).strip(),
         }
 

@@ -190,9 +190,14 @@ class ExperimentRun:
             for key, value in {VERSION_FAMILY_TAG: name, VERSION_EXPERIMENT_TAG: config.name,
                                VERSION_METRIC_TAG: f"{metrics[PROMOTION_METRIC]:.6f}"}.items():
                 client.set_model_version_tag(config.registered_model_name, model_version, key, value)
+            added_value = None
+            if evaluation.biomarker is not None:
+                from pipelines.biomarker import log_added_value
+
+                added_value = log_added_value(evaluation.biomarker, config.name)
             card = model_card(name=config.registered_model_name, version=model_version, family=name, spec=spec,
                               config=config, simulator=self.simulator, metrics=metrics, evaluation=evaluation,
-                              follow_up=model.follow_up_months())
+                              follow_up=model.follow_up_months(), added_value=added_value)
             mlflow.log_text(card.markdown, "model_card/model_card.md")
             mlflow.log_text(card.html, "model_card/model_card.html")
         return FamilyResult(name, run.info.run_id, model_version, metrics)

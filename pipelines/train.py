@@ -8,7 +8,9 @@
    log relative hazard fitted on every training cohort's whole follow-up, both arms, and a
    Breslow baseline cumulative hazard per treatment (:mod:`models.survival`).
 4. :func:`evaluate` — :class:`Evaluation`: metrics against observed, censored outcomes (IPCW),
-   against the simulator's true risks per arm and horizon, and of the treatment contrast.
+   against the simulator's true risks per arm and horizon, and of the treatment contrast; with
+   ``added_value`` in the config, :func:`pipelines.biomarker.measure_added_value` adds what each
+   named predictor contributes (the family refitted without it).
 5. :func:`pipelines.registration.log_family` — one MLflow run per family: params, metrics,
    datasets, plots, model card, and the model registered with its signature.
 
@@ -17,8 +19,10 @@ Every step but the last is a pure function of its inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -39,6 +43,9 @@ from models.names import (
 from models.scoring import RiskModel
 from models.survival import HorizonLabels, StratifiedCox, horizon_labels, survival_target
 from pipelines.config import CohortSpec, ExperimentConfig, FamilySpec, deep_merge
+
+if TYPE_CHECKING:
+    from pipelines.biomarker import BiomarkerValue
 
 SUBGROUP_METRICS = ("auroc", "calibration_slope", "calibration_intercept", "observed_over_expected")
 SUBGROUP_HORIZONS_MONTHS = (24, 48)
@@ -106,6 +113,8 @@ class Evaluation:
         One row per cohort and endpoint: the alemtuzumab-minus-interferon contrast against the truth.
     population : dict of str to dict
         Per outcome and treatment, the benchmark cohort's mean predicted and true risk by month 0–72.
+    biomarker : BiomarkerValue, optional
+        What each predictor of the config's ``added_value`` adds (:mod:`pipelines.biomarker`).
     """
 
     metrics: dict[str, float]
@@ -114,6 +123,7 @@ class Evaluation:
     truth: pd.DataFrame
     contrast: pd.DataFrame
     population: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    biomarker: BiomarkerValue | None = None
 
 
 def load_simulator(config: ExperimentConfig) -> SimulatorConfig:
@@ -438,6 +448,14 @@ def run_experiment(config: ExperimentConfig, *, log=print) -> list[FamilyResult]
             fit_seconds = time.perf_counter() - family_started
             evaluation = evaluate(model, cohorts, config, simulator)
             evaluation.metrics["fit_seconds"] = fit_seconds
+            if config.added_value:
+                from pipelines.biomarker import measure_added_value
+
+                value_started = time.perf_counter()
+                biomarker = measure_added_value(name, spec, model, outcome_params, cohorts, config, log)
+                evaluation = dataclasses.replace(evaluation, biomarker=biomarker, metrics=evaluation.metrics
+                                                 | biomarker.metrics()
+                                                 | {"added_value_seconds": time.perf_counter() - value_started})
             result = experiment.log_family(name, spec, model, outcome_params, tuning, evaluation)
             results.append(result)
             m = result.metrics

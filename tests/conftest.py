@@ -28,7 +28,8 @@ def make_cohort(simulator):
 
 @pytest.fixture(scope="session")
 def tiny_experiment(tmp_path_factory):
-    """The default experiment, shrunk to train in seconds (both families, tuning included)."""
+    """The default experiment, shrunk to train in seconds (both families, tuning included), with the
+    added value of IL-21."""
     from pipelines.config import ExternalCohort, TuningSpec
 
     config = load_experiment(DEFAULT_EXPERIMENT)
@@ -40,6 +41,7 @@ def tiny_experiment(tmp_path_factory):
         "external_cohorts": [ExternalCohort(name="clinic", profile="clinic", n=3000, seed=3)],
         "benchmark_cohort": CohortSpec(profile="care-ms1", n=3000, seed=4),
         "bootstrap": 20,
+        "added_value": ("il21_pg_ml",),
         "families": {
             "cox-linear": config.families["cox-linear"],
             "cox-xgboost": xgboost.model_copy(update={

@@ -49,7 +49,8 @@ def test_experiments_inherit_the_baseline_and_differ_only_where_they_say():
     no_effect = load_experiment(EXPERIMENTS_DIR / "il21-no-effect.yaml")
     clinic = load_experiment(EXPERIMENTS_DIR / "trial-to-clinic.yaml")
     differs = {k for k in type(baseline).model_fields if getattr(baseline, k) != getattr(no_effect, k)}
-    assert differs == {"name", "description", "simulator_overrides"}
+    # il21-no-effect inherits il21-value: the baseline with the added value of IL-21 and the antibodies.
+    assert differs == {"name", "description", "simulator_overrides", "added_value"}
     assert no_effect.families == baseline.families  # tuning included
     assert clinic.families == baseline.families
     assert {k for k in type(baseline).model_fields if getattr(baseline, k) != getattr(clinic, k)} == {
