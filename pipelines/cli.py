@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -187,6 +188,52 @@ def report(
         path = out / f"model-card-{model_name}-v{found.version}.{suffix}"
         path.write_text(text, encoding="utf-8")
         console.print(f"wrote {path}")
+
+
+@app.command("sample-size")
+def sample_size(
+    config: Annotated[Path | None, typer.Option(help="Experiment YAML: the simulated world, the training mix and the families (default: experiments/baseline-comparison.yaml).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Three sizes up to 6,000, two repeats, a 4,000-patient benchmark: seconds, for a first look.")] = False,
+    sizes: Annotated[str | None, typer.Option(help="Training sizes, comma-separated (default 500,1000,2000,5000,10000,20000,60000).")] = None,
+    repeats: Annotated[int | None, typer.Option(help="Fits per size on fresh samples (default 5).")] = None,
+    family: Annotated[list[str] | None, typer.Option(help="Family of the experiment to fit (repeatable; default: all).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the report, its plots and tables.")] = Path("outputs/sample-size"),
+) -> None:
+    """Learning curves against the simulator's truth and Riley's minimum sample size: how many patients a real IL-21 study would need."""
+    from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
+    from pipelines.sample_size import DEFAULT_SETTINGS, QUICK_SETTINGS, run_sample_size, write_report
+    from pipelines.tracking import configure_tracking
+    from pipelines.train import load_simulator
+
+    uri = configure_tracking()
+    try:
+        experiment = load_experiment(config or DEFAULT_EXPERIMENT)
+        settings = QUICK_SETTINGS if quick else DEFAULT_SETTINGS
+        changes = {"families": tuple(family or ())}
+        if sizes is not None:
+            changes["sizes"] = tuple(int(v) for v in _months(sizes))
+        if repeats is not None:
+            changes["repeats"] = repeats
+        settings = dataclasses.replace(settings, **changes)
+        if any(n < 10 for n in settings.sizes) or settings.repeats < 1:
+            raise ValueError("sizes must be at least 10 patients and repeats at least 1")
+        unknown = [f for f in settings.families if f not in experiment.families]
+        if unknown:
+            raise ValueError(f"family: {', '.join(unknown)} not in {experiment.name} ({', '.join(experiment.families)})")
+    except (OSError, ValueError) as error:
+        raise _fail(str(error), 2) from error
+    console.print(f"learning curves of {experiment.name} ({', '.join(settings.families or experiment.families)}): "
+                  f"{', '.join(f'{n:,}' for n in settings.sizes)} training patients, {settings.repeats} repeats; "
+                  f"tracking at {uri}", soft_wrap=True, highlight=False)
+    result = run_sample_size(experiment, load_simulator(experiment), settings,
+                             log=lambda m: console.print(m, soft_wrap=True, highlight=False))
+    paths = write_report(out, result.summary, result.riley, result.markdown)
+    for r in result.riley.itertuples():
+        console.print(f"{r.outcome} by month {r.horizon_months} ({100 * r.incidence:.1f}%), C {r.c_statistic:.3f} "
+                      f"({r.c_source}): at least {r.n:,} patients ({r.events:,.0f} onsets); "
+                      f"141 patients are {r.published_share_of_needed:.0%} of it", highlight=False, soft_wrap=True)
+    console.print(f"report: {paths[0]} (MLflow run {result.run_id}, experiment 'sample-size'; {result.seconds:.0f} s)",
+                  soft_wrap=True, highlight=False)
 
 
 @app.command()

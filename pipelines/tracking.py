@@ -28,8 +28,13 @@ def artifact_root(tracking_uri: str) -> str | None:
     return (database.parent / "mlartifacts").resolve().as_uri()
 
 
-def ensure_experiment(name: str) -> str:
-    """Create the MLflow experiment ``name`` if needed (artifacts beside a SQLite store); return its id."""
+# MLflow shows this tag of an experiment or a run as its description (Markdown) in the UI.
+NOTE_TAG = "mlflow.note.content"
+
+
+def ensure_experiment(name: str, description: str | None = None) -> str:
+    """Create the MLflow experiment ``name`` if needed (artifacts beside a SQLite store), give it
+    ``description`` (shown above its runs in the UI), and return its id."""
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
         experiment_id = existing.experiment_id
@@ -37,5 +42,7 @@ def ensure_experiment(name: str) -> str:
         root = artifact_root(mlflow.get_tracking_uri())
         location = f"{root}/{name}" if root else None
         experiment_id = mlflow.create_experiment(name, artifact_location=location)
+    if description:
+        mlflow.MlflowClient().set_experiment_tag(experiment_id, NOTE_TAG, description)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
