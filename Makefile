@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean bench-simulate bench-score bench-serve bench-load wrk
+.PHONY: demo test install clean bench-simulate bench-score bench-serve bench-load wrk screenshots
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ bench-serve: $(BIN)/.installed wrk
 # REST: 60 seconds at 32 connections; fails on any error or memory growth over the bound.
 bench-load: $(BIN)/.installed wrk
 	$(BIN)/python benchmarks/serve.py --load
+
+# The MLflow UI in headless Chromium (Debian's chromium; as root, or through sudo): screenshots of the
+# il21-value experiment, a run page and its compare view against il21-no-effect, into docs/images/.
+# Train both experiments first (docs/mlflow-ui.md).
+screenshots: $(BIN)/.installed
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y chromium; } \
+		|| { echo "chromium is needed: install it with your package manager (Debian/Ubuntu: apt-get install chromium)"; exit 1; }
+	$(BIN)/python tools/mlflow_ui.py --out docs/images
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts mlruns outputs .pytest_cache

@@ -91,11 +91,12 @@ def contrast_table(rows: pd.DataFrame) -> str:
 
 
 def model_card(*, name: str, version: str, family: str, spec, config, simulator, metrics: dict,
-               evaluation, follow_up: dict[str, float], added_value: str | None = None) -> ModelCard:
+               evaluation, follow_up: dict[str, float], added_value: str | None = None,
+               headline: str | None = None) -> ModelCard:
     """Build the card of one registered version from its training run's config, metrics and tables.
 
     ``added_value``: the Markdown section on what named predictors add (:mod:`pipelines.biomarker`),
-    when the experiment measured it.
+    when the experiment measured it. ``headline``: the run's headline table (:mod:`models.headline`).
     """
     import markdown
 
@@ -122,6 +123,7 @@ def model_card(*, name: str, version: str, family: str, spec, config, simulator,
 
 **Research tool on synthetic data. Not for clinical decisions.**
 
+{f"## Headline (held-out split){chr(10)}{chr(10)}{headline}{chr(10)}" if headline else ""}
 ## Intended use (TRIPOD+AI 3, 5)
 Estimates, before a course of alemtuzumab (or interferon beta-1a) for relapsing–remitting multiple
 sclerosis, each patient's risk of a thyroid disorder and of immune thrombocytopenic purpura (ITP) by

@@ -46,12 +46,13 @@ CONTRAST_METRICS = ("predicted_between_arms", "true_between_arms", "between_arms
                     "mean_predicted_excess", "mean_true_excess", "excess_correlation", "excess_mean_abs_error")
 
 
-# Added value of a predictor (pipelines.biomarker): AUROC with and without it, and the differences
-# with their paired bootstrap 95% intervals (_lo, _hi); net benefit: mean difference over 5-30%.
-ADDED_VALUE_METRICS = ("auroc_with", "auroc_without",
-                       *(f"{m}{end}" for m in ("delta_auroc", "nri", "nri_events", "nri_nonevents", "idi",
-                                              "idi_events", "idi_nonevents") for end in ("", "_lo", "_hi")),
-                       "delta_net_benefit_mean", "known", "events")
+# Added value of a predictor (pipelines.biomarker): ΔAUROC, NRI and IDI with their paired bootstrap 95%
+# intervals (_lo, _hi), the parts for events and non-events, and the mean net-benefit difference over
+# 5-30%. The run's biomarker/added_value.csv has every figure (the parts' intervals, AUROC with and
+# without, onsets); as metrics, the few a compare view needs keep the run page readable.
+ADDED_VALUE_METRICS = ("delta_auroc", "delta_auroc_lo", "delta_auroc_hi", "nri", "nri_lo", "nri_hi", "nri_events",
+                       "nri_nonevents", "idi", "idi_lo", "idi_hi", "idi_events", "idi_nonevents",
+                       "delta_net_benefit_mean")
 # Fewest onsets with a known status for an endpoint to be compared at all.
 ADDED_VALUE_MIN_EVENTS = 5
 

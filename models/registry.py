@@ -169,7 +169,9 @@ def log_promotion(decision: Promotion, name: str) -> None:
     """Record the decision as a run of the MLflow experiment ``promotions``: rule, candidates, choice."""
     from pipelines.tracking import ensure_experiment
 
-    ensure_experiment("promotions")
+    ensure_experiment("promotions", description=(
+        "Each `autorisk promote`: the rule, every candidate version's figures (candidates.csv) and the "
+        "version @champion was set to."))
     with mlflow.start_run(run_name=f"promote/{name}/v{decision.chosen.version}",
                           tags={ROLE_TAG: ROLE_PROMOTION}):
         mlflow.log_params({"model": name, "rule": decision.rule, "champion": decision.chosen.version,

@@ -32,7 +32,7 @@ import pandas as pd
 from features.schema import FEATURES_BY_NAME, endpoint
 from features.validation import encode
 from models.incremental_value import DEFAULT_THRESHOLDS, AddedValue, added_value
-from models.names import ADDED_VALUE_MIN_EVENTS, added_value_metric
+from models.names import ADDED_VALUE_METRICS, ADDED_VALUE_MIN_EVENTS, added_value_metric
 from models.scoring import RiskModel
 from pipelines.config import ExperimentConfig, FamilySpec
 from pipelines.train import Cohorts, fit_family, status_at
@@ -87,11 +87,11 @@ class BiomarkerValue:
     bootstrap: int
 
     def metrics(self) -> dict[str, float]:
-        """``added_<predictor>_<prefix><endpoint>_<metric>`` (names in :mod:`models.names`)."""
+        """``added_<predictor>_<prefix><endpoint>_<metric>`` for :data:`models.names.ADDED_VALUE_METRICS`."""
         values: dict[str, float] = {}
         for c in self.comparisons:
-            values |= {added_value_metric(c.predictor, c.endpoint, m, c.prefix): v
-                       for m, v in comparison_values(c).items()}
+            every = comparison_values(c)
+            values |= {added_value_metric(c.predictor, c.endpoint, m, c.prefix): every[m] for m in ADDED_VALUE_METRICS}
         return values
 
     def table(self) -> pd.DataFrame:
@@ -115,7 +115,7 @@ class BiomarkerValue:
 
 
 def comparison_values(c: Comparison) -> dict[str, float]:
-    """The figures of one comparison by metric name (:data:`models.names.ADDED_VALUE_METRICS`)."""
+    """Every figure of one comparison, by name (a superset of :data:`models.names.ADDED_VALUE_METRICS`)."""
     v = c.value
     values = {"auroc_with": v.auroc.new, "auroc_without": v.auroc.old}
     for name, estimate in {"delta_auroc": v.auroc.difference,

@@ -27,7 +27,10 @@ def write_report(report: CohortReport, config: SimulatorConfig, folder: Path) ->
 
 def log_report(report: CohortReport, config: SimulatorConfig) -> str:
     """One run in the ``cohorts`` experiment: assumptions as params, the checks as metrics, the report as artifacts."""
-    ensure_experiment(EXPERIMENT)
+    ensure_experiment(EXPERIMENT, description=(
+        "Simulated cohorts checked against every published figure they target, one run per profile "
+        "(`autorisk cohort-report`): the checks as metrics (`checks_failed` should be 0), the report under "
+        "Artifacts, the assumptions as params."))
     checks = report.checks
     with mlflow.start_run(run_name=f"cohort-report/{report.profile}",
                           tags={"autorisk.role": "cohort-report", "autorisk.profile": report.profile}) as run:

@@ -24,12 +24,16 @@ from features.schema import (
     mlflow_output_schema,
     mlflow_params_schema,
 )
+from features.schema import endpoint
 from features.simulator import SimulatorConfig
 from features.validation import encode
 from models.evaluation import calibration_figure, decision_curve_figure, net_benefit, population_curve_figure
+from models.headline import HEADLINE_ARTIFACT, HEADLINE_TABLE, headline_frame, headline_markdown, run_description
 from models.model_card import model_card
 from models.names import (
     CONFIG_DIGEST_TAG,
+    added_value_metric,
+    endpoint_metric,
     EXPERIMENT_TAG,
     FAMILY_TAG,
     OUTCOME_TAG,
@@ -45,7 +49,7 @@ from models.names import (
 from models.pyfunc import AutoimmunityRiskModel
 from models.scoring import RiskModel
 from pipelines.config import ExperimentConfig, FamilySpec
-from pipelines.tracking import ensure_experiment
+from pipelines.tracking import NOTE_TAG, ensure_experiment
 from pipelines.train import Cohorts, Evaluation, FamilyResult, TuningResult
 
 PIP_PACKAGES = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "scikit-survival", "xgboost", "pydantic",
@@ -103,6 +107,38 @@ def _log_endpoint_figures(family: str, curves: dict[str, dict[str, np.ndarray]])
         mlflow.log_text(table.to_csv(index=False), f"decision_curves/{name}.csv")
 
 
+def log_headline(config: ExperimentConfig, family: str, version: str | None, metrics: dict[str, float]) -> str:
+    """The headline table of the active run: its description (shown first on the run page), an MLflow
+    table and a Markdown artifact. Returns the table's Markdown."""
+    endpoints = [endpoint(o, h) for o in config.outcomes for h in config.evaluation_horizons_months]
+    frame = headline_frame(metrics, endpoints, config.added_value)
+    table = headline_markdown(frame, config.added_value)
+    mlflow.set_tag(NOTE_TAG, run_description(experiment=config.name, family=family, version=version, table=table))
+    # Text as object dtype: MLflow looks for images among object columns, and pandas warns when that
+    # search also picks up its string dtype.
+    mlflow.log_table(frame.astype({"endpoint": object}), HEADLINE_TABLE)
+    mlflow.log_text(f"# {config.name} / {family}: headline\n\n{table}\n", HEADLINE_ARTIFACT)
+    return table
+
+
+def family_table(results: list[FamilyResult], predictors=()) -> str:
+    """Markdown: per family its registered version, the promotion metric and the held-out AUROC at 24
+    months (with each predictor's ΔAUROC there), for the experiment's parent run."""
+    outcomes = [o for o in ("thyroid", "itp") if any(endpoint_metric(endpoint(o, 24), "auroc") in r.metrics
+                                                     for r in results)]
+    header = ["family", "version", "log loss / null (lower is better)",
+              *[f"{o} 24 m AUROC" for o in outcomes], *[f"ΔAUROC {p}, thyroid 24 m" for p in predictors]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in results:
+        m = r.metrics
+        cells = [r.family, r.model_version, f"{m.get(PROMOTION_METRIC, float('nan')):.4f}",
+                 *[f"{m.get(endpoint_metric(endpoint(o, 24), 'auroc'), float('nan')):.3f}" for o in outcomes],
+                 *[f"{m.get(added_value_metric(p, 'thyroid_24m', 'delta_auroc'), float('nan')):+.4f}"
+                   for p in predictors]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 class ExperimentRun:
     """The parent MLflow run of one experiment; :meth:`log_family` adds a family's run and registers its model."""
 
@@ -123,7 +159,7 @@ class ExperimentRun:
         self.pip_requirements = [f"{p}=={version(p)}" for p in PIP_PACKAGES]
 
     def __enter__(self) -> ExperimentRun:
-        self.experiment_id = ensure_experiment(self.config.name)
+        self.experiment_id = ensure_experiment(self.config.name, description=self.config.description)
         self.run = mlflow.start_run(run_name=self.config.name, tags=self.tags | {ROLE_TAG: ROLE_PARENT},
                                     description=self.config.description)
         mlflow.log_params(self.params)
@@ -134,8 +170,12 @@ class ExperimentRun:
     def __exit__(self, kind, error, traceback) -> None:
         mlflow.end_run("FINISHED" if kind is None else "FAILED")
 
-    def finish(self, seconds: float) -> None:
+    def finish(self, seconds: float, results: list[FamilyResult] = ()) -> None:
+        """Log the experiment's time, and its description followed by one row per family."""
         mlflow.log_metric("train_seconds", seconds)
+        if results:
+            mlflow.set_tag(NOTE_TAG, f"{self.config.description.strip()}\n\n"
+                                     f"{family_table(results, self.config.added_value)}\n")
 
     def _log_trials(self, run_id: str, tuning: TuningResult) -> None:
         """Each trial as a run nested under the family's, with its own start and end time."""
@@ -143,7 +183,9 @@ class ExperimentRun:
         for trial in tuning.trials:
             nested = client.create_run(
                 self.experiment_id, start_time=trial.started_ms, run_name=f"{trial.outcome}/trial-{trial.number}",
-                tags={"mlflow.parentRunId": run_id, ROLE_TAG: ROLE_TRIAL, OUTCOME_TAG: trial.outcome})
+                tags={"mlflow.parentRunId": run_id, ROLE_TAG: ROLE_TRIAL, OUTCOME_TAG: trial.outcome,
+                      NOTE_TAG: f"Optuna trial {trial.number} of the {trial.outcome} study: validation log loss "
+                                f"over the incidence's {trial.value:.4f} (lower is better)."})
             mlflow.log_params({f"model.{trial.outcome}.{k}": v for k, v in trial.params.items()},
                               run_id=nested.info.run_id)
             mlflow.log_metrics({f"validation_{e}_log_loss_over_null": v for e, v in trial.losses.items()}
@@ -197,7 +239,8 @@ class ExperimentRun:
                 added_value = log_added_value(evaluation.biomarker, config.name)
             card = model_card(name=config.registered_model_name, version=model_version, family=name, spec=spec,
                               config=config, simulator=self.simulator, metrics=metrics, evaluation=evaluation,
-                              follow_up=model.follow_up_months(), added_value=added_value)
+                              follow_up=model.follow_up_months(), added_value=added_value,
+                              headline=log_headline(config, name, model_version, metrics))
             mlflow.log_text(card.markdown, "model_card/model_card.md")
             mlflow.log_text(card.html, "model_card/model_card.html")
         return FamilyResult(name, run.info.run_id, model_version, metrics)

@@ -30,6 +30,9 @@ def artifact_root(tracking_uri: str) -> str | None:
 
 # MLflow shows this tag of an experiment or a run as its description (Markdown) in the UI.
 NOTE_TAG = "mlflow.note.content"
+# Tells the UI an experiment trains models (its runs table, charts and compare view), not a GenAI
+# application (traces and judges), which it would otherwise have to guess from the runs.
+EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 
 def ensure_experiment(name: str, description: str | None = None) -> str:
@@ -41,7 +44,8 @@ def ensure_experiment(name: str, description: str | None = None) -> str:
     else:
         root = artifact_root(mlflow.get_tracking_uri())
         location = f"{root}/{name}" if root else None
-        experiment_id = mlflow.create_experiment(name, artifact_location=location)
+        experiment_id = mlflow.create_experiment(name, artifact_location=location,
+                                                 tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
     if description:
         mlflow.MlflowClient().set_experiment_tag(experiment_id, NOTE_TAG, description)
     mlflow.set_experiment(experiment_id=experiment_id)

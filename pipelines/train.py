@@ -465,5 +465,5 @@ def run_experiment(config: ExperimentConfig, *, log=print) -> list[FamilyResult]
                 for o in config.outcomes for h in PROMOTION_HORIZONS_MONTHS)
             log(f"{name}: {summary}; log loss / null {m[PROMOTION_METRIC]:.4f}; registered "
                 f"{config.registered_model_name} v{result.model_version} ({time.perf_counter() - family_started:.0f} s)")
-        experiment.finish(time.perf_counter() - started)
+        experiment.finish(time.perf_counter() - started, results)
     return results

@@ -1,0 +1,197 @@
+"""The MLflow UI as a researcher meets it, in a real browser: screenshots for docs/mlflow-ui.md.
+
+Starts ``mlflow ui`` on 127.0.0.1 against a store, opens it in Chromium driven by Playwright, and
+saves the experiment page, a family's run page and the compare view of two experiments' runs.
+The browser may reach 127.0.0.1 and nothing else: every other request is aborted, so no page
+loads fonts, scripts or telemetry from the internet.
+
+Needs Playwright for Python (the ``dev`` extra) and a Chromium (Debian: ``apt-get install
+chromium``; Playwright's own browser download is not used). Usage, after training both experiments
+into the store::
+
+    .venv/bin/python tools/mlflow_ui.py --store sqlite:///mlflow.db --out docs/images \\
+        --experiment il21-value --compare-with il21-no-effect --family cox-xgboost
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import urlopen
+
+CHROMIUM = os.environ.get("AUTORISK_CHROMIUM", "/usr/bin/chromium")
+LOOPBACK = "127.0.0.1"
+
+
+def chromium_path() -> str | None:
+    """The Chromium executable to drive, or None when there is none."""
+    found = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    return found
+
+
+@contextmanager
+def mlflow_ui(store: str, log: Path, timeout_s: float = 120) -> Iterator[str]:
+    """``mlflow ui`` on a free loopback port for ``store``; yields its URL, stops it and its children after."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port = sock.getsockname()[1]
+    url = f"http://{LOOPBACK}:{port}"
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", LOOPBACK,
+               "--port", str(port), "--workers", "1"]
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"mlflow ui exited with {process.returncode}: {log.read_text()}")
+            try:
+                with urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow ui not ready in {timeout_s:g} s: {log.read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextmanager
+def loopback_page(width: int = 1500, height: int = 1000) -> Iterator:
+    """A Playwright page in headless Chromium that can reach 127.0.0.1 only; yields ``(page, blocked)``,
+    ``blocked`` the list of URLs it was refused."""
+    from playwright.sync_api import sync_playwright
+
+    # Chromium will not run as root with its sandbox (a container's usual user).
+    arguments = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    blocked: list[str] = []
+
+    def only_loopback(route) -> None:
+        host = urlparse(route.request.url).hostname
+        if host == LOOPBACK or route.request.url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=arguments)
+        try:
+            context = browser.new_context(viewport={"width": width, "height": height})
+            context.route("**/*", only_loopback)
+            yield context.new_page(), blocked
+        finally:
+            browser.close()
+
+
+def close_side_panels(page) -> None:
+    """Close the assistant panel the UI may open beside a page (it hides half of it)."""
+    for name in ("Close", "close"):
+        button = page.get_by_role("button", name=name)
+        if button.count():
+            button.first.click()
+            return
+
+
+def show(page, url: str, expect: str, timeout_s: float = 60) -> None:
+    """Open ``url`` and wait until the page shows ``expect`` and has stopped changing.
+
+    The UI polls its server, so the network never goes idle; the page is ready when the text
+    asked for is there and the visible text stays the same for a second (tables and charts fill
+    in after the first data arrive).
+    """
+    page.goto(url, wait_until="load")
+    page.get_by_text(expect, exact=False).first.wait_for(timeout=timeout_s * 1000)
+    previous, deadline = None, time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = page.inner_text("body")
+        if text == previous and "Loading" not in text:
+            return
+        previous = text
+        page.wait_for_timeout(1000)
+
+
+def model_training_view(page) -> None:
+    """Switch the UI's sidebar from its GenAI view to model training (runs, charts, compare)."""
+    toggle = page.get_by_text("Model training", exact=True)
+    if toggle.count():
+        toggle.first.click()
+        page.wait_for_timeout(500)
+
+
+def run_ids(store: str, experiment: str, family: str) -> tuple[str, str]:
+    """``(experiment_id, run_id)`` of ``<experiment>/<family>``, the newest such run."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=store)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise SystemExit(f"no experiment {experiment!r} in {store}: train it first "
+                         f"(autorisk train --config experiments/{experiment}.yaml)")
+    runs = client.search_runs([found.experiment_id], filter_string=f"tags.`autorisk.family` = '{family}' "
+                              "and tags.`autorisk.role` = 'model'", order_by=["attributes.start_time DESC"],
+                              max_results=1)
+    if not runs:
+        raise SystemExit(f"no {family} run in experiment {experiment!r}")
+    return found.experiment_id, runs[0].info.run_id
+
+
+def screenshots(store: str, out: Path, experiment: str, compare_with: str, family: str) -> list[Path]:
+    """The experiment page, the run page and the compare view, as PNG files under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    first_experiment, first_run = run_ids(store, experiment, family)
+    second_experiment, second_run = run_ids(store, compare_with, family)
+    pages = {  # file: (path, text the page shows once its data are in)
+        "mlflow-experiment.png": (f"/#/experiments/{first_experiment}/runs", f"{experiment}/{family}"),
+        "mlflow-run.png": (f"/#/experiments/{first_experiment}/runs/{first_run}", "ΔAUROC"),
+        "mlflow-compare.png": (f'/#/compare-runs?runs=["{first_run}","{second_run}"]'
+                               f'&experiments=["{first_experiment}","{second_experiment}"]', "Run details"),
+    }
+    written = []
+    with mlflow_ui(store, out / "mlflow-ui.log") as url, loopback_page() as (page, blocked):
+        show(page, url + pages["mlflow-experiment.png"][0], experiment)
+        model_training_view(page)
+        for name, (path, expect) in pages.items():
+            show(page, url + path, expect)
+            close_side_panels(page)
+            page.screenshot(path=out / name, full_page=name != "mlflow-compare.png")
+            written.append(out / name)
+        print(f"requests refused (not {LOOPBACK}): {len(blocked)}")
+    (out / "mlflow-ui.log").unlink()
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument("--experiment", default="il21-value")
+    parser.add_argument("--compare-with", default="il21-no-effect")
+    parser.add_argument("--family", default="cox-xgboost")
+    args = parser.parse_args()
+    if chromium_path() is None:
+        raise SystemExit(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set AUTORISK_CHROMIUM)")
+    for path in screenshots(args.store, args.out, args.experiment, args.compare_with, args.family):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
