@@ -44,13 +44,26 @@ def check_survival_target(y) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _RelativeHazard(BaseEstimator):
-    """Shared tags: NaN means unknown; the target is a survival time."""
+    """Shared tags (NaN means unknown; the target is a survival time) and input checks."""
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         tags.target_tags.required = True
         return tags
+
+    def _checked(self, X) -> np.ndarray:
+        """``X`` as a float array of the fitted width; NaN allowed, infinity refused.
+
+        A model matrix from :mod:`features.validation` is already that: it is only checked for
+        its width and for infinity here, because scikit-learn's full check costs more than the
+        trees themselves for a request of one patient.
+        """
+        check_is_fitted(self)
+        if (isinstance(X, np.ndarray) and X.dtype == np.float64 and X.ndim == 2 and len(X)
+                and X.shape[1] == self.n_features_in_ and not np.isinf(X).any()):
+            return X
+        return validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
 
 
 class LinearCoxRegression(_RelativeHazard):
@@ -94,8 +107,8 @@ class LinearCoxRegression(_RelativeHazard):
         return self
 
     def _standardised(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        """Median-imputed values with the missing indicators, standardised."""
+        X = self._checked(X)
         return self.scaler_.transform(self.imputer_.transform(X))
 
     def predict(self, X) -> np.ndarray:
@@ -185,10 +198,6 @@ class XGBoostCoxRegression(_RelativeHazard):
         self.booster_ = xgb.train(params, train, num_boost_round=self.n_estimators)
         self.shap_tables_ = TreeShapTables.from_booster(self.booster_, X.shape[1])
         return self
-
-    def _checked(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        return validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
 
     def _threads(self) -> int:
         return self.n_jobs or os.cpu_count() or 1

@@ -144,8 +144,8 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
     horizons = options.horizons
     matrix = batch.matrix
     explained = model.explain(matrix, horizons)
-    monitoring = model.monitoring(matrix)
-    contrasts = model.contrast(matrix, horizons) if options.contrast else {}
+    monitoring = model.monitoring(matrix, explained)
+    contrasts = model.contrast(matrix, horizons, explained) if options.contrast else {}
     notes = model.extrapolation_notes(matrix, horizons, options.contrast)
     treatments = np.array(TREATMENT_BY_CODE, dtype=object)[treatment_index(matrix)] if len(matrix) else []
     follow_up = model.follow_up_months()
