@@ -69,7 +69,7 @@ def headline_markdown(frame: pd.DataFrame, predictors=()) -> str:
     header = ["endpoint", "onsets", "AUROC (95% CI)", "AUROC / oracle's", "calibration slope (oracle's)",
               *[f"ΔAUROC {p} (95% CI)" for p in predictors]]
     if coverage:
-        header.append("true risk inside the 95% risk interval")
+        header.append("true risk inside the 95% risk interval (benchmark, alemtuzumab arm)")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in frame.to_dict("records"):
         auroc = _number(r["auroc"], 3) + (f" ({r['auroc_lo']:.3f}–{r['auroc_hi']:.3f})"

@@ -92,11 +92,12 @@ def contrast_table(rows: pd.DataFrame) -> str:
 
 def model_card(*, name: str, version: str, family: str, spec, config, simulator, metrics: dict,
                evaluation, follow_up: dict[str, float], added_value: str | None = None,
-               headline: str | None = None) -> ModelCard:
+               headline: str | None = None, intervals: str | None = None) -> ModelCard:
     """Build the card of one registered version from its training run's config, metrics and tables.
 
     ``added_value``: the Markdown section on what named predictors add (:mod:`pipelines.biomarker`),
     when the experiment measured it. ``headline``: the run's headline table (:mod:`models.headline`).
+    ``intervals``: the section on the risks' 95% intervals (:mod:`pipelines.intervals`).
     """
     import markdown
 
@@ -172,6 +173,7 @@ risks under either treatment.
 
 {curves}
 
+{f"## Uncertainty: a 95% interval on every risk{chr(10)}{chr(10)}{intervals}{chr(10)}" if intervals else ""}
 ## Performance against observed outcomes: held-out test split (TRIPOD+AI 23)
 95% intervals: {config.bootstrap} bootstrap resamples. Time-dependent AUROC, Brier and calibration
 use IPCW weights; the oracle is the simulator's exact risk on the same patients (its calibration

@@ -9,6 +9,8 @@ Metric keys (all per endpoint ``<outcome>_<h>m``, e.g. ``thyroid_48m``):
   simulator's exact risks, per arm and for both arms together (``all``); ``cohort`` is
   ``bench`` or ``ext_<name>``.
 - ``contrast_<cohort>_<endpoint>_<metric>``: alemtuzumab minus interferon beta-1a.
+- ``interval_<cohort>_<arm>_<endpoint>_<metric>``: the 95% risk intervals against the simulator's true
+  risk (coverage per arm; for ``all`` arms also their width, the misses' side and the spread).
 - ``added_<predictor>_<endpoint>_<metric>``: what a predictor adds, the family against itself refitted
   without it, on the held-out split; ``added_<predictor>_ext_<cohort>_<endpoint>_<metric>`` on an
   external cohort measured with a named IL-21 kit.
@@ -53,6 +55,13 @@ CONTRAST_METRICS = ("predicted_between_arms", "true_between_arms", "between_arms
 ADDED_VALUE_METRICS = ("delta_auroc", "delta_auroc_lo", "delta_auroc_hi", "nri", "nri_lo", "nri_hi", "nri_events",
                        "nri_nonevents", "idi", "idi_lo", "idi_hi", "idi_events", "idi_nonevents",
                        "delta_net_benefit_mean")
+# The risk intervals on the benchmark cohort (pipelines.intervals): per arm the coverage of the true risk;
+# for both arms together also the coverage from the refits' own spread, the misses above and below, the
+# mean width, the served spread over the refits' (median) and the correlation of their logarithms, and
+# the instability index (mean absolute difference between a refit's risk and the model's).
+INTERVAL_ARM_METRICS = ("coverage",)
+INTERVAL_METRICS = ("coverage", "coverage_refits", "miss_above", "miss_below", "mean_width", "spread_ratio",
+                    "spread_correlation", "instability_mape")
 # Fewest onsets with a known status for an endpoint to be compared at all.
 ADDED_VALUE_MIN_EVENTS = 5
 
@@ -75,3 +84,8 @@ def contrast_metric(cohort: str, endpoint: str, metric: str) -> str:
 def added_value_metric(predictor: str, endpoint: str, metric: str, prefix: str = "") -> str:
     """``added_il21_pg_ml_thyroid_24m_delta_auroc``, ``added_il21_pg_ml_ext_current-assay_thyroid_24m_nri``."""
     return f"added_{predictor}_{prefix}{endpoint}_{metric}"
+
+
+def interval_metric(cohort: str, arm: str, endpoint: str, metric: str) -> str:
+    """``interval_bench_alemtuzumab_thyroid_24m_coverage``, ``interval_bench_all_itp_48m_mean_width``."""
+    return f"interval_{cohort}_{arm}_{endpoint}_{metric}"

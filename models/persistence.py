@@ -7,7 +7,10 @@ wherever autorisk is installed, whatever the Python objects looked like when it 
   parameters, its fitted arrays (the linear family's medians, scaling and coefficients) and the
   baseline cumulative hazard per treatment with the follow-up it rests on;
 - per outcome of a tree family, ``<outcome>.xgboost.ubj`` (the booster in xgboost's own binary
-  format) and ``<outcome>.treeshap.npz`` (the exact SHAP tables, built once at training time).
+  format) and ``<outcome>.treeshap.npz`` (the exact SHAP tables, built once at training time);
+- per outcome with risk intervals, ``<outcome>.intervals.npz`` (the linear family's refits as
+  arrays) or ``<outcome>.intervals.ubj`` (the tree family's learned spread), described under
+  ``intervals`` in the manifest (:mod:`models.intervals`).
 
 JSON keeps every float64 exactly (Python writes the shortest repr that reads back the same).
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from models.estimators import FAMILIES, LinearCoxRegression, XGBoostCoxRegression
+from models.intervals import load_spread, save_spread
 from models.scoring import RiskModel
 from models.survival import BaselineHazards, StratifiedCox
 
@@ -59,6 +63,8 @@ def save_risk_model(model: RiskModel, folder: Path) -> Path:
             entry["treeshap"] = {k: v for k, v in state.items() if k not in arrays}
         else:
             raise TypeError(f"cannot store a {type(estimator).__name__} as plain files")
+        if outcome in model.spreads:
+            entry["intervals"] = save_spread(model.spreads[outcome], folder, outcome)
         outcomes[outcome] = entry
     manifest = {"format": FORMAT, "family": model.family, "outcomes": outcomes}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
@@ -98,12 +104,14 @@ def load_risk_model(folder: Path) -> RiskModel:
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{folder / MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT!r}")
-    outcomes = {}
+    outcomes, spreads = {}, {}
     for outcome, entry in manifest["outcomes"].items():
+        if "intervals" in entry:
+            spreads[outcome] = load_spread(entry["intervals"], folder, outcome)
         fitted = _estimator(entry, folder, outcome)
         survival = StratifiedCox(estimator=FAMILIES[entry["estimator"]](**entry["params"]))
         survival.estimator_ = fitted
         survival.baseline_ = BaselineHazards(**{name: np.asarray(entry["baseline"][name], dtype=float)
                                                  for name in BASELINE_ARRAYS})
         outcomes[outcome] = survival
-    return RiskModel(family=manifest["family"], outcomes=outcomes)
+    return RiskModel(family=manifest["family"], outcomes=outcomes, spreads=spreads)

@@ -21,6 +21,7 @@ from features.schema import (
     shap_column,
 )
 from features.validation import FEATURE_INDEX, ValidatedBatch, bound_to_training_range
+from models.intervals import interval
 from models.survival import (
     EXTRAPOLATION_RULE,
     TREATMENT_BY_CODE,
@@ -87,9 +88,15 @@ class RiskModel:
         Fitted model per outcome (``thyroid``, ``itp``).
     """
 
-    def __init__(self, *, family: str, outcomes: dict[str, StratifiedCox]) -> None:
+    def __init__(self, *, family: str, outcomes: dict[str, StratifiedCox], spreads: dict | None = None) -> None:
         self.family = family
         self.outcomes = outcomes
+        # Per outcome, the bootstrap spread behind each risk's interval (models.intervals); none: no intervals.
+        self.spreads = dict(spreads or {})
+
+    def with_spreads(self, spreads: dict) -> RiskModel:
+        """The same model with the bootstrap spreads of :mod:`models.intervals` (per outcome)."""
+        return RiskModel(family=self.family, outcomes=self.outcomes, spreads=spreads)
 
     @property
     def outcome_names(self) -> tuple[str, ...]:
@@ -107,6 +114,9 @@ class RiskModel:
             if hasattr(inner, "booster_"):
                 inner.n_jobs = n_threads
                 inner.booster_.set_param({"nthread": n_threads})
+        for spread in self.spreads.values():
+            if hasattr(spread, "booster"):
+                spread.booster.set_param({"nthread": n_threads})
         return self
 
     def follow_up_months(self) -> dict[str, float]:
@@ -128,6 +138,28 @@ class RiskModel:
         if treatment is not None:
             bounded[:, TREATMENT_COLUMN] = CATEGORY_CODES[TREATMENT_FEATURE][treatment]
         return {outcome: model.risk(bounded, horizons) for outcome, model in self.outcomes.items()}
+
+    def intervals(self, matrix: np.ndarray, horizons, explained: dict[str, OutcomeExplanation] | None = None
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per outcome, the lower and upper ends of each risk's 95% interval, shape (n, H) each.
+
+        ± 1.96 bootstrap SDs of the log cumulative hazard (:mod:`models.intervals`), so the interval
+        always holds the risk itself; NaN for an outcome the model has no refits of. With
+        ``explained`` (:meth:`explain` of the same matrix), the risks are not computed again.
+        """
+        bounded = bound_to_training_range(matrix)
+        strata = treatment_index(bounded)
+        answers = {}
+        for outcome, model in self.outcomes.items():
+            spread = self.spreads.get(outcome)
+            if spread is None:
+                missing = np.full((len(bounded), len(tuple(horizons))), np.nan)
+                answers[outcome] = (missing, missing)
+                continue
+            f = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(bounded)
+            log_hazard = model.baseline_.log_at(horizons)[strata] + f[:, None]
+            answers[outcome] = interval(log_hazard, spread.log_sd(bounded, horizons))
+        return answers
 
     def contrast(self, matrix: np.ndarray, horizons,
                  explained: dict[str, OutcomeExplanation] | None = None) -> dict[str, dict[str, np.ndarray]]:
@@ -213,10 +245,14 @@ def score_columns(model: RiskModel, batch: ValidatedBatch, options: ScoringOptio
     columns: dict[str, np.ndarray] = {ID_COLUMN: batch.patient_ids}
     explained = model.explain(batch.matrix, horizons)
     contrasts = model.contrast(batch.matrix, horizons, explained) if options.contrast else {}
+    intervals = model.intervals(batch.matrix, horizons, explained)
     for outcome, scores in explained.items():
+        lower, upper = intervals[outcome]
         for k, h in enumerate(horizons):
             columns[f"risk_{endpoint(outcome, h)}"] = scores.risk[:, k]
             columns[f"base_{endpoint(outcome, h)}"] = np.full(len(scores.risk), scores.base[k])
+            columns[f"risk_lo_{endpoint(outcome, h)}"], columns[f"risk_hi_{endpoint(outcome, h)}"] = \
+                lower[:, k], upper[:, k]
         for name in HORIZON_FREE_FEATURES:
             columns[shap_column(outcome, name)] = scores.shap[:, FEATURE_INDEX[name]]
         for k, h in enumerate(horizons):

@@ -126,6 +126,8 @@ class ExperimentConfig(_Strict):
     bootstrap: int = Field(ge=0)
     families: dict[str, FamilySpec] = Field(min_length=1)
     added_value: tuple[str, ...] = ()
+    # Bootstrap refits behind each risk's 95% interval (models.intervals); 0: no intervals.
+    interval_refits: int = Field(default=20, ge=0)
 
     @model_validator(mode="after")
     def _check_names(self) -> ExperimentConfig:
@@ -141,6 +143,8 @@ class ExperimentConfig(_Strict):
         wrong = [p for p in self.added_value if p not in inputs]
         if wrong:
             raise ValueError(f"added_value: {wrong} are not predictors; choose from {inputs}")
+        if self.interval_refits == 1:
+            raise ValueError("interval_refits: a spread needs at least 2 refits (0 for no intervals)")
         if len(set(self.added_value)) != len(self.added_value):
             raise ValueError(f"added_value: names a predictor twice ({list(self.added_value)})")
         return self
@@ -159,6 +163,7 @@ class ExperimentConfig(_Strict):
             "evaluation_horizons_months": ",".join(map(str, self.evaluation_horizons_months)),
             "bootstrap": str(self.bootstrap),
             "added_value": ",".join(self.added_value) or "none",
+            "interval_refits": str(self.interval_refits),
             "simulator_overrides": yaml.safe_dump(self.simulator_overrides, default_flow_style=True).strip(),
         }
 

@@ -36,6 +36,7 @@ from models.names import (
     CONFIG_DIGEST_TAG,
     added_value_metric,
     endpoint_metric,
+    interval_metric,
     EXPERIMENT_TAG,
     FAMILY_TAG,
     OUTCOME_TAG,
@@ -114,7 +115,8 @@ def log_headline(config: ExperimentConfig, family: str, version: str | None, met
     """The headline table of the active run: its description (shown first on the run page), an MLflow
     table and a Markdown artifact. Returns the table's Markdown."""
     endpoints = [endpoint(o, h) for o in config.outcomes for h in config.evaluation_horizons_months]
-    frame = headline_frame(metrics, endpoints, config.added_value)
+    frame = headline_frame(metrics, endpoints, config.added_value, coverage_metric=(
+        (lambda e: interval_metric("bench", "alemtuzumab", e, "coverage")) if config.interval_refits else None))
     table = headline_markdown(frame, config.added_value)
     mlflow.set_tag(NOTE_TAG, run_description(experiment=config.name, family=family, version=version, table=table))
     # Text as object dtype: MLflow looks for images among object columns, and pandas warns when that
@@ -238,6 +240,11 @@ class ExperimentRun:
             for key, value in {VERSION_FAMILY_TAG: name, VERSION_EXPERIMENT_TAG: config.name,
                                VERSION_METRIC_TAG: f"{metrics[PROMOTION_METRIC]:.6f}"}.items():
                 client.set_model_version_tag(config.registered_model_name, model_version, key, value)
+            intervals = None
+            if evaluation.intervals is not None:
+                from pipelines.intervals import log_intervals
+
+                intervals = log_intervals(evaluation.intervals)
             added_value = None
             if evaluation.biomarker is not None:
                 from pipelines.biomarker import log_added_value
@@ -245,7 +252,7 @@ class ExperimentRun:
                 added_value = log_added_value(evaluation.biomarker, config.name)
             card = model_card(name=config.registered_model_name, version=model_version, family=name, spec=spec,
                               config=config, simulator=self.simulator, metrics=metrics, evaluation=evaluation,
-                              follow_up=model.follow_up_months(), added_value=added_value,
+                              follow_up=model.follow_up_months(), added_value=added_value, intervals=intervals,
                               headline=log_headline(config, name, model_version, metrics))
             mlflow.log_text(card.markdown, "model_card/model_card.md")
             mlflow.log_text(card.html, "model_card/model_card.html")

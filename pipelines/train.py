@@ -6,7 +6,9 @@
    fold of the training split (:class:`TuningResult`; its trials are logged afterwards).
 3. :func:`fit_family` — one survival model per outcome (:class:`models.scoring.RiskModel`): a
    log relative hazard fitted on every training cohort's whole follow-up, both arms, and a
-   Breslow baseline cumulative hazard per treatment (:mod:`models.survival`).
+   Breslow baseline cumulative hazard per treatment (:mod:`models.survival`); then
+   :func:`pipelines.intervals.fit_intervals` refits it on bootstrap resamples for the 95%
+   interval of every risk.
 4. :func:`evaluate` — :class:`Evaluation`: metrics against observed, censored outcomes (IPCW),
    against the simulator's true risks per arm and horizon, and of the treatment contrast; with
    ``added_value`` in the config, :func:`pipelines.biomarker.measure_added_value` adds what each
@@ -46,6 +48,7 @@ from pipelines.config import CohortSpec, ExperimentConfig, FamilySpec, deep_merg
 
 if TYPE_CHECKING:
     from pipelines.biomarker import BiomarkerValue
+    from pipelines.intervals import IntervalEvaluation
 
 SUBGROUP_METRICS = ("auroc", "calibration_slope", "calibration_intercept", "observed_over_expected")
 SUBGROUP_HORIZONS_MONTHS = (24, 48)
@@ -115,6 +118,8 @@ class Evaluation:
         Per outcome and treatment, the benchmark cohort's mean predicted and true risk by month 0–72.
     biomarker : BiomarkerValue, optional
         What each predictor of the config's ``added_value`` adds (:mod:`pipelines.biomarker`).
+    intervals : IntervalEvaluation, optional
+        Coverage of the true risk by the risks' 95% intervals (:mod:`pipelines.intervals`).
     """
 
     metrics: dict[str, float]
@@ -124,6 +129,7 @@ class Evaluation:
     contrast: pd.DataFrame
     population: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
     biomarker: BiomarkerValue | None = None
+    intervals: IntervalEvaluation | None = None
 
 
 def load_simulator(config: ExperimentConfig) -> SimulatorConfig:
@@ -446,8 +452,23 @@ def run_experiment(config: ExperimentConfig, *, log=print) -> list[FamilyResult]
             outcome_params = tuning.params if tuning else {o: dict(spec.params) for o in config.outcomes}
             model = fit_family(name, spec, cohorts.train, outcome_params)
             fit_seconds = time.perf_counter() - family_started
+            refits = None
+            if config.interval_refits:
+                from pipelines.intervals import evaluate_intervals, fit_intervals
+
+                model, refits, interval_seconds = fit_intervals(model, cohorts.train, config.interval_refits,
+                                                                config.split_seed)
             evaluation = evaluate(model, cohorts, config, simulator)
             evaluation.metrics["fit_seconds"] = fit_seconds
+            if refits is not None:
+                intervals = evaluate_intervals(model, refits, simulator, cohorts.benchmark,
+                                               config.evaluation_horizons_months, seconds=interval_seconds,
+                                               seed=config.split_seed)
+                evaluation = dataclasses.replace(evaluation, intervals=intervals,
+                                                 metrics=evaluation.metrics | intervals.metrics())
+                log(f"  95% risk intervals from {config.interval_refits} refits ({interval_seconds:.0f} s): true risk "
+                    "inside, benchmark: " + "; ".join(
+                        f"{r.endpoint} {r.coverage:.0%}" for r in intervals.table.itertuples() if r.arm == "all"))
             if config.added_value:
                 from pipelines.biomarker import measure_added_value
 

@@ -64,6 +64,7 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
     explained = model.explain(matrix, horizons)
     monitoring = model.monitoring(matrix, explained)
     contrasts = model.contrast(matrix, horizons, explained) if options.contrast else {}
+    intervals = model.intervals(matrix, horizons, explained)
     notes = model.extrapolation_notes(matrix, horizons, options.contrast)
     treatments = np.array(TREATMENT_BY_CODE, dtype=object)[treatment_index(matrix)].tolist() if len(matrix) else []
     follow_up = model.follow_up_months()
@@ -74,15 +75,21 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
         shap = [[dict(zip(FEATURE_NAMES, row)) for row in scores.shap_at(k).tolist()] for k in range(len(horizons))]
         view = monitoring[outcome]
         contrast = ({t: r.tolist() for t, r in contrasts[outcome].items()} if options.contrast else None)
+        lower, upper = intervals[outcome]
+        # [lower, upper] per patient and horizon; null for a model without refits (NaN is not JSON).
+        bounds = np.stack([lower, upper], axis=-1).tolist() if outcome in model.spreads else None
         per_outcome[outcome] = (scores.risk.tolist(), scores.base.tolist(), shap, scores.extrapolated.tolist(),
                                 view.risk.tolist(), view.onset_in_year.tolist(), view.extrapolated.tolist(),
-                                view.peak_year.tolist(), contrast)
+                                view.peak_year.tolist(), contrast, bounds)
     predictions = []
     for i, patient_id in enumerate(batch.patient_ids.tolist()):
         outcomes = {}
-        for outcome, (risk, base, shap, extrapolated, by_year, onset, year_beyond, peak, contrast) in per_outcome.items():
+        for outcome, (risk, base, shap, extrapolated, by_year, onset, year_beyond, peak, contrast,
+                      bounds) in per_outcome.items():
             answer = {
-                "risks": [{"horizon_months": h, "risk": risk[i][k], "extrapolated": extrapolated[i][k],
+                "risks": [{"horizon_months": h, "risk": risk[i][k],
+                           "risk_interval": bounds[i][k] if bounds is not None else None,
+                           "extrapolated": extrapolated[i][k],
                            "scale": EXPLANATION_SCALE, "base_value": base[k], "shap": shap[k][i]}
                           for k, h in enumerate(horizons)],
                 "by_year": [{"year": y, "risk": r, "onset_in_year": o, "extrapolated": e}

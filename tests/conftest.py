@@ -42,6 +42,7 @@ def tiny_experiment(tmp_path_factory):
         "benchmark_cohort": CohortSpec(profile="care-ms1", n=3000, seed=4),
         "bootstrap": 20,
         "added_value": ("il21_pg_ml",),
+        "interval_refits": 4,
         "families": {
             "cox-linear": config.families["cox-linear"],
             "cox-xgboost": xgboost.model_copy(update={

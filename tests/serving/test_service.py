@@ -67,6 +67,8 @@ def test_predict_returns_risks_and_shap_with_the_model_version(server, mlflow_st
             for scores in outcome["risks"]:
                 assert scores["scale"] == "log cumulative hazard"
                 assert 0 < scores["risk"] < 1
+                lower, upper = scores["risk_interval"]  # the 95% interval holds the risk
+                assert 0 < lower < scores["risk"] < upper < 1
                 assert set(scores["shap"]) == set(FEATURE_NAMES)
                 log_hazard = np.log(-np.log1p(-scores["risk"]))
                 assert scores["base_value"] + sum(scores["shap"].values()) == pytest.approx(log_hazard, abs=1e-9)

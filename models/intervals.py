@@ -1,0 +1,381 @@
+"""A 95% interval on every risk: the spread of bootstrap refits of the whole fitting procedure.
+
+Prediction instability, as Riley and Collins describe it for clinical prediction models (Riley &
+Collins, Biometrical Journal 2023): the model is fitted again on ``B`` bootstrap resamples of its
+training data (every step: imputation, scaling, the relative hazard, each treatment's Breslow
+baseline; the hyperparameters as chosen, tuning not repeated), and a patient's risk from each refit
+shows how much the answer depends on which patients happened to be in the data. The interval is
+normal on the log cumulative hazard scale, where the model is additive:
+
+    log H(t | x) ± 1.96 · sd_b[log H_b(t | x) - log H(t | x)],   risk = 1 - exp(-H),
+
+so it always contains the risk itself and never leaves (0, 1). It is the model's sampling
+uncertainty only: a bias that every refit shares (a model form the truth does not have) is not in
+it, which is why its coverage of the simulator's true risk is measured, not assumed.
+
+What a scored patient costs is kept to a fraction of the explanation itself:
+
+- **Linear family, closed form.** Every refit is affine in one design of the patient
+  (:func:`affine_design`: each value where known, each missing indicator, a constant), so the ``B``
+  refits are a ``(B, 2p + 1)`` matrix and a patient's ``B`` log hazards one matrix product: exact,
+  at the cost of a linear prediction. The refits themselves are cheap too: Newton's method on the
+  same penalised partial likelihood as scikit-survival's, vectorised, started from the fitted
+  coefficients (:func:`cox_newton`).
+- **Tree family, learned spread.** ``B`` boosters cost ``B`` passes over every tree, several times
+  the explanation. The refits' spread is measured instead on the training patients at months
+  :data:`MONTH_GRID` and a small booster learns its logarithm from the patient's inputs and the
+  month (:class:`LearnedSpread`): one small pass per horizon. How closely it follows the refits'
+  own spread on patients it never saw is measured with the coverage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import norm
+
+from models.estimators import LinearCoxRegression
+from models.survival import StratifiedCox, breslow_baselines, treatment_index
+
+LEVEL = 0.95
+Z = float(norm.ppf(0.5 + LEVEL / 2))
+# Months at which the tree family's spread is measured and learned (it is smooth in time).
+MONTH_GRID = (1, 3, 6, 12, 18, 24, 30, 36, 42, 48, 60, 72)
+# The learned spread's booster: shallow and smoothed (each target is itself an estimate from B refits).
+SPREAD_PARAMS = {"objective": "reg:squarederror", "max_depth": 4, "eta": 0.1, "min_child_weight": 50.0,
+                 "subsample": 0.8, "lambda": 5.0, "seed": 0, "tree_method": "hist"}
+SPREAD_ROUNDS = 150
+REFERENCE_ROWS = 20_000
+
+
+def risk_from_log_hazard(log_hazard: np.ndarray) -> np.ndarray:
+    """``1 - exp(-exp(log H))``, elementwise."""
+    return -np.expm1(-np.exp(log_hazard))
+
+
+def interval(log_hazard: np.ndarray, log_sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper risk of the 95% interval, from ``log H`` and its bootstrap SD (same shape)."""
+    return risk_from_log_hazard(log_hazard - Z * log_sd), risk_from_log_hazard(log_hazard + Z * log_sd)
+
+
+# --------------------------------------------------------------------------- the linear family, in closed form
+
+
+def affine_design(X: np.ndarray) -> np.ndarray:
+    """``[x_j where known else 0 ..., 1 where x_j is missing else 0 ..., 1]``, shape (n, 2p + 1).
+
+    Median imputation, missing indicators and standardisation are affine in this design, so every
+    fitted :class:`models.estimators.LinearCoxRegression` is ``affine_design(X) @ θ``
+    (:func:`affine_coefficients`), whatever medians and scales its training data gave.
+    """
+    missing = np.isnan(X)
+    return np.hstack([np.where(missing, 0.0, X), missing.astype(float), np.ones((len(X), 1))])
+
+
+def affine_coefficients(estimator: LinearCoxRegression) -> np.ndarray:
+    """``θ`` of shape (2p + 1,) with ``affine_design(X) @ θ == estimator.predict(X)``.
+
+    ``f(x) = Σ_c coef_c (column_c - mean_c) / scale_c`` over the value columns (``x_j``, or the
+    median where missing) and the indicator columns of the features that had missing values.
+    """
+    p = estimator.n_features_in_
+    weight = estimator.coef_ / estimator.scale_
+    values, indicators = weight[:p], weight[p:]
+    theta = np.zeros(2 * p + 1)
+    theta[:p] = values
+    theta[p:2 * p] = values * estimator.medians_
+    theta[p + estimator.indicated_] += indicators
+    theta[-1] = -np.sum(weight * estimator.mean_)
+    return theta
+
+
+def cox_newton(Z: np.ndarray, event: np.ndarray, time: np.ndarray, alpha: float, start: np.ndarray | None = None,
+               *, tol: float = 1e-9, max_iter: int = 100) -> np.ndarray:
+    """Ridge-penalised Cox regression with Breslow's ties: the coefficients scikit-survival's
+    ``CoxPHSurvivalAnalysis(alpha, ties="breslow")`` finds, by vectorised Newton steps.
+
+    Minimises ``-(1/n) Σ_events [z_i·w - log Σ_{t_j >= t_i} exp(z_j·w)] + alpha ||w||² / (2n)``,
+    halving a step that does not lower it, until the loss changes by less than ``tol`` relatively.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n, q)
+        Standardised design.
+    event, time : ndarray of shape (n,)
+        Onset observed (bool) and onset or censoring time.
+    alpha : float
+        Ridge penalty.
+    start : ndarray of shape (q,), optional
+        Starting coefficients (zeros by default); a nearby fit converges in a few steps.
+
+    Returns
+    -------
+    ndarray of shape (q,)
+    """
+    n, q = Z.shape
+    order = np.argsort(-time, kind="mergesort")  # descending: a risk set is a prefix
+    Z, event, time = Z[order], event[order].astype(bool), time[order]
+    new_group = np.concatenate([[True], time[1:] != time[:-1]])
+    group = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    ends = np.concatenate([starts[1:], [n]]) - 1
+    last_of, first_of = ends[group], starts[group]  # each row's tie group, in the descending order
+    Z_events = Z[event]
+
+    def loss_terms(w: np.ndarray):
+        eta = Z @ w
+        shift = eta.max()  # exp of the shifted predictor cannot overflow; the shift cancels in every ratio
+        r = np.exp(eta - shift)
+        s0 = np.cumsum(r)[last_of]
+        loss = -(np.sum(eta[event]) - np.sum(np.log(s0[event]) + shift)) / n + alpha * w @ w / (2 * n)
+        return loss, r, s0
+
+    w = np.zeros(q) if start is None else np.array(start, dtype=float)
+    loss, r, s0 = loss_terms(w)
+    for _ in range(max_iter):
+        s1 = np.cumsum(r[:, None] * Z, axis=0)[last_of]
+        z_bar = s1[event] / s0[event, None]
+        gradient = -(Z_events.sum(axis=0) - z_bar.sum(axis=0)) / n + alpha * w / n
+        # Σ_events S2_i / S0_i = Σ_j r_j z_j z_jᵀ A_j, A_j summing 1 / S0_i over the events at or after
+        # row j's time (in descending order: from the start of j's tie group to the end).
+        per_event = np.where(event, 1.0 / s0, 0.0)
+        tail = np.cumsum(per_event[::-1])[::-1]
+        a = tail[first_of]
+        hessian = ((Z * (r * a)[:, None]).T @ Z - z_bar.T @ z_bar) / n + alpha * np.eye(q) / n
+        step = np.linalg.solve(hessian, gradient)
+        candidate = w - step
+        new_loss, new_r, new_s0 = loss_terms(candidate)
+        halvings = 0
+        while new_loss > loss and halvings < 30:
+            step /= 2
+            candidate = w - step
+            new_loss, new_r, new_s0 = loss_terms(candidate)
+            halvings += 1
+        converged = abs(1 - new_loss / loss) < tol
+        w, loss, r, s0 = candidate, new_loss, new_r, new_s0
+        if converged:
+            break
+    return w
+
+
+def refit_linear(fitted: LinearCoxRegression, X: np.ndarray, event: np.ndarray, time: np.ndarray
+                 ) -> LinearCoxRegression:
+    """``fitted``'s whole procedure on new data (imputation, indicators, scaling, the penalised Cox
+    fit), by :func:`cox_newton` started from its coefficients: the model
+    ``LinearCoxRegression(alpha).fit(X, y)`` gives (a test checks it), faster."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import StandardScaler
+
+    imputer = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True).fit(X)
+    imputed = imputer.transform(X)
+    scaler = StandardScaler().fit(imputed)
+    indicator = imputer.indicator_
+    indicated = np.array(indicator.features_ if indicator is not None else [], dtype=int)
+    same_columns = np.array_equal(indicated, fitted.indicated_)
+    coef = cox_newton(scaler.transform(imputed), event, time, fitted.alpha, fitted.coef_ if same_columns else None)
+    refit = LinearCoxRegression(alpha=fitted.alpha, n_iter=fitted.n_iter)
+    refit.n_features_in_ = X.shape[1]
+    refit.indicated_, refit.medians_ = indicated, imputer.statistics_.astype(float)
+    refit.mean_, refit.scale_, refit.coef_ = scaler.mean_.astype(float), scaler.scale_.astype(float), coef
+    return refit
+
+
+# --------------------------------------------------------------------------- the refits
+
+
+@dataclass
+class BootstrapRefits:
+    """One outcome's model and its refits on bootstrap resamples of the training data.
+
+    Attributes
+    ----------
+    original : StratifiedCox
+        The fitted model.
+    refits : list of StratifiedCox
+        The same procedure on each resample.
+    """
+
+    original: StratifiedCox
+    refits: list[StratifiedCox] = field(default_factory=list)
+
+    def log_hazard_deviations(self, X: np.ndarray, horizons) -> np.ndarray:
+        """``log H_b(t | x) - log H(t | x)`` for every refit, patient and horizon, shape (B, n, H).
+
+        ``X`` is a bounded model matrix; each refit uses its own baseline for the patient's treatment.
+        """
+        strata = treatment_index(X)
+        own = self.original.log_relative_hazard(X)[:, None] + self.original.baseline_.log_at(horizons)[strata]
+        return np.stack([refit.log_relative_hazard(X)[:, None] + refit.baseline_.log_at(horizons)[strata] - own
+                         for refit in self.refits])
+
+
+def bootstrap_refits(original: StratifiedCox, X: np.ndarray, event: np.ndarray, time: np.ndarray, *,
+                     refits: int, seed: int) -> BootstrapRefits:
+    """Refit ``original``'s whole procedure on ``refits`` bootstrap resamples of its training rows.
+
+    Parameters
+    ----------
+    original : StratifiedCox
+        Fitted on ``X``, ``event``, ``time``.
+    X : ndarray of shape (n, n_features)
+        Its training model matrix.
+    event, time : ndarray of shape (n,)
+    refits : int
+        Resamples ``B``.
+    seed : int
+
+    Returns
+    -------
+    BootstrapRefits
+    """
+    from sklearn.base import clone
+
+    from models.survival import survival_target
+
+    rng = np.random.default_rng(seed)
+    fitted = []
+    for _ in range(refits):
+        rows = rng.integers(0, len(X), len(X))
+        Xb, eb, tb = X[rows], event[rows], time[rows]
+        refit = StratifiedCox(estimator=original.estimator)
+        if isinstance(original.estimator_, LinearCoxRegression):
+            refit.estimator_ = refit_linear(original.estimator_, Xb, eb, tb)
+        else:
+            refit.estimator_ = clone(original.estimator).fit(Xb, survival_target(eb, tb))
+        refit.baseline_ = breslow_baselines(refit.estimator_.predict(Xb), eb.astype(bool), tb, treatment_index(Xb))
+        fitted.append(refit)
+    return BootstrapRefits(original, fitted)
+
+
+# --------------------------------------------------------------------------- what a scored patient costs
+
+
+class LinearSpread:
+    """The linear family's refits in closed form: ``log H_b - log H`` for every refit by one matrix product.
+
+    Parameters
+    ----------
+    theta : ndarray of shape (B, 2p + 1)
+        Each refit's :func:`affine_coefficients` minus the model's.
+    log_baseline : ndarray of shape (B, n_treatments, 73)
+        Each refit's ``log H0`` minus the model's, per treatment and month 0–72.
+    """
+
+    kind = "linear"
+
+    def __init__(self, theta: np.ndarray, log_baseline: np.ndarray) -> None:
+        self.theta = np.asarray(theta, dtype=float)
+        self.log_baseline = np.asarray(log_baseline, dtype=float)
+
+    @property
+    def refits(self) -> int:
+        return len(self.theta)
+
+    @classmethod
+    def from_refits(cls, refits: BootstrapRefits) -> LinearSpread:
+        theta0 = affine_coefficients(refits.original.estimator_)
+
+        def log_after_month_0(cumulative: np.ndarray) -> np.ndarray:
+            # Every baseline is 0 at month 0 (no risk is asked for there): its deviation is set to 0.
+            return np.concatenate([np.zeros((len(cumulative), 1)), np.log(cumulative[:, 1:])], axis=1)
+
+        log0 = log_after_month_0(refits.original.baseline_.cumulative)
+        return cls(np.stack([affine_coefficients(r.estimator_) - theta0 for r in refits.refits]),
+                   np.stack([log_after_month_0(r.baseline_.cumulative) - log0 for r in refits.refits]))
+
+    def log_sd(self, X: np.ndarray, horizons) -> np.ndarray:
+        """Bootstrap SD of ``log H(t | x)`` per patient and horizon, shape (n, H), for a bounded matrix."""
+        relative = affine_design(X) @ self.theta.T  # (n, B)
+        baseline = self.log_baseline[:, :, np.asarray(horizons, dtype=int)][:, treatment_index(X)]  # (B, n, H)
+        deviations = relative.T[:, :, None] + baseline
+        return deviations.std(axis=0, ddof=1)
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able description, arrays) to store beside the model."""
+        return {"kind": self.kind, "refits": self.refits}, {"theta": self.theta, "log_baseline": self.log_baseline}
+
+
+def spread_inputs(X: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """The learned spread's input rows: every patient at every month, ``[x..., month]``, shape (n * H, p + 1)."""
+    repeated = np.repeat(X, len(months), axis=0)
+    return np.column_stack([repeated, np.tile(np.asarray(months, dtype=float), len(X))]).astype(np.float32)
+
+
+class LearnedSpread:
+    """The tree family's refits' spread, learned: ``log sd`` of ``log H(t | x)`` from ``x`` and ``t``.
+
+    Parameters
+    ----------
+    booster : xgboost.Booster
+        Regression of the log bootstrap SD on :func:`spread_inputs`.
+    refits : int
+        Refits behind it.
+    """
+
+    kind = "learned"
+
+    def __init__(self, booster, refits: int) -> None:
+        self.booster = booster
+        self.refits = int(refits)
+
+    @classmethod
+    def from_refits(cls, refits: BootstrapRefits, X: np.ndarray, months=MONTH_GRID, *,
+                    seed: int = 0) -> LearnedSpread:
+        """Measure the refits' spread on the patients of ``X`` (a bounded matrix) at ``months`` and learn it."""
+        import xgboost as xgb
+
+        rows = np.random.default_rng(seed).permutation(len(X))[:REFERENCE_ROWS]
+        X = X[rows]
+        sd = refits.log_hazard_deviations(X, months).std(axis=0, ddof=1)  # (n, H)
+        target = np.log(np.maximum(sd, 1e-6)).reshape(-1)
+        train = xgb.DMatrix(spread_inputs(X, np.asarray(months)), label=target, missing=np.nan)
+        booster = xgb.train(SPREAD_PARAMS | {"seed": seed}, train, num_boost_round=SPREAD_ROUNDS)
+        return cls(booster, len(refits.refits))
+
+    def log_sd(self, X: np.ndarray, horizons) -> np.ndarray:
+        """Learned bootstrap SD of ``log H(t | x)``, shape (n, H), for a bounded matrix."""
+        if len(X) == 0:
+            return np.empty((0, len(horizons)))
+        months = np.asarray(horizons, dtype=float)
+        predicted = self.booster.inplace_predict(spread_inputs(X, months), missing=np.nan)
+        return np.exp(np.asarray(predicted, dtype=float)).reshape(len(X), len(months))
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return {"kind": self.kind, "refits": self.refits}, {}
+
+
+Spread = LinearSpread | LearnedSpread
+
+
+def served_spread(refits: BootstrapRefits, X: np.ndarray, *, seed: int = 0) -> Spread:
+    """What scoring uses: the closed form for the linear family, the learned spread for trees."""
+    if isinstance(refits.original.estimator_, LinearCoxRegression):
+        return LinearSpread.from_refits(refits)
+    return LearnedSpread.from_refits(refits, X, seed=seed)
+
+
+def save_spread(spread: Spread, folder: Path, outcome: str) -> dict:
+    """Write ``spread``'s files for ``outcome`` into ``folder``; return its manifest entry."""
+    description, arrays = spread.state()
+    if arrays:
+        np.savez(folder / f"{outcome}.intervals.npz", **arrays)
+    if isinstance(spread, LearnedSpread):
+        spread.booster.save_model(folder / f"{outcome}.intervals.ubj")
+    return description
+
+
+def load_spread(entry: dict, folder: Path, outcome: str) -> Spread:
+    """Read what :func:`save_spread` wrote."""
+    if entry["kind"] == LinearSpread.kind:
+        with np.load(folder / f"{outcome}.intervals.npz") as arrays:
+            return LinearSpread(arrays["theta"], arrays["log_baseline"])
+    if entry["kind"] == LearnedSpread.kind:
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        booster.load_model(folder / f"{outcome}.intervals.ubj")
+        return LearnedSpread(booster, entry["refits"])
+    raise ValueError(f"intervals of outcome {outcome}: unknown kind {entry['kind']!r}")
+
