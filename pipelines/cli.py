@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -126,14 +127,12 @@ def promote(
     """Point the @champion alias at the best registered version, by a stated rule."""
     from mlflow import MlflowClient
 
-    from models.registry import NoChampionError, promote as promote_version
+    from models.registry import promote as promote_version
     from pipelines.tracking import configure_tracking
 
-    configure_tracking()
-    try:
+    uri = configure_tracking()
+    with _store_faults(uri):
         decision = promote_version(MlflowClient(), model_name, experiment=experiment, dry_run=dry_run)
-    except NoChampionError as error:
-        raise _fail(str(error)) from error
     table = Table("version", "family", "experiment", "config", "calibration slopes", "mean held-out log loss", "")
     for candidate in decision.candidates:
         mark = "chosen" if candidate.version == decision.chosen.version else \
@@ -160,14 +159,12 @@ def report(
     """Write the model card (Markdown and HTML) of a registered version."""
     import mlflow
 
-    from models.registry import NoChampionError, resolve_version
+    from models.registry import resolve_version
     from pipelines.tracking import configure_tracking
 
-    configure_tracking()
-    try:
+    uri = configure_tracking()
+    with _store_faults(uri):
         found = resolve_version(model_name, version=version)
-    except NoChampionError as error:
-        raise _fail(str(error)) from error
     out.mkdir(parents=True, exist_ok=True)
     for suffix in ("md", "html"):
         text = mlflow.artifacts.load_text(f"runs:/{found.run_id}/model_card/model_card.{suffix}")
@@ -178,10 +175,12 @@ def report(
 
 @app.command()
 def score(
-    input: Annotated[Path, typer.Argument(help="Cohort file, .csv or .parquet.")],
+    input: Annotated[Path, typer.Argument(help="Cohort file: .csv (comma, semicolon or tab), .tsv, .csv.gz, .tsv.gz, .xlsx or .parquet.")],
     out: Annotated[Path, typer.Option(help="Scores file, .csv or .parquet.")],
     rejects: Annotated[Path | None, typer.Option(help="Rejected records (default: OUT.rejects.EXT).")] = None,
     ignore_extra_columns: Annotated[bool, typer.Option("--ignore-extra-columns", help="Ignore columns that are not features instead of failing.")] = False,
+    il21_assay: Annotated[str | None, typer.Option(help="The IL-21 kit (legacy_elisa or current_elisa) of every IL-21 value in the file that names none.")] = None,
+    sheet: Annotated[str | None, typer.Option(help="The sheet of an .xlsx workbook to score (default: the first).")] = None,
     model_version: Annotated[str | None, typer.Option(help="Registered version to use (default: @champion).")] = None,
     chunk_rows: Annotated[int, typer.Option(help="Records per chunk.")] = 50_000,
     engine: Annotated[str, typer.Option(help="Where to score: local (this process) or spark (Apache Spark; needs the spark extra).")] = "local",
@@ -192,8 +191,10 @@ def score(
     import threading
 
     from features.validation import InputSchemaError
-    from models.registry import NoChampionError, load_model
-    from pipelines.score import ENGINES, InputFileError, default_rejects_path, score_file
+    from models.registry import load_model
+    from pipelines.intake import check_kit
+    from pipelines.outputs import lock_outputs
+    from pipelines.score import ENGINES, InputFileError, OutputError, output_paths, score_file
     from pipelines.tracking import configure_tracking
 
     def _exit_on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -206,12 +207,61 @@ def score(
             import pyspark  # noqa: F401
         except ImportError as error:
             raise _fail("--engine spark needs pyspark: pip install 'autorisk[spark]'", 2) from error
-    configure_tracking()
+    # A run stopped with SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C does, so
+    # that its locks are released and no partial output is left behind.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
+    started = time.perf_counter()
     try:
-        model = load_model(version=model_version)
-    except NoChampionError as error:
-        raise _fail(str(error)) from error
-    rejects = rejects or default_rejects_path(out)
+        # Everything about the files is checked, and the outputs locked, before the model loads:
+        # a second run on the same output fails at once.
+        paths = output_paths(input, out, rejects, chunk_rows)
+        _check_input_options(paths["input"], sheet)
+        kit = check_kit(il21_assay) if il21_assay is not None else None
+        with lock_outputs([paths["--out"], paths["--rejects"]],
+                          companions=[paths["drift report"], paths["drift data"]]):
+            uri = configure_tracking()
+            with _store_faults(uri):
+                model = load_model(version=model_version)
+            started = time.perf_counter()
+            summary = _score_with_progress(lambda show: score_file(
+                input, out, model, rejects_path=paths["--rejects"], allow_extra=ignore_extra_columns,
+                chunk_rows=chunk_rows, on_progress=show, engine=engine, spark_master=spark_master,
+                il21_assay=kit, sheet=sheet, lock=False))
+    except (InputFileError, InputSchemaError) as error:
+        raise _fail(f"{input}: {error}" if not str(error).startswith(str(input)) else str(error), 2) from error
+    except OutputError as error:  # locked by another run, disk full: the message names the output
+        raise _fail(str(error), 2) from error
+    except OSError as error:  # the input cannot be read: nothing was written
+        raise _fail(f"{error.strerror or error}: {error.filename or input}", 2) from error
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    elapsed = time.perf_counter() - started
+    console.print(f"read {input} as {summary.source}", soft_wrap=True, highlight=False)
+    console.print(f"model {model.name} v{model.version}: read {summary.read:,} records, "
+                  f"scored {summary.scored:,}, rejected {summary.rejected:,} "
+                  f"({elapsed:.1f} s, {summary.read / max(elapsed, 1e-9):,.0f} records/s, engine {engine})",
+                  soft_wrap=True)
+    _print_caveats(summary)
+    console.print(f"scores: {out}")
+    if summary.rejected:
+        console.print(f"rejects: {paths['--rejects']}")
+    console.print(f"drift report: {summary.drift_paths[0]}")
+
+
+def _check_input_options(path: Path, sheet: str | None) -> None:
+    """The input exists, has a name autorisk reads, and takes --sheet only when it is a workbook."""
+    from pipelines.reading import InputFileError, check_input_name
+
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
+    if sheet is not None and check_input_name(path).format != "xlsx":
+        raise InputFileError(f"--sheet: {path} is not an Excel workbook; --sheet applies to .xlsx files only")
+
+
+def _score_with_progress(run):
+    """``run(show)`` with a transient progress line on stderr; ``show(rows)`` updates it."""
     started = time.perf_counter()
     progress = Progress(TextColumn("scoring"), BarColumn(bar_width=None), TextColumn("{task.completed:,} rows"),
                         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=errors,
@@ -223,40 +273,48 @@ def score(
             rate = rows / max(time.perf_counter() - started, 1e-9)
             progress.update(task, completed=rows, rate=f"{rate:,.0f} rows/s")
 
-        # A run stopped with SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C does, so
-        # that its temporary files are removed and no partial output is left behind.
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
-        try:
-            summary = score_file(input, out, model, rejects_path=rejects,
-                                 allow_extra=ignore_extra_columns, chunk_rows=chunk_rows,
-                                 on_progress=show, engine=engine, spark_master=spark_master)
-        except (InputFileError, InputSchemaError) as error:
-            raise _fail(f"{input}: {error}" if not str(error).startswith(str(input)) else str(error), 2) from error
-        except OSError as error:  # unreadable input, unwritable output: nothing was written
-            raise _fail(f"{error.strerror or error}: {error.filename or input}", 2) from error
-        finally:
-            if in_main_thread:
-                signal.signal(signal.SIGTERM, previous)
-    elapsed = time.perf_counter() - started
-    console.print(f"model {model.name} v{model.version}: read {summary.read:,} records, "
-                  f"scored {summary.scored:,}, rejected {summary.rejected:,} "
-                  f"({elapsed:.1f} s, {summary.read / max(elapsed, 1e-9):,.0f} records/s, engine {engine})")
+        return run(show)
+
+
+def _print_caveats(summary) -> None:
+    """What a reader of the scores must know, in plain words: skipped lines, repeats, range, drift."""
     if summary.blank_lines:
         console.print(f"skipped {summary.blank_lines:,} blank lines")
     if summary.ignored_columns:
         console.print(f"ignored columns: {', '.join(summary.ignored_columns)}")
+    # Whole lines, not wrapped to the terminal: a script or a log reader greps for them.
+    if summary.repeated_ids:
+        console.print(f"[yellow]{summary.repeated_ids:,} scored records repeat a patient_id scored on an "
+                      "earlier line; each is scored, and its warnings name that line[/]", soft_wrap=True)
     if summary.outside_training_range:
-        console.print(f"[yellow]{summary.outside_training_range:,} scored patients have values outside "
-                      "the training range; their risks may be unreliable (see the warnings column)[/]")
+        console.print(f"[yellow]{summary.outside_training_range:,} of {summary.scored:,} scored patients have "
+                      "values outside the training range; their risks may be unreliable (see the warnings "
+                      "column)[/]", soft_wrap=True)
     drift = summary.drift
     console.print(drift.headline, style="yellow" if drift.differs else None, soft_wrap=True, highlight=False)
     for detail in drift.details:
         console.print(f"  {detail}", soft_wrap=True, highlight=False)
-    console.print(f"scores: {out}")
-    if summary.rejected:
-        console.print(f"rejects: {rejects}")
-    console.print(f"drift report: {summary.drift_paths[0]}")
+
+
+@contextmanager
+def _store_faults(uri: str, *, must_exist: bool = True):
+    """Faults of the MLflow store and of the model as one line and the exit code of the README's table."""
+    from pipelines.store import StoreFault, diagnose, quiet_store_logs, require_store
+
+    quiet_store_logs()
+    try:
+        if must_exist:
+            require_store(uri)
+        yield
+    except StoreFault as fault:
+        raise _fail(str(fault), fault.code) from fault
+    except typer.Exit:
+        raise
+    except Exception as error:  # classified below; anything unknown is re-raised unchanged
+        fault = diagnose(error, uri)
+        if fault is None:
+            raise
+        raise _fail(str(fault), fault.code) from error
 
 
 @app.command()
@@ -265,14 +323,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = "127.0.0.1",
 ) -> None:
     """Serve the @champion model over REST (BentoML): POST /predict."""
-    from models.registry import NoChampionError, resolve_version
+    from models.registry import load_model
     from pipelines.tracking import PROJECT_ROOT, configure_tracking
 
-    os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
-    try:
-        champion = resolve_version()
-    except NoChampionError as error:
-        raise _fail(str(error)) from error
+    uri = os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
+    # The model is loaded here once before the server starts: a model that cannot load stops
+    # the command with its exit code, instead of BentoML restarting workers that fail forever.
+    with _store_faults(uri):
+        champion = load_model()
     # The service loads exactly the version printed here, even if @champion moves meanwhile.
     os.environ["AUTORISK_MODEL_VERSION"] = str(champion.version)
     console.print(f"serving autoimmunity-risk version {champion.version} (@champion) on http://{host}:{port}")
@@ -288,15 +346,13 @@ def build(
     """Build a deployable Bento of the REST service with one model version pinned; print the Bento's tag."""
     import subprocess
 
-    from models.registry import MODEL_NAME, NoChampionError, resolve_version
+    from models.registry import MODEL_NAME, resolve_version
     from pipelines.tracking import PROJECT_ROOT, configure_tracking
     from serving.bento import MODEL_NAME_ARG, MODEL_VERSION_ARG
 
-    os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
-    try:
+    uri = os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
+    with _store_faults(uri):
         found = resolve_version(version=version)
-    except NoChampionError as error:
-        raise _fail(str(error)) from error
     pinned = str(found.version)
     # The version travels as a Bento argument, which every process serving the Bento receives
     # (serving/bento.py); the labels make it visible in `bentoml list` and `bentoml get`.

@@ -22,8 +22,16 @@ from features.validation import ValidatedBatch, validate_records
 from models.registry import CHAMPION, MODEL_NAME, load_model
 from models.scoring import OutcomeScores
 from serving.bento import pin_model_from_bento_args
-from serving.middleware import LimitBodySize, LimitPatients, ModelVersionHeader, RequireToken, api_token, body_limit
+from serving.middleware import (
+    LimitBodySize,
+    LimitPatients,
+    ModelVersionHeader,
+    RequireToken,
+    api_token,
+    body_limit,
+)
 from serving.model_info import MODEL_INFO_APP, ModelInfo, describe_model
+from serving.startup import load_or_stop
 
 Patient = patient_model()
 MAX_PATIENTS = 1000
@@ -145,11 +153,11 @@ class RiskService:
         for name in BENTOML_REQUEST_LOGGERS:
             logging.getLogger(name).addFilter(WithholdInputValues())
         configure_tracking()
-        self.model = load_model(
+        self.model = load_or_stop(lambda: load_model(
             os.environ.get("AUTORISK_MODEL_NAME", MODEL_NAME),
             alias=os.environ.get("AUTORISK_MODEL_ALIAS", CHAMPION),
             version=os.environ.get("AUTORISK_MODEL_VERSION") or None,
-        )
+        ), mlflow.get_tracking_uri)
         self.model.risk_model.use_threads(1)
         self.identity = ModelIdentity(name=self.model.name, version=self.model.version,
                                       run_id=self.model.run_id)
