@@ -26,6 +26,7 @@ from serving.middleware import (
     LimitBodySize,
     LimitPatients,
     ModelVersionHeader,
+    RejectAmbiguousJson,
     RequireToken,
     api_token,
     body_limit,
@@ -193,6 +194,7 @@ RiskService.add_asgi_middleware(ModelVersionHeader)
 RiskService.add_asgi_middleware(RequireToken, token=api_token())
 RiskService.add_asgi_middleware(LimitBodySize, max_bytes=body_limit(MAX_BODY_BYTES))
 RiskService.add_asgi_middleware(JsonBodiesOnly)
+RiskService.add_asgi_middleware(RejectAmbiguousJson)
 RiskService.add_asgi_middleware(LimitPatients, path="/predict", max_patients=MAX_PATIENTS)
 # BentoML APIs answer POST only; GET /model is a FastAPI route (RiskService.describe) mounted at the root.
 bentoml.asgi_app(MODEL_INFO_APP, path="/")(RiskService)
