@@ -391,6 +391,7 @@ def demo(
     from pipelines.train import run_experiment
 
     started = time.perf_counter()
+    _quiet_downloads()
     uri = configure_tracking()
     experiment = load_experiment(config or DEFAULT_EXPERIMENT)
     simulator = load_simulator_config(experiment.simulator_config)
@@ -398,9 +399,8 @@ def demo(
     cohorts_dir.mkdir(parents=True, exist_ok=True)
 
     console.rule("1. synthetic trial cohorts")
-    for cohort in [*experiment.train_cohorts, *experiment.external_cohorts]:
-        frame = simulate_cohort(simulator, cohort.profile, cohort.n, cohort.seed)
-        path = cohorts_dir / f"{cohort.profile}.parquet"
+    for cohort, path in _cohort_files(experiment, cohorts_dir):
+        frame = simulate_cohort(simulator, cohort.profile, cohort.n, cohort.seed, il21_assay=cohort.il21_assay)
         write_frame(frame, path)
         rates = frame.groupby("treatment")[["thyroid_event", "itp_event"]].mean()
         text = "; ".join(f"{arm}: thyroid {r.thyroid_event:.1%}, ITP {r.itp_event:.2%}"
@@ -433,6 +433,7 @@ def demo(
     summary = score_file(clinic_path, scores_path, model)
     console.print(f"scored {summary.scored:,} of {summary.read:,} patients "
                   f"({summary.rejected} rejected) -> {scores_path}")
+    _print_caveats(summary)
 
     console.rule("done")
     console.print(f"finished in {time.perf_counter() - started:.0f} s")
@@ -442,6 +443,30 @@ def demo(
     console.print("score a file:          .venv/bin/autorisk score outputs/clinic.csv --out scores.csv")
     console.print("other experiments:     .venv/bin/autorisk train --config experiments/il21-no-effect.yaml")
     console.print("Research tool on synthetic data: not for clinical decisions.")
+
+
+def _cohort_files(experiment, folder: Path) -> list[tuple[object, Path]]:
+    """Each cohort of an experiment with a file of its own: training, external and benchmark cohorts.
+
+    Named by role and name (``train-care-ms1.parquet``, ``external-current-assay.parquet``,
+    ``benchmark-care-ms1.parquet``), with the seed added where two would share a name, so that no
+    cohort's file replaces another's.
+    """
+    from collections import Counter
+
+    named = [("train", c.profile, c) for c in experiment.train_cohorts]
+    named += [("external", c.name, c) for c in experiment.external_cohorts]
+    named.append(("benchmark", experiment.benchmark_cohort.profile, experiment.benchmark_cohort))
+    counts = Counter(f"{role}-{name}" for role, name, _ in named)
+    return [(cohort, folder / (f"{role}-{name}" + (f"-seed{cohort.seed}" if counts[f"{role}-{name}"] > 1 else "")
+                               + ".parquet")) for role, name, cohort in named]
+
+
+def _quiet_downloads() -> None:
+    """No artifact download bars from MLflow (a value the user set wins)."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+
+    os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")
 
 
 if __name__ == "__main__":
