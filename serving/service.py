@@ -25,9 +25,18 @@ from models.registry import CHAMPION, MODEL_NAME, load_model
 from models.scoring import RiskModel, ScoringOptions
 from models.survival import TREATMENT_BY_CODE, treatment_index
 from serving.bento import pin_model_from_bento_args
-from serving.middleware import LimitBodySize, LimitPatients, ModelVersionHeader, RequireToken, api_token, body_limit
+from serving.middleware import (
+    LimitBodySize,
+    LimitPatients,
+    ModelVersionHeader,
+    RejectAmbiguousJson,
+    RequireToken,
+    api_token,
+    body_limit,
+)
 from serving.model_info import MODEL_INFO_APP, ModelInfo, describe_model
 from serving.schemas import MAX_PATIENTS, ModelIdentity, Patient, PredictRequest, PredictResponse
+from serving.startup import load_or_stop
 
 # Largest request body in bytes (env AUTORISK_MAX_BODY_BYTES overrides): MAX_PATIENTS patients of
 # JSON take about a third of it.
@@ -158,11 +167,11 @@ class RiskService:
         for name in BENTOML_REQUEST_LOGGERS:
             logging.getLogger(name).addFilter(WithholdInputValues())
         configure_tracking()
-        self.model = load_model(
+        self.model = load_or_stop(lambda: load_model(
             os.environ.get("AUTORISK_MODEL_NAME", MODEL_NAME),
             alias=os.environ.get("AUTORISK_MODEL_ALIAS", CHAMPION),
             version=os.environ.get("AUTORISK_MODEL_VERSION") or None,
-        )
+        ), mlflow.get_tracking_uri)
         self.model.risk_model.use_threads(1)
         self.identity = ModelIdentity(name=self.model.name, version=self.model.version,
                                       run_id=self.model.run_id)
@@ -200,6 +209,7 @@ RiskService.add_asgi_middleware(ModelVersionHeader)
 RiskService.add_asgi_middleware(RequireToken, token=api_token())
 RiskService.add_asgi_middleware(LimitBodySize, max_bytes=body_limit(MAX_BODY_BYTES))
 RiskService.add_asgi_middleware(JsonBodiesOnly)
+RiskService.add_asgi_middleware(RejectAmbiguousJson)
 RiskService.add_asgi_middleware(LimitPatients, path="/predict", max_patients=MAX_PATIENTS)
 # BentoML APIs answer POST only; GET /model is a FastAPI route (RiskService.describe) mounted at the root.
 bentoml.asgi_app(MODEL_INFO_APP, path="/")(RiskService)
