@@ -58,10 +58,11 @@ ADDED_VALUE_METRICS = ("delta_auroc", "delta_auroc_lo", "delta_auroc_hi", "nri",
 # The risk intervals on the benchmark cohort (pipelines.intervals): per arm the coverage of the true risk;
 # for both arms together also the coverage from the refits' own spread, the misses above and below, the
 # mean width, the served spread over the refits' (median) and the correlation of their logarithms, and
-# the instability index (mean absolute difference between a refit's risk and the model's).
+# the instability index (mean absolute difference between a refit's risk and the model's), and the RMS
+# error to the true log cumulative hazard over the RMS spread (about 1 when refitting explains the error).
 INTERVAL_ARM_METRICS = ("coverage",)
 INTERVAL_METRICS = ("coverage", "coverage_refits", "miss_above", "miss_below", "mean_width", "spread_ratio",
-                    "spread_correlation", "instability_mape")
+                    "spread_correlation", "instability_mape", "error_over_spread")
 # Fewest onsets with a known status for an endpoint to be compared at all.
 ADDED_VALUE_MIN_EVENTS = 5
 

@@ -222,8 +222,9 @@ def sample_size(
     console.print(f"learning curves of {experiment.name} ({', '.join(settings.families or experiment.families)}): "
                   f"{', '.join(f'{n:,}' for n in settings.sizes)} training patients, {settings.repeats} repeats; "
                   f"tracking at {uri}", soft_wrap=True, highlight=False)
-    result = run_sample_size(experiment, load_simulator(experiment), settings,
-                             log=lambda m: console.print(m, soft_wrap=True, highlight=False))
+    with _store_faults(uri, must_exist=False):
+        result = run_sample_size(experiment, load_simulator(experiment), settings,
+                                 log=lambda m: console.print(m, soft_wrap=True, highlight=False))
     paths = write_report(out, result.summary, result.riley, result.markdown)
     for r in result.riley.itertuples():
         console.print(f"{r.outcome} by month {r.horizon_months} ({100 * r.incidence:.1f}%), C {r.c_statistic:.3f} "

@@ -169,3 +169,15 @@ def test_batch_columns_carry_the_interval_in_schema_order(fitted, cohort):
 def test_served_spread_is_the_closed_form_for_the_linear_family_only(fitted):
     assert isinstance(served_spread(fitted["cox-linear"][1]["thyroid"], np.empty((0, 11))), LinearSpread)
     assert {s.kind for s in fitted["cox-xgboost"][0].spreads.values()} == {"learned"}
+
+
+def test_error_over_spread_by_hand():
+    from pipelines.intervals import _error_over_spread
+
+    truth = np.array([0.2, 0.1, 0.0])
+    log_true = np.log(-np.log1p(-truth[:2]))
+    # Errors of +0.3 and -0.4 on the log H scale against spreads of 0.1 and 0.2; the true risk of 0 is left out.
+    ratio = _error_over_spread(np.array([log_true[0] + 0.3, log_true[1] - 0.4, -5.0]), truth,
+                               np.array([0.1, 0.2, 1.0]))
+    assert ratio == pytest.approx(np.sqrt((0.09 + 0.16) / 2) / np.sqrt((0.01 + 0.04) / 2))
+    assert np.isnan(_error_over_spread(np.zeros(2), np.zeros(2), np.ones(2)))

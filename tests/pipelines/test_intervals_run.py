@@ -34,6 +34,7 @@ def test_each_family_logs_coverage_per_outcome_horizon_and_arm(mlflow_store, tin
         # The simulator gives no ITP on interferon: a risk of exactly 0, which no interval of a
         # model with a floor holds.
         assert metrics[interval_metric("bench", "interferon_beta_1a", "itp_24m", "coverage")] == 0
+        assert interval_metric("bench", "interferon_beta_1a", "itp_24m", "error_over_spread") not in metrics
         table = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/intervals/coverage.csv"))
         row = table[(table.arm == "all") & (table.endpoint == "thyroid_24m")].iloc[0]
         assert row["coverage"] == pytest.approx(metrics[interval_metric("bench", "all", "thyroid_24m", "coverage")])
