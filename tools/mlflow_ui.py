@@ -1,7 +1,8 @@
 """The MLflow UI as a researcher meets it, in a real browser: screenshots for docs/mlflow-ui.md.
 
 Starts ``mlflow ui`` on 127.0.0.1 against a store, opens it in Chromium driven by Playwright, and
-saves the experiment page, a family's run page and the compare view of two experiments' runs.
+saves the experiments list, two experiments' runs side by side, a family's run page and the compare
+view of that family's runs in both experiments.
 The browser may reach 127.0.0.1 and nothing else: every other request is aborted, so no page
 loads fonts, scripts or telemetry from the internet.
 
@@ -30,6 +31,8 @@ from urllib.parse import urlparse
 from urllib.request import urlopen
 
 CHROMIUM = os.environ.get("AUTORISK_CHROMIUM", "/usr/bin/chromium")
+# The button beside a parent run's name in the runs table that shows its nested runs.
+EXPAND_BUTTON = 'button[data-component-id*="runnamecellrenderer"]'
 LOOPBACK = "127.0.0.1"
 
 
@@ -154,26 +157,51 @@ def run_ids(store: str, experiment: str, family: str) -> tuple[str, str]:
     return found.experiment_id, runs[0].info.run_id
 
 
+def tick_experiments(page, names) -> None:
+    """On the experiments list, tick the experiments called ``names`` and press Compare."""
+    for name in names:
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=name, exact=True))
+        row.get_by_role("checkbox").check()
+    page.get_by_role("button", name="Compare").click()
+
+
 def screenshots(store: str, out: Path, experiment: str, compare_with: str, family: str) -> list[Path]:
-    """The experiment page, the run page and the compare view, as PNG files under ``out``."""
+    """The experiments list, the two experiments' runs (nested rows expanded), a family's run page and the
+    compare view of that family's runs in both experiments, as PNG files under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     first_experiment, first_run = run_ids(store, experiment, family)
     second_experiment, second_run = run_ids(store, compare_with, family)
-    pages = {  # file: (path, text the page shows once its data are in)
-        "mlflow-experiment.png": (f"/#/experiments/{first_experiment}/runs", f"{experiment}/{family}"),
-        "mlflow-run.png": (f"/#/experiments/{first_experiment}/runs/{first_run}", "ΔAUROC"),
-        "mlflow-compare.png": (f'/#/compare-runs?runs=["{first_run}","{second_run}"]'
-                               f'&experiments=["{first_experiment}","{second_experiment}"]', "Run details"),
-    }
     written = []
     with mlflow_ui(store, out / "mlflow-ui.log") as url, loopback_page() as (page, blocked):
-        show(page, url + pages["mlflow-experiment.png"][0], experiment)
-        model_training_view(page)
-        for name, (path, expect) in pages.items():
-            show(page, url + path, expect)
+        def save(name: str, full_page: bool = True) -> None:
             close_side_panels(page)
-            page.screenshot(path=out / name, full_page=name != "mlflow-compare.png")
+            page.screenshot(path=out / name, full_page=full_page)
             written.append(out / name)
+
+        show(page, f"{url}/#/experiments", experiment, timeout_s=180)
+        model_training_view(page)
+        show(page, f"{url}/#/experiments", experiment, timeout_s=180)
+        save("mlflow-experiments.png", full_page=False)
+        tick_experiments(page, (experiment, compare_with))
+        # Each experiment's parent run lists its families when expanded (their trials one level further).
+        page.locator(EXPAND_BUTTON).first.wait_for(timeout=180_000)
+        expanders = page.locator(EXPAND_BUTTON)
+        for index in reversed(range(expanders.count())):  # from the last: a row's children appear below it
+            expanders.nth(index).click()
+        page.get_by_text(f"{experiment}/{family}").first.wait_for(timeout=180_000)
+        page.wait_for_timeout(2000)
+        save("mlflow-two-experiments.png", full_page=False)
+        show(page, f"{url}/#/experiments/{first_experiment}/runs/{first_run}", "ΔAUROC", timeout_s=180)
+        more = page.get_by_text("Show more", exact=True)  # the UI folds a long description
+        if more.count():
+            more.first.click()
+            page.wait_for_timeout(1000)
+        save("mlflow-run.png")
+        show(page, f'{url}/#/compare-runs?runs=["{first_run}","{second_run}"]'
+                   f'&experiments=["{first_experiment}","{second_experiment}"]', "Run details", timeout_s=180)
+        page.get_by_text("Show diff only").first.click()  # the parameters that differ: the simulator's IL-21 effect
+        page.wait_for_timeout(1000)
+        save("mlflow-compare.png")
         print(f"requests refused (not {LOOPBACK}): {len(blocked)}")
     (out / "mlflow-ui.log").unlink()
     return written
