@@ -47,10 +47,11 @@ PUBLISHED_IL21_PATIENTS = 141
 # Candidate parameters of the model form: its inputs (the model matrix's columns) and one more
 # for IL-21's threshold-shaped effect (a restricted cubic spline with three knots has two terms).
 MODEL_PARAMETERS = len(FEATURE_NAMES) + 1
-# Targets a learning curve is read against: within 5% of the oracle's AUROC, slope at least 0.9
-# (Riley's first criterion asks for a shrinkage of 0.9 or more).
+# Targets a learning curve is read against: within 5% of the oracle's AUROC, and a slope within 0.1 of
+# 1 (Riley's first criterion asks for a shrinkage of 0.9 or more; a slope above 1.1 is off too, the
+# other way, as a model form the truth does not have can make it).
 AUROC_RATIO_TARGET = 0.95
-SLOPE_TARGET = 0.9
+SLOPE_TOLERANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,8 @@ def summarise(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def first_size_reaching(summary: pd.DataFrame, family: str, endpoint_name: str) -> dict[str, int | None]:
-    """The smallest size whose mean meets each target (and every larger size's too), None when none does."""
+    """The smallest size whose mean meets each target (and every larger size's too), None when none does:
+    an AUROC within 5% of the oracle's, a calibration slope within 0.1 of 1."""
     rows = summary[(summary["family"] == family) & (summary["endpoint"] == endpoint_name)].sort_values("n")
 
     def first(met: np.ndarray) -> int | None:
@@ -174,8 +176,9 @@ def first_size_reaching(summary: pd.DataFrame, family: str, endpoint_name: str) 
                 return int(sizes[i])
         return None
 
+    slope = rows["calibration_slope_mean"].to_numpy()
     return {"auroc_over_oracle": first(rows["auroc_over_oracle_mean"].to_numpy() >= AUROC_RATIO_TARGET),
-            "calibration_slope": first(rows["calibration_slope_mean"].to_numpy() >= SLOPE_TARGET)}
+            "calibration_slope": first(np.abs(slope - 1.0) <= SLOPE_TOLERANCE)}
 
 
 # --------------------------------------------------------------------------- Riley's criteria
@@ -262,7 +265,8 @@ def curve_figure(summary: pd.DataFrame, endpoint_name: str):
         if target is not None:
             axes.axhline(target, color="grey", linestyle="--", linewidth=0.8)
         if metric == "calibration_slope":
-            axes.axhline(SLOPE_TARGET, color="grey", linestyle=":", linewidth=0.8)
+            for bound in (1 - SLOPE_TOLERANCE, 1 + SLOPE_TOLERANCE):
+                axes.axhline(bound, color="grey", linestyle=":", linewidth=0.8)
         axes.set_xscale("log")
         sizes = sorted(shown["n"].unique())
         axes.set_xticks(sizes, [f"{n / 1000:g}k" if n >= 1000 else str(n) for n in sizes])
@@ -291,7 +295,7 @@ def report_markdown(config: ExperimentConfig, settings: CurveSettings, summary: 
             f"| {r.family} | {r.endpoint} | {r.n:,} | {r.fits} | {r.events:,.0f} | {cell('auroc', 3)} | "
             f"{cell('auroc_over_oracle', 3)} | {cell('calibration_slope', 2)} | "
             f"{cell('mean_abs_risk_error', 2, 100.0)} pts |")
-    reached = ["| family | endpoint | AUROC within 5% of the oracle's from | calibration slope at least 0.9 from |",
+    reached = ["| family | endpoint | AUROC within 5% of the oracle's from | calibration slope within 0.9–1.1 from |",
                "|---|---|---|---|"]
     for family in families:
         for e in endpoints:

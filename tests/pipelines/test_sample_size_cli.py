@@ -53,6 +53,11 @@ def test_first_size_reaching_needs_every_larger_size_to_stay_there():
                             "auroc_over_oracle_mean": [0.96, 0.94, 0.95, 0.97],
                             "calibration_slope_mean": [0.5, 0.7, 0.85, 0.88]})
     assert first_size_reaching(summary, "f", "e") == {"auroc_over_oracle": 2000, "calibration_slope": None}
+    # A slope that overshoots 1.1 as the sample grows (a model form the truth does not have) is off too.
+    overshoot = summary.assign(calibration_slope_mean=[0.95, 1.05, 1.12, 1.2])
+    assert first_size_reaching(overshoot, "f", "e")["calibration_slope"] is None
+    assert first_size_reaching(summary.assign(calibration_slope_mean=[0.7, 0.92, 1.04, 1.02]), "f", "e")[
+        "calibration_slope"] == 1000
 
 
 def test_riley_reproduces_the_published_size_for_thyroid_by_24_months(simulator):
