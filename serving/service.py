@@ -35,6 +35,7 @@ from models.survival import EXTRAPOLATION_RULE, TREATMENT_BY_CODE, treatment_ind
 from serving.bento import pin_model_from_bento_args
 from serving.middleware import LimitBodySize, LimitPatients, ModelVersionHeader, RequireToken, api_token, body_limit
 from serving.model_info import MODEL_INFO_APP, ModelInfo, describe_model
+from serving.webpage import PAGE_APP, is_public
 
 Patient = patient_model()
 MAX_PATIENTS = 1000
@@ -119,6 +120,10 @@ class Prediction(BaseModel):
     outcomes: dict[str, OutcomePrediction] = Field(description="Keyed by outcome: thyroid, itp.")
     warnings: list[str] = Field(description="Values outside the training range (scored as the nearest training "
                                             "value) and extrapolated horizons.")
+    not_provided: list[str] = Field(
+        default_factory=list,
+        description="Model inputs not given for this patient (unknown). Their SHAP values are still there: "
+                    "what the model credits an unknown value with, which differs from patient to patient.")
 
 
 class ModelIdentity(BaseModel):
@@ -150,6 +155,8 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
     treatments = np.array(TREATMENT_BY_CODE, dtype=object)[treatment_index(matrix)] if len(matrix) else []
     follow_up = model.follow_up_months()
     beyond = {h: any(h > months for months in follow_up.values()) for h in horizons}
+    unknown = np.isnan(matrix)
+    feature_names = np.array(FEATURE_NAMES, dtype=object)
     columns = {}
     for outcome, scores in explained.items():
         shap = [scores.shap_at(k).tolist() for k in range(len(horizons))]
@@ -177,7 +184,7 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
         warnings = "; ".join(w for w in (batch.warnings[i], notes[i]) if w)
         predictions.append(Prediction.model_construct(
             patient_id=patient_id, treatment=treatments[i], outcomes=outcomes,
-            warnings=warnings.split("; ") if warnings else []))
+            warnings=warnings.split("; ") if warnings else [], not_provided=feature_names[unknown[i]].tolist()))
     return PredictResponse.model_construct(model=identity, notice=RESEARCH_NOTICE, horizons_months=list(horizons),
                                            predictions=predictions)
 
@@ -263,11 +270,13 @@ class RiskService:
 # the size before anything parses it.
 # Both settings are read here, at import, so that a bad value stops the server from starting.
 RiskService.add_asgi_middleware(ModelVersionHeader)
-RiskService.add_asgi_middleware(RequireToken, token=api_token())
+RiskService.add_asgi_middleware(RequireToken, token=api_token(), public=is_public)
 RiskService.add_asgi_middleware(LimitBodySize, max_bytes=body_limit(MAX_BODY_BYTES))
 RiskService.add_asgi_middleware(JsonBodiesOnly)
 RiskService.add_asgi_middleware(LimitPatients, path="/predict", max_patients=MAX_PATIENTS)
 # BentoML APIs answer POST only; GET /model is a FastAPI route (RiskService.describe) mounted at the root.
 bentoml.asgi_app(MODEL_INFO_APP, path="/")(RiskService)
+# The page at / and the docs at /docs; matched before BentoML's own index page, which loads a tracker.
+bentoml.asgi_app(PAGE_APP, path="/")(RiskService)
 # A built Bento names the model version it serves (see `autorisk build`); from source, nothing changes.
 pin_model_from_bento_args()
