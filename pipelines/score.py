@@ -40,6 +40,7 @@ from features.schema import FEATURE_NAMES, ID_COLUMN, output_columns
 from features.validation import check_columns, validate_frame
 from models.registry import LoadedModel
 from models.scoring import RiskModel, ScoringOptions, score_columns
+from pipelines.batch_report import write_batch_report
 from pipelines.reading import CHUNK_ROWS, Chunk, InputFileError, file_format, open_input
 
 __all__ = [
@@ -69,6 +70,8 @@ class Summary:
         The cohort against the model's training data.
     drift_paths : tuple of Path
         Where the drift report was written (Markdown, JSON).
+    report_path : Path, optional
+        The run's HTML report (:mod:`pipelines.batch_report`).
     """
 
     read: int = 0
@@ -79,6 +82,7 @@ class Summary:
     outside_training_range: int = 0
     drift: DriftReport | None = None
     drift_paths: tuple[Path, ...] = ()
+    report_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -413,4 +417,8 @@ def score_file(
                                                     "run_id": model.run_id}, **summary.drift.to_json()},
                                          indent=2) + "\n", encoding="utf-8")
         summary.drift_paths = (drift_md, drift_json)
+    # From the files just written, read back: the scoring loop above stays as it is.
+    summary.report_path = write_batch_report(input_path=input_path, output_path=output_path, rejects_path=rejects_path,
+                                             summary=summary, model=model, options=options,
+                                             allow_extra=allow_extra, chunk_rows=chunk_rows)
     return summary
