@@ -54,8 +54,8 @@
 
   function points(difference) {
     const p = 100 * difference;
-    const text = Math.abs(p) >= 0.1 ? Math.abs(p).toFixed(1) : Math.abs(p) >= 0.01 ? Math.abs(p).toFixed(2) : "0.0";
-    const sign = text === "0.0" || text === "0.00" ? "±" : p > 0 ? "+" : "−";
+    const text = Math.abs(p) >= 0.1 ? Math.abs(p).toFixed(1) : Math.abs(p).toFixed(2);
+    const sign = text === "0.00" ? "±" : p > 0 ? "+" : "−";
     return sign + text + " pts";
   }
 
@@ -407,7 +407,7 @@
     return candidates.find((c) => c >= value * 1.05) || 1;
   }
 
-  function curve(outcome, scores, treatment) {
+  function curve(scores, treatment) {
     const key = "risk_if_" + treatment;
     return [0].concat(scores.contrast.map((at) => at[key]));
   }
@@ -415,12 +415,15 @@
   function renderCurves(prediction) {
     const container = $("curves");
     container.replaceChildren();
-    // Drawn at the container's width (within limits), so that the text stays readable on a phone.
-    const width = Math.round(Math.max(300, Math.min(640, container.clientWidth || 640)));
+    // Drawn at a grid column's width (within limits), so that the text keeps its size on a phone.
+    const columns = getComputedStyle(container).gridTemplateColumns.split(" ").length;
+    const gap = parseFloat(getComputedStyle(container).columnGap) || 0;
+    const column = (container.clientWidth - gap * (columns - 1)) / columns;
+    const width = Math.round(Math.max(300, Math.min(640, column || 640)));
     const height = 280, left = 52, right = width < 420 ? 114 : 150, top = 16, bottom = 44;
     const plotWidth = width - left - right, plotHeight = height - top - bottom;
     for (const [outcome, scores] of Object.entries(prediction.outcomes)) {
-      const lines = Object.fromEntries(TREATMENTS.map((t) => [t, curve(outcome, scores, t)]));
+      const lines = Object.fromEntries(TREATMENTS.map((t) => [t, curve(scores, t)]));
       const highest = niceMax(Math.max(...TREATMENTS.map((t) => Math.max(...lines[t]))));
       const x = (month) => left + (plotWidth * month) / MONTHS;
       const y = (risk) => top + plotHeight * (1 - risk / highest);
