@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean browser screenshots bench-simulate bench-score bench-serve bench-load wrk
+.PHONY: demo test install clean browser screenshots bench-simulate bench-score bench-shap bench-serve bench-load wrk
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,14 @@ screenshots: $(BIN)/.installed browser
 bench-simulate: $(BIN)/.installed
 	$(BIN)/python benchmarks/simulate.py
 
-# Long: exact SHAP for four endpoints costs about a millisecond of CPU per patient (see the script).
+# autorisk score end to end (CSV and Parquet, 100,000 and 1,000,000 patients) against the trees'
+# own margin, pred_contribs and shap, with a profile of each phase (about ten minutes).
 bench-score: $(BIN)/.installed
 	$(BIN)/python benchmarks/score.py
+
+# The exact SHAP tables alone against pred_contribs, shap and the margin, for 1, 100 and 100,000 rows.
+bench-shap: $(BIN)/.installed
+	$(BIN)/python benchmarks/treeshap.py
 
 # The load generator for the REST benchmarks (Debian's wrk; as root, or through sudo).
 wrk:

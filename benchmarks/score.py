@@ -1,27 +1,28 @@
 """Benchmark: ``autorisk score`` end to end on simulated cohorts, against the in-process limit.
 
 Run: make bench-score   (or .venv/bin/python benchmarks/score.py --sizes 100000 1000000 --repeats 3 1)
-The champion's exact SHAP values (``pred_contribs``) cost about a millisecond of CPU per patient,
-so the defaults (100,000 patients three times from CSV and Parquet, 1,000,000 once from CSV) take
-about half an hour on two idle cores; ``--store`` and ``--work`` let a second run reuse the
-trained champion and the simulated files.
+About ten minutes on two cores (training the champion included); ``--store`` and ``--work`` let a
+second run reuse the trained champion and the simulated files.
 
 - Cohorts: ``simulate_cohort(profile care-ms1)``, the input columns only, written as CSV and
   Parquet in a temporary folder.
-- Champion: the default experiment (experiments/baseline-comparison.yaml) with its xgboost
-  family only, untuned (its stated hyperparameters), no bootstrap and no external cohorts,
-  trained into a temporary MLflow store (``MLFLOW_TRACKING_URI`` points there, never at the
-  project's mlflow.db); or the champion of ``--store DIR`` when given.
+- Champion: the default experiment (experiments/baseline-comparison.yaml) with its cox-xgboost
+  family only, untuned (its stated hyperparameters: 400 trees of depth 3 per outcome), no
+  bootstrap and no external cohorts, trained into a temporary MLflow store
+  (``MLFLOW_TRACKING_URI`` points there, never at the project's mlflow.db); or the champion of
+  ``--store DIR`` when given.
 - End to end: ``autorisk score IN --out OUT`` in a fresh process per run; rows/s from the
   time the command reports for reading, validating, scoring, writing and the drift report
   (start-up and model loading are a fixed cost, given below the table);
   peak memory is the process's ru_maxrss (``os.wait4``).
-- In-process limit: in a fresh process, the same champion's xgboost boosters called
-  directly on the same rows already in memory as a model matrix: ``predict`` (margin) plus
-  ``predict(pred_contribs=True)``, one call per endpoint over all rows, all cores; for a
-  cohort over ``--limit-rows`` (100,000) on its first rows only, since it is a rate per row.
-  ``autorisk score`` reads each risk off its SHAP values (base + contributions), so it makes
-  no ``predict`` call: the table also gives the limit without it (``pred_contribs`` alone).
+- In-process limit: in a fresh process, the same champion's boosters' own margin prediction
+  (``inplace_predict``, all cores) on the same rows already in memory as a model matrix, one
+  call per outcome; for a cohort over ``--limit-rows`` (100,000) on its first rows only, since
+  it is a rate per row. Beside it, on the same rows: the exact SHAP tables autorisk uses, and
+  what a user would otherwise run for exact SHAP values: xgboost's ``pred_contribs`` (all
+  cores) and shap's ``TreeExplainer`` (on the first ``--shap-rows`` rows).
+- Profile: where the time of one run goes, phase by phase (reading and parsing, validation,
+  risks and SHAP values, Arrow columns, drift counts, writing), in-process on the first size.
 - Runs are interleaved (limit, CSV, Parquet, repeat) so that background load hits all
   alike; the table shows medians over ``--repeats`` (per size). On a shared machine wall time also
   measures the neighbours, so the ratio is given a second time from CPU seconds (all
@@ -46,34 +47,79 @@ ROOT = Path(__file__).resolve().parents[1]
 AUTORISK = Path(sys.executable).with_name("autorisk")
 
 LIMIT_CHILD = """
-import json, sys, time
+import json, os, time
 import numpy as np, pandas as pd, xgboost as xgb
 from features.validation import validate_frame
 from models.registry import load_model
 
-def booster(estimator):
-    while not hasattr(estimator, "booster_"):
-        if not hasattr(estimator, "estimator"):
-            sys.exit(f"the champion is not xgboost ({{type(estimator).__name__}}): no in-process limit to compare with")
-        estimator = estimator.estimator
-    return estimator.booster_
+model = load_model()
+estimators = [m.estimator_ for m in model.risk_model.outcomes.values()]
+if not all(hasattr(e, "booster_") for e in estimators):
+    raise SystemExit("the champion is not a tree model: no in-process limit to compare with")
+matrix = validate_frame(pd.read_parquet("{parquet}").head({rows})).matrix  # the same rows, already in memory
+
+def timed(call, rows=matrix):
+    call(rows[:1000])  # warm-up (thread pools, caches): each method at its best
+    wall, cpu = time.perf_counter(), time.process_time()
+    call(rows)
+    return {{"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu, "rows": len(rows)}}
+
+def every_outcome(method):
+    return lambda rows: [method(e, rows) for e in estimators]
+
+subset = matrix[:{shap_rows}]  # shap's TreeExplainer: a rate per row, on fewer rows
+import shap
+explainers = [shap.TreeExplainer(e.booster_) for e in estimators]
+print(json.dumps({{
+    "margin": timed(every_outcome(lambda e, X: e.booster_.inplace_predict(X, predict_type="margin", missing=np.nan))),
+    "tables": timed(every_outcome(lambda e, X: e.shap_tables_.contributions(X, n_threads=os.cpu_count()))),
+    "pred_contribs": timed(every_outcome(lambda e, X: e.booster_.predict(xgb.DMatrix(X, missing=np.nan),
+                                                                         pred_contribs=True))),
+    "shap": timed(lambda X: [explainer.shap_values(X) for explainer in explainers], subset),
+    "outcomes": len(estimators), "trees": [e.shap_tables_.n_trees for e in estimators],
+}}))
+"""
+
+PROFILE_CHILD = """
+import json, time
+from collections import defaultdict
+from pathlib import Path
+import numpy as np, pyarrow as pa, pyarrow.csv, pyarrow.parquet
+from features.drift import bin_counts
+from features.validation import validate_frame
+from models.registry import load_model
+from models.scoring import ScoringOptions, score_columns
+from pipelines.reading import open_input
+from pipelines.score import ChunkScorer, load_reference
 
 model = load_model()
-boosters = [booster(e) for e in model.risk_model.estimators.values()]
-matrix = validate_frame(pd.read_parquet("{parquet}").head({rows})).matrix  # the same rows, already in memory
-for b in boosters:  # warm-up (thread pool, caches): the limit is the best case
-    b.predict(xgb.DMatrix(matrix[:1000], missing=np.nan), pred_contribs=True)
-started, cpu = time.perf_counter(), time.process_time()
-margin_seconds = 0.0
-for b in boosters:
-    rows = xgb.DMatrix(matrix, missing=np.nan)
-    margin_started = time.perf_counter()
-    b.predict(rows, output_margin=True)
-    margin_seconds += time.perf_counter() - margin_started
-    b.predict(rows, pred_contribs=True)
-seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-print(json.dumps({{"seconds": seconds, "cpu_seconds": cpu, "rows": len(matrix), "endpoints": len(boosters),
-                  "contribs_seconds": seconds - margin_seconds}}))
+reference, _ = load_reference(model)
+scorer = ChunkScorer(model.risk_model, model.version, ScoringOptions(), False, reference)
+phases = defaultdict(lambda: [0.0, 0.0])
+
+def timed(name, call, *args):
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = call(*args)
+    phases[name][0] += time.perf_counter() - wall
+    phases[name][1] += time.process_time() - cpu
+    return result
+
+source = Path("{source}")
+chunks = iter(open_input(source, 50_000).chunks)
+out = source.with_name("profile" + source.suffix)
+writer = pa.csv.CSVWriter(out, scorer.schema()) if source.suffix == ".csv" else pa.parquet.ParquetWriter(out, scorer.schema())
+while (chunk := timed("reading and parsing", next, chunks, None)) is not None:
+    batch = timed("validation", validate_frame, chunk.frame)
+    columns = timed("risks and exact SHAP values (both outcomes)", score_columns, model.risk_model, batch, ScoringOptions())
+    columns["line"] = chunk.lines[batch.rows]
+    columns["model_version"] = np.full(len(batch.rows), model.version, dtype=object)
+    table = timed("columns to an Arrow table", lambda: pa.table({{c: columns[c] for c in scorer.schema().names}},
+                                                                schema=scorer.schema()))
+    timed("drift counts", bin_counts, batch.matrix, reference)
+    timed("writing", writer.write_table, table)
+timed("writing", writer.close)
+out.unlink()
+print(json.dumps(dict(phases)))
 """
 
 REPORTED = re.compile(r"read ([\d,]+) records, scored ([\d,]+), rejected ([\d,]+) \(([\d.]+) s,")
@@ -96,7 +142,7 @@ def train_champion():
     results = run_experiment(derived_config(), log=lambda *_: None)
     version = str(results[-1].model_version)
     MlflowClient().set_registered_model_alias(MODEL_NAME, CHAMPION, version)
-    print(f"trained the champion (xgboost, version {{version}}) in {{time.perf_counter() - started:.0f}} s",
+    print(f"trained the champion (cox-xgboost, version {{version}}) in {{time.perf_counter() - started:.0f}} s",
           file=sys.stderr)
 
 def write_cohort(folder, profile, n, seed):
@@ -117,10 +163,8 @@ def derived_config():
     from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
 
     config = load_experiment(DEFAULT_EXPERIMENT)
-    xgboost = config.families["xgboost"]
-    if hasattr(xgboost, "tuning"):
-        xgboost = xgboost.model_copy(update={"tuning": None})
-    updates = {"name": "bench-score", "families": {"xgboost": xgboost}}
+    trees = config.families["cox-xgboost"].model_copy(update={"tuning": None})
+    updates = {"name": "bench-score", "families": {"cox-xgboost": trees}}
     fields = type(config).model_fields
     if "bootstrap" in fields:
         updates["bootstrap"] = 0
@@ -143,11 +187,19 @@ def cohort_files(folder: Path, profile: str, n: int, seed: int) -> dict[str, Pat
     return paths
 
 
-def in_process_limit(parquet: Path, rows: int) -> dict:
-    """The champion's boosters on the first ``rows`` rows, already in memory, in a fresh process."""
-    out = subprocess.run([sys.executable, "-c", LIMIT_CHILD.format(parquet=parquet, rows=rows)], cwd=ROOT,
-                         check=True, capture_output=True, text=True).stdout
+def _child(code: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def in_process_limit(parquet: Path, rows: int, shap_rows: int) -> dict:
+    """The champion's boosters and the alternatives on the first ``rows`` rows, in memory, in a fresh process."""
+    return _child(LIMIT_CHILD.format(parquet=parquet, rows=rows, shap_rows=shap_rows))
+
+
+def profile(source: Path) -> dict:
+    """Seconds and CPU seconds per phase of scoring ``source``, in a fresh process."""
+    return _child(PROFILE_CHILD.format(source=source))
 
 
 def _popen_wait4(args: list[str], folder: Path, **kwargs) -> tuple[subprocess.CompletedProcess, object]:
@@ -180,6 +232,10 @@ def run_end_to_end(source: Path, folder: Path) -> dict:
             "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024}
 
 
+def _rate(run: dict) -> float:
+    return run["rows"] / run["seconds"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -189,15 +245,15 @@ def main() -> None:
                              "(default: 3 for the first size, 1 for the others).")
     parser.add_argument("--formats", nargs="+",
                         help="Inputs per size, comma-separated: one entry for all sizes, or one per size "
-                             "(default: csv,parquet for the first size, csv for the others).")
+                             "(default: csv,parquet for every size).")
     parser.add_argument("--limit-rows", type=int, default=100_000,
-                        help="The in-process limit is measured on the first rows of each cohort, at most this many "
-                             "(a rate per row; a million rows would only add minutes).")
+                        help="The in-process limit is measured on the first rows of each cohort, at most this many.")
+    parser.add_argument("--shap-rows", type=int, default=10_000, help="Rows for shap's TreeExplainer (a rate per row).")
     parser.add_argument("--store", type=Path, help="Folder with an MLflow store (mlflow.db) and a champion to use.")
     parser.add_argument("--work", type=Path, help="Folder for the cohorts and scores (default: a temporary one).")
     args = parser.parse_args()
     args.repeats = args.repeats or [3] + [1] * (len(args.sizes) - 1)
-    args.formats = args.formats or ["csv,parquet"] + ["csv"] * (len(args.sizes) - 1)
+    args.formats = args.formats or ["csv,parquet"]
     if len(args.repeats) not in (1, len(args.sizes)):
         parser.error("--repeats takes one number or one per size")
     repeats = dict(zip(args.sizes, args.repeats * len(args.sizes) if len(args.repeats) == 1 else args.repeats))
@@ -216,50 +272,72 @@ def main() -> None:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store.resolve() / 'mlflow.db'}"
         if not args.store:
             _prepare("train_champion()")
-        rows = []
+        rows, limits, profiles = [], {}, {}
         tiny = cohort_files(work, args.profile, 100, seed=2)
         for n in args.sizes:
             paths = cohort_files(work, args.profile, n, seed=1)
             runs: dict[str, list[dict]] = {"limit": [], "csv": [], "parquet": [], "fixed": []}
             for repeat in range(repeats[n]):
-                runs["limit"].append(in_process_limit(paths["parquet"], min(n, args.limit_rows)))
+                runs["limit"].append(in_process_limit(paths["parquet"], min(n, args.limit_rows), args.shap_rows))
                 runs["fixed"].append(run_end_to_end(tiny["csv"], work))
                 for fmt in formats[n]:
                     runs[fmt].append(run_end_to_end(paths[fmt], work))
                     assert runs[fmt][-1]["read"] == n, runs[fmt][-1]
                 print(f"{n:,} patients, repeat {repeat + 1}: " + json.dumps(
                     {k: v[-1] for k, v in runs.items() if v}), file=sys.stderr, flush=True)
-            limit = statistics.median(r["rows"] / r["seconds"] for r in runs["limit"])
-            contribs_only = statistics.median(r["rows"] / r["contribs_seconds"] for r in runs["limit"])
-            limit_cpu_per_row = statistics.median(r["cpu_seconds"] / r["rows"] for r in runs["limit"])
+            if n == args.sizes[0]:
+                profiles = {fmt: profile(paths[fmt]) for fmt in formats[n]}
+            median = {method: {key: statistics.median(r[method][key] / r[method]["rows"] for r in runs["limit"])
+                               for key in ("seconds", "cpu_seconds")}
+                      for method in ("margin", "tables", "pred_contribs", "shap")}
+            limits[n] = median
             fixed_cpu = statistics.median(r["cpu_seconds"] for r in runs["fixed"])
             for fmt in formats[n]:
-                rate = n / statistics.median(r["seconds"] for r in runs[fmt])
+                seconds = statistics.median(r["seconds"] for r in runs[fmt])
                 cpu = statistics.median(r["cpu_seconds"] for r in runs[fmt]) - fixed_cpu
-                rows.append({"n": n, "fmt": fmt, "rate": rate, "limit": limit, "cpu_ratio": limit_cpu_per_row * n / cpu,
-                             "limit_rows": runs["limit"][0]["rows"], "contribs_only": contribs_only,
+                rows.append({"n": n, "fmt": fmt, "seconds": seconds, "cpu": cpu,
+                             "process": statistics.median(r["process_seconds"] for r in runs[fmt]),
                              "peak": statistics.median(r["peak_mib"] for r in runs[fmt]),
                              "fixed": statistics.median(r["process_seconds"] for r in runs["fixed"]),
-                             "endpoints": runs["limit"][0]["endpoints"], "repeats": repeats[n]})
+                             "outcomes": runs["limit"][0]["outcomes"], "trees": runs["limit"][0]["trees"]})
 
-    print("| patients | input | end to end (rows/s) | in-process limit (rows/s) | ratio | ratio by CPU time "
-          "| limit without predict (rows/s) | ratio to it | peak memory (MiB) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| patients | input | scoring (s) | whole command (s) | CPU (s) | rows/s | in-process limit (rows/s) "
+          "| ratio | CPU per row: limit / end to end | peak memory (MiB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['n']:,} | {r['fmt'].upper() if r['fmt'] == 'csv' else 'Parquet'} | {r['rate']:,.0f} | "
-              f"{r['limit']:,.0f} | {r['rate'] / r['limit']:.2f} | {r['cpu_ratio']:.2f} | {r['contribs_only']:,.0f} | "
-              f"{r['rate'] / r['contribs_only']:.2f} | {r['peak']:,.0f} |")
+        limit = limits[r["n"]]["margin"]
+        print(f"| {r['n']:,} | {'CSV' if r['fmt'] == 'csv' else 'Parquet'} | {r['seconds']:.1f} | {r['process']:.1f} | "
+              f"{r['cpu']:.1f} | {r['n'] / r['seconds']:,.0f} | {1 / limit['seconds']:,.0f} | "
+              f"{r['n'] / r['seconds'] * limit['seconds']:.2f} | {limit['cpu_seconds'] * r['n'] / r['cpu']:.2f} | "
+              f"{r['peak']:,.0f} |")
+    print("\nPer patient, both outcomes, the same rows in memory (microseconds, medians):\n")
+    print("| patients | method | wall (µs/row) | CPU (µs/row) | CPU over the margin's |")
+    print("|---|---|---|---|---|")
+    names = {"margin": "the trees' own margin (xgboost inplace_predict): the limit",
+             "tables": "exact SHAP, autorisk's tables", "pred_contribs": "exact SHAP, xgboost pred_contribs",
+             "shap": "exact SHAP, shap TreeExplainer"}
+    for n, median in limits.items():
+        for method, label in names.items():
+            m = median[method]
+            print(f"| {n:,} | {label} | {1e6 * m['seconds']:.2f} | {1e6 * m['cpu_seconds']:.2f} | "
+                  f"{m['cpu_seconds'] / median['margin']['cpu_seconds']:.1f} |")
     sizes = sorted({r["n"] for r in rows})
     if len(sizes) > 1:
         for fmt in ("csv", "parquet"):
             peaks = {r["n"]: r["peak"] for r in rows if r["fmt"] == fmt}
-            if len(peaks) < 2:
-                continue
-            print(f"\npeak memory {fmt}: {sizes[-1]:,} / {sizes[0]:,} patients = {peaks[sizes[-1]] / peaks[sizes[0]]:.2f}x")
+            if len(peaks) >= 2:
+                print(f"\npeak memory {fmt}: {sizes[-1]:,} / {sizes[0]:,} patients = "
+                      f"{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}x")
+    print(f"\nProfile of one run of {sizes[0]:,} patients (seconds / CPU seconds):\n")
+    print("| phase | " + " | ".join(profiles) + " |")
+    print("|---|" + "---|" * len(profiles))
+    for phase in next(iter(profiles.values())):
+        print(f"| {phase} | " + " | ".join(f"{p[phase][0]:.2f} / {p[phase][1]:.2f}" for p in profiles.values()) + " |")
     runs_per_size = ", ".join(f"{n:,}: {k}" for n, k in repeats.items())
-    print(f"\n{rows[0]['endpoints']} endpoints; medians over the runs per size ({runs_per_size}); {os.cpu_count()} cores; "
-          f"fixed start-up of the command (imports, model loading): {rows[0]['fixed']:.1f} s; in-process limit measured "
-          f"on the first {min(r['limit_rows'] for r in rows):,} rows of each cohort")
+    print(f"\n{rows[0]['outcomes']} outcomes ({', '.join(map(str, rows[0]['trees']))} trees); medians over the runs "
+          f"per size ({runs_per_size}); {os.cpu_count()} cores; fixed start-up of the command (imports, model "
+          f"loading): {rows[0]['fixed']:.1f} s; in-process figures on the first {args.limit_rows:,} rows of each "
+          f"cohort (shap: {args.shap_rows:,})")
 
 
 if __name__ == "__main__":

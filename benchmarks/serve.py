@@ -3,7 +3,7 @@
 Run: make bench-serve   (or .venv/bin/python benchmarks/serve.py --duration 20 --repeats 3)
      make bench-load    (or .venv/bin/python benchmarks/serve.py --load --duration 60)
 
-- Model: a champion trained as in ``benchmarks/score.py`` (the default experiment's xgboost,
+- Model: a champion trained as in ``benchmarks/score.py`` (the default experiment's cox-xgboost,
   untuned) in a temporary MLflow store; or the champion of ``--store DIR``.
 - Servers, started once and driven in turn: ``autorisk serve`` (BentoML, one single-threaded
   worker per core) and ``mlflow models serve -m models:/autoimmunity-risk@champion
@@ -14,9 +14,10 @@ Run: make bench-serve   (or .venv/bin/python benchmarks/serve.py --duration 20 -
   patient per request, then 100. The two servers alternate within each repeat, so background
   load on the shared machine hits both alike; the table shows medians over ``--repeats``.
   Every response must be a 2xx (wrk counts the others; the run fails if there are any).
-- In-process limit (100 patients): in a fresh process, the same champion's xgboost boosters
-  called directly on the same 100 rows, already a model matrix: ``predict`` (margin) plus
-  ``predict(pred_contribs=True)`` per endpoint, all cores, repeated for a few seconds.
+- In-process limit (100 patients): in a fresh process, the same champion's boosters' own margin
+  prediction (``inplace_predict``, one thread as in a worker) on the same 100 rows, already a
+  model matrix, repeated for a few seconds; and the CPU time of the in-process handler
+  (validation, risks, SHAP values, the year-by-year view and the response) for 1 and 100 patients.
 - ``--load``: only ``autorisk serve``, ``--connections 32``, one 100-patient request in ten and
   single patients otherwise, for ``--duration`` seconds after a warm-up; the resident memory of
   the server's processes (all workers) is sampled every second. The run fails when any
@@ -51,30 +52,39 @@ AUTORISK = Path(sys.executable).with_name("autorisk")
 MLFLOW = Path(sys.executable).with_name("mlflow")
 
 LIMIT_CHILD = """
-import json, time
-import numpy as np, pandas as pd, xgboost as xgb
-from features.validation import validate_frame
+import json, statistics, time
+import numpy as np, pandas as pd
+from features.validation import validate_frame, validate_records
 from models.registry import load_model
+from models.scoring import ScoringOptions
+from serving.schemas import ModelIdentity, PredictRequest
+from serving.service import to_response
 
-def booster(estimator):
-    while not hasattr(estimator, "booster_"):
-        estimator = estimator.estimator
-    return estimator.booster_
+model = load_model()
+model.risk_model.use_threads(1)  # as in a server worker
+estimators = [m.estimator_ for m in model.risk_model.outcomes.values()]
+frame = pd.read_parquet("{parquet}").head({n})
+matrix = validate_frame(frame).matrix
+records = [p.model_dump() for p in PredictRequest.model_validate({{"patients": json.loads(frame.to_json(orient="records"))}}).patients]
+identity = ModelIdentity(name=model.name, version=model.version, run_id=model.run_id)
 
-boosters = [booster(e) for e in load_model().risk_model.estimators.values()]
-matrix = validate_frame(pd.read_parquet("{parquet}").head({n})).matrix
-def once():
-    for b in boosters:
-        rows = xgb.DMatrix(matrix, missing=np.nan)
-        b.predict(rows, output_margin=True)
-        b.predict(rows, pred_contribs=True)
-for _ in range(20):  # warm-up
-    once()
-calls, started = 0, time.perf_counter()
-while time.perf_counter() - started < {seconds}:
-    once()
-    calls += 1
-print(json.dumps({{"patients_per_s": calls * len(matrix) / (time.perf_counter() - started)}}))
+def per_call(call, seconds):
+    for _ in range(20):  # warm-up
+        call()
+    cpu, started, calls = [], time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        before = time.process_time()
+        call()
+        cpu.append(time.process_time() - before)
+        calls += 1
+    return {{"calls_per_s": calls / (time.perf_counter() - started), "cpu_ms": 1000 * statistics.median(cpu)}}
+
+margin = per_call(lambda: [e.booster_.inplace_predict(matrix, predict_type="margin", missing=np.nan) for e in estimators],
+                  {seconds})
+handler = {{k: per_call(lambda k=k: to_response(identity, validate_records(records[:k]), model.risk_model, ScoringOptions()),
+                       {seconds}) for k in (1, len(records))}}
+print(json.dumps({{"patients_per_s": margin["calls_per_s"] * len(matrix), "margin_cpu_ms": margin["cpu_ms"],
+                  "handler_cpu_ms": {{str(k): v["cpu_ms"] for k, v in handler.items()}}}}))
 """
 
 WRK_SCRIPT = """
@@ -191,10 +201,11 @@ def check_answers(url: str, body: str, n: int, shape: str) -> None:
         raise SystemExit(f"{url}: {count} predictions for {n} patients ({shape})")
 
 
-def in_process_limit(parquet: Path, n: int, seconds: float = 10.0) -> float:
+def in_process_limit(parquet: Path, n: int, seconds: float = 5.0) -> dict:
+    """The boosters' own margin on ``n`` rows in memory (the limit), and the handler's CPU per request."""
     out = subprocess.run([sys.executable, "-c", LIMIT_CHILD.format(parquet=parquet, n=n, seconds=seconds)],
                          cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["patients_per_s"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def compare(args, folder: Path, env: dict, patients: list[dict], parquet: Path) -> None:
@@ -205,7 +216,6 @@ def compare(args, folder: Path, env: dict, patients: list[dict], parquet: Path) 
                                 "--env-manager", "local", "--host", "127.0.0.1",
                                 "--port", str(ports["mlflow models serve"]), "--workers", str(args.mlflow_workers)],
     }
-    ready = {"autorisk serve (BentoML)": "/readyz", "mlflow models serve": "/health"}
     predict = {"autorisk serve (BentoML)": "/predict", "mlflow models serve": "/invocations"}
     wrap = {"autorisk serve (BentoML)": lambda p: {"patients": p}, "mlflow models serve": lambda p: {"dataframe_records": p}}
     sizes = (1, 100)
@@ -230,9 +240,10 @@ def compare(args, folder: Path, env: dict, patients: list[dict], parquet: Path) 
                     results.setdefault((name, n), []).append(run)
                     print(f"repeat {repeat + 1}, {n} patients, {name}: {run['rate']:.1f} req/s, "
                           f"p50 {run['p50']:.1f} ms, p99 {run['p99']:.1f} ms", file=sys.stderr, flush=True)
-    limit = in_process_limit(parquet, 100)
+    measured = in_process_limit(parquet, 100)
+    limit = measured["patients_per_s"]
 
-    print(f"| patients per request | server | requests/s | patients/s | p50 latency (ms) | p99 latency (ms) |")
+    print("| patients per request | server | requests/s | patients/s | p50 latency (ms) | p99 latency (ms) |")
     print("|---|---|---|---|---|---|")
     medians = {}
     for n in sizes:
@@ -247,8 +258,12 @@ def compare(args, folder: Path, env: dict, patients: list[dict], parquet: Path) 
         ratio = medians[("autorisk serve (BentoML)", n)] / medians[("mlflow models serve", n)]
         print(f"- {n} patient(s) per request: autorisk serve / mlflow models serve = {ratio:.2f}x requests/s")
     ours = medians[("autorisk serve (BentoML)", 100)] * 100
-    print(f"- 100 patients per request: in-process limit {limit:,.0f} patients/s; autorisk serve reaches "
-          f"{ours:,.0f} ({ours / limit:.2f} of the limit)")
+    print(f"- 100 patients per request: in-process limit (the trees' own margin, one thread) {limit:,.0f} "
+          f"patients/s; autorisk serve reaches {ours:,.0f} ({ours / limit:.2f} of the limit)")
+    handler = measured["handler_cpu_ms"]
+    print(f"- the in-process handler (validation, risks, SHAP values, year-by-year view, response), CPU per request: "
+          f"{handler['1']:.2f} ms for 1 patient, {handler['100']:.2f} ms for 100 (the trees' own margin for 100: "
+          f"{measured['margin_cpu_ms']:.2f} ms)")
     print(f"\n{args.connections} connections, wrk on loopback (1 thread), {args.duration:g} s per run, medians over "
           f"{args.repeats} repeats; {os.cpu_count()} cores; BentoML workers: {os.cpu_count()}, "
           f"mlflow uvicorn workers: {args.mlflow_workers}")

@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--profile", default="care-ms1")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(f"| patients | median seconds | rows/s | peak memory (MiB) |")
+    print("| patients | median seconds | rows/s | peak memory (MiB) |")
     print("|---|---|---|---|")
     for n in args.sizes:
         runs = []

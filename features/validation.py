@@ -317,11 +317,12 @@ def _check(n: int, encoded_columns, ids: np.ndarray) -> ValidatedBatch:
 
     rejected = errors.any()
     accepted = ~rejected
+    # Building even an empty frame costs more than validating one patient: most batches reject none.
     rejects = pd.DataFrame({
         "row": np.flatnonzero(rejected),
         ID_COLUMN: ids[rejected],
         "reason": errors.messages[rejected],
-    })
+    }) if rejected.any() else NO_REJECTS
     return ValidatedBatch(
         matrix=matrix[accepted],
         rows=np.flatnonzero(accepted),
@@ -332,6 +333,9 @@ def _check(n: int, encoded_columns, ids: np.ndarray) -> ValidatedBatch:
 
 
 INPUT_INDEX: dict[str, int] = {f.name: j for j, f in enumerate(FEATURES)}
+# The rejects of a batch without any: shared, so read it, never change it.
+NO_REJECTS = pd.DataFrame({"row": np.empty(0, dtype=np.int64), ID_COLUMN: np.empty(0, dtype=object),
+                           "reason": np.empty(0, dtype=object)})
 FEATURE_INDEX: dict[str, int] = {name: j for j, name in enumerate(FEATURE_NAMES)}
 
 

@@ -44,13 +44,26 @@ def check_survival_target(y) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _RelativeHazard(BaseEstimator):
-    """Shared tags: NaN means unknown; the target is a survival time."""
+    """Shared tags (NaN means unknown; the target is a survival time) and input checks."""
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         tags.target_tags.required = True
         return tags
+
+    def _checked(self, X) -> np.ndarray:
+        """``X`` as a float array of the fitted width; NaN allowed, infinity refused.
+
+        A model matrix from :mod:`features.validation` is already that: it is only checked for
+        its width and for infinity here, because scikit-learn's full check costs more than the
+        trees themselves for a request of one patient.
+        """
+        check_is_fitted(self)
+        if (isinstance(X, np.ndarray) and X.dtype == np.float64 and X.ndim == 2 and len(X)
+                and X.shape[1] == self.n_features_in_ and not np.isinf(X).any()):
+            return X
+        return validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
 
 
 class LinearCoxRegression(_RelativeHazard):
@@ -61,7 +74,9 @@ class LinearCoxRegression(_RelativeHazard):
     SHAP value of a feature is ``coef * standardised value`` summed over its value and
     indicator columns (exact for a linear model), and the base value is 0, the mean of
     ``f`` over the training rows. Fitted by scikit-survival's ``CoxPHSurvivalAnalysis``
-    (Breslow's handling of tied times).
+    (Breslow's handling of tied times) after scikit-learn's ``SimpleImputer`` and
+    ``StandardScaler``, whose fitted values it keeps as arrays (``medians_``, ``indicated_``,
+    ``mean_``, ``scale_``, ``coef_``).
 
     Parameters
     ----------
@@ -82,25 +97,37 @@ class LinearCoxRegression(_RelativeHazard):
 
         X = validate_data(self, X, ensure_all_finite="allow-nan")
         event, time = check_survival_target(y)
-        self.imputer_ = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True).fit(X)
-        imputed = self.imputer_.transform(X)
-        self.scaler_ = StandardScaler().fit(imputed)
-        self.cox_ = CoxPHSurvivalAnalysis(alpha=self.alpha, ties="breslow", n_iter=self.n_iter).fit(
-            self.scaler_.transform(imputed), Surv.from_arrays(event, time))
-        indicator = self.imputer_.indicator_
-        indicated = list(indicator.features_) if indicator is not None else []
-        # Which input feature each transformed column belongs to.
-        self.column_feature_ = np.array(list(range(X.shape[1])) + indicated, dtype=int)
+        imputer = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True).fit(X)
+        imputed = imputer.transform(X)
+        scaler = StandardScaler().fit(imputed)
+        cox = CoxPHSurvivalAnalysis(alpha=self.alpha, ties="breslow", n_iter=self.n_iter).fit(
+            scaler.transform(imputed), Surv.from_arrays(event, time))
+        # The fitted transforms kept as plain arrays: predictions apply them with numpy (the same
+        # arithmetic as scikit-learn's transforms, without their per-call checks), and a model
+        # version stores them as numbers, not as pickled objects.
+        indicator = imputer.indicator_
+        self.indicated_ = np.array(indicator.features_ if indicator is not None else [], dtype=int)
+        self.medians_ = imputer.statistics_.astype(float)
+        self.mean_ = scaler.mean_.astype(float)
+        self.scale_ = scaler.scale_.astype(float)
+        self.coef_ = np.asarray(cox.coef_, dtype=float)
         return self
 
+    @property
+    def column_feature_(self) -> np.ndarray:
+        """Which input feature each standardised column (values, then indicators) belongs to."""
+        return np.concatenate([np.arange(self.n_features_in_), self.indicated_]).astype(int)
+
     def _standardised(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
-        return self.scaler_.transform(self.imputer_.transform(X))
+        """Median-imputed values with the missing indicators, standardised."""
+        X = self._checked(X)
+        missing = np.isnan(X)
+        columns = np.hstack([np.where(missing, self.medians_, X), missing[:, self.indicated_].astype(float)])
+        return (columns - self.mean_) / self.scale_
 
     def predict(self, X) -> np.ndarray:
         """Log relative hazard ``f(x)``, shape (n_samples,)."""
-        return self._standardised(X) @ self.cox_.coef_
+        return self._standardised(X) @ self.coef_
 
     def explain(self, X) -> tuple[np.ndarray, np.ndarray]:
         """SHAP values of :meth:`predict`.
@@ -110,7 +137,7 @@ class LinearCoxRegression(_RelativeHazard):
         base : ndarray of shape (n_samples,)
         contributions : ndarray of shape (n_samples, n_features)
         """
-        terms = self._standardised(X) * self.cox_.coef_
+        terms = self._standardised(X) * self.coef_
         contributions = np.zeros((terms.shape[0], self.n_features_in_))
         np.add.at(contributions.T, self.column_feature_, terms.T)
         return np.zeros(terms.shape[0]), contributions
@@ -185,10 +212,6 @@ class XGBoostCoxRegression(_RelativeHazard):
         self.booster_ = xgb.train(params, train, num_boost_round=self.n_estimators)
         self.shap_tables_ = TreeShapTables.from_booster(self.booster_, X.shape[1])
         return self
-
-    def _checked(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        return validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
 
     def _threads(self) -> int:
         return self.n_jobs or os.cpu_count() or 1

@@ -1,6 +1,13 @@
-"""The MLflow pyfunc model: validation, risks and SHAP travel together."""
+"""The MLflow pyfunc model: validation, risks and SHAP travel together.
+
+Logged as a model from code (``models/mlflow_model.py``) with the fitted model as plain files
+(:mod:`models.persistence`), not as a pickled object: a registered version loads wherever
+autorisk is installed.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
@@ -8,6 +15,10 @@ import pandas as pd
 from features.schema import DEFAULT_HORIZONS_MONTHS
 from features.validation import validate_frame
 from models.scoring import RiskModel, ScoringOptions, score_batch
+
+# The file MLflow runs to build the model when a version loads, and the artifact with its files.
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+RISK_MODEL_ARTIFACT = "risk_model"
 
 
 def options_from_params(params: dict | None) -> ScoringOptions:
@@ -26,8 +37,14 @@ class AutoimmunityRiskModel(mlflow.pyfunc.PythonModel):
     (whole months 1–72, default 24 and 48) and ``contrast`` (risks under both treatments).
     """
 
-    def __init__(self, risk_model: RiskModel) -> None:
+    def __init__(self, risk_model: RiskModel | None = None) -> None:
         self.risk_model = risk_model
+
+    def load_context(self, context) -> None:
+        """Read the fitted model from the version's artifact (:func:`models.persistence.load_risk_model`)."""
+        from models.persistence import load_risk_model
+
+        self.risk_model = load_risk_model(Path(context.artifacts[RISK_MODEL_ARTIFACT]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ARG002
         options = options_from_params(params)

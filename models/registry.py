@@ -47,6 +47,22 @@ class NoChampionError(LookupError):
     """The registry has no version under the requested alias."""
 
 
+class ModelLoadError(RuntimeError):
+    """A registered version exists but cannot be loaded: its artifacts are missing or unreadable.
+
+    The cause (``__cause__``) is the error MLflow or unpickling raised.
+    """
+
+    def __init__(self, name: str, version: str, cause: BaseException) -> None:
+        missing = isinstance(cause, FileNotFoundError) or (
+            isinstance(cause, MlflowException) and cause.error_code == "RESOURCE_DOES_NOT_EXIST")
+        detail = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        state = "are missing" if missing else "cannot be read"
+        super().__init__(f"model {name!r} version {version} is registered but its artifacts {state} "
+                         f"({type(cause).__name__}{': ' + detail if detail else ''})")
+        self.missing = missing
+
+
 @dataclass(frozen=True)
 class Candidate:
     version: str
@@ -180,23 +196,48 @@ def log_promotion(decision: Promotion, name: str) -> None:
 
 
 def resolve_version(name: str = MODEL_NAME, alias: str = CHAMPION, version: str | None = None):
-    """The registered version to use: ``version`` when given, else the one under ``alias``."""
+    """The registered version to use: ``version`` when given, else the one under ``alias``.
+
+    Raises
+    ------
+    NoChampionError
+        Only when the registry answers that the model, version or alias does not exist. Any
+        other fault of the store (locked, unreachable, damaged) propagates as raised, so that
+        it is never mistaken for "train first".
+    """
     client = MlflowClient()
+    target = f"version {version}" if version else f"alias @{alias}"
+    missing = NoChampionError(f"no model {name!r} {target} in the registry at {mlflow.get_tracking_uri()}; "
+                              "run `autorisk train` and `autorisk promote` first")
     try:
         if version is None:
-            return client.get_model_version_by_alias(name, alias)
+            # The alias is looked up among the model's aliases rather than by
+            # get_model_version_by_alias, whose "not found" comes as INVALID_PARAMETER_VALUE.
+            aliases = client.get_registered_model(name).aliases
+            if alias not in aliases:
+                raise missing
+            version = str(aliases[alias])
         return client.get_model_version(name, version)
     except MlflowException as error:
-        target = f"version {version}" if version else f"alias @{alias}"
-        raise NoChampionError(
-            f"no model {name!r} {target} in the registry at {mlflow.get_tracking_uri()}; "
-            "run `autorisk train` and `autorisk promote` first"
-        ) from error
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise missing from error
 
 
 def load_model(name: str = MODEL_NAME, alias: str = CHAMPION, version: str | None = None) -> LoadedModel:
-    """Load a registered version, by explicit version or by alias (never "latest")."""
+    """Load a registered version, by explicit version or by alias (never "latest").
+
+    Raises
+    ------
+    NoChampionError
+        When the registry has no such model, version or alias.
+    ModelLoadError
+        When the version is registered but its artifacts are missing or unreadable.
+    """
     found = resolve_version(name, alias, version)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{found.version}")
-    return LoadedModel(name=name, version=str(found.version), run_id=found.run_id,
-                       risk_model=pyfunc.unwrap_python_model().risk_model)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{found.version}")
+        risk_model = pyfunc.unwrap_python_model().risk_model
+    except Exception as error:  # unpickling damaged bytes can raise any type; re-raised, typed, here
+        raise ModelLoadError(name, str(found.version), error) from error
+    return LoadedModel(name=name, version=str(found.version), run_id=found.run_id, risk_model=risk_model)

@@ -129,23 +129,43 @@ class RiskModel:
             bounded[:, TREATMENT_COLUMN] = CATEGORY_CODES[TREATMENT_FEATURE][treatment]
         return {outcome: model.risk(bounded, horizons) for outcome, model in self.outcomes.items()}
 
-    def contrast(self, matrix: np.ndarray, horizons) -> dict[str, dict[str, np.ndarray]]:
-        """Per outcome, each patient's risks under every treatment, ``{outcome: {treatment: (n, H)}}``."""
-        by_treatment = {t: self.risks(matrix, horizons, treatment=t) for t in TREATMENTS}
-        return {outcome: {t: by_treatment[t][outcome] for t in TREATMENTS} for outcome in self.outcomes}
+    def contrast(self, matrix: np.ndarray, horizons,
+                 explained: dict[str, OutcomeExplanation] | None = None) -> dict[str, dict[str, np.ndarray]]:
+        """Per outcome, each patient's risks under every treatment, ``{outcome: {treatment: (n, H)}}``.
 
-    def monitoring(self, matrix: np.ndarray) -> dict[str, MonitoringView]:
-        """Per outcome, the risk by year 1–5 and the year with the highest hazard."""
+        With ``explained`` (:meth:`explain` of the same matrix), each patient's own treatment is
+        read off it and only the other is computed: one model call per outcome, not two.
+        """
+        bounded = bound_to_training_range(matrix)
+        own = treatment_index(bounded)
+        other = bounded.copy()
+        other[:, TREATMENT_COLUMN] = np.array([CATEGORY_CODES[TREATMENT_FEATURE][t] for t in TREATMENT_BY_CODE])[1 - own]
+        answers = {}
+        for outcome, model in self.outcomes.items():
+            f_own = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(bounded)
+            f_other = model.log_relative_hazard(other)
+            answers[outcome] = {}
+            for s, name in enumerate(TREATMENT_BY_CODE):
+                f = np.where(own == s, f_own, f_other)
+                answers[outcome][name] = model.risk_from(f, np.full(len(f), s), horizons)
+        return answers
+
+    def monitoring(self, matrix: np.ndarray,
+                   explained: dict[str, OutcomeExplanation] | None = None) -> dict[str, MonitoringView]:
+        """Per outcome, the risk by year 1–5 and the year with the highest hazard (from ``explained``
+        when given: no further model call)."""
         months = tuple(12 * year for year in range(1, MONITORING_YEARS + 1))
-        strata = treatment_index(matrix)
+        bounded = bound_to_training_range(matrix)
+        strata = treatment_index(bounded)
         views = {}
-        for outcome, risk in self.risks(matrix, months).items():
+        for outcome, model in self.outcomes.items():
+            f = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(bounded)
+            risk = model.risk_from(f, strata, months)
             survival = 1.0 - np.column_stack([np.zeros(len(risk)), risk])
             onset_in_year = 1.0 - survival[:, 1:] / survival[:, :-1]
-            extrapolated = self.outcomes[outcome].baseline_.extrapolated(months)[strata]
             views[outcome] = MonitoringView(risk=risk, onset_in_year=onset_in_year,
                                             peak_year=np.argmax(onset_in_year, axis=1) + 1,
-                                            extrapolated=extrapolated)
+                                            extrapolated=model.baseline_.extrapolated(months)[strata])
         return views
 
     def extrapolation_notes(self, matrix: np.ndarray, horizons, contrast: bool = False) -> np.ndarray:
@@ -192,7 +212,7 @@ def score_columns(model: RiskModel, batch: ValidatedBatch, options: ScoringOptio
     horizons = options.horizons
     columns: dict[str, np.ndarray] = {ID_COLUMN: batch.patient_ids}
     explained = model.explain(batch.matrix, horizons)
-    contrasts = model.contrast(batch.matrix, horizons) if options.contrast else {}
+    contrasts = model.contrast(batch.matrix, horizons, explained) if options.contrast else {}
     for outcome, scores in explained.items():
         for k, h in enumerate(horizons):
             columns[f"risk_{endpoint(outcome, h)}"] = scores.risk[:, k]

@@ -160,6 +160,11 @@ class OutcomeExplanation:
         What the treatment adds at each horizon through its baseline hazard.
     extrapolated : ndarray of bool, shape (n, H)
         Whether the horizon lies beyond the follow-up the training data had on the patient's treatment.
+    log_relative_hazard : ndarray of shape (n,)
+        ``f(x)`` (bias plus contributions): the risk at any other horizon follows from it without a
+        second model call (:meth:`StratifiedCox.risk_from`).
+    strata : ndarray of int, shape (n,)
+        Each patient's treatment, as an index into :data:`TREATMENT_BY_CODE`.
     """
 
     horizons: tuple[int, ...]
@@ -168,6 +173,8 @@ class OutcomeExplanation:
     shap: np.ndarray
     treatment_shift: np.ndarray
     extrapolated: np.ndarray
+    log_relative_hazard: np.ndarray
+    strata: np.ndarray
 
     def shap_at(self, k: int) -> np.ndarray:
         """Every feature's SHAP value at horizon index ``k``, shape (n, n_features)."""
@@ -197,17 +204,29 @@ class StratifiedCox(BaseEstimator):
         self.baseline_ = breslow_baselines(self.estimator_.predict(X), event, time, treatment_index(X))
         return self
 
-    def log_cumulative_hazard(self, X, horizons) -> np.ndarray:
-        """``log H(t | x)`` at each horizon, shape (n, H)."""
+    def log_relative_hazard(self, X) -> np.ndarray:
+        """``f(x)``, shape (n,)."""
         check_is_fitted(self)
-        if len(X) == 0:
-            return np.empty((0, len(horizons)))
-        log_baseline = self.baseline_.log_at(horizons)[treatment_index(X)]
-        return log_baseline + self.estimator_.predict(X)[:, None]
+        return self.estimator_.predict(X) if len(X) else np.empty(0)
+
+    def risk_from(self, log_relative_hazard: np.ndarray, strata: np.ndarray, horizons) -> np.ndarray:
+        """Probability of onset by each horizon from ``f(x)`` and the treatment, shape (n, H).
+
+        Parameters
+        ----------
+        log_relative_hazard : ndarray of shape (n,)
+            ``f(x)`` of each patient.
+        strata : ndarray of int, shape (n,)
+            Treatment of each patient, as an index into :data:`TREATMENT_BY_CODE`.
+        horizons : sequence of int, length H
+            Whole months.
+        """
+        log_hazard = self.baseline_.log_at(horizons)[strata] + log_relative_hazard[:, None]
+        return -np.expm1(-np.exp(log_hazard))
 
     def risk(self, X, horizons) -> np.ndarray:
         """Probability of onset by each horizon, shape (n, H)."""
-        return -np.expm1(-np.exp(self.log_cumulative_hazard(X, horizons)))
+        return self.risk_from(self.log_relative_hazard(X), treatment_index(X), horizons)
 
     def explain(self, X, horizons) -> OutcomeExplanation:
         """Risks with their exact SHAP values on the log cumulative hazard scale (see :class:`OutcomeExplanation`)."""
@@ -216,7 +235,8 @@ class StratifiedCox(BaseEstimator):
         if len(X) == 0:
             empty = np.empty((0, len(horizons)))
             return OutcomeExplanation(horizons, empty, self.baseline_.reference_log_at(horizons),
-                                      np.empty((0, self.estimator_.n_features_in_)), empty, empty.astype(bool))
+                                      np.empty((0, self.estimator_.n_features_in_)), empty, empty.astype(bool),
+                                      np.empty(0), np.empty(0, dtype=int))
         bias, contributions = self.estimator_.explain(X)
         strata = treatment_index(X)
         log_baseline = self.baseline_.log_at(horizons)
@@ -224,12 +244,13 @@ class StratifiedCox(BaseEstimator):
         # Exact SHAP of log H0_s(t): a function of the treatment alone, so its SHAP value is its
         # difference from the training population's mean, credited to the treatment.
         shift = log_baseline[strata] - reference[None, :]
-        base = reference + (bias[0] if len(bias) else 0.0)
+        base = reference + bias[0]
         log_hazard = base[None, :] + contributions.sum(axis=1)[:, None] + shift
         # The risk is read off the explanation (one model pass): the identity holds by construction.
         risk = -np.expm1(-np.exp(log_hazard))
         return OutcomeExplanation(horizons=horizons, risk=risk, base=base, shap=contributions,
-                                  treatment_shift=shift, extrapolated=self.baseline_.extrapolated(horizons)[strata])
+                                  treatment_shift=shift, extrapolated=self.baseline_.extrapolated(horizons)[strata],
+                                  log_relative_hazard=bias + contributions.sum(axis=1), strata=strata)
 
 
 # --------------------------------------------------------------------------- IPCW, for evaluation

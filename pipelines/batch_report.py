@@ -16,11 +16,10 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -122,17 +121,20 @@ class _Scores:
         return (index + 0.5) / RISK_BINS
 
 
-def _sample_values(input_path: Path, lines: np.ndarray, *, allow_extra: bool,
-                   chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The model-matrix rows of the input records on ``lines``, in the order of ``lines``, and which were found."""
+def _sample_values(input_path: Path, lines: np.ndarray, *, allow_extra: bool, chunk_rows: int,
+                   sheet: str | None, il21_assay: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The model-matrix rows of the input records on ``lines``, in the order of ``lines``, and which were
+    found; the input is read as the run read it (same sheet, same IL-21 kit)."""
+    from pipelines.intake import prepare
     from pipelines.reading import open_input
 
     wanted = np.sort(lines)
     rows = np.full((len(lines), len(FEATURE_NAMES)), np.nan)
     found = np.zeros(len(lines), dtype=bool)
     position = {int(line): k for k, line in enumerate(lines)}
-    source = open_input(input_path, chunk_rows)
+    opened = open_input(input_path, chunk_rows, sheet=sheet)
     try:
+        source = prepare(opened, il21_assay=il21_assay)
         for chunk in source.chunks:
             mask = np.isin(chunk.lines, wanted)
             if not mask.any():
@@ -142,7 +144,7 @@ def _sample_values(input_path: Path, lines: np.ndarray, *, allow_extra: bool,
                 rows[position[int(line)]] = row
                 found[position[int(line)]] = True
     finally:
-        source.close()
+        opened.close()
     return rows[found], found
 
 
@@ -211,7 +213,8 @@ def _table(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> s
 
 
 def build_report(*, input_path: Path, output_path: Path, rejects_path: Path, summary, model, options,
-                 allow_extra: bool = False, chunk_rows: int = 50_000, seed: int = 0) -> str:
+                 allow_extra: bool = False, chunk_rows: int = 50_000, sheet: str | None = None,
+                 il21_assay: str | None = None, seed: int = 0) -> str:
     """The report's HTML, from the files a scoring run wrote and its summary.
 
     Parameters
@@ -228,6 +231,8 @@ def build_report(*, input_path: Path, output_path: Path, rejects_path: Path, sum
         As in the run (the input is read again for the beeswarm's feature values).
     chunk_rows : int
         Records per chunk when the input is read again.
+    sheet, il21_assay : str, optional
+        As in the run: the workbook's sheet and the IL-21 kit of values without one.
     seed : int
         Seed of the beeswarm's sample.
     """
@@ -288,7 +293,8 @@ def build_report(*, input_path: Path, output_path: Path, rejects_path: Path, sum
                      "Risks at horizons beyond a treatment's follow-up in training are extrapolated (see the "
                      "warnings column of the scores).</p>")
 
-        values, found = _sample_values(input_path, scores.lines, allow_extra=allow_extra, chunk_rows=chunk_rows)
+        values, found = _sample_values(input_path, scores.lines, allow_extra=allow_extra, chunk_rows=chunk_rows,
+                                       sheet=sheet, il21_assay=il21_assay)
         parts.append(f"<h2>Explanations (SHAP, log cumulative hazard scale, at month {shap_horizon})</h2>"
                      f"<p>The beeswarm shows {int(found.sum()):,} patients drawn at random from the "
                      f"{scores.n:,} scored (colour: the feature's value; grey: not provided, which the model "
@@ -309,18 +315,29 @@ def build_report(*, input_path: Path, output_path: Path, rejects_path: Path, sum
     return "\n".join(parts)
 
 
-def write_batch_report(*, output_path: Path, **kwargs) -> Path:
-    """Write :func:`build_report` to ``<output stem>.report.html`` beside ``output_path``; return its path.
+@contextmanager
+def report_after(summary, *, output_path: Path, **kwargs) -> Iterator[None]:
+    """Write the report of a run when the block completes (after its outputs are in place); nothing when it raises.
 
-    Written to a temporary file and renamed, so that an interrupted run leaves no partial report.
+    Parameters
+    ----------
+    summary : pipelines.score.Summary
+        Filled in by the run within the block; gets ``report_path``.
+    output_path : Path
+        The scores; the report goes beside them (:func:`report_path`).
+    **kwargs
+        The rest of :func:`build_report`'s arguments.
     """
+    from pipelines.outputs import atomic_outputs, write_error
+
+    yield
     target = report_path(output_path)
-    text = build_report(output_path=output_path, **kwargs)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".html", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, target)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-    return target
+    text = build_report(summary=summary, output_path=output_path, **kwargs)
+    # Complete or absent, like the run's other outputs.
+    with atomic_outputs() as group:
+        sink = group.open(target)
+        try:
+            sink.write(text.encode("utf-8"))
+        except OSError as error:
+            raise write_error(target, error) from error
+    summary.report_path = target

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -137,14 +138,12 @@ def promote(
     """Point the @champion alias at the best registered version, by a stated rule."""
     from mlflow import MlflowClient
 
-    from models.registry import NoChampionError, promote as promote_version
+    from models.registry import promote as promote_version
     from pipelines.tracking import configure_tracking
 
-    configure_tracking()
-    try:
+    uri = configure_tracking()
+    with _store_faults(uri):
         decision = promote_version(MlflowClient(), model_name, experiment=experiment, dry_run=dry_run)
-    except NoChampionError as error:
-        raise _fail(str(error)) from error
     chosen = decision.chosen
     console.print(f"candidates: the versions of experiment {chosen.experiment!r}, config {chosen.config_digest}")
     table = Table("version", "family", "held-out calibration slope minus the true risk's [95% interval]",
@@ -173,14 +172,12 @@ def report(
     """Write the model card (Markdown and HTML) of a registered version."""
     import mlflow
 
-    from models.registry import NoChampionError, resolve_version
+    from models.registry import resolve_version
     from pipelines.tracking import configure_tracking
 
-    configure_tracking()
-    try:
+    uri = configure_tracking()
+    with _store_faults(uri):
         found = resolve_version(model_name, version=version)
-    except NoChampionError as error:
-        raise _fail(str(error)) from error
     out.mkdir(parents=True, exist_ok=True)
     for suffix in ("md", "html"):
         text = mlflow.artifacts.load_text(f"runs:/{found.run_id}/model_card/model_card.{suffix}")
@@ -191,10 +188,12 @@ def report(
 
 @app.command()
 def score(
-    input: Annotated[Path, typer.Argument(help="Cohort file, .csv or .parquet.")],
+    input: Annotated[Path, typer.Argument(help="Cohort file: .csv (comma, semicolon or tab), .tsv, .csv.gz, .tsv.gz, .xlsx or .parquet.")],
     out: Annotated[Path, typer.Option(help="Scores file, .csv or .parquet.")],
     rejects: Annotated[Path | None, typer.Option(help="Rejected records (default: OUT.rejects.EXT).")] = None,
     ignore_extra_columns: Annotated[bool, typer.Option("--ignore-extra-columns", help="Ignore columns that are not features instead of failing.")] = False,
+    il21_assay: Annotated[str | None, typer.Option(help="The IL-21 kit (legacy_elisa or current_elisa) of every IL-21 value in the file that names none.")] = None,
+    sheet: Annotated[str | None, typer.Option(help="The sheet of an .xlsx workbook to score (default: the first).")] = None,
     model_version: Annotated[str | None, typer.Option(help="Registered version to use (default: @champion).")] = None,
     chunk_rows: Annotated[int, typer.Option(help="Records per chunk.")] = 50_000,
     engine: Annotated[str, typer.Option(help="Where to score: local (this process) or spark (Apache Spark; needs the spark extra).")] = "local",
@@ -207,8 +206,11 @@ def score(
     import threading
 
     from features.validation import InputSchemaError
-    from models.registry import NoChampionError, load_model
-    from pipelines.score import ENGINES, InputFileError, ScoringOptions, default_rejects_path, score_file
+    from models.registry import load_model
+    from pipelines.intake import check_kit
+    from pipelines.batch_report import report_path
+    from pipelines.outputs import lock_outputs
+    from pipelines.score import ENGINES, InputFileError, OutputError, ScoringOptions, output_paths, score_file
     from pipelines.tracking import configure_tracking
 
     def _exit_on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -226,12 +228,62 @@ def score(
             import pyspark  # noqa: F401
         except ImportError as error:
             raise _fail("--engine spark needs pyspark: pip install 'autorisk[spark]'", 2) from error
-    configure_tracking()
+    # A run stopped with SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C does, so
+    # that its locks are released and no partial output is left behind.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
+    started = time.perf_counter()
     try:
-        model = load_model(version=model_version)
-    except NoChampionError as error:
-        raise _fail(str(error)) from error
-    rejects = rejects or default_rejects_path(out)
+        # Everything about the files is checked, and the outputs locked, before the model loads:
+        # a second run on the same output fails at once.
+        paths = output_paths(input, out, rejects, chunk_rows)
+        _check_input_options(paths["input"], sheet)
+        kit = check_kit(il21_assay) if il21_assay is not None else None
+        with lock_outputs([paths["--out"], paths["--rejects"]],
+                          companions=[paths["drift report"], paths["drift data"], report_path(paths["--out"])]):
+            uri = configure_tracking()
+            with _store_faults(uri):
+                model = load_model(version=model_version)
+            started = time.perf_counter()
+            summary = _score_with_progress(lambda show: score_file(
+                input, out, model, rejects_path=paths["--rejects"], allow_extra=ignore_extra_columns,
+                chunk_rows=chunk_rows, on_progress=show, engine=engine, spark_master=spark_master,
+                il21_assay=kit, sheet=sheet, lock=False, options=options))
+    except (InputFileError, InputSchemaError) as error:
+        raise _fail(f"{input}: {error}" if not str(error).startswith(str(input)) else str(error), 2) from error
+    except OutputError as error:  # locked by another run, disk full: the message names the output
+        raise _fail(str(error), 2) from error
+    except OSError as error:  # the input cannot be read: nothing was written
+        raise _fail(f"{error.strerror or error}: {error.filename or input}", 2) from error
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    elapsed = time.perf_counter() - started
+    console.print(f"read {input} as {summary.source}", soft_wrap=True, highlight=False)
+    console.print(f"model {model.name} v{model.version}: read {summary.read:,} records, "
+                  f"scored {summary.scored:,}, rejected {summary.rejected:,} "
+                  f"({elapsed:.1f} s, {summary.read / max(elapsed, 1e-9):,.0f} records/s, engine {engine})",
+                  soft_wrap=True)
+    _print_caveats(summary, model.risk_model.follow_up_months(), options)
+    console.print(f"scores: {out}")
+    if summary.rejected:
+        console.print(f"rejects: {paths['--rejects']}")
+    console.print(f"drift report: {summary.drift_paths[0]}")
+    console.print(f"report: {summary.report_path}")
+
+
+def _check_input_options(path: Path, sheet: str | None) -> None:
+    """The input exists, has a name autorisk reads, and takes --sheet only when it is a workbook."""
+    from pipelines.reading import InputFileError, check_input_name
+
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
+    if sheet is not None and check_input_name(path).format != "xlsx":
+        raise InputFileError(f"--sheet: {path} is not an Excel workbook; --sheet applies to .xlsx files only")
+
+
+def _score_with_progress(run):
+    """``run(show)`` with a transient progress line on stderr; ``show(rows)`` updates it."""
     started = time.perf_counter()
     progress = Progress(TextColumn("scoring"), BarColumn(bar_width=None), TextColumn("{task.completed:,} rows"),
                         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=errors,
@@ -243,33 +295,25 @@ def score(
             rate = rows / max(time.perf_counter() - started, 1e-9)
             progress.update(task, completed=rows, rate=f"{rate:,.0f} rows/s")
 
-        # A run stopped with SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C does, so
-        # that its temporary files are removed and no partial output is left behind.
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
-        try:
-            summary = score_file(input, out, model, rejects_path=rejects,
-                                 allow_extra=ignore_extra_columns, chunk_rows=chunk_rows,
-                                 on_progress=show, engine=engine, spark_master=spark_master, options=options)
-        except (InputFileError, InputSchemaError) as error:
-            raise _fail(f"{input}: {error}" if not str(error).startswith(str(input)) else str(error), 2) from error
-        except OSError as error:  # unreadable input, unwritable output: nothing was written
-            raise _fail(f"{error.strerror or error}: {error.filename or input}", 2) from error
-        finally:
-            if in_main_thread:
-                signal.signal(signal.SIGTERM, previous)
-    elapsed = time.perf_counter() - started
-    console.print(f"model {model.name} v{model.version}: read {summary.read:,} records, "
-                  f"scored {summary.scored:,}, rejected {summary.rejected:,} "
-                  f"({elapsed:.1f} s, {summary.read / max(elapsed, 1e-9):,.0f} records/s, engine {engine})")
+        return run(show)
+
+
+def _print_caveats(summary, follow_up: dict[str, float], options) -> None:
+    """What a reader of the scores must know, in plain words: skipped lines, repeats, range,
+    extrapolated horizons, drift."""
     if summary.blank_lines:
         console.print(f"skipped {summary.blank_lines:,} blank lines")
     if summary.ignored_columns:
         console.print(f"ignored columns: {', '.join(summary.ignored_columns)}")
+    # Whole lines, not wrapped to the terminal: a script or a log reader greps for them.
+    if summary.repeated_ids:
+        console.print(f"[yellow]{summary.repeated_ids:,} scored records repeat a patient_id scored on an "
+                      "earlier line; each is scored, and its warnings name that line[/]", soft_wrap=True)
     if summary.outside_training_range:
-        console.print(f"[yellow]{summary.outside_training_range:,} scored patients have values outside "
-                      "the training range; their risks may be unreliable (see the warnings column)[/]")
-    for treatment, months in model.risk_model.follow_up_months().items():
+        console.print(f"[yellow]{summary.outside_training_range:,} of {summary.scored:,} scored patients have "
+                      "values outside the training range; they are scored as the nearest training value and "
+                      "their risks may be unreliable (see the warnings column)[/]", soft_wrap=True)
+    for treatment, months in follow_up.items():
         beyond = [h for h in options.horizons if h > months]
         if beyond:
             console.print(f"[yellow]risks at {', '.join(map(str, beyond))} months on {treatment} are extrapolated "
@@ -279,11 +323,27 @@ def score(
     console.print(drift.headline, style="yellow" if drift.differs else None, soft_wrap=True, highlight=False)
     for detail in drift.details:
         console.print(f"  {detail}", soft_wrap=True, highlight=False)
-    console.print(f"scores: {out}")
-    if summary.rejected:
-        console.print(f"rejects: {rejects}")
-    console.print(f"drift report: {summary.drift_paths[0]}")
-    console.print(f"report: {summary.report_path}")
+
+
+@contextmanager
+def _store_faults(uri: str, *, must_exist: bool = True):
+    """Faults of the MLflow store and of the model as one line and the exit code of the README's table."""
+    from pipelines.store import StoreFault, diagnose, quiet_store_logs, require_store
+
+    quiet_store_logs()
+    try:
+        if must_exist:
+            require_store(uri)
+        yield
+    except StoreFault as fault:
+        raise _fail(str(fault), fault.code) from fault
+    except typer.Exit:
+        raise
+    except Exception as error:  # classified below; anything unknown is re-raised unchanged
+        fault = diagnose(error, uri)
+        if fault is None:
+            raise
+        raise _fail(str(fault), fault.code) from error
 
 
 @app.command()
@@ -292,14 +352,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = "127.0.0.1",
 ) -> None:
     """Serve the @champion model over REST (BentoML): POST /predict."""
-    from models.registry import NoChampionError, resolve_version
+    from models.registry import load_model
     from pipelines.tracking import PROJECT_ROOT, configure_tracking
 
-    os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
-    try:
-        champion = resolve_version()
-    except NoChampionError as error:
-        raise _fail(str(error)) from error
+    uri = os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
+    # The model is loaded here once before the server starts: a model that cannot load stops
+    # the command with its exit code, instead of BentoML restarting workers that fail forever.
+    with _store_faults(uri):
+        champion = load_model()
     # The service loads exactly the version printed here, even if @champion moves meanwhile.
     os.environ["AUTORISK_MODEL_VERSION"] = str(champion.version)
     console.print(f"serving autoimmunity-risk version {champion.version} (@champion) on http://{host}:{port}")
@@ -315,15 +375,13 @@ def build(
     """Build a deployable Bento of the REST service with one model version pinned; print the Bento's tag."""
     import subprocess
 
-    from models.registry import MODEL_NAME, NoChampionError, resolve_version
+    from models.registry import MODEL_NAME, resolve_version
     from pipelines.tracking import PROJECT_ROOT, configure_tracking
     from serving.bento import MODEL_NAME_ARG, MODEL_VERSION_ARG
 
-    os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
-    try:
+    uri = os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
+    with _store_faults(uri):
         found = resolve_version(version=version)
-    except NoChampionError as error:
-        raise _fail(str(error)) from error
     pinned = str(found.version)
     # The version travels as a Bento argument, which every process serving the Bento receives
     # (serving/bento.py); the labels make it visible in `bentoml list` and `bentoml get`.
@@ -441,12 +499,13 @@ def explain(
     autorisk explain [PATIENT.json] [--age-years 34 --sex female ...] --out waterfall.svg: the patient from a JSON
     file (one patient, as in POST /predict), from flags, or both.
     """
+    import matplotlib
     import pandas as pd
 
     from features.schema import FEATURE_NAMES, FEATURES, ID_COLUMN, INPUT_NAMES, OUTCOME_DESCRIPTIONS, RESEARCH_NOTICE
     from features.validation import InputSchemaError, validate_frame
     from models.explanation_figures import risk_of, waterfall_figure
-    from models.registry import NoChampionError, load_model
+    from models.registry import load_model
     from models.scoring import ScoringOptions
     from pipelines.tracking import configure_tracking
 
@@ -472,11 +531,9 @@ def explain(
     if len(batch.rejects):
         raise _fail(f"patient: {batch.rejects['reason'].iloc[0]}", 2)
 
-    configure_tracking()
-    try:
+    uri = configure_tracking()
+    with _store_faults(uri):
         model = load_model(version=model_version)
-    except NoChampionError as error:
-        raise _fail(str(error)) from error
     outcomes = model.risk_model.outcome_names
     if outcome is not None and outcome not in outcomes:
         raise _fail(f"--outcome must be one of {', '.join(outcomes)}, got {outcome!r}", 2)
@@ -494,8 +551,6 @@ def explain(
         console.print(f"{name}: {100 * scores.risk[0, 0]:.2g}% by month {month} on {treatment} "
                       f"(reference patient {100 * risk_of(scores.base[0]):.2g}%)"
                       + (" — extrapolated" if scores.extrapolated[0, 0] else ""), highlight=False)
-    import matplotlib
-
     figure = waterfall_figure(panels)
     out.parent.mkdir(parents=True, exist_ok=True)
     # SVG text stays text, to be edited in a paper; no creation date, so the same patient and model
@@ -553,11 +608,12 @@ def demo(
     from features.simulator import load_simulator_config, simulate_cohort, write_frame
     from models.registry import load_model, promote as promote_version
     from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
-    from pipelines.score import score_file
+    from pipelines.score import ScoringOptions, score_file
     from pipelines.tracking import configure_tracking
     from pipelines.train import run_experiment
 
     started = time.perf_counter()
+    _quiet_downloads()
     uri = configure_tracking()
     experiment = load_experiment(config or DEFAULT_EXPERIMENT)
     simulator = load_simulator_config(experiment.simulator_config)
@@ -565,9 +621,8 @@ def demo(
     cohorts_dir.mkdir(parents=True, exist_ok=True)
 
     console.rule("1. synthetic trial cohorts")
-    for cohort in [*experiment.train_cohorts, *experiment.external_cohorts]:
-        frame = simulate_cohort(simulator, cohort.profile, cohort.n, cohort.seed)
-        path = cohorts_dir / f"{cohort.profile}.parquet"
+    for cohort, path in _cohort_files(experiment, cohorts_dir):
+        frame = simulate_cohort(simulator, cohort.profile, cohort.n, cohort.seed, il21_assay=cohort.il21_assay)
         write_frame(frame, path)
         rates = frame.groupby("treatment")[["thyroid_event", "itp_event"]].mean()
         text = "; ".join(f"{arm}: thyroid {r.thyroid_event:.1%}, ITP {r.itp_event:.2%}"
@@ -588,8 +643,8 @@ def demo(
     console.rule("4. promote a champion")
     decision = promote_version(MlflowClient(), experiment.registered_model_name)
     console.print(f"rule: {decision.rule}")
-    console.print(f"champion: version {decision.chosen.version} ({decision.chosen.family}, "
-                  f"mean log loss {decision.chosen.metric:.5f}); challenger: {decision.previous or 'none'}")
+    console.print(f"champion: version {decision.chosen.version} ({decision.chosen.family}, held-out log loss over "
+                  f"the incidence's {decision.chosen.metric:.4f}); challenger: {decision.previous or 'none'}")
     report(decision.chosen.version, outputs, experiment.registered_model_name)
 
     console.rule("5. score a simulated real-world clinic cohort")
@@ -597,9 +652,11 @@ def demo(
     clinic_path, scores_path = outputs / "clinic.csv", outputs / "clinic_scores.csv"
     write_frame(clinic, clinic_path)
     model = load_model(experiment.registered_model_name)
-    summary = score_file(clinic_path, scores_path, model)
+    options = ScoringOptions()
+    summary = score_file(clinic_path, scores_path, model, options=options)
     console.print(f"scored {summary.scored:,} of {summary.read:,} patients "
                   f"({summary.rejected} rejected) -> {scores_path}")
+    _print_caveats(summary, model.risk_model.follow_up_months(), options)
 
     console.rule("6. one patient's risks over time, under alemtuzumab and under interferon beta-1a")
     console.print(patient_risk_table(model, DEMO_PATIENT))
@@ -612,6 +669,30 @@ def demo(
     console.print("score a file:          .venv/bin/autorisk score outputs/clinic.csv --out scores.csv")
     console.print("other experiments:     .venv/bin/autorisk train --config experiments/il21-no-effect.yaml")
     console.print("Research tool on synthetic data: not for clinical decisions.")
+
+
+def _cohort_files(experiment, folder: Path) -> list[tuple[object, Path]]:
+    """Each cohort of an experiment with a file of its own: training, external and benchmark cohorts.
+
+    Named by role and name (``train-care-ms1.parquet``, ``external-current-assay.parquet``,
+    ``benchmark-care-ms1.parquet``), with the seed added where two would share a name, so that no
+    cohort's file replaces another's.
+    """
+    from collections import Counter
+
+    named = [("train", c.profile, c) for c in experiment.train_cohorts]
+    named += [("external", c.name, c) for c in experiment.external_cohorts]
+    named.append(("benchmark", experiment.benchmark_cohort.profile, experiment.benchmark_cohort))
+    counts = Counter(f"{role}-{name}" for role, name, _ in named)
+    return [(cohort, folder / (f"{role}-{name}" + (f"-seed{cohort.seed}" if counts[f"{role}-{name}"] > 1 else "")
+                               + ".parquet")) for role, name, cohort in named]
+
+
+def _quiet_downloads() -> None:
+    """No artifact download bars from MLflow (a value the user set wins)."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+
+    os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")
 
 
 if __name__ == "__main__":

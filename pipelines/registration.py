@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from importlib.metadata import version
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -42,7 +44,8 @@ from models.names import (
     VERSION_FAMILY_TAG,
     VERSION_METRIC_TAG,
 )
-from models.pyfunc import AutoimmunityRiskModel
+from models.persistence import save_risk_model
+from models.pyfunc import MODEL_CODE, RISK_MODEL_ARTIFACT
 from models.scoring import RiskModel
 from pipelines.config import ExperimentConfig, FamilySpec
 from pipelines.explanation_pictures import log_explanations
@@ -178,14 +181,17 @@ class ExperimentRun:
                     curves, published_points(self.simulator, outcome),
                     f"{outcome}: mean risk by month, benchmark cohort ({config.benchmark_cohort.profile})")
                 mlflow.log_figure(figure, f"plots/population_{outcome}.png")
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=AutoimmunityRiskModel(model),
-                signature=self.signature,
-                input_example=self.example,
-                registered_model_name=config.registered_model_name,
-                pip_requirements=self.pip_requirements,
-            )
+            with tempfile.TemporaryDirectory(prefix="autorisk-model-") as folder:
+                files = save_risk_model(model, Path(folder) / RISK_MODEL_ARTIFACT)
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=MODEL_CODE,
+                    artifacts={RISK_MODEL_ARTIFACT: str(files)},
+                    signature=self.signature,
+                    input_example=self.example,
+                    registered_model_name=config.registered_model_name,
+                    pip_requirements=self.pip_requirements,
+                )
             model_version = str(info.registered_model_version)
             client = mlflow.MlflowClient()
             for key, value in {VERSION_FAMILY_TAG: name, VERSION_EXPERIMENT_TAG: config.name,

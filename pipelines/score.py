@@ -1,8 +1,9 @@
-"""Batch scoring of cohort files (CSV or Parquet), chunk by chunk, with nothing lost.
+"""Batch scoring of cohort files (delimited text, Excel, Parquet), chunk by chunk, with nothing lost.
 
 Every input record ends up in the output (scored) or in the rejects file with its line
-number and reason. Outputs are written to temporary files beside the targets and renamed
-at the end, so an interrupted run leaves no file that looks complete. Memory is bounded
+number and reason. Outputs are written to unnamed files and put in place at the end, under an
+exclusive lock, so an interrupted run leaves no file that looks complete and two runs never
+write one output (:mod:`pipelines.outputs`). Memory is bounded
 by the chunk, not the file. Beside the scores goes a drift report: the cohort against the
 champion's training data, aggregates only (:mod:`features.drift`).
 
@@ -15,9 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,12 +40,15 @@ from features.schema import FEATURE_NAMES, ID_COLUMN, output_columns
 from features.validation import check_columns, validate_frame
 from models.registry import LoadedModel
 from models.scoring import RiskModel, ScoringOptions, score_columns
-from pipelines.batch_report import write_batch_report
-from pipelines.reading import CHUNK_ROWS, Chunk, InputFileError, file_format, open_input
+from pipelines.batch_report import report_after, report_path
+from pipelines.duplicates import SeenIds, mark_repeats
+from pipelines.intake import prepare
+from pipelines.outputs import OutputError, atomic_outputs, defuse_formulas, lock_outputs, write_error
+from pipelines.reading import CHUNK_ROWS, Chunk, InputFileError, check_input_name, file_format, open_input
 
 __all__ = [
-    "CHUNK_ROWS", "ENGINES", "ChunkResult", "ChunkScorer", "InputFileError", "ScoringOptions", "Summary",
-    "default_rejects_path", "drift_report_paths", "file_format", "load_reference", "score_file",
+    "CHUNK_ROWS", "ENGINES", "ChunkResult", "ChunkScorer", "InputFileError", "OutputError", "ScoringOptions",
+    "Summary", "default_rejects_path", "drift_report_paths", "file_format", "load_reference", "score_file",
 ]
 
 ENGINES = ("local", "spark")
@@ -66,6 +69,10 @@ class Summary:
         Input columns that are not features (with ``--ignore-extra-columns``).
     outside_training_range : int
         Scored records with at least one value outside the documented training range.
+    repeated_ids : int
+        Scored records whose patient id was scored on an earlier line of the file.
+    source : str
+        What was read: the format and separator (``CSV, separator semicolon``), or the sheet.
     drift : DriftReport, optional
         The cohort against the model's training data.
     drift_paths : tuple of Path
@@ -80,6 +87,8 @@ class Summary:
     blank_lines: int = 0
     ignored_columns: list[str] = field(default_factory=list)
     outside_training_range: int = 0
+    repeated_ids: int = 0
+    source: str = ""
     drift: DriftReport | None = None
     drift_paths: tuple[Path, ...] = ()
     report_path: Path | None = None
@@ -92,7 +101,7 @@ class ChunkResult:
     Attributes
     ----------
     scores : pyarrow.Table
-        Scored records, in line order, columns as :func:`scores_schema`.
+        Scored records, in line order, columns as :meth:`ChunkScorer.schema`.
     rejects : pyarrow.Table
         Rejected records, in line order: ``line``, ``patient_id``, ``reason``.
     read : int
@@ -210,35 +219,41 @@ def sorted_rejects(tables: Iterable[pa.Table]) -> pa.Table:
 
 
 class _TableWriter:
-    """Appends Arrow tables to one CSV or Parquet file with a fixed schema (header written at once)."""
+    """Appends Arrow tables to one CSV or Parquet output with a fixed schema (header written at once).
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    CSV outputs have spreadsheet formulas defused (:func:`pipelines.outputs.defuse_formulas`);
+    write errors name ``path``.
+    """
+
+    def __init__(self, sink, path: Path, schema: pa.Schema) -> None:
         self.schema = schema
-        if file_format(path) == "parquet":
-            self._writer = pq.ParquetWriter(path, schema)
-        else:
-            self._writer = pacsv.CSVWriter(path, schema)
+        self.path = path
+        self.csv = file_format(path) == "csv"
+        try:
+            self._writer = pacsv.CSVWriter(sink, schema) if self.csv else pq.ParquetWriter(sink, schema)
+        except OSError as error:
+            raise write_error(path, error) from error
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
-            self._writer.write_table(table.select(self.schema.names).cast(self.schema))
+            table = table.select(self.schema.names).cast(self.schema)
+            try:
+                self._writer.write_table(defuse_formulas(table) if self.csv else table)
+            except OSError as error:
+                raise write_error(self.path, error) from error
 
     def close(self) -> None:
-        self._writer.close()
+        try:
+            self._writer.close()
+        except OSError as error:
+            raise write_error(self.path, error) from error
 
 
-@contextmanager
-def _atomic_path(target: Path):
-    """A temporary path beside ``target``, renamed onto it only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(handle)
-    temporary = Path(temporary)
+def _write_text(sink, path: Path, text: str) -> None:
     try:
-        yield temporary
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+        sink.write(text.encode("utf-8"))
+    except OSError as error:
+        raise write_error(path, error) from error
 
 
 def default_rejects_path(output: Path) -> Path:
@@ -301,7 +316,9 @@ _FROM_MODEL = object()
 
 def _check_paths(paths: dict[str, Path], chunk_rows: int) -> None:
     for role, path in paths.items():
-        if role in ("input", "--out", "--rejects"):
+        if role == "input":
+            check_input_name(path)
+        elif role in ("--out", "--rejects"):
             file_format(path, role)
     resolved = [p.resolve() for p in paths.values()]
     if len(set(resolved)) < len(resolved):
@@ -309,6 +326,24 @@ def _check_paths(paths: dict[str, Path], chunk_rows: int) -> None:
                              "(and different from the drift report beside --out)")
     if chunk_rows < 1:
         raise InputFileError(f"--chunk-rows must be at least 1, got {chunk_rows}")
+
+
+def output_paths(input_path: Path, output_path: Path, rejects_path: Path | None = None,
+                 chunk_rows: int = CHUNK_ROWS) -> dict[str, Path]:
+    """Every file a run reads or writes, by role, checked: names, formats and that they differ.
+
+    Raises
+    ------
+    InputFileError
+        When a name is not one autorisk reads or writes, or two roles share a file.
+    """
+    output_path = Path(output_path)
+    drift_md, drift_json = drift_report_paths(output_path)
+    paths = {"input": Path(input_path), "--out": output_path,
+             "--rejects": Path(rejects_path) if rejects_path else default_rejects_path(output_path),
+             "drift report": drift_md, "drift data": drift_json}
+    _check_paths(paths, chunk_rows)
+    return paths
 
 
 def score_file(
@@ -325,12 +360,18 @@ def score_file(
     spark=None,
     reference=_FROM_MODEL,
     options: ScoringOptions = ScoringOptions(),
+    il21_assay: str | None = None,
+    sheet: str | None = None,
+    lock: bool = True,
 ) -> Summary:
     """Score every record of ``input_path`` with ``model``.
 
     Parameters
     ----------
-    input_path, output_path : Path
+    input_path : Path
+        ``.csv`` (comma, semicolon or tab), ``.tsv``, ``.csv.gz``, ``.tsv.gz``, ``.xlsx`` or
+        ``.parquet``.
+    output_path : Path
         ``.csv`` or ``.parquet``.
     model : LoadedModel
         The registered model version to score with.
@@ -352,6 +393,13 @@ def score_file(
         Drift reference; by default the one logged with ``model``'s MLflow run.
     options : ScoringOptions
         Horizons (default 24 and 48 months) and whether to add the treatment contrast.
+    il21_assay : str, optional
+        The IL-21 kit of every IL-21 value without one of its own.
+    sheet : str, optional
+        The sheet of an ``.xlsx`` input (default: the first).
+    lock : bool
+        Take the outputs' locks here; False when the caller already holds them
+        (:func:`pipelines.outputs.lock_outputs`).
 
     Returns
     -------
@@ -361,22 +409,27 @@ def score_file(
     ------
     InputFileError, features.validation.InputSchemaError
         When the file cannot be scored at all; nothing is written then.
+    OutputError
+        When an output is locked by another run or cannot be written (its name in the message).
     """
     if engine not in ENGINES:
         raise InputFileError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    input_path, output_path = Path(input_path), Path(output_path)
-    rejects_path = Path(rejects_path) if rejects_path else default_rejects_path(output_path)
-    drift_md, drift_json = drift_report_paths(output_path)
-    _check_paths({"input": input_path, "--out": output_path, "--rejects": rejects_path,
-                  "drift report": drift_md, "drift data": drift_json}, chunk_rows)
-    source = open_input(input_path, chunk_rows)
+    paths = output_paths(input_path, output_path, rejects_path, chunk_rows)
+    input_path, output_path, rejects_path = paths["input"], paths["--out"], paths["--rejects"]
+    drift_md, drift_json = paths["drift report"], paths["drift data"]
     with ExitStack() as stack:
+        if lock:
+            stack.enter_context(lock_outputs([output_path, rejects_path],
+                                             companions=[drift_md, drift_json, report_path(output_path)]))
+        source = open_input(input_path, chunk_rows, sheet=sheet)
         stack.callback(source.close)
+        source = prepare(source, il21_assay=il21_assay)
         unnamed = [str(i) for i, name in enumerate(source.columns, start=1) if not name]
         if unnamed and not allow_extra:
             raise InputFileError(f"column {', '.join(unnamed)} of the header has no name (an index written "
                                  "without a name?); name it, remove it, or pass --ignore-extra-columns")
-        summary = Summary(ignored_columns=check_columns(source.columns, allow_extra=allow_extra))
+        summary = Summary(ignored_columns=check_columns(source.columns, allow_extra=allow_extra),
+                          source=source.description)
         note = ""
         if reference is _FROM_MODEL:
             reference, note = load_reference(model)
@@ -388,12 +441,20 @@ def score_file(
             results = spark_engine.score_chunks(session, source, scorer)
         else:
             results = map(scorer.score_chunk, source.chunks)
-        outputs = [stack.enter_context(_atomic_path(p)) for p in (output_path, rejects_path, drift_md, drift_json)]
-        scores = _TableWriter(outputs[0], scorer.schema())
-        rejects = _TableWriter(outputs[1], REJECTS_SCHEMA)
+        # Left just after the outputs are in place, under the lock: the report, read back from them.
+        stack.enter_context(report_after(summary, input_path=input_path, output_path=output_path,
+                                         rejects_path=rejects_path, model=model, options=options,
+                                         allow_extra=allow_extra, chunk_rows=chunk_rows, sheet=sheet,
+                                         il21_assay=il21_assay))
+        # Entered last, so left first: the outputs are put in place while the lock is still held.
+        group = stack.enter_context(atomic_outputs())
+        sinks = [group.open(p) for p in (output_path, rejects_path, drift_md, drift_json)]
+        scores = _TableWriter(sinks[0], output_path, scorer.schema())
+        rejects = _TableWriter(sinks[1], rejects_path, REJECTS_SCHEMA)
+        seen = SeenIds()
         counts = None
         for result in results:
-            scores.write(result.scores)
+            scores.write(mark_repeats(result.scores, seen))
             rejects.write(result.rejects)
             summary.read += result.read
             summary.scored += result.scores.num_rows
@@ -405,6 +466,7 @@ def score_file(
             on_progress(summary.read + summary.blank_lines)
         scores.close()
         rejects.close()
+        summary.repeated_ids = seen.repeats
         if summary.read != summary.scored + summary.rejected:  # a bug, never the input's fault
             raise RuntimeError(f"internal error: read {summary.read} records but scored {summary.scored} "
                                f"and rejected {summary.rejected}")
@@ -412,13 +474,9 @@ def score_file(
             counts = empty_counts(reference)
         summary.drift = compare(reference, counts, why_no_reference=note)
         label = f"{model.name} v{model.version}"
-        outputs[2].write_text(to_markdown(summary.drift, model=label), encoding="utf-8")
-        outputs[3].write_text(json.dumps({"model": {"name": model.name, "version": model.version,
-                                                    "run_id": model.run_id}, **summary.drift.to_json()},
-                                         indent=2) + "\n", encoding="utf-8")
+        _write_text(sinks[2], drift_md, to_markdown(summary.drift, model=label))
+        _write_text(sinks[3], drift_json, json.dumps({"model": {"name": model.name, "version": model.version,
+                                                                "run_id": model.run_id},
+                                                      **summary.drift.to_json()}, indent=2) + "\n")
         summary.drift_paths = (drift_md, drift_json)
-    # From the files just written, read back: the scoring loop above stays as it is.
-    summary.report_path = write_batch_report(input_path=input_path, output_path=output_path, rejects_path=rejects_path,
-                                             summary=summary, model=model, options=options,
-                                             allow_extra=allow_extra, chunk_rows=chunk_rows)
     return summary

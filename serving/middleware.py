@@ -1,4 +1,5 @@
-"""ASGI middlewares that guard the REST service: bearer token, body size, patients per request.
+"""ASGI middlewares that guard the REST service: bearer token, body size, unambiguous JSON, patients
+per request.
 
 They run before BentoML parses a request, so that an unauthorised or oversized request costs
 neither a JSON parse nor a model call, and each answers a client's mistake with a 4xx whose
@@ -8,6 +9,7 @@ message names the problem. None of them logs a request body.
 from __future__ import annotations
 
 import hmac
+import json
 import os
 
 from starlette.responses import JSONResponse
@@ -198,6 +200,151 @@ class LimitPatients:
                           "split them over several requests")
             return
         await self.app(scope, _replay(body, receive), send)
+
+
+class RejectAmbiguousJson:
+    """400 for a ``POST`` whose JSON body repeats a key in one object, or holds a number that is not finite.
+
+    JSON parsers disagree on repeated keys (most keep the last value silently, so a second
+    ``"patients"`` list would replace the first), and ``NaN``, ``Infinity`` and ``1e400`` (which
+    overflows to infinity) are not JSON numbers at all, though Python's and pydantic's parsers
+    accept them, after which a range check would answer "should be <= 120". Both are refused
+    here, before BentoML parses the body, with the location and the problem: ``patients.0.age_years:
+    the key 'age_years' appears twice``, ``patients.0.il21_pg_ml: NaN is not a finite number``.
+    A body that is not JSON at all is passed on untouched for the request model to reject.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await _read_body(receive)
+        except _Disconnected:
+            return
+        problem = json_problem(body)
+        if problem is not None:
+            await _answer(scope, receive, send, 400, problem)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+
+class _Ambiguous(ValueError):
+    """A repeated key or a number that is not finite (raised while parsing, to stop early)."""
+
+
+class _Object(dict):
+    """A parsed JSON object that remembers the keys it saw more than once."""
+
+    repeated: list[str]
+
+
+class _NotFinite:
+    """A number that is not finite, as written in the body."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+_MAX_FINITE_DIGITS = 309  # 10**309 is above the largest float64
+
+
+def _strict_object(pairs: list) -> dict:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise _Ambiguous
+    return found
+
+
+def _strict_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0:  # inf - inf and nan - nan are nan
+        raise _Ambiguous
+    return value
+
+
+def _strict_int(text: str) -> int:
+    if len(text.lstrip("-")) >= _MAX_FINITE_DIGITS:
+        raise _Ambiguous
+    return int(text)
+
+
+def _refuse_constant(text: str):
+    raise _Ambiguous
+
+
+def _recording_object(pairs: list) -> _Object:
+    found = _Object()
+    found.repeated = []
+    for key, value in pairs:
+        if key in found and key not in found.repeated:
+            found.repeated.append(key)
+        found.setdefault(key, value)
+    return found
+
+
+def _recording_float(text: str):
+    value = float(text)
+    return value if value - value == 0 else _NotFinite(text)
+
+
+def _recording_int(text: str):
+    return _NotFinite(text) if len(text.lstrip("-")) >= _MAX_FINITE_DIGITS else int(text)
+
+
+def _first_problem(document) -> str | None:
+    """Location and problem of the first repeated key or non-finite number (an object's own keys before its contents)."""
+    stack = [(document, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _NotFinite):
+            shown = node.text if len(node.text) <= 24 else f"{node.text[:12]}... ({len(node.text)} characters)"
+            return f"{path or 'body'}: {shown} is not a finite number"
+        if isinstance(node, dict):
+            if getattr(node, "repeated", None):
+                key = node.repeated[0]
+                where = f"{path}.{key}" if path else key
+                return f"{where}: the key {key!r} appears more than once in one object; send each key once"
+            stack.extend((value, f"{path}.{key}" if path else str(key)) for key, value in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((value, f"{path}.{i}" if path else str(i)) for i, value in reversed(list(enumerate(node))))
+    return None
+
+
+def json_problem(body: bytes) -> str | None:
+    """Why a JSON body is ambiguous (a repeated key, a number that is not finite), or None.
+
+    Parameters
+    ----------
+    body : bytes
+        The request body.
+
+    Returns
+    -------
+    str or None
+        ``<location>: <problem>``; None for an unambiguous body, and for one that is not JSON
+        at all (the request model says what is wrong with it).
+    """
+    try:
+        # One strict parse that stops at the first problem: the common case costs about as
+        # much as a plain parse (0.3 ms for 100 patients).
+        json.loads(body, object_pairs_hook=_strict_object, parse_float=_strict_float, parse_int=_strict_int,
+                   parse_constant=_refuse_constant)
+        return None
+    except _Ambiguous:
+        pass
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: for the request model to answer
+        return None
+    # Parsed again, recording instead of stopping, to say where: only for bodies being refused.
+    try:
+        document = json.loads(body, object_pairs_hook=_recording_object, parse_float=_recording_float,
+                              parse_int=_recording_int, parse_constant=_NotFinite)
+    except (ValueError, RecursionError):  # broken further on: what was found first still stands
+        return "body: a key appears more than once in one object, or a number is not finite"
+    return _first_problem(document)
 
 
 def _patient_count(body: bytes) -> int | None:

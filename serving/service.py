@@ -12,33 +12,33 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Annotated, Literal
 
 import bentoml
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import pydantic_core
+from pydantic import ValidationError
+from starlette.responses import Response
 
-from features.schema import (
-    DEFAULT_HORIZONS_MONTHS,
-    EXPLANATION_SCALE,
-    FEATURE_NAMES,
-    MAX_HORIZON_MONTHS,
-    MIN_HORIZON_MONTHS,
-    MONITORING_YEARS,
-    RESEARCH_NOTICE,
-    patient_model,
-)
+from features.schema import DEFAULT_HORIZONS_MONTHS, EXPLANATION_SCALE, FEATURE_NAMES, MONITORING_YEARS, RESEARCH_NOTICE
 from features.validation import ValidatedBatch, validate_records
 from models.registry import CHAMPION, MODEL_NAME, load_model
 from models.scoring import RiskModel, ScoringOptions
-from models.survival import EXTRAPOLATION_RULE, TREATMENT_BY_CODE, treatment_index
+from models.survival import TREATMENT_BY_CODE, treatment_index
 from serving.bento import pin_model_from_bento_args
-from serving.middleware import LimitBodySize, LimitPatients, ModelVersionHeader, RequireToken, api_token, body_limit
+from serving.middleware import (
+    LimitBodySize,
+    LimitPatients,
+    ModelVersionHeader,
+    RejectAmbiguousJson,
+    RequireToken,
+    api_token,
+    body_limit,
+)
 from serving.model_info import MODEL_INFO_APP, ModelInfo, describe_model
+from serving.schemas import MAX_PATIENTS, ModelIdentity, Patient, PredictRequest, PredictResponse
+from serving.startup import load_or_stop
 from serving.webpage import PAGE_APP, is_public
 
-Patient = patient_model()
-MAX_PATIENTS = 1000
 # Largest request body in bytes (env AUTORISK_MAX_BODY_BYTES overrides): MAX_PATIENTS patients of
 # JSON take about a third of it.
 MAX_BODY_BYTES = 1 << 20
@@ -62,131 +62,64 @@ class WithholdInputValues(logging.Filter):
         return True
 
 
-Month = Annotated[int, Field(ge=MIN_HORIZON_MONTHS, le=MAX_HORIZON_MONTHS)]
+def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel, options: ScoringOptions) -> dict:
+    """Score a validated batch and nest the answers as the REST response (:class:`PredictResponse`'s shape).
 
-
-class PredictRequest(BaseModel):
-    """Body of ``POST /predict``; unknown top-level fields are rejected too."""
-
-    model_config = ConfigDict(extra="forbid")
-    patients: Annotated[list[Patient], Field(min_length=1, max_length=MAX_PATIENTS)]  # type: ignore[valid-type]
-    horizons_months: Annotated[list[Month], Field(
-        min_length=1, max_length=MAX_HORIZON_MONTHS,
-        description=f"Months after the first course to give each risk at, whole months "
-                    f"{MIN_HORIZON_MONTHS}–{MAX_HORIZON_MONTHS}.")] = list(DEFAULT_HORIZONS_MONTHS)
-    contrast: bool = Field(default=False, description="Add each patient's risks under both treatments and "
-                                                      "the difference, alemtuzumab minus interferon beta-1a.")
-
-
-class HorizonRisk(BaseModel):
-    horizon_months: int = Field(description="Months after the first course the risk is for.")
-    risk: float = Field(description="Probability of onset by horizon_months, under the patient's treatment.", ge=0, le=1)
-    extrapolated: bool = Field(description="Whether the horizon lies beyond the longest follow-up the training "
-                                           "data had on the patient's treatment (" + EXTRAPOLATION_RULE + ").")
-    scale: Literal["log cumulative hazard"] = Field(
-        description="Scale of base_value and shap: base_value + sum(shap) = log(-log(1 - risk)).")
-    base_value: float = Field(description="SHAP base value: the training population's mean log cumulative hazard "
-                                          "at this horizon.")
-    shap: dict[str, float] = Field(description="SHAP value per feature on the log cumulative hazard scale; the same "
-                                               "at every horizon except the treatment's.")
-
-
-class YearRisk(BaseModel):
-    year: int = Field(description="Year after the first course, 1-based.")
-    risk: float = Field(description="Probability of onset by the end of the year.", ge=0, le=1)
-    onset_in_year: float = Field(description="Probability of onset within the year for a patient without onset "
-                                             "before it (the year's hazard).", ge=0, le=1)
-    extrapolated: bool
-
-
-class ContrastAt(BaseModel):
-    horizon_months: int
-    risk_if_alemtuzumab: float = Field(ge=0, le=1)
-    risk_if_interferon_beta_1a: float = Field(ge=0, le=1)
-    excess: float = Field(description="risk_if_alemtuzumab minus risk_if_interferon_beta_1a.")
-    extrapolated: bool = Field(description="Whether either risk is extrapolated beyond its treatment's follow-up.")
-
-
-class OutcomePrediction(BaseModel):
-    risks: list[HorizonRisk] = Field(description="At each requested horizon, in increasing order.")
-    by_year: list[YearRisk] = Field(description=f"Risk by the end of years 1–{MONITORING_YEARS} after the first course.")
-    peak_hazard_year: int = Field(description="The year with the highest hazard of onset (for monitoring).")
-    contrast: list[ContrastAt] | None = Field(default=None, description="With \"contrast\": true.")
-
-
-class Prediction(BaseModel):
-    patient_id: str | None
-    treatment: str = Field(description="The treatment the risks are for (alemtuzumab when not given).")
-    outcomes: dict[str, OutcomePrediction] = Field(description="Keyed by outcome: thyroid, itp.")
-    warnings: list[str] = Field(description="Values outside the training range (scored as the nearest training "
-                                            "value) and extrapolated horizons.")
-    not_provided: list[str] = Field(
-        default_factory=list,
-        description="Model inputs not given for this patient (unknown). Their SHAP values are still there: "
-                    "what the model credits an unknown value with, which differs from patient to patient.")
-
-
-class ModelIdentity(BaseModel):
-    name: str
-    version: str
-    run_id: str
-
-
-class PredictResponse(BaseModel):
-    model: ModelIdentity
-    notice: str = Field(description="What these risks are and are not.")
-    horizons_months: list[int]
-    predictions: list[Prediction]
-
-
-def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel,
-                options: ScoringOptions) -> PredictResponse:
-    """Score a validated batch and nest the answers into the REST response.
-
-    The values were checked where they were computed (risks in [0, 1], finite log values), so
-    the response is assembled without validating it again: per-request cost matters here.
+    Plain dicts and lists, serialised once by :func:`json_response`: the values were checked
+    where they were computed (risks in [0, 1], finite log values), and building a pydantic
+    object per horizon and year of every patient cost more than the model itself.
     """
     horizons = options.horizons
     matrix = batch.matrix
     explained = model.explain(matrix, horizons)
-    monitoring = model.monitoring(matrix)
-    contrasts = model.contrast(matrix, horizons) if options.contrast else {}
+    monitoring = model.monitoring(matrix, explained)
+    contrasts = model.contrast(matrix, horizons, explained) if options.contrast else {}
     notes = model.extrapolation_notes(matrix, horizons, options.contrast)
-    treatments = np.array(TREATMENT_BY_CODE, dtype=object)[treatment_index(matrix)] if len(matrix) else []
+    treatments = np.array(TREATMENT_BY_CODE, dtype=object)[treatment_index(matrix)].tolist() if len(matrix) else []
     follow_up = model.follow_up_months()
-    beyond = {h: any(h > months for months in follow_up.values()) for h in horizons}
+    beyond = [any(h > months for months in follow_up.values()) for h in horizons]
     unknown = np.isnan(matrix)
     feature_names = np.array(FEATURE_NAMES, dtype=object)
-    columns = {}
+    years = range(1, MONITORING_YEARS + 1)
+    per_outcome = {}
     for outcome, scores in explained.items():
-        shap = [scores.shap_at(k).tolist() for k in range(len(horizons))]
+        shap = [[dict(zip(FEATURE_NAMES, row)) for row in scores.shap_at(k).tolist()] for k in range(len(horizons))]
         view = monitoring[outcome]
-        columns[outcome] = (scores.risk.tolist(), scores.base.tolist(), shap, scores.extrapolated.tolist(),
-                            view.risk.tolist(), view.onset_in_year.tolist(), view.extrapolated.tolist(),
-                            view.peak_year.tolist(),
-                            {t: r.tolist() for t, r in contrasts[outcome].items()} if options.contrast else None)
+        contrast = ({t: r.tolist() for t, r in contrasts[outcome].items()} if options.contrast else None)
+        per_outcome[outcome] = (scores.risk.tolist(), scores.base.tolist(), shap, scores.extrapolated.tolist(),
+                                view.risk.tolist(), view.onset_in_year.tolist(), view.extrapolated.tolist(),
+                                view.peak_year.tolist(), contrast)
     predictions = []
     for i, patient_id in enumerate(batch.patient_ids.tolist()):
         outcomes = {}
-        for outcome, (risk, base, shap, extrapolated, by_year, onset, year_beyond, peak, contrast) in columns.items():
-            risks = [HorizonRisk.model_construct(
-                horizon_months=h, risk=risk[i][k], extrapolated=extrapolated[i][k], scale=EXPLANATION_SCALE,
-                base_value=base[k], shap=dict(zip(FEATURE_NAMES, shap[k][i]))) for k, h in enumerate(horizons)]
-            years = [YearRisk.model_construct(year=y + 1, risk=by_year[i][y], onset_in_year=onset[i][y],
-                                              extrapolated=year_beyond[i][y]) for y in range(MONITORING_YEARS)]
-            contrast_at = None if contrast is None else [ContrastAt.model_construct(
-                horizon_months=h, risk_if_alemtuzumab=contrast["alemtuzumab"][i][k],
-                risk_if_interferon_beta_1a=contrast["interferon_beta_1a"][i][k],
-                excess=contrast["alemtuzumab"][i][k] - contrast["interferon_beta_1a"][i][k],
-                extrapolated=beyond[h]) for k, h in enumerate(horizons)]
-            outcomes[outcome] = OutcomePrediction.model_construct(risks=risks, by_year=years, peak_hazard_year=peak[i],
-                                                                  contrast=contrast_at)
+        for outcome, (risk, base, shap, extrapolated, by_year, onset, year_beyond, peak, contrast) in per_outcome.items():
+            answer = {
+                "risks": [{"horizon_months": h, "risk": risk[i][k], "extrapolated": extrapolated[i][k],
+                           "scale": EXPLANATION_SCALE, "base_value": base[k], "shap": shap[k][i]}
+                          for k, h in enumerate(horizons)],
+                "by_year": [{"year": y, "risk": r, "onset_in_year": o, "extrapolated": e}
+                            for y, r, o, e in zip(years, by_year[i], onset[i], year_beyond[i])],
+                "peak_hazard_year": peak[i],
+                "contrast": None,
+            }
+            if contrast is not None:
+                alemtuzumab, interferon = contrast["alemtuzumab"][i], contrast["interferon_beta_1a"][i]
+                answer["contrast"] = [{"horizon_months": h, "risk_if_alemtuzumab": alemtuzumab[k],
+                                       "risk_if_interferon_beta_1a": interferon[k],
+                                       "excess": alemtuzumab[k] - interferon[k], "extrapolated": beyond[k]}
+                                      for k, h in enumerate(horizons)]
+            outcomes[outcome] = answer
         warnings = "; ".join(w for w in (batch.warnings[i], notes[i]) if w)
-        predictions.append(Prediction.model_construct(
-            patient_id=patient_id, treatment=treatments[i], outcomes=outcomes,
-            warnings=warnings.split("; ") if warnings else [], not_provided=feature_names[unknown[i]].tolist()))
-    return PredictResponse.model_construct(model=identity, notice=RESEARCH_NOTICE, horizons_months=list(horizons),
-                                           predictions=predictions)
+        predictions.append({"patient_id": patient_id, "treatment": treatments[i], "outcomes": outcomes,
+                            "warnings": warnings.split("; ") if warnings else [],
+                            "not_provided": feature_names[unknown[i]].tolist()})
+    return {"model": identity.model_dump(), "notice": RESEARCH_NOTICE, "horizons_months": list(horizons),
+            "predictions": predictions}
+
+
+def json_response(payload: dict) -> Response:
+    """``payload`` as a JSON response, serialised by pydantic's Rust encoder."""
+    return Response(pydantic_core.to_json(payload), media_type="application/json")
 
 
 class JsonBodiesOnly:
@@ -231,11 +164,11 @@ class RiskService:
         for name in BENTOML_REQUEST_LOGGERS:
             logging.getLogger(name).addFilter(WithholdInputValues())
         configure_tracking()
-        self.model = load_model(
+        self.model = load_or_stop(lambda: load_model(
             os.environ.get("AUTORISK_MODEL_NAME", MODEL_NAME),
             alias=os.environ.get("AUTORISK_MODEL_ALIAS", CHAMPION),
             version=os.environ.get("AUTORISK_MODEL_VERSION") or None,
-        )
+        ), mlflow.get_tracking_uri)
         self.model.risk_model.use_threads(1)
         self.identity = ModelIdentity(name=self.model.name, version=self.model.version,
                                       run_id=self.model.run_id)
@@ -260,7 +193,7 @@ class RiskService:
         if len(batch.rejects):
             reasons = "; ".join(f"patients[{r.row}]: {r.reason}" for r in batch.rejects.itertuples())
             raise bentoml.exceptions.InvalidArgument(reasons)
-        response = to_response(self.identity, batch, self.model.risk_model, options)
+        response = json_response(to_response(self.identity, batch, self.model.risk_model, options))
         logger.info("scored %d patients with version %s in %.1f ms", len(batch.rows), self.model.version,
                     1000 * (time.perf_counter() - started))
         return response
@@ -273,6 +206,7 @@ RiskService.add_asgi_middleware(ModelVersionHeader)
 RiskService.add_asgi_middleware(RequireToken, token=api_token(), public=is_public)
 RiskService.add_asgi_middleware(LimitBodySize, max_bytes=body_limit(MAX_BODY_BYTES))
 RiskService.add_asgi_middleware(JsonBodiesOnly)
+RiskService.add_asgi_middleware(RejectAmbiguousJson)
 RiskService.add_asgi_middleware(LimitPatients, path="/predict", max_patients=MAX_PATIENTS)
 # BentoML APIs answer POST only; GET /model is a FastAPI route (RiskService.describe) mounted at the root.
 bentoml.asgi_app(MODEL_INFO_APP, path="/")(RiskService)

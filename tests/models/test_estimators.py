@@ -120,7 +120,7 @@ def test_linear_cox_recovers_a_known_hazard_ratio():
     censor = np.minimum(rng.exponential(200.0, n), 120.0)
     event = time <= censor
     model = LinearCoxRegression(alpha=0.0).fit(x, survival_target(event, np.minimum(time, censor)))
-    per_unit = model.cox_.coef_[0] / model.scaler_.scale_[0]
+    per_unit = model.coef_[0] / model.scale_[0]
     assert per_unit == pytest.approx(0.7, abs=0.03)
 
 

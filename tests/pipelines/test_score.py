@@ -125,7 +125,11 @@ def test_missing_required_column_fails_clearly(mlflow_store, tmp_path):
 
 
 def test_no_champion_fails_clearly(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    mlflow.MlflowClient(tracking_uri=uri).search_experiments()  # a real store, with nothing registered
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     source = tmp_path / "c.csv"
     source.write_text(HEADER + "p1,34,F,2,300,legacy_elisa,no\n")
     result = run_score(source, "--out", tmp_path / "s.csv")

@@ -23,7 +23,11 @@ def test_simulate_rejects_unknown_profile(tmp_path):
 
 
 def test_serve_without_a_champion_fails_clearly(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    mlflow.MlflowClient(tracking_uri=uri).search_experiments()  # a real store, with nothing registered
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     result = runner.invoke(app, ["serve", "--port", "3999"])
     assert result.exit_code == 1
     assert "run `autorisk train` and `autorisk promote` first" in result.output

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from features.schema import FEATURE_NAMES, RESEARCH_NOTICE
 from pipelines.cli import app
+from serving.schemas import PredictResponse
 from tests.servers import free_port, running_server
 
 pytestmark = pytest.mark.integration
@@ -52,6 +53,7 @@ def test_predict_returns_risks_and_shap_with_the_model_version(server, mlflow_st
     response = post(server, {"patients": PATIENTS})
     assert response.status_code == 200, response.text
     body = response.json()
+    PredictResponse.model_validate(body)  # the answer has the documented shape (OpenAPI's schema)
     assert body["model"]["name"] == "autoimmunity-risk"
     assert body["model"]["version"] == mlflow_store["promotion"].chosen.version
     assert body["notice"] == RESEARCH_NOTICE and body["horizons_months"] == [24, 48]
@@ -84,6 +86,7 @@ def test_predict_returns_risks_and_shap_with_the_model_version(server, mlflow_st
 
 def test_horizons_and_contrast_on_request(server):
     body = post(server, {"patients": PATIENTS, "horizons_months": [60, 1, 36, 36], "contrast": True}).json()
+    PredictResponse.model_validate(body)
     assert body["horizons_months"] == [1, 36, 60]
     for prediction in body["predictions"]:
         for outcome in prediction["outcomes"].values():

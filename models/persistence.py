@@ -1,0 +1,109 @@
+"""A fitted :class:`models.scoring.RiskModel` as plain files: numbers, xgboost's own format, no pickles.
+
+A registered version carries its model as these files (an MLflow artifact), so that it loads
+wherever autorisk is installed, whatever the Python objects looked like when it was trained:
+
+- ``risk_model.json``: the format, the family, and per outcome the estimator's name and
+  parameters, its fitted arrays (the linear family's medians, scaling and coefficients) and the
+  baseline cumulative hazard per treatment with the follow-up it rests on;
+- per outcome of a tree family, ``<outcome>.xgboost.ubj`` (the booster in xgboost's own binary
+  format) and ``<outcome>.treeshap.npz`` (the exact SHAP tables, built once at training time).
+
+JSON keeps every float64 exactly (Python writes the shortest repr that reads back the same).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from models.estimators import FAMILIES, LinearCoxRegression, XGBoostCoxRegression
+from models.scoring import RiskModel
+from models.survival import BaselineHazards, StratifiedCox
+
+FORMAT = "autorisk.risk-model/1"
+MANIFEST = "risk_model.json"
+LINEAR_ARRAYS = ("indicated_", "medians_", "mean_", "scale_", "coef_")
+BASELINE_ARRAYS = ("cumulative", "follow_up_months", "events", "share")
+
+
+def _family_name(estimator) -> str:
+    return next(name for name, kind in FAMILIES.items() if type(estimator) is kind)
+
+
+def save_risk_model(model: RiskModel, folder: Path) -> Path:
+    """Write ``model`` into ``folder`` (created); return the folder.
+
+    Raises
+    ------
+    TypeError
+        For an estimator this module cannot write as plain files.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    outcomes = {}
+    for outcome, survival in model.outcomes.items():
+        estimator = survival.estimator_
+        entry = {"estimator": _family_name(estimator), "params": estimator.get_params(),
+                 "n_features_in": int(estimator.n_features_in_),
+                 "baseline": {name: getattr(survival.baseline_, name).tolist() for name in BASELINE_ARRAYS}}
+        if isinstance(estimator, LinearCoxRegression):
+            entry["fitted"] = {name: getattr(estimator, name).tolist() for name in LINEAR_ARRAYS}
+        elif isinstance(estimator, XGBoostCoxRegression):
+            estimator.booster_.save_model(folder / f"{outcome}.xgboost.ubj")
+            state = estimator.shap_tables_.to_state()
+            arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
+            np.savez(folder / f"{outcome}.treeshap.npz", **arrays)
+            entry["treeshap"] = {k: v for k, v in state.items() if k not in arrays}
+        else:
+            raise TypeError(f"cannot store a {type(estimator).__name__} as plain files")
+        outcomes[outcome] = entry
+    manifest = {"format": FORMAT, "family": model.family, "outcomes": outcomes}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    return folder
+
+
+def _estimator(entry: dict, folder: Path, outcome: str):
+    import xgboost as xgb
+
+    from models.treeshap import TreeShapTables
+
+    estimator = FAMILIES[entry["estimator"]](**entry["params"])
+    estimator.n_features_in_ = entry["n_features_in"]
+    if isinstance(estimator, LinearCoxRegression):
+        for name in LINEAR_ARRAYS:
+            setattr(estimator, name, np.asarray(entry["fitted"][name], dtype=int if name == "indicated_" else float))
+    else:
+        estimator.booster_ = xgb.Booster()
+        estimator.booster_.load_model(folder / f"{outcome}.xgboost.ubj")
+        if estimator.n_jobs is not None:
+            estimator.booster_.set_param({"nthread": estimator.n_jobs})
+        with np.load(folder / f"{outcome}.treeshap.npz") as arrays:
+            state = {**entry["treeshap"], **{k: arrays[k] for k in arrays.files}}
+        estimator.shap_tables_ = TreeShapTables.from_state(state, estimator.booster_)
+    return estimator
+
+
+def load_risk_model(folder: Path) -> RiskModel:
+    """Read a model written by :func:`save_risk_model`.
+
+    Raises
+    ------
+    ValueError
+        When the folder holds another format, naming it.
+    """
+    folder = Path(folder)
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{folder / MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    outcomes = {}
+    for outcome, entry in manifest["outcomes"].items():
+        fitted = _estimator(entry, folder, outcome)
+        survival = StratifiedCox(estimator=FAMILIES[entry["estimator"]](**entry["params"]))
+        survival.estimator_ = fitted
+        survival.baseline_ = BaselineHazards(**{name: np.asarray(entry["baseline"][name], dtype=float)
+                                                 for name in BASELINE_ARRAYS})
+        outcomes[outcome] = survival
+    return RiskModel(family=manifest["family"], outcomes=outcomes)

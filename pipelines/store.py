@@ -1,0 +1,180 @@
+"""Faults of the MLflow store and of a registered model: one line and one exit code each.
+
+The commands that read the registry (``score``, ``serve``, ``build``, ``report``, ``promote``)
+tell apart what the user can act on: a model that was never trained (MLflow answers "does not
+exist"), a store path with a typo, a store that is busy, unreachable or damaged, and a
+registered version whose files are gone. Each gets its exit code (:data:`EXIT_CODES`, the
+README's table) and one line that says what happened and what to do, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+NOT_FOUND = 1
+UNUSABLE_INPUT = 2
+UNREACHABLE = 3
+LOCKED = 4
+DAMAGED = 5
+NO_STORE = 6
+BROKEN_MODEL = 7
+EXIT_CODES = {
+    0: "the command completed (for score: every record scored or rejected with its reason)",
+    NOT_FOUND: "not found: the registry has no such model, version or alias (MLflow's \"does not exist\")",
+    UNUSABLE_INPUT: "the input, an option or an output cannot be used (unreadable file, missing column, "
+                    "output locked by another run, disk full)",
+    UNREACHABLE: "the store cannot be reached or refuses access (server down, connection refused or timed "
+                 "out, permission denied, a server error)",
+    LOCKED: "the store is locked by another process (try again when it is done)",
+    DAMAGED: "the store is damaged or not an MLflow store of this version (not a database, malformed, "
+             "schema out of date)",
+    NO_STORE: "the store path does not exist (a typo in MLFLOW_TRACKING_URI, or nothing trained yet)",
+    BROKEN_MODEL: "the registered version's artifacts are missing or cannot be read",
+}
+# MLflow logs these faults with a traceback of its own before raising them; the command's one
+# line replaces it.
+_MLFLOW_STORE_LOGGERS = ("mlflow.store.db.utils", "mlflow.store.tracking.sqlalchemy_store",
+                         "mlflow.store.model_registry.sqlalchemy_store")
+
+
+class StoreFault(Exception):
+    """A fault of the store or of a registered model, with its exit code.
+
+    Attributes
+    ----------
+    code : int
+        A key of :data:`EXIT_CODES`.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The file (SQLite) or folder (file store) a local tracking URI names; None for a server."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        path = unquote(uri.removeprefix("sqlite:///").split("?", 1)[0])
+        return None if path in ("", ":memory:") else Path(path)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" and uri:
+        return Path(uri)
+    return None
+
+
+def require_store(uri: str) -> None:
+    """StoreFault(NO_STORE) when ``uri`` names a local store that does not exist.
+
+    MLflow would create an empty store there and then report "no model": a typo in the path
+    must say so instead. Commands that create stores (``train``, ``demo``) do not call this.
+    """
+    path = local_store_path(uri)
+    if path is not None and not path.exists():
+        which = (f"MLFLOW_TRACKING_URI={uri}" if os.environ.get("MLFLOW_TRACKING_URI")
+                 else "the project's default store; MLFLOW_TRACKING_URI names another")
+        raise StoreFault(NO_STORE, f"no MLflow store at {path} ({which}): check the path, "
+                                   "or run `autorisk train` to create one")
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    found, seen = [], set()
+    while error is not None and id(error) not in seen:
+        found.append(error)
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return found
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _transport_error(error: BaseException) -> bool:
+    try:
+        import requests
+        import urllib3
+    except ImportError:  # pragma: no cover - MLflow depends on both
+        return isinstance(error, ConnectionError | TimeoutError)
+    return isinstance(error, requests.ConnectionError | requests.Timeout | urllib3.exceptions.HTTPError
+                      | ConnectionError | TimeoutError)
+
+
+def diagnose(error: BaseException, uri: str) -> StoreFault | None:
+    """The fault behind ``error``, raised while reading the store at ``uri``; None when it is none of them.
+
+    Parameters
+    ----------
+    error : BaseException
+        As raised by :mod:`models.registry` or MLflow (causes are followed).
+    uri : str
+        The tracking URI, for the message.
+
+    Returns
+    -------
+    StoreFault or None
+    """
+    from mlflow.exceptions import MlflowException
+
+    from models.registry import ModelLoadError, NoChampionError
+
+    chain = _chain(error)
+    where = f"the MLflow store at {uri}"
+    for link in chain:
+        text = str(link).lower()
+        if isinstance(link, NoChampionError):
+            return StoreFault(NOT_FOUND, str(link))
+        if isinstance(link, sqlite3.OperationalError | sqlite3.DatabaseError) or _is_sqlalchemy(link):
+            if "locked" in text or "busy" in text:
+                return StoreFault(LOCKED, f"{where} is locked by another process ({_first_line(link)}); "
+                                          "try again when it is done")
+            if "unable to open database file" in text:
+                return StoreFault(UNREACHABLE, f"{where} cannot be opened ({_first_line(link)}): "
+                                               "check that its folder exists and is readable")
+            return StoreFault(DAMAGED, f"{where} is damaged or not an MLflow database ({_first_line(link)})")
+        if isinstance(link, MlflowException) and "out-of-date database schema" in text:
+            return StoreFault(DAMAGED, f"{where} was written by another MLflow version ({_first_line(link)})")
+        if _transport_error(link):
+            # The innermost cause says it plainly ("[Errno 111] Connection refused").
+            return StoreFault(UNREACHABLE, f"{where} cannot be reached ({_first_line(chain[-1])})")
+        if isinstance(link, MlflowException) and link.error_code in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+            return StoreFault(UNREACHABLE, f"{where} refuses access ({_first_line(link)})")
+        if isinstance(link, PermissionError):
+            return StoreFault(UNREACHABLE, f"{where} cannot be read: permission denied ({_first_line(link)})")
+    if isinstance(error, ModelLoadError):
+        return StoreFault(BROKEN_MODEL, f"{error}; retrain it (autorisk train), or use another registered version")
+    if isinstance(error, MlflowException):
+        return StoreFault(UNREACHABLE, f"{where} failed: {_first_line(error)}")
+    return None
+
+
+def _is_sqlalchemy(error: BaseException) -> bool:
+    return type(error).__module__.startswith("sqlalchemy")
+
+
+class _WithoutTraceback(logging.Filter):
+    """Drop MLflow's own error records of store faults; the command reports them in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and record.exc_info)
+
+
+def quiet_store_logs() -> None:
+    """Keep MLflow's tracebacks of store faults off the terminal (call at run time, not import)."""
+    for name in _MLFLOW_STORE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _WithoutTraceback) for f in logger.filters):
+            logger.addFilter(_WithoutTraceback())
+
+
+def readme_table() -> str:
+    """The exit-code table of the README, from :data:`EXIT_CODES`."""
+    rows = "\n".join(f"| {code} | {meaning} |" for code, meaning in EXIT_CODES.items())
+    return "| exit code | meaning |\n|---|---|\n" + rows

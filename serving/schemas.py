@@ -1,0 +1,97 @@
+"""The REST request and response models of ``POST /predict`` (their OpenAPI schemas).
+
+Kept apart from the service so that clients and tests can check an answer's shape without
+starting BentoML.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.schema import (
+    DEFAULT_HORIZONS_MONTHS,
+    MAX_HORIZON_MONTHS,
+    MIN_HORIZON_MONTHS,
+    MONITORING_YEARS,
+    patient_model,
+)
+from models.survival import EXTRAPOLATION_RULE
+
+Patient = patient_model()
+MAX_PATIENTS = 1000
+Month = Annotated[int, Field(ge=MIN_HORIZON_MONTHS, le=MAX_HORIZON_MONTHS)]
+
+
+class PredictRequest(BaseModel):
+    """Body of ``POST /predict``; unknown top-level fields are rejected too."""
+
+    model_config = ConfigDict(extra="forbid")
+    patients: Annotated[list[Patient], Field(min_length=1, max_length=MAX_PATIENTS)]  # type: ignore[valid-type]
+    horizons_months: Annotated[list[Month], Field(
+        min_length=1, max_length=MAX_HORIZON_MONTHS,
+        description=f"Months after the first course to give each risk at, whole months "
+                    f"{MIN_HORIZON_MONTHS}–{MAX_HORIZON_MONTHS}.")] = list(DEFAULT_HORIZONS_MONTHS)
+    contrast: bool = Field(default=False, description="Add each patient's risks under both treatments and "
+                                                      "the difference, alemtuzumab minus interferon beta-1a.")
+
+
+class HorizonRisk(BaseModel):
+    horizon_months: int = Field(description="Months after the first course the risk is for.")
+    risk: float = Field(description="Probability of onset by horizon_months, under the patient's treatment.", ge=0, le=1)
+    extrapolated: bool = Field(description="Whether the horizon lies beyond the longest follow-up the training "
+                                           "data had on the patient's treatment (" + EXTRAPOLATION_RULE + ").")
+    scale: Literal["log cumulative hazard"] = Field(
+        description="Scale of base_value and shap: base_value + sum(shap) = log(-log(1 - risk)).")
+    base_value: float = Field(description="SHAP base value: the training population's mean log cumulative hazard "
+                                          "at this horizon.")
+    shap: dict[str, float] = Field(description="SHAP value per feature on the log cumulative hazard scale; the same "
+                                               "at every horizon except the treatment's.")
+
+
+class YearRisk(BaseModel):
+    year: int = Field(description="Year after the first course, 1-based.")
+    risk: float = Field(description="Probability of onset by the end of the year.", ge=0, le=1)
+    onset_in_year: float = Field(description="Probability of onset within the year for a patient without onset "
+                                             "before it (the year's hazard).", ge=0, le=1)
+    extrapolated: bool
+
+
+class ContrastAt(BaseModel):
+    horizon_months: int
+    risk_if_alemtuzumab: float = Field(ge=0, le=1)
+    risk_if_interferon_beta_1a: float = Field(ge=0, le=1)
+    excess: float = Field(description="risk_if_alemtuzumab minus risk_if_interferon_beta_1a.")
+    extrapolated: bool = Field(description="Whether either risk is extrapolated beyond its treatment's follow-up.")
+
+
+class OutcomePrediction(BaseModel):
+    risks: list[HorizonRisk] = Field(description="At each requested horizon, in increasing order.")
+    by_year: list[YearRisk] = Field(description=f"Risk by the end of years 1–{MONITORING_YEARS} after the first course.")
+    peak_hazard_year: int = Field(description="The year with the highest hazard of onset (for monitoring).")
+    contrast: list[ContrastAt] | None = Field(default=None, description="With \"contrast\": true.")
+
+
+class Prediction(BaseModel):
+    patient_id: str | None
+    treatment: str = Field(description="The treatment the risks are for (alemtuzumab when not given).")
+    outcomes: dict[str, OutcomePrediction] = Field(description="Keyed by outcome: thyroid, itp.")
+    warnings: list[str] = Field(description="Values outside the training range (scored as the nearest training "
+                                            "value) and extrapolated horizons.")
+    not_provided: list[str] = Field(
+        description="Model inputs not given for this patient (unknown). Their SHAP values are still there: "
+                    "what the model credits an unknown value with, which differs from patient to patient.")
+
+
+class ModelIdentity(BaseModel):
+    name: str
+    version: str
+    run_id: str
+
+
+class PredictResponse(BaseModel):
+    model: ModelIdentity
+    notice: str = Field(description="What these risks are and are not.")
+    horizons_months: list[int]
+    predictions: list[Prediction]
