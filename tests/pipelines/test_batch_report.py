@@ -117,3 +117,18 @@ def test_a_run_that_scores_nobody_still_gets_a_report(mlflow_store, champion, tm
     html = summary.report_path.read_text()
     assert summary.report_path == tmp_path / "s.report.html"
     assert "No record was scored." in html and "<img" not in html
+
+
+@pytest.mark.integration
+def test_the_report_reads_the_input_as_the_run_did(mlflow_store, make_cohort, tmp_path):
+    """A gzipped TSV whose IL-21 kit is given on the command line: the beeswarm gets every sampled patient."""
+    cohort = make_cohort("care-ms1", 300, 32)
+    columns = [ID_COLUMN, *(name for name in INPUT_NAMES if name != "il21_assay")]
+    source, out = tmp_path / "clinic.tsv.gz", tmp_path / "scores.csv"
+    cohort[cohort["il21_assay"] == "legacy_elisa"][columns].to_csv(source, sep="\t", index=False,
+                                                                   compression="gzip")
+    result = runner.invoke(app, ["score", str(source), "--out", str(out), "--il21-assay", "legacy_elisa"])
+    assert result.exit_code == 0, result.output
+    scored = len(pd.read_csv(out))
+    html = report_path(out).read_text(encoding="utf-8")
+    assert f"shows {scored:,} patients drawn at random from the {scored:,} scored" in html
