@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean bench-simulate bench-score bench-shap bench-serve bench-load wrk
+.PHONY: demo test install clean browser screenshots bench-simulate bench-score bench-shap bench-serve bench-load wrk
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,19 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/autorisk demo
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed browser
 	$(BIN)/pytest
+
+# The browser tests drive Debian's chromium (Playwright cannot download its own browser here); installed
+# as root, or through sudo when it needs no password. Without it those tests are skipped, saying why.
+browser:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null \
+		&& $(if $(filter 0,$(shell id -u)),,sudo -n) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium' >/dev/null; } \
+		|| echo "chromium could not be installed (Debian: apt-get install chromium); the browser tests will be skipped"
+
+# The pictures of docs/page.md, from the champion of `make demo`.
+screenshots: $(BIN)/.installed browser
+	$(BIN)/python docs/screenshots.py
 
 bench-simulate: $(BIN)/.installed
 	$(BIN)/python benchmarks/simulate.py

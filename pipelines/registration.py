@@ -48,6 +48,7 @@ from models.persistence import save_risk_model
 from models.pyfunc import MODEL_CODE, RISK_MODEL_ARTIFACT
 from models.scoring import RiskModel
 from pipelines.config import ExperimentConfig, FamilySpec
+from pipelines.explanation_pictures import log_explanations
 from pipelines.tracking import ensure_experiment
 from pipelines.train import Cohorts, Evaluation, FamilyResult, TuningResult
 
@@ -199,6 +200,7 @@ class ExperimentRun:
             card = model_card(name=config.registered_model_name, version=model_version, family=name, spec=spec,
                               config=config, simulator=self.simulator, metrics=metrics, evaluation=evaluation,
                               follow_up=model.follow_up_months())
+            card = log_explanations(model, self.cohorts.test, card)
             mlflow.log_text(card.markdown, "model_card/model_card.md")
             mlflow.log_text(card.html, "model_card/model_card.html")
         return FamilyResult(name, run.info.run_id, model_version, metrics)

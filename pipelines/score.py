@@ -36,6 +36,7 @@ from features.schema import FEATURE_NAMES
 from features.validation import check_columns
 from models.registry import LoadedModel
 from models.scoring import ScoringOptions
+from pipelines.batch_report import report_after, report_path
 from pipelines.chunks import REJECTS_SCHEMA, ChunkResult, ChunkScorer
 from pipelines.duplicates import SeenIds, mark_repeats
 from pipelines.intake import prepare
@@ -72,6 +73,8 @@ class Summary:
         The cohort against the model's training data.
     drift_paths : tuple of Path
         Where the drift report was written (Markdown, JSON).
+    report_path : Path, optional
+        The run's HTML report (:mod:`pipelines.batch_report`).
     """
 
     read: int = 0
@@ -84,6 +87,7 @@ class Summary:
     source: str = ""
     drift: DriftReport | None = None
     drift_paths: tuple[Path, ...] = ()
+    report_path: Path | None = None
 
 
 class _TableWriter:
@@ -287,7 +291,8 @@ def score_file(
     drift_md, drift_json = paths["drift report"], paths["drift data"]
     with ExitStack() as stack:
         if lock:
-            stack.enter_context(lock_outputs([output_path, rejects_path], companions=[drift_md, drift_json]))
+            stack.enter_context(lock_outputs([output_path, rejects_path],
+                                             companions=[drift_md, drift_json, report_path(output_path)]))
         source = open_input(input_path, chunk_rows, sheet=sheet)
         stack.callback(source.close)
         source = prepare(source, il21_assay=il21_assay)
@@ -308,6 +313,11 @@ def score_file(
             results = spark_engine.score_chunks(session, source, scorer)
         else:
             results = map(scorer.score_chunk, source.chunks)
+        # Left just after the outputs are in place, under the lock: the report, read back from them.
+        stack.enter_context(report_after(summary, input_path=input_path, output_path=output_path,
+                                         rejects_path=rejects_path, model=model, options=options,
+                                         allow_extra=allow_extra, chunk_rows=chunk_rows, sheet=sheet,
+                                         il21_assay=il21_assay))
         # Entered last, so left first: the outputs are put in place while the lock is still held.
         group = stack.enter_context(atomic_outputs())
         sinks = [group.open(p) for p in (output_path, rejects_path, drift_md, drift_json)]
