@@ -689,10 +689,14 @@ def _cohort_files(experiment, folder: Path) -> list[tuple[object, Path]]:
 
 
 def _quiet_downloads() -> None:
-    """No artifact download bars from MLflow (a value the user set wins)."""
+    """No artifact download bars from MLflow (a value the user set wins), and none of its INFO
+    notes (validating an input example, creating tables): the demo's own lines say what happens."""
+    import logging
+
     from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 
     os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":
