@@ -49,6 +49,8 @@ class Feature:
     model_input : bool
         Whether the value is a column of the model matrix (and so has a SHAP value);
         ``il21_assay`` only sets the scale on which ``il21_pg_ml`` is read.
+    label : str
+        Short name for people: form labels, explanation pictures.
     """
 
     name: str
@@ -63,6 +65,7 @@ class Feature:
     categories: tuple[str, ...] = ()
     default: str | None = None
     model_input: bool = True
+    label: str = ""
 
     def possible_text(self) -> str:
         """Human-readable possible range or category list."""
@@ -84,6 +87,7 @@ class Feature:
 FEATURES: tuple[Feature, ...] = (
     Feature(
         name="age_years",
+        label="Age at first course",
         kind="number",
         unit="years",
         description="Age at the first alemtuzumab (or comparator) course.",
@@ -94,6 +98,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         name="sex",
+        label="Sex",
         kind="category",
         unit="",
         description="Sex.",
@@ -103,6 +108,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         name="disease_duration_years",
+        label="Disease duration",
         kind="number",
         unit="years",
         description="Years since the first MS symptoms; cannot exceed age_years.",
@@ -113,6 +119,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         name="edss",
+        label="EDSS at baseline",
         kind="number",
         unit="EDSS points",
         description="Expanded Disability Status Scale score at baseline.",
@@ -123,6 +130,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         name="relapses_prior_2y",
+        label="Relapses in the prior 2 years",
         kind="integer",
         unit="relapses",
         description="Number of clinical relapses in the two years before treatment.",
@@ -133,6 +141,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         name="prior_dmt",
+        label="Prior disease-modifying therapy",
         kind="boolean",
         unit="",
         description="Previously treated with a disease-modifying therapy.",
@@ -141,6 +150,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         name="il21_pg_ml",
+        label="Serum IL-21 before treatment",
         kind="number",
         unit="pg/mL",
         description="Pre-treatment serum IL-21, on the scale of the kit named in il21_assay; "
@@ -153,6 +163,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         name="il21_assay",
+        label="IL-21 kit",
         kind="category",
         unit="",
         description="IL-21 kit: legacy_elisa (the original, withdrawn kit) or current_elisa "
@@ -164,6 +175,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         name="smoker",
+        label="Current smoker",
         kind="boolean",
         unit="",
         description="Current smoker.",
@@ -172,6 +184,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         name="family_history_autoimmunity",
+        label="Autoimmune disease in a first-degree relative",
         kind="boolean",
         unit="",
         description="Autoimmune disease in a first-degree relative.",
@@ -180,6 +193,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         name="thyroid_antibodies",
+        label="Thyroid antibodies (anti-TPO or anti-Tg)",
         kind="boolean",
         unit="",
         description="Baseline anti-TPO or anti-thyroglobulin antibodies positive.",
@@ -188,6 +202,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         name="treatment",
+        label="Treatment under consideration",
         kind="category",
         unit="",
         description="The course the risk is for; alemtuzumab when missing.",
@@ -197,6 +212,13 @@ FEATURES: tuple[Feature, ...] = (
         default="alemtuzumab",
     ),
 )
+
+# Category values as people read them (forms, pictures); a value not listed reads as itself.
+CATEGORY_LABELS: dict[str, str] = {
+    "interferon_beta_1a": "interferon beta-1a",
+    "legacy_elisa": "legacy ELISA (withdrawn kit)",
+    "current_elisa": "current ELISA",
+}
 
 INPUT_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 # Columns of the model matrix, in order; each has a SHAP value.

@@ -256,6 +256,7 @@ def score(
     from features.validation import InputSchemaError
     from models.registry import load_model
     from pipelines.intake import check_kit
+    from pipelines.batch_report import report_path
     from pipelines.outputs import lock_outputs
     from pipelines.score import ENGINES, InputFileError, OutputError, ScoringOptions, output_paths, score_file
     from pipelines.tracking import configure_tracking
@@ -287,7 +288,7 @@ def score(
         _check_input_options(paths["input"], sheet)
         kit = check_kit(il21_assay) if il21_assay is not None else None
         with lock_outputs([paths["--out"], paths["--rejects"]],
-                          companions=[paths["drift report"], paths["drift data"]]):
+                          companions=[paths["drift report"], paths["drift data"], report_path(paths["--out"])]):
             uri = configure_tracking()
             with _store_faults(uri):
                 model = load_model(version=model_version)
@@ -316,6 +317,7 @@ def score(
     if summary.rejected:
         console.print(f"rejects: {paths['--rejects']}")
     console.print(f"drift report: {summary.drift_paths[0]}")
+    console.print(f"report: {summary.report_path}")
 
 
 def _check_input_options(path: Path, sheet: str | None) -> None:
@@ -448,6 +450,167 @@ def build(
     typer.echo(tags[-1])
 
 
+def _explain_epilog() -> str:
+    from features.schema import FEATURES
+
+    flags = ", ".join(f"--{f.name.replace('_', '-')}" for f in FEATURES)
+    return f"The patient's values as flags: {flags} (they override the file's)."
+
+
+def _flag_values(args: list[str]) -> tuple[Path | None, dict[str, str]]:
+    """``["p.json", "--age-years", "34", "--sex=female"]`` -> ``(Path("p.json"), {"age_years": "34", "sex": "female"})``.
+
+    Raises
+    ------
+    ValueError
+        Naming an unknown flag, a flag without a value, or a second file.
+    """
+    from features.schema import ID_COLUMN, INPUT_NAMES
+
+    known = {name.replace("_", "-"): name for name in (ID_COLUMN, *INPUT_NAMES)}
+    path, values, tokens = None, {}, list(args)
+    while tokens:
+        token = tokens.pop(0)
+        if not token.startswith("--"):
+            if path is not None:
+                raise ValueError(f"unexpected argument {token!r} after the patient file {path}; give the patient's "
+                                 "values as flags, e.g. --age-years 34")
+            path = Path(token)
+            continue
+        flag, has_value, value = token[2:].partition("=")
+        if flag not in known:
+            raise ValueError(f"unknown option --{flag}; the patient's values are {', '.join('--' + k for k in known)}")
+        if not has_value:
+            if not tokens or tokens[0].startswith("--"):
+                raise ValueError(f"--{flag} needs a value")
+            value = tokens.pop(0)
+        values[known[flag]] = value
+    return path, values
+
+
+def _patient_file(path: Path) -> dict:
+    """One patient from a JSON file: an object, a list of one, or a request body with one patient."""
+    import json
+
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot be read ({error})") from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not JSON ({error})") from error
+    if isinstance(document, dict) and "patients" in document:
+        document = document["patients"]
+    if isinstance(document, list):
+        if len(document) != 1:
+            raise ValueError(f"{path}: holds {len(document)} patients; explain takes one")
+        document = document[0]
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a JSON object with the patient's values")
+    return document
+
+
+def _shown_values(record: dict, matrix_row) -> dict[str, str | None]:
+    """Each model input as the picture shows it: value and unit, or None where not provided."""
+    import math
+
+    from features.schema import CATEGORY_CODES, CATEGORY_LABELS, FEATURE_NAMES, FEATURES_BY_NAME
+
+    shown = {}
+    for name, value in zip(FEATURE_NAMES, matrix_row):
+        feature = FEATURES_BY_NAME[name]
+        if math.isnan(value):
+            shown[name] = None
+        elif feature.kind == "boolean":
+            shown[name] = "yes" if value else "no"
+        elif feature.kind == "category":
+            category = next(k for k, code in CATEGORY_CODES[name].items() if code == value)
+            shown[name] = CATEGORY_LABELS.get(category, category)
+        else:  # the value as given: the matrix holds IL-21 as a z-score
+            shown[name] = f"{float(record[name]):g} {feature.unit}".strip()
+            if name == "il21_pg_ml":
+                assay = str(record["il21_assay"]).strip().lower()
+                shown[name] += f", {CATEGORY_LABELS.get(assay, assay)}"
+    return shown
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             epilog=_explain_epilog())
+def explain(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="The picture: .svg or .png.")] = Path("waterfall.svg"),
+    month: Annotated[int, typer.Option(help="Months after the first course, 1-72.")] = 48,
+    outcome: Annotated[str | None, typer.Option(help="thyroid or itp (default: one panel each).")] = None,
+    model_version: Annotated[str | None, typer.Option(help="Registered version to use (default: @champion).")] = None,
+) -> None:
+    """One patient's risk explained input by input: a SHAP waterfall per outcome, as SVG or PNG, for letters and papers.
+
+    autorisk explain [PATIENT.json] [--age-years 34 --sex female ...] --out waterfall.svg: the patient from a JSON
+    file (one patient, as in POST /predict), from flags, or both.
+    """
+    import matplotlib
+    import pandas as pd
+
+    from features.schema import FEATURE_NAMES, FEATURES, ID_COLUMN, INPUT_NAMES, OUTCOME_DESCRIPTIONS, RESEARCH_NOTICE
+    from features.validation import InputSchemaError, validate_frame
+    from models.explanation_figures import risk_of, waterfall_figure
+    from models.registry import load_model
+    from models.scoring import ScoringOptions
+    from pipelines.tracking import configure_tracking
+
+    kind = out.suffix.lower().lstrip(".")
+    if kind not in ("svg", "png"):
+        raise _fail(f"--out {out}: unsupported extension {out.suffix!r}; use .svg or .png", 2)
+    try:
+        patient, flags = _flag_values(ctx.args)
+        record = (_patient_file(patient) if patient is not None else {}) | flags
+        options = ScoringOptions(horizons=(month,))
+    except ValueError as error:
+        raise _fail(str(error).replace("horizons:", "--month:"), 2) from error
+    unknown = sorted(set(record) - {ID_COLUMN, *INPUT_NAMES})
+    if unknown:
+        raise _fail(f"unknown field {', '.join(unknown)}; the patient's values are {', '.join(INPUT_NAMES)}", 2)
+    missing = [f.name for f in FEATURES if f.required and record.get(f.name) in (None, "")]
+    if missing:
+        raise _fail(", ".join(f"{name}: required (in the file or as --{name.replace('_', '-')})" for name in missing), 2)
+    try:
+        batch = validate_frame(pd.DataFrame([{k: v for k, v in record.items() if k != ID_COLUMN}], dtype=object))
+    except InputSchemaError as error:
+        raise _fail(str(error), 2) from error
+    if len(batch.rejects):
+        raise _fail(f"patient: {batch.rejects['reason'].iloc[0]}", 2)
+
+    uri = configure_tracking()
+    with _store_faults(uri):
+        model = load_model(version=model_version)
+    outcomes = model.risk_model.outcome_names
+    if outcome is not None and outcome not in outcomes:
+        raise _fail(f"--outcome must be one of {', '.join(outcomes)}, got {outcome!r}", 2)
+    explained = model.risk_model.explain(batch.matrix, options.horizons)
+    notes = "; ".join(n for n in (batch.warnings[0], model.risk_model.extrapolation_notes(batch.matrix, options.horizons)[0]) if n)
+    values = _shown_values(record, batch.matrix[0])
+    treatment = values["treatment"]
+    panels = []
+    for name in [outcome] if outcome else outcomes:
+        scores = explained[name]
+        panels.append({"title": f"{OUTCOME_DESCRIPTIONS.get(name, name)}: risk by month {month} on {treatment}",
+                       "base_value": float(scores.base[0]), "shap": dict(zip(FEATURE_NAMES, scores.shap_at(0)[0].tolist())),
+                       "risk": float(scores.risk[0, 0]), "values": values,
+                       "extrapolated": bool(scores.extrapolated[0, 0])})
+        console.print(f"{name}: {100 * scores.risk[0, 0]:.2g}% by month {month} on {treatment} "
+                      f"(reference patient {100 * risk_of(scores.base[0]):.2g}%)"
+                      + (" — extrapolated" if scores.extrapolated[0, 0] else ""), highlight=False)
+    figure = waterfall_figure(panels)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # SVG text stays text, to be edited in a paper; no creation date, so the same patient and model
+    # give the same file.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "autorisk"}):
+        figure.savefig(out, format=kind, dpi=200, metadata={"Date": None} if kind == "svg" else {"Software": None})
+    if notes:
+        console.print(f"[yellow]warnings: {notes}[/]", highlight=False, soft_wrap=True)
+    console.print(f"model {model.name} v{model.version}; wrote {out}")
+    console.print(RESEARCH_NOTICE)
+
+
 # A typical candidate for alemtuzumab with high IL-21 on the original kit and thyroid antibodies.
 DEMO_PATIENT = {"patient_id": "demo", "age_years": 34, "sex": "female", "disease_duration_years": 2.5, "edss": 2.0,
                 "relapses_prior_2y": 2, "prior_dmt": False, "il21_pg_ml": 620.0, "il21_assay": "legacy_elisa",
@@ -574,10 +737,14 @@ def _cohort_files(experiment, folder: Path) -> list[tuple[object, Path]]:
 
 
 def _quiet_downloads() -> None:
-    """No artifact download bars from MLflow (a value the user set wins)."""
+    """No artifact download bars from MLflow (a value the user set wins), and none of its INFO
+    notes (validating an input example, creating tables): the demo's own lines say what happens."""
+    import logging
+
     from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 
     os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from models.persistence import save_risk_model
 from models.pyfunc import MODEL_CODE, RISK_MODEL_ARTIFACT
 from models.scoring import RiskModel
 from pipelines.config import ExperimentConfig, FamilySpec
+from pipelines.explanation_pictures import log_explanations
 from pipelines.tracking import NOTE_TAG, ensure_experiment
 from pipelines.train import Cohorts, Evaluation, FamilyResult, TuningResult
 
@@ -254,6 +255,7 @@ class ExperimentRun:
                               config=config, simulator=self.simulator, metrics=metrics, evaluation=evaluation,
                               follow_up=model.follow_up_months(), added_value=added_value, intervals=intervals,
                               headline=log_headline(config, name, model_version, metrics))
+            card = log_explanations(model, self.cohorts.test, card)
             mlflow.log_text(card.markdown, "model_card/model_card.md")
             mlflow.log_text(card.html, "model_card/model_card.html")
         return FamilyResult(name, run.info.run_id, model_version, metrics)

@@ -16,34 +16,32 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.drift import (
     REFERENCE_ARTIFACT,
-    DriftCounts,
     DriftReport,
-    bin_counts,
     compare,
     empty_counts,
     to_markdown,
 )
-from features.schema import FEATURE_NAMES, ID_COLUMN, output_columns
-from features.validation import check_columns, validate_frame
+from features.schema import FEATURE_NAMES
+from features.validation import check_columns
 from models.registry import LoadedModel
-from models.scoring import RiskModel, ScoringOptions, score_columns
+from models.scoring import ScoringOptions
+from pipelines.batch_report import report_after, report_path
+from pipelines.chunks import REJECTS_SCHEMA, ChunkResult, ChunkScorer
 from pipelines.duplicates import SeenIds, mark_repeats
 from pipelines.intake import prepare
 from pipelines.outputs import OutputError, atomic_outputs, defuse_formulas, lock_outputs, write_error
-from pipelines.reading import CHUNK_ROWS, Chunk, InputFileError, check_input_name, file_format, open_input
+from pipelines.reading import CHUNK_ROWS, InputFileError, check_input_name, file_format, open_input
 
 __all__ = [
     "CHUNK_ROWS", "ENGINES", "ChunkResult", "ChunkScorer", "InputFileError", "OutputError", "ScoringOptions",
@@ -51,7 +49,6 @@ __all__ = [
 ]
 
 ENGINES = ("local", "spark")
-REJECTS_SCHEMA = pa.schema([("line", pa.int64()), (ID_COLUMN, pa.string()), ("reason", pa.string())])
 
 
 @dataclass
@@ -76,6 +73,8 @@ class Summary:
         The cohort against the model's training data.
     drift_paths : tuple of Path
         Where the drift report was written (Markdown, JSON).
+    report_path : Path, optional
+        The run's HTML report (:mod:`pipelines.batch_report`).
     """
 
     read: int = 0
@@ -88,130 +87,7 @@ class Summary:
     source: str = ""
     drift: DriftReport | None = None
     drift_paths: tuple[Path, ...] = ()
-
-
-@dataclass(frozen=True)
-class ChunkResult:
-    """What one chunk (or one Spark wave of chunks) gave.
-
-    Attributes
-    ----------
-    scores : pyarrow.Table
-        Scored records, in line order, columns as :meth:`ChunkScorer.schema`.
-    rejects : pyarrow.Table
-        Rejected records, in line order: ``line``, ``patient_id``, ``reason``.
-    read : int
-        Records read (scored + rejected).
-    blank_lines : int
-        Empty lines skipped.
-    outside_training_range : int
-        Scored records with a training-range warning.
-    drift : DriftCounts or None
-        Accepted records counted on the drift reference's bins (None without a reference).
-    """
-
-    scores: pa.Table
-    rejects: pa.Table
-    read: int
-    blank_lines: int
-    outside_training_range: int
-    drift: DriftCounts | None
-
-
-@dataclass(frozen=True)
-class ChunkScorer:
-    """Everything a chunk of records needs to be scored, as one object: the one per-chunk step
-    of every engine (the local loop, Spark tasks, which receive it as a broadcast variable).
-
-    Attributes
-    ----------
-    risk_model : RiskModel
-        The model to score with.
-    version : str
-        Registered model version, written into every scored row.
-    options : ScoringOptions
-        Horizons and whether to add the treatment contrast.
-    allow_extra : bool
-        Ignore columns that are not features.
-    reference : dict or None
-        Drift reference (:func:`features.drift.reference_profile`); None to skip the counts.
-    """
-
-    risk_model: RiskModel
-    version: str
-    options: ScoringOptions = ScoringOptions()
-    allow_extra: bool = False
-    reference: dict | None = None
-
-    def columns(self) -> list[str]:
-        """Output columns, in order: ``line``, ``patient_id``, the scores, ``warnings``, ``model_version``."""
-        return ["line", ID_COLUMN, *output_columns(self.risk_model.outcome_names, self.options.horizons,
-                                                   self.options.contrast), "warnings", "model_version"]
-
-    def schema(self) -> pa.Schema:
-        """Arrow schema of the scores file."""
-        text = {ID_COLUMN, "warnings", "model_version"}
-        return pa.schema([(c, pa.int64() if c == "line" else pa.string() if c in text else pa.float64())
-                          for c in self.columns()])
-
-    def score_records(self, frame: pd.DataFrame, lines: np.ndarray) -> ChunkResult:
-        """Validate and score parsed records.
-
-        Parameters
-        ----------
-        frame : DataFrame of shape (n, n_columns)
-            Raw records (text or typed values).
-        lines : ndarray of int64, shape (n,)
-            Line (CSV) or row (Parquet) number of each record.
-
-        Returns
-        -------
-        ChunkResult
-            With the validation rejects only (no malformed lines).
-        """
-        batch = validate_frame(frame, allow_extra=self.allow_extra)
-        scored = score_columns(self.risk_model, batch, self.options)
-        n = len(batch.rows)
-        schema = self.schema()
-        columns = {"line": pa.array(np.asarray(lines, dtype=np.int64)[batch.rows], pa.int64())}
-        columns |= {name: pa.array(scored[name], schema.field(name).type)
-                    for name in schema.names if name in scored}
-        columns["model_version"] = pa.array([self.version] * n, pa.string())
-        rows = batch.rejects["row"].to_numpy(dtype=np.int64)
-        rejects = pa.table({"line": pa.array(np.asarray(lines, dtype=np.int64)[rows], pa.int64()),
-                            ID_COLUMN: pa.array(batch.rejects[ID_COLUMN].to_numpy(dtype=object), pa.string()),
-                            "reason": pa.array(batch.rejects["reason"].to_numpy(dtype=object), pa.string())},
-                           schema=REJECTS_SCHEMA)
-        return ChunkResult(
-            scores=pa.table(columns, schema=schema),
-            rejects=rejects,
-            read=len(frame),
-            blank_lines=0,
-            outside_training_range=int((batch.warnings != "").sum()),
-            drift=bin_counts(batch.matrix, self.reference) if self.reference is not None else None,
-        )
-
-    def score_chunk(self, chunk: Chunk) -> ChunkResult:
-        """Score one chunk in this process: its records, plus its malformed lines as rejects."""
-        result = self.score_records(chunk.frame, chunk.lines)
-        return ChunkResult(scores=result.scores,
-                           rejects=sorted_rejects([result.rejects, malformed_rejects(chunk.malformed)]),
-                           read=chunk.records, blank_lines=chunk.blank_lines,
-                           outside_training_range=result.outside_training_range, drift=result.drift)
-
-
-def malformed_rejects(malformed: list[tuple[int, str]]) -> pa.Table:
-    """Rejects table of records that could not be parsed into fields (no patient id)."""
-    return pa.table({"line": pa.array([line for line, _ in malformed], pa.int64()),
-                     ID_COLUMN: pa.nulls(len(malformed), pa.string()),
-                     "reason": pa.array([reason for _, reason in malformed], pa.string())},
-                    schema=REJECTS_SCHEMA)
-
-
-def sorted_rejects(tables: Iterable[pa.Table]) -> pa.Table:
-    """Rejects of several tables in line order (line numbers are unique)."""
-    table = pa.concat_tables([t.cast(REJECTS_SCHEMA) for t in tables])
-    return table.sort_by("line") if table.num_rows > 1 else table
+    report_path: Path | None = None
 
 
 class _TableWriter:
@@ -415,7 +291,8 @@ def score_file(
     drift_md, drift_json = paths["drift report"], paths["drift data"]
     with ExitStack() as stack:
         if lock:
-            stack.enter_context(lock_outputs([output_path, rejects_path], companions=[drift_md, drift_json]))
+            stack.enter_context(lock_outputs([output_path, rejects_path],
+                                             companions=[drift_md, drift_json, report_path(output_path)]))
         source = open_input(input_path, chunk_rows, sheet=sheet)
         stack.callback(source.close)
         source = prepare(source, il21_assay=il21_assay)
@@ -436,6 +313,11 @@ def score_file(
             results = spark_engine.score_chunks(session, source, scorer)
         else:
             results = map(scorer.score_chunk, source.chunks)
+        # Left just after the outputs are in place, under the lock: the report, read back from them.
+        stack.enter_context(report_after(summary, input_path=input_path, output_path=output_path,
+                                         rejects_path=rejects_path, model=model, options=options,
+                                         allow_extra=allow_extra, chunk_rows=chunk_rows, sheet=sheet,
+                                         il21_assay=il21_assay))
         # Entered last, so left first: the outputs are put in place while the lock is still held.
         group = stack.enter_context(atomic_outputs())
         sinks = [group.open(p) for p in (output_path, rejects_path, drift_md, drift_json)]

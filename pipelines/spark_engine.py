@@ -14,7 +14,7 @@ How the work is split, and why:
   with quotes), scoring about a millisecond of CPU (exact SHAP values for four endpoints),
   so one driver keeps hundreds of executor cores busy.
 - **Spark tasks score**: the parsed records travel with their line numbers as Arrow
-  batches; ``mapInArrow`` runs :meth:`pipelines.score.ChunkScorer.score_records`
+  batches; ``mapInArrow`` runs :meth:`pipelines.chunks.ChunkScorer.score_records`
   (``validate_frame`` then ``score_columns``, the code every front door uses) and returns the scored rows, the
   rejected rows, and per batch a tally (records read, training-range warnings, drift
   histogram counts: aggregates only). The scorer (model, version, options, drift reference)
@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 from features.drift import DriftCounts
 from features.validation import KNOWN_COLUMNS
 from pipelines.reading import Chunk, InputFile
-from pipelines.score import REJECTS_SCHEMA, ChunkResult, ChunkScorer, malformed_rejects, sorted_rejects
+from pipelines.chunks import REJECTS_SCHEMA, ChunkResult, ChunkScorer, malformed_rejects, sorted_rejects
 
 try:
     from pyspark.sql import SparkSession

@@ -101,14 +101,21 @@ def api_token() -> str | None:
 class RequireToken:
     """401 unless the request carries ``Authorization: Bearer <token>``; no check when ``token`` is None.
 
-    Every path except :data:`HEALTH_PATHS` needs the token, the OpenAPI document and ``/metrics``
-    included, so that a route added later is never open by mistake. Tokens are compared in
-    constant time.
+    Every path except :data:`HEALTH_PATHS` and those ``public`` admits needs the token, the OpenAPI
+    document and ``/metrics`` included, so that a route added later is never open by mistake.
+    Tokens are compared in constant time.
+
+    Parameters
+    ----------
+    public : callable, optional
+        ``public(path)`` is true for paths served without the token: static files that hold no
+        data, such as a page that then asks for the token itself.
     """
 
-    def __init__(self, app, token: str | None) -> None:
+    def __init__(self, app, token: str | None, public=None) -> None:
         self.app = app
         self.expected = token.encode() if token else None
+        self.public = public or (lambda path: False)
 
     def _authorised(self, scope) -> bool:
         scheme, _, credentials = (_header(scope, b"authorization") or b"").partition(b" ")
@@ -116,7 +123,7 @@ class RequireToken:
 
     async def __call__(self, scope, receive, send) -> None:
         if (self.expected is None or scope["type"] not in ("http", "websocket")
-                or scope["path"] in HEALTH_PATHS or self._authorised(scope)):
+                or scope["path"] in HEALTH_PATHS or self.public(scope["path"]) or self._authorised(scope)):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":

@@ -31,6 +31,7 @@ class ValueRange(BaseModel):
 
 class FeatureInfo(BaseModel):
     name: str = Field(description="JSON field of a patient in POST /predict.")
+    label: str = Field(description="Short name for people, e.g. a form's label.")
     kind: Literal["number", "integer", "boolean", "category"]
     unit: str | None = Field(description="Unit of measurement; null for booleans and categories.")
     required: bool = Field(description="Whether the value must be given; a missing optional value means unknown.")
@@ -41,6 +42,7 @@ class FeatureInfo(BaseModel):
     training_by_assay: dict[str, ValueRange] | None = Field(
         description="Training range per IL-21 kit (il21_assay), for il21_pg_ml, whose scale depends on the kit.")
     categories: list[str] | None = Field(description="Allowed values of a category.")
+    category_labels: dict[str, str] | None = Field(description="Each category value as people read it.")
     default: str | None = Field(description="Value used when a category is missing.")
     model_input: bool = Field(
         description="Whether the value is a model input with a SHAP value; il21_assay only sets the scale of il21_pg_ml.")
@@ -112,17 +114,18 @@ def _range(low: float, high: float, *, low_exclusive: bool = False) -> ValueRang
 
 def feature_info() -> list[FeatureInfo]:
     """Every input of :data:`features.schema.FEATURES`, as ``GET /model`` describes it."""
-    from features.schema import FEATURES, IL21_ASSAYS
+    from features.schema import CATEGORY_LABELS, FEATURES, IL21_ASSAYS
 
     described = []
     for f in FEATURES:
         by_assay = ({name: _range(*a.training) for name, a in IL21_ASSAYS.items()}
                     if f.name == "il21_pg_ml" else None)
         described.append(FeatureInfo(
-            name=f.name, kind=f.kind, unit=f.unit or None, required=f.required, description=f.description,
+            name=f.name, label=f.label, kind=f.kind, unit=f.unit or None, required=f.required, description=f.description,
             possible=_range(*f.possible, low_exclusive=f.low_exclusive) if f.possible else None,
             training=_range(*f.training) if f.training else None, training_by_assay=by_assay,
             categories=list(f.categories) or None, default=f.default, model_input=f.model_input,
+            category_labels={c: CATEGORY_LABELS.get(c, c) for c in f.categories} or None,
         ))
     return described
 

@@ -84,6 +84,9 @@ class Prediction(BaseModel):
     outcomes: dict[str, OutcomePrediction] = Field(description="Keyed by outcome: thyroid, itp.")
     warnings: list[str] = Field(description="Values outside the training range (scored as the nearest training "
                                             "value) and extrapolated horizons.")
+    not_provided: list[str] = Field(
+        description="Model inputs not given for this patient (unknown). Their SHAP values are still there: "
+                    "what the model credits an unknown value with, which differs from patient to patient.")
 
 
 class ModelIdentity(BaseModel):

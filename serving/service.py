@@ -37,6 +37,7 @@ from serving.middleware import (
 from serving.model_info import MODEL_INFO_APP, ModelInfo, describe_model
 from serving.schemas import MAX_PATIENTS, ModelIdentity, Patient, PredictRequest, PredictResponse
 from serving.startup import load_or_stop
+from serving.webpage import PAGE_APP, is_public
 
 # Largest request body in bytes (env AUTORISK_MAX_BODY_BYTES overrides): MAX_PATIENTS patients of
 # JSON take about a third of it.
@@ -78,6 +79,8 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
     treatments = np.array(TREATMENT_BY_CODE, dtype=object)[treatment_index(matrix)].tolist() if len(matrix) else []
     follow_up = model.follow_up_months()
     beyond = [any(h > months for months in follow_up.values()) for h in horizons]
+    unknown = np.isnan(matrix)
+    feature_names = np.array(FEATURE_NAMES, dtype=object)
     years = range(1, MONITORING_YEARS + 1)
     per_outcome = {}
     for outcome, scores in explained.items():
@@ -115,7 +118,8 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
             outcomes[outcome] = answer
         warnings = "; ".join(w for w in (batch.warnings[i], notes[i]) if w)
         predictions.append({"patient_id": patient_id, "treatment": treatments[i], "outcomes": outcomes,
-                            "warnings": warnings.split("; ") if warnings else []})
+                            "warnings": warnings.split("; ") if warnings else [],
+                            "not_provided": feature_names[unknown[i]].tolist()})
     return {"model": identity.model_dump(), "notice": RESEARCH_NOTICE, "horizons_months": list(horizons),
             "predictions": predictions}
 
@@ -206,12 +210,14 @@ class RiskService:
 # the size before anything parses it.
 # Both settings are read here, at import, so that a bad value stops the server from starting.
 RiskService.add_asgi_middleware(ModelVersionHeader)
-RiskService.add_asgi_middleware(RequireToken, token=api_token())
+RiskService.add_asgi_middleware(RequireToken, token=api_token(), public=is_public)
 RiskService.add_asgi_middleware(LimitBodySize, max_bytes=body_limit(MAX_BODY_BYTES))
 RiskService.add_asgi_middleware(JsonBodiesOnly)
 RiskService.add_asgi_middleware(RejectAmbiguousJson)
 RiskService.add_asgi_middleware(LimitPatients, path="/predict", max_patients=MAX_PATIENTS)
 # BentoML APIs answer POST only; GET /model is a FastAPI route (RiskService.describe) mounted at the root.
 bentoml.asgi_app(MODEL_INFO_APP, path="/")(RiskService)
+# The page at / and the docs at /docs; matched before BentoML's own index page, which loads a tracker.
+bentoml.asgi_app(PAGE_APP, path="/")(RiskService)
 # A built Bento names the model version it serves (see `autorisk build`); from source, nothing changes.
 pin_model_from_bento_args()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from models.incremental_value import (

@@ -76,3 +76,25 @@ def test_use_threads_reaches_every_booster(mlflow_store):
     for survival in model.outcomes.values():
         assert survival.estimator_.n_jobs == 1
         assert survival.estimator_.booster_.save_config().count('"nthread":"1"') >= 1
+
+
+def test_the_registered_trees_explain_exactly_as_pred_contribs(mlflow_store, make_cohort):
+    """Every outcome of the registered tree family, loaded from its plain files: the tables' SHAP values
+    and margins equal xgboost's pred_contribs and its own margin to 1e-5."""
+    import xgboost as xgb
+
+    from models.registry import load_model
+
+    version = next(r.model_version for r in mlflow_store["results"] if r.family == "cox-xgboost")
+    model = load_model(version=version).risk_model
+    matrix = encode(make_cohort("care-ms2", 5000, 13))
+    for outcome, survival in model.outcomes.items():
+        estimator = survival.estimator_
+        assert estimator.shap_tables_.fallback_reason is None, outcome
+        rows = xgb.DMatrix(matrix, missing=np.nan)
+        reference = estimator.booster_.predict(rows, pred_contribs=True)
+        base, contributions = estimator.explain(matrix)
+        np.testing.assert_allclose(contributions, reference[:, :-1], rtol=0, atol=1e-5, err_msg=outcome)
+        np.testing.assert_allclose(base, reference[:, -1], rtol=0, atol=1e-5, err_msg=outcome)
+        np.testing.assert_allclose(estimator.predict(matrix), estimator.booster_.predict(rows, output_margin=True),
+                                   rtol=0, atol=1e-5, err_msg=outcome)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from features.schema import ID_COLUMN, INPUT_NAMES
 from pipelines.cli import app
-from pipelines.score import score_columns, score_file
+from pipelines.score import ChunkScorer, score_file
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -34,7 +34,8 @@ def clinic(make_cohort):
 
 
 def risk_columns(champion) -> list[str]:
-    return [c for c in score_columns(champion.risk_model) if c not in ("line", ID_COLUMN, "warnings", "model_version")]
+    columns = ChunkScorer(champion.risk_model, champion.version).columns()
+    return [c for c in columns if c not in ("line", ID_COLUMN, "warnings", "model_version")]
 
 
 WRITERS = {

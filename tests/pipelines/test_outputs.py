@@ -158,7 +158,8 @@ def test_two_real_runs_on_one_output_the_second_exits_2_and_the_first_completes(
     assert "scores:" not in second.stdout
     assert len(pd.read_csv(out)) == 300  # the first run's result, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "first.log", "scores.csv", "scores.drift.json", "scores.drift.md", "scores.rejects.csv", "small.csv"]
+        "first.log", "scores.csv", "scores.drift.json", "scores.drift.md", "scores.rejects.csv", "scores.report.html",
+        "small.csv"]
 
 
 def test_kill_9_leaves_no_temporary_file_and_the_next_run_completes(mlflow_store, big_cohort, tmp_path):
@@ -179,7 +180,7 @@ def test_kill_9_leaves_no_temporary_file_and_the_next_run_completes(mlflow_store
     pd.read_csv(big_cohort, nrows=50).to_csv(small, index=False)
     assert run_score(small, "--out", out).exit_code == 0
     assert sorted(p.name for p in folder.iterdir()) == [
-        "scores.csv", "scores.drift.json", "scores.drift.md", "scores.rejects.csv"]
+        "scores.csv", "scores.drift.json", "scores.drift.md", "scores.rejects.csv", "scores.report.html"]
 
 
 def test_named_temporary_files_of_a_crashed_run_are_removed_by_the_next(mlflow_store, tmp_path):

@@ -93,7 +93,7 @@ def test_child_runs_log_every_metric_against_outcomes_and_the_truth(mlflow_store
                 assert contrast_metric("bench", name, "excess_correlation") in metrics
             # CARE-MS I follows patients for 24 months: no observed status at 48.
             assert f"bench_{outcome}_24m_auroc" in metrics and f"bench_{outcome}_48m_auroc" not in metrics
-        assert f"sub_female_thyroid_24m_auroc" in metrics and "sub_alemtuzumab_itp_48m_auroc" in metrics
+        assert "sub_female_thyroid_24m_auroc" in metrics and "sub_alemtuzumab_itp_48m_auroc" in metrics
         assert metrics["bench_patients_with_falling_risk"] == 0
         assert math.isfinite(metrics[PROMOTION_METRIC])
         contexts = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
@@ -302,3 +302,25 @@ def test_fit_family_uses_each_outcomes_parameters(small_training_split):
     model = fit_family("cox-xgboost", spec, small_training_split,
                        {"thyroid": spec.params, "itp": spec.params | {"max_depth": 1}})
     assert {o: m.estimator_.max_depth for o, m in model.outcomes.items()} == {"thyroid": 3, "itp": 1}
+
+
+def test_each_family_logs_shap_pictures_and_the_card_shows_them(mlflow_store):
+    import base64
+    import re
+
+    client = MlflowClient()
+    for result in mlflow_store["results"]:
+        logged = {a.path for a in client.list_artifacts(result.run_id, "explanations")}
+        for outcome in ("thyroid", "itp"):
+            assert {f"explanations/beeswarm_{outcome}.png", f"explanations/mean_abs_shap_{outcome}.png",
+                    f"explanations/mean_abs_shap_{outcome}.csv"} <= logged
+            table = pd.read_csv(mlflow.artifacts.download_artifacts(
+                f"runs:/{result.run_id}/explanations/mean_abs_shap_{outcome}.csv"))
+            assert set(table["feature"]) == set(FEATURE_NAMES)
+            assert (table["mean_abs_shap"] >= 0).all() and table["mean_abs_shap"].is_monotonic_decreasing
+        card = mlflow.artifacts.load_text(f"runs:/{result.run_id}/model_card/model_card.md")
+        assert "## Explanations (SHAP, held-out split)" in card
+        assert "](../explanations/beeswarm_thyroid.png)" in card
+        html = mlflow.artifacts.load_text(f"runs:/{result.run_id}/model_card/model_card.html")
+        pictures = re.findall(r"src='data:image/png;base64,([^']+)'", html)
+        assert len(pictures) == 4 and all(base64.b64decode(p)[:4] == b"\x89PNG" for p in pictures)

@@ -39,8 +39,8 @@ def test_health_checks_need_no_token(server, path):
 
 
 @pytest.mark.parametrize("method, path", [
-    ("POST", "/predict"), ("GET", "/model"), ("GET", "/metrics"), ("GET", "/docs.json"), ("GET", "/"),
-    ("GET", "/no-such-path"),
+    ("POST", "/predict"), ("GET", "/model"), ("GET", "/metrics"), ("GET", "/docs.json"),
+    ("GET", "/no-such-path"), ("GET", "/pages/app.js"), ("GET", "/docs/"),
 ])
 def test_everything_else_needs_the_token(server, method, path):
     kwargs = {"json": {"patients": [PATIENT]}} if method == "POST" else {}
@@ -48,6 +48,12 @@ def test_everything_else_needs_the_token(server, method, path):
     assert response.status_code == 401, response.text
     assert response.headers["www-authenticate"] == 'Bearer realm="autorisk"'
     assert "Authorization: Bearer" in response.json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/", "/docs", "/page/app.js", "/page/style.css", "/static_content/swagger-ui.css"])
+def test_the_page_and_the_docs_open_without_the_token(server, path):
+    # Static files without data: the page then asks for the token, which the data behind it needs.
+    assert call(server, "GET", path).status_code == 200
 
 
 @pytest.mark.parametrize("header", [

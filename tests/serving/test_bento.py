@@ -53,6 +53,9 @@ def test_the_bento_serves_the_pinned_version_after_champion_moves(mlflow_store, 
                             ready_url=f"{url}/readyz", log=tmp_path / "bento.log",
                             env={**environment, "AUTORISK_WORKERS": "1"}, cwd=tmp_path):
             assert httpx.get(f"{url}/model", timeout=30).json()["version"] == champion
+            # The page and its files travel in the Bento.
+            assert "<title>autorisk" in httpx.get(f"{url}/", timeout=30).text
+            assert httpx.get(f"{url}/page/app.js", timeout=30).status_code == 200
             predicted = httpx.post(f"{url}/predict", timeout=30, json={
                 "patients": [{"age_years": 34, "sex": "female", "disease_duration_years": 2}]})
             assert predicted.status_code == 200, predicted.text

@@ -197,3 +197,13 @@ def test_every_answer_names_the_model_version(server, mlflow_store):
     rejected = post(server, {"patients": [{**PATIENTS[0], "age_years": 400}]})
     assert rejected.status_code == 400 and rejected.headers["x-model-version"] == version
     assert httpx.get(f"{server['url']}/readyz").headers["x-model-version"] == version
+
+
+def test_inputs_not_provided_are_named(server):
+    body = post(server, {"patients": PATIENTS}).json()
+    complete, minimal, _ = body["predictions"]
+    assert complete["not_provided"] == []
+    assert minimal["not_provided"] == ["edss", "relapses_prior_2y", "prior_dmt", "il21_pg_ml", "smoker",
+                                       "family_history_autoimmunity", "thyroid_antibodies"]
+    # Still credited: the model's treatment of an unknown value.
+    assert any(r["shap"]["edss"] != 0 for r in minimal["outcomes"]["thyroid"]["risks"])

@@ -1,0 +1,120 @@
+"""The pictures of docs/page.md: the page before and after a submit (desktop and phone width), a batch
+report, and an ``autorisk explain`` waterfall. Run ``make screenshots`` after ``make demo``: it serves
+the champion of the project's MLflow store and drives Debian's Chromium, blocking any request that is
+not to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT / "docs" / "images"
+REPORT = ROOT / "outputs" / "clinic_scores.report.html"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+# A patient as a clinician might enter one: some inputs unknown, to show "not provided".
+FORM = {"age_years": "34", "sex": "female", "disease_duration_years": "2.5", "relapses_prior_2y": "2",
+        "il21_pg_ml": "620", "il21_assay": "legacy_elisa", "thyroid_antibodies": "true", "smoker": "false"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(port: int, log: Path) -> subprocess.Popen:
+    environment = {**os.environ, "AUTORISK_WORKERS": "1", "BENTOML_DO_NOT_TRACK": "true"}
+    with open(log, "w") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)], cwd=ROOT,
+                                   env=environment, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server stopped:\n{log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the server was not ready in 120 s:\n{log.read_text()}")
+
+
+def fill(page) -> None:
+    for name, value in FORM.items():
+        field = page.locator(f"#f-{name}")
+        if field.evaluate("e => e.tagName") == "SELECT":
+            field.select_option(value)
+        else:
+            field.fill(value)
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    if not REPORT.is_file():
+        raise SystemExit(f"{REPORT} is missing: run `make demo` first")
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pipelines.cli", "explain", "--age-years", "34", "--sex", "female",
+                    "--disease-duration-years", "2.5", "--relapses-prior-2y", "2", "--il21-pg-ml", "620",
+                    "--il21-assay", "legacy_elisa", "--thyroid-antibodies", "yes", "--smoker", "no",
+                    "--out", str(IMAGES / "explain-waterfall.svg")], cwd=ROOT, check=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = serve(port, ROOT / "outputs" / "screenshots-server.log")
+    outside: list[str] = []
+
+    def guard(route) -> None:
+        parts = urlsplit(route.request.url)
+        if parts.scheme in ("data", "file") or parts.hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            for name, width in (("page", 1280), ("page-phone", 390)):
+                context = browser.new_context(viewport={"width": width, "height": 900})
+                context.route("**/*", guard)
+                page = context.new_page()
+                page.goto(f"{url}/")
+                page.wait_for_selector("#f-age_years")
+                if width > 600:
+                    page.screenshot(path=IMAGES / f"{name}-before.png", full_page=True)
+                fill(page)
+                page.click("#submit")
+                page.wait_for_selector("body[data-drawn-ms]", state="attached")
+                print(f"{name}: submit answered and drawn in {page.get_attribute('body', 'data-drawn-ms')} ms")
+                target = page.locator("#results")
+                target.screenshot(path=IMAGES / f"{name}-after.png")
+                context.close()
+            context = browser.new_context(viewport={"width": 1000, "height": 900})
+            context.route("**/*", guard)
+            page = context.new_page()
+            page.goto(REPORT.as_uri())
+            page.screenshot(path=IMAGES / "batch-report.png", full_page=True)
+            browser.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    if outside:
+        raise SystemExit(f"requests outside 127.0.0.1 were attempted: {outside}")
+    for path in sorted(IMAGES.iterdir()):
+        print(f"{path.relative_to(ROOT)}: {path.stat().st_size:,} bytes")
+
+
+if __name__ == "__main__":
+    main()
