@@ -28,7 +28,7 @@ browser:
 
 # The pictures of docs/page.md, from the champion of `make demo`.
 screenshots: $(BIN)/.installed browser
-	$(BIN)/python docs/screenshots.py
+	$(BIN)/python tools/page_screenshots.py
 
 bench-simulate: $(BIN)/.installed
 	$(BIN)/python benchmarks/simulate.py
