@@ -160,9 +160,15 @@ def _unparseable_message(feature: Feature) -> str:
 
 
 def _shown_text(column: pd.Series):
-    """How a rejected value is quoted in its reason: as the text that came in."""
-    shown = column.astype("string").to_numpy(dtype=object, na_value=None)
-    return lambda i: shown[i]
+    """How a rejected value is quoted in its reason: as the text that came in.
+
+    Converted one value at a time, when a reason needs it: turning the whole column into text
+    cost more than validating it, and most records are not rejected.
+    """
+    def shown(i: int) -> str | None:
+        return column.iloc[i:i + 1].astype("string").to_numpy(dtype=object, na_value=None)[0]
+
+    return shown
 
 
 def validate_frame(raw: pd.DataFrame, *, allow_extra: bool = False) -> ValidatedBatch:

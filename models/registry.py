@@ -240,6 +240,8 @@ def load_model(name: str = MODEL_NAME, alias: str = CHAMPION, version: str | Non
     try:
         pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{found.version}")
         risk_model = pyfunc.unwrap_python_model().risk_model
-    except Exception as error:  # unpickling damaged bytes can raise any type; re-raised, typed, here
+    except (OSError, ValueError, KeyError, TypeError, MlflowException) as error:
+        # Missing or cut-short files (the model's JSON, xgboost's binary, the tables' npz, MLmodel):
+        # re-raised, typed, so that the command names the version and exits with its code.
         raise ModelLoadError(name, str(found.version), error) from error
     return LoadedModel(name=name, version=str(found.version), run_id=found.run_id, risk_model=risk_model)

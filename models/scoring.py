@@ -158,7 +158,7 @@ class RiskModel:
                 continue
             f = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(bounded)
             log_hazard = model.baseline_.log_at(horizons)[strata] + f[:, None]
-            answers[outcome] = interval(log_hazard, spread.log_sd(bounded, horizons))
+            answers[outcome] = monotone_bounds(*interval(log_hazard, spread.log_sd(bounded, horizons)), horizons)
         return answers
 
     def contrast(self, matrix: np.ndarray, horizons,
@@ -219,6 +219,22 @@ class RiskModel:
             return own
         every = "; ".join(n for n in notes.values() if n)
         return np.full(len(matrix), every, dtype=object)
+
+
+def monotone_bounds(lower: np.ndarray, upper: np.ndarray, horizons) -> tuple[np.ndarray, np.ndarray]:
+    """Interval ends that never fall from one horizon to the next, shape (n, H) each.
+
+    Each horizon's spread is estimated on its own, so a later horizon's lower end could sit below an
+    earlier one's: the lower end is raised to the highest lower end at or before it, the upper end
+    lowered to the lowest upper end at or after it (over the horizons of the same answer). Both still
+    hold the risk, which never falls.
+    """
+    order = np.argsort(np.asarray(horizons), kind="stable")
+    lower_sorted = np.maximum.accumulate(lower[:, order], axis=1)
+    upper_sorted = np.minimum.accumulate(upper[:, order][:, ::-1], axis=1)[:, ::-1]
+    lower_out, upper_out = np.empty_like(lower), np.empty_like(upper)
+    lower_out[:, order], upper_out[:, order] = lower_sorted, upper_sorted
+    return lower_out, upper_out
 
 
 def _joined(*columns: np.ndarray) -> np.ndarray:

@@ -126,7 +126,9 @@ def train(
         raise _fail(f"config: {error}", 2) from error
     console.print(f"experiment {experiment.name!r}, tracking at {uri}")
     started = time.perf_counter()
-    run_experiment(experiment, log=console.print)
+    # A store that is locked, damaged or out of reach: one line and the README's exit code.
+    with _store_faults(uri, must_exist=False):
+        run_experiment(experiment, log=console.print)
     console.print(f"trained in {time.perf_counter() - started:.0f} s")
 
 

@@ -20,8 +20,7 @@ from sklearn.metrics import roc_curve
 
 from features.drift import REFERENCE_ARTIFACT, reference_profile
 from features.schema import (
-    ID_COLUMN,
-    INPUT_NAMES,
+    FEATURES,
     mlflow_input_schema,
     mlflow_output_schema,
     mlflow_params_schema,
@@ -159,7 +158,8 @@ class ExperimentRun:
         self.datasets = (_dataset(cohorts.train, f"{label}:train"), _dataset(cohorts.test, f"{label}:test"))
         # Aggregates only: per-feature histograms for drift checks when scoring.
         self.reference = reference_profile(encode(cohorts.train))
-        self.example = cohorts.test.loc[:4, [ID_COLUMN, *INPUT_NAMES]]
+        # A made-up patient from the schema's examples: no simulated patient's row goes into MLflow.
+        self.example = pd.DataFrame([{f.name: f.example for f in FEATURES}])
         self.signature = ModelSignature(inputs=mlflow_input_schema(), outputs=mlflow_output_schema(),
                                         params=mlflow_params_schema())
         self.pip_requirements = [f"{p}=={version(p)}" for p in PIP_PACKAGES]

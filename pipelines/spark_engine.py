@@ -52,7 +52,7 @@ try:
     from pyspark.sql import SparkSession
 except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError("the Spark engine needs pyspark: pip install 'autorisk[spark]' "
-                      "(or pip install 'pyspark>=3.5')") from error
+                      "(or pip install 'pyspark>=4.0')") from error
 
 LINE = "__autorisk_line"
 RECORD = "__autorisk_record"
@@ -170,6 +170,8 @@ def _scorer(broadcast):
 
     def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         scorer = broadcast.value
+        # Spark runs one task per core: a task's own model calls stay on one thread.
+        scorer.risk_model.use_threads(1)
         schema = output_schema(scorer)
         for batch in batches:
             table = pa.Table.from_batches([batch])

@@ -171,18 +171,20 @@ class RiskService:
         for name in BENTOML_REQUEST_LOGGERS:
             logging.getLogger(name).addFilter(WithholdInputValues())
         configure_tracking()
-        self.model = load_or_stop(lambda: load_model(
-            os.environ.get("AUTORISK_MODEL_NAME", MODEL_NAME),
-            alias=os.environ.get("AUTORISK_MODEL_ALIAS", CHAMPION),
-            version=os.environ.get("AUTORISK_MODEL_VERSION") or None,
-        ), mlflow.get_tracking_uri)
+        def load():
+            model = load_model(os.environ.get("AUTORISK_MODEL_NAME", MODEL_NAME),
+                               alias=os.environ.get("AUTORISK_MODEL_ALIAS", CHAMPION),
+                               version=os.environ.get("AUTORISK_MODEL_VERSION") or None)
+            # GET /model: read from the version's run once, not per request; a store that fails
+            # here stops the server like a model that cannot load.
+            return model, describe_model(model.name, model.version, model.run_id, model.risk_model)
+
+        self.model, self.info = load_or_stop(load, mlflow.get_tracking_uri)
         self.model.risk_model.use_threads(1)
         self.identity = ModelIdentity(name=self.model.name, version=self.model.version,
                                       run_id=self.model.run_id)
         logger.info("loaded %s version %s from %s", self.model.name, self.model.version,
                     mlflow.get_tracking_uri())
-        # GET /model: read from the version's run once, not per request.
-        self.info = describe_model(self.model.name, self.model.version, self.model.run_id, self.model.risk_model)
 
     @MODEL_INFO_APP.get("/model", response_model=ModelInfo, tags=["Service APIs"])
     async def describe(self) -> ModelInfo:

@@ -114,7 +114,7 @@ def test_bootstrap_refits_are_reproducible_and_differ_from_the_model(fitted, coh
 def test_every_interval_holds_its_risk(fitted, cohort, family):
     model, _ = fitted[family]
     matrix = encode(cohort.sample(800, random_state=2))
-    horizons = (3, 24, 48, 72)
+    horizons = tuple(range(1, 73))  # every month: no end may fall anywhere
     explained = model.explain(matrix, horizons)
     for outcome, (lo, hi) in model.intervals(matrix, horizons, explained).items():
         risk = explained[outcome].risk
@@ -123,6 +123,12 @@ def test_every_interval_holds_its_risk(fitted, cohort, family):
         assert (np.diff(lo, axis=1) >= -1e-12).all() and (np.diff(hi, axis=1) >= -1e-12).all()
         # Without the explanation, the same numbers.
         np.testing.assert_allclose(model.intervals(matrix, horizons)[outcome][0], lo, rtol=1e-12)
+    # Horizons asked in another order get the same ends, in that order.
+    shuffled = (48, 3, 72, 24)
+    ordered = model.intervals(matrix, sorted(shuffled))
+    for outcome, (lo, hi) in model.intervals(matrix, shuffled).items():
+        np.testing.assert_allclose(lo, ordered[outcome][0][:, [2, 0, 3, 1]], rtol=1e-12)
+        np.testing.assert_allclose(hi, ordered[outcome][1][:, [2, 0, 3, 1]], rtol=1e-12)
 
 
 def test_interval_by_hand():
