@@ -62,7 +62,7 @@ class MonitoringView:
     onset_in_year : ndarray of shape (n, MONITORING_YEARS)
         Probability of onset within each year among patients without onset before it (the year's hazard).
     peak_year : ndarray of int, shape (n,)
-        The year (1-based) with the highest hazard.
+        The year (1-based) with the highest hazard; the earliest of years that tie (see :func:`peak_year`).
     extrapolated : ndarray of bool, shape (n, MONITORING_YEARS)
         Years ending beyond the follow-up the training data had on the patient's treatment.
     """
@@ -196,7 +196,7 @@ class RiskModel:
             survival = 1.0 - np.column_stack([np.zeros(len(risk)), risk])
             onset_in_year = 1.0 - survival[:, 1:] / survival[:, :-1]
             views[outcome] = MonitoringView(risk=risk, onset_in_year=onset_in_year,
-                                            peak_year=np.argmax(onset_in_year, axis=1) + 1,
+                                            peak_year=peak_year(onset_in_year),
                                             extrapolated=model.baseline_.extrapolated(months)[strata])
         return views
 
@@ -219,6 +219,20 @@ class RiskModel:
             return own
         every = "; ".join(n for n in notes.values() if n)
         return np.full(len(matrix), every, dtype=object)
+
+
+PEAK_TIE_TOLERANCE = 1e-6
+
+
+def peak_year(onset_in_year: np.ndarray) -> np.ndarray:
+    """The 1-based year with the highest hazard, per row; shape (n, years) -> (n,).
+
+    Years whose hazard lies within a relative :data:`PEAK_TIE_TOLERANCE` of the highest count as
+    tied and the earliest wins: where a hazard is carried forward unchanged (a stratum without
+    a reconstitution peak, or beyond the follow-up) rounding alone would otherwise pick the year.
+    """
+    highest = onset_in_year.max(axis=1, keepdims=True)
+    return np.argmax(onset_in_year >= highest * (1.0 - PEAK_TIE_TOLERANCE), axis=1) + 1
 
 
 def monotone_bounds(lower: np.ndarray, upper: np.ndarray, horizons) -> tuple[np.ndarray, np.ndarray]:

@@ -98,3 +98,12 @@ def test_the_registered_trees_explain_exactly_as_pred_contribs(mlflow_store, mak
         np.testing.assert_allclose(base, reference[:, -1], rtol=0, atol=1e-5, err_msg=outcome)
         np.testing.assert_allclose(estimator.predict(matrix), estimator.booster_.predict(rows, output_margin=True),
                                    rtol=0, atol=1e-5, err_msg=outcome)
+
+
+def test_peak_year_takes_the_earliest_of_tied_years():
+    from models.scoring import peak_year
+
+    onset = np.array([[0.01, 0.03, 0.05, 0.02, 0.01],   # one peak, in year 3
+                      [0.02, 0.02, 0.02, 0.02, 0.02],   # a constant hazard: year 1
+                      [0.01, 0.02, 0.03, 0.03 * (1 + 1e-12), 0.03]])  # rounding apart: the earliest, 3
+    assert peak_year(onset).tolist() == [3, 1, 3]

@@ -75,7 +75,9 @@ def test_predict_returns_risks_and_shap_with_the_model_version(server, mlflow_st
             years = outcome["by_year"]
             assert [y["year"] for y in years] == [1, 2, 3, 4, 5]
             assert all(a["risk"] <= b["risk"] for a, b in zip(years, years[1:]))
-            assert outcome["peak_hazard_year"] == max(years, key=lambda y: y["onset_in_year"])["year"]
+            highest = max(y["onset_in_year"] for y in years)
+            tied = [y["year"] for y in years if y["onset_in_year"] >= highest * (1 - 1e-6)]
+            assert outcome["peak_hazard_year"] == tied[0]
     assert [p["treatment"] for p in body["predictions"]] == ["alemtuzumab", "alemtuzumab", "interferon_beta_1a"]
     assert body["predictions"][0]["warnings"] == []
     assert body["predictions"][0]["outcomes"]["thyroid"]["peak_hazard_year"] == 3
