@@ -110,7 +110,7 @@ out = source.with_name("profile" + source.suffix)
 writer = pa.csv.CSVWriter(out, scorer.schema()) if source.suffix == ".csv" else pa.parquet.ParquetWriter(out, scorer.schema())
 while (chunk := timed("reading and parsing", next, chunks, None)) is not None:
     batch = timed("validation", validate_frame, chunk.frame)
-    columns = timed("risks and exact SHAP values (both outcomes)", score_columns, model.risk_model, batch, ScoringOptions())
+    columns = timed("risks, intervals and exact SHAP values (both outcomes)", score_columns, model.risk_model, batch, ScoringOptions())
     columns["line"] = chunk.lines[batch.rows]
     columns["model_version"] = np.full(len(batch.rows), model.version, dtype=object)
     table = timed("columns to an Arrow table", lambda: pa.table({{c: columns[c] for c in scorer.schema().names}},

@@ -30,6 +30,7 @@ What a scored patient costs is kept to a fraction of the explanation itself:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -341,8 +342,14 @@ class LearnedSpread:
     kind = "learned"
 
     def __init__(self, booster, refits: int) -> None:
+        from models.treeshap import TreeShapTables
+
         self.booster = booster
         self.refits = int(refits)
+        self.n_threads = os.cpu_count() or 1  # as the relative hazard's; RiskModel.use_threads sets it
+        # The small booster read through tables, as the relative hazard is: xgboost's own call
+        # costs a fixed few hundred microseconds, more than a one-patient request's whole model.
+        self.tables_ = TreeShapTables.from_booster(booster, booster.num_features())
 
     @classmethod
     def from_refits(cls, refits: BootstrapRefits, X: np.ndarray, months=MONTH_GRID, *,
@@ -363,8 +370,8 @@ class LearnedSpread:
         if len(X) == 0:
             return np.empty((0, len(horizons)))
         months = np.asarray(horizons, dtype=float)
-        predicted = self.booster.inplace_predict(spread_inputs(X, months), missing=np.nan)
-        return np.exp(np.asarray(predicted, dtype=float)).reshape(len(X), len(months))
+        predicted = self.tables_.margin(spread_inputs(X, months), n_threads=self.n_threads)
+        return np.exp(predicted).reshape(len(X), len(months))
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         return {"kind": self.kind, "refits": self.refits}, {}

@@ -115,8 +115,9 @@ class RiskModel:
                 inner.n_jobs = n_threads
                 inner.booster_.set_param({"nthread": n_threads})
         for spread in self.spreads.values():
-            if hasattr(spread, "booster"):
-                spread.booster.set_param({"nthread": n_threads})
+            if hasattr(spread, "n_threads"):
+                spread.n_threads = n_threads
+                spread.booster.set_param({"nthread": n_threads})  # used where the tables fall back
         return self
 
     def follow_up_months(self) -> dict[str, float]:

@@ -101,6 +101,19 @@ def test_the_learned_spread_follows_the_refits_on_patients_it_never_saw(fitted, 
     assert np.corrcoef(np.log(learned), np.log(exact))[0, 1] > 0.3
 
 
+def test_the_learned_spread_is_its_boosters_prediction_on_one_thread_or_two(fitted, cohort):
+    from models.intervals import spread_inputs
+
+    spread = fitted["cox-xgboost"][0].spreads["itp"]
+    X, horizons = bound_to_training_range(encode(cohort))[:300], (1, 24, 72)
+    booster = np.exp(spread.booster.inplace_predict(spread_inputs(X, horizons), missing=np.nan)).reshape(len(X), 3)
+    for threads in (1, 2):
+        spread.n_threads = threads
+        # Tables sum in float64, xgboost in float32: equal to float32's precision.
+        np.testing.assert_allclose(spread.log_sd(X, horizons), booster, rtol=1e-5)
+    assert spread.log_sd(X[:0], horizons).shape == (0, 3)
+
+
 def test_bootstrap_refits_are_reproducible_and_differ_from_the_model(fitted, cohort):
     model, refits = fitted["cox-linear"]
     X = encode(cohort)
