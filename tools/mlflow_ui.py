@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,19 +26,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse
 from urllib.request import urlopen
 
-CHROMIUM = os.environ.get("AUTORISK_CHROMIUM", "/usr/bin/chromium")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools.browser import CHROMIUM, LOOPBACK, chromium, chromium_path, guarded_page  # noqa: E402, F401 - run as a script
+
 # The button beside a parent run's name in the runs table that shows its nested runs.
 EXPAND_BUTTON = 'button[data-component-id*="runnamecellrenderer"]'
-LOOPBACK = "127.0.0.1"
-
-
-def chromium_path() -> str | None:
-    """The Chromium executable to drive, or None when there is none."""
-    found = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    return found
 
 
 @contextmanager
@@ -81,28 +74,8 @@ def mlflow_ui(store: str, log: Path, timeout_s: float = 120) -> Iterator[str]:
 def loopback_page(width: int = 1500, height: int = 1000) -> Iterator:
     """A Playwright page in headless Chromium that can reach 127.0.0.1 only; yields ``(page, blocked)``,
     ``blocked`` the list of URLs it was refused."""
-    from playwright.sync_api import sync_playwright
-
-    # Chromium will not run as root with its sandbox (a container's usual user).
-    arguments = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-    blocked: list[str] = []
-
-    def only_loopback(route) -> None:
-        host = urlparse(route.request.url).hostname
-        if host == LOOPBACK or route.request.url.startswith(("data:", "blob:")):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=arguments)
-        try:
-            context = browser.new_context(viewport={"width": width, "height": height})
-            context.route("**/*", only_loopback)
-            yield context.new_page(), blocked
-        finally:
-            browser.close()
+    with chromium() as launched, guarded_page(launched, width=width, height=height) as (page, guard):
+        yield page, guard.outside
 
 
 def close_side_panels(page) -> None:

@@ -13,15 +13,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tools.browser import chromium, fill_form, guarded_page  # noqa: E402 - run as a script from the root
+
 IMAGES = ROOT / "docs" / "images"
 REPORT = ROOT / "outputs" / "clinic_scores.report.html"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 # A patient as a clinician might enter one: some inputs unknown, to show "not provided".
 FORM = {"age_years": "34", "sex": "female", "disease_duration_years": "2.5", "relapses_prior_2y": "2",
         "il21_pg_ml": "620", "il21_assay": "legacy_elisa", "thyroid_antibodies": "true", "smoker": "false"}
@@ -51,18 +51,7 @@ def serve(port: int, log: Path) -> subprocess.Popen:
     raise SystemExit(f"the server was not ready in 120 s:\n{log.read_text()}")
 
 
-def fill(page) -> None:
-    for name, value in FORM.items():
-        field = page.locator(f"#f-{name}")
-        if field.evaluate("e => e.tagName") == "SELECT":
-            field.select_option(value)
-        else:
-            field.fill(value)
-
-
 def main() -> None:
-    from playwright.sync_api import sync_playwright
-
     if not REPORT.is_file():
         raise SystemExit(f"{REPORT} is missing: run `make demo` first")
     IMAGES.mkdir(parents=True, exist_ok=True)
@@ -74,39 +63,24 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     server = serve(port, ROOT / "outputs" / "screenshots-server.log")
     outside: list[str] = []
-
-    def guard(route) -> None:
-        parts = urlsplit(route.request.url)
-        if parts.scheme in ("data", "file") or parts.hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        with chromium() as launched:
             for name, width in (("page", 1280), ("page-phone", 390)):
-                context = browser.new_context(viewport={"width": width, "height": 900})
-                context.route("**/*", guard)
-                page = context.new_page()
-                page.goto(f"{url}/")
-                page.wait_for_selector("#f-age_years")
-                if width > 600:
-                    page.screenshot(path=IMAGES / f"{name}-before.png", full_page=True)
-                fill(page)
-                page.click("#submit")
-                page.wait_for_selector("body[data-drawn-ms]", state="attached")
-                print(f"{name}: submit answered and drawn in {page.get_attribute('body', 'data-drawn-ms')} ms")
-                target = page.locator("#results")
-                target.screenshot(path=IMAGES / f"{name}-after.png")
-                context.close()
-            context = browser.new_context(viewport={"width": 1000, "height": 900})
-            context.route("**/*", guard)
-            page = context.new_page()
-            page.goto(REPORT.as_uri())
-            page.screenshot(path=IMAGES / "batch-report.png", full_page=True)
-            browser.close()
+                with guarded_page(launched, width=width, height=900) as (page, guard):
+                    page.goto(f"{url}/")
+                    page.wait_for_selector("#f-age_years")
+                    if width > 600:
+                        page.screenshot(path=IMAGES / f"{name}-before.png", full_page=True)
+                    fill_form(page, FORM)
+                    page.click("#submit")
+                    page.wait_for_selector("body[data-drawn-ms]", state="attached")
+                    print(f"{name}: submit answered and drawn in {page.get_attribute('body', 'data-drawn-ms')} ms")
+                    page.locator("#results").screenshot(path=IMAGES / f"{name}-after.png")
+                    outside += guard.outside
+            with guarded_page(launched, width=1000, height=900, allow_files=True) as (page, guard):
+                page.goto(REPORT.as_uri())
+                page.screenshot(path=IMAGES / "batch-report.png", full_page=True)
+                outside += guard.outside
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -17,6 +17,7 @@ from features.schema import FEATURE_NAMES, FEATURES, RESEARCH_NOTICE
 from models.explanation_figures import risk_of, risk_shares
 from tests.browser import browser, guarded_page
 from tests.servers import autorisk_server
+from tools.browser import fill_form
 
 pytestmark = pytest.mark.integration
 
@@ -57,12 +58,7 @@ def model_info(shared_server):
 
 
 def fill(page, values=FORM):
-    for name, value in values.items():
-        field = page.locator(f"#f-{name}")
-        if field.evaluate("e => e.tagName") == "SELECT":
-            field.select_option(value)
-        else:
-            field.fill(value)
+    fill_form(page, values)
 
 
 def submit(page) -> float:
