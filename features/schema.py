@@ -437,7 +437,7 @@ def mlflow_output_schema():
     """MLflow signature output schema of the pyfunc model, at the default horizons without contrast."""
     from mlflow.types import ColSpec, Schema
 
-    specs = [ColSpec("string", ID_COLUMN, required=False)]
+    specs = [ColSpec("string", ID_COLUMN, required=False), ColSpec("string", TREATMENT_FEATURE)]
     specs += [ColSpec("double", name) for name in output_columns()]
     return Schema([*specs, ColSpec("string", "warnings")])
 

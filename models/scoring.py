@@ -268,12 +268,15 @@ def score_columns(model: RiskModel, batch: ValidatedBatch, options: ScoringOptio
     Returns
     -------
     dict of str to ndarray of shape (n_accepted,)
-        ``patient_id``, the columns of :func:`features.schema.output_columns` for the model's
-        outcomes and ``options``, then ``warnings`` ("; "-joined, "" when none: values
+        ``patient_id``, ``treatment`` (the one the risks are for), the columns of
+        :func:`features.schema.output_columns` for the model's outcomes and ``options``, then ``warnings`` ("; "-joined, "" when none: values
         outside the training range, extrapolated horizons).
     """
     horizons = options.horizons
-    columns: dict[str, np.ndarray] = {ID_COLUMN: batch.patient_ids}
+    # The treatment the risks are for, named in words beside them (alemtuzumab where the file had none).
+    columns: dict[str, np.ndarray] = {ID_COLUMN: batch.patient_ids,
+                                      TREATMENT_FEATURE: np.array(TREATMENT_BY_CODE, dtype=object)[
+                                          treatment_index(batch.matrix)]}
     explained = model.explain(batch.matrix, horizons)
     contrasts = model.contrast(batch.matrix, horizons, explained) if options.contrast else {}
     intervals = model.intervals(batch.matrix, horizons, explained)

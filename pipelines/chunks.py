@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from features.drift import DriftCounts, bin_counts
-from features.schema import ID_COLUMN, output_columns
+from features.schema import ID_COLUMN, TREATMENT_FEATURE, output_columns
 from features.validation import validate_frame
 from models.scoring import RiskModel, ScoringOptions, score_columns
 from pipelines.reading import Chunk
@@ -78,13 +78,13 @@ class ChunkScorer:
     reference: dict | None = None
 
     def columns(self) -> list[str]:
-        """Output columns, in order: ``line``, ``patient_id``, the scores, ``warnings``, ``model_version``."""
-        return ["line", ID_COLUMN, *output_columns(self.risk_model.outcome_names, self.options.horizons,
+        """Output columns, in order: ``line``, ``patient_id``, ``treatment``, the scores, ``warnings``, ``model_version``."""
+        return ["line", ID_COLUMN, TREATMENT_FEATURE, *output_columns(self.risk_model.outcome_names, self.options.horizons,
                                                    self.options.contrast), "warnings", "model_version"]
 
     def schema(self) -> pa.Schema:
         """Arrow schema of the scores file."""
-        text = {ID_COLUMN, "warnings", "model_version"}
+        text = {ID_COLUMN, TREATMENT_FEATURE, "warnings", "model_version"}
         return pa.schema([(c, pa.int64() if c == "line" else pa.string() if c in text else pa.float64())
                           for c in self.columns()])
 

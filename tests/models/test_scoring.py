@@ -30,7 +30,7 @@ def registered(request, mlflow_store):
 def test_score_columns_and_identity(registered, clinic, options):
     batch = validate_frame(clinic, allow_extra=True)
     scored = score_columns(registered, batch, options)
-    assert list(scored) == ["patient_id", *output_columns(registered.outcome_names, options.horizons,
+    assert list(scored) == ["patient_id", "treatment", *output_columns(registered.outcome_names, options.horizons,
                                                           options.contrast), "warnings"]
     for outcome in registered.outcome_names:
         free = sum(scored[f"shap_{outcome}__{name}"] for name in HORIZON_FREE_FEATURES)

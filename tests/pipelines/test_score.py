@@ -40,13 +40,14 @@ def test_scores_every_record_or_rejects_it_with_line_and_reason(mlflow_store, tm
     scores = pd.read_csv(out)
     rejects = pd.read_csv(tmp_path / "scores.rejects.csv")
     assert scores["patient_id"].tolist() == ["p1", "p5"]
+    assert scores["treatment"].tolist() == ["alemtuzumab", "alemtuzumab"]  # no treatment column: the default, named
     assert scores["line"].tolist() == [2, 7]
     assert rejects["line"].tolist() == [3, 4, 6]
     assert "wrong number of fields" in rejects["reason"][0]
     assert rejects["reason"][1].startswith("il21_pg_ml: 'abc' is not a number")
     assert rejects["reason"][2].startswith("disease_duration_years")
     assert "age_years: 70 is outside the training range" in scores["warnings"][1]
-    assert list(scores.columns) == ["line", ID_COLUMN, *output_columns(), "warnings", "model_version"]
+    assert list(scores.columns) == ["line", ID_COLUMN, "treatment", *output_columns(), "warnings", "model_version"]
     assert (scores["model_version"].astype(str) == mlflow_store["promotion"].chosen.version).all()
 
 
@@ -68,6 +69,8 @@ def test_scores_simulated_parquet_with_shap_identity(mlflow_store, make_cohort, 
             np.testing.assert_allclose(total, np.log(-np.log1p(-risk)), rtol=0, atol=1e-9)
     # Interferon at 48 months lies beyond its 24 months of follow-up: flagged, naming the horizon.
     interferon = (cohort["treatment"] == "interferon_beta_1a").to_numpy()
+    # Each row names the treatment its risks are for.
+    assert scores["treatment"].tolist() == cohort["treatment"].tolist() and interferon.any() and not interferon.all()
     assert scores["warnings"][interferon].str.contains("extrapolated: risks at 48 months on interferon").all()
     assert "risks at 48 months on interferon_beta_1a are extrapolated" in result.output
 
@@ -80,7 +83,7 @@ def test_horizons_and_contrast_on_request(mlflow_store, champion, make_cohort, t
     assert result.exit_code == 0, result.output
     scores = pd.read_csv(out, keep_default_na=False)
     outcomes = champion.risk_model.outcome_names
-    assert list(scores.columns) == ["line", ID_COLUMN, *output_columns(outcomes, (12, 36, 60), True),
+    assert list(scores.columns) == ["line", ID_COLUMN, "treatment", *output_columns(outcomes, (12, 36, 60), True),
                                     "warnings", "model_version"]
     for outcome in outcomes:
         assert (scores[f"risk_{outcome}_12m"] <= scores[f"risk_{outcome}_36m"]).all()
