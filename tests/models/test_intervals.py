@@ -177,7 +177,7 @@ def test_batch_columns_carry_the_interval_in_schema_order(fitted, cohort):
     batch = validate_frame(cohort.head(200), allow_extra=True)
     options = ScoringOptions(horizons=(12, 24))
     columns = score_columns(model, batch, options)
-    names = [c for c in columns if c not in ("patient_id", "warnings")]
+    names = [c for c in columns if c not in ("patient_id", "treatment", "warnings")]
     assert names == output_columns(model.outcome_names, options.horizons)
     for outcome in model.outcome_names:
         for h in options.horizons:
