@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from features.schema import FEATURE_NAMES
+from features.schema import MODEL_COLUMNS
 
 BINS = 10
 _EPS = 1e-4
@@ -42,7 +42,7 @@ def reference_profile(matrix: np.ndarray) -> dict:
     Parameters
     ----------
     matrix : ndarray of shape (n, n_features)
-        Training model matrix, NaN where unknown; columns in ``FEATURE_NAMES`` order.
+        Training model matrix, NaN where unknown; columns in ``MODEL_COLUMNS`` order.
 
     Returns
     -------
@@ -52,7 +52,7 @@ def reference_profile(matrix: np.ndarray) -> dict:
         percentiles; None when none is known). Not the extremes: those are single patients' values.
     """
     features = {}
-    for j, name in enumerate(FEATURE_NAMES):
+    for j, name in enumerate(MODEL_COLUMNS):
         column = matrix[:, j]
         known = column[~np.isnan(column)]
         distinct = np.unique(known)
@@ -132,7 +132,7 @@ def bin_counts(matrix: np.ndarray, reference: dict) -> DriftCounts:
     Parameters
     ----------
     matrix : ndarray of shape (n, n_features)
-        Model matrix of accepted records (``FEATURE_NAMES`` order, NaN where unknown).
+        Model matrix of accepted records (``MODEL_COLUMNS`` order, NaN where unknown).
     reference : dict
         A :func:`reference_profile`.
 
@@ -142,14 +142,16 @@ def bin_counts(matrix: np.ndarray, reference: dict) -> DriftCounts:
     """
     counts = {}
     for name, spec in reference["features"].items():
-        column = matrix[:, FEATURE_NAMES.index(name)]
+        column = matrix[:, MODEL_COLUMNS.index(name)]
         unknown = np.isnan(column)
         known = column[~unknown]
         edges = spec["edges"]
         bins = np.bincount(_bin_index(known, edges), minlength=len(edges)) if len(edges) else np.zeros(0, int)
         low, high = spec.get("low"), spec.get("high")
         below = int((known < low).sum()) if low is not None else 0
-        above = int((known > high).sum()) if high is not None else 0
+        # A column no training patient had a value in (a kit nobody was measured with): every known value is
+        # beyond what the training data covered.
+        above = int((known > high).sum()) if high is not None else (len(known) if not len(edges) else 0)
         counts[name] = np.concatenate([bins, [int(unknown.sum()), below, above]]).astype(np.int64)
     return DriftCounts(len(matrix), counts)
 
@@ -161,7 +163,7 @@ class FeatureDrift:
     Attributes
     ----------
     name : str
-        Model-matrix column (``il21_pg_ml`` is the within-assay z-score).
+        Model-matrix column (``il21_pg_ml@<kit>``: ln pg/mL of IL-21 measured with that kit).
     psi : float
         Population stability index over the reference bins and the unknown bin.
     level : {"similar", "somewhat different", "different"}
@@ -245,12 +247,17 @@ def _feature_drift(name: str, spec: dict, counts: np.ndarray, n: int) -> Feature
     n_bins = len(spec["edges"])
     bins, unknown, below, above = counts[:n_bins], counts[n_bins], counts[n_bins + 1], counts[n_bins + 2]
     known_training = 1.0 - spec["missing"]
-    expected = np.concatenate([np.asarray(spec["shares"], dtype=float) * known_training, [spec["missing"]]])
-    actual = np.concatenate([bins, [unknown]]) / n
-    psi = population_stability_index(expected, actual)
     known = n - unknown
+    if n_bins == 0:  # no training value at all: the cohort's known values are one bin the training data left empty
+        expected, actual = np.array([0.0, 1.0]), np.array([known, unknown]) / n
+    else:
+        expected = np.concatenate([np.asarray(spec["shares"], dtype=float) * known_training, [spec["missing"]]])
+        actual = np.concatenate([bins, [unknown]]) / n
+    psi = population_stability_index(expected, actual)
     has_range = spec.get("low") is not None and spec.get("high") is not None
     outside = (below + above) / known if has_range and known else (0.0 if has_range else None)
+    if n_bins == 0 and "low" in spec:  # a reference that records ranges, with none for this column
+        outside = 1.0 if known else 0.0
     return FeatureDrift(name=name, psi=psi, level=_level(psi, n_bins + 1, n),
                         unknown_training=float(spec["missing"]), unknown_cohort=float(unknown / n),
                         outside=None if outside is None else float(outside),
@@ -263,11 +270,13 @@ def _describe(feature: FeatureDrift) -> str:
         parts.append(f"{feature.level} (PSI {feature.psi:.2f})")
     if abs(feature.unknown_cohort - feature.unknown_training) >= 0.05:
         parts.append(f"unknown in {feature.unknown_cohort:.0%} of patients (training {feature.unknown_training:.0%})")
-    if feature.outside_flagged and feature.low == feature.high:
+    if feature.outside_flagged and feature.low is None:
+        parts.append(f"{feature.outside:.1%} of patients have a value, where no training patient had one")
+    elif feature.outside_flagged and feature.low == feature.high:
         parts.append(f"{feature.outside:.1%} of known values differ from {feature.low:g}, "
                      "the value of nearly all training records")
     elif feature.outside_flagged:
-        scale = " (within-assay z-score)" if feature.name == "il21_pg_ml" else ""
+        scale = " (ln pg/mL on the kit's scale)" if feature.name.startswith("il21_pg_ml@") else ""
         parts.append(f"{feature.outside:.1%} of known values outside the training range "
                      f"{feature.low:g}–{feature.high:g}{scale}")
     return f"{feature.name}: " + "; ".join(parts)

@@ -1,10 +1,12 @@
 """The single definition of autorisk's input features.
 
 Everything that needs to know what a patient record looks like derives from
-:data:`FEATURES`: the cohort simulator (column names and training ranges),
+:data:`FEATURES`: the cohort simulator (column names),
 frame validation (:mod:`features.validation`), the REST request model
 (:func:`patient_model`), the MLflow model signature (:func:`mlflow_input_schema`)
-and the README's feature table (:func:`markdown_table`).
+and the README's feature table (:func:`markdown_table`). What the model learned of its
+inputs (the range its training data covered, each IL-21 kit's standardisation) is not
+here: it belongs to each model version (:mod:`models.domain`).
 """
 
 from __future__ import annotations
@@ -38,8 +40,6 @@ class Feature:
         Physically possible ``(low, high)``; values outside are rejected.
     low_exclusive : bool
         Whether ``possible[0]`` itself is impossible (``il21_pg_ml > 0``).
-    training : tuple of float, optional
-        Range covered by the training cohorts; values outside are scored with a warning.
     categories : tuple of str
         Allowed values of a category.
     default : str, optional
@@ -61,7 +61,6 @@ class Feature:
     example: Any
     possible: tuple[float, float] | None = None
     low_exclusive: bool = False
-    training: tuple[float, float] | None = None
     categories: tuple[str, ...] = ()
     default: str | None = None
     model_input: bool = True
@@ -77,12 +76,6 @@ class Feature:
         left = f"> {low:g}" if self.low_exclusive else f">= {low:g}"
         return f"{left} and <= {high:g}"
 
-    def training_text(self) -> str:
-        """Human-readable training range."""
-        if self.training is None:
-            return ""
-        return f"{self.training[0]:g}–{self.training[1]:g}"
-
 
 FEATURES: tuple[Feature, ...] = (
     Feature(
@@ -94,7 +87,6 @@ FEATURES: tuple[Feature, ...] = (
         required=True,
         example=34.0,
         possible=(0.0, 120.0),
-        training=(18.0, 55.0),
     ),
     Feature(
         name="sex",
@@ -115,7 +107,6 @@ FEATURES: tuple[Feature, ...] = (
         required=True,
         example=2.5,
         possible=(0.0, 120.0),
-        training=(0.0, 10.0),
     ),
     Feature(
         name="edss",
@@ -126,7 +117,6 @@ FEATURES: tuple[Feature, ...] = (
         required=False,
         example=2.0,
         possible=(0.0, 10.0),
-        training=(0.0, 5.0),
     ),
     Feature(
         name="relapses_prior_2y",
@@ -137,7 +127,6 @@ FEATURES: tuple[Feature, ...] = (
         required=False,
         example=2,
         possible=(0.0, 100.0),
-        training=(1.0, 10.0),
     ),
     Feature(
         name="prior_dmt",
@@ -154,12 +143,11 @@ FEATURES: tuple[Feature, ...] = (
         kind="number",
         unit="pg/mL",
         description="Pre-treatment serum IL-21, on the scale of the kit named in il21_assay; "
-        "the model reads it as a z-score within that assay.",
+        "the model reads each kit's values on their own, standardised as that kit read its training patients.",
         required=False,
         example=310.0,
         possible=(0.0, 1.0e6),
         low_exclusive=True,
-        # training range: per assay, in IL21_ASSAYS
     ),
     Feature(
         name="il21_assay",
@@ -167,7 +155,8 @@ FEATURES: tuple[Feature, ...] = (
         kind="category",
         unit="",
         description="IL-21 kit: legacy_elisa (the original, withdrawn kit) or current_elisa "
-        "(reads about ten times lower); required when il21_pg_ml is given.",
+        "(a current commercial kit, reading about ten times lower, found to have no predictive value); "
+        "required when il21_pg_ml is given.",
         required=False,
         example="legacy_elisa",
         categories=("legacy_elisa", "current_elisa"),
@@ -220,10 +209,38 @@ CATEGORY_LABELS: dict[str, str] = {
     "current_elisa": "current ELISA",
 }
 
+# What the evidence says of each IL-21 kit (docs/clinical-evidence.md §3), in one line: said wherever a
+# value measured with the kit is used (answers, the page, the model card). The kits differ about ten-fold
+# in absolute level, so each has its own model column and its own standardisation, learned from the
+# training patients measured with it (models.domain).
+KIT_EVIDENCE: dict[str, str] = {
+    "legacy_elisa": "the original ELISA kit, since withdrawn: cases had about 2.4 times the IL-21 of non-cases "
+                    "(Azzopardi 2014, 141 patients); its predictive value is contested",
+    "current_elisa": "a current commercial ELISA kit: it reads about ten times lower than the original kit and, "
+                     "in the only study that compared the two (Azzopardi 2014), had no predictive value",
+}
+IL21_FEATURE = "il21_pg_ml"
+IL21_KIT_FEATURE = "il21_assay"
+IL21_KITS: tuple[str, ...] = next(f.categories for f in FEATURES if f.name == IL21_KIT_FEATURE)
+
 INPUT_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
-# Columns of the model matrix, in order; each has a SHAP value.
+# The inputs the model explains, in order; each has a SHAP value.
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.model_input)
 FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+
+
+def kit_column(kit: str) -> str:
+    """``"legacy_elisa"`` -> ``"il21_pg_ml@legacy_elisa"``: the model column of IL-21 measured with a kit."""
+    return f"{IL21_FEATURE}@{kit}"
+
+
+# Columns of the model matrix, in order: one per explained input, but IL-21, which has one per kit (ln pg/mL
+# on that kit's scale; NaN unless measured with it). A feature's SHAP value is the sum over its columns.
+MODEL_COLUMNS: tuple[str, ...] = tuple(
+    column for name in FEATURE_NAMES for column in ((kit_column(k) for k in IL21_KITS) if name == IL21_FEATURE
+                                                    else (name,)))
+# The explained input of each model column, as an index into FEATURE_NAMES.
+COLUMN_FEATURE: tuple[int, ...] = tuple(FEATURE_NAMES.index(c.split("@")[0]) for c in MODEL_COLUMNS)
 
 # Numeric code of each category (model matrix and validation).
 CATEGORY_CODES: dict[str, dict[str, float]] = {
@@ -232,31 +249,6 @@ CATEGORY_CODES: dict[str, dict[str, float]] = {
     "il21_assay": {"legacy_elisa": 0.0, "current_elisa": 1.0},
 }
 
-
-@dataclass(frozen=True)
-class AssayReference:
-    """Reference distribution of IL-21 on one kit: the model reads ``(ln x - ln median) / log_sd``.
-
-    Attributes
-    ----------
-    median_pg_ml : float
-        Median of the reference population, pg/mL.
-    log_sd : float
-        SD of ln IL-21 in the reference population.
-    training : tuple of float
-        Range covered by the training cohorts on this kit, pg/mL (outside: a warning).
-    """
-
-    median_pg_ml: float
-    log_sd: float
-    training: tuple[float, float]
-
-
-# Azzopardi 2014 (docs/clinical-evidence.md §3): the same patients read about ten times lower on a current kit.
-IL21_ASSAYS: dict[str, AssayReference] = {
-    "legacy_elisa": AssayReference(median_pg_ml=260.0, log_sd=0.85, training=(10.0, 5000.0)),
-    "current_elisa": AssayReference(median_pg_ml=26.0, log_sd=0.85, training=(1.0, 500.0)),
-}
 
 # Said wherever a risk is shown.
 RESEARCH_NOTICE = "Research tool on synthetic data; not for clinical decisions."
@@ -395,8 +387,6 @@ def patient_model() -> type:
             constraints["gt" if feature.low_exclusive else "ge"] = low
             constraints["le"] = high
         extra = {"unit": feature.unit} if feature.unit else None
-        if feature.training is not None:
-            extra = {**(extra or {}), "training_range": list(feature.training)}
         annotation = _python_type(feature)
         description = feature.description + (f" Unit: {feature.unit}." if feature.unit else "")
         if feature.required:
@@ -452,23 +442,16 @@ def mlflow_params_schema():
     ])
 
 
-def _training_text(feature: Feature) -> str:
-    if feature.name == "il21_pg_ml":
-        return "; ".join(f"{name}: {a.training[0]:g}–{a.training[1]:g}" for name, a in IL21_ASSAYS.items())
-    return feature.training_text()
-
-
 def markdown_table() -> str:
     """The README's feature table."""
     rows = [
-        "| name | type | unit | required | possible (else rejected) | training range (else warning) | description |",
-        "|---|---|---|---|---|---|---|",
-        f"| `{ID_COLUMN}` | string | | no | | | Echoed back; never a model input. |",
+        "| name | type | unit | required | possible (else rejected) | description |",
+        "|---|---|---|---|---|---|",
+        f"| `{ID_COLUMN}` | string | | no | | Echoed back; never a model input. |",
     ]
     for f in FEATURES:
         required = "yes" if f.required else (f"no (default `{f.default}`)" if f.default else "no")
         rows.append(
-            f"| `{f.name}` | {f.kind} | {f.unit} | {required} | {f.possible_text()} | "
-            f"{_training_text(f)} | {f.description} |"
+            f"| `{f.name}` | {f.kind} | {f.unit} | {required} | {f.possible_text()} | {f.description} |"
         )
     return "\n".join(rows)

@@ -29,9 +29,12 @@ from scipy.optimize import brentq, least_squares
 from scipy.special import expit
 from scipy.stats import truncnorm
 
-from features.schema import EVALUATION_HORIZONS_MONTHS, FEATURES, FEATURES_BY_NAME, ID_COLUMN, IL21_ASSAYS, OUTCOMES
+from features.schema import EVALUATION_HORIZONS_MONTHS, FEATURES, FEATURES_BY_NAME, ID_COLUMN, IL21_KITS, OUTCOMES
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "experiments" / "cohorts.yaml"
+# Ages the trials enrolled (evidence §1.1), and the range of IL-21 a legacy-kit reading is clipped to.
+AGE_RANGE_YEARS = (18.0, 55.0)
+IL21_RANGE_PG_ML = (10.0, 5000.0)
 BOOLEAN_FEATURES = tuple(f.name for f in FEATURES if f.kind == "boolean")
 
 
@@ -296,7 +299,7 @@ def _baseline_components(config: SimulatorConfig, profile: str, arm: str) -> lis
 
 
 def _draw_arm(config: SimulatorConfig, spec: BaselineSpec, n: int, rng: np.random.Generator) -> dict:
-    age = _truncated_normal(rng, spec.age_years, *FEATURES_BY_NAME["age_years"].training, n)
+    age = _truncated_normal(rng, spec.age_years, *AGE_RANGE_YEARS, n)
     duration = np.minimum(_durations(rng, spec.disease_duration_years, n), age - 1)
     edss_max = spec.edss.max if spec.edss.max is not None else 10.0
     edss = np.round(_truncated_normal(rng, spec.edss, 0.0, edss_max, n) * 2) / 2
@@ -344,7 +347,7 @@ def draw_baseline(config: SimulatorConfig, profile: str, n: int,
             for name, values in _draw_arm(config, baseline, len(rows), rng).items():
                 columns[name][rows] = values
 
-    il21_range = IL21_ASSAYS["legacy_elisa"].training  # the risk function's scale
+    il21_range = IL21_RANGE_PG_ML  # the risk function's scale
     il21 = rng.lognormal(np.log(population.il21_median_pg_ml), population.il21_log_sd, n)
     return pd.DataFrame({
         "age_years": columns["age_years"],
@@ -547,7 +550,7 @@ def simulate_cohort(config: SimulatorConfig, profile: str, n: int, seed: int,
         raise ValueError(f"n: must be at least 1, got {n}")
     spec = config.profiles[profile]
     assay = il21_assay or spec.il21_assay
-    if assay not in ("legacy_elisa", "current_elisa"):
+    if assay not in IL21_KITS:
         raise ValueError(f"il21_assay: unknown {assay!r}; choose legacy_elisa or current_elisa")
     rng = np.random.default_rng(seed)
     baseline = draw_baseline(config, profile, n, rng)

@@ -25,12 +25,16 @@ import pandas as pd
 
 from features.schema import (
     CATEGORY_CODES,
+    COLUMN_FEATURE,
     FEATURE_NAMES,
     FEATURES,
     FEATURES_BY_NAME,
     ID_COLUMN,
-    IL21_ASSAYS,
+    IL21_FEATURE,
+    IL21_KIT_FEATURE,
+    MODEL_COLUMNS,
     Feature,
+    kit_column,
 )
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
@@ -43,7 +47,6 @@ CATEGORY_ALIASES = {
     "treatment": {"alemtuzumab": "alemtuzumab", "interferon_beta_1a": "interferon_beta_1a"},
     "il21_assay": {"legacy_elisa": "legacy_elisa", "current_elisa": "current_elisa"},
 }
-_ASSAY_BY_CODE = {code: name for name, code in CATEGORY_CODES["il21_assay"].items()}
 KNOWN_COLUMNS = frozenset((ID_COLUMN, *FEATURES_BY_NAME))
 
 
@@ -57,15 +60,18 @@ class ValidatedBatch:
 
     Attributes
     ----------
-    matrix : ndarray of shape (n_accepted, n_features)
-        Model matrix of the accepted records, float64, NaN where unknown;
-        columns in :data:`features.schema.FEATURE_NAMES` order; IL-21 as a within-assay z-score.
+    matrix : ndarray of shape (n_accepted, n_columns)
+        Model matrix of the accepted records, float64, NaN where unknown; columns in
+        :data:`features.schema.MODEL_COLUMNS` order: each input as encoded, and IL-21 as ln pg/mL in
+        the column of the kit it was measured with. What a model makes of the values (the range its
+        training data covered, each kit's standardisation) is the model's (:mod:`models.domain`).
     rows : ndarray of shape (n_accepted,)
         Position in the input of each accepted record.
     patient_ids : ndarray of shape (n_accepted,)
         ``patient_id`` of each accepted record (object, None when absent).
     warnings : ndarray of shape (n_accepted,)
-        "; "-joined warnings of each accepted record ("" when none).
+        "; "-joined warnings of each accepted record ("" when none); a model adds its own when it scores
+        them (values outside its training range, a kit it never saw).
     rejects : DataFrame
         One row per rejected record: ``row`` (position in the input), ``patient_id``, ``reason``.
     """
@@ -291,14 +297,6 @@ def _check(n: int, encoded_columns, ids: np.ndarray) -> ValidatedBatch:
                 impossible = too_low | (encoded > high)
             errors.add(impossible, lambda i, f=feature, v=encoded:
                        f"{f.name}: {v[i]:g} is outside the possible range ({f.possible_text()})")
-        if feature.training is not None:
-            low, high = feature.training
-            with np.errstate(invalid="ignore"):
-                unusual = (encoded < low) | (encoded > high)
-            warnings.add(unusual, lambda i, f=feature, v=encoded:
-                         f"{f.name}: {v[i]:g} is outside the training range "
-                         f"{f.training_text()} and is scored as {min(max(v[i], f.training[0]), f.training[1]):g}: "
-                         "the risk may be unreliable")
         values[:, j] = encoded
 
     age = values[:, INPUT_INDEX["age_years"]]
@@ -311,15 +309,7 @@ def _check(n: int, encoded_columns, ids: np.ndarray) -> ValidatedBatch:
     assay = values[:, INPUT_INDEX["il21_assay"]]
     errors.add(~np.isnan(il21) & np.isnan(assay), lambda i: (
         "il21_assay: required when il21_pg_ml is given (legacy_elisa or current_elisa)"))
-    for name, reference in IL21_ASSAYS.items():
-        low, high = reference.training
-        with np.errstate(invalid="ignore"):
-            unusual = (assay == CATEGORY_CODES["il21_assay"][name]) & ((il21 < low) | (il21 > high))
-        warnings.add(unusual, lambda i, lo=low, hi=high, a=name: (
-            f"il21_pg_ml: {il21[i]:g} is outside the training range {lo:g}–{hi:g} of {a} and is scored as "
-            f"{min(max(il21[i], lo), hi):g}: the risk may be unreliable"))
-    matrix = values[:, [INPUT_INDEX[name] for name in FEATURE_NAMES]]
-    matrix[:, FEATURE_INDEX["il21_pg_ml"]] = il21_z_scores(il21, assay)
+    matrix = model_matrix(values)
 
     rejected = errors.any()
     accepted = ~rejected
@@ -342,60 +332,40 @@ INPUT_INDEX: dict[str, int] = {f.name: j for j, f in enumerate(FEATURES)}
 # The rejects of a batch without any: shared, so read it, never change it.
 NO_REJECTS = pd.DataFrame({"row": np.empty(0, dtype=np.int64), ID_COLUMN: np.empty(0, dtype=object),
                            "reason": np.empty(0, dtype=object)})
-FEATURE_INDEX: dict[str, int] = {name: j for j, name in enumerate(FEATURE_NAMES)}
+COLUMN_INDEX: dict[str, int] = {name: j for j, name in enumerate(MODEL_COLUMNS)}
+_KIT_COLUMNS = tuple((code, COLUMN_INDEX[kit_column(kit)]) for kit, code in CATEGORY_CODES[IL21_KIT_FEATURE].items())
+_PLAIN_COLUMNS = tuple((COLUMN_INDEX[f.name], INPUT_INDEX[f.name]) for f in FEATURES
+                       if f.model_input and f.name != IL21_FEATURE)
 
 
-def il21_z_scores(il21_pg_ml: np.ndarray, assay_code: np.ndarray) -> np.ndarray:
-    """IL-21 as a z-score of ln(pg/mL) within its assay's reference distribution (NaN when unknown).
+def model_matrix(values: np.ndarray) -> np.ndarray:
+    """Encoded inputs of shape (n, n_inputs), in :data:`FEATURES` order, as the model matrix (n, n_columns).
 
-    The assays differ about ten-fold in absolute level (docs/clinical-evidence.md §3), so the model
-    must never see raw pg/mL from different kits on one scale.
+    IL-21 goes, as ln pg/mL, into the column of the kit it was measured with: the kits read the same
+    patient about ten-fold apart (docs/clinical-evidence.md §3) and need not be worth the same.
     """
-    z = np.full(len(il21_pg_ml), np.nan)
-    for code, name in _ASSAY_BY_CODE.items():
-        reference = IL21_ASSAYS[name]
-        rows = assay_code == code
-        with np.errstate(invalid="ignore", divide="ignore"):  # impossible values are rejected elsewhere
-            z[rows] = (np.log(il21_pg_ml[rows]) - np.log(reference.median_pg_ml)) / reference.log_sd
-    return z
+    matrix = np.full((len(values), len(MODEL_COLUMNS)), np.nan)
+    for column, source in _PLAIN_COLUMNS:
+        matrix[:, column] = values[:, source]
+    il21, kit = values[:, INPUT_INDEX[IL21_FEATURE]], values[:, INPUT_INDEX[IL21_KIT_FEATURE]]
+    with np.errstate(invalid="ignore", divide="ignore"):  # impossible values are rejected elsewhere
+        logged = np.log(il21)
+    for code, column in _KIT_COLUMNS:
+        measured = kit == code
+        matrix[measured, column] = logged[measured]
+    return matrix
 
 
-def _training_bounds() -> tuple[np.ndarray, np.ndarray]:
-    """Per model-matrix column, the training range as the model sees it (IL-21 as its z-score)."""
-    low = np.full(len(FEATURE_NAMES), -np.inf)
-    high = np.full(len(FEATURE_NAMES), np.inf)
-    for name, j in FEATURE_INDEX.items():
-        training = FEATURES_BY_NAME[name].training
-        if training is not None:
-            low[j], high[j] = training
-    z_low, z_high = [], []
-    for name, reference in IL21_ASSAYS.items():
-        code = np.array([CATEGORY_CODES["il21_assay"][name]])
-        z_low.append(il21_z_scores(np.array([reference.training[0]]), code)[0])
-        z_high.append(il21_z_scores(np.array([reference.training[1]]), code)[0])
-    low[FEATURE_INDEX["il21_pg_ml"]], high[FEATURE_INDEX["il21_pg_ml"]] = min(z_low), max(z_high)
-    return low, high
+_INPUT_STARTS = np.flatnonzero(np.diff(np.concatenate([[-1], COLUMN_FEATURE])) != 0)
 
 
-def bound_to_training_range(matrix: np.ndarray) -> np.ndarray:
-    """The model matrix with each value moved to the nearest end of its training range.
-
-    A model must not extrapolate a risk from values no training patient had (a linear model
-    would turn EDSS 9.5 or 40 relapses into a risk of 1); such values are scored as the
-    nearest training value and listed in the record's warnings (:func:`validate_frame`).
-    Trees are unchanged by it: their splits all lie within the training data.
-
-    Parameters
-    ----------
-    matrix : ndarray of shape (n, n_features)
-        Model matrix (NaN where unknown; NaN stays NaN).
-
-    Returns
-    -------
-    ndarray of shape (n, n_features)
-        A bounded copy.
-    """
-    return np.clip(matrix, *TRAINING_BOUNDS)
+def input_values(matrix: np.ndarray) -> np.ndarray:
+    """A model matrix (n, n_columns) as one value per explained input (n, n_inputs), NaN where not provided:
+    for pictures coloured by each input's value. IL-21 is ln pg/mL on the scale of the kit it was measured with."""
+    if not len(matrix):
+        return np.empty((0, len(FEATURE_NAMES)))
+    with np.errstate(invalid="ignore"):
+        return np.fmax.reduceat(matrix, _INPUT_STARTS, axis=1)
 
 
 def encode(frame: pd.DataFrame) -> np.ndarray:
@@ -413,6 +383,3 @@ def encode(frame: pd.DataFrame) -> np.ndarray:
             f"{len(batch.rejects)} invalid records, first at row {first['row']}: {first['reason']}"
         )
     return batch.matrix
-
-
-TRAINING_BOUNDS: tuple[np.ndarray, np.ndarray] = _training_bounds()

@@ -92,12 +92,13 @@ def contrast_table(rows: pd.DataFrame) -> str:
 
 def model_card(*, name: str, version: str, family: str, spec, config, simulator, metrics: dict,
                evaluation, follow_up: dict[str, float], added_value: str | None = None,
-               headline: str | None = None, intervals: str | None = None) -> ModelCard:
+               headline: str | None = None, intervals: str | None = None, domain: str | None = None) -> ModelCard:
     """Build the card of one registered version from its training run's config, metrics and tables.
 
     ``added_value``: the Markdown section on what named predictors add (:mod:`pipelines.biomarker`),
     when the experiment measured it. ``headline``: the run's headline table (:mod:`models.headline`).
     ``intervals``: the section on the risks' 95% intervals (:mod:`pipelines.intervals`).
+    ``domain``: what the training data covered (:func:`models.domain.domain_section`).
     """
     import markdown
 
@@ -143,9 +144,12 @@ risk. Meant for research on risk communication and monitoring; it has never seen
 - Explanations: SHAP values on the {EXPLANATION_SCALE} scale, `base_value(t) + sum(shap) =
   log(-log(1 - risk(t)))`, exact; each feature's contribution is the same at every horizon except
   the treatment's, which also carries the difference between the treatments' baseline hazards.
-- Inputs: {", ".join(f"`{f}`" for f in FEATURE_NAMES)}; IL-21 is read as a z-score within its
-  assay (`il21_assay`). Missing optional inputs are allowed (unknown). Values outside the training
-  range are scored as the nearest training value, with a warning.
+- Inputs: {", ".join(f"`{f}`" for f in FEATURE_NAMES)}; IL-21 is read on its own for each kit
+  (`il21_assay`), standardised as that kit read the training patients measured with it. Missing
+  optional inputs are allowed (unknown). Values outside the training range are scored as the
+  nearest training value, with a warning.
+
+{domain or ""}
 - Experiment `{config.name}`; training cohorts {", ".join(c.label() for c in config.train_cohorts)};
   held-out test share {config.test_fraction:.0%}.
 

@@ -3,7 +3,8 @@
 A registered version carries its model as these files (an MLflow artifact), so that it loads
 wherever autorisk is installed, whatever the Python objects looked like when it was trained:
 
-- ``risk_model.json``: the format, the family, and per outcome the estimator's name and
+- ``risk_model.json``: the format, the family, what the training data covered (the input domain:
+  ranges and IL-21 kit scales, :mod:`models.domain`), and per outcome the estimator's name and
   parameters, its fitted arrays (the linear family's medians, scaling and coefficients) and the
   baseline cumulative hazard per treatment with the follow-up it rests on;
 - per outcome of a tree family, ``<outcome>.xgboost.ubj`` (the booster in xgboost's own binary
@@ -22,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from models.domain import InputDomain
 from models.estimators import FAMILIES, LinearCoxRegression, XGBoostCoxRegression
 from models.intervals import load_spread, save_spread
 from models.scoring import RiskModel
 from models.survival import BaselineHazards, StratifiedCox
 
-FORMAT = "autorisk.risk-model/1"
+FORMAT = "autorisk.risk-model/2"
 MANIFEST = "risk_model.json"
 LINEAR_ARRAYS = ("indicated_", "medians_", "mean_", "scale_", "coef_")
 BASELINE_ARRAYS = ("cumulative", "follow_up_months", "events", "share")
@@ -66,7 +68,7 @@ def save_risk_model(model: RiskModel, folder: Path) -> Path:
         if outcome in model.spreads:
             entry["intervals"] = save_spread(model.spreads[outcome], folder, outcome)
         outcomes[outcome] = entry
-    manifest = {"format": FORMAT, "family": model.family, "outcomes": outcomes}
+    manifest = {"format": FORMAT, "family": model.family, "domain": model.domain.state(), "outcomes": outcomes}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return folder
 
@@ -114,4 +116,5 @@ def load_risk_model(folder: Path) -> RiskModel:
         survival.baseline_ = BaselineHazards(**{name: np.asarray(entry["baseline"][name], dtype=float)
                                                  for name in BASELINE_ARRAYS})
         outcomes[outcome] = survival
-    return RiskModel(family=manifest["family"], outcomes=outcomes, spreads=spreads)
+    return RiskModel(family=manifest["family"], outcomes=outcomes, domain=InputDomain.from_state(manifest["domain"]),
+                     spreads=spreads)

@@ -9,7 +9,9 @@ import pandas as pd
 
 from features.schema import (
     CATEGORY_CODES,
+    COLUMN_FEATURE,
     DEFAULT_HORIZONS_MONTHS,
+    FEATURE_NAMES,
     HORIZON_FREE_FEATURES,
     ID_COLUMN,
     MONITORING_YEARS,
@@ -20,12 +22,14 @@ from features.schema import (
     endpoint,
     shap_column,
 )
-from features.validation import FEATURE_INDEX, ValidatedBatch, bound_to_training_range
+from features.validation import ValidatedBatch
+from models.domain import InputDomain
 from models.intervals import interval
 from models.survival import (
     EXTRAPOLATION_RULE,
     TREATMENT_BY_CODE,
     TREATMENT_COLUMN,
+    TREATMENT_INPUT,
     OutcomeExplanation,
     StratifiedCox,
     treatment_index,
@@ -76,27 +80,43 @@ class MonitoringView:
 class RiskModel:
     """One survival model per outcome, all of the same family: risk at any month 1–72, explained.
 
-    Every call first moves values outside the training range to its nearest end
-    (:func:`features.validation.bound_to_training_range`), so that no input can push a risk
-    to 0 or 1.
+    Every call takes a model matrix as :mod:`features.validation` encodes it and first prepares it
+    as the model's training data had it (:meth:`models.domain.InputDomain.prepare`): values
+    outside the training range moved to its nearest end, so that no input can push a risk to 0 or
+    1, and each IL-21 kit read on its own learned scale.
 
     Parameters
     ----------
     family : str
         Model family name (``cox-linear``, ``cox-xgboost``).
     outcomes : dict of str to StratifiedCox
-        Fitted model per outcome (``thyroid``, ``itp``).
+        Fitted model per outcome (``thyroid``, ``itp``), fitted on prepared matrices.
+    domain : InputDomain
+        What the training data covered (:mod:`models.domain`).
+    spreads : dict, optional
+        Per outcome, the bootstrap spread behind each risk's interval (:mod:`models.intervals`).
     """
 
-    def __init__(self, *, family: str, outcomes: dict[str, StratifiedCox], spreads: dict | None = None) -> None:
+    def __init__(self, *, family: str, outcomes: dict[str, StratifiedCox], domain: InputDomain,
+                 spreads: dict | None = None) -> None:
         self.family = family
         self.outcomes = outcomes
+        self.domain = domain
         # Per outcome, the bootstrap spread behind each risk's interval (models.intervals); none: no intervals.
         self.spreads = dict(spreads or {})
 
     def with_spreads(self, spreads: dict) -> RiskModel:
         """The same model with the bootstrap spreads of :mod:`models.intervals` (per outcome)."""
-        return RiskModel(family=self.family, outcomes=self.outcomes, spreads=spreads)
+        return RiskModel(family=self.family, outcomes=self.outcomes, domain=self.domain, spreads=spreads)
+
+    def prepare(self, matrix: np.ndarray) -> np.ndarray:
+        """The model matrix as the estimators see it (a new array; see :class:`models.domain.InputDomain`)."""
+        return self.domain.prepare(matrix)
+
+    def input_warnings(self, matrix: np.ndarray) -> np.ndarray:
+        """Per patient, what the model says of the inputs ("" when nothing), shape (n,): values outside its
+        training range and the value each is scored as, an IL-21 kit it cannot read, the evidence on a kit."""
+        return self.domain.warnings(matrix)
 
     @property
     def outcome_names(self) -> tuple[str, ...]:
@@ -127,18 +147,18 @@ class RiskModel:
 
     def explain(self, matrix: np.ndarray, horizons) -> dict[str, OutcomeExplanation]:
         """Risks at ``horizons`` with their SHAP values, per outcome, for a model matrix of shape (n, n_features)."""
-        bounded = bound_to_training_range(matrix)
-        return {outcome: model.explain(bounded, horizons) for outcome, model in self.outcomes.items()}
+        prepared = self.prepare(matrix)
+        return {outcome: model.explain(prepared, horizons) for outcome, model in self.outcomes.items()}
 
     def risks(self, matrix: np.ndarray, horizons, treatment: str | None = None) -> dict[str, np.ndarray]:
         """Risk per outcome at ``horizons``, shape (n, H) each, without SHAP values.
 
         With ``treatment``, every patient's risk had they that treatment (the counterfactual).
         """
-        bounded = bound_to_training_range(matrix)
+        prepared = self.prepare(matrix)
         if treatment is not None:
-            bounded[:, TREATMENT_COLUMN] = CATEGORY_CODES[TREATMENT_FEATURE][treatment]
-        return {outcome: model.risk(bounded, horizons) for outcome, model in self.outcomes.items()}
+            prepared[:, TREATMENT_COLUMN] = CATEGORY_CODES[TREATMENT_FEATURE][treatment]
+        return {outcome: model.risk(prepared, horizons) for outcome, model in self.outcomes.items()}
 
     def intervals(self, matrix: np.ndarray, horizons, explained: dict[str, OutcomeExplanation] | None = None
                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -148,18 +168,18 @@ class RiskModel:
         always holds the risk itself; NaN for an outcome the model has no refits of. With
         ``explained`` (:meth:`explain` of the same matrix), the risks are not computed again.
         """
-        bounded = bound_to_training_range(matrix)
-        strata = treatment_index(bounded)
+        prepared = self.prepare(matrix)
+        strata = treatment_index(prepared)
         answers = {}
         for outcome, model in self.outcomes.items():
             spread = self.spreads.get(outcome)
             if spread is None:
-                missing = np.full((len(bounded), len(tuple(horizons))), np.nan)
+                missing = np.full((len(prepared), len(tuple(horizons))), np.nan)
                 answers[outcome] = (missing, missing)
                 continue
-            f = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(bounded)
+            f = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(prepared)
             log_hazard = model.baseline_.log_at(horizons)[strata] + f[:, None]
-            answers[outcome] = monotone_bounds(*interval(log_hazard, spread.log_sd(bounded, horizons)), horizons)
+            answers[outcome] = monotone_bounds(*interval(log_hazard, spread.log_sd(prepared, horizons)), horizons)
         return answers
 
     def contrast(self, matrix: np.ndarray, horizons,
@@ -169,13 +189,13 @@ class RiskModel:
         With ``explained`` (:meth:`explain` of the same matrix), each patient's own treatment is
         read off it and only the other is computed: one model call per outcome, not two.
         """
-        bounded = bound_to_training_range(matrix)
-        own = treatment_index(bounded)
-        other = bounded.copy()
+        prepared = self.prepare(matrix)
+        own = treatment_index(prepared)
+        other = prepared.copy()
         other[:, TREATMENT_COLUMN] = np.array([CATEGORY_CODES[TREATMENT_FEATURE][t] for t in TREATMENT_BY_CODE])[1 - own]
         answers = {}
         for outcome, model in self.outcomes.items():
-            f_own = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(bounded)
+            f_own = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(prepared)
             f_other = model.log_relative_hazard(other)
             answers[outcome] = {}
             for s, name in enumerate(TREATMENT_BY_CODE):
@@ -188,11 +208,11 @@ class RiskModel:
         """Per outcome, the risk by year 1–5 and the year with the highest hazard (from ``explained``
         when given: no further model call)."""
         months = tuple(12 * year for year in range(1, MONITORING_YEARS + 1))
-        bounded = bound_to_training_range(matrix)
-        strata = treatment_index(bounded)
+        prepared = self.prepare(matrix)
+        strata = treatment_index(prepared)
         views = {}
         for outcome, model in self.outcomes.items():
-            f = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(bounded)
+            f = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(prepared)
             risk = model.risk_from(f, strata, months)
             survival = 1.0 - np.column_stack([np.zeros(len(risk)), risk])
             onset_in_year = 1.0 - survival[:, 1:] / survival[:, :-1]
@@ -220,6 +240,16 @@ class RiskModel:
             return own
         every = "; ".join(n for n in notes.values() if n)
         return np.full(len(matrix), every, dtype=object)
+
+
+def not_provided(matrix: np.ndarray) -> np.ndarray:
+    """Per patient and explained input, whether the value was not provided, shape (n, n_inputs): all of the
+    input's model columns unknown."""
+    unknown = np.isnan(matrix)
+    missing = np.ones((len(matrix), len(FEATURE_NAMES)), dtype=bool)
+    for column, feature in enumerate(COLUMN_FEATURE):
+        missing[:, feature] &= unknown[:, column]
+    return missing
 
 
 PEAK_TIE_TOLERANCE = 1e-6
@@ -288,9 +318,9 @@ def score_columns(model: RiskModel, batch: ValidatedBatch, options: ScoringOptio
             columns[f"risk_lo_{endpoint(outcome, h)}"], columns[f"risk_hi_{endpoint(outcome, h)}"] = \
                 lower[:, k], upper[:, k]
         for name in HORIZON_FREE_FEATURES:
-            columns[shap_column(outcome, name)] = scores.shap[:, FEATURE_INDEX[name]]
+            columns[shap_column(outcome, name)] = scores.shap[:, FEATURE_NAMES.index(name)]
         for k, h in enumerate(horizons):
-            columns[shap_column(outcome, TREATMENT_FEATURE, h)] = (scores.shap[:, TREATMENT_COLUMN]
+            columns[shap_column(outcome, TREATMENT_FEATURE, h)] = (scores.shap[:, TREATMENT_INPUT]
                                                                    + scores.treatment_shift[:, k])
         if options.contrast:
             by_treatment = contrasts[outcome]
@@ -299,7 +329,7 @@ def score_columns(model: RiskModel, batch: ValidatedBatch, options: ScoringOptio
                 for name, treatment in zip(names, TREATMENTS):
                     columns[name] = by_treatment[treatment][:, k]
                 columns[names[-1]] = by_treatment["alemtuzumab"][:, k] - by_treatment["interferon_beta_1a"][:, k]
-    columns["warnings"] = _joined(np.asarray(batch.warnings, dtype=object),
+    columns["warnings"] = _joined(np.asarray(batch.warnings, dtype=object), model.input_warnings(batch.matrix),
                                   model.extrapolation_notes(batch.matrix, horizons, options.contrast))
     return columns
 

@@ -25,7 +25,15 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from features.schema import CATEGORY_CODES, FEATURE_NAMES, MAX_HORIZON_MONTHS, TREATMENT_FEATURE, TREATMENTS
+from features.schema import (
+    CATEGORY_CODES,
+    COLUMN_FEATURE,
+    FEATURE_NAMES,
+    MAX_HORIZON_MONTHS,
+    MODEL_COLUMNS,
+    TREATMENT_FEATURE,
+    TREATMENTS,
+)
 from models.estimators import check_survival_target
 
 MONTHS = np.arange(MAX_HORIZON_MONTHS + 1)
@@ -33,7 +41,11 @@ BASELINE_FLOOR_PER_MONTH = 1e-6
 EXTRAPOLATION_WINDOW_MONTHS = 12
 EXTRAPOLATION_RULE = (f"the average hazard of the last {EXTRAPOLATION_WINDOW_MONTHS} months of follow-up "
                       "on the treatment carried forward")
-TREATMENT_COLUMN = FEATURE_NAMES.index(TREATMENT_FEATURE)
+# The treatment's place among the model matrix's columns, and among the explained inputs.
+TREATMENT_COLUMN = MODEL_COLUMNS.index(TREATMENT_FEATURE)
+TREATMENT_INPUT = FEATURE_NAMES.index(TREATMENT_FEATURE)
+# Where each explained input's columns start (an input's columns are contiguous).
+_FEATURE_STARTS = np.flatnonzero(np.diff(np.concatenate([[-1], COLUMN_FEATURE])) != 0)
 # Treatments by their code in the model matrix: index 0 = interferon_beta_1a, 1 = alemtuzumab.
 TREATMENT_BY_CODE: tuple[str, ...] = tuple(sorted(TREATMENTS, key=lambda t: CATEGORY_CODES["treatment"][t]))
 
@@ -43,6 +55,14 @@ def survival_target(event, time) -> np.ndarray:
     from sksurv.util import Surv
 
     return Surv.from_arrays(np.asarray(event, dtype=bool), np.asarray(time, dtype=float))
+
+
+def by_input(contributions: np.ndarray) -> np.ndarray:
+    """SHAP values per model column, shape (n, n_columns), as SHAP values per explained input, shape
+    (n, n_inputs): an input with several columns (IL-21, one per kit) gets their sum, so
+    ``base + sum`` is unchanged."""
+    return np.add.reduceat(contributions, _FEATURE_STARTS, axis=1) if len(contributions) else \
+        np.empty((0, len(FEATURE_NAMES)))
 
 
 def treatment_index(matrix: np.ndarray) -> np.ndarray:
@@ -154,8 +174,9 @@ class OutcomeExplanation:
         Probability of onset by each horizon.
     base : ndarray of shape (H,)
         SHAP base value per horizon: the training population's mean log cumulative hazard.
-    shap : ndarray of shape (n, n_features)
-        Contributions to the log relative hazard ``f`` (the same at every horizon).
+    shap : ndarray of shape (n, n_inputs)
+        Contributions of each explained input (:data:`features.schema.FEATURE_NAMES`) to the log relative
+        hazard ``f`` (the same at every horizon).
     treatment_shift : ndarray of shape (n, H)
         What the treatment adds at each horizon through its baseline hazard.
     extrapolated : ndarray of bool, shape (n, H)
@@ -177,9 +198,9 @@ class OutcomeExplanation:
     strata: np.ndarray
 
     def shap_at(self, k: int) -> np.ndarray:
-        """Every feature's SHAP value at horizon index ``k``, shape (n, n_features)."""
+        """Every input's SHAP value at horizon index ``k``, shape (n, n_inputs)."""
         values = self.shap.copy()
-        values[:, TREATMENT_COLUMN] += self.treatment_shift[:, k]
+        values[:, TREATMENT_INPUT] += self.treatment_shift[:, k]
         return values
 
 
@@ -235,7 +256,7 @@ class StratifiedCox(BaseEstimator):
         if len(X) == 0:
             empty = np.empty((0, len(horizons)))
             return OutcomeExplanation(horizons, empty, self.baseline_.reference_log_at(horizons),
-                                      np.empty((0, self.estimator_.n_features_in_)), empty, empty.astype(bool),
+                                      np.empty((0, len(FEATURE_NAMES))), empty, empty.astype(bool),
                                       np.empty(0), np.empty(0, dtype=int))
         bias, contributions = self.estimator_.explain(X)
         strata = treatment_index(X)
@@ -248,7 +269,7 @@ class StratifiedCox(BaseEstimator):
         log_hazard = base[None, :] + contributions.sum(axis=1)[:, None] + shift
         # The risk is read off the explanation (one model pass): the identity holds by construction.
         risk = -np.expm1(-np.exp(log_hazard))
-        return OutcomeExplanation(horizons=horizons, risk=risk, base=base, shap=contributions,
+        return OutcomeExplanation(horizons=horizons, risk=risk, base=base, shap=by_input(contributions),
                                   treatment_shift=shift, extrapolated=self.baseline_.extrapolated(horizons)[strata],
                                   log_relative_hazard=bias + contributions.sum(axis=1), strata=strata)
 

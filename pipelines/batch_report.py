@@ -37,7 +37,7 @@ from features.schema import (
     endpoint,
     shap_column,
 )
-from features.validation import validate_frame
+from features.validation import input_values, validate_frame
 from models.explanation_figures import beeswarm_figure, importance_figure
 
 # Risks are counted in bins of 0.01 percentage points: percentiles to within half of that.
@@ -140,7 +140,7 @@ def _sample_values(input_path: Path, lines: np.ndarray, *, allow_extra: bool, ch
             if not mask.any():
                 continue
             batch = validate_frame(chunk.frame[mask].reset_index(drop=True), allow_extra=allow_extra)
-            for line, row in zip(chunk.lines[mask][batch.rows], batch.matrix):
+            for line, row in zip(chunk.lines[mask][batch.rows], input_values(batch.matrix)):
                 rows[position[int(line)]] = row
                 found[position[int(line)]] = True
     finally:

@@ -121,7 +121,7 @@ class ChunkScorer:
             rejects=rejects,
             read=len(frame),
             blank_lines=0,
-            outside_training_range=int((batch.warnings != "").sum()),
+            outside_training_range=int(self.risk_model.domain.outside(batch.matrix).sum()),
             drift=bin_counts(batch.matrix, self.reference) if self.reference is not None else None,
         )
 

@@ -527,7 +527,7 @@ def _shown_values(record: dict, matrix_row) -> dict[str, str | None]:
         elif feature.kind == "category":
             category = next(k for k, code in CATEGORY_CODES[name].items() if code == value)
             shown[name] = CATEGORY_LABELS.get(category, category)
-        else:  # the value as given: the matrix holds IL-21 as a z-score
+        else:  # the value as given: the matrix holds IL-21 as ln pg/mL
             shown[name] = f"{float(record[name]):g} {feature.unit}".strip()
             if name == "il21_pg_ml":
                 assay = str(record["il21_assay"]).strip().lower()
@@ -553,7 +553,7 @@ def explain(
     import pandas as pd
 
     from features.schema import FEATURE_NAMES, FEATURES, ID_COLUMN, INPUT_NAMES, OUTCOME_DESCRIPTIONS, RESEARCH_NOTICE
-    from features.validation import InputSchemaError, validate_frame
+    from features.validation import InputSchemaError, input_values, validate_frame
     from models.explanation_figures import risk_of, waterfall_figure
     from models.registry import load_model
     from models.scoring import ScoringOptions
@@ -588,8 +588,9 @@ def explain(
     if outcome is not None and outcome not in outcomes:
         raise _fail(f"--outcome must be one of {', '.join(outcomes)}, got {outcome!r}", 2)
     explained = model.risk_model.explain(batch.matrix, options.horizons)
-    notes = "; ".join(n for n in (batch.warnings[0], model.risk_model.extrapolation_notes(batch.matrix, options.horizons)[0]) if n)
-    values = _shown_values(record, batch.matrix[0])
+    notes = "; ".join(n for n in (batch.warnings[0], model.risk_model.input_warnings(batch.matrix)[0],
+                                  model.risk_model.extrapolation_notes(batch.matrix, options.horizons)[0]) if n)
+    values = _shown_values(record, input_values(batch.matrix)[0])
     treatment = values["treatment"]
     panels = []
     for name in [outcome] if outcome else outcomes:

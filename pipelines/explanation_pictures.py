@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.schema import EXPLANATION_SCALE, FEATURE_NAMES, INPUT_NAMES
-from features.validation import validate_frame
+from features.validation import input_values, validate_frame
 from models.explanation_figures import beeswarm_figure, importance_figure
 from models.model_card import ModelCard
 
@@ -69,7 +69,7 @@ def log_explanations(model, held_out: pd.DataFrame, card: ModelCard, *, seed: in
             mean_abs = dict(zip(FEATURE_NAMES, np.abs(shap).mean(axis=0).tolist()))
             beeswarm, bars, table = explanation_artifacts(outcome)
             pictures = {
-                beeswarm: beeswarm_figure(shap, batch.matrix, list(FEATURE_NAMES),
+                beeswarm: beeswarm_figure(shap, input_values(batch.matrix), list(FEATURE_NAMES),
                                           f"{outcome}: SHAP values at {HORIZON_MONTHS} months", seed=seed),
                 bars: importance_figure(mean_abs, f"{outcome}: mean |SHAP| at {HORIZON_MONTHS} months"),
             }

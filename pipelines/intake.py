@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.schema import FEATURES, IL21_ASSAYS
+from features.schema import FEATURES, IL21_KITS
 from features.validation import KNOWN_COLUMNS, MISSING_TOKENS
 from pipelines.reading import InputFile, InputFileError
 
@@ -58,8 +58,8 @@ def check_distinct(columns: Sequence[str], names: Sequence[str]) -> None:
 def check_kit(kit: str) -> str:
     """The canonical name of an IL-21 kit given on the command line (any case)."""
     name = kit.strip().lower()
-    if name not in IL21_ASSAYS:
-        raise InputFileError(f"--il21-assay: {kit!r} is not a kit autorisk knows; use one of {', '.join(IL21_ASSAYS)}")
+    if name not in IL21_KITS:
+        raise InputFileError(f"--il21-assay: {kit!r} is not a kit autorisk knows; use one of {', '.join(IL21_KITS)}")
     return name
 
 
@@ -76,7 +76,7 @@ def with_kit(frame: pd.DataFrame, kit: str) -> pd.DataFrame:
     ----------
     frame : DataFrame of shape (n, n_columns)
     kit : str
-        A key of :data:`features.schema.IL21_ASSAYS`.
+        A key of :data:`features.schema.IL21_KITS`.
 
     Returns
     -------
@@ -100,7 +100,7 @@ def first_line_without_kit(frame: pd.DataFrame, lines: np.ndarray) -> int | None
 def no_kit_message(line: int) -> str:
     return (f"il21_pg_ml has values (the first on line {line}) but the file has no il21_assay column, so "
             "nothing says which kit measured them, and the kits read about ten times apart: pass "
-            f"--il21-assay {' or --il21-assay '.join(IL21_ASSAYS)}, the kit the laboratory used")
+            f"--il21-assay {' or --il21-assay '.join(IL21_KITS)}, the kit the laboratory used")
 
 
 def decimal_commas(frame: pd.DataFrame) -> pd.DataFrame:

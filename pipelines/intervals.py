@@ -20,7 +20,7 @@ import pandas as pd
 
 from features.schema import TREATMENTS, endpoint
 from features.simulator import SimulatorConfig, true_risk_at
-from features.validation import bound_to_training_range, encode
+from features.validation import encode
 from models.intervals import BootstrapRefits, bootstrap_refits, interval, risk_from_log_hazard, served_spread
 from models.names import INTERVAL_ARM_METRICS, INTERVAL_METRICS, interval_metric
 from models.scoring import RiskModel
@@ -76,13 +76,12 @@ def fit_intervals(model: RiskModel, train: pd.DataFrame, refits: int, seed: int
     seconds : float
     """
     started = time.perf_counter()
-    matrix = encode(train)
-    bounded = bound_to_training_range(matrix)
+    bounded = model.prepare(encode(train))
     fitted, spreads = {}, {}
     for k, (outcome, survival) in enumerate(model.outcomes.items()):
         event = train[f"{outcome}_event"].to_numpy() == 1
         months = train[f"{outcome}_time_months"].to_numpy(dtype=float)
-        fitted[outcome] = bootstrap_refits(survival, matrix, event, months, refits=refits, seed=seed + 1000 * k)
+        fitted[outcome] = bootstrap_refits(survival, bounded, event, months, refits=refits, seed=seed + 1000 * k)
         spreads[outcome] = served_spread(fitted[outcome], bounded, seed=seed)
     return model.with_spreads(spreads), fitted, time.perf_counter() - started
 
@@ -99,7 +98,7 @@ def evaluate_intervals(model: RiskModel, refits: dict[str, BootstrapRefits], sim
     model's, over refits and patients.
     """
     matrix = encode(frame)
-    bounded = bound_to_training_range(matrix)
+    bounded = model.prepare(matrix)
     strata = treatment_index(bounded)
     treatment = frame["treatment"].to_numpy()
     explained = model.explain(matrix, horizons)

@@ -29,6 +29,7 @@ from features.schema import endpoint
 from features.simulator import SimulatorConfig
 from features.validation import encode
 from models.evaluation import calibration_figure, decision_curve_figure, net_benefit, population_curve_figure
+from models.domain import domain_section
 from models.headline import HEADLINE_ARTIFACT, HEADLINE_TABLE, headline_frame, headline_markdown, run_description
 from models.model_card import model_card
 from models.names import (
@@ -254,6 +255,7 @@ class ExperimentRun:
             card = model_card(name=config.registered_model_name, version=model_version, family=name, spec=spec,
                               config=config, simulator=self.simulator, metrics=metrics, evaluation=evaluation,
                               follow_up=model.follow_up_months(), added_value=added_value, intervals=intervals,
+                              domain=domain_section(model.domain),
                               headline=log_headline(config, name, model_version, metrics))
             card = log_explanations(model, self.cohorts.test, card)
             mlflow.log_text(card.markdown, "model_card/model_card.md")

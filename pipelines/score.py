@@ -32,7 +32,7 @@ from features.drift import (
     empty_counts,
     to_markdown,
 )
-from features.schema import FEATURE_NAMES
+from features.schema import MODEL_COLUMNS
 from features.validation import check_columns
 from models.registry import LoadedModel
 from models.scoring import ScoringOptions
@@ -144,7 +144,7 @@ def check_reference(reference: object) -> dict:
     """The drift reference if it fits this code's model matrix; ValueError naming the problem otherwise."""
     if not isinstance(reference, dict) or not isinstance(reference.get("features"), dict) or "n" not in reference:
         raise ValueError("not a feature profile (expected 'n' and 'features')")
-    if list(reference["features"]) != list(FEATURE_NAMES):
+    if list(reference["features"]) != list(MODEL_COLUMNS):
         raise ValueError(f"its features ({', '.join(reference['features'])}) are not this model matrix's")
     for name, spec in reference["features"].items():
         if not {"edges", "shares", "missing"} <= set(spec) or len(spec["edges"]) != len(spec["shares"]):

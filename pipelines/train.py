@@ -33,6 +33,7 @@ from sklearn.model_selection import train_test_split
 from features.schema import MAX_HORIZON_MONTHS, TREATMENTS, endpoint
 from features.simulator import SimulatorConfig, load_simulator_config, simulate_cohort, true_risk_at
 from features.validation import encode
+from models.domain import InputDomain
 from models.estimators import FAMILIES
 from models.evaluation import evaluate_against_truth, evaluate_at_horizon, evaluate_contrast, log_loss_over_null
 from models.names import (
@@ -191,9 +192,11 @@ def fit_family(name: str, spec: FamilySpec, train: pd.DataFrame, outcome_params:
     RiskModel
     """
     matrix = encode(train)
+    domain = InputDomain.fit(matrix)
+    prepared = domain.prepare(matrix)
     models = {outcome: StratifiedCox(estimator=FAMILIES[spec.estimator](**params)).fit(
-        matrix, survival_labels(train, outcome)) for outcome, params in outcome_params.items()}
-    return RiskModel(family=name, outcomes=models)
+        prepared, survival_labels(train, outcome)) for outcome, params in outcome_params.items()}
+    return RiskModel(family=name, outcomes=models, domain=domain)
 
 
 def validation_loss(model: RiskModel, validation: pd.DataFrame, matrix: np.ndarray,

@@ -112,18 +112,20 @@ def _range(low: float, high: float, *, low_exclusive: bool = False) -> ValueRang
     return ValueRange(low=low, high=high, low_inclusive=not low_exclusive, high_inclusive=True)
 
 
-def feature_info() -> list[FeatureInfo]:
-    """Every input of :data:`features.schema.FEATURES`, as ``GET /model`` describes it."""
-    from features.schema import CATEGORY_LABELS, FEATURES, IL21_ASSAYS
+def feature_info(domain) -> list[FeatureInfo]:
+    """Every input of :data:`features.schema.FEATURES`, as ``GET /model`` describes it, with the training
+    ranges of the served version's :class:`models.domain.InputDomain`."""
+    from features.schema import CATEGORY_LABELS, FEATURES, IL21_FEATURE, kit_column
 
+    ranges = domain.input_ranges()
     described = []
     for f in FEATURES:
-        by_assay = ({name: _range(*a.training) for name, a in IL21_ASSAYS.items()}
-                    if f.name == "il21_pg_ml" else None)
+        by_assay = ({kit: _range(*ranges[kit_column(kit)]) for kit in domain.kits if kit_column(kit) in ranges}
+                    if f.name == IL21_FEATURE else None)
         described.append(FeatureInfo(
             name=f.name, label=f.label, kind=f.kind, unit=f.unit or None, required=f.required, description=f.description,
             possible=_range(*f.possible, low_exclusive=f.low_exclusive) if f.possible else None,
-            training=_range(*f.training) if f.training else None, training_by_assay=by_assay,
+            training=_range(*ranges[f.name]) if f.name in ranges else None, training_by_assay=by_assay,
             categories=list(f.categories) or None, default=f.default, model_input=f.model_input,
             category_labels={c: CATEGORY_LABELS.get(c, c) for c in f.categories} or None,
         ))
@@ -194,5 +196,5 @@ def describe_model(name: str, version: str, run_id: str, risk_model) -> ModelInf
         benchmark_against_truth={e: {t: TruthMetrics(**{m: metric(truth_metric("bench", t, e, m))
                                                         for m in TruthMetrics.model_fields})
                                      for t in TREATMENTS} for e in endpoints},
-        features=feature_info(),
+        features=feature_info(risk_model.domain),
     )

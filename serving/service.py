@@ -22,7 +22,7 @@ from starlette.responses import Response
 from features.schema import DEFAULT_HORIZONS_MONTHS, EXPLANATION_SCALE, FEATURE_NAMES, MONITORING_YEARS, RESEARCH_NOTICE
 from features.validation import ValidatedBatch, validate_records
 from models.registry import CHAMPION, MODEL_NAME, load_model
-from models.scoring import RiskModel, ScoringOptions
+from models.scoring import RiskModel, ScoringOptions, not_provided
 from models.survival import TREATMENT_BY_CODE, treatment_index
 from serving.bento import pin_model_from_bento_args
 from serving.middleware import (
@@ -76,10 +76,11 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
     contrasts = model.contrast(matrix, horizons, explained) if options.contrast else {}
     intervals = model.intervals(matrix, horizons, explained)
     notes = model.extrapolation_notes(matrix, horizons, options.contrast)
+    said = model.input_warnings(matrix)
     treatments = np.array(TREATMENT_BY_CODE, dtype=object)[treatment_index(matrix)].tolist() if len(matrix) else []
     follow_up = model.follow_up_months()
     beyond = [any(h > months for months in follow_up.values()) for h in horizons]
-    unknown = np.isnan(matrix)
+    unknown = not_provided(matrix)
     feature_names = np.array(FEATURE_NAMES, dtype=object)
     years = range(1, MONITORING_YEARS + 1)
     per_outcome = {}
@@ -116,7 +117,7 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
                                        "excess": alemtuzumab[k] - interferon[k], "extrapolated": beyond[k]}
                                       for k, h in enumerate(horizons)]
             outcomes[outcome] = answer
-        warnings = "; ".join(w for w in (batch.warnings[i], notes[i]) if w)
+        warnings = "; ".join(w for w in (batch.warnings[i], said[i], notes[i]) if w)
         predictions.append({"patient_id": patient_id, "treatment": treatments[i], "outcomes": outcomes,
                             "warnings": warnings.split("; ") if warnings else [],
                             "not_provided": feature_names[unknown[i]].tolist()})

@@ -18,7 +18,7 @@ from features.drift import (
     reference_profile,
     to_markdown,
 )
-from features.schema import FEATURE_NAMES
+from features.schema import MODEL_COLUMNS
 from features.validation import encode
 
 
@@ -34,10 +34,10 @@ def reference(training):
 
 def test_reference_records_the_training_range(training, reference):
     age = reference["features"]["age_years"]
-    column = training[:, FEATURE_NAMES.index("age_years")]
+    column = training[:, MODEL_COLUMNS.index("age_years")]
     assert (age["low"], age["high"]) == tuple(np.quantile(column, [0.001, 0.999]))  # not single patients' values
-    il21 = training[:, FEATURE_NAMES.index("il21_pg_ml")]
-    spec = reference["features"]["il21_pg_ml"]
+    il21 = training[:, MODEL_COLUMNS.index("il21_pg_ml@legacy_elisa")]
+    spec = reference["features"]["il21_pg_ml@legacy_elisa"]
     assert np.nanmin(il21) < spec["low"] < spec["high"] < np.nanmax(il21)
     assert sum(age["shares"]) == pytest.approx(1.0)
     json.dumps(reference)  # plain JSON, as logged to MLflow
@@ -49,9 +49,11 @@ def test_counts_of_chunks_add_up_to_the_counts_of_the_whole(make_cohort, referen
     parts = [bin_counts(part, reference) for part in np.array_split(cohort, 7)]
     total = sum(parts[1:], parts[0])
     assert total.n == whole.n == len(cohort)
-    for name in FEATURE_NAMES:
+    for name in MODEL_COLUMNS:
         np.testing.assert_array_equal(total.counts[name], whole.counts[name])
-        assert total.counts[name][:-2].sum() == len(cohort)  # every record in one bin or unknown
+        # every record in one bin or unknown; in a column no training patient had a value in, known ones lie above
+        counts = total.counts[name]
+        assert counts[:-2].sum() + (counts[-1] if not reference["features"][name]["edges"] else 0) == len(cohort)
     assert DriftCounts.from_json(json.loads(json.dumps(whole.to_json()))).counts.keys() == whole.counts.keys()
 
 
@@ -70,9 +72,11 @@ def test_a_different_cohort_is_flagged_in_plain_words(make_cohort, reference):
     by_name = {f.name: f for f in report.features}
     # care-ms1 is treatment-naive: a previously treated patient is outside its range (0-0)
     assert by_name["prior_dmt"].outside > 0.5 and "prior_dmt" in report.headline
-    # IL-21 is compared as the within-assay z-score: mostly unknown in the clinic
-    assert by_name["il21_pg_ml"].unknown_cohort > 0.7 > by_name["il21_pg_ml"].unknown_training
-    assert any(d.startswith("il21_pg_ml: ") and "unknown in" in d for d in report.details)
+    # IL-21 is compared kit by kit: the clinic measures it (rarely) with the current kit, the trials with the legacy
+    legacy, current = by_name["il21_pg_ml@legacy_elisa"], by_name["il21_pg_ml@current_elisa"]
+    assert legacy.unknown_cohort == 1.0 > 0.7 > legacy.unknown_training
+    assert current.unknown_cohort < 1.0 and current.outside == 1.0 and current.level == "different"
+    assert any(d.startswith("il21_pg_ml@legacy_elisa: ") and "unknown in" in d for d in report.details)
     assert by_name["age_years"].outside > 0.01  # clinic ages 18-65 against trial ages
     markdown = to_markdown(report, model="m v1")
     assert "| `age_years` |" in markdown and "the risks may then be off" in markdown

@@ -7,8 +7,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import check_get_params_invariance, check_no_attributes_set_in_init, check_set_params
 
-from features.schema import FEATURE_NAMES
-from features.validation import FEATURE_INDEX, encode
+from features.schema import MODEL_COLUMNS
+from features.validation import COLUMN_INDEX, encode
 from models.estimators import FAMILIES, LinearCoxRegression, XGBoostCoxRegression
 from models.survival import survival_target
 
@@ -41,7 +41,7 @@ def test_scikit_learn_contract(family, training):
     matrix, y, _ = training
     assert estimator.fit(matrix[:2000], y[:2000]) is estimator
     assert clone(estimator).get_params() == estimator.get_params()
-    assert estimator.n_features_in_ == len(FEATURE_NAMES)
+    assert estimator.n_features_in_ == len(MODEL_COLUMNS)
     with pytest.raises(ValueError, match="features"):
         estimator.predict(matrix[:5, :-1])
 
@@ -59,7 +59,7 @@ def test_shap_identity_on_the_log_relative_hazard(fitted, training):
     matrix = training[0]
     assert np.isnan(matrix).any()  # the identity must hold with unknown values too
     base, contributions = fitted.explain(matrix)
-    assert contributions.shape == (len(matrix), len(FEATURE_NAMES))
+    assert contributions.shape == (len(matrix), len(MODEL_COLUMNS))
     np.testing.assert_allclose(base + contributions.sum(axis=1), fitted.predict(matrix), atol=1e-5)
 
 
@@ -73,7 +73,8 @@ def test_explaining_does_not_modify_input(fitted, training):
 
 def test_unknown_optional_features_are_scored(fitted, training):
     matrix = training[0][:50].copy()
-    optional = [FEATURE_INDEX[n] for n in ("edss", "il21_pg_ml", "smoker", "thyroid_antibodies")]
+    optional = [COLUMN_INDEX[n] for n in ("edss", "il21_pg_ml@legacy_elisa", "il21_pg_ml@current_elisa", "smoker",
+                                          "thyroid_antibodies")]
     matrix[:, optional] = np.nan
     assert np.isfinite(fitted.predict(matrix)).all()
 
@@ -81,7 +82,7 @@ def test_unknown_optional_features_are_scored(fitted, training):
 def test_higher_relative_hazard_for_the_simulators_risk_factors(fitted, training):
     """Thyroid antibodies multiply the odds of thyroid disease by 12 in the simulator: the hazard must rise clearly."""
     matrix = training[0][:500].copy()
-    column = FEATURE_INDEX["thyroid_antibodies"]
+    column = COLUMN_INDEX["thyroid_antibodies"]
     matrix[:, column] = 0.0
     without = fitted.predict(matrix)
     matrix[:, column] = 1.0

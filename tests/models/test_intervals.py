@@ -8,7 +8,7 @@ from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.util import Surv
 
 from features.schema import output_columns
-from features.validation import bound_to_training_range, encode, validate_frame
+from features.validation import encode, validate_frame
 from models.estimators import LinearCoxRegression
 from models.intervals import (
     Z,
@@ -80,7 +80,7 @@ def test_a_linear_refit_is_the_estimators_own_fit(cohort):
 
 def test_the_closed_form_is_the_refits_own_spread(fitted, cohort):
     model, refits = fitted["cox-linear"]
-    X = bound_to_training_range(encode(cohort.head(500)))
+    X = model.prepare(encode(cohort.head(500)))
     for outcome, spread in model.spreads.items():
         assert isinstance(spread, LinearSpread) and spread.refits == 6
         horizons = (1, 12, 24, 48, 72)
@@ -91,7 +91,7 @@ def test_the_closed_form_is_the_refits_own_spread(fitted, cohort):
 
 def test_the_learned_spread_follows_the_refits_on_patients_it_never_saw(fitted, make_cohort):
     model, refits = fitted["cox-xgboost"]
-    unseen = bound_to_training_range(encode(make_cohort("care-ms1", 2000, 63)))
+    unseen = model.prepare(encode(make_cohort("care-ms1", 2000, 63)))
     spread = model.spreads["thyroid"]
     assert isinstance(spread, LearnedSpread) and spread.refits == 6
     exact = refits["thyroid"].log_hazard_deviations(unseen, (24,)).std(axis=0, ddof=1)[:, 0]
@@ -104,8 +104,9 @@ def test_the_learned_spread_follows_the_refits_on_patients_it_never_saw(fitted, 
 def test_the_learned_spread_is_its_boosters_prediction_on_one_thread_or_two(fitted, cohort):
     from models.intervals import spread_inputs
 
-    spread = fitted["cox-xgboost"][0].spreads["itp"]
-    X, horizons = bound_to_training_range(encode(cohort))[:300], (1, 24, 72)
+    model = fitted["cox-xgboost"][0]
+    spread = model.spreads["itp"]
+    X, horizons = model.prepare(encode(cohort))[:300], (1, 24, 72)
     booster = np.exp(spread.booster.inplace_predict(spread_inputs(X, horizons), missing=np.nan)).reshape(len(X), 3)
     for threads in (1, 2):
         spread.n_threads = threads
@@ -116,7 +117,7 @@ def test_the_learned_spread_is_its_boosters_prediction_on_one_thread_or_two(fitt
 
 def test_bootstrap_refits_are_reproducible_and_differ_from_the_model(fitted, cohort):
     model, refits = fitted["cox-linear"]
-    X = encode(cohort)
+    X = model.prepare(encode(cohort))
     event, time = cohort["itp_event"].to_numpy() == 1, cohort["itp_time_months"].to_numpy()
     again = bootstrap_refits(model.outcomes["itp"], X, event, time, refits=2, seed=3 + 1000)
     np.testing.assert_array_equal(again.refits[0].estimator_.coef_, refits["itp"].refits[0].estimator_.coef_)

@@ -57,13 +57,21 @@ def thyroid_metrics(model, cohort):
     return evaluate(cohort["thyroid_event"].to_numpy(), risk, cohort["true_risk_thyroid_24m"].to_numpy())
 
 
-def test_a_model_trained_on_one_assay_stays_calibrated_on_the_other(simulator, legacy_model):
-    legacy = thyroid_metrics(legacy_model, simulate_cohort(simulator, "care-ms1", 40_000, 32))
-    current = thyroid_metrics(legacy_model, simulate_cohort(simulator, "care-ms1", 40_000, 32,
-                                                            il21_assay="current_elisa"))
+def test_a_kit_no_training_patient_was_measured_with_is_scored_as_not_provided(simulator, legacy_model):
+    """Trained on the legacy kit only, the model cannot read the current kit: such values are scored as not
+    provided, say so naming the kit, and the risks stay calibrated (the model's way with unknown IL-21)."""
+    cohort = simulate_cohort(simulator, "care-ms1", 40_000, 32, il21_assay="current_elisa")
+    unknown = cohort.assign(il21_pg_ml=None, il21_assay=None)
+    np.testing.assert_array_equal(legacy_model.risks(encode(cohort), (24, 48))["thyroid"],
+                                  legacy_model.risks(encode(unknown), (24, 48))["thyroid"])
+    warnings = legacy_model.input_warnings(encode(cohort))
+    measured = cohort["il21_pg_ml"].notna().to_numpy()
+    assert measured.sum() > 30_000
+    assert all("scored as not provided" in w and "current_elisa" in w for w in warnings[measured])
+    assert (warnings[~measured] == "").all()
+    current = thyroid_metrics(legacy_model, cohort)
     assert 0.85 <= current["calibration_slope"] <= 1.15
     assert abs(current["calibration_intercept"]) < 0.1
-    assert current["auroc"] == pytest.approx(legacy["auroc"], abs=0.005)
 
 
 def test_reading_the_current_kit_as_legacy_would_break_calibration(simulator, legacy_model):

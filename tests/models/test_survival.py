@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from features.schema import CATEGORY_CODES, MAX_HORIZON_MONTHS
-from features.validation import FEATURE_INDEX, TRAINING_BOUNDS, encode
+from features.schema import FEATURE_NAMES
+from features.validation import COLUMN_INDEX, encode
+from models.domain import InputDomain
 from models.estimators import LinearCoxRegression, XGBoostCoxRegression
 from models.scoring import RiskModel
 from models.survival import (
@@ -70,10 +72,11 @@ def cohort(make_cohort):
 def model(request, cohort):
     estimator = LinearCoxRegression() if request.param == "cox-linear" else \
         XGBoostCoxRegression(n_estimators=60, learning_rate=0.2, n_jobs=2)
-    matrix = encode(cohort)
+    domain = InputDomain.fit(encode(cohort))
+    matrix = domain.prepare(encode(cohort))
     outcomes = {o: StratifiedCox(estimator=estimator).fit(
         matrix, survival_target(cohort[f"{o}_event"] == 1, cohort[f"{o}_time_months"])) for o in ("thyroid", "itp")}
-    return RiskModel(family=request.param, outcomes=outcomes)
+    return RiskModel(family=request.param, outcomes=outcomes, domain=domain)
 
 
 def test_shap_identity_is_exact_at_every_horizon(model, cohort):
@@ -87,7 +90,7 @@ def test_shap_identity_is_exact_at_every_horizon(model, cohort):
 def test_only_the_treatment_contribution_changes_with_the_horizon(model, cohort):
     explained = model.explain(encode(cohort.head(200)), (12, 48))["thyroid"]
     early, late = explained.shap_at(0), explained.shap_at(1)
-    others = [j for j in range(early.shape[1]) if j != FEATURE_INDEX["treatment"]]
+    others = [j for j in range(early.shape[1]) if j != FEATURE_NAMES.index("treatment")]
     np.testing.assert_array_equal(early[:, others], late[:, others])
 
 
@@ -115,8 +118,18 @@ def test_extreme_but_possible_inputs_are_scored_as_the_nearest_training_value(mo
                              "relapses_prior_2y": 40, "il21_pg_ml": 900_000, "il21_assay": "legacy_elisa",
                              "smoker": "yes", "family_history_autoimmunity": "yes", "thyroid_antibodies": "yes"}])
     batch = validate_frame(extreme)
-    assert "edss: 9.5 is outside the training range 0–5 and is scored as 5" in batch.warnings[0]
-    bounded = np.clip(batch.matrix, *TRAINING_BOUNDS)
+    measured = [COLUMN_INDEX[n] for n in ("age_years", "disease_duration_years", "edss", "relapses_prior_2y",
+                                          "il21_pg_ml@legacy_elisa")]
+    training = encode(cohort)[:, measured]
+    low, high = np.full(len(COLUMN_INDEX), -np.inf), np.full(len(COLUMN_INDEX), np.inf)
+    low[measured], high[measured] = np.nanmin(training, axis=0), np.nanmax(training, axis=0)
+    warning = model.input_warnings(batch.matrix)[0]
+    edss = COLUMN_INDEX["edss"]
+    assert f"edss: 9.5 is outside the training range 0–{high[edss]:g} EDSS points and is scored as {high[edss]:g}" \
+        in warning
+    assert "il21_pg_ml: 9e+05 is outside the training range" in warning
+    bounded = batch.matrix.copy()
+    bounded[:, measured] = np.clip(bounded[:, measured], low[measured], high[measured])
     for outcome, risk in model.risks(batch.matrix, (24, 48, 72)).items():
         assert ((risk > 0) & (risk < 1)).all()
         np.testing.assert_array_equal(risk, model.risks(bounded, (24, 48, 72))[outcome])
@@ -126,7 +139,7 @@ def test_counterfactual_treatment_and_contrast(model, cohort):
     matrix = encode(cohort.head(300))
     contrast = model.contrast(matrix, (24, 48))
     own = model.risks(matrix, (24, 48))
-    on_alemtuzumab = matrix[:, FEATURE_INDEX["treatment"]] == ALEMTUZUMAB
+    on_alemtuzumab = matrix[:, COLUMN_INDEX["treatment"]] == ALEMTUZUMAB
     for outcome in ("thyroid", "itp"):
         np.testing.assert_allclose(contrast[outcome]["alemtuzumab"][on_alemtuzumab], own[outcome][on_alemtuzumab])
         np.testing.assert_allclose(contrast[outcome]["interferon_beta_1a"][~on_alemtuzumab],
@@ -141,7 +154,7 @@ def test_extrapolated_horizons_are_named(model, cohort):
     assert follow_up == {"interferon_beta_1a": pytest.approx(24.0), "alemtuzumab": pytest.approx(72.0)}
     matrix = encode(cohort.head(400))
     notes = model.extrapolation_notes(matrix, (24, 36, 48))
-    on_interferon = matrix[:, FEATURE_INDEX["treatment"]] == INTERFERON
+    on_interferon = matrix[:, COLUMN_INDEX["treatment"]] == INTERFERON
     assert all("extrapolated: risks at 36, 48 months on interferon_beta_1a" in n for n in notes[on_interferon])
     assert all(n == "" for n in notes[~on_interferon])
     # With the contrast, everyone's answer includes an interferon risk at 48 months.
@@ -152,7 +165,7 @@ def test_extrapolated_horizons_are_named(model, cohort):
 def test_monitoring_view_peaks_in_year_three_after_alemtuzumab(model, cohort):
     matrix = encode(cohort.head(400))
     view = model.monitoring(matrix)["thyroid"]
-    on_alemtuzumab = matrix[:, FEATURE_INDEX["treatment"]] == ALEMTUZUMAB
+    on_alemtuzumab = matrix[:, COLUMN_INDEX["treatment"]] == ALEMTUZUMAB
     np.testing.assert_allclose(view.risk, model.risks(matrix, (12, 24, 36, 48, 60))["thyroid"])
     # The simulator's onsets on alemtuzumab peak in year 3 (40% of them).
     assert (view.peak_year[on_alemtuzumab] == 3).all()

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from features.validation import FEATURE_INDEX, encode
+from features.validation import COLUMN_INDEX, encode
 from models.incremental_value import added_value
 from models.names import ADDED_VALUE_METRICS, added_value_metric
 from pipelines.biomarker import (
@@ -54,10 +54,10 @@ def test_without_makes_the_predictor_unknown_for_everyone_and_leaves_the_rest(co
     dropped = without(frame, "il21_pg_ml")
     assert dropped["il21_pg_ml"].isna().all() and dropped["il21_assay"].isna().all()
     matrix, original = encode(dropped), encode(frame)
-    column = FEATURE_INDEX["il21_pg_ml"]
+    column = COLUMN_INDEX["il21_pg_ml@legacy_elisa"]
     assert np.isnan(matrix[:, column]).all()
     np.testing.assert_array_equal(np.delete(matrix, column, axis=1), np.delete(original, column, axis=1))
-    antibodies = encode(without(frame, "thyroid_antibodies"))[:, FEATURE_INDEX["thyroid_antibodies"]]
+    antibodies = encode(without(frame, "thyroid_antibodies"))[:, COLUMN_INDEX["thyroid_antibodies"]]
     assert np.isnan(antibodies).all()
     assert frame["il21_pg_ml"].notna().any()  # the input is not changed
 
@@ -72,7 +72,7 @@ def test_a_model_fitted_without_a_predictor_cannot_use_it(cohorts, spec):
     low, high = frame.assign(il21_pg_ml=20.0, il21_assay="legacy_elisa"), frame.assign(il21_pg_ml=3000.0,
                                                                                          il21_assay="legacy_elisa")
     for outcome, explanation in reduced.explain(encode(high), (24, 48)).items():
-        assert np.all(explanation.shap[:, FEATURE_INDEX["il21_pg_ml"]] == 0)
+        assert np.all(explanation.shap[:, FEATURE_NAMES.index("il21_pg_ml")] == 0)
         np.testing.assert_allclose(explanation.risk, reduced.risks(encode(low), (24, 48))[outcome], rtol=1e-12)
     full = fit_family(spec.estimator, spec, cohorts.train, params)
     assert not np.allclose(full.risks(encode(low), (24,))["thyroid"], full.risks(encode(high), (24,))["thyroid"])

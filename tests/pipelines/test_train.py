@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from sklearn.base import BaseEstimator
 
 from features.schema import FEATURE_NAMES, ID_COLUMN, INPUT_NAMES, TREATMENTS
-from features.validation import FEATURE_INDEX, validate_frame
+from features.validation import COLUMN_INDEX, validate_frame
 from models.estimators import FAMILIES
 from models.names import PROMOTION_METRIC, contrast_metric, endpoint_metric, truth_metric
 from models.registry import MODEL_NAME, SLOPE_TOLERANCE, Candidate, choose, comparable
@@ -227,11 +227,11 @@ class AntibodyHazard(BaseEstimator):
         return self
 
     def predict(self, X):
-        return self.strength * np.nan_to_num(np.asarray(X)[:, FEATURE_INDEX["thyroid_antibodies"]])
+        return self.strength * np.nan_to_num(np.asarray(X)[:, COLUMN_INDEX["thyroid_antibodies"]])
 
     def explain(self, X):
         contributions = np.zeros((len(X), len(FEATURE_NAMES)))
-        contributions[:, FEATURE_INDEX["thyroid_antibodies"]] = self.predict(X)
+        contributions[:, COLUMN_INDEX["thyroid_antibodies"]] = self.predict(X)
         return np.zeros(len(X)), contributions
 
 

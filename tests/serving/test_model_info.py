@@ -5,7 +5,7 @@ import math
 import httpx
 import pytest
 
-from features.schema import FEATURES_BY_NAME, IL21_ASSAYS, INPUT_NAMES
+from features.schema import FEATURES_BY_NAME, INPUT_NAMES
 
 pytestmark = pytest.mark.integration
 
@@ -75,18 +75,22 @@ def test_says_what_it_answers_and_where_it_extrapolates(info):
     assert info["explanation_scale"] == "log cumulative hazard"
 
 
-def test_features_carry_units_and_ranges_from_the_schema(info):
+def test_features_carry_units_and_ranges_from_the_schema_and_the_model(info, champion):
     assert [f["name"] for f in info["features"]] == list(INPUT_NAMES)
     by_name = {f["name"]: f for f in info["features"]}
     age = by_name["age_years"]
     assert (age["kind"], age["unit"], age["required"]) == ("number", "years", True)
     assert age["possible"] == {"low": 0.0, "high": 120.0, "low_inclusive": True, "high_inclusive": True}
-    assert age["training"] == {"low": 18.0, "high": 55.0, "low_inclusive": True, "high_inclusive": True}
+    # the training ranges are the served version's own (what its training patients had)
+    ranges = champion.risk_model.domain.input_ranges()
+    assert (age["training"]["low"], age["training"]["high"]) == ranges["age_years"]
+    assert 18 <= ranges["age_years"][0] < 20 and 53 < ranges["age_years"][1] <= 55
     il21 = by_name["il21_pg_ml"]
     assert il21["unit"] == "pg/mL" and il21["possible"]["low_inclusive"] is False
     assert il21["training"] is None
     assert {k: (v["low"], v["high"]) for k, v in il21["training_by_assay"].items()} == {
-        name: assay.training for name, assay in IL21_ASSAYS.items()}
+        kit: ranges[f"il21_pg_ml@{kit}"] for kit in ("legacy_elisa", "current_elisa") if f"il21_pg_ml@{kit}" in ranges}
+    assert "legacy_elisa" in il21["training_by_assay"]
     assert by_name["treatment"]["categories"] == ["alemtuzumab", "interferon_beta_1a"]
     assert by_name["treatment"]["default"] == "alemtuzumab"
     assert by_name["sex"]["unit"] is None and by_name["sex"]["possible"] is None
