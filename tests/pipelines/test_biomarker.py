@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from features.schema import FEATURE_NAMES
 from features.validation import COLUMN_INDEX, encode
 from models.incremental_value import added_value
 from models.names import ADDED_VALUE_METRICS, added_value_metric
