@@ -232,35 +232,39 @@ def log_loss_over_null(y: np.ndarray, risk: np.ndarray, weight: np.ndarray) -> f
     return weighted_log_loss(y, risk, weight) / null
 
 
-def evaluate_at_horizon(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, true_risk: np.ndarray,
+def evaluate_at_horizon(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, true_risk: np.ndarray | None = None,
                         *, bootstrap: int = 0, seed: int = 0, detail: bool = True) -> dict[str, float]:
     """TRIPOD+AI metrics of risks at one horizon, on rows whose status is known (IPCW ``weight > 0``).
 
     Parameters
     ----------
-    y, risk, weight, true_risk : ndarray of shape (n,)
-        Status at the horizon, predicted risk, IPCW weight (0 = status unknown) and the
-        simulator's exact risk at the horizon, for the same n patients.
+    y, risk, weight : ndarray of shape (n,)
+        Status at the horizon, predicted risk and IPCW weight (0 = status unknown) of the same n patients.
+    true_risk : ndarray of shape (n,), optional
+        The simulator's exact risk at the horizon; without it (a cohort of real patients) no figure
+        against the truth is given.
     bootstrap : int
-        Resamples for the 95% intervals of AUROC and AUPRC (0: none).
+        Resamples for the 95% intervals of AUROC, AUPRC, the calibration slope and O/E (0: none).
 
     Returns
     -------
     dict
-        ``auroc``, ``auprc`` (+ ``_lo``/``_hi``), ``oracle_auroc``, ``auroc_over_oracle``,
-        ``brier`` (IPCW), ``log_loss`` (weighted), ``log_loss_over_null``, ``calibration_slope``,
-        ``oracle_calibration_slope`` (the true risk's slope on the same rows: what noise alone gives),
-        ``calibration_intercept``, ``observed_over_expected``, ``ici``,
-        ``mean_abs_risk_error`` (all rows, against the exact risk), ``known``, ``events``.
-        With ``bootstrap``, the 95% interval of the calibration slope minus the oracle's on the same
-        resamples (``slope_minus_oracle_lo`` / ``_hi``): a paired comparison that sampling noise
-        alone does not push away from 0. With ``detail=False``, only the AUROC, calibration and
-        O/E (for subgroups).
+        ``auroc``, ``auprc`` (+ ``_lo``/``_hi``), ``brier`` (IPCW), ``log_loss`` (weighted),
+        ``log_loss_over_null``, ``calibration_slope`` (+ ``_lo``/``_hi``), ``calibration_intercept``,
+        ``observed_over_expected`` (+ ``_lo``/``_hi``), ``ici``, ``mean_risk``, ``known``, ``events``;
+        with ``true_risk`` also ``oracle_auroc``, ``auroc_over_oracle``, ``oracle_calibration_slope`` (the
+        true risk's slope on the same rows: what noise alone gives), ``mean_true_risk``,
+        ``mean_abs_risk_error`` and, with ``bootstrap``, the 95% interval of the slope minus the oracle's on
+        the same resamples (``slope_minus_oracle_lo`` / ``_hi``). With ``detail=False``, only the AUROC,
+        calibration and O/E (for subgroups).
     """
-    metrics = {"mean_abs_risk_error": float(np.mean(np.abs(risk - true_risk))),
-               "mean_risk": float(np.mean(risk)), "mean_true_risk": float(np.mean(true_risk))}
+    metrics = {"mean_risk": float(np.mean(risk))}
+    if true_risk is not None:
+        metrics |= {"mean_abs_risk_error": float(np.mean(np.abs(risk - true_risk))),
+                    "mean_true_risk": float(np.mean(true_risk))}
     known = weight > 0
-    y, risk_k, weight, truth = y[known], risk[known], weight[known], true_risk[known]
+    y, risk_k, weight = y[known], risk[known], weight[known]
+    truth = true_risk[known] if true_risk is not None else None
     metrics |= {"known": float(known.sum()), "events": float(y.sum())}
     if y.sum() < 5 or y.sum() == len(y):
         return metrics
@@ -277,31 +281,42 @@ def evaluate_at_horizon(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, tru
         return metrics
     metrics |= {
         "auprc": auprc,
-        "oracle_auroc": RankedScores(y, truth).auroc_auprc(weight)[0],
-        "oracle_calibration_slope": weighted_calibration(y, truth, weight)[0],
         "log_loss_over_null": log_loss_over_null(y, risk_k, weight),
         "brier": float(np.sum(weight * (y - risk_k) ** 2) / len(known)),
         "log_loss": weighted_log_loss(y, risk_k, weight),
         "ici": integrated_calibration_index(y, risk_k, weight),
     }
-    metrics["auroc_over_oracle"] = metrics["auroc"] / metrics["oracle_auroc"]
+    if truth is not None:
+        metrics |= {"oracle_auroc": RankedScores(y, truth).auroc_auprc(weight)[0],
+                    "oracle_calibration_slope": weighted_calibration(y, truth, weight)[0]}
+        metrics["auroc_over_oracle"] = metrics["auroc"] / metrics["oracle_auroc"]
     if bootstrap:
-        rng = np.random.default_rng(seed)
-        draws, slope_gaps = [], []
-        lp_model, lp_oracle = (logit(np.clip(r, _EPS, 1 - _EPS)) for r in (risk_k, truth))
-        for _ in range(bootstrap):
-            counts = rng.multinomial(len(y), np.full(len(y), 1.0 / len(y)))
-            resampled = weight * counts
-            if 0 < np.sum(resampled * y) < np.sum(resampled):
-                draws.append(ranked.auroc_auprc(resampled))
-                slope_gaps.append(calibration_slope_fast(y, lp_model, resampled)
-                                  - calibration_slope_fast(y, lp_oracle, resampled))
-        lo, hi = np.percentile(np.array(draws), [2.5, 97.5], axis=0)
-        gap_lo, gap_hi = np.percentile(slope_gaps, [2.5, 97.5])
-        metrics |= {"auroc_lo": float(lo[0]), "auroc_hi": float(hi[0]),
-                    "auprc_lo": float(lo[1]), "auprc_hi": float(hi[1]),
-                    "slope_minus_oracle_lo": float(gap_lo), "slope_minus_oracle_hi": float(gap_hi)}
+        metrics |= _bootstrap_intervals(y, risk_k, weight, truth, ranked, bootstrap, seed)
     return metrics
+
+
+def _bootstrap_intervals(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, truth: np.ndarray | None,
+                         ranked: RankedScores, bootstrap: int, seed: int) -> dict[str, float]:
+    """Percentile 95% intervals over patient resamples (IPCW weights kept) of the AUROC, AUPRC, calibration
+    slope and O/E, and with the truth of the slope minus the oracle's (paired on the same resamples)."""
+    rng = np.random.default_rng(seed)
+    lp_model = logit(np.clip(risk, _EPS, 1 - _EPS))
+    lp_oracle = logit(np.clip(truth, _EPS, 1 - _EPS)) if truth is not None else None
+    draws = []
+    for _ in range(bootstrap):
+        resampled = weight * rng.multinomial(len(y), np.full(len(y), 1.0 / len(y)))
+        if 0 < np.sum(resampled * y) < np.sum(resampled):
+            slope = calibration_slope_fast(y, lp_model, resampled)
+            gap = slope - calibration_slope_fast(y, lp_oracle, resampled) if truth is not None else np.nan
+            draws.append((*ranked.auroc_auprc(resampled), slope,
+                          np.sum(resampled * y) / np.sum(resampled * risk), gap))
+    lo, hi = np.percentile(np.array(draws), [2.5, 97.5], axis=0)
+    intervals = {f"{name}_{end}": float(value[k]) for k, name in
+                 enumerate(("auroc", "auprc", "calibration_slope", "observed_over_expected"))
+                 for end, value in (("lo", lo), ("hi", hi))}
+    if truth is not None:
+        intervals |= {"slope_minus_oracle_lo": float(lo[4]), "slope_minus_oracle_hi": float(hi[4])}
+    return intervals
 
 
 def decision_curve_figure(curves: dict[str, dict[str, np.ndarray]], title: str):

@@ -409,4 +409,3 @@ def load_spread(entry: dict, folder: Path, outcome: str) -> Spread:
         booster.load_model(folder / f"{outcome}.intervals.ubj")
         return LearnedSpread(booster, entry["refits"])
     raise ValueError(f"intervals of outcome {outcome}: unknown kind {entry['kind']!r}")
-

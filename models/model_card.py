@@ -90,6 +90,56 @@ def contrast_table(rows: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def data_section(config, simulator) -> str:
+    """The card's data section: the simulator's cohorts and their sources, the files of observed outcomes."""
+    files = [c for c in [*config.train_cohorts, *config.external_cohorts] if not hasattr(c, "seed")]
+    parts = ["## Data (TRIPOD+AI 6, 7, 8)", ""]
+    if simulator is not None:
+        il21 = simulator.risk["thyroid"].il21
+        parts.append(f"""Synthetic cohorts from the project's simulator (`experiments/cohorts.yaml`), whose every assumption
+cites its source, a section of `docs/clinical-evidence.md` (the published figures, their sources and
+our confidence in each), and is logged with the training run. Arms, baseline distributions, follow-up,
+drop-out and the incidence of each outcome per arm match the published trials (CAMMS223, CARE-MS I and
+II, the 72-month extension) within stated tolerances (`autorisk cohort-report`). IL-21 effect: up to an
+odds ratio of {il21.max_odds_ratio:g} above a threshold of {il21.threshold_pg_ml:g} pg/mL (legacy kit),
+after alemtuzumab only. Simulator overrides in this experiment: {config.simulator_overrides or "none"}.""")
+    if files:
+        parts.append("Cohorts of patients from files, with their observed, censored outcomes (no true risk is known "
+                     "for them): " + ", ".join(f"`{c.label()}`" for c in files) + ". Records that could not be "
+                     "used were rejected, with their reasons, beside the run (never in MLflow).")
+    return "\n\n".join(parts) + "\n"
+
+
+def truth_section(evaluation, curves: str) -> str:
+    """The card's figures against the simulator's truth; empty where no cohort carries it."""
+    if not len(evaluation.truth):
+        return ("## Risk over time against the simulator's truth\n\nNot measured: no cohort of this experiment "
+                "carries the simulator's true risks. Every figure below is against observed outcomes.\n")
+    return f"""## Risk over time against the simulator's truth
+Per arm and horizon, on cohorts no model saw: mean predicted risk against the mean of the
+simulator's exact risks of the same patients, and the expected time-dependent AUROC (against the
+outcomes the simulator could draw, without censoring) over the true risk's own.
+
+{truth_table(evaluation.truth)}
+
+### Alemtuzumab minus interferon beta-1a
+The difference between randomised arms, and per patient against the simulator's counterfactual
+risks under either treatment.
+
+{contrast_table(evaluation.contrast)}
+
+{curves}
+"""
+
+
+def benchmark_section(config, metrics: dict, endpoints: list[str]) -> str:
+    """The card's benchmark cohort's figures; empty for an experiment without one."""
+    if config.benchmark_cohort is None:
+        return ""
+    return (f"## Benchmark cohort: {config.benchmark_cohort.label()}, never used in training\n\n"
+            f"{performance_table(metrics, endpoints, 'bench_')}\n")
+
+
 def model_card(*, name: str, version: str, family: str, spec, config, simulator, metrics: dict,
                evaluation, follow_up: dict[str, float], added_value: str | None = None,
                headline: str | None = None, intervals: str | None = None, domain: str | None = None) -> ModelCard:
@@ -104,7 +154,6 @@ def model_card(*, name: str, version: str, family: str, spec, config, simulator,
 
     horizons = config.evaluation_horizons_months
     endpoints = [endpoint(o, h) for o in config.outcomes for h in horizons]
-    il21 = simulator.risk["thyroid"].il21
     external = "\n".join(
         f"### External: {c.name} ({c.label()})\n\n{performance_table(metrics, endpoints, f'ext_{c.name}_')}\n"
         for c in config.external_cohorts)
@@ -130,7 +179,7 @@ def model_card(*, name: str, version: str, family: str, spec, config, simulator,
 Estimates, before a course of alemtuzumab (or interferon beta-1a) for relapsing–remitting multiple
 sclerosis, each patient's risk of a thyroid disorder and of immune thrombocytopenic purpura (ITP) by
 any month 1–72 after the first course, under either treatment, with a SHAP explanation of every
-risk. Meant for research on risk communication and monitoring; it has never seen a real patient.
+risk. Meant for research on risk communication and monitoring.
 
 ## Model (TRIPOD+AI 10, 12)
 - Family `{family}`: estimator `{spec.estimator}`, one survival model per outcome: the log relative
@@ -153,42 +202,18 @@ risk. Meant for research on risk communication and monitoring; it has never seen
 - Experiment `{config.name}`; training cohorts {", ".join(c.label() for c in config.train_cohorts)};
   held-out test share {config.test_fraction:.0%}.
 
-## Data (TRIPOD+AI 6, 7, 8)
-Synthetic cohorts from the project's simulator (`experiments/cohorts.yaml`), whose every assumption
-cites its source, a section of `docs/clinical-evidence.md` (the published figures, their sources and
-our confidence in each), and is logged with the training run. Arms, baseline distributions, follow-up,
-drop-out and the incidence of each outcome per arm match the published trials (CAMMS223, CARE-MS I and
-II, the 72-month extension) within stated tolerances (`autorisk cohort-report`). IL-21 effect: up to an
-odds ratio of {il21.max_odds_ratio:g} above a threshold of {il21.threshold_pg_ml:g} pg/mL (legacy kit),
-after alemtuzumab only. Simulator overrides in this experiment: {config.simulator_overrides or "none"}.
-
-## Risk over time against the simulator's truth
-Per arm and horizon, on cohorts no model saw: mean predicted risk against the mean of the
-simulator's exact risks of the same patients, and the expected time-dependent AUROC (against the
-outcomes the simulator could draw, without censoring) over the true risk's own.
-
-{truth_table(evaluation.truth)}
-
-### Alemtuzumab minus interferon beta-1a
-The difference between randomised arms, and per patient against the simulator's counterfactual
-risks under either treatment.
-
-{contrast_table(evaluation.contrast)}
-
-{curves}
-
+{data_section(config, simulator)}
+{truth_section(evaluation, curves)}
 {f"## Uncertainty: a 95% interval on every risk{chr(10)}{chr(10)}{intervals}{chr(10)}" if intervals else ""}
 ## Performance against observed outcomes: held-out test split (TRIPOD+AI 23)
 95% intervals: {config.bootstrap} bootstrap resamples. Time-dependent AUROC, Brier and calibration
-use IPCW weights; the oracle is the simulator's exact risk on the same patients (its calibration
-slope shows what sampling noise alone gives). Horizons nobody in a cohort was followed to are left out.
+use IPCW weights; where a cohort is simulated, the oracle is the simulator's exact risk on the same
+patients (its calibration slope shows what sampling noise alone gives). Horizons nobody in a cohort
+was followed to are left out.
 
 {performance_table(metrics, endpoints)}
 
-## Benchmark cohort: {config.benchmark_cohort.label()}, never used in training
-
-{performance_table(metrics, endpoints, "bench_")}
-
+{benchmark_section(config, metrics, endpoints)}
 {external}
 {f"## Added value of predictors{chr(10)}{chr(10)}{added_value}{chr(10)}" if added_value else ""}
 ## Subgroups (TRIPOD+AI 23b)
@@ -196,8 +221,9 @@ slope shows what sampling noise alone gives). Horizons nobody in a cohort was fo
 {subgroups}
 
 ## Limitations (TRIPOD+AI 27)
-- The data are synthetic: performance here says how well the model recovers the simulator's risk
-  function, not how it would perform in patients.
+- Where the data are synthetic, performance here says how well the model recovers the simulator's
+  risk function, not how it would perform in patients; where they come from files, it says how the
+  model did on the held-out part of those patients only.
 - The predictive value of IL-21 is contested; the simulator encodes one reading
   (`docs/clinical-evidence.md` §3). Compare with the `il21-no-effect` experiment.
 - Risks on a treatment beyond its follow-up in training are extrapolated (see above); in these

@@ -25,11 +25,26 @@ ROLE_TAG = "autorisk.role"
 FAMILY_TAG = "autorisk.family"
 OUTCOME_TAG = "autorisk.outcome"
 ROLE_PARENT, ROLE_MODEL, ROLE_TRIAL, ROLE_PROMOTION = "parent", "model", "tuning-trial", "promotion"
+ROLE_VALIDATION, ROLE_RECALIBRATION = "validation", "recalibration"
+# An experiment trained on files with fewer patients than Riley's minimum sample size: the outcomes concerned.
+BELOW_MINIMUM_SAMPLE_SIZE_TAG = "autorisk.below_minimum_sample_size"
+# A validation's or a recalibration's run names the registered version it is about.
+MODEL_TAG = "autorisk.model"
+MODEL_VERSION_TAG = "autorisk.model_version"
+VALIDATIONS_EXPERIMENT = "validations"
+RECALIBRATIONS_EXPERIMENT = "recalibrations"
 
 # Tags of registered model versions.
 VERSION_FAMILY_TAG = "family"
 VERSION_EXPERIMENT_TAG = "experiment"
 VERSION_METRIC_TAG = "mean_log_loss_over_null"
+# How a version came to be (training, or a recalibration of another version), and its validations' runs.
+VERSION_ORIGIN_TAG = "origin"
+ORIGIN_TRAINING, ORIGIN_RECALIBRATION = "training", "recalibration"
+VERSION_VALIDATIONS_TAG = "validations"
+# A recalibrated version's lineage.
+VERSION_SOURCE_TAG, VERSION_FILE_TAG, VERSION_METHOD_TAG = "recalibrated_from", "recalibration_file_sha256", \
+    "recalibration_method"
 
 # The promotion metric and the calibration check it comes with.
 PROMOTION_METRIC = "mean_log_loss_over_null"
@@ -37,7 +52,8 @@ PROMOTION_HORIZONS_MONTHS = (24, 48)
 
 # Metrics against observed outcomes, at one horizon (models.evaluation.evaluate_at_horizon).
 LABEL_METRICS = ("auroc", "auroc_lo", "auroc_hi", "auprc", "auprc_lo", "auprc_hi", "oracle_auroc",
-                 "auroc_over_oracle", "brier", "log_loss", "log_loss_over_null", "calibration_slope",
+                 "auroc_over_oracle", "brier", "log_loss", "log_loss_over_null", "calibration_slope", "calibration_slope_lo",
+                 "calibration_slope_hi", "observed_over_expected_lo", "observed_over_expected_hi",
                  "oracle_calibration_slope", "slope_minus_oracle_lo", "slope_minus_oracle_hi", "calibration_intercept", "observed_over_expected", "ici",
                  "mean_abs_risk_error", "mean_risk", "mean_true_risk", "known", "events")
 # Metrics against the simulator's truth, per arm (models.evaluation.evaluate_against_truth).
@@ -85,6 +101,11 @@ def contrast_metric(cohort: str, endpoint: str, metric: str) -> str:
 def added_value_metric(predictor: str, endpoint: str, metric: str, prefix: str = "") -> str:
     """``added_il21_pg_ml_thyroid_24m_delta_auroc``, ``added_il21_pg_ml_ext_current-assay_thyroid_24m_nri``."""
     return f"added_{predictor}_{prefix}{endpoint}_{metric}"
+
+
+def validation_metric(outcome: str, treatment: str, horizon_months: int, metric: str, prefix: str = "") -> str:
+    """``thyroid_alemtuzumab_24m_o_e``; ``before_`` / ``after_`` prefixes for a recalibration's held-out checks."""
+    return f"{prefix}{outcome}_{treatment}_{horizon_months}m_{metric}"
 
 
 def interval_metric(cohort: str, arm: str, endpoint: str, metric: str) -> str:

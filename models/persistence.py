@@ -6,7 +6,8 @@ wherever autorisk is installed, whatever the Python objects looked like when it 
 - ``risk_model.json``: the format, the family, what the training data covered (the input domain:
   ranges and IL-21 kit scales, :mod:`models.domain`), and per outcome the estimator's name and
   parameters, its fitted arrays (the linear family's medians, scaling and coefficients) and the
-  baseline cumulative hazard per treatment with the follow-up it rests on;
+  baseline cumulative hazard per treatment with the follow-up it rests on, and the calibration slope a
+  recalibration put on the relative hazard (1 otherwise);
 - per outcome of a tree family, ``<outcome>.xgboost.ubj`` (the booster in xgboost's own binary
   format) and ``<outcome>.treeshap.npz`` (the exact SHAP tables, built once at training time);
 - per outcome with risk intervals, ``<outcome>.intervals.npz`` (the linear family's refits as
@@ -26,6 +27,7 @@ import numpy as np
 from models.domain import InputDomain
 from models.estimators import FAMILIES, LinearCoxRegression, XGBoostCoxRegression
 from models.intervals import load_spread, save_spread
+from models.recalibration import RecalibratedSpread, ScaledRelativeHazard
 from models.scoring import RiskModel
 from models.survival import BaselineHazards, StratifiedCox
 
@@ -33,6 +35,22 @@ FORMAT = "autorisk.risk-model/2"
 MANIFEST = "risk_model.json"
 LINEAR_ARRAYS = ("indicated_", "medians_", "mean_", "scale_", "coef_")
 BASELINE_ARRAYS = ("cumulative", "follow_up_months", "events", "share")
+
+
+def _save_spread(spread, folder: Path, outcome: str) -> dict:
+    """A spread's files and manifest entry; a recalibrated one as its local variance and the source's spread."""
+    if isinstance(spread, RecalibratedSpread):
+        np.savez(folder / f"{outcome}.recalibration.npz", local_variance=spread.local_variance)
+        return {"kind": spread.kind, "slope": spread.slope, "inner": save_spread(spread.inner, folder, outcome)}
+    return save_spread(spread, folder, outcome)
+
+
+def _load_spread(entry: dict, folder: Path, outcome: str):
+    if entry["kind"] == RecalibratedSpread.kind:
+        with np.load(folder / f"{outcome}.recalibration.npz") as arrays:
+            local = arrays["local_variance"]
+        return RecalibratedSpread(load_spread(entry["inner"], folder, outcome), entry["slope"], local)
+    return load_spread(entry, folder, outcome)
 
 
 def _family_name(estimator) -> str:
@@ -51,8 +69,10 @@ def save_risk_model(model: RiskModel, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     outcomes = {}
     for outcome, survival in model.outcomes.items():
-        estimator = survival.estimator_
-        entry = {"estimator": _family_name(estimator), "params": estimator.get_params(),
+        estimator, slope = survival.estimator_, 1.0
+        if isinstance(estimator, ScaledRelativeHazard):  # recalibrated with a slope: the slope and its model
+            estimator, slope = estimator.inner, estimator.slope
+        entry = {"estimator": _family_name(estimator), "params": estimator.get_params(), "slope": slope,
                  "n_features_in": int(estimator.n_features_in_),
                  "baseline": {name: getattr(survival.baseline_, name).tolist() for name in BASELINE_ARRAYS}}
         if isinstance(estimator, LinearCoxRegression):
@@ -66,7 +86,7 @@ def save_risk_model(model: RiskModel, folder: Path) -> Path:
         else:
             raise TypeError(f"cannot store a {type(estimator).__name__} as plain files")
         if outcome in model.spreads:
-            entry["intervals"] = save_spread(model.spreads[outcome], folder, outcome)
+            entry["intervals"] = _save_spread(model.spreads[outcome], folder, outcome)
         outcomes[outcome] = entry
     manifest = {"format": FORMAT, "family": model.family, "domain": model.domain.state(), "outcomes": outcomes}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
@@ -109,10 +129,11 @@ def load_risk_model(folder: Path) -> RiskModel:
     outcomes, spreads = {}, {}
     for outcome, entry in manifest["outcomes"].items():
         if "intervals" in entry:
-            spreads[outcome] = load_spread(entry["intervals"], folder, outcome)
+            spreads[outcome] = _load_spread(entry["intervals"], folder, outcome)
         fitted = _estimator(entry, folder, outcome)
         survival = StratifiedCox(estimator=FAMILIES[entry["estimator"]](**entry["params"]))
-        survival.estimator_ = fitted
+        slope = float(entry.get("slope", 1.0))
+        survival.estimator_ = fitted if slope == 1.0 else ScaledRelativeHazard(inner=fitted, slope=slope)
         survival.baseline_ = BaselineHazards(**{name: np.asarray(entry["baseline"][name], dtype=float)
                                                  for name in BASELINE_ARRAYS})
         outcomes[outcome] = survival

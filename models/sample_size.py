@@ -32,7 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import integrate, optimize, stats
 
+from features.schema import FEATURE_NAMES
+
 _Z95 = 1.96  # the published criteria use 1.96, not the exact normal quantile
+# Candidate predictor parameters of the project's models: every explained input, and one more for IL-21's
+# threshold-shaped effect.
+MODEL_PARAMETERS = len(FEATURE_NAMES) + 1
 
 
 @dataclass(frozen=True)

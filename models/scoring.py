@@ -130,11 +130,12 @@ class RiskModel:
         threads costs more than the trees. Returns ``self``.
         """
         for model in self.outcomes.values():
-            inner = model.estimator_
+            inner = getattr(model.estimator_, "inner", model.estimator_)  # a recalibrated model's own
             if hasattr(inner, "booster_"):
                 inner.n_jobs = n_threads
                 inner.booster_.set_param({"nthread": n_threads})
         for spread in self.spreads.values():
+            spread = getattr(spread, "inner", spread)
             if hasattr(spread, "n_threads"):
                 spread.n_threads = n_threads
                 spread.booster.set_param({"nthread": n_threads})  # used where the tables fall back

@@ -106,7 +106,7 @@ class BaselineHazards:
 
 
 def breslow_baselines(log_relative_hazard: np.ndarray, event: np.ndarray, time: np.ndarray,
-                      treatment: np.ndarray) -> BaselineHazards:
+                      treatment: np.ndarray, *, fallback: BaselineHazards | None = None) -> BaselineHazards:
     """Breslow baseline cumulative hazard of each treatment, on whole months, with the stated extrapolation.
 
     Parameters
@@ -117,6 +117,8 @@ def breslow_baselines(log_relative_hazard: np.ndarray, event: np.ndarray, time: 
         Onset observed (bool) and onset or censoring month.
     treatment : ndarray of int, shape (n,)
         Index into :data:`TREATMENT_BY_CODE`.
+    fallback : BaselineHazards, optional
+        The baselines to keep for a treatment without patients here (a recalibration on a file of one arm).
 
     Returns
     -------
@@ -125,7 +127,7 @@ def breslow_baselines(log_relative_hazard: np.ndarray, event: np.ndarray, time: 
     Raises
     ------
     ValueError
-        When a treatment has no training patients: the model could not answer for it.
+        When a treatment has no patients and no fallback: the model could not answer for it.
     """
     from sksurv.linear_model.coxph import BreslowEstimator
 
@@ -134,8 +136,14 @@ def breslow_baselines(log_relative_hazard: np.ndarray, event: np.ndarray, time: 
     follow_up = np.zeros(n_treatments)
     events = np.zeros(n_treatments)
     share = np.zeros(n_treatments)
+    kept = np.zeros(n_treatments, dtype=bool)
     for s, name in enumerate(TREATMENT_BY_CODE):
         members = treatment == s
+        if not members.any() and fallback is not None:
+            kept[s] = True
+            cumulative[s] = fallback.cumulative[s] - BASELINE_FLOOR_PER_MONTH * MONTHS  # the floor is added below
+            follow_up[s], events[s] = fallback.follow_up_months[s], fallback.events[s]
+            continue
         if not members.any():
             raise ValueError(f"the training cohorts have no patient on {name}: the model could not "
                              "answer for it; train on cohorts with both arms")

@@ -35,7 +35,7 @@ from models.incremental_value import DEFAULT_THRESHOLDS, AddedValue, added_value
 from models.names import ADDED_VALUE_METRICS, ADDED_VALUE_MIN_EVENTS, added_value_metric
 from models.scoring import RiskModel
 from pipelines.config import ExperimentConfig, FamilySpec
-from pipelines.train import Cohorts, fit_family, status_at
+from pipelines.steps import Cohorts, fit_family, status_at
 
 # Unknown together with the predictor: the kit only says on which scale IL-21 was read.
 COMPANIONS: dict[str, tuple[str, ...]] = {"il21_pg_ml": ("il21_assay",)}
@@ -190,7 +190,7 @@ def measure_added_value(name: str, spec: FamilySpec, model: RiskModel, outcome_p
     Parameters
     ----------
     name, spec : str, FamilySpec
-        The family, as fitted by :func:`pipelines.train.fit_family`.
+        The family, as fitted by :func:`pipelines.steps.fit_family`.
     model : RiskModel
         The family fitted with every predictor.
     outcome_params : dict of str to dict

@@ -45,6 +45,13 @@ def _months(text: str) -> list[float]:
     return values
 
 
+def _print_table(table: Table) -> None:
+    """A wide table whole: at the terminal's width, or at 160 columns where the output is not a terminal
+    (a pipe, a log), whose 80-column default would cut every cell."""
+    target = console if console.is_terminal else Console(file=console.file, width=160)
+    target.print(table)
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     # Not wrapped to the terminal's width: an error names paths and values that scripts grep for.
     errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -149,14 +156,15 @@ def promote(
         decision = promote_version(MlflowClient(), model_name, experiment=experiment, dry_run=dry_run)
     chosen = decision.chosen
     console.print(f"candidates: the versions of experiment {chosen.experiment!r}, config {chosen.config_digest}")
-    table = Table("version", "family", "held-out calibration slope minus the true risk's [95% interval]",
+    table = Table("version", "family", "held-out calibration slope [95% interval]", "held-out O/E [95% interval]",
                   "log loss / null", "")
     for candidate in decision.candidates:
-        mark = "chosen" if candidate.version == chosen.version else ("" if candidate.calibrated else "slope off")
-        slopes = "\n".join(f"{e} {m - o:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-                           for e, (m, o, lo, hi) in (candidate.slopes or {}).items())
-        table.add_row(candidate.version, candidate.family, slopes, f"{candidate.metric:.5f}", mark)
-    console.print(table)
+        mark = "chosen" if candidate.version == chosen.version else ("" if candidate.calibrated else "calibration off")
+        found = (candidate.calibration or {}).items()
+        slopes = "\n".join(f"{e} {c['slope']:.2f} [{c['slope_lo']:.2f}, {c['slope_hi']:.2f}]" for e, c in found)
+        ratios = "\n".join(f"{e} {c['oe']:.2f} [{c['oe_lo']:.2f}, {c['oe_hi']:.2f}]" for e, c in found)
+        table.add_row(candidate.version, candidate.family, slopes, ratios, f"{candidate.metric:.5f}", mark)
+    _print_table(table)
     console.print(f"rule: {decision.rule}")
     verb = "would set" if dry_run else "set"
     console.print(f"{verb} {model_name}@champion -> version {decision.chosen.version} "
@@ -202,7 +210,7 @@ def sample_size(
     from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
     from pipelines.sample_size import DEFAULT_SETTINGS, QUICK_SETTINGS, run_sample_size, write_report
     from pipelines.tracking import configure_tracking
-    from pipelines.train import load_simulator
+    from pipelines.steps import load_simulator
 
     uri = configure_tracking()
     try:
@@ -244,7 +252,7 @@ def score(
     ignore_extra_columns: Annotated[bool, typer.Option("--ignore-extra-columns", help="Ignore columns that are not features instead of failing.")] = False,
     il21_assay: Annotated[str | None, typer.Option(help="The IL-21 kit (legacy_elisa or current_elisa) of every IL-21 value in the file that names none.")] = None,
     sheet: Annotated[str | None, typer.Option(help="The sheet of an .xlsx workbook to score (default: the first).")] = None,
-    model_version: Annotated[str | None, typer.Option(help="Registered version to use (default: @champion).")] = None,
+    model_version: Annotated[str | None, typer.Option(help="Registered version: a number, or @alias (default: @champion).")] = None,
     chunk_rows: Annotated[int, typer.Option(help="Records per chunk.")] = 50_000,
     engine: Annotated[str, typer.Option(help="Where to score: local (this process) or spark (Apache Spark; needs the spark extra).")] = "local",
     spark_master: Annotated[str, typer.Option(help="Spark master URL with --engine spark: local[*], local[4], spark://host:7077, yarn, ...")] = "local[*]",
@@ -256,7 +264,7 @@ def score(
     import threading
 
     from features.validation import InputSchemaError
-    from models.registry import load_model
+    from models.registry import load_model, version_or_alias
     from pipelines.intake import check_kit
     from pipelines.batch_report import report_path
     from pipelines.outputs import lock_outputs
@@ -268,8 +276,9 @@ def score(
 
     try:
         options = ScoringOptions(horizons=tuple(_months(horizons)), contrast=contrast)
+        version, alias = version_or_alias(model_version)
     except ValueError as error:
-        raise _fail(f"--{error}", 2) from error
+        raise _fail(str(error) if str(error).startswith("--") else f"--{error}", 2) from error
 
     if engine not in ENGINES:
         raise _fail(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}", 2)
@@ -293,7 +302,7 @@ def score(
                           companions=[paths["drift report"], paths["drift data"], report_path(paths["--out"])]):
             uri = configure_tracking()
             with _store_faults(uri):
-                model = load_model(version=model_version)
+                model = load_model(alias=alias, version=version)
             started = time.perf_counter()
             summary = _score_with_progress(lambda show: score_file(
                 input, out, model, rejects_path=paths["--rejects"], allow_extra=ignore_extra_columns,
@@ -320,6 +329,136 @@ def score(
         console.print(f"rejects: {paths['--rejects']}")
     console.print(f"drift report: {summary.drift_paths[0]}")
     console.print(f"report: {summary.report_path}")
+
+
+@app.command()
+def validate(
+    input: Annotated[Path, typer.Argument(help="A cohort with observed outcomes: per outcome <outcome>_event (1/0) and <outcome>_time_months; any format `score` reads.")],
+    out: Annotated[Path, typer.Option(help="Folder for validation.json, validation.md, validation.html and rejects.csv.")],
+    model_version: Annotated[str | None, typer.Option(help="Registered version: a number, or @alias (default: @champion).")] = None,
+    horizons: Annotated[str, typer.Option(help="Months after the first course to validate at, comma-separated, each 1-72.")] = "12,24,36,48",
+    outcomes: Annotated[str | None, typer.Option(help="Outcomes to validate, comma-separated (default: every outcome of the model).")] = None,
+    il21_assay: Annotated[str | None, typer.Option(help="The IL-21 kit (legacy_elisa or current_elisa) of every IL-21 value in the file that names none.")] = None,
+    sheet: Annotated[str | None, typer.Option(help="The sheet of an .xlsx workbook (default: the first).")] = None,
+) -> None:
+    """Validate a registered version on a cohort's own observed, censored outcomes, per outcome, arm and horizon."""
+    from features.schema import check_horizons
+    from features.validation import InputSchemaError
+    from models.registry import load_model, version_or_alias
+    from pipelines.intake import check_kit
+    from pipelines.reading import InputFileError
+    from pipelines.tracking import configure_tracking
+    from pipelines.validate import run_validation
+
+    try:
+        months = check_horizons(_months(horizons))
+        version, alias = version_or_alias(model_version)
+        kit = check_kit(il21_assay) if il21_assay is not None else None
+        _check_input_options(input, sheet)
+    except (ValueError, InputFileError) as error:
+        raise _fail(str(error) if str(error).startswith("--") else f"--{error}", 2) from error
+    _quiet_downloads()
+    uri = configure_tracking()
+    with _store_faults(uri):
+        loaded = load_model(alias=alias, version=version)
+        try:
+            validation, files, run_id = run_validation(
+                input, out, loaded, horizons=months, il21_assay=kit, sheet=sheet,
+                outcomes=tuple(o.strip() for o in outcomes.split(",")) if outcomes else None)
+        except (InputFileError, InputSchemaError, ValueError) as error:
+            raise _fail(f"{input}: {error}" if not str(error).startswith(("--", str(input))) else str(error), 2) \
+                from error
+    _print_table(validation_table(validation))
+    for warning in validation.report["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning.removeprefix('WARNING: ')}", soft_wrap=True, highlight=False)
+    console.print(f"reports: {files['validation.md']}, {files['validation.html']}, {files['validation.json']}; "
+                  f"rejects: {files['rejects.csv']}; MLflow run {run_id} (experiment validations)", soft_wrap=True)
+
+
+@app.command()
+def recalibrate(
+    input: Annotated[Path, typer.Argument(help="The local cohort with observed outcomes (as for `validate`).")],
+    alias: Annotated[str, typer.Option(help="Alias for the new version, e.g. registry-2026 (never champion or challenger).")],
+    model_version: Annotated[str | None, typer.Option(help="Registered version to recalibrate: a number, or @alias (default: @champion).")] = None,
+    method: Annotated[str, typer.Option(help="baseline (each treatment's baseline risk over time) or baseline+slope (and a calibration slope).")] = "baseline",
+    holdout_fraction: Annotated[float, typer.Option(help="Share of the file held out to validate before and after (0: fit on the whole file, no held-out check).")] = 0.25,
+    out: Annotated[Path | None, typer.Option(help="Folder for the held-out validations and the summary (default: outputs/recalibrate-<alias>).")] = None,
+    horizons: Annotated[str, typer.Option(help="Months to validate at, comma-separated, each 1-72.")] = "12,24,36,48",
+    il21_assay: Annotated[str | None, typer.Option(help="The IL-21 kit of every IL-21 value in the file that names none.")] = None,
+    sheet: Annotated[str | None, typer.Option(help="The sheet of an .xlsx workbook (default: the first).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out split and of the interval's resamples.")] = 0,
+) -> None:
+    """Recalibrate a registered version to a local population; register the result under --alias (never @champion)."""
+    from features.schema import check_horizons
+    from features.validation import InputSchemaError
+    from models.registry import load_model, version_or_alias
+    from pipelines.intake import check_kit
+    from pipelines.reading import InputFileError
+    from pipelines.recalibrate import check_alias, comparison_rows, run_recalibration
+    from pipelines.tracking import configure_tracking
+
+    try:
+        months = check_horizons(_months(horizons))
+        version, source_alias = version_or_alias(model_version)
+        kit = check_kit(il21_assay) if il21_assay is not None else None
+        name = check_alias(alias)
+        _check_input_options(input, sheet)
+    except (ValueError, InputFileError) as error:
+        raise _fail(str(error) if str(error).startswith("--") else f"--{error}", 2) from error
+    folder = out or Path("outputs") / f"recalibrate-{name}"
+    _quiet_downloads()
+    uri = configure_tracking()
+    with _store_faults(uri):
+        loaded = load_model(alias=source_alias, version=version)
+        try:
+            result = run_recalibration(input, name, loaded, out=folder, method=method,
+                                       holdout_fraction=holdout_fraction, il21_assay=kit, sheet=sheet,
+                                       horizons=months, seed=seed)
+        except (InputFileError, InputSchemaError, ValueError) as error:
+            raise _fail(f"{input}: {error}" if not str(error).startswith(("--", str(input))) else str(error), 2) \
+                from error
+    console.print(f"recalibrated {loaded.name} v{loaded.version} ({method}) on {result.fitted_on:,} patients: "
+                  f"registered v{result.version} as @{result.alias} (MLflow run {result.run_id}); "
+                  + "; ".join(f"{o} slope {d.slope:.3f}" for o, d in result.done.items()), soft_wrap=True)
+    if result.after is not None:
+        table = Table("outcome", "treatment", "month", "observed", "predicted before", "predicted after",
+                      "O/E before", "O/E after",
+                      title=f"held-out {result.held_out:,} patients: v{loaded.version} before, v{result.version} after")
+        for r in comparison_rows(result.before, result.after):
+            table.add_row(r["outcome"], r["treatment"], str(r["horizon_months"]),
+                          *[("—" if r[k] is None else f"{100 * r[k]:.1f}%") for k in
+                            ("observed_risk", "before_predicted", "after_predicted")],
+                          *[("—" if r[k] is None else f"{r[k]:.2f}") for k in ("before_o_e", "after_o_e")])
+        _print_table(table)
+    else:
+        console.print("no held-out validation (--holdout-fraction 0): validate the new version on other patients "
+                      f"with `autorisk validate FILE --model-version @{result.alias} --out DIR`", soft_wrap=True)
+    console.print(f"summary: {folder / 'recalibration.md'}; score with --model-version @{result.alias}", soft_wrap=True)
+
+
+def validation_table(validation, title: str | None = None) -> Table:
+    """Observed against predicted risk, O/E, calibration slope and AUROC per outcome, arm and horizon."""
+    model = validation.report["model"]
+    table = Table("outcome", "treatment", "month", "patients", "onsets", "observed (95% CI)", "predicted",
+                  "O/E (95% CI)", "slope (95% CI)", "AUROC",
+                  title=title or f"{model['name']} v{model['version']} against observed outcomes")
+
+    def pct(v):
+        return "—" if v is None else f"{100 * v:.1f}%"
+
+    def ci(m, key, fmt=lambda v: f"{v:.2f}"):
+        if m.get(key) is None:
+            return "—"
+        lo, hi = m.get(f"{key}_lo"), m.get(f"{key}_hi")
+        return fmt(m[key]) + ("" if lo is None else f" ({fmt(lo)}–{fmt(hi)})")
+
+    for m in validation.metrics:
+        observed = "—" if m["observed_risk"] is None else f"{pct(m['observed_risk'])} ({pct(m['observed_lo'])}–" \
+                                                            f"{pct(m['observed_hi'])})"
+        table.add_row(m["outcome"], m["treatment"], str(m["horizon_months"]), f"{m['n']:,}", f"{m['events']:,}",
+                      observed, pct(m["mean_predicted"]), ci(m, "o_e"), ci(m, "calibration_slope"),
+                      "—" if m["auroc"] is None else f"{m['auroc']:.3f}")
+    return table
 
 
 def _check_input_options(path: Path, sheet: str | None) -> None:
@@ -400,19 +539,25 @@ def _store_faults(uri: str, *, must_exist: bool = True):
 def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
     host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = "127.0.0.1",
+    model_version: Annotated[str | None, typer.Option(help="Registered version to serve: a number, or @alias (default: @champion).")] = None,
 ) -> None:
-    """Serve the @champion model over REST (BentoML): POST /predict."""
-    from models.registry import load_model
+    """Serve a registered version (default @champion) over REST (BentoML): POST /predict and the page at /."""
+    from models.registry import load_model, version_or_alias
     from pipelines.tracking import PROJECT_ROOT, configure_tracking
 
+    try:
+        version, alias = version_or_alias(model_version)
+    except ValueError as error:
+        raise _fail(str(error), 2) from error
     uri = os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
     # The model is loaded here once before the server starts: a model that cannot load stops
     # the command with its exit code, instead of BentoML restarting workers that fail forever.
     with _store_faults(uri):
-        champion = load_model()
-    # The service loads exactly the version printed here, even if @champion moves meanwhile.
-    os.environ["AUTORISK_MODEL_VERSION"] = str(champion.version)
-    console.print(f"serving autoimmunity-risk version {champion.version} (@champion) on http://{host}:{port}")
+        served = load_model(alias=alias, version=version)
+    # The service loads exactly the version printed here, even if the alias moves meanwhile.
+    os.environ["AUTORISK_MODEL_VERSION"] = str(served.version)
+    named = "" if version else f" (@{alias})"
+    console.print(f"serving autoimmunity-risk version {served.version}{named} on http://{host}:{port}")
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:RiskService",
                "--host", host, "--port", str(port), "--working-dir", str(PROJECT_ROOT)]
     os.execv(sys.executable, command)
@@ -420,18 +565,22 @@ def serve(
 
 @app.command()
 def build(
-    version: Annotated[str | None, typer.Option(help="Registered version to pin (default: the one under @champion).")] = None,
+    version: Annotated[str | None, typer.Option(help="Registered version to pin: a number, or @alias (default: the one under @champion).")] = None,
 ) -> None:
     """Build a deployable Bento of the REST service with one model version pinned; print the Bento's tag."""
     import subprocess
 
-    from models.registry import MODEL_NAME, resolve_version
+    from models.registry import MODEL_NAME, resolve_version, version_or_alias
     from pipelines.tracking import PROJECT_ROOT, configure_tracking
     from serving.bento import MODEL_NAME_ARG, MODEL_VERSION_ARG
 
+    try:
+        number, alias = version_or_alias(version)
+    except ValueError as error:
+        raise _fail(str(error).replace("--model-version", "--version"), 2) from error
     uri = os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
     with _store_faults(uri):
-        found = resolve_version(version=version)
+        found = resolve_version(alias=alias, version=number)
     pinned = str(found.version)
     # The version travels as a Bento argument, which every process serving the Bento receives
     # (serving/bento.py); the labels make it visible in `bentoml list` and `bentoml get`.
@@ -447,7 +596,7 @@ def build(
         raise _fail(f"bentoml build failed:\n{result.stderr.strip() or result.stdout.strip()}")
     # The tag alone on stdout, for scripts (`TAG=$(autorisk build)`); the explanation on stderr.
     errors.print(f"built Bento {tags[-1]} serving {MODEL_NAME} version {pinned}"
-                 f"{'' if version else ' (@champion now)'}; it reads the model from the registry at "
+                 f"{'' if number else f' (@{alias} now)'}; it reads the model from the registry at "
                  "MLFLOW_TRACKING_URI when it starts", highlight=False, soft_wrap=True)
     typer.echo(tags[-1])
 
@@ -555,7 +704,7 @@ def explain(
     from features.schema import FEATURE_NAMES, FEATURES, ID_COLUMN, INPUT_NAMES, OUTCOME_DESCRIPTIONS, RESEARCH_NOTICE
     from features.validation import InputSchemaError, input_values, validate_frame
     from models.explanation_figures import risk_of, waterfall_figure
-    from models.registry import load_model
+    from models.registry import load_model, version_or_alias
     from models.scoring import ScoringOptions
     from pipelines.tracking import configure_tracking
 
@@ -581,9 +730,13 @@ def explain(
     if len(batch.rejects):
         raise _fail(f"patient: {batch.rejects['reason'].iloc[0]}", 2)
 
+    try:
+        version, alias = version_or_alias(model_version)
+    except ValueError as error:
+        raise _fail(str(error), 2) from error
     uri = configure_tracking()
     with _store_faults(uri):
-        model = load_model(version=model_version)
+        model = load_model(alias=alias, version=version)
     outcomes = model.risk_model.outcome_names
     if outcome is not None and outcome not in outcomes:
         raise _fail(f"--outcome must be one of {', '.join(outcomes)}, got {outcome!r}", 2)

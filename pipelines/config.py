@@ -38,6 +38,36 @@ class ExternalCohort(CohortSpec):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
 
 
+class FileCohort(_Strict):
+    """A cohort of a group's own patients with their observed outcomes, from a file (any format
+    ``autorisk score`` reads; per outcome ``<outcome>_event`` and ``<outcome>_time_months``).
+
+    It has no true risks: what it is used for is judged against its observed outcomes only.
+    """
+
+    file: Path
+    il21_assay: Literal["legacy_elisa", "current_elisa"] | None = None
+    sheet: str | None = None
+
+    def label(self) -> str:
+        assay = f",assay={self.il21_assay}" if self.il21_assay else ""
+        return f"file:{self.file.name}{assay}"
+
+    @property
+    def profile(self) -> str:
+        """What its patients' ``profile`` column says: the file's name."""
+        return self.file.name
+
+
+class ExternalFileCohort(FileCohort):
+    """A file cohort the models are validated on, logged under ``ext_<name>_``."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+
+
+TrainCohort = CohortSpec | FileCohort
+
+
 class TuningSpec(_Strict):
     """Optuna search of a family's hyperparameters, one study per outcome.
 
@@ -115,14 +145,15 @@ class ExperimentConfig(_Strict):
     registered_model_name: str
     simulator_config: Path
     simulator_overrides: dict[str, Any] = {}
-    train_cohorts: list[CohortSpec] = Field(min_length=1)
+    train_cohorts: list[TrainCohort] = Field(min_length=1)
     test_fraction: float = Field(gt=0, lt=1)
     validation_fraction: float = Field(gt=0, lt=1)
     split_seed: int
     outcomes: tuple[str, ...] = OUTCOMES
     evaluation_horizons_months: tuple[int, ...] = EVALUATION_HORIZONS_MONTHS
-    external_cohorts: list[ExternalCohort] = []
-    benchmark_cohort: CohortSpec
+    external_cohorts: list[ExternalCohort | ExternalFileCohort] = []
+    # The simulated cohort the project's stated performance is measured on; none for an experiment on files.
+    benchmark_cohort: CohortSpec | None = None
     bootstrap: int = Field(ge=0)
     families: dict[str, FamilySpec] = Field(min_length=1)
     added_value: tuple[str, ...] = ()
@@ -149,13 +180,19 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"added_value: names a predictor twice ({list(self.added_value)})")
         return self
 
+    @property
+    def simulated(self) -> bool:
+        """Whether any cohort of the experiment is simulated (so that the simulator's assumptions apply)."""
+        return any(isinstance(c, CohortSpec) for c in [*self.train_cohorts, *self.external_cohorts,
+                                                        *([self.benchmark_cohort] if self.benchmark_cohort else [])])
+
     def params(self) -> dict[str, str]:
         """Flat experiment parameters for MLflow (the same keys in every experiment)."""
         return {
             "experiment": self.name,
             "train_cohorts": "+".join(c.label() for c in self.train_cohorts),
             "external_cohorts": "+".join(f"{c.name}={c.label()}" for c in self.external_cohorts),
-            "benchmark_cohort": self.benchmark_cohort.label(),
+            "benchmark_cohort": self.benchmark_cohort.label() if self.benchmark_cohort else "none",
             "test_fraction": str(self.test_fraction),
             "validation_fraction": str(self.validation_fraction),
             "split_seed": str(self.split_seed),
@@ -194,6 +231,10 @@ def _raw_experiment(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise ValueError(f"{path}: expected a mapping of experiment settings")
     if "simulator_config" in raw:
         raw["simulator_config"] = str((path.parent / raw["simulator_config"]).resolve())
+    for key in ("train_cohorts", "external_cohorts"):  # a cohort's file, like the simulator's, beside the config
+        for cohort in raw.get(key) or []:
+            if isinstance(cohort, dict) and "file" in cohort:
+                cohort["file"] = str((path.parent / cohort["file"]).resolve())
     parent = raw.pop("extends", None)
     if parent is None:
         return raw

@@ -55,7 +55,7 @@ def log_explanations(model, held_out: pd.DataFrame, card: ModelCard, *, seed: in
     import mlflow
     from markdown import markdown as render_markdown
 
-    sample = held_out.sample(n=min(SAMPLE, len(held_out)), random_state=seed)[list(INPUT_NAMES)]
+    sample = held_out.sample(n=min(SAMPLE, len(held_out)), random_state=seed)[[c for c in INPUT_NAMES if c in held_out]]
     batch = validate_frame(sample)
     explained = model.explain(batch.matrix, (HORIZON_MONTHS,))
     markdown = [f"## Explanations (SHAP, held-out split)\n\nPer outcome, on {len(batch.rows):,} patients of the "

@@ -48,14 +48,18 @@ from models.names import (
     VERSION_EXPERIMENT_TAG,
     VERSION_FAMILY_TAG,
     VERSION_METRIC_TAG,
+    VERSION_ORIGIN_TAG,
+    ORIGIN_TRAINING,
+    BELOW_MINIMUM_SAMPLE_SIZE_TAG,
 )
 from models.persistence import save_risk_model
 from models.pyfunc import MODEL_CODE, RISK_MODEL_ARTIFACT
 from models.scoring import RiskModel
-from pipelines.config import ExperimentConfig, FamilySpec
+from pipelines.config import ExperimentConfig, FamilySpec, FileCohort
+from pipelines.observed import file_digest
 from pipelines.explanation_pictures import log_explanations
 from pipelines.tracking import NOTE_TAG, ensure_experiment
-from pipelines.train import Cohorts, Evaluation, FamilyResult, TuningResult
+from pipelines.steps import Cohorts, Evaluation, FamilyResult, TuningResult
 
 PIP_PACKAGES = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "scikit-survival", "xgboost", "pydantic",
                 "pyyaml")
@@ -112,6 +116,32 @@ def _log_endpoint_figures(family: str, curves: dict[str, dict[str, np.ndarray]])
         mlflow.log_text(table.to_csv(index=False), f"decision_curves/{name}.csv")
 
 
+def model_signature() -> ModelSignature:
+    """The pyfunc's signature: every input by name, the score columns at the default horizons, the params."""
+    return ModelSignature(inputs=mlflow_input_schema(), outputs=mlflow_output_schema(), params=mlflow_params_schema())
+
+
+def input_example() -> pd.DataFrame:
+    """A made-up patient from the schema's examples: no patient's row goes into MLflow."""
+    return pd.DataFrame([{f.name: f.example for f in FEATURES}])
+
+
+def register_risk_model(model: RiskModel, registered_name: str, tags: dict[str, str]) -> str:
+    """Log ``model`` to the active run as a pyfunc that carries its code and its files, register it as a new
+    version of ``registered_name`` with ``tags``, and return the version."""
+    with tempfile.TemporaryDirectory(prefix="autorisk-model-") as folder:
+        files = save_risk_model(model, Path(folder) / RISK_MODEL_ARTIFACT)
+        info = mlflow.pyfunc.log_model(name="model", python_model=MODEL_CODE, artifacts={RISK_MODEL_ARTIFACT: str(files)},
+                                       signature=model_signature(), input_example=input_example(),
+                                       registered_model_name=registered_name,
+                                       pip_requirements=[f"{p}=={version(p)}" for p in PIP_PACKAGES])
+    model_version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(registered_name, model_version, key, value)
+    return model_version
+
+
 def log_headline(config: ExperimentConfig, family: str, version: str | None, metrics: dict[str, float]) -> str:
     """The headline table of the active run: its description (shown first on the run page), an MLflow
     table and a Markdown artifact. Returns the table's Markdown."""
@@ -148,22 +178,26 @@ def family_table(results: list[FamilyResult], predictors=()) -> str:
 class ExperimentRun:
     """The parent MLflow run of one experiment; :meth:`log_family` adds a family's run and registers its model."""
 
-    def __init__(self, config: ExperimentConfig, simulator: SimulatorConfig, cohorts: Cohorts) -> None:
+    def __init__(self, config: ExperimentConfig, simulator: SimulatorConfig | None, cohorts: Cohorts,
+                 notes: list[str] = ()) -> None:
         self.config = config
         self.simulator = simulator
         self.cohorts = cohorts
-        self.params = config.params() | simulator.assumption_params()
+        self.notes = list(notes)
+        self.params = config.params() | (simulator.assumption_params() if simulator is not None else {})
+        files = {c.profile: file_digest(c.file) for c in [*config.train_cohorts, *config.external_cohorts]
+                 if isinstance(c, FileCohort)}
+        self.params |= {f"file_sha256.{name}": value for name, value in files.items()}
         self.tags = {EXPERIMENT_TAG: config.name,
-                     CONFIG_DIGEST_TAG: digest(config.model_dump(mode="json") | {"simulator": simulator.model_dump()})}
+                     CONFIG_DIGEST_TAG: digest(config.model_dump(mode="json") | {"files": files} | {
+                         "simulator": simulator.model_dump() if simulator is not None else None})}
+        if any("Riley's minimum" in note for note in self.notes):
+            self.tags[BELOW_MINIMUM_SAMPLE_SIZE_TAG] = "; ".join(n.split(":")[0] for n in self.notes
+                                                                  if "Riley's minimum" in n)
         label = "+".join(c.label() for c in config.train_cohorts)
         self.datasets = (_dataset(cohorts.train, f"{label}:train"), _dataset(cohorts.test, f"{label}:test"))
         # Aggregates only: per-feature histograms for drift checks when scoring.
         self.reference = reference_profile(encode(cohorts.train))
-        # A made-up patient from the schema's examples: no simulated patient's row goes into MLflow.
-        self.example = pd.DataFrame([{f.name: f.example for f in FEATURES}])
-        self.signature = ModelSignature(inputs=mlflow_input_schema(), outputs=mlflow_output_schema(),
-                                        params=mlflow_params_schema())
-        self.pip_requirements = [f"{p}=={version(p)}" for p in PIP_PACKAGES]
 
     def __enter__(self) -> ExperimentRun:
         self.experiment_id = ensure_experiment(self.config.name, description=self.config.description)
@@ -171,7 +205,10 @@ class ExperimentRun:
                                     description=self.config.description)
         mlflow.log_params(self.params)
         mlflow.log_dict(self.config.model_dump(mode="json"), "config/experiment.json")
-        mlflow.log_dict(self.simulator.model_dump(mode="json"), "config/simulator_assumptions.json")
+        if self.simulator is not None:
+            mlflow.log_dict(self.simulator.model_dump(mode="json"), "config/simulator_assumptions.json")
+        if self.notes:
+            mlflow.log_text("\n".join(f"- {n}" for n in self.notes) + "\n", "notes.md")
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
@@ -181,8 +218,9 @@ class ExperimentRun:
         """Log the experiment's time, and its description followed by one row per family."""
         mlflow.log_metric("train_seconds", seconds)
         if results:
+            notes = "".join(f"\n- {n}" for n in self.notes)
             mlflow.set_tag(NOTE_TAG, f"{self.config.description.strip()}\n\n"
-                                     f"{family_table(results, self.config.added_value)}\n")
+                                     f"{family_table(results, self.config.added_value)}\n{notes}")
 
     def _log_trials(self, run_id: str, tuning: TuningResult) -> None:
         """Each trial as a run nested under the family's, with its own start and end time."""
@@ -221,27 +259,14 @@ class ExperimentRun:
             mlflow.log_text(evaluation.truth.to_csv(index=False), "truth/per_arm.csv")
             mlflow.log_text(evaluation.contrast.to_csv(index=False), "truth/contrast.csv")
             _log_endpoint_figures(name, evaluation.curves)
-            for outcome, curves in evaluation.population.items():
+            for outcome, curves in evaluation.population.items():  # only where the benchmark carries the truth
                 figure = population_curve_figure(
                     curves, published_points(self.simulator, outcome),
                     f"{outcome}: mean risk by month, benchmark cohort ({config.benchmark_cohort.profile})")
                 mlflow.log_figure(figure, f"plots/population_{outcome}.png")
-            with tempfile.TemporaryDirectory(prefix="autorisk-model-") as folder:
-                files = save_risk_model(model, Path(folder) / RISK_MODEL_ARTIFACT)
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=MODEL_CODE,
-                    artifacts={RISK_MODEL_ARTIFACT: str(files)},
-                    signature=self.signature,
-                    input_example=self.example,
-                    registered_model_name=config.registered_model_name,
-                    pip_requirements=self.pip_requirements,
-                )
-            model_version = str(info.registered_model_version)
-            client = mlflow.MlflowClient()
-            for key, value in {VERSION_FAMILY_TAG: name, VERSION_EXPERIMENT_TAG: config.name,
-                               VERSION_METRIC_TAG: f"{metrics[PROMOTION_METRIC]:.6f}"}.items():
-                client.set_model_version_tag(config.registered_model_name, model_version, key, value)
+            model_version = register_risk_model(model, config.registered_model_name, {
+                VERSION_FAMILY_TAG: name, VERSION_EXPERIMENT_TAG: config.name, VERSION_ORIGIN_TAG: ORIGIN_TRAINING,
+                VERSION_METRIC_TAG: f"{metrics[PROMOTION_METRIC]:.6f}"})
             intervals = None
             if evaluation.intervals is not None:
                 from pipelines.intervals import log_intervals

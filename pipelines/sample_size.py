@@ -38,7 +38,7 @@ from models.sample_size import (
     expected_shrinkage,
 )
 from pipelines.config import CohortSpec, ExperimentConfig
-from pipelines.train import fit_family, simulate_cohorts
+from pipelines.steps import fit_family, simulate_cohorts
 
 CURVE_METRICS = ("auroc", "oracle_auroc", "auroc_over_oracle", "calibration_slope", "mean_abs_risk_error")
 ARM = "alemtuzumab"
@@ -46,7 +46,6 @@ ARM = "alemtuzumab"
 PUBLISHED_IL21_PATIENTS = 141
 # Candidate parameters of the model form: its inputs (the model matrix's columns) and one more
 # for IL-21's threshold-shaped effect (a restricted cubic spline with three knots has two terms).
-MODEL_PARAMETERS = len(FEATURE_NAMES) + 1
 # Targets a learning curve is read against: within 5% of the oracle's AUROC, and a slope within 0.1 of
 # 1 (Riley's first criterion asks for a shrinkage of 0.9 or more; a slope above 1.1 is off too, the
 # other way, as a model form the truth does not have can make it).

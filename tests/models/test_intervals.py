@@ -26,7 +26,7 @@ from models.persistence import load_risk_model, save_risk_model
 from models.scoring import ScoringOptions, score_columns
 from pipelines.config import FamilySpec
 from pipelines.intervals import fit_intervals
-from pipelines.train import fit_family
+from pipelines.steps import fit_family
 
 FAMILIES = {
     "cox-linear": FamilySpec(estimator="cox-linear", params={"alpha": 1.0}),

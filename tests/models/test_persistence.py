@@ -7,7 +7,7 @@ import pytest
 from features.validation import encode
 from models.persistence import FORMAT, MANIFEST, load_risk_model, save_risk_model
 from pipelines.config import FamilySpec
-from pipelines.train import fit_family
+from pipelines.steps import fit_family
 
 FAMILIES = {
     "cox-linear": FamilySpec(estimator="cox-linear", params={"alpha": 1.0}),

@@ -9,7 +9,7 @@ from features.validation import encode, validate_frame
 from models.evaluation import evaluate
 from models.scoring import ScoringOptions, score_batch
 from pipelines.config import FamilySpec
-from pipelines.train import fit_family
+from pipelines.steps import fit_family
 
 FAMILIES = {
     "cox-linear": FamilySpec(estimator="cox-linear", params={"alpha": 1.0}),

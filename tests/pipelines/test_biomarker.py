@@ -22,7 +22,7 @@ from pipelines.biomarker import (
     without,
 )
 from pipelines.config import EXPERIMENTS_DIR, CohortSpec, ExternalCohort, FamilySpec, load_experiment
-from pipelines.train import Cohorts, fit_family, simulate_cohorts, split, status_at
+from pipelines.steps import Cohorts, fit_family, simulate_cohorts, split, status_at
 
 
 @pytest.fixture(scope="module")

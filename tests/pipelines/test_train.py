@@ -17,7 +17,7 @@ from models.names import PROMOTION_METRIC, contrast_metric, endpoint_metric, tru
 from models.registry import MODEL_NAME, SLOPE_TOLERANCE, Candidate, choose, comparable
 from models.scoring import ScoringOptions, score_batch
 from pipelines.config import CohortSpec, FamilySpec, TuningSpec
-from pipelines.train import fit_family, simulate_cohorts, split, tune
+from pipelines.steps import fit_family, simulate_cohorts, split, tune
 
 pytestmark = pytest.mark.integration
 LABEL_METRICS = ("auroc", "auroc_lo", "auroc_hi", "auprc", "brier", "log_loss", "log_loss_over_null",
