@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.schema import FEATURE_NAMES, HORIZON_FREE_FEATURES, ID_COLUMN, output_columns
+from features.schema import HORIZON_FREE_FEATURES, ID_COLUMN, MODEL_COLUMNS, output_columns
 from pipelines.cli import app
 from pipelines.score import score_file
 
@@ -249,7 +249,7 @@ def test_drift_report_beside_the_output_warns_about_a_clinic_cohort(mlflow_store
     report = (tmp_path / "scores.drift.md").read_text()
     data = json.loads((tmp_path / "scores.drift.json").read_text())
     assert data["status"] == "compared" and data["differs"] and data["n"] == 1500
-    assert {f["name"] for f in data["features"]} == set(FEATURE_NAMES)
+    assert {f["name"] for f in data["features"]} == set(MODEL_COLUMNS)
     assert "| `il21_pg_ml` |" in report
     # aggregates only: no patient's identifier or row appears in the report or the console output
     for text in (report, json.dumps(data), result.output):
