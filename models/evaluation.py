@@ -125,7 +125,8 @@ def calibration_slope_fast(y: np.ndarray, lp: np.ndarray, weight: np.ndarray, it
     """Calibration slope by Newton's method on the two-parameter weighted logistic regression of ``y`` on ``lp``.
 
     The same maximum-likelihood slope as :func:`weighted_calibration` (a test checks it), at
-    a fraction of the cost, for bootstrap resamples.
+    a fraction of the cost, for bootstrap resamples. NaN where the likelihood has no maximum (a resample
+    whose few onsets the predictor separates completely).
 
     Parameters
     ----------
@@ -135,11 +136,13 @@ def calibration_slope_fast(y: np.ndarray, lp: np.ndarray, weight: np.ndarray, it
     beta = np.zeros(2)
     design = np.column_stack([np.ones(len(lp)), lp])
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(design @ beta)))
+        p = expit(design @ beta)
         gradient = design.T @ (weight * (y - p))
         hessian = (design * (weight * p * (1 - p))[:, None]).T @ design
         step = np.linalg.solve(hessian + 1e-12 * np.eye(2), gradient)
         beta += step
+        if not np.all(np.isfinite(beta)) or np.abs(beta).max() > 1e3:
+            return float("nan")
         if np.max(np.abs(step)) < 1e-10:
             break
     return float(beta[1])
@@ -295,6 +298,17 @@ def evaluate_at_horizon(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, tru
     return metrics
 
 
+def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of bootstrap draws (B, k), the percentile interval over the finite draws (NaN where none)."""
+    draws = np.asarray(draws, dtype=float)
+    lo, hi = np.full(draws.shape[1], np.nan), np.full(draws.shape[1], np.nan)
+    for k in range(draws.shape[1]):
+        finite = draws[np.isfinite(draws[:, k]), k]
+        if len(finite):
+            lo[k], hi[k] = np.percentile(finite, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return lo, hi
+
+
 def _bootstrap_intervals(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, truth: np.ndarray | None,
                          ranked: RankedScores, bootstrap: int, seed: int) -> dict[str, float]:
     """Percentile 95% intervals over patient resamples (IPCW weights kept) of the AUROC, AUPRC, calibration
@@ -310,7 +324,7 @@ def _bootstrap_intervals(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, tr
             gap = slope - calibration_slope_fast(y, lp_oracle, resampled) if truth is not None else np.nan
             draws.append((*ranked.auroc_auprc(resampled), slope,
                           np.sum(resampled * y) / np.sum(resampled * risk), gap))
-    lo, hi = np.percentile(np.array(draws), [2.5, 97.5], axis=0)
+    lo, hi = percentile_interval(np.array(draws))
     intervals = {f"{name}_{end}": float(value[k]) for k, name in
                  enumerate(("auroc", "auprc", "calibration_slope", "observed_over_expected"))
                  for end, value in (("lo", lo), ("hi", hi))}

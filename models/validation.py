@@ -34,7 +34,7 @@ import numpy as np
 from scipy.special import expit, logit
 from scipy.stats import norm
 
-from models.evaluation import RankedScores, calibration_slope_fast
+from models.evaluation import RankedScores, calibration_slope_fast, percentile_interval
 from models.survival import horizon_labels
 
 LEVEL = 0.95
@@ -117,8 +117,8 @@ def calibration_in_the_large(y: np.ndarray, lp: np.ndarray, weight: np.ndarray, 
         p = expit(a + lp)
         gradient = np.sum(weight * (y - p))
         curvature = np.sum(weight * p * (1 - p))
-        if curvature <= 0:
-            break
+        if curvature <= 1e-300 or abs(a) > 1e3:
+            return float("nan")
         step = gradient / curvature
         a += step
         if abs(step) < 1e-12:
@@ -255,7 +255,7 @@ def _bootstrap(y: np.ndarray, lp: np.ndarray, weight: np.ndarray, risk: np.ndarr
                           ranked.auroc_auprc(w)[0]))
     if len(draws) < 10:
         return {}
-    lo, hi = np.percentile(np.array(draws), [100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2], axis=0)
+    lo, hi = percentile_interval(np.array(draws), LEVEL)
     return {name: (float(lo[k]), float(hi[k])) for k, name in
             enumerate(("calibration_slope", "calibration_intercept", "auroc"))}
 

@@ -96,7 +96,9 @@ def _log_endpoint_figures(family: str, curves: dict[str, dict[str, np.ndarray]])
         if c["y"][known].sum() < 5:
             continue
         y, w = c["y"][known], c["weight"][known]
-        risks = {family: c["model"][known], "oracle (true risk)": c["oracle"][known]}
+        risks = {family: c["model"][known]}
+        if c["oracle"] is not None:  # a simulated cohort: the true risk beside the model's
+            risks["oracle (true risk)"] = c["oracle"][known]
         figure = Figure(figsize=(5, 5))
         axes = figure.subplots()
         for label, risk in risks.items():

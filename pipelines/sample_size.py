@@ -32,6 +32,7 @@ from features.simulator import SimulatorConfig, true_risk_at
 from features.validation import encode
 from models.evaluation import evaluate_against_truth
 from models.sample_size import (
+    MODEL_PARAMETERS,
     SampleSize,
     binary_sample_size,
     cox_snell_r2_from_c_statistic,

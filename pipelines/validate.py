@@ -23,7 +23,7 @@ import pyarrow.csv as pacsv
 import mlflow
 
 from features.drift import bin_counts, compare
-from features.schema import EVALUATION_HORIZONS_MONTHS, TREATMENTS
+from features.schema import EVALUATION_HORIZONS_MONTHS, ID_COLUMN, TREATMENTS
 from models.names import (
     MODEL_TAG,
     MODEL_VERSION_TAG,
@@ -35,6 +35,7 @@ from models.names import (
 )
 from models.scoring import RiskModel
 from models.validation import BOOTSTRAP, validate_at_horizon
+from pipelines.chunks import REJECTS_SCHEMA
 from pipelines.observed import ObservedCohort, read_observed
 from pipelines.outputs import defuse_formulas
 from pipelines.score import load_reference
@@ -185,7 +186,10 @@ def write_outputs(validation: Validation, cohort: ObservedCohort, out: Path, *, 
     texts = {"validation.json": json.dumps(validation.report, indent=1, allow_nan=False) + "\n",
              "validation.md": to_markdown(validation.report, title=title),
              "validation.html": to_html(validation.report, title=title)}
-    rejects = defuse_formulas(pa.Table.from_pandas(cohort.rejects.astype({"reason": object}), preserve_index=False))
+    rejects = defuse_formulas(pa.table({
+        "line": pa.array(cohort.rejects["line"].to_numpy(dtype=np.int64), pa.int64()),
+        ID_COLUMN: pa.array(cohort.rejects[ID_COLUMN].to_numpy(dtype=object), pa.string()),
+        "reason": pa.array(cohort.rejects["reason"].to_numpy(dtype=object), pa.string())}, schema=REJECTS_SCHEMA))
     written = {}
     for name, text in texts.items():
         written[name] = _replace(out / name, text.encode("utf-8"))

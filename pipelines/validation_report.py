@@ -98,8 +98,17 @@ def calibration_figure(curves: list[dict], outcome: str, horizons: list[int]):
             top = max(top, *x, *y, *(100 * g["observed_hi"] for g in groups))
         axes.plot([0, top], [0, top], color="grey", linestyle=":", linewidth=0.8)
         axes.set(xlabel="predicted risk (%)", ylabel="observed risk (%)", title=f"{outcome} by month {horizon}")
-        axes.legend(fontsize=6, loc="upper left")
+        _legend_or_note(axes, "upper left")
     return figure
+
+
+def _legend_or_note(axes, where: str) -> None:
+    """The panel's legend, or a note where nothing could be drawn (no patient followed to the month)."""
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=6, loc=where)
+    else:
+        axes.text(0.5, 0.5, "no patient followed this long", ha="center", va="center", transform=axes.transAxes,
+                  fontsize=8, color="grey")
 
 
 def net_benefit_figure(curves: list[dict], outcome: str, horizons: list[int]):
@@ -119,7 +128,7 @@ def net_benefit_figure(curves: list[dict], outcome: str, horizons: list[int]):
             low = min(min(nb["model"]), 0.0)
             axes.set(ylim=(low - 0.005, max(max(nb["model"]), max(nb["treat_all"]), 0.01) * 1.15))
         axes.set(xlabel="threshold risk (%)", ylabel="net benefit", title=f"{outcome} by month {horizon}")
-        axes.legend(fontsize=6)
+        _legend_or_note(axes, "upper right")
     return figure
 
 

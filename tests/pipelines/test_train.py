@@ -14,14 +14,15 @@ from features.schema import FEATURE_NAMES, ID_COLUMN, INPUT_NAMES, TREATMENTS
 from features.validation import COLUMN_INDEX, validate_frame
 from models.estimators import FAMILIES
 from models.names import PROMOTION_METRIC, contrast_metric, endpoint_metric, truth_metric
-from models.registry import MODEL_NAME, SLOPE_TOLERANCE, Candidate, choose, comparable
+from models.registry import MODEL_NAME, OE_RANGE, SLOPE_TOLERANCE, Candidate, choose, comparable
 from models.scoring import ScoringOptions, score_batch
 from pipelines.config import CohortSpec, FamilySpec, TuningSpec
 from pipelines.steps import fit_family, simulate_cohorts, split, tune
 
 pytestmark = pytest.mark.integration
 LABEL_METRICS = ("auroc", "auroc_lo", "auroc_hi", "auprc", "brier", "log_loss", "log_loss_over_null",
-                 "calibration_slope", "oracle_calibration_slope", "slope_minus_oracle_lo", "slope_minus_oracle_hi",
+                 "calibration_slope", "calibration_slope_lo", "calibration_slope_hi", "observed_over_expected_lo",
+                 "observed_over_expected_hi", "oracle_calibration_slope", "slope_minus_oracle_lo", "slope_minus_oracle_hi",
                  "calibration_intercept", "observed_over_expected", "ici", "oracle_auroc", "auroc_over_oracle",
                  "mean_abs_risk_error")
 
@@ -139,34 +140,43 @@ def test_registered_model_has_signature_and_params_from_schema(mlflow_store):
 
 
 def test_promotion_follows_the_stated_rule(mlflow_store):
+    """The rule reads only held-out figures a real study has: the calibration slope and O/E with their intervals,
+    and the log loss; no figure against the simulator's truth."""
     client = MlflowClient()
     found = [r for r in mlflow_store["results"]]
+
+    def reaches(r, metric, low, high, o, h):
+        lo, hi = (r.metrics[endpoint_metric(f"{o}_{h}m", f"{metric}_{end}")] for end in ("lo", "hi"))
+        return lo <= high and hi >= low
+
     calibrated = [r for r in found if all(
-        r.metrics[endpoint_metric(f"{o}_{h}m", "slope_minus_oracle_lo")] <= SLOPE_TOLERANCE
-        and r.metrics[endpoint_metric(f"{o}_{h}m", "slope_minus_oracle_hi")] >= -SLOPE_TOLERANCE
-        for o in ("thyroid", "itp") for h in (24, 48))]
+        reaches(r, "calibration_slope", 1 - SLOPE_TOLERANCE, 1 + SLOPE_TOLERANCE, o, h)
+        and reaches(r, "observed_over_expected", *OE_RANGE, o, h) for o in ("thyroid", "itp") for h in (24, 48))]
     best = min(calibrated, key=lambda r: r.metrics[PROMOTION_METRIC]).model_version
     assert mlflow_store["promotion"].chosen.version == best
     assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == best
     runs = mlflow.search_runs(experiment_names=["promotions"], output_format="list")
     logged = [r for r in runs if r.info.run_name == f"promote/{MODEL_NAME}/v{best}"]
     assert logged and logged[0].data.params["champion"] == best
-    assert "calibration slope" in logged[0].data.params["rule"]
+    assert "calibration slope" in logged[0].data.params["rule"] and "true risk" not in logged[0].data.params["rule"]
 
 
-def candidate(version, metric, experiment="e", digest="d", gap=(-0.05, 0.05)):
+def candidate(version, metric, experiment="e", digest="d", slope=(1.0, 0.95, 1.05), oe=(1.0, 0.9, 1.1)):
+    values = dict(zip(("slope", "slope_lo", "slope_hi", "oe", "oe_lo", "oe_hi"), (*slope, *oe)))
     return Candidate(version=str(version), run_id="r", family="f", experiment=experiment, config_digest=digest,
-                     metric=metric, slopes={"thyroid_24m": (1.0, 1.0, *gap), "itp_24m": (1.0, 1.0, -0.1, 0.1)})
+                     metric=metric, calibration={"thyroid_24m": values, "itp_24m": dict(values)})
 
 
 def test_promotion_rule_ties_calibration_and_comparability():
     assert choose([candidate(1, 0.2), candidate(2, 0.1), candidate(3, 0.1)]).version == "3"
-    # The lowest log loss is passed over when its slope is shown to be off: the whole interval beyond 0.2 ...
-    assert choose([candidate(1, 0.05, gap=(0.25, 0.4)), candidate(2, 0.1)]).version == "2"
-    # ... but not when the interval reaches within it (too few events to tell).
-    assert choose([candidate(1, 0.05, gap=(0.1, 0.6)), candidate(2, 0.1)]).version == "1"
-    with pytest.raises(LookupError, match="calibration slope shown to differ"):
-        choose([candidate(1, 0.05, gap=(-0.6, -0.3))])
+    # The lowest log loss is passed over when its calibration is shown to be off: a slope interval wholly
+    # beyond 1 ± 0.2, or an O/E interval wholly beyond 0.8-1.25 ...
+    assert choose([candidate(1, 0.05, slope=(1.4, 1.3, 1.5)), candidate(2, 0.1)]).version == "2"
+    assert choose([candidate(1, 0.05, oe=(0.6, 0.5, 0.7)), candidate(2, 0.1)]).version == "2"
+    # ... but not when the interval reaches within it (too few onsets to tell).
+    assert choose([candidate(1, 0.05, slope=(1.5, 1.1, 2.0)), candidate(2, 0.1)]).version == "1"
+    with pytest.raises(LookupError, match="held-out calibration is shown to be off"):
+        choose([candidate(1, 0.05, slope=(0.5, 0.4, 0.7))])
     found = [candidate(1, 0.05, "old"), candidate(2, 0.2, "new", "a"), candidate(3, 0.1, "new", "b"),
              candidate(4, 0.3, "new", "b")]
     # Only the newest config's versions compete: 1 (another experiment) and 2 (an older config) do not.
