@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean browser screenshots mlflow-screenshots bench-simulate bench-score bench-shap bench-serve bench-load wrk
+.PHONY: demo test install clean browser screenshots mlflow-screenshots bench-simulate bench-score bench-shap bench-serve bench-load wrk docs-tables
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-load: $(BIN)/.installed wrk
 # training experiments/il21-value.yaml and experiments/il21-no-effect.yaml.
 mlflow-screenshots: $(BIN)/.installed browser
 	$(BIN)/python tools/mlflow_ui.py --out docs/images
+
+# The docs' marked tables, rewritten from the runs and outputs they came from (after make demo).
+docs-tables: $(BIN)/.installed
+	$(BIN)/python tools/docs_tables.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts mlruns outputs .pytest_cache

@@ -22,8 +22,9 @@ month. Nothing here knows any true risk. Methods, per horizon ``t``:
 - **Net benefit** over thresholds 5–30% (Vickers et al. 2008, for survival: the Kaplan–Meier risk
   among the patients above the threshold).
 
-95% intervals of the slope, the intercept and the AUROC: percentiles of patient-level bootstrap
-resamples (the censoring weights kept).
+95% intervals of the slope and the intercept: Wald, from the robust (sandwich) variance of the weighted
+logistic regression; of the AUROC: percentiles of patient-level bootstrap resamples (the censoring weights
+kept in both).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from scipy.special import expit, logit
 from scipy.stats import norm
 
 from models.evaluation import RankedScores, calibration_slope_fast, percentile_interval
+from models.intervals import cox_newton
 from models.survival import horizon_labels
 
 LEVEL = 0.95
@@ -98,6 +100,17 @@ def observed_risk(time: np.ndarray, event: np.ndarray, horizon: float) -> Observ
     se = float(s * np.sqrt(terms.sum()))
     low_s, high_s = float(bounds[0, position]), float(bounds[1, position])
     return ObservedRisk(risk=1.0 - s, lo=1.0 - high_s, hi=1.0 - low_s, se=se, at_risk=at_risk)
+
+
+def kaplan_meier_risk(time: np.ndarray, event: np.ndarray, horizon: float) -> float:
+    """``1 - S(horizon)`` of the Kaplan–Meier estimator, without its interval: the product over onset times of
+    ``1 - d / n``, as scikit-survival computes it (a test checks them), for the many small groups of a report."""
+    time = np.asarray(time, dtype=float)
+    onsets, d = np.unique(time[(np.asarray(event) == 1) & (time <= horizon)], return_counts=True)
+    if not len(onsets):
+        return 0.0
+    at_risk = len(time) - np.searchsorted(np.sort(time), onsets, side="left")
+    return float(1.0 - np.prod(1.0 - d / at_risk))
 
 
 def ratio_interval(observed: ObservedRisk, expected: float) -> tuple[float, float, float, float]:
@@ -168,13 +181,10 @@ def smoothed_calibration(time: np.ndarray, event: np.ndarray, risk: np.ndarray, 
                          ) -> SmoothedCalibration | None:
     """The observed risk at ``horizon`` as a smooth function of the predicted risk; None with too few onsets.
 
-    A Cox model (scikit-survival) of the outcome, censored at the horizon, on a restricted cubic spline
+    A Cox model of the outcome, censored at the horizon, on a restricted cubic spline
     with knots at the 10th, 50th and 90th percentiles of ``log(-log(1 - risk))``; the observed risk of a
     patient is ``1 - exp(-H0(t) exp(lp))`` with Breslow's ``H0``.
     """
-    from sksurv.linear_model import CoxPHSurvivalAnalysis
-    from sksurv.util import Surv
-
     time = np.asarray(time, dtype=float)
     event = np.asarray(event, dtype=bool)
     censored_time = np.minimum(time, horizon)
@@ -188,14 +198,18 @@ def smoothed_calibration(time: np.ndarray, event: np.ndarray, risk: np.ndarray, 
     basis = restricted_cubic_spline(cll, knots)
     centre, scale = basis.mean(axis=0), basis.std(axis=0)
     scale[scale == 0] = 1.0
-    cox = CoxPHSurvivalAnalysis(alpha=1e-6, ties="breslow").fit((basis - centre) / scale,
-                                                                 Surv.from_arrays(onset, censored_time))
-    baseline = cox.cum_baseline_hazard_
-    h0 = float(baseline.y[np.searchsorted(baseline.x, horizon, side="right") - 1]) \
-        if baseline.x[0] <= horizon else 0.0
+    # Cox's partial likelihood (Breslow's ties) by Newton's method, as scikit-survival's CoxPHSurvivalAnalysis
+    # finds it (models.intervals.cox_newton; a test checks the two); a negligible ridge keeps it defined.
+    coef = cox_newton((basis - centre) / scale, onset, censored_time, alpha=1e-6)
+    lp_fit = ((basis - centre) / scale) @ coef
+    # Breslow's baseline cumulative hazard at the horizon: Σ over onsets of 1 / Σ_{at risk} exp(lp)
+    order = np.argsort(censored_time)
+    at_risk = np.cumsum(np.exp(lp_fit[order])[::-1])[::-1]  # Σ exp(lp) of those with time >= each sorted time
+    first = np.searchsorted(censored_time[order], censored_time[order], side="left")
+    h0 = float(np.sum(onset[order] / at_risk[first]))
 
     def observed_at(values: np.ndarray) -> np.ndarray:
-        lp = ((restricted_cubic_spline(values, knots) - centre) / scale) @ cox.coef_
+        lp = ((restricted_cubic_spline(values, knots) - centre) / scale) @ coef
         return -np.expm1(-h0 * np.exp(lp))
 
     observed = observed_at(cll)
@@ -214,12 +228,12 @@ def net_benefit(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: 
     ``NB(p) = π F - π (1 - F) p / (1 - p)``, ``π`` the share of patients with a risk of at least ``p`` and
     ``F`` their Kaplan–Meier risk by the horizon.
     """
-    overall = observed_risk(time, event, horizon).risk
+    overall = kaplan_meier_risk(time, event, horizon)
     model = []
     for p in thresholds:
         above = risk >= p
         share = float(above.mean())
-        risk_above = observed_risk(time[above], event[above], horizon).risk if above.any() else 0.0
+        risk_above = kaplan_meier_risk(time[above], event[above], horizon) if above.any() else 0.0
         model.append(share * risk_above - share * (1 - risk_above) * p / (1 - p))
     treat_all = [overall - (1 - overall) * p / (1 - p) for p in thresholds]
     return {"threshold": thresholds.tolist(), "model": model, "treat_all": treat_all,
@@ -242,22 +256,50 @@ def risk_groups(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: 
     return rows
 
 
-def _bootstrap(y: np.ndarray, lp: np.ndarray, weight: np.ndarray, risk: np.ndarray, resamples: int,
-               seed: int) -> dict[str, tuple[float, float]]:
-    """Percentile 95% intervals of the slope, the intercept and the AUROC over patient resamples."""
+def calibration_with_intervals(y: np.ndarray, lp: np.ndarray, weight: np.ndarray) -> dict[str, float]:
+    """The IPCW calibration slope and intercept at a horizon with 95% Wald intervals from the robust (sandwich)
+    variance of the weighted logistic regression, the censoring weights taken as known.
+
+    Slope: ``logit P(y) = b0 + b1 lp``, ``var(b) = H⁻¹ (Σ w² (y - p)² x xᵀ) H⁻¹``. Intercept (slope fixed at 1):
+    ``logit P(y) = a + lp``, ``var(a) = Σ w² (y - p)² / (Σ w p (1 - p))²``. NaN where a fit does not converge.
+    """
+    nan = float("nan")
+    slope = calibration_slope_fast(y, lp, weight)
+    intercept = calibration_in_the_large(y, lp, weight)
+    result = {"calibration_slope": slope, "calibration_intercept": intercept}
+    if np.isfinite(slope):
+        design = np.column_stack([np.ones(len(lp)), lp])
+        b0 = calibration_in_the_large(y, slope * lp, weight)  # the slope's own intercept, given the slope
+        p = expit(b0 + slope * lp)
+        bread = np.linalg.inv((design * (weight * p * (1 - p))[:, None]).T @ design)
+        scores = design * (weight * (y - p))[:, None]
+        se = float(np.sqrt((bread @ (scores.T @ scores) @ bread)[1, 1]))
+        result |= {"calibration_slope_lo": slope - Z * se, "calibration_slope_hi": slope + Z * se}
+    else:
+        result |= {"calibration_slope_lo": nan, "calibration_slope_hi": nan}
+    if np.isfinite(intercept):
+        p = expit(intercept + lp)
+        se = float(np.sqrt(np.sum((weight * (y - p)) ** 2)) / np.sum(weight * p * (1 - p)))
+        result |= {"calibration_intercept_lo": intercept - Z * se, "calibration_intercept_hi": intercept + Z * se}
+    else:
+        result |= {"calibration_intercept_lo": nan, "calibration_intercept_hi": nan}
+    return result
+
+
+def auroc_interval(y: np.ndarray, weight: np.ndarray, risk: np.ndarray, resamples: int, seed: int
+                   ) -> tuple[float, float]:
+    """Percentile 95% interval of the IPCW AUROC over patient resamples (the censoring weights kept)."""
     rng = np.random.default_rng(seed)
     ranked = RankedScores(y, risk)
     draws = []
-    for _ in range(resamples):
-        w = weight * rng.multinomial(len(y), np.full(len(y), 1.0 / len(y)))
+    for counts in rng.multinomial(len(y), np.full(len(y), 1.0 / len(y)), size=resamples):
+        w = weight * counts
         if 0 < np.sum(w * y) < np.sum(w):
-            draws.append((calibration_slope_fast(y, lp, w), calibration_in_the_large(y, lp, w),
-                          ranked.auroc_auprc(w)[0]))
+            draws.append(ranked.auroc_auprc(w)[0])
     if len(draws) < 10:
-        return {}
-    lo, hi = percentile_interval(np.array(draws), LEVEL)
-    return {name: (float(lo[k]), float(hi[k])) for k, name in
-            enumerate(("calibration_slope", "calibration_intercept", "auroc"))}
+        return float("nan"), float("nan")
+    lo, hi = percentile_interval(np.array(draws)[:, None], LEVEL)
+    return float(lo[0]), float(hi[0])
 
 
 def validate_at_horizon(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float, *,
@@ -272,7 +314,7 @@ def validate_at_horizon(time: np.ndarray, event: np.ndarray, risk: np.ndarray, h
         Each patient's predicted risk of onset by ``horizon``.
     horizon : float
     bootstrap : int
-        Resamples behind the slope's, the intercept's and the AUROC's intervals.
+        Resamples behind the AUROC's interval.
 
     Returns
     -------
@@ -312,11 +354,9 @@ def validate_at_horizon(time: np.ndarray, event: np.ndarray, risk: np.ndarray, h
     curves = {"groups": risk_groups(time, event, risk, horizon), "net_benefit": net_benefit(time, event, risk, horizon)}
     if y.sum() >= MIN_EVENTS and y.sum() < len(y):
         lp = logit(np.clip(r, _EPS, 1 - _EPS))
-        result |= {"calibration_slope": calibration_slope_fast(y, lp, w),
-                   "calibration_intercept": calibration_in_the_large(y, lp, w),
-                   "auroc": RankedScores(y, r).auroc_auprc(w)[0]}
-        for name, (lo, hi) in _bootstrap(y, lp, w, r, bootstrap, seed).items():
-            result |= {f"{name}_lo": lo, f"{name}_hi": hi}
+        result |= calibration_with_intervals(y, lp, w)
+        result["auroc"] = RankedScores(y, r).auroc_auprc(w)[0]
+        result["auroc_lo"], result["auroc_hi"] = auroc_interval(y, w, r, bootstrap, seed)
         smooth = smoothed_calibration(time, event, risk, horizon)
         if smooth is not None:
             result |= {"ici": smooth.ici, "e50": smooth.e50, "e90": smooth.e90}

@@ -812,6 +812,7 @@ def demo(
     from features.simulator import load_simulator_config, simulate_cohort, write_frame
     from models.registry import load_model, promote as promote_version
     from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
+    from pipelines.observed_loop import run_loop
     from pipelines.score import ScoringOptions, score_file
     from pipelines.tracking import configure_tracking
     from pipelines.train import run_experiment
@@ -862,7 +863,11 @@ def demo(
                   f"({summary.rejected} rejected) -> {scores_path}")
     _print_caveats(summary, model.risk_model.follow_up_months(), options)
 
-    console.rule("6. one patient's risks over time, under alemtuzumab and under interferon beta-1a")
+    console.rule("6. a registry's own patients: validate the champion, recalibrate it, validate again")
+    loop = run_loop(model, simulator, outputs / "registry", log=console.print)
+    _print_table(loop_table(loop))
+
+    console.rule("7. one patient's risks over time, under alemtuzumab and under interferon beta-1a")
     console.print(patient_risk_table(model, DEMO_PATIENT))
 
     console.rule("done")
@@ -871,12 +876,27 @@ def demo(
     console.print(f"open the MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000")
     console.print("start the REST server: .venv/bin/autorisk serve --port 3000")
     console.print("score a file:          .venv/bin/autorisk score outputs/clinic.csv --out scores.csv")
+    console.print("validate on outcomes:  .venv/bin/autorisk validate outputs/registry/registry-test.csv --out outputs/v")
     console.print("other experiments:     .venv/bin/autorisk train --config experiments/il21-no-effect.yaml")
     console.print("Research tool on synthetic data: not for clinical decisions.")
 
 
+def loop_table(loop: dict) -> Table:
+    """The registry loop's figures: true, observed and predicted risk before and after the recalibration."""
+    table = Table("outcome", "treatment", "month", "true risk", "observed (Kaplan-Meier)",
+                  f"predicted, v{loop['champion']}", f"predicted, v{loop['recalibrated']} (@{loop['alias']})",
+                  "O/E before", "O/E after",
+                  title=f"registry test file ({loop['test']['patients']:,} patients): champion against its "
+                        f"recalibration on {loop['development']['patients']:,} others")
+    for r in loop["rows"]:
+        table.add_row(r["outcome"], r["treatment"], str(r["horizon_months"]),
+                      *[("—" if r[k] is None else f"{100 * r[k]:.1f}%") for k in ("true", "observed", "before", "after")],
+                      *[("—" if r[k] is None else f"{r[k]:.2f}") for k in ("before_o_e", "after_o_e")])
+    return table
+
+
 def _cohort_files(experiment, folder: Path) -> list[tuple[object, Path]]:
-    """Each cohort of an experiment with a file of its own: training, external and benchmark cohorts.
+    """Each simulated cohort of an experiment with a file of its own: training, external and benchmark cohorts.
 
     Named by role and name (``train-care-ms1.parquet``, ``external-current-assay.parquet``,
     ``benchmark-care-ms1.parquet``), with the seed added where two would share a name, so that no
@@ -884,9 +904,12 @@ def _cohort_files(experiment, folder: Path) -> list[tuple[object, Path]]:
     """
     from collections import Counter
 
-    named = [("train", c.profile, c) for c in experiment.train_cohorts]
-    named += [("external", c.name, c) for c in experiment.external_cohorts]
-    named.append(("benchmark", experiment.benchmark_cohort.profile, experiment.benchmark_cohort))
+    from pipelines.config import CohortSpec
+
+    named = [("train", c.profile, c) for c in experiment.train_cohorts if isinstance(c, CohortSpec)]
+    named += [("external", c.name, c) for c in experiment.external_cohorts if isinstance(c, CohortSpec)]
+    if experiment.benchmark_cohort is not None:
+        named.append(("benchmark", experiment.benchmark_cohort.profile, experiment.benchmark_cohort))
     counts = Counter(f"{role}-{name}" for role, name, _ in named)
     return [(cohort, folder / (f"{role}-{name}" + (f"-seed{cohort.seed}" if counts[f"{role}-{name}"] > 1 else "")
                                + ".parquet")) for role, name, cohort in named]

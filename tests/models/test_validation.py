@@ -121,3 +121,20 @@ def test_net_benefit_by_hand():
     assert nb["model"][0] == pytest.approx(0.4 * 0.75 - 0.4 * 0.25 * 0.25)
     assert nb["treat_all"][0] == pytest.approx(0.4 - 0.6 * 0.25)
     assert len(net_benefit(time, event, risk, 12)["threshold"]) == len(NET_BENEFIT_THRESHOLDS)
+
+
+def test_the_smoothed_calibration_is_scikit_survivals_cox_model_on_the_spline(cohort):
+    """Austin, Harrell & van Klaveren's smoother, fitted with scikit-survival's Cox model and Breslow baseline."""
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    time, event, frame = cohort
+    risk, horizon = np.clip(1.3 * frame["true_risk_thyroid_36m"].to_numpy(), 0, 0.99), 36
+    smooth = smoothed_calibration(time, event, risk, horizon)
+    cll = np.log(-np.log1p(-risk))
+    basis = restricted_cubic_spline(cll, np.quantile(cll, [0.1, 0.5, 0.9]))
+    basis = (basis - basis.mean(axis=0)) / basis.std(axis=0)
+    onset = (event == 1) & (time <= horizon)
+    cox = CoxPHSurvivalAnalysis(alpha=1e-6, ties="breslow").fit(basis, Surv.from_arrays(onset, np.minimum(time, horizon)))
+    survival = np.array([f(horizon) for f in cox.predict_survival_function(basis)])
+    np.testing.assert_allclose(smooth.observed, 1 - survival, rtol=1e-6, atol=1e-9)
+    assert smooth.ici == pytest.approx(np.mean(np.abs(risk - (1 - survival))), rel=1e-6)

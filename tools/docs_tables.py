@@ -1,0 +1,98 @@
+"""Rewrite the marked tables of the docs from what they came from: ``<!-- name:start -->`` ... ``<!-- name:end -->``.
+
+Each block is owned by one generator below, which reads the run, model or benchmark output behind it, so that
+no figure in the docs is typed by hand. ``make docs-tables`` runs them all; a generator whose source is absent
+(a run not made on this machine) leaves its block as it is and says so.
+
+    .venv/bin/python tools/docs_tables.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def features_table() -> str:
+    from features.schema import markdown_table
+
+    return markdown_table()
+
+
+def validation_loop_table(source: Path = ROOT / "outputs" / "registry" / "registry-loop.json") -> str | None:
+    """docs/validation.md: the registry loop of ``make demo`` (true, observed and predicted risks, O/E)."""
+    if not source.is_file():
+        return None
+    loop = json.loads(source.read_text(encoding="utf-8"))
+
+    def pct(v):
+        return "—" if v is None else f"{100 * v:.1f}%"
+
+    def ratio(r, when):
+        if r[f"{when}_o_e"] is None:
+            return "—"
+        lo, hi = r[f"{when}_o_e_lo"], r[f"{when}_o_e_hi"]
+        return f"{r[f'{when}_o_e']:.2f}" + ("" if lo is None else f" ({lo:.2f}–{hi:.2f})")
+
+    lines = [f"Test file: {loop['test']['patients']:,} registry patients; recalibrated (`baseline`) on "
+             f"{loop['development']['patients']:,} others. Champion v{loop['champion']}, recalibrated "
+             f"v{loop['recalibrated']} (@{loop['alias']}).", "",
+             "| outcome | treatment | month | true risk | observed (Kaplan–Meier) | predicted, champion | "
+             "predicted, recalibrated | O/E before (95% CI) | O/E after (95% CI) | AUROC before / after |",
+             "|" + "---|" * 10]
+    for r in loop["rows"]:
+        auroc = "—" if r["before_auroc"] is None else f"{r['before_auroc']:.3f} / {r['after_auroc']:.3f}"
+        lines.append(f"| {r['outcome']} | {r['treatment']} | {r['horizon_months']} | {pct(r['true'])} | "
+                     f"{pct(r['observed'])} | {pct(r['before'])} | {pct(r['after'])} | {ratio(r, 'before')} | "
+                     f"{ratio(r, 'after')} | {auroc} |")
+    return "\n".join(lines)
+
+
+# block name -> (file, generator); a generator returns the block's text, or None when its source is absent.
+GENERATORS: dict[str, tuple[Path, Callable[[], str | None]]] = {
+    "features": (ROOT / "README.md", features_table),
+    "validation-loop": (ROOT / "docs" / "validation.md", validation_loop_table),
+}
+_BLOCK = r"(<!-- {name}:start[^>]*-->\n)(.*?)(<!-- {name}:end -->)"
+
+
+def rewrite(name: str, check: bool = False) -> str:
+    """Rewrite one block; return what happened, in a word."""
+    path, generate = GENERATORS[name]
+    text = generate()
+    if text is None:
+        return "source absent, left as it is"
+    document = path.read_text(encoding="utf-8")
+    pattern = re.compile(_BLOCK.format(name=re.escape(name)), re.S)
+    if not pattern.search(document):
+        raise SystemExit(f"{path}: no block <!-- {name}:start --> ... <!-- {name}:end -->")
+    updated = pattern.sub(lambda m: m.group(1) + text.rstrip("\n") + "\n" + m.group(3), document)
+    if updated == document:
+        return "up to date"
+    if check:
+        return "stale"
+    path.write_text(updated, encoding="utf-8")
+    return "rewritten"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="Only say which blocks are stale.")
+    args = parser.parse_args()
+    stale = False
+    for name in GENERATORS:
+        outcome = rewrite(name, check=args.check)
+        stale |= outcome == "stale"
+        print(f"{GENERATORS[name][0].relative_to(ROOT)} [{name}]: {outcome}")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
