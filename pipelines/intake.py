@@ -103,10 +103,10 @@ def no_kit_message(line: int) -> str:
             f"--il21-assay {' or --il21-assay '.join(IL21_KITS)}, the kit the laboratory used")
 
 
-def decimal_commas(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with decimal commas in its numeric text columns read as points (``1,5`` -> ``1.5``)."""
+def decimal_commas(frame: pd.DataFrame, columns: Sequence[str] = NUMERIC_COLUMNS) -> pd.DataFrame:
+    """``frame`` with decimal commas in its numeric text ``columns`` read as points (``1,5`` -> ``1.5``)."""
     changed = {}
-    for name in NUMERIC_COLUMNS:
+    for name in columns:
         if name in frame.columns and not pd.api.types.is_numeric_dtype(frame[name]):
             changed[name] = frame[name].astype("string").str.replace(_DECIMAL_COMMA, r"\1.\2", regex=True)
     return frame.assign(**changed) if changed else frame

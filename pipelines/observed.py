@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.outcomes import check_outcome_columns, outcome_columns, read_outcomes
+from features.outcomes import check_outcome_columns, outcome_columns, read_outcomes, time_column
 from features.schema import ID_COLUMN, MODEL_COLUMNS
 from features.validation import check_columns, validate_frame
-from pipelines.intake import prepare
+from pipelines.intake import decimal_commas, prepare
 from pipelines.reading import InputFileError, open_input
 
 READ_ROWS = 50_000
@@ -92,8 +92,11 @@ def read_observed(path: Path, outcomes: tuple[str, ...], *, il21_assay: str | No
         check_columns(columns, allow_extra=True)
         check_outcome_columns(columns, outcomes)
         used, rejected, read = [], [], 0
+        times = [time_column(o) for o in outcomes]
         for chunk in source.chunks:
             frame = chunk.frame.set_axis(columns, axis=1)
+            if source.delimiter == ";":  # a European export: its months have decimal commas, as its inputs do
+                frame = decimal_commas(frame, times)
             read += chunk.records
             rejected += [(line, None, reason) for line, reason in chunk.malformed]
             batch = validate_frame(frame, allow_extra=True)

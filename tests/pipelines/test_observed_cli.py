@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from sksurv.nonparametric import kaplan_meier_estimator
 from typer.testing import CliRunner
 
+from features.schema import ID_COLUMN, INPUT_NAMES
 from features.simulator import simulate_cohort
 from models.names import VERSION_ORIGIN_TAG, VERSION_SOURCE_TAG, VERSION_VALIDATIONS_TAG
 from models.registry import MODEL_NAME
@@ -189,7 +190,16 @@ def test_recalibrate_registers_an_aliased_version_that_fits_the_registry(mlflow_
     scored = runner.invoke(app, ["score", str(registry["paths"]["test"]), "--out", str(tmp_path / "s.csv"),
                                  "--ignore-extra-columns", "--model-version", "@registry-test"])
     assert scored.exit_code == 0, scored.output
-    assert set(pd.read_csv(tmp_path / "s.csv")["model_version"].astype(str)) == {str(new.version)}
+    scores = pd.read_csv(tmp_path / "s.csv")
+    assert set(scores["model_version"].astype(str)) == {str(new.version)}
+    # the MLflow pyfunc of the alias gives the same risks, with every patient's explanation exact
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@registry-test")
+    from_pyfunc = pyfunc.predict(truth.head(200)[[ID_COLUMN, *INPUT_NAMES]])
+    np.testing.assert_allclose(from_pyfunc["risk_thyroid_48m"], scores["risk_thyroid_48m"].head(200), rtol=0,
+                               atol=1e-12)
+    total = from_pyfunc["base_thyroid_48m"] + from_pyfunc.filter(regex="^shap_thyroid__").sum(axis=1) \
+        + from_pyfunc["shap_thyroid_48m__treatment"]
+    np.testing.assert_allclose(total, np.log(-np.log1p(-from_pyfunc["risk_thyroid_48m"])), atol=1e-9)
 
 
 def test_recalibrate_validates_before_and_after_on_a_held_out_part(mlflow_store, registry, tmp_path):
@@ -203,6 +213,29 @@ def test_recalibrate_validates_before_and_after_on_a_held_out_part(mlflow_store,
     row = next(r for r in summary["comparison"] if (r["outcome"], r["treatment"], r["horizon_months"])
                == ("thyroid", "alemtuzumab", 48))
     assert abs(row["after_o_e"] - 1) < abs(row["before_o_e"] - 1)
+
+
+@pytest.mark.parametrize("kind", ["semicolon", "xlsx"])
+def test_validate_reads_what_score_reads(mlflow_store, registry, tmp_path, kind):
+    """A European Excel's semicolon CSV with decimal commas and upper-case headers, and a workbook's named sheet."""
+    frame = observed(registry["truth"]["test"]).head(800)
+    if kind == "semicolon":
+        path = tmp_path / "export.csv"
+        frame.rename(columns=str.upper).to_csv(path, sep=";", decimal=",", index=False)
+        args = []
+    else:
+        path = tmp_path / "export.xlsx"
+        with pd.ExcelWriter(path) as writer:
+            frame.head(5).to_excel(writer, sheet_name="notes", index=False)
+            frame.to_excel(writer, sheet_name="patients", index=False)
+        args = ["--sheet", "patients"]
+    result = runner.invoke(app, ["validate", str(path), "--out", str(tmp_path / "out"), "--horizons", "24", *args])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "validation.json").read_text())
+    assert report["cohort"]["used"] == 800 and report["cohort"]["rejected"] == 0
+    times, survival = kaplan_meier_estimator(frame["thyroid_event"] == 1, frame["thyroid_time_months"])
+    km = 1 - survival[np.searchsorted(times, 24, side="right") - 1]
+    assert entry(report, "thyroid", "all", 24)["observed_risk"] == pytest.approx(km, abs=1e-12)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -116,3 +116,27 @@ def test_spark_gives_the_local_files_for_typed_parquet_with_horizons_and_contras
     assert_same_outputs(outputs["local"], outputs["spark"])
     assert outputs["spark"][1]["line"].tolist() == [i + 1 for i in range(0, 900, 97)]
     assert "excess_itp_66m" in outputs["spark"][0].columns
+
+
+def test_spark_scores_a_recalibrated_version_as_the_local_engine_does(champion, spark, make_cohort, tmp_path):
+    """A recalibrated version (a slope and local baselines on the champion's patient effects) travels to the
+    Spark tasks whole: the same files as the local engine."""
+    from dataclasses import replace
+
+    from features.validation import encode
+    from models.recalibration import recalibrated_model
+
+    local_patients = make_cohort("registry", 2000, 33)
+    outcomes = {o: (local_patients[f"{o}_event"].to_numpy(), local_patients[f"{o}_time_months"].to_numpy())
+                for o in ("thyroid", "itp")}
+    updated, _ = recalibrated_model(champion.risk_model, encode(local_patients), outcomes, "baseline+slope")
+    recalibrated = replace(champion, version="recalibrated", risk_model=updated)
+    source = tmp_path / "cohort.csv"
+    make_cohort("registry", 700, 34)[[ID_COLUMN, *INPUT_NAMES]].to_csv(source, index=False)
+    outputs = {}
+    for engine in ("local", "spark"):
+        out = tmp_path / engine / "scores.csv"
+        score_file(source, out, recalibrated, chunk_rows=300, engine=engine, spark=spark, reference=None)
+        outputs[engine] = read_outputs(out)
+    assert_same_outputs(outputs["local"], outputs["spark"])
+    assert set(outputs["spark"][0]["model_version"]) == {"recalibrated"}
