@@ -209,8 +209,8 @@ class BootstrapRefits:
         ``X`` is a bounded model matrix; each refit uses its own baseline for the patient's treatment.
         """
         strata = treatment_index(X)
-        own = self.original.log_relative_hazard(X)[:, None] + self.original.baseline_.log_at(horizons)[strata]
-        return np.stack([refit.log_relative_hazard(X)[:, None] + refit.baseline_.log_at(horizons)[strata] - own
+        own = self.original.log_cumulative_hazard(self.original.log_relative_hazard(X), strata, horizons)
+        return np.stack([refit.log_cumulative_hazard(refit.log_relative_hazard(X), strata, horizons) - own
                          for refit in self.refits])
 
 
@@ -242,12 +242,13 @@ def bootstrap_refits(original: StratifiedCox, X: np.ndarray, event: np.ndarray, 
     for _ in range(refits):
         rows = rng.integers(0, len(X), len(X))
         Xb, eb, tb = X[rows], event[rows], time[rows]
-        refit = StratifiedCox(estimator=original.estimator)
-        if isinstance(original.estimator_, LinearCoxRegression):
+        if isinstance(original, StratifiedCox) and isinstance(original.estimator_, LinearCoxRegression):
+            refit = StratifiedCox(estimator=original.estimator)
             refit.estimator_ = refit_linear(original.estimator_, Xb, eb, tb)
-        else:
-            refit.estimator_ = clone(original.estimator).fit(Xb, survival_target(eb, tb))
-        refit.baseline_ = breslow_baselines(refit.estimator_.predict(Xb), eb.astype(bool), tb, treatment_index(Xb))
+            refit.baseline_ = breslow_baselines(refit.estimator_.predict(Xb), eb.astype(bool), tb,
+                                                treatment_index(Xb))
+        else:  # the whole procedure again: any family
+            refit = clone(original).fit(Xb, survival_target(eb, tb))
         fitted.append(refit)
     return BootstrapRefits(original, fitted)
 

@@ -8,6 +8,7 @@ wherever autorisk is installed, whatever the Python objects looked like when it 
   parameters, its fitted arrays (the linear family's medians, scaling and coefficients) and the
   baseline cumulative hazard per treatment with the follow-up it rests on, and the calibration slope a
   recalibration put on the relative hazard (1 otherwise);
+- for the mixture-cure family, each treatment's timing shares in place of the baseline (the same arrays);
 - per outcome of a tree family, ``<outcome>.xgboost.ubj`` (the booster in xgboost's own binary
   format) and ``<outcome>.treeshap.npz`` (the exact SHAP tables, built once at training time);
 - per outcome with risk intervals, ``<outcome>.intervals.npz`` (the linear family's refits as
@@ -25,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from models.domain import InputDomain
-from models.estimators import FAMILIES, LinearCoxRegression, XGBoostCoxRegression
+from models.cure import CureXGBoost, MixtureCure, TimingShares
+from models.estimators import LinearCoxRegression, XGBoostCoxRegression
+from models.families import FAMILIES
 from models.intervals import load_spread, save_spread
 from models.recalibration import RecalibratedSpread, ScaledRelativeHazard
 from models.scoring import RiskModel
@@ -69,15 +72,19 @@ def save_risk_model(model: RiskModel, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     outcomes = {}
     for outcome, survival in model.outcomes.items():
-        estimator, slope = survival.estimator_, 1.0
-        if isinstance(estimator, ScaledRelativeHazard):  # recalibrated with a slope: the slope and its model
-            estimator, slope = estimator.inner, estimator.slope
+        estimator, slope, offsets = survival.estimator_, 1.0, None
+        if isinstance(estimator, ScaledRelativeHazard):  # recalibrated: the slope, the offsets and the model
+            estimator, slope = estimator.inner, survival.estimator_.slope
+            if survival.estimator_.offsets is not None:
+                offsets = {"offsets": [float(v) for v in survival.estimator_.offsets],
+                           "reference": float(survival.estimator_.reference)}
         entry = {"estimator": _family_name(estimator), "params": estimator.get_params(), "slope": slope,
+                 "recalibration_offsets": offsets,
                  "n_features_in": int(estimator.n_features_in_),
                  "baseline": {name: getattr(survival.baseline_, name).tolist() for name in BASELINE_ARRAYS}}
         if isinstance(estimator, LinearCoxRegression):
             entry["fitted"] = {name: getattr(estimator, name).tolist() for name in LINEAR_ARRAYS}
-        elif isinstance(estimator, XGBoostCoxRegression):
+        elif isinstance(estimator, (XGBoostCoxRegression, CureXGBoost)):
             estimator.booster_.save_model(folder / f"{outcome}.xgboost.ubj")
             state = estimator.shap_tables_.to_state()
             arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
@@ -85,6 +92,8 @@ def save_risk_model(model: RiskModel, folder: Path) -> Path:
             entry["treeshap"] = {k: v for k, v in state.items() if k not in arrays}
         else:
             raise TypeError(f"cannot store a {type(estimator).__name__} as plain files")
+        if isinstance(survival, MixtureCure):
+            entry["em_rounds"] = int(survival.em_rounds)
         if outcome in model.spreads:
             entry["intervals"] = _save_spread(model.spreads[outcome], folder, outcome)
         outcomes[outcome] = entry
@@ -131,11 +140,19 @@ def load_risk_model(folder: Path) -> RiskModel:
         if "intervals" in entry:
             spreads[outcome] = _load_spread(entry["intervals"], folder, outcome)
         fitted = _estimator(entry, folder, outcome)
-        survival = StratifiedCox(estimator=FAMILIES[entry["estimator"]](**entry["params"]))
-        slope = float(entry.get("slope", 1.0))
-        survival.estimator_ = fitted if slope == 1.0 else ScaledRelativeHazard(inner=fitted, slope=slope)
-        survival.baseline_ = BaselineHazards(**{name: np.asarray(entry["baseline"][name], dtype=float)
-                                                 for name in BASELINE_ARRAYS})
+        arrays = {name: np.asarray(entry["baseline"][name], dtype=float) for name in BASELINE_ARRAYS}
+        slope, offsets = float(entry.get("slope", 1.0)), entry.get("recalibration_offsets")
+        if slope != 1.0 or offsets is not None:
+            fitted = ScaledRelativeHazard(inner=fitted, slope=slope,
+                                          offsets=None if offsets is None else np.asarray(offsets["offsets"]),
+                                          reference=0.0 if offsets is None else offsets["reference"])
+        if isinstance(getattr(fitted, "inner", fitted), CureXGBoost):  # the ever-risk and each treatment's shares
+            survival = MixtureCure(estimator=FAMILIES[entry["estimator"]](**entry["params"]),
+                                   em_rounds=entry["em_rounds"])
+            survival.estimator_, survival.baseline_ = fitted, TimingShares(**arrays)
+        else:
+            survival = StratifiedCox(estimator=FAMILIES[entry["estimator"]](**entry["params"]))
+            survival.estimator_, survival.baseline_ = fitted, BaselineHazards(**arrays)
         outcomes[outcome] = survival
     return RiskModel(family=manifest["family"], outcomes=outcomes, domain=InputDomain.from_state(manifest["domain"]),
                      spreads=spreads)

@@ -24,38 +24,56 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from scipy.special import expit
+
+from models.cure import MixtureCure, TimingShares, timing_shares
 from models.scoring import RiskModel
-from models.survival import TREATMENT_BY_CODE, StratifiedCox, breslow_baselines, treatment_index
+from models.survival import TREATMENT_BY_CODE, TREATMENT_COLUMN, StratifiedCox, breslow_baselines, treatment_index
 
 METHODS = ("baseline", "baseline+slope")
 LOCAL_REFITS = 50
 
 
 class ScaledRelativeHazard(BaseEstimator):
-    """A fitted relative hazard times a calibration slope: ``b f(x)``, explained as ``b`` times its parts.
+    """A fitted score times a calibration slope, plus an offset per treatment: ``b f(x) + a_s``, explained as
+    ``b`` times its parts, the offset (a function of the treatment alone) credited to the treatment.
 
     Parameters
     ----------
     inner : estimator
-        A fitted relative hazard (:mod:`models.estimators`).
+        A fitted relative hazard or ever-risk score (:mod:`models.estimators`, :mod:`models.cure`).
     slope : float
         ``b``.
+    offsets : ndarray of shape (n_treatments,), optional
+        ``a_s`` per treatment (the mixture-cure family's recalibrated intercepts; none for a Cox family, whose
+        baseline takes them).
+    reference : float
+        The offsets' mean over the local patients: the SHAP base value's share of them.
     """
 
-    def __init__(self, *, inner, slope: float = 1.0):
+    def __init__(self, *, inner, slope: float = 1.0, offsets=None, reference: float = 0.0):
         self.inner = inner
         self.slope = slope
+        self.offsets = offsets
+        self.reference = reference
 
     @property
     def n_features_in_(self) -> int:
         return self.inner.n_features_in_
 
+    def _offsets(self, X) -> np.ndarray:
+        return np.zeros(len(X)) if self.offsets is None else np.asarray(self.offsets)[treatment_index(X)]
+
     def predict(self, X) -> np.ndarray:
-        return self.slope * self.inner.predict(X)
+        return self.slope * self.inner.predict(X) + self._offsets(X)
 
     def explain(self, X) -> tuple[np.ndarray, np.ndarray]:
         base, contributions = self.inner.explain(X)
-        return self.slope * base, self.slope * contributions
+        contributions = self.slope * contributions
+        if self.offsets is None:
+            return self.slope * base, contributions
+        contributions[:, TREATMENT_COLUMN] += self._offsets(X) - self.reference
+        return self.slope * base + self.reference, contributions
 
 
 def stratified_slope(f: np.ndarray, event: np.ndarray, time: np.ndarray, strata: np.ndarray, *,
@@ -141,6 +159,8 @@ def recalibrate_outcome(model: StratifiedCox, X: np.ndarray, event: np.ndarray, 
     """
     if method not in METHODS:
         raise ValueError(f"method: {method!r} is not one of {', '.join(METHODS)}")
+    if isinstance(model, MixtureCure):
+        return recalibrate_cure(model, X, event, time, method)
     strata = treatment_index(X)
     f = model.log_relative_hazard(X)
     slope = stratified_slope(f, event, time, strata) if method == "baseline+slope" else 1.0
@@ -153,11 +173,61 @@ def recalibrate_outcome(model: StratifiedCox, X: np.ndarray, event: np.ndarray, 
     return updated, Recalibration(slope, updated.baseline_.events, local_follow_up)
 
 
-def local_baseline_variance(model: StratifiedCox, X: np.ndarray, event: np.ndarray, time: np.ndarray, *,
+def _mixture_fit(score: np.ndarray, event: np.ndarray, timing: np.ndarray, strata: np.ndarray, slope: bool,
+                 iterations: int = 50) -> tuple[float, np.ndarray]:
+    """``(b, a)`` maximising the mixture likelihood of ``p = expit(b score + a_s)`` given each row's timing share,
+    by EM: the posterior chance of an onset (1 for an onset), then a weighted logistic fit (Newton)."""
+    n_treatments = len(TREATMENT_BY_CODE)
+    design = np.column_stack([np.eye(n_treatments)[strata], score])
+    beta = np.zeros(n_treatments + 1)
+    beta[-1] = 1.0
+    present = np.array([np.any(strata == s) for s in range(n_treatments)] + [slope])
+    for _ in range(iterations):
+        p = expit(design @ beta)
+        w = np.where(event == 1, 1.0, p * (1 - timing) / np.maximum(1 - p * timing, 1e-12))
+        for _ in range(5):  # the M-step's logistic regression of w, the slope fixed at 1 without `slope`
+            p = expit(design @ beta)
+            gradient = design.T @ (w - p)
+            hessian = (design * (p * (1 - p))[:, None]).T @ design + 1e-9 * np.eye(len(beta))
+            step = np.zeros(len(beta))
+            step[present] = np.linalg.solve(hessian[np.ix_(present, present)], gradient[present])
+            beta += step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(beta[-1]), beta[:-1]
+
+
+def recalibrate_cure(model: MixtureCure, X: np.ndarray, event: np.ndarray, time: np.ndarray, method: str
+                     ) -> tuple[MixtureCure, Recalibration]:
+    """A mixture-cure model recalibrated on local patients: each treatment's timing shares and intercept on the
+    ever-risk's log-odds (with ``baseline+slope`` also a slope on the score), the score ``F(x)`` held fixed."""
+    strata = treatment_index(X)
+    score = model.log_relative_hazard(X)
+    shares = timing_shares(time, event.astype(bool), strata, fallback=model.baseline_)
+    for _ in range(3):  # alternate: intercepts (and slope) given the timing shares, then the shares given them
+        timing = np.where(event == 1, 1.0, MixtureCure._row_shares(shares, time, strata))
+        slope, offsets = _mixture_fit(score, event, timing, strata, method == "baseline+slope")
+        p = expit(slope * score + offsets[strata])
+        weight = np.where(event == 1, 1.0, p * (1 - timing) / np.maximum(1 - p * timing, 1e-12))
+        shares = timing_shares(time, event.astype(bool), strata, weight, fallback=model.baseline_)
+    reference = float(np.mean(offsets[strata]))
+    updated = MixtureCure(estimator=model.estimator, em_rounds=model.em_rounds)
+    updated.estimator_ = ScaledRelativeHazard(inner=model.estimator_, slope=slope, offsets=offsets, reference=reference)
+    updated.baseline_ = shares
+    local_follow_up = np.array([time[strata == s].max() if np.any(strata == s) else 0.0
+                                for s in range(len(TREATMENT_BY_CODE))])
+    return updated, Recalibration(slope, shares.events, local_follow_up)
+
+
+def local_baseline_variance(model, X: np.ndarray, event: np.ndarray, time: np.ndarray, *,
                             refits: int = LOCAL_REFITS, seed: int = 0) -> np.ndarray:
     """The spread of the re-estimated ``log H0_s(t)`` over bootstrap resamples of the local patients, with the
-    recalibrated model's ``f`` held fixed: the variance per treatment and month 0–72, shape (n_treatments, 73)."""
+    recalibrated model's ``f`` held fixed: the variance per treatment and month 0–72, shape (n_treatments, 73).
+    For a mixture-cure model, the spread of its log cumulative hazard for each treatment's mean patient over
+    resamples of its recalibration (intercepts and timing shares)."""
     rng = np.random.default_rng(seed)
+    if isinstance(model, MixtureCure):
+        return _cure_local_variance(model, X, event, time, refits, rng)
     strata = treatment_index(X)
     f = model.log_relative_hazard(X)
     logs = []
@@ -168,6 +238,28 @@ def local_baseline_variance(model: StratifiedCox, X: np.ndarray, event: np.ndarr
         logs.append(np.log(np.maximum(baseline.cumulative[:, 1:], 1e-300)))
     variance = np.var(np.stack(logs), axis=0, ddof=1)
     return np.concatenate([np.zeros((variance.shape[0], 1)), variance], axis=1)
+
+
+def _cure_local_variance(model: MixtureCure, X: np.ndarray, event: np.ndarray, time: np.ndarray, refits: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    strata = treatment_index(X)
+    n_treatments = len(TREATMENT_BY_CODE)
+    source = model.estimator_.inner
+    score = source.predict(X)
+    typical = np.array([score[strata == s].mean() if np.any(strata == s) else score.mean() for s in range(n_treatments)])
+    months = np.arange(1, 73)
+    logs = []
+    source_model = MixtureCure(estimator=model.estimator, em_rounds=model.em_rounds)
+    source_model.estimator_, source_model.baseline_ = source, model.baseline_
+    for _ in range(refits):
+        rows = rng.integers(0, len(X), len(X))
+        refit, _ = recalibrate_cure(source_model, X[rows], event[rows], time[rows],
+                                    "baseline+slope" if model.estimator_.slope != 1.0 else "baseline")
+        adjusted = refit.estimator_.slope * typical + refit.estimator_.offsets
+        logs.append(np.stack([refit.log_cumulative_hazard(np.array([adjusted[s]]), np.array([s]), months)[0]
+                              for s in range(n_treatments)]))
+    variance = np.var(np.stack(logs), axis=0, ddof=1)
+    return np.concatenate([np.zeros((n_treatments, 1)), variance], axis=1)
 
 
 class RecalibratedSpread:

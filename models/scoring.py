@@ -141,6 +141,16 @@ class RiskModel:
                 spread.booster.set_param({"nthread": n_threads})  # used where the tables fall back
         return self
 
+    @property
+    def extrapolation_rule(self) -> str:
+        """How the family goes on beyond a treatment's follow-up, in words."""
+        return getattr(next(iter(self.outcomes.values())), "extrapolation_rule", EXTRAPOLATION_RULE)
+
+    @property
+    def explanation_scale(self) -> str:
+        """What ``base + sum(shap)`` is, in words (the same for every outcome of a family)."""
+        return next(iter(self.outcomes.values())).explanation_scale
+
     def follow_up_months(self) -> dict[str, float]:
         """The longest follow-up the training data had on each treatment (later months are extrapolated)."""
         longest = np.min([m.baseline_.follow_up_months for m in self.outcomes.values()], axis=0)
@@ -179,7 +189,7 @@ class RiskModel:
                 answers[outcome] = (missing, missing)
                 continue
             f = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(prepared)
-            log_hazard = model.baseline_.log_at(horizons)[strata] + f[:, None]
+            log_hazard = model.log_cumulative_hazard(f, strata, horizons)
             answers[outcome] = monotone_bounds(*interval(log_hazard, spread.log_sd(prepared, horizons)), horizons)
         return answers
 
@@ -230,12 +240,13 @@ class RiskModel:
         """
         follow_up = self.follow_up_months()
         horizons = tuple(horizons)
+        rule = self.extrapolation_rule
         notes = {}
         for name in TREATMENT_BY_CODE:
             beyond = [h for h in horizons if h > follow_up[name]]
             notes[name] = (f"extrapolated: risks at {', '.join(map(str, beyond))} months on {name} lie beyond "
                            f"the {follow_up[name]:g} months of follow-up on it in the training data "
-                           f"({EXTRAPOLATION_RULE})") if beyond else ""
+                           f"({rule})") if beyond else ""
         own = np.array([notes[name] for name in TREATMENT_BY_CODE], dtype=object)[treatment_index(matrix)]
         if not contrast:
             return own

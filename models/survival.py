@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from features.schema import (
     CATEGORY_CODES,
     COLUMN_FEATURE,
+    EXPLANATION_SCALE,
     FEATURE_NAMES,
     MAX_HORIZON_MONTHS,
     MODEL_COLUMNS,
@@ -194,6 +195,11 @@ class OutcomeExplanation:
         second model call (:meth:`StratifiedCox.risk_from`).
     strata : ndarray of int, shape (n,)
         Each patient's treatment, as an index into :data:`TREATMENT_BY_CODE`.
+    scale : str
+        What ``base + sum(shap)`` is (:data:`features.schema.EXPLANATION_SCALE` for the proportional-hazards
+        families; the log-odds of the ever-risk for :class:`models.cure.MixtureCure`).
+    timing : ndarray of shape (n, H), optional
+        The treatment's timing share by each horizon, for a family whose risk is the ever-risk times it.
     """
 
     horizons: tuple[int, ...]
@@ -204,6 +210,8 @@ class OutcomeExplanation:
     extrapolated: np.ndarray
     log_relative_hazard: np.ndarray
     strata: np.ndarray
+    scale: str = EXPLANATION_SCALE
+    timing: np.ndarray | None = None
 
     def shap_at(self, k: int) -> np.ndarray:
         """Every input's SHAP value at horizon index ``k``, shape (n, n_inputs)."""
@@ -221,6 +229,10 @@ class StratifiedCox(BaseEstimator):
         A relative-hazard model with ``fit(X, y)``, ``predict(X)`` (log relative hazard) and
         ``explain(X)`` (:mod:`models.estimators`); cloned when fitted.
     """
+
+    explanation_scale = EXPLANATION_SCALE
+    extrapolation_rule = EXTRAPOLATION_RULE
+    timing_varies_by_patient = False  # one relative hazard: every patient's hazard has the treatment's shape
 
     def __init__(self, *, estimator):
         self.estimator = estimator
@@ -252,6 +264,10 @@ class StratifiedCox(BaseEstimator):
         """
         log_hazard = self.baseline_.log_at(horizons)[strata] + log_relative_hazard[:, None]
         return -np.expm1(-np.exp(log_hazard))
+
+    def log_cumulative_hazard(self, log_relative_hazard: np.ndarray, strata: np.ndarray, horizons) -> np.ndarray:
+        """``log H(t | x) = log H0_s(t) + f(x)`` by each horizon, shape (n, H): the scale of the risks' intervals."""
+        return self.baseline_.log_at(horizons)[strata] + log_relative_hazard[:, None]
 
     def risk(self, X, horizons) -> np.ndarray:
         """Probability of onset by each horizon, shape (n, H)."""

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.schema import EVALUATION_HORIZONS_MONTHS, FEATURE_NAMES, OUTCOMES, TREATMENT_FEATURE, check_horizons
-from models.estimators import FAMILIES
+from models.families import FAMILIES
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 DEFAULT_EXPERIMENT = EXPERIMENTS_DIR / "baseline-comparison.yaml"

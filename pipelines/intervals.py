@@ -108,7 +108,7 @@ def evaluate_intervals(model: RiskModel, refits: dict[str, BootstrapRefits], sim
     rows, plot = [], {}
     for outcome, survival in model.outcomes.items():
         truth = true_risk_at(simulator, frame, outcome, horizons)
-        log_hazard = survival.baseline_.log_at(horizons)[strata] + explained[outcome].log_relative_hazard[:, None]
+        log_hazard = survival.log_cumulative_hazard(explained[outcome].log_relative_hazard, strata, horizons)
         risk = explained[outcome].risk
         deviations = refits[outcome].log_hazard_deviations(bounded, horizons)  # (B, n, H)
         refit_sd = deviations.std(axis=0, ddof=1)

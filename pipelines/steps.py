@@ -28,7 +28,7 @@ from features.schema import EVALUATION_HORIZONS_MONTHS, OUTCOMES, endpoint
 from features.simulator import SimulatorConfig, load_simulator_config, simulate_cohort
 from features.validation import encode
 from models.domain import InputDomain
-from models.estimators import FAMILIES
+from models.families import outcome_model
 from models.evaluation import log_loss_over_null
 from models.scoring import RiskModel
 from models.survival import TREATMENT_BY_CODE, HorizonLabels, StratifiedCox, horizon_labels, survival_target, \
@@ -234,8 +234,8 @@ def fit_family(name: str, spec: FamilySpec, train: pd.DataFrame, outcome_params:
     matrix = encode(train)
     domain = InputDomain.fit(matrix)
     prepared = domain.prepare(matrix)
-    models = {outcome: StratifiedCox(estimator=FAMILIES[spec.estimator](**params)).fit(
-        prepared, survival_labels(train, outcome)) for outcome, params in outcome_params.items()}
+    models = {outcome: outcome_model(spec.estimator, params).fit(prepared, survival_labels(train, outcome))
+              for outcome, params in outcome_params.items()}
     return RiskModel(family=name, outcomes=models, domain=domain)
 
 

@@ -9,7 +9,8 @@ from sklearn.utils.estimator_checks import check_get_params_invariance, check_no
 
 from features.schema import MODEL_COLUMNS
 from features.validation import COLUMN_INDEX, encode
-from models.estimators import FAMILIES, LinearCoxRegression, XGBoostCoxRegression
+from models.estimators import LinearCoxRegression, XGBoostCoxRegression
+from models.families import FAMILIES
 from models.survival import survival_target
 
 FAMILY_PARAMS = {

@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator
 
 from features.schema import FEATURE_NAMES, ID_COLUMN, INPUT_NAMES, TREATMENTS
 from features.validation import COLUMN_INDEX, validate_frame
-from models.estimators import FAMILIES
+from models.families import FAMILIES
 from models.names import PROMOTION_METRIC, contrast_metric, endpoint_metric, truth_metric
 from models.registry import MODEL_NAME, OE_RANGE, SLOPE_TOLERANCE, Candidate, choose, comparable
 from models.scoring import ScoringOptions, score_batch
