@@ -27,6 +27,8 @@ onset after a course and the rest have it during lymphocyte reconstitution (docs
   goes on growing at its average rate over the window's last 12 months, ``G_s(t) = 1 + (t - τ_s) ġ_s``, applied
   to the chance of remaining free: ``risk = 1 - (1 - p)^{G_s(t)}``, which equals ``p`` at ``τ_s``, rises with
   ``t`` and stays below 1. Every such risk is flagged extrapolated.
+- **A treatment without onsets** in training (ITP on interferon in the trials) is held at the floor the Cox
+  families use, one in a million per month on average, whatever the ever-risk says of it.
 - **The explanation.** Exact SHAP of ``F`` on the log-odds scale of the ever-risk
   (:class:`models.treeshap.TreeShapTables`): ``base + sum(shap) = logit p(x)``, the same at every horizon;
   the timing share is the treatment's, given beside it. No Python package fits a mixture-cure model with
@@ -47,7 +49,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from features.schema import FEATURE_NAMES, MAX_HORIZON_MONTHS
 from models.estimators import _RelativeHazard, check_survival_target
-from models.survival import MONTHS, TREATMENT_BY_CODE, OutcomeExplanation, by_input, treatment_index
+from models.survival import (
+    BASELINE_FLOOR_PER_MONTH,
+    MONTHS,
+    TREATMENT_BY_CODE,
+    OutcomeExplanation,
+    by_input,
+    treatment_index,
+)
 from models.treeshap import TreeShapTables
 
 EXTRAPOLATION_WINDOW_MONTHS = 12
@@ -71,12 +80,15 @@ class TimingShares:
         Onsets observed on each treatment in training.
     share : ndarray of shape (n_treatments,)
         Share of training patients on each treatment.
+    patients : ndarray of shape (n_treatments,)
+        Training patients on each treatment.
     """
 
     cumulative: np.ndarray
     follow_up_months: np.ndarray
     events: np.ndarray
     share: np.ndarray
+    patients: np.ndarray
 
     def extrapolated(self, months) -> np.ndarray:
         """Whether each month lies beyond each treatment's window, shape (n_treatments, H)."""
@@ -85,6 +97,12 @@ class TimingShares:
     def at(self, months) -> np.ndarray:
         """``G_s`` at whole ``months``, shape (n_treatments, H)."""
         return self.cumulative[:, np.asarray(months, dtype=int)]
+
+    def extrapolated_share(self, months) -> np.ndarray:
+        """The share of the log cumulative hazard's argument that rests on the extrapolation, ``(G - 1) / G``
+        beyond the window (0 within it), shape (n_treatments, H)."""
+        shares = self.at(months)
+        return np.where(shares > 1.0, (shares - 1.0) / np.maximum(shares, 1e-12), 0.0)
 
 
 def _step_at(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -139,12 +157,13 @@ def timing_shares(time: np.ndarray, event: np.ndarray, strata: np.ndarray, weigh
     weight = np.ones(len(time)) if weight is None else weight
     n_treatments = len(TREATMENT_BY_CODE)
     cumulative = np.zeros((n_treatments, len(MONTHS)))
-    follow_up, events, share = np.zeros(n_treatments), np.zeros(n_treatments), np.zeros(n_treatments)
+    follow_up, events, share, patients = (np.zeros(n_treatments) for _ in range(4))
     for s, name in enumerate(TREATMENT_BY_CODE):
         members = strata == s
+        patients[s] = members.sum()
         if not members.any() and fallback is not None:
-            cumulative[s], follow_up[s], events[s] = fallback.cumulative[s], fallback.follow_up_months[s], \
-                fallback.events[s]
+            cumulative[s], follow_up[s], events[s], patients[s] = fallback.cumulative[s], \
+                fallback.follow_up_months[s], fallback.events[s], fallback.patients[s]
             continue
         if not members.any():
             raise ValueError(f"the training cohorts have no patient on {name}: the model could not answer for it; "
@@ -162,7 +181,23 @@ def timing_shares(time: np.ndarray, event: np.ndarray, strata: np.ndarray, weigh
             beyond = ~inside
             cumulative[s, beyond] = 1.0 + rate * (MONTHS[beyond] - window)
             cumulative[s, last] = min(cumulative[s, last], 1.0)
-    return TimingShares(cumulative, follow_up, events, share)
+    return TimingShares(cumulative, follow_up, events, share, patients)
+
+
+def floor_arms_without_onsets(shares: TimingShares, ever_risk: np.ndarray, strata: np.ndarray) -> TimingShares:
+    """Shares that hold the risk of a treatment no training patient had an onset on at the floor the Cox
+    families use (:data:`models.survival.BASELINE_FLOOR_PER_MONTH` per month, on average over its patients),
+    rather than at whatever the boosted ever-risk gives a treatment it has only seen without onsets."""
+    cumulative = shares.cumulative.copy()
+    for s in np.flatnonzero(shares.events == 0):
+        members = strata == s
+        if not members.any():
+            continue
+        mean = float(np.mean(ever_risk[members]))
+        window = shares.follow_up_months[s]
+        scale = min(BASELINE_FLOOR_PER_MONTH * window / max(mean, 1e-300), 1.0)
+        cumulative[s] = MONTHS / max(window, 1.0) * scale
+    return TimingShares(cumulative, shares.follow_up_months, shares.events, shares.share, shares.patients)
 
 
 def risk_from_ever_risk(p: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -270,7 +305,7 @@ class MixtureCure(BaseEstimator):
             p = expit(self.estimator_.predict(X))
             weight = np.where(event, 1.0, p * (1 - timing) / np.maximum(1 - p * timing, _EPS))
             shares = timing_shares(time, event, strata, weight)
-        self.baseline_ = shares
+        self.baseline_ = floor_arms_without_onsets(shares, p, strata)
         return self
 
     @staticmethod
@@ -290,8 +325,8 @@ class MixtureCure(BaseEstimator):
 
     def log_cumulative_hazard(self, score: np.ndarray, strata: np.ndarray, horizons) -> np.ndarray:
         """``log(-log(1 - risk))`` by each horizon, shape (n, H): the scale of the risks' intervals."""
-        with np.errstate(divide="ignore"):
-            return np.log(-np.log1p(-self.risk_from(score, strata, horizons)))
+        risk = np.clip(self.risk_from(score, strata, horizons), 1e-300, 1 - 1e-15)  # finite at either end
+        return np.log(-np.log1p(-risk))
 
     def risk(self, X, horizons) -> np.ndarray:
         """Probability of onset by each horizon, shape (n, H)."""

@@ -62,7 +62,8 @@ class RiskShare:
     share: float
 
 
-def risk_shares(base_value: float, shap: dict[str, float], risk: float) -> list[RiskShare]:
+def risk_shares(base_value: float, shap: dict[str, float], risk: float, reference: float | None = None
+                ) -> list[RiskShare]:
     """Each input's part in the change from the reference patient's risk to this patient's.
 
     The log-scale values add up exactly, the changes in risk do not: the same log-scale step moves a
@@ -78,6 +79,9 @@ def risk_shares(base_value: float, shap: dict[str, float], risk: float) -> list[
         SHAP value per feature at the horizon.
     risk : float
         The patient's risk at the horizon (``risk_of(base_value + sum(shap))``).
+    reference : float, optional
+        The risk ``base_value`` alone gives (the reference patient's; by default ``risk_of(base_value)``, on the
+        log cumulative hazard scale; the mixture-cure family's answers give theirs).
 
     Returns
     -------
@@ -85,9 +89,12 @@ def risk_shares(base_value: float, shap: dict[str, float], risk: float) -> list[
         Largest log-scale value (in absolute terms) first.
     """
     total = float(sum(shap.values()))
-    reference = float(risk_of(base_value))
+    explicit = reference is not None
+    reference = float(risk_of(base_value)) if reference is None else float(reference)
     if abs(total) > 1e-9:
         slope = (risk - reference) / total
+    elif explicit:  # no change, on a scale given only by its reference: no part moves the risk
+        slope = 0.0
     else:  # no change: the derivative of the risk at the reference
         slope = float(np.exp(base_value) * np.exp(-np.exp(base_value)))
     shares = [RiskShare(name, float(value), float(value) * slope) for name, value in shap.items()]
@@ -125,8 +132,8 @@ def waterfall_figure(panels: list[dict]):
     figure = Figure(figsize=(8.5, 0.34 * rows * len(panels) + 1.1 * len(panels) + 0.6), layout="constrained")
     axes_list = figure.subplots(len(panels), 1, squeeze=False)[:, 0]
     for axes, panel in zip(axes_list, panels):
-        reference = float(risk_of(panel["base_value"]))
-        shares = risk_shares(panel["base_value"], panel["shap"], panel["risk"])
+        reference = float(panel.get("reference_risk", risk_of(panel["base_value"])))
+        shares = risk_shares(panel["base_value"], panel["shap"], panel["risk"], reference)
         names = ["Reference patient (average in training)"]
         names += [f"{label(s.name)}: {panel['values'].get(s.name) or NOT_PROVIDED}" for s in shares]
         names.append("This patient")
@@ -156,8 +163,9 @@ def waterfall_figure(panels: list[dict]):
         axes.set_xlabel("risk of onset (%); each bar: the input's part in percentage points", fontsize=8)
         axes.set_title(panel["title"] + (" (extrapolated)" if panel.get("extrapolated") else ""), fontsize=10,
                        loc="left")
-    figure.suptitle(f"{RESEARCH_NOTICE}\nParts in points: the exact {EXPLANATION_SCALE} values (in brackets), "
-                    "rescaled to add up to the change in risk.", fontsize=8, x=0.01, ha="left")
+    scale = panels[0].get("scale", EXPLANATION_SCALE)
+    figure.suptitle(f"{RESEARCH_NOTICE}\nParts in points: the exact SHAP values (in brackets, on the {scale} "
+                    "scale), rescaled to add up to the change in risk.", fontsize=8, x=0.01, ha="left")
     return figure
 
 

@@ -36,12 +36,21 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from models.estimators import LinearCoxRegression
 from models.survival import StratifiedCox, breslow_baselines, treatment_index
 
 LEVEL = 0.95
 Z = float(norm.ppf(0.5 + LEVEL / 2))
+# Beyond a treatment's follow-up the risk rests on the stated extrapolation rule, which the data cannot check:
+# the part of the cumulative hazard it adds is taken to be within a factor of two of the rule's value, 95% of
+# the time, and that uncertainty is added to the interval (on the log cumulative hazard scale, times the
+# share of the cumulative hazard that is extrapolated).
+EXTRAPOLATION_LOG_SD = float(np.log(2.0) / Z)
+# The bound of a risk no training onset shows: the rule of three (Hanley & Lippman-Hand 1983), 3/n over the
+# treatment's training patients, by the end of its follow-up; beyond it, growing in proportion to the month.
+RULE_OF_THREE = 3.0
 # Months at which the tree family's spread is measured and learned (it is smooth in time).
 MONTH_GRID = (1, 3, 6, 12, 18, 24, 30, 36, 42, 48, 60, 72)
 # The learned spread's booster: small, because it runs for every patient and horizon (40 trees of depth 3
@@ -58,9 +67,16 @@ def risk_from_log_hazard(log_hazard: np.ndarray) -> np.ndarray:
     return -np.expm1(-np.exp(log_hazard))
 
 
-def interval(log_hazard: np.ndarray, log_sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper risk of the 95% interval, from ``log H`` and its bootstrap SD (same shape)."""
-    return risk_from_log_hazard(log_hazard - Z * log_sd), risk_from_log_hazard(log_hazard + Z * log_sd)
+def quantile(refits: int | None) -> float:
+    """The 97.5% quantile for an interval from ``refits`` bootstrap refits: Student's t with ``refits - 1``
+    degrees of freedom (2.09 for 20), the normal's where the spread is known exactly (``None``)."""
+    return Z if refits is None else float(student_t.ppf(0.5 + LEVEL / 2, max(int(refits) - 1, 1)))
+
+
+def interval(log_hazard: np.ndarray, log_sd: np.ndarray, refits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper risk of the 95% interval, from ``log H`` and its bootstrap SD over ``refits`` refits."""
+    q = quantile(refits)
+    return risk_from_log_hazard(log_hazard - q * log_sd), risk_from_log_hazard(log_hazard + q * log_sd)
 
 
 # --------------------------------------------------------------------------- the linear family, in closed form

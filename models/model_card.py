@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 
 from features.schema import EXPLANATION_SCALE, FEATURE_NAMES, endpoint
+from models.cure import EXPLANATION_SCALE as CURE_SCALE
+from models.cure import EXTRAPOLATION_RULE as CURE_EXTRAPOLATION_RULE
+from models.families import CURE_ESTIMATORS, FAMILIES
 from models.names import endpoint_metric
 from models.survival import BASELINE_FLOOR_PER_MONTH, EXTRAPOLATION_RULE
 
@@ -88,6 +91,30 @@ def contrast_table(rows: pd.DataFrame) -> str:
                      f"{100 * get('true_between_arms'):.2f} pts | {_number(get('between_arms_over_true'))} | "
                      f"{_number(get('excess_correlation'))} | {100 * get('excess_mean_abs_error'):.2f} pts |")
     return "\n".join(lines)
+
+
+def form_section(family: str, estimator: str, supported: str) -> str:
+    """The card's bullets on the family's form, its extrapolation and its explanation's scale."""
+    if issubclass(FAMILIES[estimator], CURE_ESTIMATORS):
+        return f"""- Family `{family}`: estimator `{estimator}`, one mixture-cure model per outcome: the ever-risk `p(x)`
+  (an onset within the treatment's timing window) from gradient-boosted trees of its log-odds, fitted to the
+  mixture's likelihood of the censored data, and a timing share `G_s(t)` per treatment (nonparametric); the
+  risk by month `t` is `p(x) G_s(t)`, so no risk falls over time, and the hazards are not proportional.
+- Follow-up in training: {supported}. Beyond it a risk is extrapolated ({CURE_EXTRAPOLATION_RULE}) and
+  flagged. A treatment without onsets in training is held at {BASELINE_FLOOR_PER_MONTH:g} per month.
+- Explanations: SHAP values on the {CURE_SCALE} scale, `base_value + sum(shap) = logit p(x)`, exact and the
+  same at every horizon; every patient on a treatment shares its timing share, given beside each risk."""
+    return f"""- Family `{family}`: estimator `{estimator}`, one survival model per outcome: the log relative
+  hazard `f(x)` fitted on every training cohort's whole follow-up, both arms; the risk by month `t`
+  is `1 - exp(-H0_s(t) exp(f(x)))` with `H0_s` the Breslow baseline cumulative hazard of the
+  patient's treatment `s`, so no risk falls over time.
+- Follow-up in training: {supported}. Beyond it a risk is extrapolated ({EXTRAPOLATION_RULE}) and
+  flagged. Every baseline carries a floor of {BASELINE_FLOOR_PER_MONTH:g} per month, so that no
+  risk is exactly 0 (a treatment without any onset in training, such as ITP on interferon in
+  CARE-MS, gets the floor).
+- Explanations: SHAP values on the {EXPLANATION_SCALE} scale, `base_value(t) + sum(shap) =
+  log(-log(1 - risk(t)))`, exact; each feature's contribution is the same at every horizon except
+  the treatment's, which also carries the difference between the treatments' baseline hazards."""
 
 
 def data_section(config, simulator) -> str:
@@ -182,17 +209,7 @@ any month 1–72 after the first course, under either treatment, with a SHAP exp
 risk. Meant for research on risk communication and monitoring.
 
 ## Model (TRIPOD+AI 10, 12)
-- Family `{family}`: estimator `{spec.estimator}`, one survival model per outcome: the log relative
-  hazard `f(x)` fitted on every training cohort's whole follow-up, both arms; the risk by month `t`
-  is `1 - exp(-H0_s(t) exp(f(x)))` with `H0_s` the Breslow baseline cumulative hazard of the
-  patient's treatment `s`, so no risk falls over time.
-- Follow-up in training: {supported}. Beyond it a risk is extrapolated ({EXTRAPOLATION_RULE}) and
-  flagged. Every baseline carries a floor of {BASELINE_FLOOR_PER_MONTH:g} per month, so that no
-  risk is exactly 0 (a treatment without any onset in training, such as ITP on interferon in
-  CARE-MS, gets the floor).
-- Explanations: SHAP values on the {EXPLANATION_SCALE} scale, `base_value(t) + sum(shap) =
-  log(-log(1 - risk(t)))`, exact; each feature's contribution is the same at every horizon except
-  the treatment's, which also carries the difference between the treatments' baseline hazards.
+{form_section(family, spec.estimator, supported)}
 - Inputs: {", ".join(f"`{f}`" for f in FEATURE_NAMES)}; IL-21 is read on its own for each kit
   (`il21_assay`), standardised as that kit read the training patients measured with it. Missing
   optional inputs are allowed (unknown). Values outside the training range are scored as the
@@ -228,7 +245,8 @@ was followed to are left out.
   (`docs/clinical-evidence.md` §3). Compare with the `il21-no-effect` experiment.
 - Risks on a treatment beyond its follow-up in training are extrapolated (see above); in these
   cohorts every interferon risk after month {follow_up.get("interferon_beta_1a", 0):g} is.
-- A proportional-hazards model: within a treatment, every patient's hazard has the same shape over time.
+- Within a treatment, every patient's risk has the same shape over time (the baseline's, or the timing
+  share's): the model cannot say that one patient's onsets come earlier than another's.
 - Values outside the training ranges are scored as the nearest training value, with a warning.
 """
     html = ("<!doctype html><html><head><meta charset='utf-8'><title>"

@@ -37,7 +37,7 @@ from models.survival import BaselineHazards, StratifiedCox
 FORMAT = "autorisk.risk-model/2"
 MANIFEST = "risk_model.json"
 LINEAR_ARRAYS = ("indicated_", "medians_", "mean_", "scale_", "coef_")
-BASELINE_ARRAYS = ("cumulative", "follow_up_months", "events", "share")
+BASELINE_ARRAYS = ("cumulative", "follow_up_months", "events", "share", "patients")
 
 
 def _save_spread(spread, folder: Path, outcome: str) -> dict:

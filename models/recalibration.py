@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator
 
 from scipy.special import expit
 
-from models.cure import MixtureCure, TimingShares, timing_shares
+from models.cure import MixtureCure, floor_arms_without_onsets, timing_shares
 from models.scoring import RiskModel
 from models.survival import TREATMENT_BY_CODE, TREATMENT_COLUMN, StratifiedCox, breslow_baselines, treatment_index
 
@@ -211,6 +211,7 @@ def recalibrate_cure(model: MixtureCure, X: np.ndarray, event: np.ndarray, time:
         weight = np.where(event == 1, 1.0, p * (1 - timing) / np.maximum(1 - p * timing, 1e-12))
         shares = timing_shares(time, event.astype(bool), strata, weight, fallback=model.baseline_)
     reference = float(np.mean(offsets[strata]))
+    shares = floor_arms_without_onsets(shares, p, strata)
     updated = MixtureCure(estimator=model.estimator, em_rounds=model.em_rounds)
     updated.estimator_ = ScaledRelativeHazard(inner=model.estimator_, slope=slope, offsets=offsets, reference=reference)
     updated.baseline_ = shares

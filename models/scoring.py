@@ -24,7 +24,7 @@ from features.schema import (
 )
 from features.validation import ValidatedBatch
 from models.domain import InputDomain
-from models.intervals import interval
+from models.intervals import EXTRAPOLATION_LOG_SD, RULE_OF_THREE, interval, risk_from_log_hazard
 from models.survival import (
     EXTRAPOLATION_RULE,
     TREATMENT_BY_CODE,
@@ -147,6 +147,11 @@ class RiskModel:
         return getattr(next(iter(self.outcomes.values())), "extrapolation_rule", EXTRAPOLATION_RULE)
 
     @property
+    def timing_varies_by_patient(self) -> bool:
+        """Whether the shape of the risk over time is the patient's own (else the treatment's, for everyone on it)."""
+        return any(m.timing_varies_by_patient for m in self.outcomes.values())
+
+    @property
     def explanation_scale(self) -> str:
         """What ``base + sum(shap)`` is, in words (the same for every outcome of a family)."""
         return next(iter(self.outcomes.values())).explanation_scale
@@ -175,9 +180,11 @@ class RiskModel:
                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per outcome, the lower and upper ends of each risk's 95% interval, shape (n, H) each.
 
-        ± 1.96 bootstrap SDs of the log cumulative hazard (:mod:`models.intervals`), so the interval
-        always holds the risk itself; NaN for an outcome the model has no refits of. With
-        ``explained`` (:meth:`explain` of the same matrix), the risks are not computed again.
+        On the log cumulative hazard scale (:mod:`models.intervals`): the bootstrap spread of the model's
+        refits with Student's t for their number, widened where a horizon is extrapolated; so the interval
+        always holds the risk itself. For a treatment no training patient had an onset on, from 0 to the
+        rule of three over its patients. NaN for an outcome the model has no refits of. With ``explained``
+        (:meth:`explain` of the same matrix), the risks are not computed again.
         """
         prepared = self.prepare(matrix)
         strata = treatment_index(prepared)
@@ -190,8 +197,25 @@ class RiskModel:
                 continue
             f = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(prepared)
             log_hazard = model.log_cumulative_hazard(f, strata, horizons)
-            answers[outcome] = monotone_bounds(*interval(log_hazard, spread.log_sd(prepared, horizons)), horizons)
+            extra = EXTRAPOLATION_LOG_SD * model.baseline_.extrapolated_share(horizons)[strata]
+            log_sd = np.sqrt(spread.log_sd(prepared, horizons) ** 2 + extra ** 2)
+            lower, upper = interval(log_hazard, log_sd, spread.refits)
+            answers[outcome] = monotone_bounds(*self._without_onsets(model, lower, upper, strata, horizons,
+                                                                     risk_from_log_hazard(log_hazard)), horizons)
         return answers
+
+    @staticmethod
+    def _without_onsets(model, lower: np.ndarray, upper: np.ndarray, strata: np.ndarray, horizons, risk: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """The interval of a risk on a treatment without training onsets: [0, the rule of three's bound]."""
+        baseline = model.baseline_
+        none = baseline.events[strata] == 0
+        if not none.any():
+            return lower, upper
+        months = np.asarray(horizons, dtype=float)[None, :]
+        window = baseline.follow_up_months[strata][:, None]
+        bound = RULE_OF_THREE / np.maximum(baseline.patients[strata], 1.0)[:, None] * np.maximum(1.0, months / window)
+        return np.where(none[:, None], 0.0, lower), np.where(none[:, None], np.maximum(bound, risk), upper)
 
     def contrast(self, matrix: np.ndarray, horizons,
                  explained: dict[str, OutcomeExplanation] | None = None) -> dict[str, dict[str, np.ndarray]]:

@@ -86,16 +86,30 @@ class BaselineHazards:
         Onsets observed on each treatment in training.
     share : ndarray of shape (n_treatments,)
         Share of training patients on each treatment (the SHAP values' reference population).
+    patients : ndarray of shape (n_treatments,)
+        Training patients on each treatment (for the bound of a risk that no training onset shows).
     """
 
     cumulative: np.ndarray
     follow_up_months: np.ndarray
     events: np.ndarray
     share: np.ndarray
+    patients: np.ndarray
 
     def extrapolated(self, months) -> np.ndarray:
         """Whether each month lies beyond each treatment's follow-up, shape (n_treatments, H)."""
         return np.asarray(months, dtype=float)[None, :] > self.follow_up_months[:, None]
+
+    def extrapolated_share(self, months) -> np.ndarray:
+        """The share of ``H0_s(t)`` that is carried forward beyond the follow-up (0 within it), shape
+        (n_treatments, H): how much of a risk rests on the extrapolation rule."""
+        months = np.asarray(months, dtype=int)
+        last = np.minimum(np.floor(self.follow_up_months).astype(int), MAX_HORIZON_MONTHS)
+        at_end = self.cumulative[np.arange(len(last)), last][:, None]
+        total = self.cumulative[:, months]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(total > 0, (total - at_end) / total, 0.0)
+        return np.where(self.extrapolated(months), np.clip(share, 0.0, 1.0), 0.0)
 
     def log_at(self, months) -> np.ndarray:
         """``log H0`` per treatment at whole ``months``, shape (n_treatments, H)."""
@@ -137,13 +151,14 @@ def breslow_baselines(log_relative_hazard: np.ndarray, event: np.ndarray, time: 
     follow_up = np.zeros(n_treatments)
     events = np.zeros(n_treatments)
     share = np.zeros(n_treatments)
-    kept = np.zeros(n_treatments, dtype=bool)
+    patients = np.zeros(n_treatments)
     for s, name in enumerate(TREATMENT_BY_CODE):
         members = treatment == s
+        patients[s] = members.sum()
         if not members.any() and fallback is not None:
-            kept[s] = True
             cumulative[s] = fallback.cumulative[s] - BASELINE_FLOOR_PER_MONTH * MONTHS  # the floor is added below
-            follow_up[s], events[s] = fallback.follow_up_months[s], fallback.events[s]
+            follow_up[s], events[s], patients[s] = fallback.follow_up_months[s], fallback.events[s], \
+                fallback.patients[s]
             continue
         if not members.any():
             raise ValueError(f"the training cohorts have no patient on {name}: the model could not "
@@ -163,7 +178,7 @@ def breslow_baselines(log_relative_hazard: np.ndarray, event: np.ndarray, time: 
             beyond = MONTHS > last
             cumulative[s, beyond] = cumulative[s, last] + hazard * (MONTHS[beyond] - last)
     cumulative += BASELINE_FLOOR_PER_MONTH * MONTHS[None, :]
-    return BaselineHazards(cumulative, follow_up, events, share)
+    return BaselineHazards(cumulative, follow_up, events, share, patients)
 
 
 @dataclass(frozen=True)
@@ -212,6 +227,16 @@ class OutcomeExplanation:
     strata: np.ndarray
     scale: str = EXPLANATION_SCALE
     timing: np.ndarray | None = None
+
+    def reference_risk(self) -> np.ndarray:
+        """The risk ``base`` alone gives at each horizon, shape (n, H): the reference patient's, from which each
+        input's SHAP part moves this patient's (for the mixture-cure family, with the patient's treatment's
+        timing share)."""
+        if self.timing is None:
+            return np.broadcast_to(-np.expm1(-np.exp(self.base))[None, :], self.risk.shape)
+        ever = 1.0 / (1.0 + np.exp(-self.base))
+        return np.where(self.timing <= 1.0, ever[None, :] * self.timing,
+                        -np.expm1(self.timing * np.log1p(-np.minimum(ever[None, :], 1 - 1e-16))))
 
     def shap_at(self, k: int) -> np.ndarray:
         """Every input's SHAP value at horizon index ``k``, shape (n, n_inputs)."""

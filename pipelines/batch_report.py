@@ -295,7 +295,8 @@ def build_report(*, input_path: Path, output_path: Path, rejects_path: Path, sum
 
         values, found = _sample_values(input_path, scores.lines, allow_extra=allow_extra, chunk_rows=chunk_rows,
                                        sheet=sheet, il21_assay=il21_assay)
-        parts.append(f"<h2>Explanations (SHAP, log cumulative hazard scale, at month {shap_horizon})</h2>"
+        parts.append(f"<h2>Explanations (SHAP, {html.escape(model.risk_model.explanation_scale)} scale, at month "
+                     f"{shap_horizon})</h2>"
                      f"<p>The beeswarm shows {int(found.sum()):,} patients drawn at random from the "
                      f"{scores.n:,} scored (colour: the feature's value; grey: not provided, which the model "
                      "still credits with a part); the bars, the mean |SHAP| over all of them.</p>")

@@ -703,7 +703,7 @@ def explain(
 
     from features.schema import FEATURE_NAMES, FEATURES, ID_COLUMN, INPUT_NAMES, OUTCOME_DESCRIPTIONS, RESEARCH_NOTICE
     from features.validation import InputSchemaError, input_values, validate_frame
-    from models.explanation_figures import risk_of, waterfall_figure
+    from models.explanation_figures import waterfall_figure
     from models.registry import load_model, version_or_alias
     from models.scoring import ScoringOptions
     from pipelines.tracking import configure_tracking
@@ -751,9 +751,10 @@ def explain(
         panels.append({"title": f"{OUTCOME_DESCRIPTIONS.get(name, name)}: risk by month {month} on {treatment}",
                        "base_value": float(scores.base[0]), "shap": dict(zip(FEATURE_NAMES, scores.shap_at(0)[0].tolist())),
                        "risk": float(scores.risk[0, 0]), "values": values,
+                       "reference_risk": float(scores.reference_risk()[0, 0]), "scale": scores.scale,
                        "extrapolated": bool(scores.extrapolated[0, 0])})
         console.print(f"{name}: {100 * scores.risk[0, 0]:.2g}% by month {month} on {treatment} "
-                      f"(reference patient {100 * risk_of(scores.base[0]):.2g}%)"
+                      f"(reference patient {100 * scores.reference_risk()[0, 0]:.2g}%)"
                       + (" — extrapolated" if scores.extrapolated[0, 0] else ""), highlight=False)
     figure = waterfall_figure(panels)
     out.parent.mkdir(parents=True, exist_ok=True)

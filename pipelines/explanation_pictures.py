@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.schema import EXPLANATION_SCALE, FEATURE_NAMES, INPUT_NAMES
+from features.schema import FEATURE_NAMES, INPUT_NAMES
 from features.validation import input_values, validate_frame
 from models.explanation_figures import beeswarm_figure, importance_figure
 from models.model_card import ModelCard
@@ -59,7 +59,7 @@ def log_explanations(model, held_out: pd.DataFrame, card: ModelCard, *, seed: in
     batch = validate_frame(sample)
     explained = model.explain(batch.matrix, (HORIZON_MONTHS,))
     markdown = [f"## Explanations (SHAP, held-out split)\n\nPer outcome, on {len(batch.rows):,} patients of the "
-                f"held-out split, at {HORIZON_MONTHS} months, on the {EXPLANATION_SCALE} scale: every patient's "
+                f"held-out split, at {HORIZON_MONTHS} months, on the {model.explanation_scale} scale: every patient's "
                 "SHAP value per feature (colour: the feature's value; grey: not provided) and the mean |SHAP| per "
                 "feature. An unknown value gets a SHAP value too: the model's treatment of unknown.\n"]
     html = [render_markdown(markdown[0])]

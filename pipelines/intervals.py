@@ -112,7 +112,7 @@ def evaluate_intervals(model: RiskModel, refits: dict[str, BootstrapRefits], sim
         risk = explained[outcome].risk
         deviations = refits[outcome].log_hazard_deviations(bounded, horizons)  # (B, n, H)
         refit_sd = deviations.std(axis=0, ddof=1)
-        refit_lo, refit_hi = interval(log_hazard, refit_sd)
+        refit_lo, refit_hi = interval(log_hazard, refit_sd, refits[outcome].refits.__len__())
         served_sd = model.spreads[outcome].log_sd(bounded, horizons)
         lo, hi = served[outcome]
         refit_risks = risk_from_log_hazard(log_hazard[None] + deviations)

@@ -41,19 +41,25 @@ class HorizonRisk(BaseModel):
     horizon_months: int = Field(description="Months after the first course the risk is for.")
     risk: float = Field(description="Probability of onset by horizon_months, under the patient's treatment.", ge=0, le=1)
     risk_interval: tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]] | None = Field(
-        description="Bootstrap interval of the risk, [lower, upper]: ± 1.96 SDs of the log cumulative hazard "
-                    "over refits of the whole fitting procedure (prediction instability); it always holds the "
-                    "risk. It is the model's sampling uncertainty only, not a bias every refit shares: on the "
-                    "benchmark cohort it held the simulator's true risk for 33–56% of patients (docs/intervals.md). "
-                    "Null for a model version without refits.")
+        description="95% interval of the risk, [lower, upper], on the log cumulative hazard scale: the spread of "
+                    "bootstrap refits of the whole fitting procedure with Student's t for their number, widened where "
+                    "the horizon is extrapolated; [0, the rule of three's bound] for a treatment without training "
+                    "onsets. It always holds the risk. How often it held the simulator's true risk, where that was "
+                    "measured, is the served version's own figure, in GET /model. Null for a version without refits.")
     extrapolated: bool = Field(description="Whether the horizon lies beyond the longest follow-up the training "
                                            "data had on the patient's treatment (" + EXTRAPOLATION_RULE + ").")
-    scale: Literal["log cumulative hazard"] = Field(
-        description="Scale of base_value and shap: base_value + sum(shap) = log(-log(1 - risk)).")
-    base_value: float = Field(description="SHAP base value: the training population's mean log cumulative hazard "
-                                          "at this horizon.")
-    shap: dict[str, float] = Field(description="SHAP value per feature on the log cumulative hazard scale; the same "
-                                               "at every horizon except the treatment's.")
+    scale: Literal["log cumulative hazard", "log-odds of the ever-risk (an onset within the treatment's timing window)"] \
+        = Field(description="Scale of base_value and shap, the model family's: for the proportional-hazards families "
+                            "base_value + sum(shap) = log(-log(1 - risk)); for the mixture-cure family base_value + "
+                            "sum(shap) = logit(ever-risk), the same at every horizon, and risk = ever-risk × "
+                            "timing_share within the treatment's window (1 - (1 - ever-risk)^timing_share beyond it).")
+    base_value: float = Field(description="SHAP base value: the training population's mean on the scale.")
+    reference_risk: float = Field(description="The risk base_value alone gives at this horizon (the reference "
+                                              "patient's): each input's SHAP part moves the risk from it.", ge=0, le=1)
+    timing_share: float | None = Field(default=None, description="Mixture-cure family only: the share of the "
+                                       "treatment's onsets by this horizon (above 1: extrapolated).")
+    shap: dict[str, float] = Field(description="SHAP value per input on the scale; for the proportional-hazards "
+                                               "families the same at every horizon except the treatment's.")
 
 
 class YearRisk(BaseModel):
@@ -76,6 +82,9 @@ class OutcomePrediction(BaseModel):
     risks: list[HorizonRisk] = Field(description="At each requested horizon, in increasing order.")
     by_year: list[YearRisk] = Field(description=f"Risk by the end of years 1–{MONITORING_YEARS} after the first course.")
     peak_hazard_year: int = Field(description="The year with the highest hazard of onset (for monitoring).")
+    peak_hazard_year_of: Literal["treatment", "patient"] = Field(
+        description="Whose the peak year is: the treatment's (the model gives every patient on a treatment the "
+                    "same shape of risk over time) or the patient's own.")
     contrast: list[ContrastAt] | None = Field(default=None, description="With \"contrast\": true.")
 
 

@@ -91,23 +91,29 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
         lower, upper = intervals[outcome]
         # [lower, upper] per patient and horizon; null for a model without refits (NaN is not JSON).
         bounds = np.stack([lower, upper], axis=-1).tolist() if outcome in model.spreads else None
+        timing = scores.timing.tolist() if scores.timing is not None else None
         per_outcome[outcome] = (scores.risk.tolist(), scores.base.tolist(), shap, scores.extrapolated.tolist(),
                                 view.risk.tolist(), view.onset_in_year.tolist(), view.extrapolated.tolist(),
-                                view.peak_year.tolist(), contrast, bounds)
+                                view.peak_year.tolist(), contrast, bounds, scores.reference_risk().tolist(), timing,
+                                scores.scale)
+    peak_of = "patient" if model.timing_varies_by_patient else "treatment"
     predictions = []
     for i, patient_id in enumerate(batch.patient_ids.tolist()):
         outcomes = {}
         for outcome, (risk, base, shap, extrapolated, by_year, onset, year_beyond, peak, contrast,
-                      bounds) in per_outcome.items():
+                      bounds, reference, timing, scale) in per_outcome.items():
             answer = {
                 "risks": [{"horizon_months": h, "risk": risk[i][k],
                            "risk_interval": bounds[i][k] if bounds is not None else None,
                            "extrapolated": extrapolated[i][k],
-                           "scale": EXPLANATION_SCALE, "base_value": base[k], "shap": shap[k][i]}
+                           "scale": scale, "base_value": base[k], "reference_risk": reference[i][k],
+                           **({"timing_share": timing[i][k]} if timing is not None else {}),
+                           "shap": shap[k][i]}
                           for k, h in enumerate(horizons)],
                 "by_year": [{"year": y, "risk": r, "onset_in_year": o, "extrapolated": e}
                             for y, r, o, e in zip(years, by_year[i], onset[i], year_beyond[i])],
                 "peak_hazard_year": peak[i],
+                "peak_hazard_year_of": peak_of,
                 "contrast": None,
             }
             if contrast is not None:

@@ -250,7 +250,7 @@ def test_drift_report_beside_the_output_warns_about_a_clinic_cohort(mlflow_store
     data = json.loads((tmp_path / "scores.drift.json").read_text())
     assert data["status"] == "compared" and data["differs"] and data["n"] == 1500
     assert {f["name"] for f in data["features"]} == set(MODEL_COLUMNS)
-    assert "| `il21_pg_ml` |" in report
+    assert "| `il21_pg_ml@current_elisa` |" in report
     # aggregates only: no patient's identifier or row appears in the report or the console output
     for text in (report, json.dumps(data), result.output):
         assert not any(pid in text for pid in cohort[ID_COLUMN].head(50))
