@@ -410,3 +410,26 @@ def load_spread(entry: dict, folder: Path, outcome: str) -> Spread:
         return LearnedSpread(booster, entry["refits"])
     raise ValueError(f"intervals of outcome {outcome}: unknown kind {entry['kind']!r}")
 
+
+
+# --------------------------------------------------------------------------- how every front door names it
+
+INTERVAL_NAME = f"{LEVEL:.0%} bootstrap interval"
+
+
+def describe_spread(spread: Spread | None) -> dict | None:
+    """The served interval in words, for ``GET /model`` and what derives from it (FHIR, CDS Hooks, the page).
+
+    Returns
+    -------
+    dict or None
+        ``name``, ``level``, ``refits`` and ``method`` (a sentence); None without refits.
+    """
+    if spread is None:
+        return None
+    how = ("their variance in closed form" if isinstance(spread, LinearSpread)
+           else "their spread learned by a small booster")
+    return {"name": INTERVAL_NAME, "level": LEVEL, "refits": spread.refits,
+            "method": f"± {Z:.2f} SDs of the log cumulative hazard over {spread.refits} bootstrap refits of the whole "
+                      f"fitting procedure (prediction instability; {how}): the model's sampling uncertainty, "
+                      "not a bias every refit shares"}
