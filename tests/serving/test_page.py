@@ -16,12 +16,11 @@ import pytest
 from features.schema import FEATURE_NAMES, FEATURES, RESEARCH_NOTICE
 from models.explanation_figures import risk_of, risk_shares
 from tests.browser import browser, guarded_page
-from tests.servers import autorisk_server
+from tests.serving.conftest import API_TOKEN as TOKEN
 from tools.browser import fill_form
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "page-token-5d1e"
 # Filled in by the test as a clinician would; the other inputs are left empty (not provided).
 FORM = {"age_years": "34", "sex": "female", "disease_duration_years": "2.5", "il21_pg_ml": "620",
         "il21_assay": "legacy_elisa", "thyroid_antibodies": "true"}
@@ -34,13 +33,6 @@ MONTHS = list(range(1, 61))
 def chromium():
     with browser() as launched:
         yield launched
-
-
-@pytest.fixture(scope="module")
-def token_server(mlflow_store, tmp_path_factory):
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with autorisk_server(mlflow_store["uri"], log, AUTORISK_API_TOKEN=TOKEN) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -283,6 +275,7 @@ def test_a_phone_width_screen_needs_no_sideways_scrolling(chromium, shared_serve
 
 
 def test_the_page_asks_for_the_token_and_sends_it(chromium, token_server):
+    token_server = token_server["url"]
     with guarded_page(chromium) as (page, guard):
         sent = []
         page.on("request", lambda request: sent.append(request.headers.get("authorization"))
