@@ -40,6 +40,7 @@ PATIENT_TOKEN = "{{context.patientId}}"
 THRESHOLDS: dict[str, tuple[float, float]] = {"thyroid": (0.20, 0.50), "itp": (0.01, 0.05)}
 DEFAULT_THRESHOLDS = (0.05, 0.20)
 TOP_CONTRIBUTIONS = 3
+EXTENSION = "autorisk.risks"  # a card's exact numbers, in its extension member
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,11 @@ def risk_cards(answer: dict, record: dict, info, base_url: str, notes: list[str]
                                  "display": f"Risk of {terms.outcome_name(outcome).lower()}"}},
             "links": [{"label": "Open in autorisk with this patient's values", "type": "absolute",
                        "url": page_link(base_url, record, horizon)}],
+            # The exact numbers behind the card, as /predict answers them (CDS Hooks' reserved extension member).
+            "extension": {EXTENSION: {"horizon_months": horizon, "treatment": prediction["treatment"],
+                                      "risk": scores["risks"][k]["risk"],
+                                      "risk_interval": scores["risks"][k]["risk_interval"],
+                                      **{key: value for key, value in contrast.items() if key.startswith("risk_if_")}}},
         })
     return cards
 
