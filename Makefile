@@ -19,12 +19,13 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed browser fhir-validator
 	$(BIN)/pytest
 
-# The browser tests drive Debian's chromium (Playwright cannot download its own browser here); installed
-# as root, or through sudo when it needs no password. Without it those tests are skipped, saying why.
+# The browser tests drive Debian's chromium (Playwright cannot download its own browser here) and turn the
+# printed page into a picture with poppler's pdftoppm; installed as root, or through sudo when it needs no
+# password. Without them those tests are skipped, saying why.
 browser:
-	@command -v chromium >/dev/null || { command -v apt-get >/dev/null \
-		&& $(if $(filter 0,$(shell id -u)),,sudo -n) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium' >/dev/null; } \
-		|| echo "chromium could not be installed (Debian: apt-get install chromium); the browser tests will be skipped"
+	@{ command -v chromium >/dev/null && command -v pdftoppm >/dev/null; } || { command -v apt-get >/dev/null \
+		&& $(if $(filter 0,$(shell id -u)),,sudo -n) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils' >/dev/null; } \
+		|| echo "chromium or poppler-utils could not be installed (Debian: apt-get install chromium poppler-utils); the browser tests will be skipped"
 
 # The second FHIR validator of the tests, from another ecosystem: FHIR.js (npm "fhir", pinned by its lockfile),
 # installed with the machine's Node.js and npm (Debian's nodejs and npm where they are missing).

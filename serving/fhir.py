@@ -170,12 +170,24 @@ class FhirErrors:
 
 
 def input_codes_table() -> str:
-    """Markdown: each input and the codes it is read from (``docs/fhir.md``)."""
-    rows = ["| input | read from | codes (system: code) |", "|---|---|---|"]
+    """Markdown: where each input is read from, with its codes (the table of ``docs/fhir.md``)."""
+    short = {terms.LOINC: "LOINC", terms.SNOMED: "SNOMED CT", terms.PROJECT_SYSTEM: "autorisk"}
     codes: dict[str, list[str]] = {}
-    for (system, code), (name, kit) in terms.feature_codes().items():
-        short = {terms.LOINC: "LOINC", terms.SNOMED: "SNOMED CT", terms.PROJECT_SYSTEM: "autorisk"}[system]
-        codes.setdefault(name, []).append(f"{short} `{code}`")
+    for (system, code), (name, _) in terms.feature_codes().items():
+        codes.setdefault(name, []).append(f"{short[system]} `{code}`")
+    ms = "; ".join(f"{short[c.system]} `{c.code}`" for c in terms.MULTIPLE_SCLEROSIS)
+    also = {
+        "age_years": "or `Patient.birthDate` and the course date",
+        "disease_duration_years": f"or a Condition of multiple sclerosis ({ms}; ICD-10 "
+                                  f"`{terms.MULTIPLE_SCLEROSIS_ICD10}`) with its `onset[x]`",
+        "il21_pg_ml": "the kit by the code, or by `Observation.method` (autorisk: the kit's code)",
+    }
+    rows = ["| input | read from | codes (system: code) |", "|---|---|---|",
+            "| `sex` (Sex) | `Patient.gender` (female, male) | |"]
     for name, found in codes.items():
-        rows.append(f"| `{name}` ({FEATURES_BY_NAME[name].label}) | Observation | {'; '.join(found)} |")
+        place = "Observation" + (f", {also[name]}" if name in also else "")
+        rows.append(f"| `{name}` ({FEATURES_BY_NAME[name].label}) | {place} | {'; '.join(found)} |")
+    names = " or ".join(f"{t}: {', '.join(n)}" for t, n in terms.TREATMENT_NAMES.items())
+    rows.append(f"| `treatment` | the `treatment` parameter (autorisk code), or a MedicationRequest's medication by "
+                f"name ({names}) | autorisk `alemtuzumab`, `interferon_beta_1a` |")
     return "\n".join(rows)

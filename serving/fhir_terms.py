@@ -103,7 +103,7 @@ def feature_codes() -> dict[tuple[str, str], tuple[str, str | None]]:
     """Every accepted Observation code, ``(system, code) -> (feature, kit or None)``."""
     codes: dict[tuple[str, str], tuple[str, str | None]] = {}
     for feature in FEATURES:
-        if feature.model_input and feature.name != TREATMENT_FEATURE:
+        if feature.model_input and feature.kind != "category":  # sex is the Patient's gender
             codes[(PROJECT_SYSTEM, feature.name)] = (feature.name, None)
         for standard in STANDARD_CODES.get(feature.name, ()):
             codes[(standard.system, standard.code)] = (feature.name, None)
@@ -115,7 +115,7 @@ def feature_codes() -> dict[tuple[str, str], tuple[str, str | None]]:
 def _concepts() -> list[dict]:
     concepts = []
     for feature in FEATURES:
-        if feature.model_input and feature.name != TREATMENT_FEATURE:
+        if feature.model_input and feature.kind != "category":
             concepts.append({"code": feature.name, "display": feature.label, "definition": feature.description})
     for kit in FEATURES_BY_NAME["il21_assay"].categories:
         detail = IL21_KITS.get(kit)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
+from tests.browser import browser
 from tests.fhir_checks import ehr_fhir_server
 from tests.servers import autorisk_server, free_port
 
@@ -30,3 +32,24 @@ def token_server(mlflow_store, tmp_path_factory):
                             AUTORISK_FHIR_SERVERS=ehr["url"]) as url:
         yield {"url": url, "log": log, "token": API_TOKEN, "ehr": ehr,
                "headers": {"Authorization": f"Bearer {API_TOKEN}"}}
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium for the page's tests (each test opens its own guarded context)."""
+    with browser() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="session")
+def model_info(shared_server):
+    """What GET /model says of the shared server's model."""
+    return httpx.get(f"{shared_server['url']}/model", timeout=30).json()
+
+
+def predicted_by_month(url: str, patient: dict, months: list[int]) -> dict:
+    """What POST /predict answers for ``patient`` at ``months`` with the contrast, as any other client gets it."""
+    response = httpx.post(f"{url}/predict", timeout=30,
+                          json={"patients": [patient], "horizons_months": months, "contrast": True})
+    assert response.status_code == 200, response.text
+    return response.json()
