@@ -43,7 +43,7 @@ def resources(patient: dict, today: dt.date) -> list[dict]:
                                      "treatment"):
             continue
         code = f"il21_pg_ml.{patient['il21_assay']}" if name == "il21_pg_ml" else name
-        observation = {"resourceType": "Observation", "id": name, "status": "final",
+        observation = {"resourceType": "Observation", "id": name.replace("_", "-"), "status": "final",
                        "code": {"coding": [{"system": PROJECT, "code": code}]}, "subject": {"reference": "Patient/p"}}
         if isinstance(value, bool):
             observation["valueBoolean"] = value

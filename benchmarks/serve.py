@@ -343,7 +343,7 @@ def main() -> None:
     args = parser.parse_args()
     args.duration = args.duration or (60.0 if args.load else 20.0)
     args.connections = args.connections or (32 if args.load else 16)
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.clinical_only:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
 
     with tempfile.TemporaryDirectory(prefix="autorisk-bench-serve-") as temporary:

@@ -10,7 +10,6 @@ import math
 import re
 import statistics
 
-import httpx
 import pytest
 
 from features.schema import FEATURE_NAMES, FEATURES, RESEARCH_NOTICE
