@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean browser screenshots mlflow-screenshots bench-simulate bench-score bench-shap bench-serve bench-load wrk docs-tables
+.PHONY: demo test install clean browser fhir-validator screenshots mlflow-screenshots bench-simulate bench-score bench-shap bench-serve bench-load wrk docs-tables
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +16,27 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/autorisk demo
 
-test: $(BIN)/.installed browser
+test: $(BIN)/.installed browser fhir-validator
 	$(BIN)/pytest
 
-# The browser tests drive Debian's chromium (Playwright cannot download its own browser here); installed
-# as root, or through sudo when it needs no password. Without it those tests are skipped, saying why.
+# The browser tests drive Debian's chromium (Playwright cannot download its own browser here) and turn the
+# printed page into a picture with poppler's pdftoppm; installed as root, or through sudo when it needs no
+# password. Without them those tests are skipped, saying why.
 browser:
-	@command -v chromium >/dev/null || { command -v apt-get >/dev/null \
-		&& $(if $(filter 0,$(shell id -u)),,sudo -n) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium' >/dev/null; } \
-		|| echo "chromium could not be installed (Debian: apt-get install chromium); the browser tests will be skipped"
+	@{ command -v chromium >/dev/null && command -v pdftoppm >/dev/null; } || { command -v apt-get >/dev/null \
+		&& $(if $(filter 0,$(shell id -u)),,sudo -n) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils' >/dev/null; } \
+		|| echo "chromium or poppler-utils could not be installed (Debian: apt-get install chromium poppler-utils); the browser tests will be skipped"
+
+# The second FHIR validator of the tests, from another ecosystem: FHIR.js (npm "fhir", pinned by its lockfile),
+# installed with the machine's Node.js and npm (Debian's nodejs and npm where they are missing).
+FHIR_VALIDATOR := tools/fhir-validator
+$(FHIR_VALIDATOR)/node_modules/.installed: $(FHIR_VALIDATOR)/package.json $(FHIR_VALIDATOR)/package-lock.json
+	@command -v npm >/dev/null || { command -v apt-get >/dev/null \
+		&& $(if $(filter 0,$(shell id -u)),,sudo -n) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm' >/dev/null; }
+	npm ci --prefix $(FHIR_VALIDATOR) --no-audit --no-fund --silent
+	touch $@
+
+fhir-validator: $(FHIR_VALIDATOR)/node_modules/.installed
 
 # The pictures of docs/page.md, from the champion of `make demo`.
 screenshots: $(BIN)/.installed browser
@@ -65,4 +77,4 @@ docs-tables: $(BIN)/.installed
 	$(BIN)/python tools/docs_tables.py
 
 clean:
-	rm -rf $(VENV) mlflow.db mlartifacts mlruns outputs .pytest_cache
+	rm -rf $(VENV) mlflow.db mlartifacts mlruns outputs .pytest_cache $(FHIR_VALIDATOR)/node_modules

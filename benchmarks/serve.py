@@ -18,6 +18,10 @@ Run: make bench-serve   (or .venv/bin/python benchmarks/serve.py --duration 20 -
   prediction (``inplace_predict``, one thread as in a worker) on the same 100 rows, already a
   model matrix, repeated for a few seconds; and the CPU time of the in-process handler
   (validation, risks, SHAP values, the year-by-year view and the response) for 1 and 100 patients.
+- Clinical front doors (``benchmarks/clinical_handlers.py``, in a fresh process): the CPU of one patient
+  through CDS Hooks (``order-select`` with its prefetch, to its cards) and FHIR ``$assess``, beside
+  ``/predict``'s with and without the contrast, each from the request's bytes to the answer's
+  (``--clinical-only`` runs just this).
 - ``--load``: only ``autorisk serve``, ``--connections 32``, one 100-patient request in ten and
   single patients otherwise, for ``--duration`` seconds after a warm-up; the resident memory of
   the server's processes (all workers) is sampled every second. The run fails when any
@@ -208,6 +212,23 @@ def in_process_limit(parquet: Path, n: int, seconds: float = 5.0) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def clinical_handlers(parquet: Path, seconds: float = 5.0) -> dict:
+    """Handler CPU per request (ms) of /predict, CDS Hooks and FHIR $assess for one patient, in a fresh process."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "clinical_handlers.py"), str(parquet),
+                          str(seconds)], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def print_clinical(parquet: Path) -> None:
+    cpu = clinical_handlers(parquet)
+    beyond = cpu["cds_hooks"] - cpu["predict"]
+    print(f"- one patient, handler CPU per request from the body's bytes to the answer's: /predict "
+          f"{cpu['predict']:.2f} ms ({cpu['predict_contrast']:.2f} ms with the contrast the cards need); CDS Hooks "
+          f"order-select with its prefetch to its cards {cpu['cds_hooks']:.2f} ms, {beyond:+.2f} ms beyond /predict's "
+          f"(target at most +2 ms); FHIR $assess to its Bundle {cpu['fhir_assess']:.2f} ms "
+          f"({cpu['fhir_assess'] - cpu['predict']:+.2f} ms)")
+
+
 def compare(args, folder: Path, env: dict, patients: list[dict], parquet: Path) -> None:
     ports = {"autorisk serve (BentoML)": free_port(), "mlflow models serve": free_port()}
     commands = {
@@ -264,6 +285,7 @@ def compare(args, folder: Path, env: dict, patients: list[dict], parquet: Path) 
     print(f"- the in-process handler (validation, risks, SHAP values, year-by-year view, response), CPU per request: "
           f"{handler['1']:.2f} ms for 1 patient, {handler['100']:.2f} ms for 100 (the trees' own margin for 100: "
           f"{measured['margin_cpu_ms']:.2f} ms)")
+    print_clinical(parquet)
     print(f"\n{args.connections} connections, wrk on loopback (1 thread), {args.duration:g} s per run, medians over "
           f"{args.repeats} repeats; {os.cpu_count()} cores; BentoML workers: {os.cpu_count()}, "
           f"mlflow uvicorn workers: {args.mlflow_workers}")
@@ -316,10 +338,12 @@ def main() -> None:
     parser.add_argument("--mlflow-workers", type=int, default=os.cpu_count())
     parser.add_argument("--max-growth-mib", type=float, default=50.0)
     parser.add_argument("--store", type=Path, help="Folder with an MLflow store (mlflow.db) and a champion to use.")
+    parser.add_argument("--clinical-only", action="store_true",
+                        help="Only the in-process CPU of CDS Hooks and FHIR against /predict's (no servers).")
     args = parser.parse_args()
     args.duration = args.duration or (60.0 if args.load else 20.0)
     args.connections = args.connections or (32 if args.load else 16)
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.clinical_only:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
 
     with tempfile.TemporaryDirectory(prefix="autorisk-bench-serve-") as temporary:
@@ -334,7 +358,9 @@ def main() -> None:
             _prepare("train_champion()")
         parquet = cohort_files(folder, "care-ms1", 1000, seed=3)["parquet"]
         patients = patients_json(parquet, 100)
-        if args.load:
+        if args.clinical_only:
+            print_clinical(parquet)
+        elif args.load:
             load_test(args, folder, env, patients)
         else:
             compare(args, folder, env, patients, parquet)

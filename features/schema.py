@@ -209,16 +209,9 @@ CATEGORY_LABELS: dict[str, str] = {
     "current_elisa": "current ELISA",
 }
 
-# What the evidence says of each IL-21 kit (docs/clinical-evidence.md §3), in one line: said wherever a
-# value measured with the kit is used (answers, the page, the model card). The kits differ about ten-fold
-# in absolute level, so each has its own model column and its own standardisation, learned from the
-# training patients measured with it (models.domain).
-KIT_EVIDENCE: dict[str, str] = {
-    "legacy_elisa": "the original ELISA kit, since withdrawn: cases had about 2.4 times the IL-21 of non-cases "
-                    "(Azzopardi 2014, 141 patients); its predictive value is contested",
-    "current_elisa": "a current commercial ELISA kit: it reads about ten times lower than the original kit and, "
-                     "in the only study that compared the two (Azzopardi 2014), had no predictive value",
-}
+# The kits differ about ten-fold in absolute level, so each has its own model column and its own
+# standardisation, learned from the training patients measured with it (models.domain); what is published of
+# each, as a laboratory report names it, is features.il21_kits.KIT_DETAILS.
 IL21_FEATURE = "il21_pg_ml"
 IL21_KIT_FEATURE = "il21_assay"
 IL21_KITS: tuple[str, ...] = next(f.categories for f in FEATURES if f.name == IL21_KIT_FEATURE)

@@ -13,7 +13,7 @@ a model trained on a registry's own patients knows that registry's ranges and ki
   standardised by the median and the standard deviation of ln IL-21 among the training patients
   measured with it. A kit with fewer than :data:`MIN_KIT_PATIENTS` such patients has no standardisation:
   its values are scored as not provided, with a warning naming the kit. Every value measured with the
-  current kit carries the one line of evidence about it (:data:`features.schema.KIT_EVIDENCE`).
+  current kit carries the one line of evidence about it (:data:`features.il21_kits.KIT_DETAILS`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from features.il21_kits import KIT_DETAILS
 from features.schema import (
     FEATURES_BY_NAME,
     IL21_FEATURE,
     IL21_KITS,
-    KIT_EVIDENCE,
     MODEL_COLUMNS,
     kit_column,
 )
@@ -150,12 +150,12 @@ class InputDomain:
                 f"and is scored as {used:g}: the risk may be unreliable")
 
     def _kit_note(self, kit: str) -> str:
-        scale = self.kits[kit]
+        scale, detail = self.kits[kit], KIT_DETAILS[kit]
+        evidence = f"{detail.printed_name} ({kit}): {detail.evidence}"
         if not scale.usable:
             return (f"{IL21_FEATURE}: scored as not provided: {scale.patients} training patients were measured "
-                    f"with {kit}, too few (under {MIN_KIT_PATIENTS}) to read its values; {kit} is "
-                    f"{KIT_EVIDENCE[kit]}")
-        return f"{IL21_FEATURE}: measured with {kit}, {KIT_EVIDENCE[kit]}"
+                    f"with {kit}, too few (under {MIN_KIT_PATIENTS}) to read its values; {evidence}")
+        return f"{IL21_FEATURE}: measured with the {evidence}"
 
     def input_ranges(self) -> dict[str, tuple[float, float]]:
         """The training range of each input in its own unit (IL-21 per kit as ``il21_pg_ml@<kit>``, pg/mL);
@@ -222,6 +222,6 @@ def domain_section(domain: InputDomain) -> str:
                 else f"not provided (fewer than {MIN_KIT_PATIENTS} training patients)")
         median = f"{scale.median_pg_ml:.4g} pg/mL" if scale.usable else "—"
         sd = f"{scale.log_sd:.3f}" if scale.usable else "—"
-        kits.append(f"| {kit} | {scale.patients:,} | {median} | {sd} | {read} | {KIT_EVIDENCE[kit]} |")
+        kits.append(f"| {kit} | {scale.patients:,} | {median} | {sd} | {read} | {KIT_DETAILS[kit].evidence} |")
     return "\n".join(lines) + "\n\n" + "\n".join(kits)
 

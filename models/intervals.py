@@ -426,3 +426,30 @@ def load_spread(entry: dict, folder: Path, outcome: str) -> Spread:
         booster.load_model(folder / f"{outcome}.intervals.ubj")
         return LearnedSpread(booster, entry["refits"])
     raise ValueError(f"intervals of outcome {outcome}: unknown kind {entry['kind']!r}")
+
+
+
+# --------------------------------------------------------------------------- how every front door names it
+
+INTERVAL_NAME = f"{LEVEL:.0%} bootstrap interval"
+
+
+def describe_spread(spread: Spread | None) -> dict | None:
+    """The served interval in words, for ``GET /model`` and what derives from it (FHIR, CDS Hooks, the page).
+
+    Returns
+    -------
+    dict or None
+        ``name``, ``level``, ``refits`` and ``method`` (a sentence); None without refits.
+    """
+    if spread is None:
+        return None
+    inner = getattr(spread, "inner", spread)  # a recalibrated version's: the source's, with the local baseline's
+    how = ("their variance in closed form" if isinstance(inner, LinearSpread)
+           else "their spread learned by a small booster")
+    local = " and of the recalibration on local patients" if inner is not spread else ""
+    return {"name": INTERVAL_NAME, "level": LEVEL, "refits": spread.refits,
+            "method": f"± {quantile(spread.refits):.2f} SDs (Student's t for {spread.refits} refits) of the log "
+                      f"cumulative hazard over bootstrap refits of the whole fitting procedure{local} "
+                      f"(prediction instability; {how}), widened where a horizon is extrapolated; from 0 to the "
+                      "rule of three's bound for a treatment without training onsets"}

@@ -29,6 +29,11 @@ class ValueRange(BaseModel):
     high_inclusive: bool = Field(description="Whether high itself is allowed.")
 
 
+class CategoryDetail(BaseModel):
+    printed_name: str = Field(description="The value as a laboratory report names it (an IL-21 kit).")
+    evidence: str = Field(description="What is published about it, in one line.")
+
+
 class FeatureInfo(BaseModel):
     name: str = Field(description="JSON field of a patient in POST /predict.")
     label: str = Field(description="Short name for people, e.g. a form's label.")
@@ -43,6 +48,8 @@ class FeatureInfo(BaseModel):
         description="Training range per IL-21 kit (il21_assay), for il21_pg_ml, whose scale depends on the kit.")
     categories: list[str] | None = Field(description="Allowed values of a category.")
     category_labels: dict[str, str] | None = Field(description="Each category value as people read it.")
+    category_details: dict[str, CategoryDetail] | None = Field(
+        default=None, description="For the IL-21 kit: each kit's name as a laboratory report prints it and its evidence.")
     default: str | None = Field(description="Value used when a category is missing.")
     model_input: bool = Field(
         description="Whether the value is a model input with a SHAP value; il21_assay only sets the scale of il21_pg_ml.")
@@ -73,6 +80,16 @@ class TruthMetrics(BaseModel):
     calibration_slope: float | None = Field(description="Expected calibration slope against the true risks.")
 
 
+class IntervalInfo(BaseModel):
+    name: str = Field(description="What the interval is called wherever a risk is shown with it.")
+    level: float = Field(description="Its nominal level, e.g. 0.95.")
+    refits: int = Field(description="Bootstrap refits behind it.")
+    method: str = Field(description="How it is made, in a sentence.")
+    benchmark_coverage: dict[str, float | None] = Field(
+        description="Per outcome and evaluation horizon (e.g. thyroid_48m): the share of the benchmark cohort's "
+                    "patients, both arms, whose true risk the interval held (null where the run has no figure).")
+
+
 class ModelInfo(BaseModel):
     """The served model version, its training data and evaluation, and the inputs it takes."""
 
@@ -91,6 +108,8 @@ class ModelInfo(BaseModel):
     extrapolation_rule: str
     explanation_scale: str = Field(description="The scale of every SHAP value: base_value + sum(shap) = "
                                                "log(-log(1 - risk)).")
+    interval: IntervalInfo | None = Field(default=None, description="The interval given with every risk; null for a "
+                                                                     "version trained without refits.")
     datasets: list[DatasetDigest] = Field(description="Datasets logged with the training run.")
     promotion_metric: float | None = Field(
         description="Held-out IPCW log loss over the incidence's, averaged over outcomes and evaluation horizons: "
@@ -115,6 +134,7 @@ def _range(low: float, high: float, *, low_exclusive: bool = False) -> ValueRang
 def feature_info(domain) -> list[FeatureInfo]:
     """Every input of :data:`features.schema.FEATURES`, as ``GET /model`` describes it, with the training
     ranges of the served version's :class:`models.domain.InputDomain`."""
+    from features.il21_kits import KIT_DETAILS
     from features.schema import CATEGORY_LABELS, FEATURES, IL21_FEATURE, kit_column
 
     ranges = domain.input_ranges()
@@ -128,6 +148,9 @@ def feature_info(domain) -> list[FeatureInfo]:
             training=_range(*ranges[f.name]) if f.name in ranges else None, training_by_assay=by_assay,
             categories=list(f.categories) or None, default=f.default, model_input=f.model_input,
             category_labels={c: CATEGORY_LABELS.get(c, c) for c in f.categories} or None,
+            category_details={c: CategoryDetail(printed_name=KIT_DETAILS[c].printed_name,
+                                                evidence=KIT_DETAILS[c].evidence)
+                              for c in f.categories if c in KIT_DETAILS} if f.name == "il21_assay" else None,
         ))
     return described
 
@@ -153,14 +176,14 @@ def describe_model(name: str, version: str, run_id: str, risk_model) -> ModelInf
     from features.schema import (
         DEFAULT_HORIZONS_MONTHS,
         EVALUATION_HORIZONS_MONTHS,
-        EXPLANATION_SCALE,
         MAX_HORIZON_MONTHS,
         MIN_HORIZON_MONTHS,
         RESEARCH_NOTICE,
         TREATMENTS,
         endpoint,
     )
-    from models.names import FAMILY_TAG, EXPERIMENT_TAG, PROMOTION_METRIC, endpoint_metric, truth_metric
+    from models.intervals import describe_spread
+    from models.names import FAMILY_TAG, EXPERIMENT_TAG, PROMOTION_METRIC, endpoint_metric, interval_metric, truth_metric
     from models.survival import EXTRAPOLATION_RULE
 
     run = mlflow.get_run(run_id)
@@ -176,6 +199,9 @@ def describe_model(name: str, version: str, run_id: str, risk_model) -> ModelInf
         for d in run.inputs.dataset_inputs
     ]
     endpoints = [endpoint(o, h) for o in risk_model.outcome_names for h in EVALUATION_HORIZONS_MONTHS]
+    described = describe_spread(next(iter(risk_model.spreads.values()), None))
+    interval = IntervalInfo(**described, benchmark_coverage={
+        e: metric(interval_metric("bench", "all", e, "coverage")) for e in endpoints}) if described else None
     return ModelInfo(
         name=name, version=version, run_id=run_id,
         family=run.data.tags.get(FAMILY_TAG),
@@ -186,7 +212,8 @@ def describe_model(name: str, version: str, run_id: str, risk_model) -> ModelInf
         default_horizons_months=list(DEFAULT_HORIZONS_MONTHS),
         follow_up_months=risk_model.follow_up_months(),
         extrapolation_rule=EXTRAPOLATION_RULE,
-        explanation_scale=EXPLANATION_SCALE,
+        explanation_scale=risk_model.explanation_scale,
+        interval=interval,
         datasets=datasets,
         promotion_metric=metric(PROMOTION_METRIC),
         held_out={e: EndpointMetrics(**{m: metric(endpoint_metric(e, m)) for m in HEADLINE_METRICS}) for e in endpoints},

@@ -17,13 +17,15 @@ import bentoml
 import numpy as np
 import pydantic_core
 from pydantic import ValidationError
-from starlette.responses import Response
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
-from features.schema import DEFAULT_HORIZONS_MONTHS, EXPLANATION_SCALE, FEATURE_NAMES, MONITORING_YEARS, RESEARCH_NOTICE
+from features.schema import DEFAULT_HORIZONS_MONTHS, FEATURE_NAMES, MONITORING_YEARS, RESEARCH_NOTICE
 from features.validation import ValidatedBatch, validate_records
 from models.registry import CHAMPION, MODEL_NAME, load_model
 from models.scoring import RiskModel, ScoringOptions, not_provided
 from models.survival import TREATMENT_BY_CODE, treatment_index
+from serving import cds_hooks, fhir
 from serving.bento import pin_model_from_bento_args
 from serving.middleware import (
     LimitBodySize,
@@ -136,6 +138,10 @@ def json_response(payload: dict) -> Response:
     return Response(pydantic_core.to_json(payload), media_type="application/json")
 
 
+# FHIR clients send their own JSON media type (serving/fhir.py).
+JSON_MEDIA_TYPES = (b"application/json", b"application/fhir+json")
+
+
 class JsonBodiesOnly:
     """ASGI middleware: a POST whose body is not JSON gets a 415 here, before BentoML parses it.
 
@@ -149,7 +155,7 @@ class JsonBodiesOnly:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             content_type = dict(scope["headers"]).get(b"content-type", b"")
-            if content_type.split(b";")[0].strip().lower() != b"application/json":
+            if content_type.split(b";")[0].strip().lower() not in JSON_MEDIA_TYPES:
                 from starlette.responses import JSONResponse
 
                 response = JSONResponse(
@@ -190,6 +196,8 @@ class RiskService:
         self.model.risk_model.use_threads(1)
         self.identity = ModelIdentity(name=self.model.name, version=self.model.version,
                                       run_id=self.model.run_id)
+        self.answering = fhir.Answering(self.identity, self.model.risk_model, self.info, to_response)
+        self.fhir_servers = cds_hooks.allowed_servers()
         logger.info("loaded %s version %s from %s", self.model.name, self.model.version,
                     mlflow.get_tracking_uri())
 
@@ -197,6 +205,35 @@ class RiskService:
     async def describe(self) -> ModelInfo:
         """The served model: version, training data digests, benchmark metrics and the input features."""
         return self.info
+
+    # FHIR R4 and CDS Hooks 2.0: /predict's answer (the same to_response) in the standards clinical systems
+    # speak. Computed in the event loop: one single-threaded worker per core gains nothing from a thread hop.
+    @MODEL_INFO_APP.post("/fhir/RiskAssessment/$assess", tags=["FHIR"])
+    async def fhir_assess(self, request: Request) -> Response:
+        """A Bundle or Parameters of one patient's FHIR resources in; a Bundle of RiskAssessments out."""
+        return fhir.assess(await request.body(), self.answering)
+
+    @MODEL_INFO_APP.get("/fhir/metadata", tags=["FHIR"])
+    async def fhir_metadata(self) -> Response:
+        """The CapabilityStatement."""
+        return fhir.metadata(self.model.version)
+
+    @MODEL_INFO_APP.get("/fhir/{kind}/{ident}", tags=["FHIR"])
+    async def fhir_read(self, kind: str, ident: str) -> Response:
+        """The CodeSystem and OperationDefinition this server defines."""
+        return fhir.read(kind, ident)
+
+    @MODEL_INFO_APP.get("/cds-services", tags=["CDS Hooks"])
+    async def cds_discovery(self) -> dict:
+        """The CDS Hooks discovery document."""
+        return cds_hooks.discovery()
+
+    @MODEL_INFO_APP.post("/cds-services/{service_id}", tags=["CDS Hooks"])
+    async def cds_service(self, service_id: str, request: Request) -> Response:
+        """A CDS Hooks call: cards, or an OperationOutcome with a 4xx."""
+        status, body = await cds_hooks.call(service_id, await request.body(), self.answering,
+                                            str(request.base_url), self.fhir_servers)
+        return JSONResponse(body, status_code=status)
 
     @bentoml.api(route="/predict", input_spec=PredictRequest)
     def predict(self, patients: list[Patient], horizons_months: list[int] = list(DEFAULT_HORIZONS_MONTHS),  # type: ignore[valid-type]  # noqa: B006
@@ -219,6 +256,7 @@ class RiskService:
 # the size before anything parses it.
 # Both settings are read here, at import, so that a bad value stops the server from starting.
 RiskService.add_asgi_middleware(ModelVersionHeader)
+RiskService.add_asgi_middleware(fhir.FhirErrors)
 RiskService.add_asgi_middleware(RequireToken, token=api_token(), public=is_public)
 RiskService.add_asgi_middleware(LimitBodySize, max_bytes=body_limit(MAX_BODY_BYTES))
 RiskService.add_asgi_middleware(JsonBodiesOnly)

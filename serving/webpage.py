@@ -25,7 +25,8 @@ from starlette.routing import Route
 
 PAGE_DIR = Path(__file__).parent / "page"
 # Files of PAGE_DIR served under /page/, by name; nothing else of the folder is reachable.
-PAGE_FILES = {"app.js": "text/javascript", "style.css": "text/css", "docs.js": "text/javascript",
+PAGE_FILES = {"app.js": "text/javascript", "export.js": "text/javascript", "style.css": "text/css",
+              "docs.js": "text/javascript",
               "docs.css": "text/css"}
 PUBLIC_PATHS = frozenset({"/", "/docs"})
 # /static_content/ holds BentoML's Swagger UI files, which /docs loads.

@@ -1,5 +1,5 @@
-"""The pictures of docs/page.md: the page before and after a submit (desktop and phone width), a batch
-report, and an ``autorisk explain`` waterfall. Run ``make screenshots`` after ``make demo``: it serves
+"""The pictures of docs/page.md: the page before and after a submit (desktop and phone width), the page as
+it prints (one A4 page), a batch report, and an ``autorisk explain`` waterfall. Run ``make screenshots`` after ``make demo``: it serves
 the champion of the project's MLflow store and drives Debian's Chromium, blocking any request that is
 not to 127.0.0.1.
 """
@@ -51,6 +51,21 @@ def serve(port: int, log: Path) -> subprocess.Popen:
     raise SystemExit(f"the server was not ready in 120 s:\n{log.read_text()}")
 
 
+def print_page(page) -> None:
+    """The page as the browser prints it (A4, PDF), drawn as docs/images/page-print.png by poppler's pdftoppm."""
+    import shutil
+    import tempfile
+
+    pdftoppm = shutil.which("pdftoppm")
+    if pdftoppm is None:
+        raise SystemExit("pdftoppm is missing (Debian: apt-get install poppler-utils; `make browser` does it)")
+    with tempfile.TemporaryDirectory() as folder:
+        pdf = Path(folder) / "page.pdf"
+        page.pdf(path=str(pdf), format="A4", print_background=True)
+        subprocess.run([pdftoppm, "-png", "-r", "80", "-singlefile", str(pdf), str(IMAGES / "page-print")], check=True)
+    print("printed: the first A4 page as page-print.png (the browser test checks that there is one)")
+
+
 def main() -> None:
     if not REPORT.is_file():
         raise SystemExit(f"{REPORT} is missing: run `make demo` first")
@@ -76,6 +91,8 @@ def main() -> None:
                     page.wait_for_selector("body[data-drawn-ms]", state="attached")
                     print(f"{name}: submit answered and drawn in {page.get_attribute('body', 'data-drawn-ms')} ms")
                     page.locator("#results").screenshot(path=IMAGES / f"{name}-after.png")
+                    if width > 600:
+                        print_page(page)
                     outside += guard.outside
             with guarded_page(launched, width=1000, height=900, allow_files=True) as (page, guard):
                 page.goto(REPORT.as_uri())

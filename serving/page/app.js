@@ -116,6 +116,7 @@
     $("token-form").hidden = true;
     buildForm();
     $("patient-form").hidden = false;
+    fillFromFragment();
   }
 
   $("token-form").addEventListener("submit", function (event) {
@@ -173,7 +174,8 @@
         input = el("select", { id, name: f.name, "aria-describedby": described,
                                "aria-required": f.required ? "true" : null });
         const choices = f.kind === "boolean" ? [["true", "yes"], ["false", "no"]]
-          : f.categories.map((c) => [c, valueName(c)]);
+          : f.categories.map((c) => [c, f.category_details && f.category_details[c]
+            ? f.category_details[c].printed_name : valueName(c)]);
         if (!f.default) {
           input.append(el("option", { value: "", text: f.required ? "choose…" : "not known" }));
         }
@@ -185,11 +187,36 @@
       if (f.required) title.append(el("span", { class: "required-mark", text: "required" }));
       const row = el("div", { class: "input-row" }, input);
       if (f.unit) row.append(el("span", { class: "unit", text: f.unit }));
-      container.append(el("div", { class: "field", id: "field-" + f.name },
-        title, row,
-        el("p", { class: "hint", id: "h-" + f.name, text: hintText(f) }),
+      const parts = [title, row, el("p", { class: "hint", id: "h-" + f.name, text: hintText(f) })];
+      if (f.category_details) {
+        parts.push(el("p", { class: "hint evidence", id: "evidence-" + f.name, "aria-live": "polite" }));
+        input.addEventListener("change", () => showEvidence(f));
+      }
+      container.append(el("div", { class: "field", id: "field-" + f.name }, ...parts,
         el("p", { class: "field-error", id: "e-" + f.name })));
     }
+  }
+
+  // The evidence for the chosen kit, in one line under the list.
+  function showEvidence(f) {
+    const chosen = f.category_details[$("f-" + f.name).value];
+    $("evidence-" + f.name).textContent = chosen ? "Evidence for this kit: " + chosen.evidence : "";
+  }
+
+  // Values in the address's fragment (a CDS Hooks card's link) fill the form and ask for the risks at once; the
+  // fragment never leaves the browser.
+  function fillFromFragment() {
+    const values = new URLSearchParams(location.hash.slice(1));
+    let filled = 0;
+    for (const f of model.features) {
+      if (values.has(f.name)) {
+        $("f-" + f.name).value = values.get(f.name);
+        if (f.category_details) showEvidence(f);
+        filled += 1;
+      }
+    }
+    if (values.has("month")) $("explain-month").value = values.get("month");
+    if (filled) $("patient-form").requestSubmit();
   }
 
   // Reads the form into a patient of POST /predict; returns [patient, errors by field].
@@ -357,6 +384,10 @@
     $("results-heading").textContent = "Risks for this patient, on " + valueName(treatment) + " (under consideration)";
     $("results-model").textContent = "Model " + answer.model.name + " version " + answer.model.version +
       ", MLflow run " + answer.model.run_id + ". " + answer.notice;
+    $("inputs-line").textContent = "For this patient: " + model.features
+      .filter((f) => f.model_input && displayValue(f.name) !== null)
+      .map((f) => label(f.name) + " " + displayValue(f.name)).join("; ") + ".";
+    $("scale-name").textContent = prediction.outcomes[Object.keys(prediction.outcomes)[0]].risks[0].scale;
     renderSummary(prediction);
     renderCurves(prediction);
     renderWaterfalls();
@@ -367,8 +398,9 @@
     return model.follow_up_months[treatment];
   }
 
-  function cell(risk, month, treatment) {
+  function cell(risk, month, treatment, bounds) {
     const td = el("td", { text: percent(risk) });
+    if (bounds) td.append(el("span", { class: "interval", text: " (" + percent(bounds[0]) + "–" + percent(bounds[1]) + ")" }));
     if (month > extrapolatedAfter(treatment)) {
       td.append(el("span", { "aria-hidden": "true", text: "*" }),
                 el("span", { class: "visually-hidden", text: " (extrapolated)" }));
@@ -390,7 +422,8 @@
         const head = el("th", { scope: "row", text: "On " + valueName(t) });
         if (chosen) head.append(el("span", { class: "visually-hidden", text: " (under consideration)" }));
         body.append(el("tr", { class: chosen ? "chosen" : null }, head,
-          ...at.map((contrast, k) => cell(contrast["risk_if_" + t], SUMMARY_MONTHS[k], t))));
+          ...at.map((contrast, k) => cell(contrast["risk_if_" + t], SUMMARY_MONTHS[k], t,
+            chosen ? scores.risks[SUMMARY_MONTHS[k] - 1].risk_interval : null))));
       }
       body.append(el("tr", {}, el("th", { scope: "row", text: "Difference" }),
         ...at.map((contrast) => el("td", { text: points(contrast.excess) }))));
@@ -400,6 +433,25 @@
       .map((t) => "* Extrapolated: beyond the " + extrapolatedAfter(t) + " months of follow-up on " + valueName(t) +
                   " in the training data.");
     $("summary-note").textContent = notes.join(" ");
+    $("interval-note").textContent = intervalNote(prediction);
+  }
+
+  // What the brackets are, in the served model's own words (GET /model), with how often they held the truth.
+  function intervalNote(prediction) {
+    const interval = model.interval;
+    if (!interval) return "This model version was trained without refits: its risks come without an interval.";
+    const held = [];
+    for (const outcome of Object.keys(prediction.outcomes)) {
+      for (const month of SUMMARY_MONTHS) {
+        const share = interval.benchmark_coverage[outcome + "_" + month + "m"];
+        if (share !== null && share !== undefined) {
+          held.push((SHORT_NAMES[outcome] || outcome) + " by month " + month + " " + Math.round(100 * share) + "%");
+        }
+      }
+    }
+    return "In brackets, for the treatment under consideration: the " + interval.name + ", " + interval.method + "." +
+      (held.length ? " On the benchmark cohort it held the true risk of this share of patients: " + held.join(", ") +
+        "." : "");
   }
 
   function niceMax(value) {
@@ -529,8 +581,10 @@
     }
   }
 
-  function riskOf(logHazard) {
-    return -Math.expm1(-Math.exp(logHazard));
+  // The reference patient's risk: the answer's own (every family gives it); on the log cumulative hazard
+  // scale it is 1 - exp(-exp(base_value)), which older answers leave to the client.
+  function referenceRisk(at) {
+    return at.reference_risk ?? -Math.expm1(-Math.exp(at.base_value));
   }
 
   // Each input's share of the change in risk from the reference patient's, in risk units: its exact
@@ -538,17 +592,25 @@
   // add up to the change, keep the signs of the log-scale values and do not depend on any order.
   function riskShares(at) {
     const total = Object.values(at.shap).reduce((sum, value) => sum + value, 0);
-    const reference = riskOf(at.base_value);
-    const slope = Math.abs(total) > 1e-9 ? (at.risk - reference) / total
-      : Math.exp(at.base_value) * Math.exp(-Math.exp(at.base_value));
+    const reference = referenceRisk(at);
+    const slope = Math.abs(total) > 1e-9 ? (at.risk - reference) / total : 0;
     return Object.entries(at.shap).map(([name, value]) => ({ name, value, share: value * slope }))
       .sort((a, b) => Math.abs(b.value) - Math.abs(a.value));
   }
 
+  // The inputs left empty as one step, unless each is asked for (the parts add up the same either way).
+  function folded(shares) {
+    const unknown = shares.filter((s) => shown.prediction.not_provided.includes(s.name));
+    if ($("show-unknown").checked || unknown.length < 2) return shares;
+    const known = shares.filter((s) => !unknown.includes(s));
+    const sum = (key) => unknown.reduce((total, s) => total + s[key], 0);
+    return known.concat([{ name: "not-provided", value: sum("value"), share: sum("share"), folded: unknown }]);
+  }
+
   function waterfall(outcome, at) {
-    const reference = riskOf(at.base_value);
+    const reference = referenceRisk(at);
     let level = reference;
-    const steps = riskShares(at).map((step) => {
+    const steps = folded(riskShares(at)).map((step) => {
       const before = level;
       level += step.share;
       return Object.assign(step, { before, after: level });
@@ -565,9 +627,9 @@
       percent(reference) + " for the reference patient to " + percent(final) + " for this patient" +
       (at.extrapolated ? " (extrapolated)" : "") + "." }));
     table.append(el("thead", {}, el("tr", {},
-      el("th", { scope: "col", text: "Input" }), el("th", { scope: "col", text: "This patient" }),
+      el("th", { scope: "col", text: "Input" }), el("th", { scope: "col", class: "value", text: "This patient" }),
       el("th", { scope: "col", text: "Change in risk" }),
-      el("th", { scope: "col", class: "log", text: "Log cumulative hazard" }))));
+      el("th", { scope: "col", class: "log", text: at.scale.charAt(0).toUpperCase() + at.scale.slice(1) }))));
     const body = el("tbody");
     const bar = (from, to, kind) => {
       const track = el("span", { class: "track", "aria-hidden": "true" });
@@ -578,21 +640,25 @@
       return track;
     };
     body.append(el("tr", { class: "total" },
-      el("th", { scope: "row", text: "Reference patient" }), el("td", { text: "average in training" }),
+      el("th", { scope: "row", text: "Reference patient" }), el("td", { class: "value", text: "average in training" }),
       el("td", {}, bar(low, reference, "level"), el("span", { class: "amount", text: percent(reference) })),
       el("td", { class: "log", text: at.base_value.toFixed(3) })));
     for (const step of steps) {
-      const value = displayValue(step.name);
-      const shownValue = value === null ? el("span", { class: "tag", text: "not provided" }) : value;
+      const value = step.folded ? null : displayValue(step.name);
+      const tag = () => el("span", { class: "tag", text: "not provided" });
+      const name = step.folded ? "Not provided (" + step.folded.length + " inputs)" : label(step.name);
+      const shownValue = step.folded ? step.folded.map((s) => label(s.name)).join(", ") : value === null ? tag() : value;
       const kind = step.share >= 0 ? "up" : "down";
-      body.append(el("tr", { "data-feature": step.name },
-        el("th", { scope: "row", text: label(step.name) }),
-        el("td", {}, shownValue),
+      // On a phone the value goes under the input's name, and its own column is hidden.
+      const inline = el("span", { class: "inline-value" }, value === null ? tag() : value);
+      body.append(el("tr", { "data-feature": step.name, class: step.folded ? "folded" : null },
+        el("th", { scope: "row" }, name, inline),
+        el("td", { class: "value" }, shownValue),
         el("td", {}, bar(step.before, step.after, kind), el("span", { class: "amount " + kind, text: points(step.share) })),
         el("td", { class: "log", text: signed(step.value, 3) })));
     }
     body.append(el("tr", { class: "total" },
-      el("th", { scope: "row", text: "This patient" }), el("td", { text: "" }),
+      el("th", { scope: "row", text: "This patient" }), el("td", { class: "value", text: "" }),
       el("td", {}, bar(low, final, "level"), el("span", { class: "amount", text: percent(final) })),
       el("td", { class: "log", text: Math.log(-Math.log1p(-final)).toFixed(3) })));
     table.append(body);
@@ -613,15 +679,24 @@
     });
   }
 
+  // A warning as the page's labels say it: each input's name and each category value in words.
+  function inWords(warning) {
+    let text = warning.replace(/^(\w+):/, (whole, name) => (feature(name) ? feature(name).label + ":" : whole));
+    for (const f of model.features) {
+      for (const [value, words] of Object.entries(f.category_labels || {})) text = text.split(value).join(words);
+    }
+    text = text.replace(/^extrapolated:/, "Extrapolated:");
+    return text.replace(/ and is scored as ([-\d.]+)/, (whole, value) => {
+      const f = feature((/^(\w+):/.exec(warning) || [])[1]);
+      return " and is scored as " + value + (f && f.unit ? " " + f.unit : "");
+    });
+  }
+
   function renderWarnings(prediction) {
     const list = $("warnings");
     list.replaceChildren();
     if (!prediction.warnings.length) list.append(el("li", { text: "None." }));
-    for (const warning of prediction.warnings) {
-      const match = /^(\w+):/.exec(warning);
-      const text = match && feature(match[1]) ? feature(match[1]).label + " (" + match[1] + ")" + warning.slice(match[0].length - 1) : warning;
-      list.append(el("li", { text: monthRuns(text) }));
-    }
+    for (const warning of prediction.warnings) list.append(el("li", { text: monthRuns(inWords(warning)) }));
     if (prediction.not_provided.length) {
       list.append(el("li", { text: "Not provided (scored as unknown): " + prediction.not_provided.map(label).join(", ") + "." }));
     }
@@ -635,6 +710,37 @@
 
   $("explain-month").addEventListener("input", function () {
     if (shown) renderWaterfalls();
+  });
+
+  $("show-unknown").addEventListener("change", function () {
+    if (shown) renderWaterfalls();
+  });
+
+  $("print").addEventListener("click", () => window.print());
+
+  $("download-json").addEventListener("click", function () {
+    window.autoriskExport.save("autorisk-risks.json", JSON.stringify(shown.answer, null, 2), "application/json");
+  });
+
+  $("download-fhir").addEventListener("click", async function () {
+    const codes = await fetch("fhir/CodeSystem/autorisk", { headers: auth() });
+    if (!codes.ok) {
+      say("The server answered " + codes.status + " to GET fhir/CodeSystem/autorisk.");
+      return;
+    }
+    const system = (await codes.json()).url;
+    const body = window.autoriskExport.fhirParameters(model.features, system, shown.patient, [12, 24, 36, 48, 60]);
+    const response = await fetch("fhir/RiskAssessment/$assess", {
+      method: "POST", body: JSON.stringify(body),
+      headers: Object.assign({ "Content-Type": "application/fhir+json" }, auth()),
+    });
+    const text = await response.text();
+    if (!response.ok) {
+      say("The server answered " + response.status + " to the FHIR request: " + text);
+      return;
+    }
+    window.autoriskExport.save("autorisk-risks.fhir.json", text, "application/fhir+json");
+    say("Saved the risks as a FHIR Bundle.");
   });
 
   $("show-log").addEventListener("change", function () {

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.fhir_checks import PATIENT_ID, assess_bundle, medication_request, patient_resources
 from tests.servers import free_port, running_server
 
 pytestmark = pytest.mark.integration
@@ -60,6 +61,20 @@ def test_the_bento_serves_the_pinned_version_after_champion_moves(mlflow_store, 
                 "patients": [{"age_years": 34, "sex": "female", "disease_duration_years": 2}]})
             assert predicted.status_code == 200, predicted.text
             assert predicted.json()["model"]["version"] == champion
+            # FHIR and CDS Hooks travel in the Bento too, on the pinned version.
+            assessed = httpx.post(f"{url}/fhir/RiskAssessment/$assess", json=assess_bundle(), timeout=30,
+                                  headers={"content-type": "application/fhir+json"})
+            assert assessed.status_code == 200, assessed.text
+            assert assessed.json()["entry"][0]["resource"]["performer"]["display"].endswith(f"version {champion}")
+            services = httpx.get(f"{url}/cds-services", timeout=30).json()["services"]
+            card = httpx.post(f"{url}/cds-services/{services[0]['id']}", timeout=30, json={
+                "hook": services[0]["hook"], "hookInstance": "e2b1", "context": {
+                    "patientId": PATIENT_ID, "userId": "Practitioner/1", "selections": ["MedicationRequest/order-1"],
+                    "draftOrders": {"resourceType": "Bundle", "type": "collection",
+                                    "entry": [{"resource": medication_request()}]}},
+                "prefetch": {"patient": patient_resources()[0]}})
+            assert card.status_code == 200, card.text
+            assert card.json()["cards"][0]["indicator"] == "info"  # what is missing: the disease duration
     finally:
         client.set_registered_model_alias(MODEL_NAME, CHAMPION, champion)
 

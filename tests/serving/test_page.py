@@ -10,18 +10,17 @@ import math
 import re
 import statistics
 
-import httpx
 import pytest
 
 from features.schema import FEATURE_NAMES, FEATURES, RESEARCH_NOTICE
 from models.explanation_figures import risk_of, risk_shares
-from tests.browser import browser, guarded_page
-from tests.servers import autorisk_server
+from tests.browser import guarded_page
+from tests.serving.conftest import API_TOKEN as TOKEN
+from tests.serving.conftest import predicted_by_month
 from tools.browser import fill_form
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "page-token-5d1e"
 # Filled in by the test as a clinician would; the other inputs are left empty (not provided).
 FORM = {"age_years": "34", "sex": "female", "disease_duration_years": "2.5", "il21_pg_ml": "620",
         "il21_assay": "legacy_elisa", "thyroid_antibodies": "true"}
@@ -31,30 +30,8 @@ MONTHS = list(range(1, 61))
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    with browser() as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
-def token_server(mlflow_store, tmp_path_factory):
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with autorisk_server(mlflow_store["uri"], log, AUTORISK_API_TOKEN=TOKEN) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def answer(shared_server):
-    """What POST /predict answers for the patient, as any other client gets it."""
-    response = httpx.post(f"{shared_server['url']}/predict", timeout=30,
-                          json={"patients": [PATIENT], "horizons_months": MONTHS, "contrast": True})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-@pytest.fixture(scope="module")
-def model_info(shared_server):
-    return httpx.get(f"{shared_server['url']}/model", timeout=30).json()
+    return predicted_by_month(shared_server["url"], PATIENT, MONTHS)
 
 
 def fill(page, values=FORM):
@@ -171,10 +148,20 @@ def test_a_submit_shows_risks_contrast_curves_and_waterfalls(chromium, shared_se
         for k, (outcome, scores) in enumerate(prediction["outcomes"].items()):
             at = scores["risks"][47]
             assert "by month 48" in tables.nth(k).locator("caption").inner_text()
+            shares = {s.name: s.share for s in risk_shares(at["base_value"], at["shap"], at["risk"])}
+            # Inputs left empty are folded into one row by default, their parts added up.
+            folded = tables.nth(k).locator("tr[data-feature='not-provided']")
+            unknown = sum(shares[name] for name in prediction["not_provided"])
+            assert points_value(folded.locator("td").nth(1).text_content()) == pytest.approx(
+                100 * unknown, abs=rounding(100 * unknown))
+            assert f"Not provided ({len(prediction['not_provided'])} inputs)" in folded.locator("th").text_content()
+        page.check("#show-unknown")
+        for k, (outcome, scores) in enumerate(prediction["outcomes"].items()):
+            at = scores["risks"][47]
+            shares = {s.name: s.share for s in risk_shares(at["base_value"], at["shap"], at["risk"])}
             rows = tables.nth(k).locator("tr[data-feature]").evaluate_all(
                 "rows => rows.map(r => [r.dataset.feature, ...[...r.cells].map(c => c.textContent)])")
             assert [r[0] for r in rows] == [s.name for s in risk_shares(at["base_value"], at["shap"], at["risk"])]
-            shares = {s.name: s.share for s in risk_shares(at["base_value"], at["shap"], at["risk"])}
             for name, _, value, change, log_value in rows:
                 assert (value == "not provided") == (name in prediction["not_provided"]), name
                 assert points_value(change) == pytest.approx(100 * shares[name], abs=rounding(100 * shares[name])), name
@@ -185,7 +172,7 @@ def test_a_submit_shows_risks_contrast_curves_and_waterfalls(chromium, shared_se
         assert page.locator("table.waterfall td.log").first.is_visible()
 
         warnings = page.locator("#warnings").inner_text()
-        assert "extrapolated: risks at 25–60 months on interferon_beta_1a" in warnings
+        assert "Extrapolated: risks at 25–60 months on interferon beta-1a" in warnings
         assert "Not provided" in warnings
         assert guard.outside == [] and guard.errors == []
 
@@ -281,10 +268,20 @@ def test_a_phone_width_screen_needs_no_sideways_scrolling(chromium, shared_serve
         for chart in page.locator("svg.chart").all():
             box = chart.bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+        # The waterfall is compact: no sideways scrolling inside it either, each value under its input's name.
+        for region in page.locator("#waterfalls .scroll").all():
+            assert region.evaluate("r => r.scrollWidth <= r.clientWidth")
+        assert page.locator("table.waterfall td.value").first.is_hidden()
+        assert page.locator("table.waterfall .inline-value").first.is_visible()
+        from axe_playwright_python.sync_playwright import Axe
+
+        checked = Axe().run(page)
+        assert checked.violations_count == 0, checked.generate_report()
         assert guard.outside == [] and guard.errors == []
 
 
 def test_the_page_asks_for_the_token_and_sends_it(chromium, token_server):
+    token_server = token_server["url"]
     with guarded_page(chromium) as (page, guard):
         sent = []
         page.on("request", lambda request: sent.append(request.headers.get("authorization"))
@@ -292,6 +289,8 @@ def test_the_page_asks_for_the_token_and_sends_it(chromium, token_server):
         page.goto(f"{token_server}/")
         page.wait_for_selector("#token-form:not([hidden])")
         assert page.locator("#patient-form").is_hidden()
+        assert "issued by whoever runs this autorisk server" in page.locator("#token-help").inner_text()
+        assert "AUTORISK_API_TOKEN" in page.locator("#token-help").inner_text()
         assert page.evaluate("document.activeElement.id") == "token"
         page.fill("#token", TOKEN + "-wrong")
         page.keyboard.press("Enter")

@@ -9,7 +9,7 @@ import pytest
 
 from serving.webpage import PAGE_DIR, PAGE_FILES
 
-PAGE = ("index.html", "app.js", "style.css")
+PAGE = ("index.html", "export.js", "app.js", "style.css")
 LIMIT_BYTES = 200 * 1024
 # The one absolute URL in a script: the SVG namespace, a name rather than a place anything is loaded from.
 NAMESPACES = {"http://www.w3.org/2000/svg"}
@@ -65,7 +65,7 @@ def test_every_src_and_href_stays_on_the_server(name):
             assert parts.path.removeprefix("page/") in PAGE_FILES, value
 
 
-@pytest.mark.parametrize("name", ["app.js", "style.css", "docs.js", "docs.css"])
+@pytest.mark.parametrize("name", ["app.js", "export.js", "style.css", "docs.js", "docs.css"])
 def test_scripts_and_styles_name_no_other_server(name):
     text = (PAGE_DIR / name).read_text(encoding="utf-8")
     assert set(re.findall(r"https?://[^\s\"')]+", text)) <= NAMESPACES
