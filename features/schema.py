@@ -318,20 +318,22 @@ def contrast_columns(outcome: str, horizon_months: int) -> list[str]:
 
 
 def output_columns(outcomes: tuple[str, ...] = OUTCOMES,
-                   horizons: tuple[int, ...] = DEFAULT_HORIZONS_MONTHS, contrast: bool = False) -> list[str]:
+                   horizons: tuple[int, ...] = DEFAULT_HORIZONS_MONTHS, contrast: bool = False,
+                   timing: bool = False) -> list[str]:
     """Score columns per patient, in output order (without ids, warnings and model version).
 
-    Per outcome: ``risk_<o>_<h>m``, ``base_<o>_<h>m`` and the risk's 95% interval
-    (``risk_lo_<o>_<h>m``, ``risk_hi_<o>_<h>m``) per horizon, the SHAP value of each
-    feature that is the same at every horizon (``shap_<o>__<feature>``), the treatment's per
-    horizon (``shap_<o>_<h>m__treatment``), and with ``contrast`` the risks under each
-    treatment and their difference per horizon.
+    Per outcome: ``risk_<o>_<h>m``, ``base_<o>_<h>m`` (with ``timing``, the mixture-cure family's
+    ``timing_<o>_<h>m``, the treatment's timing share) and the risk's 95% interval (``risk_lo_<o>_<h>m``,
+    ``risk_hi_<o>_<h>m``) per horizon, the SHAP value of each feature that is the same at every horizon
+    (``shap_<o>__<feature>``), the treatment's per horizon (``shap_<o>_<h>m__treatment``), and with
+    ``contrast`` the risks under each treatment and their difference per horizon.
     """
     columns: list[str] = []
     for outcome in outcomes:
         for h in horizons:
-            columns += [f"risk_{endpoint(outcome, h)}", f"base_{endpoint(outcome, h)}",
-                        f"risk_lo_{endpoint(outcome, h)}", f"risk_hi_{endpoint(outcome, h)}"]
+            name = endpoint(outcome, h)
+            columns += [f"risk_{name}", f"base_{name}", *([f"timing_{name}"] if timing else []),
+                        f"risk_lo_{name}", f"risk_hi_{name}"]
         columns += [shap_column(outcome, name) for name in HORIZON_FREE_FEATURES]
         columns += [shap_column(outcome, TREATMENT_FEATURE, h) for h in horizons]
         if contrast:

@@ -288,6 +288,7 @@ class MixtureCure(BaseEstimator):
     explanation_scale = EXPLANATION_SCALE
     extrapolation_rule = EXTRAPOLATION_RULE
     timing_varies_by_patient = False
+    gives_timing_share = True
 
     def __init__(self, *, estimator, em_rounds: int = 2):
         self.estimator = estimator

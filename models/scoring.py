@@ -147,6 +147,11 @@ class RiskModel:
         return getattr(next(iter(self.outcomes.values())), "extrapolation_rule", EXTRAPOLATION_RULE)
 
     @property
+    def gives_timing_share(self) -> bool:
+        """Whether each risk comes with its treatment's timing share (the mixture-cure family's answers)."""
+        return any(getattr(m, "gives_timing_share", False) for m in self.outcomes.values())
+
+    @property
     def timing_varies_by_patient(self) -> bool:
         """Whether the shape of the risk over time is the patient's own (else the treatment's, for everyone on it)."""
         return any(m.timing_varies_by_patient for m in self.outcomes.values())
@@ -351,6 +356,8 @@ def score_columns(model: RiskModel, batch: ValidatedBatch, options: ScoringOptio
         for k, h in enumerate(horizons):
             columns[f"risk_{endpoint(outcome, h)}"] = scores.risk[:, k]
             columns[f"base_{endpoint(outcome, h)}"] = np.full(len(scores.risk), scores.base[k])
+            if scores.timing is not None:
+                columns[f"timing_{endpoint(outcome, h)}"] = scores.timing[:, k]
             columns[f"risk_lo_{endpoint(outcome, h)}"], columns[f"risk_hi_{endpoint(outcome, h)}"] = \
                 lower[:, k], upper[:, k]
         for name in HORIZON_FREE_FEATURES:

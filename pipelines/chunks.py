@@ -80,7 +80,8 @@ class ChunkScorer:
     def columns(self) -> list[str]:
         """Output columns, in order: ``line``, ``patient_id``, ``treatment``, the scores, ``warnings``, ``model_version``."""
         return ["line", ID_COLUMN, TREATMENT_FEATURE, *output_columns(self.risk_model.outcome_names, self.options.horizons,
-                                                   self.options.contrast), "warnings", "model_version"]
+                                                   self.options.contrast, self.risk_model.gives_timing_share),
+                "warnings", "model_version"]
 
     def schema(self) -> pa.Schema:
         """Arrow schema of the scores file."""

@@ -184,7 +184,6 @@ def describe_model(name: str, version: str, run_id: str, risk_model) -> ModelInf
     )
     from models.intervals import describe_spread
     from models.names import FAMILY_TAG, EXPERIMENT_TAG, PROMOTION_METRIC, endpoint_metric, interval_metric, truth_metric
-    from models.survival import EXTRAPOLATION_RULE
 
     run = mlflow.get_run(run_id)
     metrics = run.data.metrics
@@ -211,7 +210,7 @@ def describe_model(name: str, version: str, run_id: str, risk_model) -> ModelInf
         horizons_months=_range(MIN_HORIZON_MONTHS, MAX_HORIZON_MONTHS),
         default_horizons_months=list(DEFAULT_HORIZONS_MONTHS),
         follow_up_months=risk_model.follow_up_months(),
-        extrapolation_rule=EXTRAPOLATION_RULE,
+        extrapolation_rule=risk_model.extrapolation_rule,
         explanation_scale=risk_model.explanation_scale,
         interval=interval,
         datasets=datasets,

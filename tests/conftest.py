@@ -28,12 +28,12 @@ def make_cohort(simulator):
 
 @pytest.fixture(scope="session")
 def tiny_experiment(tmp_path_factory):
-    """The default experiment, shrunk to train in seconds (both families, tuning included), with the
-    added value of IL-21."""
+    """The default experiment, shrunk to train in seconds (every family, tuning included for cox-xgboost), with
+    the added value of IL-21."""
     from pipelines.config import ExternalCohort, TuningSpec
 
     config = load_experiment(DEFAULT_EXPERIMENT)
-    xgboost = config.families["cox-xgboost"]
+    xgboost, cure = config.families["cox-xgboost"], config.families["cure-xgboost"]
     return config.model_copy(update={
         "name": "tiny-test",
         "train_cohorts": [CohortSpec(profile="care-ms1", n=5000, seed=1),
@@ -49,6 +49,10 @@ def tiny_experiment(tmp_path_factory):
                 # Few, fast-learning trees: the small cohorts train in seconds and still calibrate.
                 "params": {**xgboost.params, "n_estimators": 60, "learning_rate": 0.2, "n_jobs": 2},
                 "tuning": TuningSpec(n_trials=2, timeout_s=60, space={"max_depth": [2, 3]}),
+            }),
+            "cure-xgboost": cure.model_copy(update={
+                "params": {**cure.params, "n_estimators": 60, "learning_rate": 0.2, "n_jobs": 2},
+                "tuning": None,
             }),
         },
     })

@@ -12,10 +12,15 @@ from models.survival import TREATMENT_BY_CODE
 from models.validation import observed_risk
 
 @pytest.fixture(scope="module")
-def model(champion):
-    """The test store's champion: trained on CARE-MS I and the extension, with its intervals."""
-    assert champion.risk_model.spreads
-    return champion.risk_model
+def model(mlflow_store):
+    """The test store's cox-xgboost version (a proportional-hazards model; the mixture-cure family's
+    recalibration is tested in test_cure.py): trained on CARE-MS I and the extension, with its intervals."""
+    from models.registry import load_model
+
+    version = next(r.model_version for r in mlflow_store["results"] if r.family == "cox-xgboost")
+    risk_model = load_model(version=version).risk_model
+    assert risk_model.spreads
+    return risk_model
 
 
 @pytest.fixture(scope="module")

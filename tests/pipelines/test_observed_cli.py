@@ -23,6 +23,7 @@ from models.registry import MODEL_NAME
 from models.validation import observed_risk
 from pipelines.cli import app
 from pipelines.validate import METRIC_KEYS
+from tests.identity import batch_identity
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -197,9 +198,8 @@ def test_recalibrate_registers_an_aliased_version_that_fits_the_registry(mlflow_
     from_pyfunc = pyfunc.predict(truth.head(200)[[ID_COLUMN, *INPUT_NAMES]])
     np.testing.assert_allclose(from_pyfunc["risk_thyroid_48m"], scores["risk_thyroid_48m"].head(200), rtol=0,
                                atol=1e-12)
-    total = from_pyfunc["base_thyroid_48m"] + from_pyfunc.filter(regex="^shap_thyroid__").sum(axis=1) \
-        + from_pyfunc["shap_thyroid_48m__treatment"]
-    np.testing.assert_allclose(total, np.log(-np.log1p(-from_pyfunc["risk_thyroid_48m"])), atol=1e-9)
+    total, expected = batch_identity(from_pyfunc, "thyroid", 48, champion.risk_model.explanation_scale)
+    np.testing.assert_allclose(total, expected, atol=1e-9)
 
 
 def test_recalibrate_validates_before_and_after_on_a_held_out_part(mlflow_store, registry, tmp_path):

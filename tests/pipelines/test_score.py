@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from features.schema import HORIZON_FREE_FEATURES, ID_COLUMN, MODEL_COLUMNS, output_columns
 from pipelines.cli import app
 from pipelines.score import score_file
+from tests.identity import batch_identity
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -22,7 +23,7 @@ def run_score(*args):
     return runner.invoke(app, ["score", *map(str, args)])
 
 
-def test_scores_every_record_or_rejects_it_with_line_and_reason(mlflow_store, tmp_path):
+def test_scores_every_record_or_rejects_it_with_line_and_reason(mlflow_store, champion, tmp_path):
     source = tmp_path / "clinic.csv"
     source.write_text(
         HEADER
@@ -47,11 +48,13 @@ def test_scores_every_record_or_rejects_it_with_line_and_reason(mlflow_store, tm
     assert rejects["reason"][1].startswith("il21_pg_ml: 'abc' is not a number")
     assert rejects["reason"][2].startswith("disease_duration_years")
     assert "age_years: 70 is outside the training range" in scores["warnings"][1]
-    assert list(scores.columns) == ["line", ID_COLUMN, "treatment", *output_columns(), "warnings", "model_version"]
+    timing = champion.risk_model.gives_timing_share
+    assert list(scores.columns) == ["line", ID_COLUMN, "treatment", *output_columns(timing=timing), "warnings",
+                                    "model_version"]
     assert (scores["model_version"].astype(str) == mlflow_store["promotion"].chosen.version).all()
 
 
-def test_scores_simulated_parquet_with_shap_identity(mlflow_store, make_cohort, tmp_path):
+def test_scores_simulated_parquet_with_shap_identity(mlflow_store, champion, make_cohort, tmp_path):
     cohort = make_cohort("care-ms1", 3000, 21)
     source, out = tmp_path / "cohort.parquet", tmp_path / "scores.parquet"
     cohort.to_parquet(source, index=False)
@@ -61,12 +64,11 @@ def test_scores_simulated_parquet_with_shap_identity(mlflow_store, make_cohort, 
     scores = pd.read_parquet(out)
     assert len(scores) == len(cohort) and scores["line"].tolist() == list(range(1, 3001))
     for outcome in ("thyroid", "itp"):
-        free = scores[[f"shap_{outcome}__{f}" for f in HORIZON_FREE_FEATURES]].sum(axis=1)
         for h in (24, 48):
             risk = scores[f"risk_{outcome}_{h}m"].to_numpy()
             assert ((risk > 0) & (risk < 1)).all()
-            total = scores[f"base_{outcome}_{h}m"] + free + scores[f"shap_{outcome}_{h}m__treatment"]
-            np.testing.assert_allclose(total, np.log(-np.log1p(-risk)), rtol=0, atol=1e-9)
+            total, expected = batch_identity(scores, outcome, h, champion.risk_model.explanation_scale)
+            np.testing.assert_allclose(total, expected, rtol=0, atol=1e-9)
     # Interferon at 48 months lies beyond its 24 months of follow-up: flagged, naming the horizon.
     interferon = (cohort["treatment"] == "interferon_beta_1a").to_numpy()
     # Each row names the treatment its risks are for.
@@ -83,7 +85,8 @@ def test_horizons_and_contrast_on_request(mlflow_store, champion, make_cohort, t
     assert result.exit_code == 0, result.output
     scores = pd.read_csv(out, keep_default_na=False)
     outcomes = champion.risk_model.outcome_names
-    assert list(scores.columns) == ["line", ID_COLUMN, "treatment", *output_columns(outcomes, (12, 36, 60), True),
+    assert list(scores.columns) == ["line", ID_COLUMN, "treatment", *output_columns(outcomes, (12, 36, 60), True,
+                                                                                       champion.risk_model.gives_timing_share),
                                     "warnings", "model_version"]
     for outcome in outcomes:
         assert (scores[f"risk_{outcome}_12m"] <= scores[f"risk_{outcome}_36m"]).all()

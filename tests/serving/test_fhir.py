@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from features.schema import EXPLANATION_SCALE, RESEARCH_NOTICE
+from features.schema import RESEARCH_NOTICE
 from tests.fhir_checks import (
     PATIENT_ID,
     PROJECT,
@@ -81,7 +81,7 @@ def test_assess_answers_predicts_numbers_as_risk_assessments(assessed, predicted
             assert interval["name"] == described["interval"]["name"]
             assert interval["level"] == described["interval"]["level"]
             explanation = extension(fhir_at, EXPLANATION)
-            assert parts(explanation) == {"scale": EXPLANATION_SCALE, "baseValue": pytest.approx(at["base_value"],
+            assert parts(explanation) == {"scale": at["scale"], "baseValue": pytest.approx(at["base_value"],
                                                                                                    abs=1e-12)}
             shap = {c["extension"][0]["valueCoding"]["code"]: c["extension"][1]["valueDecimal"]
                     for c in explanation["extension"] if c["url"] == "contribution"}

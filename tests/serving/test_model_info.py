@@ -65,14 +65,14 @@ def test_headline_metrics_are_the_runs(info, run):
         metrics["truth_bench_interferon_beta_1a_thyroid_48m_mean_true_risk"])
 
 
-def test_says_what_it_answers_and_where_it_extrapolates(info):
+def test_says_what_it_answers_and_where_it_extrapolates(info, champion):
     assert info["notice"] == "Research tool on synthetic data; not for clinical decisions."
     assert info["outcomes"] == ["thyroid", "itp"]
     assert info["horizons_months"]["low"] == 1 and info["horizons_months"]["high"] == 72
     assert info["default_horizons_months"] == [24, 48]
     assert info["follow_up_months"] == {"interferon_beta_1a": 24.0, "alemtuzumab": 72.0}
-    assert "carried forward" in info["extrapolation_rule"]
-    assert info["explanation_scale"] == "log cumulative hazard"
+    assert info["extrapolation_rule"] == champion.risk_model.extrapolation_rule
+    assert info["explanation_scale"] == champion.risk_model.explanation_scale
 
 
 def test_features_carry_units_and_ranges_from_the_schema_and_the_model(info, champion):

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from features.schema import FEATURE_NAMES, RESEARCH_NOTICE
 from pipelines.cli import app
 from serving.schemas import PredictResponse
+from tests.identity import explained_value
 from tests.servers import free_port, running_server
 
 pytestmark = pytest.mark.integration
@@ -50,7 +51,7 @@ def test_health_and_openapi(server):
     assert "/predict" in spec["paths"]
 
 
-def test_predict_returns_risks_and_shap_with_the_model_version(server, mlflow_store):
+def test_predict_returns_risks_and_shap_with_the_model_version(server, mlflow_store, champion):
     response = post(server, {"patients": PATIENTS})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -66,13 +67,13 @@ def test_predict_returns_risks_and_shap_with_the_model_version(server, mlflow_st
             assert outcome["risks"][0]["risk"] <= outcome["risks"][1]["risk"]
             assert outcome["contrast"] is None
             for scores in outcome["risks"]:
-                assert scores["scale"] == "log cumulative hazard"
+                assert scores["scale"] == champion.risk_model.explanation_scale
                 assert 0 < scores["risk"] < 1
                 lower, upper = scores["risk_interval"]  # the 95% interval holds the risk
-                assert 0 < lower < scores["risk"] < upper < 1
+                assert 0 <= lower <= scores["risk"] < upper < 1
                 assert set(scores["shap"]) == set(FEATURE_NAMES)
-                log_hazard = np.log(-np.log1p(-scores["risk"]))
-                assert scores["base_value"] + sum(scores["shap"].values()) == pytest.approx(log_hazard, abs=1e-9)
+                expected = explained_value(scores["risk"], scores["scale"], scores.get("timing_share"))
+                assert scores["base_value"] + sum(scores["shap"].values()) == pytest.approx(expected, abs=1e-9)
             years = outcome["by_year"]
             assert [y["year"] for y in years] == [1, 2, 3, 4, 5]
             assert all(a["risk"] <= b["risk"] for a, b in zip(years, years[1:]))
