@@ -145,9 +145,8 @@ class InputDomain:
             kit = name.split("@", 1)[1]
             return (f"{IL21_FEATURE}: {np.exp(value):.4g} is outside the training range {np.exp(low):.4g}–"
                     f"{np.exp(high):.4g} pg/mL of {kit} and is scored as {np.exp(used):.4g}: the risk may be unreliable")
-        unit = FEATURES_BY_NAME[name].unit
-        return (f"{name}: {value:g} is outside the training range {low:g}–{high:g}{' ' + unit if unit else ''} "
-                f"and is scored as {used:g}: the risk may be unreliable")
+        return (f"{name}: {value:g} is outside the training range {low:g}–{high:g} and is scored as {used:g}: "
+                "the risk may be unreliable")
 
     def _kit_note(self, kit: str) -> str:
         scale, detail = self.kits[kit], KIT_DETAILS[kit]

@@ -63,8 +63,9 @@ REFERENCE_ROWS = 20_000
 
 
 def risk_from_log_hazard(log_hazard: np.ndarray) -> np.ndarray:
-    """``1 - exp(-exp(log H))``, elementwise."""
-    return -np.expm1(-np.exp(log_hazard))
+    """``1 - exp(-exp(log H))``, elementwise (1 where ``H`` overflows: an interval's top end can)."""
+    with np.errstate(over="ignore"):
+        return -np.expm1(-np.exp(log_hazard))
 
 
 def quantile(refits: int | None) -> float:

@@ -55,9 +55,60 @@ def validation_loop_table(source: Path = ROOT / "outputs" / "registry" / "regist
     return "\n".join(lines)
 
 
+def _champion_metrics() -> tuple[str, str, dict[str, float]] | None:
+    """The project store's champion: its version, family and run metrics (None without a store or champion)."""
+    import os
+
+    if not (ROOT / "mlflow.db").is_file() and "MLFLOW_TRACKING_URI" not in os.environ:
+        return None
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.tracking import configure_tracking
+
+    configure_tracking()
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version_by_alias("autoimmunity-risk", "champion")
+    except MlflowException:
+        return None
+    run = client.get_run(version.run_id)
+    return version.version, run.data.tags.get("autorisk.family", "?"), run.data.metrics
+
+
+def champion_table() -> str | None:
+    """README: the demo champion against the truth on the benchmark cohort, per arm, outcome and horizon."""
+    found = _champion_metrics()
+    if found is None:
+        return None
+    version, family, m = found
+    from features.schema import TREATMENTS
+    from models.names import interval_metric, truth_metric
+
+    def get(key, fmt):
+        return fmt(m[key]) if key in m else "—"
+
+    lines = [f"Champion v{version} (`{family}`), benchmark cohort; mean predicted / mean true risk, expected AUROC "
+             "over the true risk's own, expected calibration slope, and the share of patients whose true risk the "
+             "95% interval held, with its mean width.", "",
+             "| arm | endpoint | mean predicted / true | AUROC / oracle's | calibration slope | true risk inside the "
+             "interval | mean width |", "|---|---|---|---|---|---|---|"]
+    for arm in TREATMENTS:
+        for e in ("thyroid_24m", "thyroid_48m", "itp_24m", "itp_48m"):
+            mean = (f"{100 * m[truth_metric('bench', arm, e, 'mean_risk')]:.2f}% / "
+                    f"{100 * m[truth_metric('bench', arm, e, 'mean_true_risk')]:.2f}%"
+                    if truth_metric("bench", arm, e, "mean_risk") in m else "—")
+            lines.append(f"| {arm} | {e} | {mean} | {get(truth_metric('bench', arm, e, 'auroc_over_oracle'), '{:.3f}'.format)} | "
+                         f"{get(truth_metric('bench', arm, e, 'calibration_slope'), '{:.3f}'.format)} | "
+                         f"{get(interval_metric('bench', arm, e, 'coverage'), lambda v: f'{100 * v:.0f}%')} | "
+                         f"{get(interval_metric('bench', arm, e, 'mean_width'), lambda v: f'{100 * v:.2f} pts')} |")
+    return "\n".join(lines)
+
+
 # block name -> (file, generator); a generator returns the block's text, or None when its source is absent.
 GENERATORS: dict[str, tuple[Path, Callable[[], str | None]]] = {
     "features": (ROOT / "README.md", features_table),
+    "champion": (ROOT / "README.md", champion_table),
     "validation-loop": (ROOT / "docs" / "validation.md", validation_loop_table),
 }
 _BLOCK = r"(<!-- {name}:start[^>]*-->\n)(.*?)(<!-- {name}:end -->)"

@@ -25,6 +25,7 @@ from models.intervals import (
 from models.persistence import load_risk_model, save_risk_model
 from models.scoring import ScoringOptions, score_columns
 from pipelines.config import FamilySpec
+from models.survival import treatment_index
 from pipelines.intervals import fit_intervals
 from pipelines.steps import fit_family
 
@@ -130,9 +131,13 @@ def test_every_interval_holds_its_risk(fitted, cohort, family):
     matrix = encode(cohort.sample(800, random_state=2))
     horizons = tuple(range(1, 73))  # every month: no end may fall anywhere
     explained = model.explain(matrix, horizons)
+    without_onsets = {o: m.baseline_.events[treatment_index(matrix)] == 0 for o, m in model.outcomes.items()}
     for outcome, (lo, hi) in model.intervals(matrix, horizons, explained).items():
         risk = explained[outcome].risk
-        assert ((0 < lo) & (lo < risk) & (risk < hi) & (hi < 1)).all()
+        assert ((0 <= lo) & (lo < risk) & (risk < hi) & (hi < 1)).all()
+        # from 0 exactly on a treatment the training data had no onset on (ITP on interferon), else above 0
+        np.testing.assert_array_equal(lo[without_onsets[outcome]] == 0, True)
+        assert (lo[~without_onsets[outcome]] > 0).all()
         # Never falling over time, like the risk itself.
         assert (np.diff(lo, axis=1) >= -1e-12).all() and (np.diff(hi, axis=1) >= -1e-12).all()
         # Without the explanation, the same numbers.

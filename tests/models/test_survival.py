@@ -125,7 +125,7 @@ def test_extreme_but_possible_inputs_are_scored_as_the_nearest_training_value(mo
     low[measured], high[measured] = np.nanmin(training, axis=0), np.nanmax(training, axis=0)
     warning = model.input_warnings(batch.matrix)[0]
     edss = COLUMN_INDEX["edss"]
-    assert f"edss: 9.5 is outside the training range 0–{high[edss]:g} EDSS points and is scored as {high[edss]:g}" \
+    assert f"edss: 9.5 is outside the training range 0–{high[edss]:g} and is scored as {high[edss]:g}" \
         in warning
     assert "il21_pg_ml: 9e+05 is outside the training range" in warning
     bounded = batch.matrix.copy()

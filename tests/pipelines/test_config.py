@@ -62,7 +62,7 @@ def test_extends_merges_mappings_and_null_removes(tmp_path):
     (tmp_path / "base.yaml").write_text((EXPERIMENTS_DIR / "baseline-comparison.yaml").read_text())
     (tmp_path / "child.yaml").write_text(
         "extends: base.yaml\nname: child\nbootstrap: 5\n"
-        "families: {cox-linear: null, cox-xgboost: {params: {max_depth: 2}}}\n")
+        "families: {cox-linear: null, cure-xgboost: null, cox-xgboost: {params: {max_depth: 2}}}\n")
     child = load_experiment(tmp_path / "child.yaml")
     base = load_experiment(tmp_path / "base.yaml")
     assert child.bootstrap == 5 and list(child.families) == ["cox-xgboost"]

@@ -111,7 +111,7 @@ def test_sample_size_quick_logs_a_run_and_writes_the_report(tmp_path, monkeypatc
     runs = mlflow.search_runs(experiment_names=["sample-size"], output_format="list")
     parent = next(r for r in runs if r.data.tags["autorisk.role"] == "parent")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(r.data.tags["autorisk.family"] for r in children) == ["cox-linear", "cox-xgboost"]
+    assert sorted(r.data.tags["autorisk.family"] for r in children) == ["cox-linear", "cox-xgboost", "cure-xgboost"]
     assert parent.data.metrics["riley_thyroid_24m_c750_n"] == 857
     assert "141 patients" in parent.data.tags["mlflow.note.content"]
     client = mlflow.MlflowClient()

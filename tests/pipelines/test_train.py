@@ -39,7 +39,7 @@ def test_one_parent_run_one_child_per_family_and_nested_tuning_trials(mlflow_sto
     children = [r for r in runs if r.data.tags.get("autorisk.role") == "model"]
     trials = [r for r in runs if r.data.tags.get("autorisk.role") == "tuning-trial"]
     assert len(parents) == 1
-    assert sorted(r.data.tags["autorisk.family"] for r in children) == ["cox-linear", "cox-xgboost"]
+    assert sorted(r.data.tags["autorisk.family"] for r in children) == ["cox-linear", "cox-xgboost", "cure-xgboost"]
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
     xgboost = next(r for r in children if r.data.tags["autorisk.family"] == "cox-xgboost")
     # One study per outcome, two trials each, logged with their own start and end times.

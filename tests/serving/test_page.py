@@ -13,8 +13,9 @@ import statistics
 import pytest
 
 from features.schema import FEATURE_NAMES, FEATURES, RESEARCH_NOTICE
-from models.explanation_figures import risk_of, risk_shares
+from models.explanation_figures import risk_shares
 from tests.browser import guarded_page
+from tests.identity import explained_value
 from tests.serving.conftest import API_TOKEN as TOKEN
 from tests.serving.conftest import predicted_by_month
 from tools.browser import fill_form
@@ -148,7 +149,7 @@ def test_a_submit_shows_risks_contrast_curves_and_waterfalls(chromium, shared_se
         for k, (outcome, scores) in enumerate(prediction["outcomes"].items()):
             at = scores["risks"][47]
             assert "by month 48" in tables.nth(k).locator("caption").inner_text()
-            shares = {s.name: s.share for s in risk_shares(at["base_value"], at["shap"], at["risk"])}
+            shares = {s.name: s.share for s in risk_shares(at["base_value"], at["shap"], at["risk"], at["reference_risk"])}
             # Inputs left empty are folded into one row by default, their parts added up.
             folded = tables.nth(k).locator("tr[data-feature='not-provided']")
             unknown = sum(shares[name] for name in prediction["not_provided"])
@@ -158,15 +159,15 @@ def test_a_submit_shows_risks_contrast_curves_and_waterfalls(chromium, shared_se
         page.check("#show-unknown")
         for k, (outcome, scores) in enumerate(prediction["outcomes"].items()):
             at = scores["risks"][47]
-            shares = {s.name: s.share for s in risk_shares(at["base_value"], at["shap"], at["risk"])}
+            shares = {s.name: s.share for s in risk_shares(at["base_value"], at["shap"], at["risk"], at["reference_risk"])}
             rows = tables.nth(k).locator("tr[data-feature]").evaluate_all(
                 "rows => rows.map(r => [r.dataset.feature, ...[...r.cells].map(c => c.textContent)])")
-            assert [r[0] for r in rows] == [s.name for s in risk_shares(at["base_value"], at["shap"], at["risk"])]
+            assert [r[0] for r in rows] == [s.name for s in risk_shares(at["base_value"], at["shap"], at["risk"], at["reference_risk"])]
             for name, _, value, change, log_value in rows:
                 assert (value == "not provided") == (name in prediction["not_provided"]), name
                 assert points_value(change) == pytest.approx(100 * shares[name], abs=rounding(100 * shares[name])), name
                 assert float(log_value.replace("−", "-")) == pytest.approx(at["shap"][name], abs=0.0005)
-            assert sum(shares.values()) == pytest.approx(at["risk"] - risk_of(at["base_value"]), abs=1e-12)
+            assert sum(shares.values()) == pytest.approx(at["risk"] - at["reference_risk"], abs=1e-12)
         assert not page.locator("table.waterfall td.log").first.is_visible()
         page.check("#show-log")
         assert page.locator("table.waterfall td.log").first.is_visible()
@@ -332,5 +333,6 @@ def test_the_page_draws_from_the_same_api_as_any_client(chromium, shared_server,
                            "contrast": True}]
         thyroid = answer["predictions"][0]["outcomes"]["thyroid"]["risks"][47]
         assert math.isclose(thyroid["base_value"] + sum(thyroid["shap"].values()),
-                            math.log(-math.log1p(-thyroid["risk"])), abs_tol=1e-9)
+                            float(explained_value(thyroid["risk"], thyroid["scale"], thyroid.get("timing_share"))),
+                            abs_tol=1e-9)
         assert guard.outside == []

@@ -84,7 +84,7 @@ def test_predict_returns_risks_and_shap_with_the_model_version(server, mlflow_st
     assert body["predictions"][0]["warnings"] == []
     assert body["predictions"][0]["outcomes"]["thyroid"]["peak_hazard_year"] == 3
     interferon = body["predictions"][2]
-    assert any(re.fullmatch(r"age_years: 67 is outside the training range 18(\.\d)?–5\d(\.\d)? years and is scored as "
+    assert any(re.fullmatch(r"age_years: 67 is outside the training range 18(\.\d)?–5\d(\.\d)? and is scored as "
                             r"5\d(\.\d)?: the risk may be unreliable", w) for w in interferon["warnings"]), interferon["warnings"]
     # Interferon was followed for 24 months in training: its 48-month risks are extrapolated and say so.
     assert [r["extrapolated"] for r in interferon["outcomes"]["thyroid"]["risks"]] == [False, True]
