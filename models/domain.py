@@ -18,7 +18,7 @@ a model trained on a registry's own patients knows that registry's ranges and ki
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from features.schema import (
     IL21_FEATURE,
     IL21_KITS,
     MODEL_COLUMNS,
+    TREATMENT_FEATURE,
     kit_column,
 )
 
@@ -76,11 +77,18 @@ class InputDomain:
         on the kit's scale); NaN for a column no training patient had a value in.
     kits : dict of str to KitScale
         Per IL-21 kit.
+    imputation : dict of str to (values, weights)
+        Per model column an input may be missing in, what its training patients had: five quantiles (10th to
+        90th) of a measurement, each with weight 0.2, or each value of a yes/no input with its share. For
+        IL-21, the values of the kit most training patients were measured with, which stand for a patient's
+        unknown IL-21 (the reading of another kit included). What a risk may be when an input is not provided
+        (:meth:`models.scoring.RiskModel.intervals`).
     """
 
     low: np.ndarray
     high: np.ndarray
     kits: dict[str, KitScale]
+    imputation: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)
 
     @classmethod
     def fit(cls, matrix: np.ndarray) -> InputDomain:
@@ -99,7 +107,7 @@ class InputDomain:
             kits[kit] = KitScale(patients=len(values),
                                  median_pg_ml=float(np.exp(np.median(values))) if usable else float("nan"),
                                  log_sd=float(np.std(values, ddof=1)) if usable else float("nan"))
-        return cls(low=low, high=high, kits=kits)
+        return cls(low=low, high=high, kits=kits, imputation=_imputation_values(matrix, kits))
 
     def prepare(self, matrix: np.ndarray) -> np.ndarray:
         """What the estimators see: values bounded to the training range, each kit's IL-21 standardised
@@ -177,7 +185,8 @@ class InputDomain:
                 "columns": list(MODEL_COLUMNS),
                 "kits": {kit: {"patients": s.patients,
                                "median_pg_ml": None if np.isnan(s.median_pg_ml) else s.median_pg_ml,
-                               "log_sd": None if np.isnan(s.log_sd) else s.log_sd} for kit, s in self.kits.items()}}
+                               "log_sd": None if np.isnan(s.log_sd) else s.log_sd} for kit, s in self.kits.items()},
+                "imputation": {name: [list(values), list(weights)] for name, (values, weights) in self.imputation.items()}}
 
     @classmethod
     def from_state(cls, state: dict) -> InputDomain:
@@ -198,7 +207,39 @@ class InputDomain:
                               median_pg_ml=float("nan") if s["median_pg_ml"] is None else float(s["median_pg_ml"]),
                               log_sd=float("nan") if s["log_sd"] is None else float(s["log_sd"]))
                 for kit, s in state["kits"].items()}
-        return cls(low=floats(state["low"]), high=floats(state["high"]), kits=kits)
+        imputation = {name: (tuple(map(float, values)), tuple(map(float, weights)))
+                      for name, (values, weights) in state.get("imputation", {}).items()}
+        return cls(low=floats(state["low"]), high=floats(state["high"]), kits=kits, imputation=imputation)
+
+    @property
+    def imputed_kit(self) -> str | None:
+        """The IL-21 kit whose column stands for an unknown IL-21 (the one most training patients had)."""
+        return next((name.split("@", 1)[1] for name in self.imputation if name.startswith(f"{IL21_FEATURE}@")), None)
+
+
+IMPUTATION_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def _imputation_values(matrix: np.ndarray, kits: dict[str, KitScale]) -> dict[str, tuple[tuple[float, ...], ...]]:
+    """Per column an input may be missing in, the training values that stand for it (see :class:`InputDomain`)."""
+    reference_kit = max(kits, key=lambda k: kits[k].patients)
+    values = {}
+    for column, name in enumerate(MODEL_COLUMNS):
+        feature = name.split("@", 1)[0]
+        if feature == TREATMENT_FEATURE or FEATURES_BY_NAME[feature].required:
+            continue  # never missing: the treatment has a default, a required input is refused
+        if feature == IL21_FEATURE and (name != kit_column(reference_kit) or not kits[reference_kit].usable):
+            continue
+        known = matrix[~np.isnan(matrix[:, column]), column]
+        if not len(known):
+            continue
+        if _MEASURED[column] and len(np.unique(known)) > len(IMPUTATION_QUANTILES):
+            grid = np.quantile(known, IMPUTATION_QUANTILES)
+            values[name] = (tuple(float(v) for v in grid), tuple([1.0 / len(grid)] * len(grid)))
+        else:
+            levels, counts = np.unique(known, return_counts=True)
+            values[name] = (tuple(float(v) for v in levels), tuple(float(c) for c in counts / counts.sum()))
+    return values
 
 
 def _append(notes: np.ndarray, i: int, note: str) -> None:

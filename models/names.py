@@ -76,7 +76,7 @@ ADDED_VALUE_METRICS = ("delta_auroc", "delta_auroc_lo", "delta_auroc_hi", "nri",
 # mean width, the served spread over the refits' (median) and the correlation of their logarithms, and
 # the instability index (mean absolute difference between a refit's risk and the model's), and the RMS
 # error to the true log cumulative hazard over the RMS spread (about 1 when refitting explains the error).
-INTERVAL_ARM_METRICS = ("coverage", "mean_width")
+INTERVAL_ARM_METRICS = ("coverage", "mean_width", "coverage_complete", "mean_width_complete", "complete_share")
 INTERVAL_METRICS = ("coverage", "coverage_refits", "miss_above", "miss_below", "mean_width", "spread_ratio",
                     "spread_correlation", "instability_mape", "error_over_spread")
 # Fewest onsets with a known status for an endpoint to be compared at all.

@@ -10,6 +10,9 @@ import pandas as pd
 from features.schema import (
     CATEGORY_CODES,
     COLUMN_FEATURE,
+    IL21_FEATURE,
+    IL21_KITS,
+    kit_column,
     DEFAULT_HORIZONS_MONTHS,
     FEATURE_NAMES,
     HORIZON_FREE_FEATURES,
@@ -22,7 +25,7 @@ from features.schema import (
     endpoint,
     shap_column,
 )
-from features.validation import ValidatedBatch
+from features.validation import COLUMN_INDEX, ValidatedBatch
 from models.domain import InputDomain
 from models.intervals import EXTRAPOLATION_LOG_SD, RULE_OF_THREE, interval, risk_from_log_hazard
 from models.survival import (
@@ -193,6 +196,7 @@ class RiskModel:
         """
         prepared = self.prepare(matrix)
         strata = treatment_index(prepared)
+        unknown = self.missing_input_variance(matrix, horizons) if self.spreads else {}
         answers = {}
         for outcome, model in self.outcomes.items():
             spread = self.spreads.get(outcome)
@@ -203,11 +207,40 @@ class RiskModel:
             f = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(prepared)
             log_hazard = model.log_cumulative_hazard(f, strata, horizons)
             extra = EXTRAPOLATION_LOG_SD * model.baseline_.extrapolated_share(horizons)[strata]
-            log_sd = np.sqrt(spread.log_sd(prepared, horizons) ** 2 + extra ** 2)
+            log_sd = np.sqrt(spread.log_sd(prepared, horizons) ** 2 + extra ** 2 + unknown[outcome])
             lower, upper = interval(log_hazard, log_sd, spread.refits)
             answers[outcome] = monotone_bounds(*self._without_onsets(model, lower, upper, strata, horizons,
                                                                      risk_from_log_hazard(log_hazard)), horizons)
         return answers
+
+    def missing_input_variance(self, matrix: np.ndarray, horizons) -> dict[str, np.ndarray]:
+        """Per outcome, how much a patient's log cumulative hazard could differ for the inputs not provided,
+        shape (n, H): for each unknown input, the variance of the model's answer over the values training
+        patients had (:attr:`models.domain.InputDomain.imputation`), summed over the unknown inputs.
+
+        The model's own risk for an unknown input is its average over such patients; the truth is one of the
+        values. A first-order sum: the variances of several unknown inputs add as if they acted apart.
+        """
+        horizons = tuple(horizons)
+        variance = {o: np.zeros((len(matrix), len(horizons))) for o in self.outcomes}
+        kit = self.domain.imputed_kit
+        for name, (values, weights) in self.domain.imputation.items():
+            column = COLUMN_INDEX[name]
+            rows = np.flatnonzero(np.isnan(matrix[:, column]))
+            if not len(rows):
+                continue
+            filled = np.repeat(matrix[rows], len(values), axis=0)
+            if name.startswith(f"{IL21_FEATURE}@"):  # an unknown IL-21: as if measured with the imputed kit alone
+                filled[:, [COLUMN_INDEX[kit_column(k)] for k in IL21_KITS if k != kit]] = np.nan
+            filled[:, column] = np.tile(values, len(rows))
+            prepared = self.prepare(filled)
+            strata, w = treatment_index(prepared), np.asarray(weights)[None, :, None]
+            for outcome, model in self.outcomes.items():
+                log_hazard = model.log_cumulative_hazard(model.log_relative_hazard(prepared), strata, horizons)
+                log_hazard = log_hazard.reshape(len(rows), len(values), len(horizons))
+                mean = (w * log_hazard).sum(axis=1, keepdims=True)
+                variance[outcome][rows] += (w * (log_hazard - mean) ** 2).sum(axis=1)
+        return variance
 
     @staticmethod
     def _without_onsets(model, lower: np.ndarray, upper: np.ndarray, strata: np.ndarray, horizons, risk: np.ndarray

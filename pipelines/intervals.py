@@ -23,7 +23,7 @@ from features.simulator import SimulatorConfig, true_risk_at
 from features.validation import encode
 from models.intervals import BootstrapRefits, bootstrap_refits, interval, risk_from_log_hazard, served_spread
 from models.names import INTERVAL_ARM_METRICS, INTERVAL_METRICS, interval_metric
-from models.scoring import RiskModel
+from models.scoring import RiskModel, not_provided
 from models.survival import treatment_index
 
 ALL_ARMS = "all"
@@ -104,6 +104,7 @@ def evaluate_intervals(model: RiskModel, refits: dict[str, BootstrapRefits], sim
     explained = model.explain(matrix, horizons)
     served = model.intervals(matrix, horizons, explained)
     arms = {ALL_ARMS: np.ones(len(frame), dtype=bool)} | {t: treatment == t for t in TREATMENTS}
+    complete = ~not_provided(matrix).any(axis=1)  # every input given: the refits' spread alone applies
     sample = np.random.default_rng(seed).permutation(len(frame))[:PLOT_PATIENTS]
     rows, plot = [], {}
     for outcome, survival in model.outcomes.items():
@@ -126,9 +127,14 @@ def evaluate_intervals(model: RiskModel, refits: dict[str, BootstrapRefits], sim
                     continue
                 t, l, u = truth[members, k], lo[members, k], hi[members, k]
                 ratio = served_sd[members, k] / np.maximum(refit_sd[members, k], 1e-12)
+                full = complete[members]
+                inside = (l <= t) & (t <= u)
                 rows.append({
                     "cohort": cohort, "arm": arm, "endpoint": endpoint(outcome, h), "n": int(members.sum()),
-                    "coverage": float(np.mean((l <= t) & (t <= u))),
+                    "coverage": float(np.mean(inside)),
+                    "complete_share": float(np.mean(full)),
+                    "coverage_complete": float(np.mean(inside[full])) if full.any() else np.nan,
+                    "mean_width_complete": float(np.mean((u - l)[full])) if full.any() else np.nan,
                     "coverage_refits": float(np.mean((refit_lo[members, k] <= t) & (t <= refit_hi[members, k]))),
                     "miss_above": float(np.mean(t > u)), "miss_below": float(np.mean(t < l)),
                     "mean_width": float(np.mean(u - l)), "mean_risk": float(np.mean(risk[members, k])),
@@ -168,16 +174,17 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def coverage_table(evaluation: IntervalEvaluation) -> str:
-    """Markdown: per endpoint and arm, coverage of the true risk by the served intervals and by the refits' own."""
-    lines = ["| endpoint | arm | patients | true risk inside (served) | inside (refits' own spread) | "
-             "above / below | mean width | mean risk / true risk | error over spread (RMS, log H) | "
-             "served spread / refits' (median) | instability (mean abs. refit - model) |", "|" + "---|" * 11]
+    """Markdown: per endpoint and arm, coverage of the true risk by the served intervals (all patients, and those
+    with every input given), by the refits' own spread, and how the misses and widths fall."""
+    lines = ["| endpoint | arm | patients | true risk inside (served) | with every input given (share) | inside "
+             "(refits' own spread) | above / below | mean width (every input given) | mean risk / true risk | "
+             "error over spread (RMS, log H) | instability (mean abs. refit - model) |", "|" + "---|" * 11]
     for r in evaluation.table.itertuples():
         ratio = "—" if not np.isfinite(r.error_over_spread) else f"{r.error_over_spread:.1f}"
-        lines.append(f"| {r.endpoint} | {r.arm} | {r.n:,} | {r.coverage:.1%} | {r.coverage_refits:.1%} | "
-                     f"{r.miss_above:.1%} / {r.miss_below:.1%} | {100 * r.mean_width:.2f} pts | "
-                     f"{100 * r.mean_risk:.2f}% / {100 * r.mean_true_risk:.2f}% | {ratio} | {r.spread_ratio:.2f} | "
-                     f"{100 * r.instability_mape:.2f} pts |")
+        lines.append(f"| {r.endpoint} | {r.arm} | {r.n:,} | {r.coverage:.1%} | {r.coverage_complete:.1%} "
+                     f"({r.complete_share:.0%}) | {r.coverage_refits:.1%} | {r.miss_above:.1%} / {r.miss_below:.1%} | "
+                     f"{100 * r.mean_width:.2f} pts ({100 * r.mean_width_complete:.2f}) | {100 * r.mean_risk:.2f}% / "
+                     f"{100 * r.mean_true_risk:.2f}% | {ratio} | {100 * r.instability_mape:.2f} pts |")
     return "\n".join(lines)
 
 
@@ -186,12 +193,14 @@ def card_section(evaluation: IntervalEvaluation) -> str:
     how = {"linear": "closed form: every refit is affine in the patient's design (exact)",
            "learned": "learned: a small booster of the refits' log spread from the inputs and the month"}
     kinds = "; ".join(f"{o}: {how[k]}" for o, k in evaluation.kind.items())
-    return (f"Each risk comes with a 95% interval: ± 1.96 bootstrap SDs of the log cumulative hazard over "
-            f"{evaluation.refits} refits of the whole fitting procedure on resamples of the training split "
-            f"(hyperparameters as chosen). Served spread per outcome — {kinds}. Coverage of the simulator's "
-            f"true risk on the benchmark cohort; misses with the true risk above or below the interval show "
-            f"bias that refits cannot see (the proportional-hazards form, an ITP risk of exactly 0 on interferon "
-            f"that the model's floor never reaches).\n\n{coverage_table(evaluation)}\n\n"
+    return (f"Each risk comes with a 95% interval on the log cumulative hazard scale: Student's t for "
+            f"{evaluation.refits} bootstrap refits of the whole fitting procedure on resamples of the training split "
+            f"(hyperparameters as chosen) times their spread, together with the spread of the model's risk over the "
+            f"values training patients had for each input not provided, and widened where a horizon is "
+            f"extrapolated; [0, the rule of three's bound] on a treatment without training onsets. Served spread "
+            f"per outcome — {kinds}. Coverage of the simulator's true risk on the benchmark cohort, for all patients "
+            f"and for those with every input given; misses with the true risk above or below the interval show "
+            f"bias that neither refits nor unknown inputs explain.\n\n{coverage_table(evaluation)}\n\n"
             + "\n".join(f"![{o}: prediction instability](../plots/instability_{o}.png)" for o in evaluation.kind))
 
 
