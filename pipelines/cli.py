@@ -51,6 +51,16 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _stop_on_signal(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    """SIGTERM (kill, a scheduler's time limit) and Ctrl-C unwind like an error: locks released, and one line."""
+    import signal
+
+    errors.print(f"[bold red]error:[/] stopped by {signal.Signals(signum).name}: a run's outputs are put in "
+                 "place only when it completes, so none of this run's is left half-written",
+                 highlight=False, soft_wrap=True)
+    raise SystemExit(128 + signum)
+
+
 @app.command()
 def simulate(
     profile: Annotated[str, typer.Option(help="Profile: camms223, care-ms1, care-ms2, extension or clinic.")],
@@ -258,13 +268,9 @@ def score(
     from features.validation import InputSchemaError
     from models.registry import load_model
     from pipelines.intake import check_kit
-    from pipelines.batch_report import report_path
     from pipelines.outputs import lock_outputs
     from pipelines.score import ENGINES, InputFileError, OutputError, ScoringOptions, output_paths, score_file
     from pipelines.tracking import configure_tracking
-
-    def _exit_on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
-        raise SystemExit(128 + signum)
 
     try:
         options = ScoringOptions(horizons=tuple(_months(horizons)), contrast=contrast)
@@ -278,10 +284,11 @@ def score(
             import pyspark  # noqa: F401
         except ImportError as error:
             raise _fail("--engine spark needs pyspark: pip install 'autorisk[spark]'", 2) from error
-    # A run stopped with SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C does, so
-    # that its locks are released and no partial output is left behind.
+    # A run stopped with SIGTERM or Ctrl-C unwinds with one line, its locks released and no
+    # partial output left behind.
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
+    previous = {number: signal.signal(number, _stop_on_signal)
+                for number in (signal.SIGTERM, signal.SIGINT)} if in_main_thread else {}
     started = time.perf_counter()
     try:
         # Everything about the files is checked, and the outputs locked, before the model loads:
@@ -290,7 +297,7 @@ def score(
         _check_input_options(paths["input"], sheet)
         kit = check_kit(il21_assay) if il21_assay is not None else None
         with lock_outputs([paths["--out"], paths["--rejects"]],
-                          companions=[paths["drift report"], paths["drift data"], report_path(paths["--out"])]):
+                          companions=[paths["drift report"], paths["drift data"], paths["report"]]):
             uri = configure_tracking()
             with _store_faults(uri):
                 model = load_model(version=model_version)
@@ -306,8 +313,8 @@ def score(
     except OSError as error:  # the input cannot be read: nothing was written
         raise _fail(f"{error.strerror or error}: {error.filename or input}", 2) from error
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     elapsed = time.perf_counter() - started
     console.print(f"read {input} as {summary.source}", soft_wrap=True, highlight=False)
     console.print(f"model {model.name} v{model.version}: read {summary.read:,} records, "
