@@ -51,6 +51,13 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _registered_version(text: str | None, option: str = "--model-version") -> str | None:
+    """A registered version as given (``"3"``); exit 2 for one that is not a whole number."""
+    if text is None or text.strip().isdigit():
+        return text.strip() if text is not None else None
+    raise _fail(f"{option}: {text!r} is not a registered version; versions are whole numbers (1, 2, ...)", 2)
+
+
 def _stop_on_signal(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
     """SIGTERM (kill, a scheduler's time limit) and Ctrl-C unwind like an error: locks released, and one line."""
     import signal
@@ -188,6 +195,7 @@ def report(
     from models.registry import resolve_version
     from pipelines.tracking import configure_tracking
 
+    version = _registered_version(version, "VERSION")
     uri = configure_tracking()
     with _store_faults(uri):
         found = resolve_version(model_name, version=version)
@@ -272,6 +280,7 @@ def score(
     from pipelines.score import ENGINES, InputFileError, OutputError, ScoringOptions, output_paths, score_file
     from pipelines.tracking import configure_tracking
 
+    model_version = _registered_version(model_version)
     try:
         options = ScoringOptions(horizons=tuple(_months(horizons)), contrast=contrast)
     except ValueError as error:
@@ -389,8 +398,7 @@ def _store_faults(uri: str, *, must_exist: bool = True):
 
     quiet_store_logs()
     try:
-        if must_exist:
-            require_store(uri)
+        require_store(uri, must_exist=must_exist)
         yield
     except StoreFault as fault:
         raise _fail(str(fault), fault.code) from fault
@@ -436,6 +444,7 @@ def build(
     from pipelines.tracking import PROJECT_ROOT, configure_tracking
     from serving.bento import MODEL_NAME_ARG, MODEL_VERSION_ARG
 
+    version = _registered_version(version, "--version")
     uri = os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
     with _store_faults(uri):
         found = resolve_version(version=version)
@@ -590,7 +599,7 @@ def explain(
 
     uri = configure_tracking()
     with _store_faults(uri):
-        model = load_model(version=model_version)
+        model = load_model(version=_registered_version(model_version))
     outcomes = model.risk_model.outcome_names
     if outcome is not None and outcome not in outcomes:
         raise _fail(f"--outcome must be one of {', '.join(outcomes)}, got {outcome!r}", 2)
