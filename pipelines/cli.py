@@ -419,7 +419,12 @@ def serve(
     """Serve the @champion model over REST (BentoML): POST /predict."""
     from models.registry import load_model
     from pipelines.tracking import PROJECT_ROOT, configure_tracking
+    from serving.settings import SettingsError, server_settings
 
+    try:  # the server's settings before anything loads: a bad one is one line and exit 2
+        server_settings()
+    except SettingsError as error:
+        raise _fail(str(error), 2) from error
     uri = os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
     # The model is loaded here once before the server starts: a model that cannot load stops
     # the command with its exit code, instead of BentoML restarting workers that fail forever.
