@@ -199,6 +199,29 @@ def test_kill_9_leaves_no_temporary_file_and_the_next_run_completes(mlflow_store
         "scores.csv", "scores.drift.json", "scores.drift.md", "scores.rejects.csv", "scores.report.html"]
 
 
+def test_sigterm_while_the_outputs_go_in_place_waits_for_the_last_rename(mlflow_store, champion, big_cohort,
+                                                                         tmp_path):
+    strace = shutil.which("strace")
+    if strace is None or subprocess.run([strace, "-o", "/dev/null", "true"], capture_output=True).returncode:
+        pytest.skip("strace cannot trace processes here (not installed, or ptrace is not allowed)")
+    folder = tmp_path / "out"
+    out = folder / "scores.csv"
+    earlier, later = tmp_path / "earlier.csv", tmp_path / "later.csv"
+    pd.read_csv(big_cohort, nrows=150).to_csv(earlier, index=False)
+    pd.read_csv(big_cohort, nrows=1).to_csv(later, index=False)
+    score_file(earlier, out, champion)
+    injected = [strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2",
+                "-e", "inject=rename,renameat,renameat2:signal=SIGTERM:when=3"]
+    stopped = subprocess.run([*injected, AUTORISK, "score", str(later), "--out", str(out)], capture_output=True,
+                             text=True, timeout=300)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stdout + stopped.stderr
+    assert "error: stopped by SIGTERM" in stopped.stderr
+    # The signal came as the rejects went in place; it was held back until the set was whole.
+    assert _describe(folder) == {"scores.csv": "1 patients", "scores.drift.json": "1 patients",
+                                 "scores.report.html": "later.csv", "scores.rejects.csv": "0 rejected"}
+    assert not journal_path(out).exists()
+
+
 def test_named_temporary_files_of_a_crashed_run_are_removed_by_the_next(mlflow_store, tmp_path):
     # Where the file system has no unnamed files, a run writes hidden named ones: a crash leaves them.
     source, out = tmp_path / "clinic.csv", tmp_path / "scores.csv"
@@ -214,7 +237,9 @@ def test_named_temporary_files_of_a_crashed_run_are_removed_by_the_next(mlflow_s
     assert unrelated.exists()
 
 
-def test_a_run_stopped_with_sigterm_while_writing_leaves_nothing(mlflow_store, big_cohort, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_run_stopped_with_sigterm_or_ctrl_c_while_writing_leaves_nothing_and_says_so(mlflow_store, big_cohort,
+                                                                                        tmp_path, stop):
     folder = tmp_path / "out"
     out = folder / "scores.csv"
     log = tmp_path / "score.log"
@@ -222,12 +247,12 @@ def test_a_run_stopped_with_sigterm_while_writing_leaves_nothing(mlflow_store, b
     with open(log, "w") as output, subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT) as process:
         # The scores, rejects, drift report and data and the HTML report, all unnamed from the start.
         _wait_for(lambda: len(_unnamed_outputs(process.pid, folder)) == 5, process, log)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()
+        process.send_signal(stop)
+        assert process.wait(timeout=120) == 128 + stop, log.read_text()
     assert list(folder.iterdir()) == []
     lines = [line for line in log.read_text().splitlines() if line.strip()]
-    assert lines == ["error: stopped by SIGTERM: a run's outputs are put in place only when it completes, so none "
-                     "of this run's is left half-written"], lines
+    assert lines == [f"error: stopped by {stop.name}: a run's outputs are put in place only when it completes, so "
+                     "none of this run's is left half-written"], lines  # it was exit 143 without a word
 
 
 def _describe(folder: Path) -> dict[str, str]:
@@ -273,6 +298,29 @@ def test_a_run_killed_between_two_renames_never_leaves_another_runs_report_and_t
                                  "scores.report.html": "later.csv", "scores.rejects.csv": "0 rejected"}
     assert sorted(p.name for p in folder.iterdir()) == [
         "scores.csv", "scores.drift.json", "scores.drift.md", "scores.rejects.csv", "scores.report.html"]
+
+
+def test_sigterm_while_the_outputs_go_in_place_waits_for_the_last_rename(mlflow_store, champion, big_cohort,
+                                                                         tmp_path):
+    strace = shutil.which("strace")
+    if strace is None or subprocess.run([strace, "-o", "/dev/null", "true"], capture_output=True).returncode:
+        pytest.skip("strace cannot trace processes here (not installed, or ptrace is not allowed)")
+    folder = tmp_path / "out"
+    out = folder / "scores.csv"
+    earlier, later = tmp_path / "earlier.csv", tmp_path / "later.csv"
+    pd.read_csv(big_cohort, nrows=150).to_csv(earlier, index=False)
+    pd.read_csv(big_cohort, nrows=1).to_csv(later, index=False)
+    score_file(earlier, out, champion)
+    injected = [strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2",
+                "-e", "inject=rename,renameat,renameat2:signal=SIGTERM:when=3"]
+    stopped = subprocess.run([*injected, AUTORISK, "score", str(later), "--out", str(out)], capture_output=True,
+                             text=True, timeout=300)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stdout + stopped.stderr
+    assert "error: stopped by SIGTERM" in stopped.stderr
+    # The signal came as the rejects went in place; it was held back until the set was whole.
+    assert _describe(folder) == {"scores.csv": "1 patients", "scores.drift.json": "1 patients",
+                                 "scores.report.html": "later.csv", "scores.rejects.csv": "0 rejected"}
+    assert not journal_path(out).exists()
 
 
 # --- the user's umask ----------------------------------------------------------------------------
