@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import mlflow
@@ -227,7 +230,8 @@ def version_or_alias(text: str | None) -> tuple[str | None, str]:
         return None, text[1:]
     if text.isdigit() and int(text) > 0:
         return str(int(text)), CHAMPION
-    raise ValueError(f"--model-version: {text!r} is neither a version number (3) nor an alias (@champion)")
+    raise ValueError(f"--model-version: {text!r} is not a registered version; versions are whole numbers "
+                     "(1, 2, ...), or an alias (@champion)")
 
 
 def resolve_version(name: str = MODEL_NAME, alias: str = CHAMPION, version: str | None = None):
@@ -259,6 +263,19 @@ def resolve_version(name: str = MODEL_NAME, alias: str = CHAMPION, version: str 
         raise missing from error
 
 
+@contextmanager
+def _no_bytecode_cache() -> Iterator[None]:
+    """No ``__pycache__`` written while a version loads: MLflow imports the version's model code
+    (``mlflow_model.py``) from its artifact folder, and Python would cache its bytecode there, so
+    that every load wrote into the store, which may be read-only or shared."""
+    previous = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        yield
+    finally:
+        sys.dont_write_bytecode = previous
+
+
 def load_model(name: str = MODEL_NAME, alias: str = CHAMPION, version: str | None = None) -> LoadedModel:
     """Load a registered version, by explicit version or by alias (never "latest").
 
@@ -271,7 +288,8 @@ def load_model(name: str = MODEL_NAME, alias: str = CHAMPION, version: str | Non
     """
     found = resolve_version(name, alias, version)
     try:
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{found.version}")
+        with _no_bytecode_cache():
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{found.version}")
         risk_model = pyfunc.unwrap_python_model().risk_model
     except (OSError, ValueError, KeyError, TypeError, MlflowException) as error:
         # Missing or cut-short files (the model's JSON, xgboost's binary, the tables' npz, MLmodel):

@@ -19,7 +19,6 @@ import io
 import re
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,8 +62,9 @@ def reason_kind(reason: str) -> str:
     return "".join(part if part.startswith("(") else _NUMBER.sub("…", _QUOTED.sub("…", part)) for part in parts)
 
 
-def _batches(path: Path, columns: list[str], types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
-    if Path(path).suffix.lower() == ".parquet":
+def _batches(path: Path, columns: list[str], types: dict[str, pa.DataType],
+             parquet: bool | None = None) -> Iterator[pa.RecordBatch]:
+    if Path(path).suffix.lower() == ".parquet" if parquet is None else parquet:
         yield from pq.ParquetFile(path).iter_batches(batch_size=READ_ROWS, columns=columns)
         return
     reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=4 << 20),
@@ -148,11 +148,12 @@ def _sample_values(input_path: Path, lines: np.ndarray, *, allow_extra: bool, ch
     return rows[found], found
 
 
-def _rejects_by_reason(rejects_path: Path) -> Counter:
+def _rejects_by_reason(rejects_path: Path, source: Path) -> Counter:
     counts: Counter = Counter()
-    if not Path(rejects_path).is_file():
+    if not Path(source).is_file():
         return counts
-    for batch in _batches(rejects_path, ["reason"], {"reason": pa.string()}):
+    parquet = Path(rejects_path).suffix.lower() == ".parquet"
+    for batch in _batches(source, ["reason"], {"reason": pa.string()}, parquet):
         for reason in batch.column("reason").to_pylist():
             for part in (reason or "").split("; "):
                 counts[reason_kind(part)] += 1
@@ -214,13 +215,16 @@ def _table(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> s
 
 def build_report(*, input_path: Path, output_path: Path, rejects_path: Path, summary, model, options,
                  allow_extra: bool = False, chunk_rows: int = 50_000, sheet: str | None = None,
-                 il21_assay: str | None = None, seed: int = 0) -> str:
+                 il21_assay: str | None = None, seed: int = 0, read_from: dict[Path, Path] | None = None) -> str:
     """The report's HTML, from the files a scoring run wrote and its summary.
 
     Parameters
     ----------
     input_path, output_path, rejects_path : Path
         The cohort file, the scores and the rejects the run wrote.
+    read_from : dict of Path to Path, optional
+        Where to read an output that is not in place yet (an unnamed file of
+        :class:`pipelines.outputs.OutputGroup`), by its path; the path itself otherwise.
     summary : pipelines.score.Summary
         The run's counts and drift report.
     model : models.registry.LoadedModel
@@ -243,9 +247,11 @@ def build_report(*, input_path: Path, output_path: Path, rejects_path: Path, sum
     shap_horizon = max(horizons)
     scores = _Scores(outcomes, horizons, shap_horizon, seed)
     types = {c: pa.int64() if c == "line" else pa.float64() for c in scores.columns()}
-    for batch in _batches(output_path, scores.columns(), types):
+    read_from = read_from or {}
+    parquet = Path(output_path).suffix.lower() == ".parquet"
+    for batch in _batches(read_from.get(output_path, output_path), scores.columns(), types, parquet):
         scores.add(batch)
-    reasons = _rejects_by_reason(rejects_path)
+    reasons = _rejects_by_reason(rejects_path, read_from.get(rejects_path, rejects_path))
 
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -314,31 +320,3 @@ def build_report(*, input_path: Path, output_path: Path, rejects_path: Path, sum
                      extensions=["tables"])
     parts += [drift, f"<p class='notice'>{html.escape(RESEARCH_NOTICE)}</p></body></html>"]
     return "\n".join(parts)
-
-
-@contextmanager
-def report_after(summary, *, output_path: Path, **kwargs) -> Iterator[None]:
-    """Write the report of a run when the block completes (after its outputs are in place); nothing when it raises.
-
-    Parameters
-    ----------
-    summary : pipelines.score.Summary
-        Filled in by the run within the block; gets ``report_path``.
-    output_path : Path
-        The scores; the report goes beside them (:func:`report_path`).
-    **kwargs
-        The rest of :func:`build_report`'s arguments.
-    """
-    from pipelines.outputs import atomic_outputs, write_error
-
-    yield
-    target = report_path(output_path)
-    text = build_report(summary=summary, output_path=output_path, **kwargs)
-    # Complete or absent, like the run's other outputs.
-    with atomic_outputs() as group:
-        sink = group.open(target)
-        try:
-            sink.write(text.encode("utf-8"))
-        except OSError as error:
-            raise write_error(target, error) from error
-    summary.report_path = target

@@ -58,6 +58,23 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _registered_version(text: str | None, option: str = "--model-version") -> str | None:
+    """A registered version as given (``"3"``); exit 2 for one that is not a whole number."""
+    if text is None or text.strip().isdigit():
+        return text.strip() if text is not None else None
+    raise _fail(f"{option}: {text!r} is not a registered version; versions are whole numbers (1, 2, ...)", 2)
+
+
+def _stop_on_signal(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    """SIGTERM (kill, a scheduler's time limit) and Ctrl-C unwind like an error: locks released, and one line."""
+    import signal
+
+    errors.print(f"[bold red]error:[/] stopped by {signal.Signals(signum).name}: a run's outputs are put in "
+                 "place only when it completes, so none of this run's is left half-written",
+                 highlight=False, soft_wrap=True)
+    raise SystemExit(128 + signum)
+
+
 @app.command()
 def simulate(
     profile: Annotated[str, typer.Option(help="Profile: camms223, care-ms1, care-ms2, extension or clinic.")],
@@ -186,6 +203,7 @@ def report(
     from models.registry import resolve_version
     from pipelines.tracking import configure_tracking
 
+    version = _registered_version(version, "VERSION")
     uri = configure_tracking()
     with _store_faults(uri):
         found = resolve_version(model_name, version=version)
@@ -266,13 +284,9 @@ def score(
     from features.validation import InputSchemaError
     from models.registry import load_model, version_or_alias
     from pipelines.intake import check_kit
-    from pipelines.batch_report import report_path
     from pipelines.outputs import lock_outputs
     from pipelines.score import ENGINES, InputFileError, OutputError, ScoringOptions, output_paths, score_file
     from pipelines.tracking import configure_tracking
-
-    def _exit_on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
-        raise SystemExit(128 + signum)
 
     try:
         options = ScoringOptions(horizons=tuple(_months(horizons)), contrast=contrast)
@@ -287,10 +301,11 @@ def score(
             import pyspark  # noqa: F401
         except ImportError as error:
             raise _fail("--engine spark needs pyspark: pip install 'autorisk[spark]'", 2) from error
-    # A run stopped with SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C does, so
-    # that its locks are released and no partial output is left behind.
+    # A run stopped with SIGTERM or Ctrl-C unwinds with one line, its locks released and no
+    # partial output left behind.
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
+    previous = {number: signal.signal(number, _stop_on_signal)
+                for number in (signal.SIGTERM, signal.SIGINT)} if in_main_thread else {}
     started = time.perf_counter()
     try:
         # Everything about the files is checked, and the outputs locked, before the model loads:
@@ -299,7 +314,7 @@ def score(
         _check_input_options(paths["input"], sheet)
         kit = check_kit(il21_assay) if il21_assay is not None else None
         with lock_outputs([paths["--out"], paths["--rejects"]],
-                          companions=[paths["drift report"], paths["drift data"], report_path(paths["--out"])]):
+                          companions=[paths["drift report"], paths["drift data"], paths["report"]]):
             uri = configure_tracking()
             with _store_faults(uri):
                 model = load_model(alias=alias, version=version)
@@ -315,8 +330,8 @@ def score(
     except OSError as error:  # the input cannot be read: nothing was written
         raise _fail(f"{error.strerror or error}: {error.filename or input}", 2) from error
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     elapsed = time.perf_counter() - started
     console.print(f"read {input} as {summary.source}", soft_wrap=True, highlight=False)
     console.print(f"model {model.name} v{model.version}: read {summary.read:,} records, "
@@ -521,8 +536,7 @@ def _store_faults(uri: str, *, must_exist: bool = True):
 
     quiet_store_logs()
     try:
-        if must_exist:
-            require_store(uri)
+        require_store(uri, must_exist=must_exist)
         yield
     except StoreFault as fault:
         raise _fail(str(fault), fault.code) from fault
@@ -544,10 +558,12 @@ def serve(
     """Serve a registered version (default @champion) over REST (BentoML): POST /predict and the page at /."""
     from models.registry import load_model, version_or_alias
     from pipelines.tracking import PROJECT_ROOT, configure_tracking
+    from serving.settings import SettingsError, server_settings
 
-    try:
+    try:  # the server's settings before anything loads: a bad one is one line and exit 2
+        server_settings()
         version, alias = version_or_alias(model_version)
-    except ValueError as error:
+    except (SettingsError, ValueError) as error:
         raise _fail(str(error), 2) from error
     uri = os.environ["MLFLOW_TRACKING_URI"] = configure_tracking()
     # The model is loaded here once before the server starts: a model that cannot load stops

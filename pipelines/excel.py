@@ -5,7 +5,9 @@ holds anything; each later row is a record numbered by its Excel row number, as 
 it in Excel. Cells become text as a CSV export would write them (a whole number without ``.0``,
 booleans as ``true``/``false``, dates in ISO 8601), so that a workbook and its CSV export give the
 same records and the same risks, and validation treats both alike. Formulas are read as the
-values Excel last computed and saved.
+values Excel last computed and saved; a row with a formula that has none, an error value or a cell
+of a merged range other than its first is rejected, naming the cell (:mod:`pipelines.excel_cells`),
+and so is one with a control character in a cell.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from pipelines.excel_cells import column_letter
+from pipelines.sniffing import control_character
 
 MAX_EXACT_INTEGER = 2**53  # floats above this are not whole numbers one can trust digit by digit
 ROWS_PER_PIECE = 10_000
@@ -93,16 +98,6 @@ def open_sheet(path: Path, sheet: str | None):
         raise WorkbookError(f"{path}: sheet {chosen!r} cannot be read ({error})") from error
 
 
-def _column_letter(index: int) -> str:
-    """Excel's name of the column at 0-based ``index`` of the sheet (0 -> A, 26 -> AA)."""
-    letters = ""
-    index += 1
-    while index:
-        index, remainder = divmod(index - 1, 26)
-        letters = chr(65 + remainder) + letters
-    return letters
-
-
 def sheet_rows(sheet) -> tuple[list[str], int, Iterator[tuple[int, list[str]]]]:
     """The header and the rows of a sheet, each row with its Excel row number.
 
@@ -135,7 +130,9 @@ def sheet_rows(sheet) -> tuple[list[str], int, Iterator[tuple[int, list[str]]]]:
 
 
 def row_pieces(rows: Iterator[tuple[int, list[str]]], width: int, first_column: int, max_bytes: int,
-               piece_rows: int = ROWS_PER_PIECE) -> Iterator[tuple[list[list[str]], list[int], list[tuple[int, str]], int]]:
+               piece_rows: int = ROWS_PER_PIECE, *, names: list[str] | None = None,
+               unreadable: tuple[dict[int, str], dict[int, str]] = ({}, {}),
+               ) -> Iterator[tuple[list[list[str]], list[int], list[tuple[int, str]], int]]:
     """Records of a sheet in pieces: values, row numbers, malformed rows with reasons, empty rows.
 
     Parameters
@@ -150,27 +147,44 @@ def row_pieces(rows: Iterator[tuple[int, list[str]]], width: int, first_column: 
         A row whose cells hold more UTF-8 bytes than this is rejected alone.
     piece_rows : int
         Rows per piece, at most.
+    names : list of str, optional
+        The header's names, for reasons that name a column.
+    unreadable : (dict of int to str, dict of int to str)
+        From :func:`pipelines.excel_cells.unreadable_cells`: rows rejected even when they read as
+        empty (formulas without a saved value, error values), and rows rejected unless empty
+        (cells of merged ranges).
     """
+    formulas, merged = unreadable
+    names = names or [column_letter(first_column + i) for i in range(width)]
     values: list[list[str]] = []
     numbers: list[int] = []
     malformed: list[tuple[int, str]] = []
     blank = 0
+    number = 0
     for number, cells in rows:
         extra = [i for i in range(width, len(cells)) if cells[i].strip()]
         size = sum(len(c.encode("utf-8", "surrogatepass")) for c in cells)
-        if not any(c.strip() for c in cells):
+        if number in formulas:
+            malformed.append((number, formulas[number]))
+        elif not any(c.strip() for c in cells):
             blank += 1
         elif size > max_bytes:
             malformed.append((number, f"record of {size:,} bytes is over the limit of {max_bytes:,} bytes"))
         elif extra:
-            malformed.append((number, f"a value in column {_column_letter(first_column + extra[0])}, "
+            malformed.append((number, f"a value in column {column_letter(first_column + extra[0])}, "
                                       "which has no header"))
+        elif number in merged:
+            malformed.append((number, merged[number]))
+        elif reason := control_character(cells, names):
+            malformed.append((number, reason))
         else:
             values.append(cells[:width] + [""] * (width - len(cells)))
             numbers.append(number)
         if len(values) + len(malformed) + blank >= piece_rows:
             yield values, numbers, malformed, blank
             values, numbers, malformed, blank = [], [], [], 0
+    # The sheet's rows end at its last value: rows below it holding only formulas without one.
+    malformed += [(row, formulas[row]) for row in sorted(formulas) if row > number]
     if values or malformed or blank:
         yield values, numbers, malformed, blank
 

@@ -1,17 +1,23 @@
-"""Output files that are complete or absent, one writer at a time, safe to open in a spreadsheet.
+"""Output files that are complete or absent as a set, one writer per stem, safe to open in a spreadsheet.
 
-- **One writer per output.** :func:`lock_outputs` takes an exclusive ``flock`` on a lock file
-  beside each output (``.scores.csv.lock``) before anything is loaded or read, so that a second
-  run on the same output fails at once, naming the lock, instead of silently replacing the
-  first run's result. The kernel releases the lock when its process ends, however it ends; the
-  file itself is removed at the end of the run, and one left by a killed run is reused and
-  removed by the next.
-- **Complete or absent.** :func:`atomic_outputs` writes to an unnamed file (Linux ``O_TMPFILE``)
-  in the output's folder and links it into place only when the run completes: a run killed
-  with ``kill -9`` leaves no temporary file holding patient ids behind, because there was never
-  a name to leave. Where the file system cannot make unnamed files, a hidden named file is used
-  instead, and the next run on that output removes any it finds (it holds the lock, so none can
-  belong to a live run).
+- **One writer per stem.** :func:`lock_outputs` takes an exclusive ``flock`` on a lock file
+  beside each output, named after the output's stem (``scores.csv`` and ``scores.parquet`` share
+  ``.scores.lock``), before anything is loaded or read: every file a run writes beside its scores
+  (``scores.rejects.csv``, ``scores.drift.md``, ``scores.report.html``) carries that stem, so no two
+  runs can write the same report. A second run fails at once, naming the lock. The kernel releases
+  the lock when its process ends, however it ends; the file itself is removed at the end of the
+  run, and one left by a killed run is reused and removed by the next.
+- **Complete or absent, as a set.** :class:`OutputGroup` writes every output of a run to an unnamed
+  file (Linux ``O_TMPFILE``) in its folder; they can be read back while unnamed
+  (:meth:`OutputGroup.readable`, for the run's report). At :meth:`OutputGroup.commit` they are
+  flushed to disk (where a full disk shows itself), given hidden names, and a journal naming them
+  is written: that is the moment the run completes. Then the previous run's files of the set are
+  removed and the new ones renamed into place, with SIGTERM and Ctrl-C held back until the last
+  rename. A run that fails, is stopped or is killed before the journal leaves no file holding
+  patient ids or risks (an unnamed file has no name to leave, and hidden names a ``kill -9`` left
+  are removed by the next run on that stem); one killed after it never leaves another run's
+  report beside its scores, and the next run on the stem completes the set from the journal.
+  Where the file system cannot make unnamed files, hidden named files are used from the start.
 - **The user's umask.** Outputs are created with mode 0666 less the umask, as any program's
   are, so that colleagues sharing a folder can read them.
 - **Errors name the output.** A full disk or another write error raises :class:`OutputError`
@@ -26,9 +32,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import re
 import secrets
+import signal
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
@@ -37,6 +46,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 TEMPORARY_SUFFIX = ".autorisk-tmp"
+JOURNAL_SUFFIX = ".autorisk-commit"
+_HIDDEN_NAME = re.compile(r"\.(?P<target>.+)\.[0-9a-f]{8}" + re.escape(TEMPORARY_SUFFIX))
+# Held back while a set of outputs is put in place, so that it is put in place whole.
+DEFERRED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # OWASP, CSV injection: cells beginning with these are read as formulas by spreadsheet programs.
 FORMULA_START = r"^[=+\-@\t\r]"
 
@@ -61,9 +74,15 @@ class OutputLockedError(OutputError):
 
 
 def lock_path(output: Path) -> Path:
-    """``scores.csv`` -> ``.scores.csv.lock`` in the same folder."""
+    """``scores.csv`` -> ``.scores.lock`` in the same folder: one lock for every output of that stem."""
     output = Path(output)
-    return output.with_name(f".{output.name}.lock")
+    return output.with_name(f".{output.stem}.lock")
+
+
+def journal_path(output: Path) -> Path:
+    """``scores.csv`` -> ``.scores.autorisk-commit``: the set of outputs being put in place."""
+    output = Path(output)
+    return output.with_name(f".{output.stem}{JOURNAL_SUFFIX}")
 
 
 def _holder(path: Path) -> str:
@@ -125,17 +144,50 @@ def remove_stale_temporaries(output: Path) -> list[Path]:
     return stale
 
 
+def complete_interrupted_commit(output: Path) -> list[Path]:
+    """Finish putting in place the set of outputs a killed run had committed; return the files put in place.
+
+    The journal beside ``output`` (:func:`journal_path`) lists hidden files and their targets; it is
+    written only once every file of the set is on disk, so the set is complete and is put in place.
+    A journal that cannot be read, or that names files other than hidden outputs beside their
+    targets, is removed with nothing moved. Only safe while holding ``output``'s lock.
+    """
+    journal = journal_path(output)
+    remove_stale_temporaries(journal)  # a journal cut short while written: the set was never committed
+    try:
+        entries = json.loads(journal.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError):
+        journal.unlink(missing_ok=True)
+        return []
+    pairs = []
+    for hidden, target in entries if isinstance(entries, list) else []:
+        hidden, target = Path(hidden), Path(target)
+        match = _HIDDEN_NAME.fullmatch(hidden.name)
+        if hidden.parent != target.parent or match is None or match["target"] != target.name:
+            journal.unlink(missing_ok=True)
+            return []
+        pairs.append((hidden, target))
+    placed = [target for hidden, target in pairs if hidden.exists()]
+    _put_in_place(pairs)
+    journal.unlink(missing_ok=True)
+    _sync_folder(journal.parent)
+    return placed
+
+
 @contextmanager
 def lock_outputs(outputs: Sequence[Path], companions: Sequence[Path] = ()) -> Iterator[None]:
-    """Hold an exclusive lock on each of ``outputs`` (their folders are created) for the block.
+    """Hold an exclusive lock on the stem of each of ``outputs`` (their folders are created) for the block.
 
     Parameters
     ----------
     outputs : sequence of Path
-        Files to lock.
+        Files whose stems to lock (``scores.csv`` locks every ``scores.*`` a run writes).
     companions : sequence of Path
-        Files written only by whoever holds the first output's lock (the drift report beside
-        the scores): not locked themselves, but their stale temporary files are removed too.
+        Files written only by whoever holds the first output's lock (the drift report and the
+        report beside the scores): not locked themselves, but their stale temporary files are
+        removed too.
 
     Raises
     ------
@@ -145,7 +197,10 @@ def lock_outputs(outputs: Sequence[Path], companions: Sequence[Path] = ()) -> It
         When a folder or lock file cannot be created.
     """
     with ExitStack() as stack:
+        locked = {}
         for output in sorted({Path(o).resolve() for o in outputs}):
+            if lock_path(output) in locked:
+                continue
             try:
                 output.parent.mkdir(parents=True, exist_ok=True)
                 descriptor = _lock_one(output)
@@ -154,10 +209,37 @@ def lock_outputs(outputs: Sequence[Path], companions: Sequence[Path] = ()) -> It
             except OSError as error:
                 raise OutputError(error.errno, f"cannot create {output}: {error.strerror or error}",
                                   str(output)) from error
+            locked[lock_path(output)] = output
             stack.callback(_unlock_one, output, descriptor)
+        for output in locked.values():
+            complete_interrupted_commit(output)
         for path in [*outputs, *companions]:
             remove_stale_temporaries(Path(path))
         yield
+
+
+@contextmanager
+def signals_deferred(signals: Sequence[int] = DEFERRED_SIGNALS) -> Iterator[None]:
+    """Hold ``signals`` back for the block, then deliver any that came to the handlers they had.
+
+    Python runs signal handlers between bytecodes of the main thread, so a handler that raises
+    (a stopped command unwinding) could otherwise interrupt the block half-way. Outside the main
+    thread, where handlers cannot be changed, the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous = {number: signal.signal(number, lambda received, frame: arrived.append(received))
+                for number in signals}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            # None: a handler installed outside Python, which cannot be put back; the default then.
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        for number in dict.fromkeys(arrived):
+            signal.raise_signal(number)
 
 
 def _unnamed_file(folder: Path) -> int | None:
@@ -173,9 +255,13 @@ def _unnamed_file(folder: Path) -> int | None:
         raise
 
 
+def _hidden_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
+
+
 def _named_file(target: Path) -> tuple[int, Path]:
     while True:
-        path = target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
+        path = _hidden_name(target)
         try:
             return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), path
         except FileExistsError:
@@ -184,7 +270,7 @@ def _named_file(target: Path) -> tuple[int, Path]:
 
 def _link(descriptor: int, target: Path) -> Path:
     """Give an unnamed file a hidden name beside ``target``: link() never overwrites, so a fresh one."""
-    named = target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
+    named = _hidden_name(target)
     folder = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         # linkat(AT_SYMLINK_FOLLOW) on the descriptor's /proc entry, as open(2) documents for
@@ -203,16 +289,62 @@ def _sync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+def _write_journal(journal: Path, pairs: list[tuple[Path, Path]]) -> None:
+    """The journal, complete or absent: written under a hidden name, flushed, then renamed."""
+    text = json.dumps([[str(hidden), str(target)] for hidden, target in pairs]) + "\n"
+    descriptor, named = _named_file(journal)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(named, journal)
+    except BaseException:
+        named.unlink(missing_ok=True)
+        raise
+    _sync_folder(journal.parent)
+
+
+def _put_in_place(pairs: list[tuple[Path, Path]]) -> None:
+    """Remove every target of the set, then rename each hidden file onto its target.
+
+    The previous run's files go first, last one first (its report before its scores), so that
+    whatever stops this half-way never leaves one run's report beside another's scores; the new
+    ones come in the order given (the scores first, the report last). Renames need no space; a
+    failure names its target.
+    """
+    for hidden, target in reversed(pairs):
+        if hidden.exists():
+            try:
+                target.unlink(missing_ok=True)
+            except IsADirectoryError as error:
+                raise write_error(target, error) from error
+    for hidden, target in pairs:
+        try:
+            if hidden.exists():
+                os.replace(hidden, target)
+        except OSError as error:
+            raise write_error(target, error) from error
+
+
 class OutputGroup:
     """Files written together and put in place together: all of them when the run completes, else none.
 
     Each file is unnamed while written (or hidden and named, see the module's notes). At
-    :meth:`commit` every file is flushed to disk first, where a full disk shows itself, and only
-    then are they renamed into place, which needs no space.
+    :meth:`commit` every file is flushed to disk first, where a full disk shows itself, then named,
+    journaled and renamed into place, which needs no space.
+
+    Parameters
+    ----------
+    journal : Path, optional
+        Where to journal the set while it is put in place (:func:`journal_path` of the first output
+        by default), beside the lock that guards it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Path | None = None) -> None:
         self._files: list[tuple[Path, object, Path | None]] = []  # target, file object, hidden name
+        self.journal = journal
+        self._journaled = False  # from then on the hidden files belong to the set being put in place
 
     def open(self, target: Path):
         """A buffered binary file object for ``target``; its folder must exist."""
@@ -229,24 +361,47 @@ class OutputGroup:
         self._files.append((target, handle, named))
         return handle
 
+    def readable(self, target: Path) -> Path:
+        """A path to read what has been written to ``target`` so far (flushed first), before it is in place."""
+        for path, handle, named in self._files:
+            if path == Path(target):
+                try:
+                    handle.flush()
+                except OSError as error:
+                    raise write_error(path, error) from error
+                return named if named is not None else Path(f"/proc/self/fd/{handle.fileno()}")
+        raise KeyError(f"{target} is not an output of this group")
+
     def commit(self) -> None:
         """Put every file in place; OutputError naming the first that cannot be written."""
+        if not self._files:
+            return
         for target, handle, _ in self._files:
+            if target.is_dir():
+                raise OutputError(errno.EISDIR, f"cannot write {target}: it is a folder", str(target))
             try:
                 handle.flush()
                 os.fsync(handle.fileno())
             except OSError as error:
                 raise write_error(target, error) from error
         for i, (target, handle, named) in enumerate(self._files):
+            if named is None:
+                try:
+                    self._files[i] = (target, handle, _link(handle.fileno(), target))
+                except OSError as error:
+                    raise write_error(target, error) from error
+        pairs = [(named, target) for target, _, named in self._files]
+        journal = self.journal or journal_path(self._files[0][0])
+        with signals_deferred():
             try:
-                if named is None:
-                    named = _link(handle.fileno(), target)
-                    self._files[i] = (target, handle, named)
-                os.replace(named, target)
+                _write_journal(journal, pairs)
             except OSError as error:
-                raise write_error(target, error) from error
-        for folder in {target.parent for target, _, _ in self._files}:
-            _sync_folder(folder)
+                raise write_error(journal, error) from error
+            self._journaled = True
+            _put_in_place(pairs)  # from here on the set is whole: a kill is completed by the next run
+            journal.unlink(missing_ok=True)
+            for folder in {target.parent for _, target in pairs}:
+                _sync_folder(folder)
 
     def discard(self) -> None:
         """Close every file and remove any hidden name still there (an unnamed file leaves nothing)."""
@@ -254,15 +409,15 @@ class OutputGroup:
             # Buffered data that cannot be written here belongs to a run that has already failed and says so.
             with suppress(OSError):
                 handle.close()
-            if named is not None:
+            if named is not None and not self._journaled:
                 named.unlink(missing_ok=True)
         self._files = []
 
 
 @contextmanager
-def atomic_outputs() -> Iterator[OutputGroup]:
+def atomic_outputs(journal: Path | None = None) -> Iterator[OutputGroup]:
     """An :class:`OutputGroup` committed when the block completes, discarded when it raises."""
-    group = OutputGroup()
+    group = OutputGroup(journal)
     try:
         yield group
         group.commit()

@@ -37,7 +37,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines import excel
-from pipelines.sniffing import OUTPUT_EXTENSIONS, InputKind, advice, file_content, input_kind, looks_like, mismatch
+from pipelines.excel_cells import unreadable_cells
+from pipelines.sniffing import (
+    OUTPUT_EXTENSIONS,
+    InputKind,
+    advice,
+    control_character,
+    file_content,
+    has_control_bytes,
+    input_kind,
+    looks_like,
+    mismatch,
+)
 
 CHUNK_ROWS = 50_000
 MAX_RECORD_BYTES = 64 << 10
@@ -47,6 +58,11 @@ DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 BLOCK_BYTES = 4 << 20
 _BOM = b"\xef\xbb\xbf"
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, kept by errors="surrogateescape"
+# Bytes that are not spaces, tabs or line ends, counted to find lines of nothing but those.
+_VISIBLE = np.ones(256, dtype=bool)
+_VISIBLE[[9, 10, 13, 32]] = False
+# RE2 (pyarrow) spelling of sniffing.CONTROL_CHARACTER.
+_CONTROL_RE2 = "[\\x{00}-\\x{08}\\x{0b}\\x{0c}\\x{0e}-\\x{1f}\\x{7f}-\\x{9f}]"
 
 
 class InputFileError(ValueError):
@@ -66,7 +82,7 @@ class Chunk:
     malformed : list of (int, str)
         Line number and reason of each record that could not be parsed into fields.
     blank_lines : int
-        Empty lines skipped (not records).
+        Empty lines, and lines of nothing but spaces and tabs, skipped (not records).
     """
 
     frame: pd.DataFrame
@@ -212,16 +228,35 @@ def _oversize(number: int, size: int) -> tuple[int, str]:
     return number, f"record of {size:,} bytes is over the limit of {MAX_RECORD_BYTES:,} bytes"
 
 
+def control_rows(batch: pa.RecordBatch) -> dict[int, str]:
+    """Row index -> reason, for the rows of ``batch`` with a control character in a text value."""
+    found: dict[int, str] = {}
+    for name, column in zip(batch.schema.names, batch.columns):
+        kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            continue
+        values = column.cast(kind) if pa.types.is_dictionary(column.type) else column
+        hits = pc.fill_null(pc.match_substring_regex(values, _CONTROL_RE2), False).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(hits):
+            found.setdefault(int(i), control_character([values[int(i)].as_py()], [name]))
+    return found
+
+
 def _parquet_chunks(parquet: pq.ParquetFile, chunk_rows: int) -> Iterator[Chunk]:
     first = 1
     for batch in parquet.iter_batches(batch_size=chunk_rows):
         numbers = np.arange(first, first + batch.num_rows, dtype=np.int64)
         sizes = record_bytes(batch)
         over = sizes > MAX_RECORD_BYTES
-        malformed = [_oversize(int(numbers[i]), int(sizes[i])) for i in np.flatnonzero(over)]
-        if over.any():
-            batch = batch.filter(pa.array(~over))
-        yield Chunk(batch.to_pandas(), numbers[~over], malformed)
+        reasons = {int(i): _oversize(int(numbers[i]), int(sizes[i]))[1] for i in np.flatnonzero(over)}
+        for i, reason in control_rows(batch.filter(pa.array(~over)) if over.any() else batch).items():
+            reasons.setdefault(int(np.flatnonzero(~over)[i]), reason)
+        bad = np.zeros(batch.num_rows, dtype=bool)
+        bad[list(reasons)] = True
+        malformed = [(int(numbers[i]), reasons[i]) for i in sorted(reasons)]
+        if bad.any():
+            batch = batch.filter(pa.array(~bad))
+        yield Chunk(batch.to_pandas(), numbers[~bad], malformed)
         first += len(numbers)
 
 
@@ -238,9 +273,12 @@ def _open_xlsx(path: Path, chunk_rows: int, sheet: str | None) -> InputFile:
         workbook.close()
         raise InputFileError(f"{path}: {error}") from error
     header = [name.strip() for name in names]
+    first_column = excel.first_column(chosen)
+    unreadable = unreadable_cells(path, chosen, header_row, first_column, header)
     pieces = (_Piece(excel.piece_frame(values, header), np.array(numbers, dtype=np.int64), malformed, blank)
               for values, numbers, malformed, blank
-              in excel.row_pieces(rows, len(header), excel.first_column(chosen), MAX_RECORD_BYTES))
+              in excel.row_pieces(rows, len(header), first_column, MAX_RECORD_BYTES, names=header,
+                                  unreadable=unreadable))
     schema = pa.schema([(name, pa.string()) for name in header])
     return InputFile(header, schema, rechunk(pieces, header, chunk_rows), workbook,
                      description=f"Excel workbook, {where}, header on row {header_row}")
@@ -373,6 +411,7 @@ class _Tracked:
         self.lines = lines
         self.max_bytes = max_bytes
         self.count = 0  # lines handed out
+        self.last = ""  # the last line handed out
         self.size = 0   # bytes of the current record so far, line breaks included
         self.quotes = 0  # quote characters of the current record so far
 
@@ -381,6 +420,7 @@ class _Tracked:
 
     def __next__(self) -> str:
         line = next(self.lines)
+        self.last = line
         self.count += 1
         self.size += len(line.encode("utf-8", "surrogateescape"))
         self.quotes += line.count('"')
@@ -439,12 +479,14 @@ def _slow_piece(handle, block_lines: list[str], header: list[str], first_line: i
             malformed.append((start, f"record of {source.size:,} bytes is over the limit of {max_bytes:,} bytes{span}"))
         elif unreadable is not None:
             malformed.append((start, f"unreadable record ({unreadable}){span}"))
-        elif not record:
-            blank += 1
+        elif not record or (end == start and not source.last.strip(" \t\r\n")):
+            blank += 1  # an empty line, or one of spaces and tabs only
         elif len(record) != len(header):
             malformed.append((start, _wrong_fields(len(record), len(header), span)))
         elif _NOT_UTF8.search("\x1f".join(record)):
             malformed.append((start, f"not valid UTF-8 text{span}"))
+        elif reason := control_character(record, header):
+            malformed.append((start, reason + span))
         else:
             rows.append(record)
             numbers.append(start)
@@ -460,7 +502,8 @@ def _empty_frame(header: list[str]) -> pd.DataFrame:
 def _fast_piece(block: bytes, header: list[str], first_line: int, delimiter: str = ",",
                 max_bytes: int = MAX_RECORD_BYTES) -> _Piece | None:
     """Records of a block of whole lines, one per line; None when it needs the csv module."""
-    if b'"' in block or (b"\r" in block and block.count(b"\r") != block.count(b"\r\n")):
+    if b'"' in block or (b"\r" in block and block.count(b"\r") != block.count(b"\r\n")) \
+            or has_control_bytes(block):
         return None
     unterminated = not block.endswith(b"\n")
     if unterminated:
@@ -478,7 +521,11 @@ def _fast_piece(block: bytes, header: list[str], first_line: int, delimiter: str
     sizes = ends - starts + 1  # line break included, as the csv path counts
     if unterminated:
         sizes[-1] -= 1
-    blank = content == 0
+    if block[:1] in (b" ", b"\t") or b"\n " in block or b"\n\t" in block:  # a line may be blank but for spaces
+        visible = np.concatenate([[0], np.cumsum(_VISIBLE[data])])
+        blank = visible[ends + 1] == visible[starts]
+    else:
+        blank = content == 0
     oversize = sizes > max_bytes
     good = ~blank & ~oversize & (fields == len(header))
     numbers = first_line + np.arange(len(ends), dtype=np.int64)

@@ -1,9 +1,10 @@
 """Batch scoring of cohort files (delimited text, Excel, Parquet), chunk by chunk, with nothing lost.
 
 Every input record ends up in the output (scored) or in the rejects file with its line
-number and reason. Outputs are written to unnamed files and put in place at the end, under an
-exclusive lock, so an interrupted run leaves no file that looks complete and two runs never
-write one output (:mod:`pipelines.outputs`). Memory is bounded
+number and reason. Every output of a run (scores, rejects, drift report, HTML report) is written
+to an unnamed file and all are put in place together at the end, under an exclusive lock on the
+output's stem, so an interrupted run leaves nothing, a killed one never leaves one run's report
+beside another's scores, and two runs never write one stem (:mod:`pipelines.outputs`). Memory is bounded
 by the chunk, not the file. Beside the scores goes a drift report: the cohort against the
 champion's training data, aggregates only (:mod:`features.drift`).
 
@@ -36,11 +37,18 @@ from features.schema import MODEL_COLUMNS
 from features.validation import check_columns
 from models.registry import LoadedModel
 from models.scoring import ScoringOptions
-from pipelines.batch_report import report_after, report_path
+from pipelines.batch_report import build_report, report_path
 from pipelines.chunks import REJECTS_SCHEMA, ChunkResult, ChunkScorer
 from pipelines.duplicates import SeenIds, mark_repeats
 from pipelines.intake import prepare
-from pipelines.outputs import OutputError, atomic_outputs, defuse_formulas, lock_outputs, write_error
+from pipelines.outputs import (
+    OutputError,
+    atomic_outputs,
+    defuse_formulas,
+    journal_path,
+    lock_outputs,
+    write_error,
+)
 from pipelines.reading import CHUNK_ROWS, InputFileError, check_input_name, file_format, open_input
 
 __all__ = [
@@ -196,6 +204,9 @@ def _check_paths(paths: dict[str, Path], chunk_rows: int) -> None:
     if len(set(resolved)) < len(resolved):
         raise InputFileError("the input, --out and --rejects must be three different files "
                              "(and different from the drift report beside --out)")
+    for role, path in paths.items():
+        if role != "input" and path.is_dir():
+            raise InputFileError(f"{role} {path} is a folder; name a file")
     if chunk_rows < 1:
         raise InputFileError(f"--chunk-rows must be at least 1, got {chunk_rows}")
 
@@ -213,7 +224,7 @@ def output_paths(input_path: Path, output_path: Path, rejects_path: Path | None 
     drift_md, drift_json = drift_report_paths(output_path)
     paths = {"input": Path(input_path), "--out": output_path,
              "--rejects": Path(rejects_path) if rejects_path else default_rejects_path(output_path),
-             "drift report": drift_md, "drift data": drift_json}
+             "drift report": drift_md, "drift data": drift_json, "report": report_path(output_path)}
     _check_paths(paths, chunk_rows)
     return paths
 
@@ -292,7 +303,7 @@ def score_file(
     with ExitStack() as stack:
         if lock:
             stack.enter_context(lock_outputs([output_path, rejects_path],
-                                             companions=[drift_md, drift_json, report_path(output_path)]))
+                                             companions=[drift_md, drift_json, paths["report"]]))
         source = open_input(input_path, chunk_rows, sheet=sheet)
         stack.callback(source.close)
         source = prepare(source, il21_assay=il21_assay)
@@ -313,14 +324,10 @@ def score_file(
             results = spark_engine.score_chunks(session, source, scorer)
         else:
             results = map(scorer.score_chunk, source.chunks)
-        # Left just after the outputs are in place, under the lock: the report, read back from them.
-        stack.enter_context(report_after(summary, input_path=input_path, output_path=output_path,
-                                         rejects_path=rejects_path, model=model, options=options,
-                                         allow_extra=allow_extra, chunk_rows=chunk_rows, sheet=sheet,
-                                         il21_assay=il21_assay))
         # Entered last, so left first: the outputs are put in place while the lock is still held.
-        group = stack.enter_context(atomic_outputs())
-        sinks = [group.open(p) for p in (output_path, rejects_path, drift_md, drift_json)]
+        group = stack.enter_context(atomic_outputs(journal_path(output_path)))
+        report = paths["report"]
+        sinks = [group.open(p) for p in (output_path, rejects_path, drift_md, drift_json, report)]
         scores = _TableWriter(sinks[0], output_path, scorer.schema())
         rejects = _TableWriter(sinks[1], rejects_path, REJECTS_SCHEMA)
         seen = SeenIds()
@@ -351,4 +358,12 @@ def score_file(
                                                                 "run_id": model.run_id},
                                                       **summary.drift.to_json()}, indent=2) + "\n")
         summary.drift_paths = (drift_md, drift_json)
+        # Built from the scores and rejects as written, before anything is in place: the report
+        # is put in place with them, or none of them is.
+        text = build_report(summary=summary, input_path=input_path, output_path=output_path,
+                            rejects_path=rejects_path, model=model, options=options, allow_extra=allow_extra,
+                            chunk_rows=chunk_rows, sheet=sheet, il21_assay=il21_assay,
+                            read_from={p: group.readable(p) for p in (output_path, rejects_path)})
+        _write_text(sinks[4], report, text)
+        summary.report_path = report
     return summary

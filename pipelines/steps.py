@@ -31,7 +31,7 @@ from models.domain import InputDomain
 from models.families import outcome_model
 from models.evaluation import log_loss_over_null
 from models.scoring import RiskModel
-from models.survival import TREATMENT_BY_CODE, HorizonLabels, StratifiedCox, horizon_labels, survival_target, \
+from models.survival import TREATMENT_BY_CODE, HorizonLabels, horizon_labels, survival_target, \
     treatment_index
 from pipelines.config import CohortSpec, ExperimentConfig, FamilySpec, FileCohort, deep_merge
 from pipelines.observed import read_observed

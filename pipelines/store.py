@@ -2,14 +2,17 @@
 
 The commands that read the registry (``score``, ``serve``, ``build``, ``report``, ``promote``)
 tell apart what the user can act on: a model that was never trained (MLflow answers "does not
-exist"), a store path with a typo, a store that is busy, unreachable or damaged, and a
-registered version whose files are gone. Each gets its exit code (:data:`EXIT_CODES`, the
-README's table) and one line that says what happened and what to do, never a traceback.
+exist"), a store path with a typo (or one that names a folder or an empty file), a store that is
+busy, unreachable or damaged, and a registered version whose files are gone. Each gets its exit
+code (:data:`EXIT_CODES`, the README's table) and one line that says what happened and what to
+do, never a traceback. A tracking server that does not answer is reported within
+``AUTORISK_STORE_TIMEOUT_S`` seconds (15 by default), instead of after MLflow's minutes of retries.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 from pathlib import Path
@@ -22,19 +25,27 @@ LOCKED = 4
 DAMAGED = 5
 NO_STORE = 6
 BROKEN_MODEL = 7
+STOPPED_BY_CTRL_C = 130
+STOPPED_BY_SIGTERM = 143
 EXIT_CODES = {
     0: "the command completed (for score: every record scored or rejected with its reason)",
     NOT_FOUND: "not found: the registry has no such model, version or alias (MLflow's \"does not exist\")",
-    UNUSABLE_INPUT: "the input, an option or an output cannot be used (unreadable file, missing column, "
-                    "output locked by another run, disk full)",
-    UNREACHABLE: "the store cannot be reached or refuses access (server down, connection refused or timed "
-                 "out, permission denied, a server error)",
+    UNUSABLE_INPUT: "the input, an option, a setting or an output cannot be used (unreadable file, missing column, "
+                    "a version that is not a number, a bad AUTORISK_* setting, output locked by another run, "
+                    "disk full)",
+    UNREACHABLE: "the store cannot be reached or refuses access (server down, connection refused, no answer "
+                 "within AUTORISK_STORE_TIMEOUT_S (15 s), permission denied, a server error)",
     LOCKED: "the store is locked by another process (try again when it is done)",
     DAMAGED: "the store is damaged or not an MLflow store of this version (not a database, malformed, "
              "schema out of date)",
-    NO_STORE: "the store path does not exist (a typo in MLFLOW_TRACKING_URI, or nothing trained yet)",
+    NO_STORE: "no store at the path (a typo in MLFLOW_TRACKING_URI, a folder or an empty file instead of a "
+              "database, or nothing trained yet); nothing is created there",
     BROKEN_MODEL: "the registered version's artifacts are missing or cannot be read",
+    STOPPED_BY_CTRL_C: "stopped by Ctrl-C (SIGINT); score leaves nothing half-written",
+    STOPPED_BY_SIGTERM: "stopped by SIGTERM (kill, a scheduler's time limit); score leaves nothing half-written",
 }
+STORE_TIMEOUT_ENV = "AUTORISK_STORE_TIMEOUT_S"
+DEFAULT_STORE_TIMEOUT_S = 15.0
 # MLflow logs these faults with a traceback of its own before raising them; the command's one
 # line replaces it.
 _MLFLOW_STORE_LOGGERS = ("mlflow.store.db.utils", "mlflow.store.tracking.sqlalchemy_store",
@@ -68,18 +79,73 @@ def local_store_path(uri: str) -> Path | None:
     return None
 
 
-def require_store(uri: str) -> None:
-    """StoreFault(NO_STORE) when ``uri`` names a local store that does not exist.
+def store_timeout() -> float:
+    """Seconds a tracking server has to answer: ``AUTORISK_STORE_TIMEOUT_S``, 15 by default.
 
-    MLflow would create an empty store there and then report "no model": a typo in the path
-    must say so instead. Commands that create stores (``train``, ``demo``) do not call this.
+    Raises
+    ------
+    StoreFault
+        With exit code 2, when the variable is not a positive number of seconds.
+    """
+    text = os.environ.get(STORE_TIMEOUT_ENV)
+    if text is None:
+        return DEFAULT_STORE_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise StoreFault(UNUSABLE_INPUT, f"{STORE_TIMEOUT_ENV}: expected a positive number of seconds, got {text!r}")
+    return seconds
+
+
+def _which(uri: str) -> str:
+    return (f"MLFLOW_TRACKING_URI={uri}" if os.environ.get("MLFLOW_TRACKING_URI")
+            else "the project's default store; MLFLOW_TRACKING_URI names another")
+
+
+def require_store(uri: str, *, must_exist: bool = True) -> None:
+    """StoreFault when ``uri`` names no usable store, said at once rather than after MLflow's retries.
+
+    - A local path that does not exist (``must_exist``), a SQLite path that is a folder, or a
+      SQLite file of no bytes (``must_exist``): NO_STORE. MLflow would create an empty store there
+      (or write its schema into the empty file) and then report "no model": a typo in the path
+      must say so instead, and leave the path untouched. Commands that create stores (``train``,
+      ``demo``) pass ``must_exist=False``.
+    - A tracking server that does not answer within :func:`store_timeout`: UNREACHABLE.
     """
     path = local_store_path(uri)
-    if path is not None and not path.exists():
-        which = (f"MLFLOW_TRACKING_URI={uri}" if os.environ.get("MLFLOW_TRACKING_URI")
-                 else "the project's default store; MLFLOW_TRACKING_URI names another")
-        raise StoreFault(NO_STORE, f"no MLflow store at {path} ({which}): check the path, "
-                                   "or run `autorisk train` to create one")
+    sqlite_file = urlparse(uri).scheme == "sqlite"
+    if path is not None:
+        if must_exist and not path.exists():
+            raise StoreFault(NO_STORE, f"no MLflow store at {path} ({_which(uri)}): check the path, "
+                                       "or run `autorisk train` to create one")
+        if sqlite_file and path.is_dir():
+            raise StoreFault(NO_STORE, f"no MLflow store at {path} ({_which(uri)}): it is a folder; name the "
+                                       "database file in it (sqlite:///<folder>/mlflow.db)")
+        if must_exist and sqlite_file and path.is_file() and path.stat().st_size == 0:
+            raise StoreFault(NO_STORE, f"no MLflow store at {path} ({_which(uri)}): it is an empty file, left "
+                                       "as it is; check the path, or run `autorisk train` to create a store there")
+    elif urlparse(uri).scheme in ("http", "https"):
+        _require_answer(uri, store_timeout())
+
+
+def _require_answer(uri: str, timeout: float) -> None:
+    """StoreFault(UNREACHABLE) unless the tracking server at ``uri`` answers anything within ``timeout`` seconds.
+
+    Any HTTP answer will do (an authentication error is for MLflow's own requests to report);
+    proxies and certificates are those MLflow's requests use.
+    """
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=(timeout, timeout), allow_redirects=False).close()
+    except requests.Timeout as error:
+        raise StoreFault(UNREACHABLE, f"the MLflow store at {uri} did not answer within {timeout:g} s "
+                                      f"({STORE_TIMEOUT_ENV} sets the limit)") from error
+    except requests.RequestException as error:
+        raise StoreFault(UNREACHABLE, f"the MLflow store at {uri} cannot be reached "
+                                      f"({_first_line(_chain(error)[-1])})") from error
 
 
 def _chain(error: BaseException) -> list[BaseException]:
@@ -125,6 +191,8 @@ def diagnose(error: BaseException, uri: str) -> StoreFault | None:
 
     from models.registry import ModelLoadError, NoChampionError
 
+    if isinstance(error, StoreFault):
+        return error
     chain = _chain(error)
     where = f"the MLflow store at {uri}"
     for link in chain:

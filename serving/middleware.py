@@ -1,27 +1,31 @@
-"""ASGI middlewares that guard the REST service: bearer token, body size, unambiguous JSON, patients
-per request.
+"""ASGI middlewares that guard the REST service: bearer token, body size and time, unambiguous and
+well-typed JSON, patients per request.
 
-They run before BentoML parses a request, so that an unauthorised or oversized request costs
-neither a JSON parse nor a model call, and each answers a client's mistake with a 4xx whose
+They run before BentoML parses a request, so that an unauthorised, oversized or stalled request
+costs neither a JSON parse nor a model call, and each answers a client's mistake with a 4xx whose
 message names the problem. None of them logs a request body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import json
 import os
 
 from starlette.responses import JSONResponse
 
-API_TOKEN_ENV = "AUTORISK_API_TOKEN"
-MAX_BODY_BYTES_ENV = "AUTORISK_MAX_BODY_BYTES"
+from serving.strict_json import SchemaTypes, json_problem
+
 # Probes of orchestrators and load balancers carry no credentials; every other path needs the token.
 HEALTH_PATHS = frozenset({"/livez", "/healthz", "/readyz"})
 
 
 class _Disconnected(Exception):
     """The client went away before its body arrived; there is nobody left to answer."""
+
+
+class _TimedOut(Exception):
+    """The client did not send its whole body in time."""
 
 
 def _header(scope, name: bytes) -> bytes | None:
@@ -35,11 +39,21 @@ async def _answer(scope, receive, send, status: int, message: str, headers: dict
     await JSONResponse({"error": message}, status_code=status, headers=headers)(scope, receive, send)
 
 
-async def _read_body(receive, limit: int | None = None) -> bytes | None:
-    """The request body, or ``None`` as soon as it passes ``limit`` bytes (the rest stays unread)."""
+async def _read_body(receive, limit: int | None = None, deadline: float | None = None) -> bytes | None:
+    """The request body, or ``None`` as soon as it passes ``limit`` bytes (the rest stays unread).
+
+    ``deadline`` (the event loop's clock) bounds the wait for the whole body: _TimedOut after it.
+    """
     chunks, size = [], 0
+    loop = asyncio.get_running_loop()
     while True:
-        message = await receive()
+        if deadline is None:
+            message = await receive()
+        else:
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                raise _TimedOut from None
         if message["type"] == "http.disconnect":
             raise _Disconnected
         chunk = message.get("body", b"")
@@ -63,39 +77,6 @@ def _replay(body: bytes, receive):
         return await receive()
 
     return replayed
-
-
-def body_limit(default: int) -> int:
-    """The body limit in bytes: ``AUTORISK_MAX_BODY_BYTES`` when set, else ``default``.
-
-    Raises
-    ------
-    ValueError
-        When the variable is not a positive whole number; read when the service module is
-        imported, so that the server refuses to start rather than fail every request.
-    """
-    text = os.environ.get(MAX_BODY_BYTES_ENV)
-    if text is None:
-        return default
-    if not text.strip().isdigit() or int(text) <= 0:
-        raise ValueError(f"{MAX_BODY_BYTES_ENV}: expected a positive whole number of bytes, got {text!r}")
-    return int(text)
-
-
-def api_token() -> str | None:
-    """The API token from ``AUTORISK_API_TOKEN``; None when unset (no authentication).
-
-    Raises
-    ------
-    ValueError
-        When the variable is set but blank: more likely a deployment mistake than a wish to
-        serve without a token. Read when the service module is imported, like :func:`body_limit`.
-    """
-    token = os.environ.get(API_TOKEN_ENV)
-    if token is not None and not token.strip():
-        raise ValueError(f"{API_TOKEN_ENV} is set but empty; unset it to serve without authentication")
-    # Surrounding whitespace is a quoting accident: the header's credentials are compared stripped too.
-    return token.strip() if token is not None else None
 
 
 class RequireToken:
@@ -138,15 +119,20 @@ class RequireToken:
 
 
 class LimitBodySize:
-    """413 for a request body above ``max_bytes``, judged by Content-Length and by the bytes received.
+    """413 for a request body above ``max_bytes``, judged by Content-Length and by the bytes received;
+    408 for one that has not arrived whole ``timeout_s`` seconds after the request began.
 
     A chunked body declares no length, so the bytes are counted as they arrive; the body is
-    buffered (never more than the limit) and handed on once complete.
+    buffered (never more than the limit) and handed on once complete. A client that stalls
+    mid-body gets the 408, with ``Connection: close``, before the server's own limit for a whole
+    request would answer a 504 (a server error for a client's fault); one that goes away gets
+    nothing, the connection simply closed.
     """
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app, max_bytes: int, timeout_s: float | None = None) -> None:
         self.app = app
         self.limit = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -157,9 +143,15 @@ class LimitBodySize:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._too_large(scope, receive, send)
             return
+        deadline = None if self.timeout_s is None else asyncio.get_running_loop().time() + self.timeout_s
         try:
-            body = await _read_body(receive, self.limit)
+            body = await _read_body(receive, self.limit, deadline)
         except _Disconnected:
+            return
+        except _TimedOut:
+            await _answer(scope, receive, send, 408,
+                          f"request body not received within {self.timeout_s:g} s; send the whole body at once",
+                          {"Connection": "close"})
             return
         if body is None:
             await self._too_large(scope, receive, send)
@@ -202,20 +194,25 @@ class LimitPatients:
         await self.app(scope, _replay(body, receive), send)
 
 
-class RejectAmbiguousJson:
-    """400 for a ``POST`` whose JSON body repeats a key in one object, or holds a number that is not finite.
+class StrictJson:
+    """400 for a ``POST`` whose JSON body is ambiguous, or of other types than its path's schema states.
 
-    JSON parsers disagree on repeated keys (most keep the last value silently, so a second
-    ``"patients"`` list would replace the first), and ``NaN``, ``Infinity`` and ``1e400`` (which
-    overflows to infinity) are not JSON numbers at all, though Python's and pydantic's parsers
-    accept them, after which a range check would answer "should be <= 120". Both are refused
-    here, before BentoML parses the body, with the location and the problem: ``patients.0.age_years:
-    the key 'age_years' appears twice``, ``patients.0.il21_pg_ml: NaN is not a finite number``.
-    A body that is not JSON at all is passed on untouched for the request model to reject.
+    Ambiguous: a key repeated in one object, or a number that is not finite (``NaN``, ``1e400``).
+    Of the wrong type: for a path in ``schemas``, a value whose JSON type the request model's schema
+    does not admit (``"34"`` for a number, ``"yes"`` or ``1`` for a boolean, ``true`` for a month),
+    or a key it does not know. Both are refused here, before BentoML parses the body, with the
+    location and the problem (:mod:`serving.strict_json`). A body that is not JSON at all is passed
+    on untouched for the request model to reject.
+
+    Parameters
+    ----------
+    schemas : dict of str to pydantic model class, optional
+        The request model of each path whose bodies' types are checked.
     """
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, schemas: dict | None = None) -> None:
         self.app = app
+        self.types = {path: SchemaTypes(model.model_json_schema()) for path, model in (schemas or {}).items()}
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -225,126 +222,11 @@ class RejectAmbiguousJson:
             body = await _read_body(receive)
         except _Disconnected:
             return
-        problem = json_problem(body)
+        problem = json_problem(body, self.types.get(scope["path"]))
         if problem is not None:
             await _answer(scope, receive, send, 400, problem)
             return
         await self.app(scope, _replay(body, receive), send)
-
-
-class _Ambiguous(ValueError):
-    """A repeated key or a number that is not finite (raised while parsing, to stop early)."""
-
-
-class _Object(dict):
-    """A parsed JSON object that remembers the keys it saw more than once."""
-
-    repeated: list[str]
-
-
-class _NotFinite:
-    """A number that is not finite, as written in the body."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
-_MAX_FINITE_DIGITS = 309  # 10**309 is above the largest float64
-
-
-def _strict_object(pairs: list) -> dict:
-    found = dict(pairs)
-    if len(found) != len(pairs):
-        raise _Ambiguous
-    return found
-
-
-def _strict_float(text: str) -> float:
-    value = float(text)
-    if value - value != 0:  # inf - inf and nan - nan are nan
-        raise _Ambiguous
-    return value
-
-
-def _strict_int(text: str) -> int:
-    if len(text.lstrip("-")) >= _MAX_FINITE_DIGITS:
-        raise _Ambiguous
-    return int(text)
-
-
-def _refuse_constant(text: str):
-    raise _Ambiguous
-
-
-def _recording_object(pairs: list) -> _Object:
-    found = _Object()
-    found.repeated = []
-    for key, value in pairs:
-        if key in found and key not in found.repeated:
-            found.repeated.append(key)
-        found.setdefault(key, value)
-    return found
-
-
-def _recording_float(text: str):
-    value = float(text)
-    return value if value - value == 0 else _NotFinite(text)
-
-
-def _recording_int(text: str):
-    return _NotFinite(text) if len(text.lstrip("-")) >= _MAX_FINITE_DIGITS else int(text)
-
-
-def _first_problem(document) -> str | None:
-    """Location and problem of the first repeated key or non-finite number (an object's own keys before its contents)."""
-    stack = [(document, "")]
-    while stack:
-        node, path = stack.pop()
-        if isinstance(node, _NotFinite):
-            shown = node.text if len(node.text) <= 24 else f"{node.text[:12]}... ({len(node.text)} characters)"
-            return f"{path or 'body'}: {shown} is not a finite number"
-        if isinstance(node, dict):
-            if getattr(node, "repeated", None):
-                key = node.repeated[0]
-                where = f"{path}.{key}" if path else key
-                return f"{where}: the key {key!r} appears more than once in one object; send each key once"
-            stack.extend((value, f"{path}.{key}" if path else str(key)) for key, value in reversed(node.items()))
-        elif isinstance(node, list):
-            stack.extend((value, f"{path}.{i}" if path else str(i)) for i, value in reversed(list(enumerate(node))))
-    return None
-
-
-def json_problem(body: bytes) -> str | None:
-    """Why a JSON body is ambiguous (a repeated key, a number that is not finite), or None.
-
-    Parameters
-    ----------
-    body : bytes
-        The request body.
-
-    Returns
-    -------
-    str or None
-        ``<location>: <problem>``; None for an unambiguous body, and for one that is not JSON
-        at all (the request model says what is wrong with it).
-    """
-    try:
-        # One strict parse that stops at the first problem: the common case costs about as
-        # much as a plain parse (0.3 ms for 100 patients).
-        json.loads(body, object_pairs_hook=_strict_object, parse_float=_strict_float, parse_int=_strict_int,
-                   parse_constant=_refuse_constant)
-        return None
-    except _Ambiguous:
-        pass
-    except (ValueError, RecursionError):  # not JSON, or nested too deep: for the request model to answer
-        return None
-    # Parsed again, recording instead of stopping, to say where: only for bodies being refused.
-    try:
-        document = json.loads(body, object_pairs_hook=_recording_object, parse_float=_recording_float,
-                              parse_int=_recording_int, parse_constant=_NotFinite)
-    except (ValueError, RecursionError):  # broken further on: what was found first still stands
-        return "body: a key appears more than once in one object, or a number is not finite"
-    return _first_problem(document)
 
 
 def _patient_count(body: bytes) -> int | None:

@@ -24,17 +24,29 @@ MAX_PATIENTS = 1000
 Month = Annotated[int, Field(ge=MIN_HORIZON_MONTHS, le=MAX_HORIZON_MONTHS)]
 
 
+# The server holds every value to its JSON type (serving.strict_json), and says so here.
+STRICT_TYPES = ("Each value in the JSON type its schema states, checked before anything else: numbers as JSON "
+                "numbers (a string such as \"34\", \"nan\" or \"inf\" is refused), booleans as true or false "
+                "(not \"yes\", \"true\" or 1), categories as one of their strings, null or no key for unknown. "
+                "A value of another type or a field not in the schema gets a 400 naming the field and the "
+                "expected type.")
+
+
 class PredictRequest(BaseModel):
     """Body of ``POST /predict``; unknown top-level fields are rejected too."""
 
-    model_config = ConfigDict(extra="forbid")
-    patients: Annotated[list[Patient], Field(min_length=1, max_length=MAX_PATIENTS)]  # type: ignore[valid-type]
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"description": STRICT_TYPES})
+    patients: Annotated[list[Patient], Field(  # type: ignore[valid-type]
+        min_length=1, max_length=MAX_PATIENTS,
+        description=f"The patients to score, at most {MAX_PATIENTS}. {STRICT_TYPES}")]
     horizons_months: Annotated[list[Month], Field(
         min_length=1, max_length=MAX_HORIZON_MONTHS,
         description=f"Months after the first course to give each risk at, whole months "
-                    f"{MIN_HORIZON_MONTHS}–{MAX_HORIZON_MONTHS}.")] = list(DEFAULT_HORIZONS_MONTHS)
+                    f"{MIN_HORIZON_MONTHS}–{MAX_HORIZON_MONTHS}, as JSON integers (true is not a month, "
+                    "and \"24\" is refused).")] = list(DEFAULT_HORIZONS_MONTHS)
     contrast: bool = Field(default=False, description="Add each patient's risks under both treatments and "
-                                                      "the difference, alemtuzumab minus interferon beta-1a.")
+                                                      "the difference, alemtuzumab minus interferon beta-1a. "
+                                                      "true or false only (not \"yes\" or 1).")
 
 
 class HorizonRisk(BaseModel):

@@ -16,7 +16,6 @@ import time
 import bentoml
 import numpy as np
 import pydantic_core
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -27,41 +26,19 @@ from models.scoring import RiskModel, ScoringOptions, not_provided
 from models.survival import TREATMENT_BY_CODE, treatment_index
 from serving import cds_hooks, fhir
 from serving.bento import pin_model_from_bento_args
-from serving.middleware import (
-    LimitBodySize,
-    LimitPatients,
-    ModelVersionHeader,
-    RejectAmbiguousJson,
-    RequireToken,
-    api_token,
-    body_limit,
-)
+from serving.log_safety import WithholdInputValues, escape_server_logs
+from serving.middleware import LimitBodySize, LimitPatients, ModelVersionHeader, RequireToken, StrictJson
 from serving.model_info import MODEL_INFO_APP, ModelInfo, describe_model
 from serving.schemas import MAX_PATIENTS, ModelIdentity, Patient, PredictRequest, PredictResponse
-from serving.startup import load_or_stop
+from serving.settings import TRAFFIC_TIMEOUT_S, SettingsError, server_settings
+from serving.startup import load_or_stop, stop_on_bad_settings
 from serving.webpage import PAGE_APP, is_public
 
-# Largest request body in bytes (env AUTORISK_MAX_BODY_BYTES overrides): MAX_PATIENTS patients of
-# JSON take about a third of it.
-MAX_BODY_BYTES = 1 << 20
 logger = logging.getLogger("autorisk.serving")
 # BentoML logs the traceback of a rejected request, and pydantic's message quotes the input values.
 BENTOML_REQUEST_LOGGERS = ("bentoml._internal.server.http_app", "bentoml.serve")
-
-
-class WithholdInputValues(logging.Filter):
-    """Replace tracebacks of rejected requests with the error locations and types, never the values."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, ValidationError):
-            where = ", ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['type']}"
-                              for e in error.errors(include_input=False, include_url=False))
-            record.msg = f"{record.getMessage()}: rejected input ({where}); values withheld"
-            record.args = None
-            record.exc_info = None
-            record.exc_text = None
-        return True
+# Only these names are logged as the keys of a rejected request.
+SCHEMA_NAMES = (*PredictRequest.model_fields, *Patient.model_fields)
 
 
 def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel, options: ScoringOptions) -> dict:
@@ -167,12 +144,16 @@ class JsonBodiesOnly:
         await self.app(scope, receive, send)
 
 
-# One single-threaded worker process per core: requests run in parallel across processes, and a
-# one-patient request pays no thread start-up inside the model call (see RiskModel.use_threads).
-WORKERS = int(os.environ.get("AUTORISK_WORKERS", "0")) or os.cpu_count() or 1
+# Read once, at import, so that a bad value stops the server from starting with one line and exit 2.
+try:
+    SETTINGS = server_settings()
+except SettingsError as error:
+    stop_on_bad_settings(error)
 
 
-@bentoml.service(traffic={"timeout": 30}, workers=WORKERS)
+# One single-threaded worker process per core by default: requests run in parallel across processes,
+# and a one-patient request pays no thread start-up inside the model call (see RiskModel.use_threads).
+@bentoml.service(traffic={"timeout": TRAFFIC_TIMEOUT_S}, workers=SETTINGS.workers)
 class RiskService:
     """Risk of each autoimmune outcome after alemtuzumab, with SHAP. Research use on synthetic data only."""
 
@@ -182,7 +163,8 @@ class RiskService:
         from pipelines.tracking import configure_tracking
 
         for name in BENTOML_REQUEST_LOGGERS:
-            logging.getLogger(name).addFilter(WithholdInputValues())
+            logging.getLogger(name).addFilter(WithholdInputValues(SCHEMA_NAMES))
+        escape_server_logs()  # the access log's path and every other line: no client text raw
         configure_tracking()
         def load():
             model = load_model(os.environ.get("AUTORISK_MODEL_NAME", MODEL_NAME),
@@ -253,14 +235,13 @@ class RiskService:
 
 
 # Outermost first: the version header on every answer; the token before anything reads the body,
-# the size before anything parses it.
-# Both settings are read here, at import, so that a bad value stops the server from starting.
+# the size and time before anything parses it.
 RiskService.add_asgi_middleware(ModelVersionHeader)
 RiskService.add_asgi_middleware(fhir.FhirErrors)
-RiskService.add_asgi_middleware(RequireToken, token=api_token(), public=is_public)
-RiskService.add_asgi_middleware(LimitBodySize, max_bytes=body_limit(MAX_BODY_BYTES))
+RiskService.add_asgi_middleware(RequireToken, token=SETTINGS.api_token, public=is_public)
+RiskService.add_asgi_middleware(LimitBodySize, max_bytes=SETTINGS.max_body_bytes, timeout_s=SETTINGS.body_timeout_s)
 RiskService.add_asgi_middleware(JsonBodiesOnly)
-RiskService.add_asgi_middleware(RejectAmbiguousJson)
+RiskService.add_asgi_middleware(StrictJson, schemas={"/predict": PredictRequest})
 RiskService.add_asgi_middleware(LimitPatients, path="/predict", max_patients=MAX_PATIENTS)
 # BentoML APIs answer POST only; GET /model is a FastAPI route (RiskService.describe) mounted at the root.
 bentoml.asgi_app(MODEL_INFO_APP, path="/")(RiskService)

@@ -1,4 +1,5 @@
-"""A server worker that cannot load its model stops the server: one line in the log, no restart loop.
+"""A server worker that cannot load its model stops the server: one line in the log, no restart loop;
+a server whose settings cannot be used does not start: one line, exit code 2.
 
 BentoML's arbiter restarts a worker whose start-up failed, outside containers without end, so a
 model whose artifacts are gone would fill the log with the same traceback. ``autorisk serve``
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 T = TypeVar("T")
 logger = logging.getLogger("autorisk.serving")
@@ -60,3 +62,15 @@ def load_or_stop(load: Callable[[], T], tracking_uri: Callable[[], str]) -> T:
             handler.flush()
         arbiter.terminate()  # the arbiter stops every worker and does not start this one again
         os._exit(fault.code)  # no traceback, and nothing for BentoML to report as a start-up to retry
+
+
+def stop_on_bad_settings(error: ValueError) -> NoReturn:
+    """One line naming the setting and the problem on stderr, and exit code 2 (an unusable setting).
+
+    Called where the service module reads its settings, at import: in ``bentoml serve`` (a built
+    Bento) that is before any worker starts, so the server stops instead of failing every request.
+    """
+    from pipelines.store import UNUSABLE_INPUT
+
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(UNUSABLE_INPUT)

@@ -53,6 +53,7 @@ def running_server(command: list[str], *, ready_url: str, log: Path, env: dict,
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 @contextmanager

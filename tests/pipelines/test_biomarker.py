@@ -174,7 +174,7 @@ def test_every_family_run_logs_the_added_value_and_its_report(mlflow_store, tiny
                 f"biomarker/plots/net_benefit_difference_{predictor}.png"} <= artifacts
         report = mlflow.artifacts.load_text(f"runs:/{result.run_id}/biomarker/biomarker-value.md")
         delta = metrics[added_value_metric(predictor, "thyroid_24m", "delta_auroc")]
-        assert f"| held-out (legacy_elisa) | thyroid_24m |" in report and f"{delta:+.4f}" in report
+        assert "| held-out (legacy_elisa) | thyroid_24m |" in report and f"{delta:+.4f}" in report
         table = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/biomarker/added_value.csv"))
         row = table[(table.cohort == HELD_OUT) & (table.endpoint == "thyroid_24m")].iloc[0]
         assert row["delta_auroc"] == pytest.approx(delta)

@@ -242,7 +242,7 @@ def test_validate_reads_what_score_reads(mlflow_store, registry, tmp_path, kind)
     (["--alias", "champion"], "@champion is set by `autorisk promote` only"),
     (["--alias", "x", "--method", "slope"], "--method: 'slope' is not one of baseline, baseline+slope"),
     (["--alias", "x", "--holdout-fraction", "1.5"], "--holdout-fraction: 1.5 is not in [0, 1)"),
-    (["--alias", "x", "--model-version", "abc"], "--model-version: 'abc' is neither a version number"),
+    (["--alias", "x", "--model-version", "abc"], "--model-version: 'abc' is not a registered version"),
 ])
 def test_recalibrate_refuses_what_it_must_not_do(mlflow_store, registry, tmp_path, args, message):
     result = runner.invoke(app, ["recalibrate", str(registry["paths"]["dev"]), "--out", str(tmp_path), *args])

@@ -1,13 +1,18 @@
-"""Nothing lost, nothing unsafe: locked outputs, no temporary file a crash can leave, the user's umask,
-the disk-full message, oversized records, repeated ids and defused spreadsheet formulas.
+"""Nothing lost, nothing unsafe: outputs locked by stem and put in place as a set, no temporary file a
+crash can leave, the user's umask, the disk-full message, oversized records, repeated ids and defused
+spreadsheet formulas.
 
-Real files, real processes (``autorisk score`` killed with SIGKILL, stopped with SIGSTOP) and a
-real full file system (a small tmpfs) where the machine allows mounting one."""
+Real files, real processes (``autorisk score`` killed with SIGKILL, between two renames by strace's
+fault injection, stopped with SIGSTOP and SIGTERM) and a real full file system (a small tmpfs) where
+the machine allows mounting one."""
 
 from __future__ import annotations
 
 import csv
+import json
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,7 +28,7 @@ from typer.testing import CliRunner
 
 from features.schema import ID_COLUMN, INPUT_NAMES
 from pipelines.cli import app
-from pipelines.outputs import defuse_formulas, lock_outputs, lock_path
+from pipelines.outputs import defuse_formulas, journal_path, lock_outputs, lock_path
 from pipelines.reading import MAX_RECORD_BYTES
 from pipelines.score import score_file
 
@@ -95,6 +100,17 @@ def test_a_second_run_on_a_locked_output_fails_at_once_naming_the_lock(mlflow_st
     assert elapsed < 5, "it must fail before the model loads"
     assert out.read_text() == "the first run's scores\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clinic.csv", "scores.csv"]  # lock file removed
+
+
+def test_outputs_that_share_a_stem_are_locked_together(mlflow_store, tmp_path):
+    # scores.csv and scores.parquet both write scores.report.html and scores.drift.*: one lock for the stem.
+    source = tmp_path / "clinic.csv"
+    source.write_text(HEADER + "p1,34,F,2\n")
+    with lock_outputs([tmp_path / "scores.csv"]):
+        result = run_score(source, "--out", tmp_path / "scores.parquet")
+    assert result.exit_code == 2, result.output
+    assert f"its lock {tmp_path / '.scores.lock'} is held by process {os.getpid()}" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clinic.csv"]
 
 
 def _unnamed_outputs(pid: int, folder: Path) -> list[str]:
@@ -174,13 +190,36 @@ def test_kill_9_leaves_no_temporary_file_and_the_next_run_completes(mlflow_store
         assert process.wait(timeout=60) == -signal.SIGKILL
     # No file holds a patient id or a risk: only the (empty) lock files, which hold a process id.
     left = sorted(p.name for p in folder.iterdir())
-    assert left == [".scores.csv.lock", ".scores.rejects.csv.lock"], left
+    assert left == [".scores.lock", ".scores.rejects.lock"], left
     assert all(len((folder / name).read_bytes()) < 16 for name in left)
     small = tmp_path / "small.csv"
     pd.read_csv(big_cohort, nrows=50).to_csv(small, index=False)
     assert run_score(small, "--out", out).exit_code == 0
     assert sorted(p.name for p in folder.iterdir()) == [
         "scores.csv", "scores.drift.json", "scores.drift.md", "scores.rejects.csv", "scores.report.html"]
+
+
+def test_sigterm_while_the_outputs_go_in_place_waits_for_the_last_rename(mlflow_store, champion, big_cohort,
+                                                                         tmp_path):
+    strace = shutil.which("strace")
+    if strace is None or subprocess.run([strace, "-o", "/dev/null", "true"], capture_output=True).returncode:
+        pytest.skip("strace cannot trace processes here (not installed, or ptrace is not allowed)")
+    folder = tmp_path / "out"
+    out = folder / "scores.csv"
+    earlier, later = tmp_path / "earlier.csv", tmp_path / "later.csv"
+    pd.read_csv(big_cohort, nrows=150).to_csv(earlier, index=False)
+    pd.read_csv(big_cohort, nrows=1).to_csv(later, index=False)
+    score_file(earlier, out, champion)
+    injected = [strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2",
+                "-e", "inject=rename,renameat,renameat2:signal=SIGTERM:when=3"]
+    stopped = subprocess.run([*injected, AUTORISK, "score", str(later), "--out", str(out)], capture_output=True,
+                             text=True, timeout=300)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stdout + stopped.stderr
+    assert "error: stopped by SIGTERM" in stopped.stderr
+    # The signal came as the rejects went in place; it was held back until the set was whole.
+    assert _describe(folder) == {"scores.csv": "1 patients", "scores.drift.json": "1 patients",
+                                 "scores.report.html": "later.csv", "scores.rejects.csv": "0 rejected"}
+    assert not journal_path(out).exists()
 
 
 def test_named_temporary_files_of_a_crashed_run_are_removed_by_the_next(mlflow_store, tmp_path):
@@ -198,16 +237,67 @@ def test_named_temporary_files_of_a_crashed_run_are_removed_by_the_next(mlflow_s
     assert unrelated.exists()
 
 
-def test_a_run_stopped_with_sigterm_while_writing_leaves_nothing(mlflow_store, big_cohort, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_run_stopped_with_sigterm_or_ctrl_c_while_writing_leaves_nothing_and_says_so(mlflow_store, big_cohort,
+                                                                                        tmp_path, stop):
     folder = tmp_path / "out"
     out = folder / "scores.csv"
     log = tmp_path / "score.log"
     command = [AUTORISK, "score", str(big_cohort), "--out", str(out), "--chunk-rows", "100"]
     with open(log, "w") as output, subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT) as process:
-        _wait_for(lambda: len(_unnamed_outputs(process.pid, folder)) == 4, process, log)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()
+        # The scores, rejects, drift report and data and the HTML report, all unnamed from the start.
+        _wait_for(lambda: len(_unnamed_outputs(process.pid, folder)) == 5, process, log)
+        process.send_signal(stop)
+        assert process.wait(timeout=120) == 128 + stop, log.read_text()
     assert list(folder.iterdir()) == []
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert lines == [f"error: stopped by {stop.name}: a run's outputs are put in place only when it completes, so "
+                     "none of this run's is left half-written"], lines  # it was exit 143 without a word
+
+
+def _describe(folder: Path) -> dict[str, str]:
+    """Which run each output in ``folder`` came from: the patients scored, the cohort size the drift
+    report compared, the input the report names."""
+    described = {}
+    if (folder / "scores.csv").exists():
+        described["scores.csv"] = f"{len(pd.read_csv(folder / 'scores.csv'))} patients"
+    if (folder / "scores.drift.json").exists():
+        described["scores.drift.json"] = f"{json.loads((folder / 'scores.drift.json').read_text())['n']} patients"
+    if (folder / "scores.report.html").exists():
+        described["scores.report.html"] = re.search(r"input (\S+?);", (folder / "scores.report.html").read_text())[1]
+    if (folder / "scores.rejects.csv").exists():
+        described["scores.rejects.csv"] = f"{len(pd.read_csv(folder / 'scores.rejects.csv'))} rejected"
+    return described
+
+
+def test_a_run_killed_between_two_renames_never_leaves_another_runs_report_and_the_next_completes_it(
+        mlflow_store, champion, big_cohort, tmp_path):
+    strace = shutil.which("strace")
+    if strace is None or subprocess.run([strace, "-o", "/dev/null", "true"], capture_output=True).returncode:
+        pytest.skip("strace cannot trace processes here (not installed, or ptrace is not allowed)")
+    folder = tmp_path / "out"
+    out = folder / "scores.csv"
+    earlier, later = tmp_path / "earlier.csv", tmp_path / "later.csv"
+    pd.read_csv(big_cohort, nrows=150).to_csv(earlier, index=False)
+    pd.read_csv(big_cohort, nrows=1).to_csv(later, index=False)
+    score_file(earlier, out, champion)
+    # The run's renames are its journal's, then one per output in the order scores, rejects, drift,
+    # report: SIGKILL on the third, as the rejects go in place, once the scores are.
+    injected = [strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2",
+                "-e", "inject=rename,renameat,renameat2:signal=SIGKILL:when=3"]
+    killed = subprocess.run([*injected, AUTORISK, "score", str(later), "--out", str(out)], capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), killed.stdout + killed.stderr
+    assert _describe(folder) == {"scores.csv": "1 patients"}  # the earlier run's files are gone first
+    assert journal_path(out).exists()
+    # The next run on the stem, even one that fails at once, puts the killed run's committed set in place.
+    broken = tmp_path / "broken.csv"
+    broken.write_text("patient_id,age\np1,3\n")
+    assert run_score(broken, "--out", out).exit_code == 2
+    assert _describe(folder) == {"scores.csv": "1 patients", "scores.drift.json": "1 patients",
+                                 "scores.report.html": "later.csv", "scores.rejects.csv": "0 rejected"}
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "scores.csv", "scores.drift.json", "scores.drift.md", "scores.rejects.csv", "scores.report.html"]
 
 
 # --- the user's umask ----------------------------------------------------------------------------
@@ -255,6 +345,29 @@ def test_a_full_disk_names_the_output_that_could_not_be_written(mlflow_store, bi
     assert f"cannot write {out}: No space left on device" in result.stderr
     assert str(source) not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_full_disk_while_the_report_is_written_leaves_nothing_of_the_run(mlflow_store, champion, big_cohort,
+                                                                         tmp_path):
+    source = tmp_path / "cohort.csv"
+    pd.read_csv(big_cohort, nrows=300).to_csv(source, index=False)
+    sized = tmp_path / "sized"
+    score_file(source, sized / "scores.csv", champion)
+    pages = {p.name: math.ceil(p.stat().st_size / 4096) * 4096 for p in sized.iterdir()}
+    report = pages.pop("scores.report.html")
+    assert report > 16 * 4096, report  # a disk that holds the other outputs and not the report
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    prefix = _mount_tmpfs_command(folder, str(sum(pages.values()) + 8 * 4096))
+    if prefix is None:
+        pytest.skip("no way to mount a small tmpfs here (needs unshare with mount namespaces)")
+    listing = tmp_path / "left.txt"
+    script = f'"$@"; code=$?; ls -A "{folder}" > "{listing}"; exit $code'
+    result = subprocess.run([*prefix, "sh", "-c", script, "sh", AUTORISK, "score", str(source), "--out",
+                             str(folder / "scores.csv")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"cannot write {folder / 'scores.report.html'}: No space left on device" in result.stderr
+    assert listing.read_text().split() == []  # the scores, rejects and drift fitted, and are gone too
 
 
 # --- oversized records ---------------------------------------------------------------------------

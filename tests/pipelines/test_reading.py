@@ -19,11 +19,17 @@ import pytest
 from pipelines.reading import InputFileError, _fast_piece, open_input
 
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 HEADER = ["patient_id", "age_years", "sex", "disease_duration_years"]
 
 
 def reference_records(path):
-    """(records, malformed, blank lines) by the plain csv module, line numbers as physical lines."""
+    """(records, malformed, blank lines) by the plain csv module, line numbers as physical lines.
+
+    Empty lines and lines of spaces and tabs only are blank; a record with a control character in a
+    field is rejected naming the field."""
+    text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
+    physical = re.findall(r"[^\r\n]*(?:\r\n|\r|\n|$)", text)
     with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         reader = csv.reader(handle)
         header = [name.strip() for name in next(reader)]
@@ -32,12 +38,18 @@ def reference_records(path):
         for record in reader:
             end = reader.line_num
             span = f" (record spans lines {start}–{end})" if end > start else ""
-            if not record:
+            controls = [(name, _CONTROL.search(value)) for name, value in zip(header, record)]
+            controls = [(name, found) for name, found in controls if found]
+            if not record or (end == start and not physical[start - 1].strip(" \t\r\n")):
                 blank += 1
             elif len(record) != len(header):
                 malformed.append((start, f"wrong number of fields: {len(record)}, expected {len(header)}{span}"))
             elif _NOT_UTF8.search("\x1f".join(record)):
                 malformed.append((start, f"not valid UTF-8 text{span}"))
+            elif controls:
+                name, found = controls[0]
+                malformed.append((start, f"{name}: holds the control character U+{ord(found.group()):04X}; a value "
+                                         f"must be plain text{span}"))
             else:
                 records.append((start, tuple(record)))
             start = end + 1
@@ -64,7 +76,8 @@ GOOD = ["p{i},34,F,2", "p{i},40.5,male,0.5", "p{i}, 35 ,f,1", "p{i},,M,"]
 ODD = [
     "", "\r", '"p{i}","34","F","2"', '"p{i}, quoted comma",34,F,2', '"p{i}\nsecond line",34,F,2',
     'p{i},34,F', 'p{i},34,F,2,extra', 'p{i}\xe9,34,F,2', '"p{i} unterminated,34,F,2',
-    'p{i},3"4,F,2', ' ', ',,,', 'p{i},34,F,2\r',
+    'p{i},3"4,F,2', ' ', ',,,', 'p{i},34,F,2\r', '\t', ' \t  ', 'p{i}\x00nul,34,F,2', 'p{i},3\x1b4,F,2',
+    '"p{i}\x85",34,F,2', 'p{i},34,F,2\x7f',
 ]
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.schema import HORIZON_FREE_FEATURES, ID_COLUMN, MODEL_COLUMNS, output_columns
+from features.schema import ID_COLUMN, MODEL_COLUMNS, output_columns
 from pipelines.cli import app
 from pipelines.score import score_file
 from tests.identity import batch_identity

@@ -1,18 +1,22 @@
 """Faults of the MLflow store and of a registered model: one line and the README's exit code each.
 
 Real stores: one trained here (so that its files can be damaged without touching the shared one),
-a file that is not a database, a database another process holds locked, a server address where
-nothing listens, and paths that do not exist. Real server processes for ``autorisk serve`` and for
-BentoML serving the service directly (as a built Bento does).
+a file that is not a database, an empty file, a folder, a database another process holds locked, a
+server address where nothing listens and one that accepts connections and never answers, paths
+that do not exist, and the store mounted read-only (a bind mount in a mount namespace, where the
+machine allows one). Real server processes for ``autorisk serve`` and for BentoML serving the
+service directly (as a built Bento does).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,8 +26,20 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.store import BROKEN_MODEL, DAMAGED, EXIT_CODES, LOCKED, NO_STORE, NOT_FOUND, UNREACHABLE, readme_table
-from tests.servers import free_port
+from pipelines.store import (
+    BROKEN_MODEL,
+    DAMAGED,
+    EXIT_CODES,
+    LOCKED,
+    NO_STORE,
+    NOT_FOUND,
+    STOPPED_BY_CTRL_C,
+    STOPPED_BY_SIGTERM,
+    UNREACHABLE,
+    UNUSABLE_INPUT,
+    readme_table,
+)
+from tests.servers import free_port, running_server
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -116,6 +132,81 @@ def test_an_unreachable_tracking_server_is_not_reported_as_not_found(cohort):
     assert "Connection refused" in result.output and "train" not in result.output
 
 
+def test_a_store_path_that_is_a_folder_is_named_at_once(cohort, tmp_path):
+    started = time.perf_counter()
+    result = score(f"sqlite:///{tmp_path}", cohort)
+    assert_one_line_error(result, NO_STORE, f"no MLflow store at {tmp_path}")
+    assert "it is a folder" in result.output
+    assert time.perf_counter() - started < 10  # MLflow retried for about 100 s, with nine warnings
+
+
+def test_an_empty_store_file_is_no_store_and_is_left_untouched(cohort, tmp_path):
+    database = tmp_path / "mlflow.db"
+    database.touch()
+    assert_one_line_error(score(f"sqlite:///{database}", cohort), NO_STORE, "it is an empty file, left as it is")
+    assert database.stat().st_size == 0  # MLflow wrote its whole schema into it
+
+
+@contextmanager
+def silent_server():
+    """A port that accepts connections and never answers: a tracking server that hangs."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:  # closed at the end
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for connection in accepted:
+            connection.close()
+
+
+def test_a_tracking_server_that_does_not_answer_is_reported_within_the_stated_time(cohort):
+    with silent_server() as uri:
+        started = time.perf_counter()
+        result = score(uri, cohort, AUTORISK_STORE_TIMEOUT_S="2")
+        elapsed = time.perf_counter() - started
+    assert_one_line_error(result, UNREACHABLE, f"the MLflow store at {uri} did not answer within 2 s "
+                                               "(AUTORISK_STORE_TIMEOUT_S sets the limit)")
+    assert elapsed < 8, elapsed  # without the limit: no word for over ten minutes
+
+
+def test_a_refused_connection_is_reported_at_once_with_mlflows_default_retries(cohort):
+    uri = f"http://127.0.0.1:{free_port()}"
+    started = time.perf_counter()
+    result = score(uri, cohort)
+    assert_one_line_error(result, UNREACHABLE, f"the MLflow store at {uri} cannot be reached")
+    assert "Connection refused" in result.output
+    assert time.perf_counter() - started < 10  # MLflow's retries took over four minutes
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan", "inf"])
+def test_a_bad_store_timeout_is_a_bad_setting(cohort, value):
+    result = score(f"http://127.0.0.1:{free_port()}", cohort, AUTORISK_STORE_TIMEOUT_S=value)
+    assert_one_line_error(result, UNUSABLE_INPUT, f"AUTORISK_STORE_TIMEOUT_S: expected a positive number of "
+                                                  f"seconds, got {value!r}")
+
+
+@pytest.mark.parametrize("command", [["score", "{cohort}", "--out", "{out}", "--model-version", "abc"],
+                                     ["explain", "--age-years", "34", "--sex", "female",
+                                      "--disease-duration-years", "2", "--model-version", "v2"],
+                                     ["report", "latest", "--out", "{out}"], ["build", "--version", "1.0"]])
+def test_a_version_that_is_not_a_number_is_an_unusable_option(store, cohort, command):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+        args = [part.format(cohort=cohort, out=cohort.with_name("out.csv")) for part in command]
+        result = runner.invoke(app, args)
+    assert_one_line_error(result, UNUSABLE_INPUT, "is not a registered version; versions are whole numbers")
+
+
 def test_only_does_not_exist_means_not_found(store, cohort):
     result = score(store["uri"], cohort, "--model-version", "99")
     assert_one_line_error(result, NOT_FOUND, f"no model '{MODEL}' version 99")
@@ -162,7 +253,7 @@ def test_other_registry_commands_report_faults_the_same_way(tmp_path):
 def test_the_readme_lists_every_exit_code():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert readme_table() in readme
-    assert sorted(EXIT_CODES) == list(range(8))
+    assert sorted(EXIT_CODES) == [*range(8), STOPPED_BY_CTRL_C, STOPPED_BY_SIGTERM]
 
 
 # --- serving a model that cannot load -------------------------------------------------------------
@@ -206,3 +297,63 @@ def test_a_worker_that_cannot_load_stops_the_server_instead_of_restarting(store,
     assert "its artifacts are missing" in failures[0]
     assert "Traceback" not in text
     assert time.monotonic() - started < 120
+
+
+# --- a read-only store ----------------------------------------------------------------------------
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+def _with_bytecode_caching() -> dict:
+    """The environment with Python's bytecode cache on, as it is by default (this machine sets it off)."""
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "AUTORISK_WORKERS": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def test_loading_a_model_writes_nothing_into_the_store(store, cohort, monkeypatch):
+    import mlflow
+
+    from models.registry import load_model
+
+    before = _snapshot(store["folder"])
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # Python's default; this machine turns it off
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    mlflow.set_tracking_uri(store["uri"])
+    assert load_model().version
+    assert sys.dont_write_bytecode is False
+    # MLflow imports the version's mlflow_model.py from the store; its __pycache__ was written there.
+    assert _snapshot(store["folder"]) == before
+
+
+def _read_only_command(folder: Path) -> list[str] | None:
+    """A command prefix that runs what follows with ``folder`` bind-mounted read-only over itself, or None."""
+    if shutil.which("unshare") is None:
+        return None
+    script = (f'mount --bind "{folder}" "{folder}" && mount -o remount,bind,ro "{folder}" '
+              f'&& ! touch "{folder}/.writable" 2>/dev/null && exec "$@"')
+    for prefix in (["unshare", "--mount"], ["unshare", "--user", "--map-root-user", "--mount"]):
+        if subprocess.run([*prefix, "sh", "-c", script, "sh", "true"], capture_output=True).returncode == 0:
+            return [*prefix, "sh", "-c", script, "sh"]
+    return None
+
+
+def test_score_and_serve_work_on_a_read_only_store(store, cohort, tmp_path):
+    prefix = _read_only_command(store["folder"])
+    if prefix is None:
+        pytest.skip("no way to mount the store read-only here (needs unshare with mount namespaces)")
+    env = {**_with_bytecode_caching(), "MLFLOW_TRACKING_URI": store["uri"]}
+    result = subprocess.run([*prefix, AUTORISK, "score", str(cohort), "--out", str(tmp_path / "scores.csv")],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "scored 1," in result.stdout
+    port = free_port()
+    with running_server([*prefix, AUTORISK, "serve", "--port", str(port)], ready_url=f"http://127.0.0.1:{port}/readyz",
+                        log=tmp_path / "serve.log", env=env):
+        import httpx
+
+        answer = httpx.post(f"http://127.0.0.1:{port}/predict", timeout=60, json={"patients": [
+            {"age_years": 34, "sex": "female", "disease_duration_years": 2}]})
+    assert answer.status_code == 200, answer.text
+    assert not (store["folder"] / ".writable").exists()

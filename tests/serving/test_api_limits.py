@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 
-from serving.middleware import MAX_BODY_BYTES_ENV, body_limit
+from serving.settings import MAX_BODY_BYTES_ENV, SettingsError, body_limit
 
 pytestmark = pytest.mark.integration
 
@@ -90,5 +90,5 @@ def test_the_body_limit_is_read_from_the_environment(monkeypatch):
     assert body_limit(MIB) == 4096
     for bad in ("", "0", "-5", "1.5", "1MiB"):
         monkeypatch.setenv(MAX_BODY_BYTES_ENV, bad)
-        with pytest.raises(ValueError, match=MAX_BODY_BYTES_ENV):
+        with pytest.raises(SettingsError, match=MAX_BODY_BYTES_ENV):
             body_limit(MIB)

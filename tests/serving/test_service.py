@@ -6,7 +6,6 @@ import sys
 import time
 
 import httpx
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner

@@ -1,13 +1,14 @@
-"""Ambiguous JSON gets a 400 that names the place: repeated keys at any level, numbers that are not finite.
+"""Ambiguous or mistyped JSON gets a 400 that names the place: repeated keys at any level, numbers that are
+not finite, values of another JSON type than the schema states, keys it does not know.
 
 Against the real server (``autorisk serve``), with bodies written by hand: a JSON library would
-never write them, which is exactly why a client's bug or a hand-edited request can.
+never write most of them, which is exactly why a client's bug or a hand-edited request can.
 """
 
 import httpx
 import pytest
 
-from serving.middleware import json_problem
+from serving.strict_json import json_problem
 
 pytestmark = pytest.mark.integration
 JSON = {"content-type": "application/json"}
@@ -62,3 +63,65 @@ def test_unambiguous_or_unparseable_bodies_are_passed_on(body):
 def test_a_nested_problem_is_named_by_its_path():
     body = b'{"a": {"b": [1, {"c": 1, "c": 2}]}, "d": NaN}'
     assert json_problem(body) == "a.b.1.c: the key 'c' appears more than once in one object; send each key once"
+
+
+WITH_PATIENT = '{"patients": [{' + PATIENT + '%s}]%s}'
+QUOTES = " (write numbers and true/false without quotes)"
+
+
+@pytest.mark.parametrize("body, message", [
+    (WITH_PATIENT % ("", ', "horizons_months": [true]'), "horizons_months.0: expected an integer, got true"),
+    (WITH_PATIENT % ("", ', "horizons_months": ["24"]'), "horizons_months.0: expected an integer, got a string" + QUOTES),
+    (WITH_PATIENT % ("", ', "horizons_months": [24.5]'),
+     "horizons_months.0: expected an integer, got a number with a fraction"),
+    (WITH_PATIENT % ("", ', "contrast": "yes"'), "contrast: expected true/false, got a string" + QUOTES),
+    (WITH_PATIENT % ("", ', "contrast": 1'), "contrast: expected true/false, got an integer"),
+    ('{"patients": [{"age_years": "34", "sex": "female", "disease_duration_years": 2}]}',
+     "patients.0.age_years: expected a number, got a string" + QUOTES),
+    ('{"patients": [{"age_years": "nan", "sex": "female", "disease_duration_years": 2}]}',
+     "patients.0.age_years: expected a number, got a string" + QUOTES),
+    ('{"patients": [{"age_years": 34, "sex": "female", "disease_duration_years": "inf"}]}',
+     "patients.0.disease_duration_years: expected a number, got a string" + QUOTES),
+    (WITH_PATIENT % (', "thyroid_antibodies": "true"', ""),
+     "patients.0.thyroid_antibodies: expected true/false or null, got a string" + QUOTES),
+    (WITH_PATIENT % (', "smoker": 0', ""), "patients.0.smoker: expected true/false or null, got an integer"),
+    (WITH_PATIENT % (', "relapses_prior_2y": false', ""),
+     "patients.0.relapses_prior_2y: expected an integer or null, got false"),
+    (WITH_PATIENT % (', "patient_id": 1001', ""), "patients.0.patient_id: expected a string or null, got an integer"),
+    (WITH_PATIENT % (', "sex_": "female"', ""), 'patients.0: unknown field "sex_"; the fields are patient_id, '),
+    ('{"patients": {"age_years": 34}}', "patients: expected a list, got an object"),
+    ('[{' + PATIENT + '}]', "body: expected an object, got a list"),
+])
+def test_a_value_of_another_json_type_is_a_400_naming_the_field_and_the_type(shared_server, body, message):
+    response = post(shared_server, body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(message), response.json()
+    assert response.headers["x-model-version"]
+
+
+def test_the_same_values_in_their_json_types_are_scored(shared_server):
+    body = WITH_PATIENT % (', "thyroid_antibodies": true, "smoker": null, "relapses_prior_2y": 2.0, "patient_id": "1001"',
+                           ', "horizons_months": [24, 48.0], "contrast": false')
+    response = post(shared_server, body)
+    assert response.status_code == 200, response.text
+    assert response.json()["horizons_months"] == [24, 48]
+
+
+def test_a_309_digit_integer_that_a_double_holds_is_a_number_one_that_overflows_is_not(shared_server):
+    fits, overflows = "1" + "0" * 308, "2" + "0" * 308  # 1e308 and 2e308; the largest double is 1.8e308
+    assert json_problem(f'{{"a": {fits}, "b": -{fits}}}'.encode()) is None
+    response = post(shared_server, '{"patients": [{' + PATIENT.replace('"age_years": 34', f'"age_years": {fits}') + '}]}')
+    assert response.status_code == 400 and "less than or equal to 120" in response.text  # a number, out of range
+    response = post(shared_server, '{"patients": [{' + PATIENT.replace('"age_years": 34', f'"age_years": {overflows}')
+                    + '}]}')
+    assert response.json()["error"] == "patients.0.age_years: 200000000000... (309 characters) is not a finite number"
+
+
+def test_the_openapi_document_states_the_strict_types(shared_server):
+    document = httpx.get(f"{shared_server['url']}/docs.json", timeout=30).json()
+    body = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    fields = body["properties"]
+    assert 'numbers as JSON numbers (a string such as "34", "nan" or "inf" is refused)' in fields["patients"]["description"]
+    assert 'true is not a month, and "24" is refused' in fields["horizons_months"]["description"]
+    assert 'true or false only (not "yes" or 1)' in fields["contrast"]["description"]
+    assert fields["horizons_months"]["items"]["type"] == "integer" and fields["contrast"]["type"] == "boolean"
