@@ -32,8 +32,9 @@ def config():
 
 def test_training_specs_keep_the_experiments_mix_and_total(config):
     specs = training_specs(config, 1000, seed=70)
-    assert [(s.profile, s.n) for s in specs] == [("care-ms1", 667), ("extension", 333)]
-    assert [s.seed for s in specs] == [70, 71]
+    assert [(s.profile, s.n, s.il21_assay) for s in specs] == [
+        ("care-ms1", 667, None), ("extension", 222, None), ("extension", 111, "current_elisa")]
+    assert [s.seed for s in specs] == [70, 71, 72]
     assert sum(s.n for s in training_specs(config, 501, seed=0)) == 501
 
 
