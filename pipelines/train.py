@@ -31,7 +31,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from features.schema import MAX_HORIZON_MONTHS, TREATMENTS, endpoint
-from features.simulator import SimulatorConfig, load_simulator_config, simulate_cohort, true_risk_at
+from features.simulator import SimulatorConfig, simulate_cohort, true_risk_at
 from features.validation import encode
 from models.estimators import FAMILIES
 from models.evaluation import evaluate_against_truth, evaluate_at_horizon, evaluate_contrast, log_loss_over_null
@@ -44,7 +44,7 @@ from models.names import (
 )
 from models.scoring import RiskModel
 from models.survival import HorizonLabels, StratifiedCox, horizon_labels, survival_target
-from pipelines.config import CohortSpec, ExperimentConfig, FamilySpec, deep_merge
+from pipelines.config import CohortSpec, ExperimentConfig, FamilySpec, load_world
 
 if TYPE_CHECKING:
     from pipelines.biomarker import BiomarkerValue
@@ -133,11 +133,8 @@ class Evaluation:
 
 
 def load_simulator(config: ExperimentConfig) -> SimulatorConfig:
-    """The experiment's simulator: the assumptions file with the experiment's overrides."""
-    base = load_simulator_config(config.simulator_config)
-    if not config.simulator_overrides:
-        return base
-    return SimulatorConfig.model_validate(deep_merge(base.model_dump(), config.simulator_overrides))
+    """The experiment's simulator: the assumptions file in the experiment's world, with its overrides."""
+    return load_world(config.world, config.simulator_config, config.simulator_overrides)
 
 
 def simulate_cohorts(simulator: SimulatorConfig, cohorts: list[CohortSpec]) -> pd.DataFrame:
