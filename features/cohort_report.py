@@ -62,7 +62,7 @@ class Check:
         if self.interval is not None:
             tolerance = f"within {self.interval[0]:.3g}–{self.interval[1]:.3g}"
         else:
-            tolerance = ("≥ published − " if self.at_least else "± ") + f"{self.tolerance:g}"
+            tolerance = ("≥ published − " if self.at_least else "± ") + f"{self.tolerance:.3g}"
         if self.departure is not None:
             tolerance += f"; this world departs: {self.departure}"
         return {"section": self.section, "profile": self.profile, "arm": self.arm, "target": self.target,
@@ -70,11 +70,40 @@ class Check:
                 "passed": self.passed, "source": self.source}
 
 
-def incidence_checks(config: SimulatorConfig, profile: str, cohort: pd.DataFrame) -> list[Check]:
-    """§2: each arm's incidence target at the profile's follow-up.
+# A simulated figure passes when it lies within this many standard errors of its target: the
+# intercepts are solved so that every target holds in expectation, so a miss beyond the Monte-Carlo
+# error (of the cohort and of the reference sample the intercepts were solved on) is a fault. At
+# n = 200,000 that is 0.1 points for CARE-MS I's 0.8% ITP and 0.4 points for its 18% thyroid.
+STANDARD_ERRORS = 4.0
 
-    Trials report the share of treated patients with an observed event (tolerance 0.5
-    points); the extension reports Kaplan–Meier cumulative incidence (1.5 points).
+
+def _share_se(share: float, n: float, reference_n: float) -> float:
+    """Binomial standard error of a share from ``n`` patients, with that of the reference sample."""
+    share = min(max(share, 0.0), 1.0)
+    return float(np.sqrt(share * (1 - share) * (1 / max(n, 1) + 1 / max(reference_n, 1))))
+
+
+def _reference_n(config: SimulatorConfig, profile: str, arm: str) -> float:
+    arms = config.profiles[profile].arms
+    return config.calibration.reference_n * arms[arm].n_randomised / sum(a.n_randomised for a in arms.values())
+
+
+def kaplan_meier_se(time: np.ndarray, event: np.ndarray, at: float) -> float:
+    """Standard error of the Kaplan–Meier cumulative incidence at ``at`` (from scikit-survival's
+    log-log 95% interval)."""
+    from sksurv.nonparametric import kaplan_meier_estimator
+
+    times, _, interval = kaplan_meier_estimator(np.asarray(event) == 1, np.asarray(time, dtype=float),
+                                                conf_type="log-log")
+    k = np.searchsorted(times, at, side="right") - 1
+    return float((interval[1, k] - interval[0, k]) / (2 * 1.959964)) if k >= 0 else 0.0
+
+
+def incidence_checks(config: SimulatorConfig, profile: str, cohort: pd.DataFrame) -> list[Check]:
+    """§2: each arm's incidence target at the profile's follow-up, within :data:`STANDARD_ERRORS`.
+
+    Trials report the share of treated patients with an observed event (binomial standard
+    error); the extension reports Kaplan–Meier cumulative incidence (its standard error).
     """
     spec = config.profiles[profile]
     checks = []
@@ -82,38 +111,46 @@ def incidence_checks(config: SimulatorConfig, profile: str, cohort: pd.DataFrame
         if arm_spec.targets is None:
             continue
         members = cohort[cohort["treatment"] == arm]
+        reference_n = _reference_n(config, profile, arm)
         for outcome in OUTCOMES:
+            published = arm_spec.targets[outcome]
             if spec.target_kind == "observed":
                 simulated = float(members[f"{outcome}_event"].mean())
-                target, tolerance = f"{outcome}: share with an observed event by month {spec.follow_up_months:g}", 0.005
+                se = _share_se(published, len(members), reference_n)
+                target = f"{outcome}: share with an observed event by month {spec.follow_up_months:g}"
             else:
-                simulated = float(kaplan_meier_incidence(members[f"{outcome}_time_months"],
-                                                         members[f"{outcome}_event"],
-                                                         [spec.follow_up_months])[0])
-                target, tolerance = f"{outcome}: cumulative incidence (KM) at month {spec.follow_up_months:g}", 0.015
-            checks.append(Check("§2 incidence", profile, arm, target, arm_spec.targets[outcome],
-                                simulated, tolerance, arm_spec.source))
+                time, event = members[f"{outcome}_time_months"], members[f"{outcome}_event"]
+                simulated = float(kaplan_meier_incidence(time, event, [spec.follow_up_months])[0])
+                se = float(np.hypot(kaplan_meier_se(time, event, spec.follow_up_months),
+                                    _share_se(published, np.inf, reference_n)))
+                target = f"{outcome}: cumulative incidence (KM) at month {spec.follow_up_months:g}"
+            checks.append(Check("§2 incidence", profile, arm, target, published, simulated,
+                                STANDARD_ERRORS * se, arm_spec.source))
     return checks
 
 
 def timing_checks(config: SimulatorConfig, profile: str, cohort: pd.DataFrame) -> list[Check]:
-    """§2 'Timing', on alemtuzumab with at least 72 months of follow-up (Kaplan–Meier)."""
+    """§2 'Timing', on alemtuzumab with at least 72 months of follow-up (Kaplan–Meier), each share
+    within :data:`STANDARD_ERRORS` of its binomial error over the onsets."""
     spec = config.profiles[profile]
     if "alemtuzumab" not in spec.arms or spec.follow_up_months < 72:
         return []
     members = cohort[cohort["treatment"] == "alemtuzumab"]
     source = config.onset["alemtuzumab"].source.strip()
+    reference_n = _reference_n(config, profile, "alemtuzumab")
     checks = []
-    for outcome, tolerance in (("thyroid", 0.02), ("itp", 0.06)):
+    for outcome in OUTCOMES:
         curve = kaplan_meier_incidence(members[f"{outcome}_time_months"], members[f"{outcome}_event"],
                                        [12, 24, 36, 48, 60, 72])
         by_year = np.diff(np.concatenate([[0.0], curve]))
+        cases, reference_cases = len(members) * curve[5], reference_n * curve[5]
         checks += [
             Check("§2 timing", profile, "alemtuzumab", f"{outcome}: share of 72-month events by month 36 "
-                  "(2 years after the last course)", 0.83, curve[2] / curve[5], tolerance, source),
+                  "(2 years after the last course)", 0.83, curve[2] / curve[5],
+                  STANDARD_ERRORS * _share_se(0.83, cases, reference_cases), source),
             Check("§2 timing", profile, "alemtuzumab", f"{outcome}: share of 72-month events by month 60 "
-                  "(4 years after the last course), over 97%", 0.97, curve[4] / curve[5], 0.005, source,
-                  at_least=True),
+                  "(4 years after the last course), over 97%", 0.97, curve[4] / curve[5],
+                  STANDARD_ERRORS * _share_se(0.97, cases, reference_cases), source, at_least=True),
             Check("§2 timing", profile, "alemtuzumab", f"{outcome}: year with the most onsets", 3.0,
                   float(np.argmax(by_year) + 1), 0.0, source),
         ]
