@@ -27,8 +27,6 @@ from scipy.special import expit
 from features.baseline import draw_baseline
 from features.simulator_config import IL21Effect, ProfileSpec, SimulatorConfig
 
-OUTCOME_NAMES = ("thyroid", "itp")
-
 
 @dataclass(frozen=True)
 class ArmCurve:
@@ -205,7 +203,7 @@ def _reference(config_json: str, profile: str) -> pd.DataFrame:
                          np.random.default_rng(config.calibration.reference_seed))
 
 
-def _reference_arm(config: SimulatorConfig, config_json: str, profile: str, arm: str) -> pd.DataFrame:
+def _reference_arm(config_json: str, profile: str, arm: str) -> pd.DataFrame:
     reference = _reference(config_json, profile)
     return reference[reference["treatment"].to_numpy() == arm]
 
@@ -219,7 +217,7 @@ def _curve_values(config_json: str, arm: str, outcome: str) -> tuple[float, ...]
     reference = config.event_model.timing_reference.get(arm)
     if config.event_model.form != "proportional-hazards" or reference is None:
         return tuple(onset.cdf)
-    members = _reference_arm(config, config_json, reference, arm)
+    members = _reference_arm(config_json, reference, arm)
     scale = np.exp(linear_predictor(config, reference, outcome, members))
     target = config.profiles[reference].arms[arm].targets[outcome]
     values = [0.0]
@@ -241,7 +239,7 @@ def _timing_centre(config_json: str, arm: str, outcome: str) -> float:
     """``s_ref``: the mean timing score over the eventual cases of the arm's timing reference."""
     config = SimulatorConfig.model_validate_json(config_json)
     reference = config.event_model.timing_reference[arm]
-    members = _reference_arm(config, config_json, reference, arm)
+    members = _reference_arm(config_json, reference, arm)
     eta = linear_predictor(config, reference, outcome, members)
     # The reference targets the cumulative incidence at the end of the onset curve, where T(1, k) = 1
     # for every k: its intercept does not depend on the timing, so there is no circle.
@@ -268,7 +266,7 @@ def onset_shift(config: SimulatorConfig, profile: str, outcome: str, baseline: p
 
 def _solve_arm(config: SimulatorConfig, config_json: str, profile: str, arm: str, outcome: str) -> float:
     spec = config.profiles[profile]
-    members = _reference_arm(config, config_json, profile, arm)
+    members = _reference_arm(config_json, profile, arm)
     eta = linear_predictor(config, profile, outcome, members)
     shift = onset_shift(config, profile, outcome, members, config_json)
     curve = arm_curve(config, arm, outcome, config_json)
