@@ -7,8 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.config import DEFAULT_EXPERIMENT, EXPERIMENTS_DIR, load_experiment
+from pipelines.config import DEFAULT_EXPERIMENT, EXPERIMENTS_DIR, load_experiment, world_names
 from pipelines.worlds import EXPERIMENT, champion_metrics, latest_sweep, world_experiment, world_rows
+from tools.worlds_doc import replace_block, world_list
+from tools.worlds_doc import sweep as sweep_markdown
 
 runner = CliRunner()
 
@@ -81,6 +83,18 @@ def test_worlds_trains_in_each_world_and_logs_a_parent_with_one_child_per_world(
     sweep = client.get_run(parent)
     assert sweep.data.tags["mlflow.note.content"] == table
     assert mlflow.get_experiment_by_name(EXPERIMENT) is not None
+    # docs/worlds.md's table is this one, read back from the store, between its markers.
+    doc = "intro\n<!-- worlds-table:start (regenerate) -->\nold\n<!-- worlds-table:end -->\nafter\n"
+    filled = replace_block(doc, "worlds-table", sweep_markdown(client, parent))
+    assert table in filled and "old" not in filled and filled.endswith("<!-- worlds-table:end -->\nafter\n")
+
+
+def test_the_world_list_comes_from_the_world_files():
+    listed = world_list()
+    for name in world_names():
+        assert f"| `{name}` |" in listed
+    assert "| `proportional-hazards` | proportional-hazards | declining (0.5× after month 24) |" in listed
+    assert "| `early-onset` | ever-risk | rising (2× after month 24) | earlier with thyroid antibodies and il21" in listed
 
 
 def test_worlds_refuses_an_unknown_world(tmp_path, monkeypatch):
