@@ -6,14 +6,20 @@ champion: IL-21 as the legacy kit reads it, as the current kit reads it (the sam
 horizon, the mean (90th percentile, maximum) absolute change in risk, in points, from leaving IL-21
 out to giving each kit's value.
 
-    .venv/bin/python tools/current_kit_effect.py [--model autoimmunity-risk] [--alias champion]
+    .venv/bin/python tools/current_kit_effect.py [--model autoimmunity-risk] [--alias champion] [--doc]
+
+``--doc`` writes the table into docs/worlds.md (between its ``current-kit`` markers).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features.validation import encode
 from models.registry import load_model
@@ -28,6 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="autoimmunity-risk")
     parser.add_argument("--alias", default="champion")
+    parser.add_argument("--doc", action="store_true", help="Write the table into docs/worlds.md.")
     args = parser.parse_args()
     configure_tracking()
     from features.simulator import simulate_cohort
@@ -43,15 +50,23 @@ def main() -> None:
     model = load_model(args.model, args.alias)
     risks = {name: model.risk_model.risks(encode(frame), HORIZONS)
              for name, frame in (("legacy", legacy), ("current", current), ("not given", unknown))}
-    print(f"{args.model} v{model.version}: {rows.sum():,} alemtuzumab patients of the benchmark cohort "
-          f"({spec.profile}, n {spec.n:,}, seed {spec.seed}), risk change from IL-21 not given, points")
+    lines = [f"`{args.model}` v{model.version} ({model.risk_model.family}), {rows.sum():,} alemtuzumab patients "
+             f"of the benchmark cohort ({spec.profile}, n {spec.n:,}, seed {spec.seed}): the absolute change "
+             "in risk, in points, from IL-21 not given to each kit's reading of the same patients.", "",
+             "| endpoint | kit | mean | 90th percentile | maximum |", "|---|---|---|---|---|"]
     for outcome in risks["legacy"]:
         for k, horizon in enumerate(HORIZONS):
             for kit in ("legacy", "current"):
                 change = 100 * np.abs(risks[kit][outcome][:, k] - risks["not given"][outcome][:, k])
-                print(f"  {outcome} {horizon} m, {kit} kit: mean {change.mean():.2f}, 90th percentile "
-                      f"{np.percentile(change, 90):.2f}, max {change.max():.2f}")
+                lines.append(f"| {outcome} {horizon} m | {kit} | {change.mean():.2f} | "
+                             f"{np.percentile(change, 90):.2f} | {change.max():.2f} |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.doc:
+        from tools.worlds_doc import DOC, replace_block
 
+        DOC.write_text(replace_block(DOC.read_text(encoding="utf-8"), "current-kit", table), encoding="utf-8")
+        print(f"wrote {DOC}")
 
 if __name__ == "__main__":
     main()

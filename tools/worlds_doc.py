@@ -50,7 +50,8 @@ def world_list() -> str:
         scale = "HR" if world.event_model.form == "proportional-hazards" else "OR"
         timing = world.event_model.patient_timing
         timing_text = ("the arm's own" if timing is None else
-                       "earlier with " + " and ".join(k.replace("_", " ") for k in timing.weights)
+                       "earlier with " + " and ".join("IL-21" if k == "il21" else k.replace("_", " ")
+                                                      for k in timing.weights)
                        + f" (strength {timing.strength:g})")
         onset = world.onset["interferon_beta_1a"]
         lines.append(
@@ -78,8 +79,10 @@ def validation_table(client: MlflowClient) -> str:
     import pandas as pd
 
     lines = ["| profile | arm | target | published | simulated | tolerance | |", "|---|---|---|---|---|---|---|"]
-    for (world, profile), run in newest_reports(client).items():
-        if world != "default":
+    newest = newest_reports(client)
+    for profile in load_world("default").profiles:
+        run = newest.get(("default", profile))
+        if run is None:
             continue
         path = mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/report/{profile}_checks.csv")
         checks = pd.read_csv(path)

@@ -94,7 +94,7 @@ def test_the_world_list_comes_from_the_world_files():
     for name in world_names():
         assert f"| `{name}` |" in listed
     assert "| `proportional-hazards` | proportional-hazards | declining (0.5× after month 24) |" in listed
-    assert "| `early-onset` | ever-risk | rising (2× after month 24) | earlier with thyroid antibodies and il21" in listed
+    assert "| `early-onset` | ever-risk | rising (2× after month 24) | earlier with thyroid antibodies and IL-21" in listed
 
 
 def test_worlds_refuses_an_unknown_world(tmp_path, monkeypatch):
