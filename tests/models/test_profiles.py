@@ -57,17 +57,21 @@ def thyroid_metrics(model, cohort):
     return evaluate(cohort["thyroid_event"].to_numpy(), risk, cohort["true_risk_thyroid_24m"].to_numpy())
 
 
-def test_a_model_trained_on_one_assay_stays_calibrated_on_the_other(simulator, legacy_model):
+def test_the_current_kit_tells_a_legacy_trained_model_nothing(simulator, legacy_model):
+    """The current kit carries no signal (Azzopardi 2014): its readings rank the same patients no better
+    than leaving IL-21 out, and a model that reads them as if they were the legacy kit's spreads the
+    risks with noise (slope well below 1), where the legacy kit's readings keep it calibrated."""
     legacy = thyroid_metrics(legacy_model, simulate_cohort(simulator, "care-ms1", 40_000, 32))
-    current = thyroid_metrics(legacy_model, simulate_cohort(simulator, "care-ms1", 40_000, 32,
-                                                            il21_assay="current_elisa"))
-    assert 0.85 <= current["calibration_slope"] <= 1.15
-    assert abs(current["calibration_intercept"]) < 0.1
-    assert current["auroc"] == pytest.approx(legacy["auroc"], abs=0.005)
+    cohort = simulate_cohort(simulator, "care-ms1", 40_000, 32, il21_assay="current_elisa")
+    current = thyroid_metrics(legacy_model, cohort)
+    without = thyroid_metrics(legacy_model, cohort.assign(il21_pg_ml=None, il21_assay=None))
+    assert 0.85 <= legacy["calibration_slope"] <= 1.15
+    assert current["auroc"] <= without["auroc"] + 0.005 < legacy["auroc"]
+    assert current["calibration_slope"] < 0.85
 
 
 def test_reading_the_current_kit_as_legacy_would_break_calibration(simulator, legacy_model):
-    """The check above can fail: without per-assay normalisation, the ten-fold shift hides IL-21 risk."""
+    """Without per-assay normalisation, the ten-fold lower level of the current kit reads as low IL-21."""
     cohort = simulate_cohort(simulator, "care-ms1", 40_000, 32, il21_assay="current_elisa")
     mislabelled = cohort.assign(il21_assay=cohort["il21_assay"].where(cohort["il21_assay"].isna(), "legacy_elisa"))
     wrong = thyroid_metrics(legacy_model, mislabelled)

@@ -84,9 +84,9 @@ def test_worlds_trains_in_each_world_and_logs_a_parent_with_one_child_per_world(
     assert sweep.data.tags["mlflow.note.content"] == table
     assert mlflow.get_experiment_by_name(EXPERIMENT) is not None
     # docs/worlds.md's table is this one, read back from the store, between its markers.
-    doc = "intro\n<!-- worlds-table:start (regenerate) -->\nold\n<!-- worlds-table:end -->\nafter\n"
+    doc = "intro\n<!-- worlds-table:start (regenerate) -->\nSTALE TABLE\n<!-- worlds-table:end -->\nafter\n"
     filled = replace_block(doc, "worlds-table", sweep_markdown(client, parent))
-    assert table in filled and "old" not in filled and filled.endswith("<!-- worlds-table:end -->\nafter\n")
+    assert table in filled and "STALE" not in filled and filled.endswith("<!-- worlds-table:end -->\nafter\n")
 
 
 def test_the_world_list_comes_from_the_world_files():
