@@ -9,10 +9,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.schema import EVALUATION_HORIZONS_MONTHS, FEATURE_NAMES, OUTCOMES, TREATMENT_FEATURE, check_horizons
+from features.simulator_config import DEFAULT_CONFIG_PATH, SimulatorConfig
 from models.families import FAMILIES
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 DEFAULT_EXPERIMENT = EXPERIMENTS_DIR / "baseline-comparison.yaml"
+# Named worlds: each file holds overrides of the simulator config (docs/worlds.md).
+WORLDS_DIR = EXPERIMENTS_DIR / "worlds"
+DEFAULT_WORLD = "default"
 
 
 class _Strict(BaseModel):
@@ -144,6 +148,8 @@ class ExperimentConfig(_Strict):
     description: str
     registered_model_name: str
     simulator_config: Path
+    # The world the cohorts are simulated in (experiments/worlds/<world>.yaml), then these overrides.
+    world: str = DEFAULT_WORLD
     simulator_overrides: dict[str, Any] = {}
     train_cohorts: list[TrainCohort] = Field(min_length=1)
     test_fraction: float = Field(gt=0, lt=1)
@@ -178,6 +184,7 @@ class ExperimentConfig(_Strict):
             raise ValueError("interval_refits: a spread needs at least 2 refits (0 for no intervals)")
         if len(set(self.added_value)) != len(self.added_value):
             raise ValueError(f"added_value: names a predictor twice ({list(self.added_value)})")
+        world_overrides(self.world)  # names a shipped world
         return self
 
     @property
@@ -201,6 +208,7 @@ class ExperimentConfig(_Strict):
             "bootstrap": str(self.bootstrap),
             "added_value": ",".join(self.added_value) or "none",
             "interval_refits": str(self.interval_refits),
+            "world": self.world,
             "simulator_overrides": yaml.safe_dump(self.simulator_overrides, default_flow_style=True).strip(),
         }
 
@@ -217,6 +225,31 @@ def deep_merge(base: dict, overrides: dict) -> dict:
         else:
             merged[key] = value
     return merged
+
+
+def world_names() -> list[str]:
+    """The shipped worlds (``experiments/worlds/*.yaml``), the default first."""
+    return sorted((p.stem for p in WORLDS_DIR.glob("*.yaml")), key=lambda name: (name != DEFAULT_WORLD, name))
+
+
+def world_overrides(world: str) -> dict:
+    """The overrides of the simulator config that make the named world, its name included."""
+    path = WORLDS_DIR / f"{world}.yaml"
+    if not path.is_file():
+        raise ValueError(f"world: unknown {world!r}; choose from {', '.join(world_names())}")
+    with open(path, encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of overrides of the simulator config")
+    return raw | {"world": world}
+
+
+def load_world(world: str = DEFAULT_WORLD, path: Path | str = DEFAULT_CONFIG_PATH,
+               overrides: dict | None = None) -> SimulatorConfig:
+    """The simulator config at ``path`` in the named world, with further ``overrides`` on top."""
+    with open(path, encoding="utf-8") as handle:
+        raw = deep_merge(yaml.safe_load(handle), world_overrides(world))
+    return SimulatorConfig.model_validate(deep_merge(raw, overrides or {}))
 
 
 def _raw_experiment(path: Path, seen: tuple[Path, ...] = ()) -> dict:

@@ -154,10 +154,11 @@ def _error_over_spread(log_hazard: np.ndarray, truth: np.ndarray, log_sd: np.nda
     hazard scale: root mean square error over root mean square spread.
 
     About 1 when the errors are what refitting alone explains (the interval then holds the truth
-    about 95% of the time); well above 1 when a bias refits share dominates. NaN where the true risk
-    is 0 (its log cumulative hazard is minus infinity).
+    about 95% of the time); well above 1 when a bias refits share dominates. Patients whose true risk
+    is 0 or 1 (a log cumulative hazard of minus or plus infinity; 1 in a proportional-hazards world
+    for the highest relative hazards) are left out; NaN where none is left.
     """
-    positive = truth > 0
+    positive = (truth > 0) & (truth < 1)
     if not positive.any():
         return float("nan")
     error = log_hazard[positive] - np.log(-np.log1p(-truth[positive]))

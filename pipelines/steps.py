@@ -25,7 +25,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from features.schema import EVALUATION_HORIZONS_MONTHS, OUTCOMES, endpoint
-from features.simulator import SimulatorConfig, load_simulator_config, simulate_cohort
+from features.simulator import SimulatorConfig, simulate_cohort
 from features.validation import encode
 from models.domain import InputDomain
 from models.families import outcome_model
@@ -33,7 +33,7 @@ from models.evaluation import log_loss_over_null
 from models.scoring import RiskModel
 from models.survival import TREATMENT_BY_CODE, HorizonLabels, horizon_labels, survival_target, \
     treatment_index
-from pipelines.config import CohortSpec, ExperimentConfig, FamilySpec, FileCohort, deep_merge
+from pipelines.config import CohortSpec, ExperimentConfig, FamilySpec, FileCohort, load_world
 from pipelines.observed import read_observed
 
 if TYPE_CHECKING:
@@ -140,11 +140,8 @@ class FamilyResult:
 
 
 def load_simulator(config: ExperimentConfig) -> SimulatorConfig:
-    """The experiment's simulator: the assumptions file with the experiment's overrides."""
-    base = load_simulator_config(config.simulator_config)
-    if not config.simulator_overrides:
-        return base
-    return SimulatorConfig.model_validate(deep_merge(base.model_dump(), config.simulator_overrides))
+    """The experiment's simulator: the assumptions file in the experiment's world, with its overrides."""
+    return load_world(config.world, config.simulator_config, config.simulator_overrides)
 
 
 def has_truth(frame: pd.DataFrame) -> bool:

@@ -7,7 +7,7 @@ from features.schema import OUTCOMES
 from features.simulator import SimulatorConfig, onset_cdf, simulate_cohort, true_risk
 from features.validation import validate_frame
 
-PROFILES = ("camms223", "care-ms1", "care-ms2", "extension", "clinic")
+PROFILES = ("camms223", "care-ms1", "care-ms2", "extension", "clinic", "referral-clinic", "il21-high", "registry")
 
 
 def test_same_seed_same_cohort(make_cohort):
@@ -109,15 +109,52 @@ def test_zero_il21_effect_removes_the_signal(simulator):
     assert build_report(no_il21, "care-ms1", n=100_000, seed=2).passed  # targets still met
 
 
-def test_assays_read_the_same_patients_ten_fold_apart(simulator):
-    legacy = simulate_cohort(simulator, "care-ms1", 2000, 9)
-    current = simulate_cohort(simulator, "care-ms1", 2000, 9, il21_assay="current_elisa")
+def test_the_current_kit_reads_the_same_patients_without_signal(simulator):
+    """Azzopardi 2014: the current kit reads about ten times lower and has no predictive value."""
+    legacy = simulate_cohort(simulator, "extension", 20_000, 9)
+    current = simulate_cohort(simulator, "extension", 20_000, 9, il21_assay="current_elisa")
+    pd.testing.assert_series_equal(legacy["true_risk_thyroid"], current["true_risk_thyroid"])
+    pd.testing.assert_series_equal(legacy["thyroid_event"], current["thyroid_event"])
     both = legacy["il21_pg_ml"].notna()
-    ratio = current.loc[both, "il21_pg_ml"] / legacy.loc[both, "il21_pg_ml"]
-    assert ratio.between(0.099, 0.101).all()
+    assert both.equals(current["il21_pg_ml"].notna())
     assert set(current.loc[both, "il21_assay"]) == {"current_elisa"}
     assert current["il21_assay"][~both].isna().all()
-    pd.testing.assert_series_equal(legacy["true_risk_thyroid"], current["true_risk_thyroid"])
+    readings = current.loc[both, "il21_pg_ml"]
+    assert readings.between(1.0, 500.0).all()
+    assert readings.median() == pytest.approx(22.2, rel=0.03)
+    assert 9.3 < readings.median() < 53.1 and legacy.loc[both, "il21_pg_ml"].median() / readings.median() > 9
+    assert abs(np.corrcoef(np.log(readings), np.log(legacy.loc[both, "il21_pg_ml"]))[0, 1]) < 0.03
+    assert abs(np.corrcoef(np.log(readings), current.loc[both, "true_risk_thyroid"])[0, 1]) < 0.03
+    # The legacy kit reads the true level itself: the risk function's IL-21 term follows from it.
+    assert np.corrcoef(np.log(legacy.loc[both, "il21_pg_ml"]), legacy.loc[both, "true_risk_thyroid"])[0, 1] > 0.3
+
+
+def test_external_populations_differ_in_risk_not_only_in_features(simulator, make_cohort):
+    patients = make_cohort("clinic", 1, 0).iloc[[0] * 2].reset_index(drop=True).assign(
+        smoker=[0.0, 1.0], family_history_autoimmunity=0.0, thyroid_antibodies=0.0, il21_pg_ml=200.0,
+        treatment="alemtuzumab")
+    clinic = true_risk(simulator, "clinic", "thyroid", patients, 48)
+    referral = true_risk(simulator, "referral-clinic", "thyroid", patients, 48)
+    odds = lambda r: r / (1 - r)  # noqa: E731
+    # The same patients: 1.6 times the baseline odds of ever developing it; smoking 1.5 instead of 3.05.
+    g48 = onset_cdf(simulator, "alemtuzumab", 48)
+    assert odds(referral[0] / g48) / odds(clinic[0] / g48) == pytest.approx(1.6, rel=1e-9)
+    assert odds(referral[1] / g48) / odds(referral[0] / g48) == pytest.approx(1.5, rel=1e-9)
+    assert odds(clinic[1] / g48) / odds(clinic[0] / g48) == pytest.approx(3.05, rel=1e-9)
+    high = simulate_cohort(simulator, "il21-high", 20_000, 3)
+    trial = simulate_cohort(simulator, "care-ms2", 20_000, 3)
+    trial = trial[trial["treatment"] == "alemtuzumab"]
+    assert high["il21_pg_ml"].median() == pytest.approx(400, rel=0.03)
+    assert high["true_risk_thyroid_48m"].mean() > trial["true_risk_thyroid_48m"].mean() + 0.03
+    registry = simulate_cohort(simulator, "registry", 30_000, 3)
+    assert set(registry["treatment"]) == {"alemtuzumab", "interferon_beta_1a"}
+    by_arm = registry.groupby("treatment")[["true_risk_itp_48m", "true_risk_thyroid_48m"]].mean()
+    care_ms1 = simulate_cohort(simulator, "care-ms1", 30_000, 3).groupby("treatment")[
+        ["true_risk_itp_48m", "true_risk_thyroid_48m"]].mean()
+    # Fewer thyroid disorders recorded than the trials', more ITP, and ITP on interferon too.
+    assert by_arm.loc["alemtuzumab", "true_risk_thyroid_48m"] < care_ms1.loc["alemtuzumab", "true_risk_thyroid_48m"] - 0.05
+    assert by_arm.loc["alemtuzumab", "true_risk_itp_48m"] > 1.2 * care_ms1.loc["alemtuzumab", "true_risk_itp_48m"]
+    assert by_arm.loc["interferon_beta_1a", "true_risk_itp_48m"] > 0
 
 
 def test_missingness_can_depend_on_other_features(simulator):
@@ -130,6 +167,8 @@ def test_missingness_can_depend_on_other_features(simulator):
 
 def test_every_assumption_is_logged_as_a_param(simulator):
     params = simulator.assumption_params()
+    assert params["sim.world"] == "default" and params["sim.event_model.form"] == "ever-risk"
+    assert params["sim.il21_assays.current_elisa.correlation"] == "0.0"
     assert params["sim.profiles.care-ms1.arms.alemtuzumab.targets.thyroid"] == "0.18"
     assert params["sim.onset.alemtuzumab.cdf"].startswith("0,0.15,0.43,0.83")
     assert "sim.risk.thyroid.il21.max_odds_ratio" in params

@@ -97,9 +97,13 @@ def test_the_learned_spread_follows_the_refits_on_patients_it_never_saw(fitted, 
     assert isinstance(spread, LearnedSpread) and spread.refits == 6
     exact = refits["thyroid"].log_hazard_deviations(unseen, (24,)).std(axis=0, ddof=1)[:, 0]
     learned = spread.log_sd(unseen, (24,))[:, 0]
-    # Six refits make each patient's spread noisy (about ±30%); the learned one is a smoothed version of it.
-    assert 0.7 < np.median(learned / exact) < 1.4
-    assert np.corrcoef(np.log(learned), np.log(exact))[0, 1] > 0.3
+    # Six refits make each patient's spread noisy: the log of an SD from 6 draws has an SD of 0.35
+    # (chi with 5 degrees of freedom), so even a perfect smoothed spread is off by about a third per
+    # patient and correlates with it only as far as the patients' true spreads differ (about 0.7 here).
+    # The learned spread is the smoothed one: its median ratio within 10% of 1; a spread off by a
+    # sixth, or one blind to the patient (correlation 0), fails.
+    assert 0.9 < np.median(learned / exact) < 1.1
+    assert np.corrcoef(np.log(learned), np.log(exact))[0, 1] > 0.6
 
 
 def test_the_learned_spread_is_its_boosters_prediction_on_one_thread_or_two(fitted, cohort):

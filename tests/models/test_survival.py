@@ -146,7 +146,12 @@ def test_counterfactual_treatment_and_contrast(model, cohort):
                                    own[outcome][~on_alemtuzumab])
     # Alemtuzumab's excess thyroid risk is large in every trial; ITP on interferon is all but nil.
     assert (contrast["thyroid"]["alemtuzumab"] - contrast["thyroid"]["interferon_beta_1a"]).mean() > 0.05
-    assert contrast["itp"]["interferon_beta_1a"].max() < 1e-3
+    # No ITP onset on interferon in training: its baseline is the floor alone, so each patient's cumulative
+    # hazard is the floor times the relative hazard, in proportion to time, and the risks under 0.01%
+    # by 48 months (docs/models.md) for the average patient.
+    interferon = -np.log1p(-contrast["itp"]["interferon_beta_1a"])
+    np.testing.assert_allclose(interferon[:, 1] / interferon[:, 0], 48 / 24, rtol=1e-9)
+    assert np.median(contrast["itp"]["interferon_beta_1a"][:, 1]) < 1e-4
 
 
 def test_extrapolated_horizons_are_named(model, cohort):

@@ -145,7 +145,7 @@ def test_experiments_il21_value_and_no_effect_differ_only_in_the_simulator():
     assert {k for k in fields if getattr(baseline, k) != getattr(value, k)} == {"name", "description", "added_value"}
     assert value.added_value == ("il21_pg_ml", "thyroid_antibodies")
     assert {k for k in fields if getattr(value, k) != getattr(no_effect, k)} == {
-        "name", "description", "simulator_overrides"}
+        "name", "description", "world"}
 
 
 @pytest.mark.parametrize("names, message", [(["treatment"], "not predictors"), (["il21"], "not predictors"),

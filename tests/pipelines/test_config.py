@@ -50,7 +50,7 @@ def test_experiments_inherit_the_baseline_and_differ_only_where_they_say():
     clinic = load_experiment(EXPERIMENTS_DIR / "trial-to-clinic.yaml")
     differs = {k for k in type(baseline).model_fields if getattr(baseline, k) != getattr(no_effect, k)}
     # il21-no-effect inherits il21-value: the baseline with the added value of IL-21 and the antibodies.
-    assert differs == {"name", "description", "simulator_overrides", "added_value"}
+    assert differs == {"name", "description", "world", "added_value"}
     assert no_effect.families == baseline.families  # tuning included
     assert clinic.families == baseline.families
     assert {k for k in type(baseline).model_fields if getattr(baseline, k) != getattr(clinic, k)} == {

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from models.sample_size import cox_snell_r2_from_c_statistic
 from pipelines.cli import app
 from pipelines.config import DEFAULT_EXPERIMENT, CohortSpec, load_experiment
 from pipelines.sample_size import (
@@ -32,8 +33,9 @@ def config():
 
 def test_training_specs_keep_the_experiments_mix_and_total(config):
     specs = training_specs(config, 1000, seed=70)
-    assert [(s.profile, s.n) for s in specs] == [("care-ms1", 667), ("extension", 333)]
-    assert [s.seed for s in specs] == [70, 71]
+    assert [(s.profile, s.n, s.il21_assay) for s in specs] == [
+        ("care-ms1", 666, None), ("extension", 278, None), ("extension", 56, "current_elisa")]
+    assert [s.seed for s in specs] == [70, 71, 72]
     assert sum(s.n for s in training_specs(config, 501, seed=0)) == 501
 
 
@@ -60,13 +62,19 @@ def test_first_size_reaching_needs_every_larger_size_to_stay_there():
         "calibration_slope"] == 1000
 
 
-def test_riley_reproduces_the_published_size_for_thyroid_by_24_months(simulator):
-    """18% by 24 months (CARE-MS I alemtuzumab), 12 parameters: 857 patients at C 0.75 and 1,382 at C 0.70
-    (the same figures as models/sample_size.py's tests against pmsampsize's method)."""
+def test_riley_sizes_for_thyroid_by_24_months_follow_riley_criterion_one(simulator):
+    """18% by 24 months (CARE-MS I alemtuzumab), 12 parameters. No publication gives a size for this
+    setting: 857 patients at C 0.75 and 1,382 at C 0.70 are this project's own outputs (pinned so that a
+    change shows), and each is checked here against Riley's criterion 1 worked by hand from the
+    Cox-Snell R² the C statistic implies (the method models/sample_size.py's tests check against
+    pmsampsize's published examples)."""
     table = riley_table(riley_scenarios(simulator, {"thyroid": {0.70: "a", 0.75: "b"}, "itp": {0.75: "c"}}))
     thyroid = table[table.outcome == "thyroid"].set_index("c_statistic")
     assert MODEL_PARAMETERS == 12
-    assert thyroid.loc[0.75, "n"] == 857 and thyroid.loc[0.70, "n"] == 1382
+    for c, own in ((0.75, 857), (0.70, 1382)):
+        r2 = cox_snell_r2_from_c_statistic(c, 0.18)
+        by_hand = math.ceil(12 / ((0.9 - 1) * math.log(1 - r2 / 0.9)))  # Riley et al. 2019, criterion 1
+        assert thyroid.loc[c, "n"] == by_hand == own
     assert thyroid.loc[0.75, "binding"] == "shrinkage"
     assert thyroid.loc[0.75, "events"] == pytest.approx(857 * 0.18)
     assert thyroid.loc[0.75, "published_events"] == pytest.approx(141 * 0.18)
@@ -85,9 +93,16 @@ def test_learning_curves_measure_each_fit_against_the_truth(config, simulator):
     points = learning_curves(config, simulator, settings, messages.append)
     assert len(points) == 2 * 2 * 2 and set(points["endpoint"]) == {"thyroid_24m", "itp_24m"}
     large = points[(points.n == 1500) & (points.endpoint == "thyroid_24m")]
-    assert large["auroc_over_oracle"].between(0.8, 1.0).all()
-    assert large["calibration_slope"].between(0.3, 2.0).all()
-    assert (large["mean_abs_risk_error"] < 0.2).all()
+    small = points[(points.n == 40) & (points.endpoint == "thyroid_24m")]
+    # 1,500 patients (about 340 thyroid onsets) for 12 parameters: the fit ranks nearly as well as the
+    # truth and its slope is within sampling error of 1 (its SD is about 0.1 at this size); its risks
+    # are nearer the truth than one risk for everyone would be (0.111 on this benchmark's alemtuzumab arm).
+    assert large["auroc_over_oracle"].between(0.92, 1.0).all()
+    assert large["calibration_slope"].between(0.75, 1.25).all()
+    assert (large["mean_abs_risk_error"] < 0.075).all()
+    # 40 patients (under ten onsets) overfit: slopes far below 1, risks further from the truth.
+    assert (small["calibration_slope"] < 0.5).all()
+    assert small["mean_abs_risk_error"].min() > large["mean_abs_risk_error"].max()
     # 40 patients rarely hold an ITP onset (0.8% by 24 months); where none, nothing is fitted.
     empty = points[points.events == 0]
     assert empty[list(CURVE_METRICS)].isna().all().all()
@@ -101,6 +116,7 @@ def test_sample_size_quick_logs_a_run_and_writes_the_report(tmp_path, monkeypatc
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     result = runner.invoke(app, ["sample-size", "--quick", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
+    # 857: the project's own size for this setting (test above), not a published one.
     assert "at least 857 patients (154 onsets); 141 patients are 16% of it" in result.output
     report = (tmp_path / "out" / "sample-size.md").read_text()
     assert "The largest published IL-21 study had 141 patients" in report and "**857**" in report

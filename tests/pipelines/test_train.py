@@ -114,9 +114,9 @@ def test_the_truth_tables_agree_with_the_metrics(mlflow_store):
                 & (table.endpoint == "thyroid_48m")].iloc[0]
     assert row["mean_risk"] == pytest.approx(
         result.metrics[truth_metric("bench", "interferon_beta_1a", "thyroid_48m", "mean_risk")])
-    # The simulator's interferon risk is 0 for ITP: the model says all but 0 too.
+    # The simulator's interferon risk is 0 for ITP: the model says under 0.01% by 48 months (docs/models.md).
     itp = table[(table.cohort == "bench") & (table.treatment == "interferon_beta_1a") & (table.endpoint == "itp_48m")]
-    assert itp["mean_true_risk"].iloc[0] == 0 and itp["mean_risk"].iloc[0] < 1e-3
+    assert itp["mean_true_risk"].iloc[0] == 0 and itp["mean_risk"].iloc[0] < 1e-4
 
 
 def test_model_card_reports_risk_over_time_and_its_limits(mlflow_store):

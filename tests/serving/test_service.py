@@ -120,25 +120,69 @@ def test_bad_horizons_get_a_400_naming_the_range(server, extra, message):
     assert message in response.text
 
 
+def _batch_extrapolated(warnings: str, treatment: str, horizon: int) -> bool:
+    """Whether the batch ``warnings`` name ``horizon`` as extrapolated on ``treatment``."""
+    for note in warnings.split("; "):
+        prefix = "extrapolated: risks at "
+        if note.startswith(prefix) and f" months on {treatment} lie beyond" in note:
+            months = note[len(prefix):note.index(" months on ")].split(", ")
+            if str(horizon) in months:
+                return True
+    return False
+
+
 def test_rest_and_batch_give_the_same_numbers(server, tmp_path):
-    body = post(server, {"patients": PATIENTS, "horizons_months": [12, 48], "contrast": True}).json()
+    """Every field of the REST answer against the batch front door scoring the same file: risks, bases,
+    SHAP values, intervals, extrapolation, contrast, the years of the monitoring view and their peak,
+    the treatment, the warnings, the inputs not provided and the model."""
+    horizons = [12, 24, 36, 48, 60]  # the monitoring view's year ends, so by_year is checked too
+    body = post(server, {"patients": PATIENTS, "horizons_months": horizons, "contrast": True}).json()
     source, out = tmp_path / "patients.csv", tmp_path / "scores.csv"
     pd.DataFrame(PATIENTS).to_csv(source, index=False)
-    result = CliRunner().invoke(app, ["score", str(source), "--out", str(out), "--horizons", "12,48", "--contrast"])
+    result = CliRunner().invoke(app, ["score", str(source), "--out", str(out), "--horizons",
+                                      ",".join(map(str, horizons)), "--contrast"])
     assert result.exit_code == 0, result.output
     batch = pd.read_csv(out, keep_default_na=False).set_index("patient_id")
+    drift = pd.read_json(tmp_path / "scores.drift.json", typ="series")
+    assert body["model"] == drift["model"]
+    assert body["horizons_months"] == horizons
+    given = pd.DataFrame(PATIENTS).set_index("patient_id")
     for prediction in body["predictions"]:
         row = batch.loc[prediction["patient_id"]]
+        assert prediction["treatment"] == row["treatment"]
         assert "; ".join(prediction["warnings"]) == row["warnings"]
+        blank = {c for c in given.columns if pd.isna(given.loc[prediction["patient_id"], c])}
+        assert prediction["not_provided"] == [n for n in FEATURE_NAMES if n in blank and n != "treatment"]
         for outcome, scores in prediction["outcomes"].items():
+            assert [at["horizon_months"] for at in scores["risks"]] == horizons
             for at, contrast in zip(scores["risks"], scores["contrast"]):
-                name = f"{outcome}_{at['horizon_months']}m"
+                h = at["horizon_months"]
+                name = f"{outcome}_{h}m"
                 assert at["risk"] == pytest.approx(row[f"risk_{name}"], abs=1e-12)
                 assert at["base_value"] == pytest.approx(row[f"base_{name}"], abs=1e-12)
+                assert at["risk_interval"] == pytest.approx([row[f"risk_lo_{name}"], row[f"risk_hi_{name}"]], abs=1e-12)
+                assert at["extrapolated"] == _batch_extrapolated(row["warnings"], prediction["treatment"], h)
+                assert at["scale"] == "log cumulative hazard"
                 for feature, value in at["shap"].items():
                     column = f"shap_{name}__treatment" if feature == "treatment" else f"shap_{outcome}__{feature}"
                     assert value == pytest.approx(row[column], abs=1e-12)
+                assert contrast["horizon_months"] == h
+                for treatment in ("alemtuzumab", "interferon_beta_1a"):
+                    assert contrast[f"risk_if_{treatment}"] == pytest.approx(row[f"risk_{name}_if_{treatment}"], abs=1e-12)
                 assert contrast["excess"] == pytest.approx(row[f"excess_{name}"], abs=1e-12)
+                assert contrast["extrapolated"] == any(_batch_extrapolated(row["warnings"], t, h)
+                                                       for t in ("alemtuzumab", "interferon_beta_1a"))
+            # The monitoring view: the risk by each year's end, the year's hazard, the likeliest year.
+            by_end = [row[f"risk_{outcome}_{12 * y}m"] for y in range(1, 6)]
+            previous = [0.0, *by_end[:-1]]
+            for year, before, after in zip(scores["by_year"], previous, by_end):
+                assert year["risk"] == pytest.approx(after, abs=1e-12)
+                assert year["onset_in_year"] == pytest.approx(1 - (1 - after) / (1 - before), abs=1e-12)
+                assert year["extrapolated"] == _batch_extrapolated(row["warnings"], prediction["treatment"],
+                                                                   12 * year["year"])
+            hazards = [1 - (1 - a) / (1 - b) for b, a in zip(previous, by_end)]
+            peak = next(y for y, v in enumerate(hazards, 1) if v >= max(hazards) * (1 - 1e-6))
+            assert scores["peak_hazard_year"] == peak
 
 
 @pytest.mark.parametrize("patient, field", [
