@@ -6,11 +6,16 @@ second run reuse the trained champion and the simulated files.
 
 - Cohorts: ``simulate_cohort(profile care-ms1)``, the input columns only, written as CSV and
   Parquet in a temporary folder.
-- Champion: the default experiment (experiments/baseline-comparison.yaml) with its cox-xgboost
-  family only, untuned (its stated hyperparameters: 400 trees of depth 3 per outcome), no
-  bootstrap and no external cohorts, trained into a temporary MLflow store
-  (``MLFLOW_TRACKING_URI`` points there, never at the project's mlflow.db); or the champion of
-  ``--store DIR`` when given.
+- Models, side by side in one run: the default experiment (experiments/baseline-comparison.yaml)
+  with its two tree families only, the mixture-cure ``cure-xgboost`` and the proportional-hazards
+  ``cox-xgboost`` that was the champion before it, untuned (their stated hyperparameters), no
+  bootstrap and no external cohorts, with :data:`INTERVAL_REFITS` refits behind the intervals
+  (what a scored patient costs does not depend on their number: the tree families serve a learned
+  spread), trained into a temporary MLflow store (``MLFLOW_TRACKING_URI`` points there, never at
+  the project's mlflow.db); or ``--versions`` of the store in ``--store DIR``.
+- Every score is a whole answer: both outcomes' risks at the default horizons, their 95%
+  intervals (the refits' spread, extrapolation and the inputs a patient lacks), the treatment
+  contrast and the exact SHAP values.
 - End to end: ``autorisk score IN --out OUT`` in a fresh process per run; rows/s from the
   time the command reports for reading, validating, scoring, writing and the drift report
   (start-up and model loading are a fixed cost, given below the table);
@@ -52,7 +57,7 @@ import numpy as np, pandas as pd, xgboost as xgb
 from features.validation import validate_frame
 from models.registry import load_model
 
-model = load_model()
+model = load_model(version="{version}")
 estimators = [m.estimator_ for m in model.risk_model.outcomes.values()]
 if not all(hasattr(e, "booster_") for e in estimators):
     raise SystemExit("the champion is not a tree model: no in-process limit to compare with")
@@ -92,7 +97,7 @@ from models.scoring import ScoringOptions, score_columns
 from pipelines.reading import open_input
 from pipelines.score import ChunkScorer, load_reference
 
-model = load_model()
+model = load_model(version="{version}")
 reference, _ = load_reference(model)
 scorer = ChunkScorer(model.risk_model, model.version, ScoringOptions(), False, reference)
 phases = defaultdict(lambda: [0.0, 0.0])
@@ -130,20 +135,19 @@ import os, sys, time
 sys.path.insert(0, {root!r})
 from benchmarks.score import derived_config
 
-def train_champion():
+def train_versions(path):
+    import json
     import mlflow
-    from mlflow import MlflowClient
 
-    from models.registry import CHAMPION, MODEL_NAME
     from pipelines.train import run_experiment
 
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     started = time.perf_counter()
     results = run_experiment(derived_config(), log=lambda *_: None)
-    version = str(results[-1].model_version)
-    MlflowClient().set_registered_model_alias(MODEL_NAME, CHAMPION, version)
-    print(f"trained the champion (cox-xgboost, version {{version}}) in {{time.perf_counter() - started:.0f}} s",
-          file=sys.stderr)
+    versions = {{r.family: str(r.model_version) for r in results}}
+    with open(path, "w") as out:
+        json.dump(versions, out)
+    print(f"trained {{versions}} in {{time.perf_counter() - started:.0f}} s", file=sys.stderr)
 
 def write_cohort(folder, profile, n, seed):
     from pathlib import Path
@@ -158,13 +162,17 @@ def write_cohort(folder, profile, n, seed):
 """
 
 
+FAMILIES = ("cure-xgboost", "cox-xgboost")
+INTERVAL_REFITS = 5
+
+
 def derived_config():
-    """The default experiment, xgboost only and untuned, without bootstrap or external cohorts."""
+    """The default experiment, its tree families only and untuned, without bootstrap or external cohorts."""
     from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
 
     config = load_experiment(DEFAULT_EXPERIMENT)
-    trees = config.families["cox-xgboost"].model_copy(update={"tuning": None})
-    updates = {"name": "bench-score", "families": {"cox-xgboost": trees}}
+    families = {name: config.families[name].model_copy(update={"tuning": None}) for name in FAMILIES}
+    updates = {"name": "bench-score", "families": families, "interval_refits": INTERVAL_REFITS}
     fields = type(config).model_fields
     if "bootstrap" in fields:
         updates["bootstrap"] = 0
@@ -192,14 +200,14 @@ def _child(code: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def in_process_limit(parquet: Path, rows: int, shap_rows: int) -> dict:
-    """The champion's boosters and the alternatives on the first ``rows`` rows, in memory, in a fresh process."""
-    return _child(LIMIT_CHILD.format(parquet=parquet, rows=rows, shap_rows=shap_rows))
+def in_process_limit(parquet: Path, rows: int, shap_rows: int, version: str) -> dict:
+    """A version's boosters and the alternatives on the first ``rows`` rows, in memory, in a fresh process."""
+    return _child(LIMIT_CHILD.format(parquet=parquet, rows=rows, shap_rows=shap_rows, version=version))
 
 
-def profile(source: Path) -> dict:
-    """Seconds and CPU seconds per phase of scoring ``source``, in a fresh process."""
-    return _child(PROFILE_CHILD.format(source=source))
+def profile(source: Path, version: str) -> dict:
+    """Seconds and CPU seconds per phase of scoring ``source`` with ``version``, in a fresh process."""
+    return _child(PROFILE_CHILD.format(source=source, version=version))
 
 
 def _popen_wait4(args: list[str], folder: Path, **kwargs) -> tuple[subprocess.CompletedProcess, object]:
@@ -213,11 +221,12 @@ def _popen_wait4(args: list[str], folder: Path, **kwargs) -> tuple[subprocess.Co
         return subprocess.CompletedProcess(args, process.returncode, stdout.read(), stderr.read()), usage
 
 
-def run_end_to_end(source: Path, folder: Path) -> dict:
+def run_end_to_end(source: Path, folder: Path, version: str) -> dict:
     """One ``autorisk score`` run in a fresh process: reported seconds, process seconds, peak MiB."""
     out = folder / f"scores{source.suffix}"
     started = time.perf_counter()
-    result, usage = _popen_wait4([str(AUTORISK), "score", str(source), "--out", str(out)], folder, cwd=ROOT,
+    command = [str(AUTORISK), "score", str(source), "--out", str(out), "--model-version", version]
+    result, usage = _popen_wait4(command, folder, cwd=ROOT,
                                  env=os.environ | {"COLUMNS": "400"})
     wall = time.perf_counter() - started
     if result.returncode != 0:
@@ -232,11 +241,7 @@ def run_end_to_end(source: Path, folder: Path) -> dict:
             "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024}
 
 
-def _rate(run: dict) -> float:
-    return run["rows"] / run["seconds"]
-
-
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--profile", default="care-ms1")
@@ -249,95 +254,141 @@ def main() -> None:
     parser.add_argument("--limit-rows", type=int, default=100_000,
                         help="The in-process limit is measured on the first rows of each cohort, at most this many.")
     parser.add_argument("--shap-rows", type=int, default=10_000, help="Rows for shap's TreeExplainer (a rate per row).")
-    parser.add_argument("--store", type=Path, help="Folder with an MLflow store (mlflow.db) and a champion to use.")
+    parser.add_argument("--store", type=Path, help="Folder with an MLflow store (mlflow.db) holding --versions.")
+    parser.add_argument("--versions", nargs="+", metavar="FAMILY=VERSION",
+                        help="With --store: the registered versions to compare, e.g. cure-xgboost=3 cox-xgboost=2.")
     parser.add_argument("--work", type=Path, help="Folder for the cohorts and scores (default: a temporary one).")
     args = parser.parse_args()
+    if bool(args.store) != bool(args.versions):
+        parser.error("--store and --versions go together")
     args.repeats = args.repeats or [3] + [1] * (len(args.sizes) - 1)
     args.formats = args.formats or ["csv,parquet"]
     if len(args.repeats) not in (1, len(args.sizes)):
         parser.error("--repeats takes one number or one per size")
-    repeats = dict(zip(args.sizes, args.repeats * len(args.sizes) if len(args.repeats) == 1 else args.repeats))
     if len(args.formats) not in (1, len(args.sizes)):
         parser.error("--formats takes one entry or one per size")
+    args.repeats = dict(zip(args.sizes, args.repeats * len(args.sizes) if len(args.repeats) == 1 else args.repeats))
     entries = args.formats * len(args.sizes) if len(args.formats) == 1 else args.formats
-    formats = {n: tuple(entry.split(",")) for n, entry in zip(args.sizes, entries)}
-    if any(fmt not in ("csv", "parquet") for entry in formats.values() for fmt in entry):
+    args.formats = {n: tuple(entry.split(",")) for n, entry in zip(args.sizes, entries)}
+    if any(fmt not in ("csv", "parquet") for entry in args.formats.values() for fmt in entry):
         parser.error("--formats: csv or parquet")
+    return args
 
+
+def measure_size(args, work: Path, n: int, versions: dict[str, str], tiny: dict[str, Path]) -> tuple[list, dict]:
+    """Every version on one cohort size, runs interleaved: table rows and the in-process figures per version."""
+    paths = cohort_files(work, args.profile, n, seed=1)
+    runs = {(family, kind): [] for family in versions for kind in ("limit", "fixed", *args.formats[n])}
+    for repeat in range(args.repeats[n]):
+        for family, version in versions.items():
+            runs[family, "limit"].append(in_process_limit(paths["parquet"], min(n, args.limit_rows), args.shap_rows,
+                                                          version))
+            runs[family, "fixed"].append(run_end_to_end(tiny["csv"], work, version))
+            for fmt in args.formats[n]:
+                runs[family, fmt].append(run_end_to_end(paths[fmt], work, version))
+                assert runs[family, fmt][-1]["read"] == n, runs[family, fmt][-1]
+        print(f"{n:,} patients, repeat {repeat + 1}: " + json.dumps(
+            {f"{k[0]} {k[1]}": v[-1] for k, v in runs.items() if v}), file=sys.stderr, flush=True)
+    rows, limits = [], {}
+    for family in versions:
+        limit_runs = runs[family, "limit"]
+        limits[family] = {method: {key: statistics.median(r[method][key] / r[method]["rows"] for r in limit_runs)
+                                   for key in ("seconds", "cpu_seconds")}
+                          for method in ("margin", "tables", "pred_contribs", "shap")}
+        fixed_cpu = statistics.median(r["cpu_seconds"] for r in runs[family, "fixed"])
+        for fmt in args.formats[n]:
+            done = runs[family, fmt]
+            rows.append({"n": n, "fmt": fmt, "family": family, "version": versions[family],
+                         "seconds": statistics.median(r["seconds"] for r in done),
+                         "cpu": statistics.median(r["cpu_seconds"] for r in done) - fixed_cpu,
+                         "process": statistics.median(r["process_seconds"] for r in done),
+                         "peak": statistics.median(r["peak_mib"] for r in done),
+                         "fixed": statistics.median(r["process_seconds"] for r in runs[family, "fixed"]),
+                         "outcomes": limit_runs[0]["outcomes"], "trees": limit_runs[0]["trees"]})
+    return rows, limits
+
+
+def print_end_to_end(rows: list[dict], limits: dict) -> None:
+    print("| model | patients | input | scoring (s) | whole command (s) | CPU (s) | rows/s | in-process limit "
+          "(rows/s) | ratio | CPU per row: limit / end to end | peak memory (MiB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        limit = limits[r["n"]][r["family"]]["margin"]
+        print(f"| {r['family']} v{r['version']} | {r['n']:,} | {'CSV' if r['fmt'] == 'csv' else 'Parquet'} "
+              f"| {r['seconds']:.1f} | {r['process']:.1f} | {r['cpu']:.1f} | {r['n'] / r['seconds']:,.0f} "
+              f"| {1 / limit['seconds']:,.0f} | {r['n'] / r['seconds'] * limit['seconds']:.2f} "
+              f"| {limit['cpu_seconds'] * r['n'] / r['cpu']:.2f} | {r['peak']:,.0f} |")
+    first = {(r["n"], r["fmt"]): r for r in rows if r["family"] == rows[0]["family"]}
+    for r in rows:
+        if r["family"] != rows[0]["family"]:
+            base = first[r["n"], r["fmt"]]
+            print(f"\n{base['family']} / {r['family']}, {r['n']:,} patients, {r['fmt']}: wall "
+                  f"{base['seconds'] / r['seconds']:.2f}x, CPU {base['cpu'] / r['cpu']:.2f}x")
+
+
+def print_in_memory(limits: dict) -> None:
+    print("\nPer patient, both outcomes, the same rows in memory (microseconds, medians):\n")
+    print("| model | patients | method | wall (µs/row) | CPU (µs/row) | CPU over the margin's |")
+    print("|---|---|---|---|---|---|")
+    names = {"margin": "the trees' own margin (xgboost inplace_predict): the limit",
+             "tables": "exact SHAP, autorisk's tables", "pred_contribs": "exact SHAP, xgboost pred_contribs",
+             "shap": "exact SHAP, shap TreeExplainer"}
+    for n, per_family in limits.items():
+        for family, median in per_family.items():
+            for method, label in names.items():
+                m = median[method]
+                print(f"| {family} | {n:,} | {label} | {1e6 * m['seconds']:.2f} | {1e6 * m['cpu_seconds']:.2f} | "
+                      f"{m['cpu_seconds'] / median['margin']['cpu_seconds']:.1f} |")
+
+
+def print_profiles(profiles: dict, n: int) -> None:
+    print(f"\nProfile of one run of {n:,} patients (seconds / CPU seconds):\n")
+    print("| phase | " + " | ".join(profiles) + " |")
+    print("|---|" + "---|" * len(profiles))
+    for phase in next(iter(profiles.values())):
+        print(f"| {phase} | " + " | ".join(f"{p[phase][0]:.2f} / {p[phase][1]:.2f}" for p in profiles.values()) + " |")
+
+
+def main() -> None:
+    args = parse_args()
     with tempfile.TemporaryDirectory(prefix="autorisk-bench-score-") as temporary:
         work = args.work or Path(temporary)
         work.mkdir(parents=True, exist_ok=True)
         store = args.store or work / "store"
         store.mkdir(parents=True, exist_ok=True)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store.resolve() / 'mlflow.db'}"
-        if not args.store:
-            _prepare("train_champion()")
-        rows, limits, profiles = [], {}, {}
+        if args.versions:
+            versions = dict(entry.split("=", 1) for entry in args.versions)
+        else:
+            _prepare(f"train_versions({str(work / 'versions.json')!r})")
+            versions = json.loads((work / "versions.json").read_text())
+        rows, limits = [], {}
         tiny = cohort_files(work, args.profile, 100, seed=2)
         for n in args.sizes:
-            paths = cohort_files(work, args.profile, n, seed=1)
-            runs: dict[str, list[dict]] = {"limit": [], "csv": [], "parquet": [], "fixed": []}
-            for repeat in range(repeats[n]):
-                runs["limit"].append(in_process_limit(paths["parquet"], min(n, args.limit_rows), args.shap_rows))
-                runs["fixed"].append(run_end_to_end(tiny["csv"], work))
-                for fmt in formats[n]:
-                    runs[fmt].append(run_end_to_end(paths[fmt], work))
-                    assert runs[fmt][-1]["read"] == n, runs[fmt][-1]
-                print(f"{n:,} patients, repeat {repeat + 1}: " + json.dumps(
-                    {k: v[-1] for k, v in runs.items() if v}), file=sys.stderr, flush=True)
-            if n == args.sizes[0]:
-                profiles = {fmt: profile(paths[fmt]) for fmt in formats[n]}
-            median = {method: {key: statistics.median(r[method][key] / r[method]["rows"] for r in runs["limit"])
-                               for key in ("seconds", "cpu_seconds")}
-                      for method in ("margin", "tables", "pred_contribs", "shap")}
-            limits[n] = median
-            fixed_cpu = statistics.median(r["cpu_seconds"] for r in runs["fixed"])
-            for fmt in formats[n]:
-                seconds = statistics.median(r["seconds"] for r in runs[fmt])
-                cpu = statistics.median(r["cpu_seconds"] for r in runs[fmt]) - fixed_cpu
-                rows.append({"n": n, "fmt": fmt, "seconds": seconds, "cpu": cpu,
-                             "process": statistics.median(r["process_seconds"] for r in runs[fmt]),
-                             "peak": statistics.median(r["peak_mib"] for r in runs[fmt]),
-                             "fixed": statistics.median(r["process_seconds"] for r in runs["fixed"]),
-                             "outcomes": runs["limit"][0]["outcomes"], "trees": runs["limit"][0]["trees"]})
+            size_rows, limits[n] = measure_size(args, work, n, versions, tiny)
+            rows += size_rows
+        first = args.sizes[0]
+        paths = cohort_files(work, args.profile, first, seed=1)
+        profiles = {f"{family} {fmt}": profile(paths[fmt], version)
+                    for family, version in versions.items() for fmt in args.formats[first]}
 
-    print("| patients | input | scoring (s) | whole command (s) | CPU (s) | rows/s | in-process limit (rows/s) "
-          "| ratio | CPU per row: limit / end to end | peak memory (MiB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        limit = limits[r["n"]]["margin"]
-        print(f"| {r['n']:,} | {'CSV' if r['fmt'] == 'csv' else 'Parquet'} | {r['seconds']:.1f} | {r['process']:.1f} | "
-              f"{r['cpu']:.1f} | {r['n'] / r['seconds']:,.0f} | {1 / limit['seconds']:,.0f} | "
-              f"{r['n'] / r['seconds'] * limit['seconds']:.2f} | {limit['cpu_seconds'] * r['n'] / r['cpu']:.2f} | "
-              f"{r['peak']:,.0f} |")
-    print("\nPer patient, both outcomes, the same rows in memory (microseconds, medians):\n")
-    print("| patients | method | wall (µs/row) | CPU (µs/row) | CPU over the margin's |")
-    print("|---|---|---|---|---|")
-    names = {"margin": "the trees' own margin (xgboost inplace_predict): the limit",
-             "tables": "exact SHAP, autorisk's tables", "pred_contribs": "exact SHAP, xgboost pred_contribs",
-             "shap": "exact SHAP, shap TreeExplainer"}
-    for n, median in limits.items():
-        for method, label in names.items():
-            m = median[method]
-            print(f"| {n:,} | {label} | {1e6 * m['seconds']:.2f} | {1e6 * m['cpu_seconds']:.2f} | "
-                  f"{m['cpu_seconds'] / median['margin']['cpu_seconds']:.1f} |")
+    print_end_to_end(rows, limits)
+    print_in_memory(limits)
     sizes = sorted({r["n"] for r in rows})
-    if len(sizes) > 1:
+    for family in versions:
         for fmt in ("csv", "parquet"):
-            peaks = {r["n"]: r["peak"] for r in rows if r["fmt"] == fmt}
+            peaks = {r["n"]: r["peak"] for r in rows if r["fmt"] == fmt and r["family"] == family}
             if len(peaks) >= 2:
-                print(f"\npeak memory {fmt}: {sizes[-1]:,} / {sizes[0]:,} patients = "
+                print(f"\npeak memory {family} {fmt}: {sizes[-1]:,} / {sizes[0]:,} patients = "
                       f"{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}x")
-    print(f"\nProfile of one run of {sizes[0]:,} patients (seconds / CPU seconds):\n")
-    print("| phase | " + " | ".join(profiles) + " |")
-    print("|---|" + "---|" * len(profiles))
-    for phase in next(iter(profiles.values())):
-        print(f"| {phase} | " + " | ".join(f"{p[phase][0]:.2f} / {p[phase][1]:.2f}" for p in profiles.values()) + " |")
-    runs_per_size = ", ".join(f"{n:,}: {k}" for n, k in repeats.items())
-    print(f"\n{rows[0]['outcomes']} outcomes ({', '.join(map(str, rows[0]['trees']))} trees); medians over the runs "
-          f"per size ({runs_per_size}); {os.cpu_count()} cores; fixed start-up of the command (imports, model "
-          f"loading): {rows[0]['fixed']:.1f} s; in-process figures on the first {args.limit_rows:,} rows of each "
-          f"cohort (shap: {args.shap_rows:,})")
+    print_profiles(profiles, first)
+    runs_per_size = ", ".join(f"{n:,}: {k}" for n, k in args.repeats.items())
+    trees = "; ".join(f"{r['family']}: {', '.join(map(str, r['trees']))}" for r in rows if r["n"] == first
+                      and r["fmt"] == args.formats[first][0])
+    print(f"\n{rows[0]['outcomes']} outcomes (trees per outcome, {trees}); medians over the runs per size "
+          f"({runs_per_size}); {os.cpu_count()} cores; fixed start-up of the command (imports, model loading): "
+          f"{rows[0]['fixed']:.1f} s; in-process figures on the first {args.limit_rows:,} rows of each cohort "
+          f"(shap: {args.shap_rows:,})")
 
 
 if __name__ == "__main__":
