@@ -105,11 +105,104 @@ def champion_table() -> str | None:
     return "\n".join(lines)
 
 
+def _experiment_versions() -> list[tuple[str, str, dict[str, float]]] | None:
+    """Every family the champion's experiment trained, latest training version first per family:
+    ``(family, version, run metrics)``, the champion's family first (None without a store or champion)."""
+    found = _champion_metrics()
+    if found is None:
+        return None
+    import mlflow
+
+    from models.names import (
+        ORIGIN_TRAINING,
+        VERSION_EXPERIMENT_TAG,
+        VERSION_FAMILY_TAG,
+        VERSION_ORIGIN_TAG,
+    )
+
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias("autoimmunity-risk", "champion")
+    experiment = champion.tags.get(VERSION_EXPERIMENT_TAG)
+    latest: dict[str, object] = {}
+    for version in client.search_model_versions("name='autoimmunity-risk'"):
+        tags = version.tags
+        trained = tags.get(VERSION_ORIGIN_TAG, ORIGIN_TRAINING) == ORIGIN_TRAINING
+        if tags.get(VERSION_EXPERIMENT_TAG) != experiment or not trained:
+            continue
+        family = tags.get(VERSION_FAMILY_TAG, "?")
+        if family not in latest or int(version.version) > int(latest[family].version):
+            latest[family] = version
+    ordered = sorted(latest.values(), key=lambda v: (v.version != champion.version, v.tags.get(VERSION_FAMILY_TAG)))
+    return [(v.tags.get(VERSION_FAMILY_TAG, "?"), v.version, client.get_run(v.run_id).data.metrics) for v in ordered]
+
+
+def _percent(digits: int) -> Callable[[float], str]:
+    return lambda v: f"{100 * v:.{digits}f}%"
+
+
+def families_table() -> str | None:
+    """docs/models.md: every family of the champion's experiment against the truth, per arm, outcome and horizon."""
+    versions = _experiment_versions()
+    if versions is None:
+        return None
+    from features.schema import TREATMENTS
+    from models.names import PROMOTION_METRIC, interval_metric, truth_metric
+
+    lines = ["Benchmark cohort (CARE-MS I, 20,000 patients no model saw), each family's latest version of the "
+             "champion's experiment, the champion first. Mean predicted / true risk, expected AUROC over the "
+             "oracle's, expected calibration slope against the true risk, the share of patients whose true risk "
+             "the 95% interval holds and its mean width.", "",
+             "| family (version) | held-out log loss over the incidence's | arm | endpoint | mean predicted / true "
+             "| AUROC / oracle's | slope | true risk inside | mean width |", "|---|---|---|---|---|---|---|---|---|"]
+    for family, version, m in versions:
+        loss = f"{m[PROMOTION_METRIC]:.4f}" if PROMOTION_METRIC in m else "—"
+        for arm in TREATMENTS:
+            for e in ("thyroid_24m", "thyroid_48m", "itp_24m", "itp_48m"):
+                def get(key, fmt, m=m):
+                    return fmt(m[key]) if key in m and m[key] == m[key] else "—"
+                mean = (f"{get(truth_metric('bench', arm, e, 'mean_risk'), _percent(2))} / "
+                        f"{get(truth_metric('bench', arm, e, 'mean_true_risk'), _percent(2))}")
+                lines.append(f"| {family} (v{version}) | {loss} | {arm} | {e} | {mean} | "
+                             f"{get(truth_metric('bench', arm, e, 'auroc_over_oracle'), '{:.3f}'.format)} | "
+                             f"{get(truth_metric('bench', arm, e, 'calibration_slope'), '{:.3f}'.format)} | "
+                             f"{get(interval_metric('bench', arm, e, 'coverage'), _percent(1))} | "
+                             f"{get(interval_metric('bench', arm, e, 'mean_width'), lambda v: f'{100 * v:.2f} pts')} |")
+    return "\n".join(lines)
+
+
+def coverage_table() -> str | None:
+    """docs/intervals.md: per family, arm and endpoint, how often the interval held the true risk, and how wide
+    it was, for every patient and for those who gave every input."""
+    versions = _experiment_versions()
+    if versions is None:
+        return None
+    from features.schema import TREATMENTS
+    from models.names import interval_metric
+
+    lines = ["Benchmark cohort (CARE-MS I, 20,000 patients no model saw), each family's latest version of the "
+             "champion's experiment, the champion first.", "",
+             "| family (version) | arm | endpoint | true risk inside | mean width | inside, every input given "
+             "| mean width, every input given | patients with every input |", "|---|---|---|---|---|---|---|---|"]
+    for family, version, m in versions:
+        for arm in TREATMENTS:
+            for e in ("thyroid_12m", "thyroid_24m", "thyroid_48m", "itp_12m", "itp_24m", "itp_48m"):
+                def get(metric, fmt, m=m, arm=arm, e=e):
+                    value = m.get(interval_metric("bench", arm, e, metric))
+                    return "—" if value is None or value != value else fmt(value)
+                width = lambda v: f"{100 * v:.2f} pts"  # noqa: E731
+                lines.append(f"| {family} (v{version}) | {arm} | {e} | {get('coverage', _percent(1))} | "
+                             f"{get('mean_width', width)} | {get('coverage_complete', _percent(1))} | "
+                             f"{get('mean_width_complete', width)} | {get('complete_share', _percent(0))} |")
+    return "\n".join(lines)
+
+
 # block name -> (file, generator); a generator returns the block's text, or None when its source is absent.
 GENERATORS: dict[str, tuple[Path, Callable[[], str | None]]] = {
     "features": (ROOT / "README.md", features_table),
     "champion": (ROOT / "README.md", champion_table),
     "validation-loop": (ROOT / "docs" / "validation.md", validation_loop_table),
+    "families": (ROOT / "docs" / "models.md", families_table),
+    "coverage": (ROOT / "docs" / "intervals.md", coverage_table),
 }
 _BLOCK = r"(<!-- {name}:start[^>]*-->\n)(.*?)(<!-- {name}:end -->)"
 
