@@ -445,12 +445,18 @@ def describe_spread(spread: Spread | None) -> dict | None:
     """
     if spread is None:
         return None
-    inner = getattr(spread, "inner", spread)  # a recalibrated version's: the source's, with the local baseline's
+    kinds, inner = [], spread
+    while hasattr(inner, "inner"):  # a recalibration's, the model error's: wrapped around the refits' own
+        kinds.append(inner.kind)
+        inner = inner.inner
     how = ("their variance in closed form" if isinstance(inner, LinearSpread)
            else "their spread learned by a small booster")
-    local = " and of the recalibration on local patients" if inner is not spread else ""
+    local = " and of the recalibration on local patients" if "recalibrated" in kinds else ""
+    error = (", with the model's own error measured on the held-out split's observed outcomes"
+             if "with-model-error" in kinds else "")
     return {"name": INTERVAL_NAME, "level": LEVEL, "refits": spread.refits,
             "method": f"± {quantile(spread.refits):.2f} SDs (Student's t for {spread.refits} refits) of the log "
                       f"cumulative hazard over bootstrap refits of the whole fitting procedure{local} "
-                      f"(prediction instability; {how}), widened where a horizon is extrapolated; from 0 to the "
+                      f"(prediction instability; {how}){error}, widened where a horizon is extrapolated and for "
+                      "inputs not provided; from 0 to the "
                       "rule of three's bound for a treatment without training onsets"}

@@ -13,7 +13,9 @@ wherever autorisk is installed, whatever the Python objects looked like when it 
   format) and ``<outcome>.treeshap.npz`` (the exact SHAP tables, built once at training time);
 - per outcome with risk intervals, ``<outcome>.intervals.npz`` (the linear family's refits as
   arrays) or ``<outcome>.intervals.ubj`` (the tree family's learned spread), described under
-  ``intervals`` in the manifest (:mod:`models.intervals`).
+  ``intervals`` in the manifest (:mod:`models.intervals`), with ``<outcome>.model-error.npz`` (the
+  model-error variance per treatment and month, :mod:`models.model_error`) and, for a recalibrated
+  version, ``<outcome>.recalibration.npz``.
 
 JSON keeps every float64 exactly (Python writes the shortest repr that reads back the same).
 """
@@ -30,6 +32,7 @@ from models.cure import CureXGBoost, MixtureCure, TimingShares
 from models.estimators import LinearCoxRegression, XGBoostCoxRegression
 from models.families import FAMILIES
 from models.intervals import load_spread, save_spread
+from models.model_error import ModelErrorSpread
 from models.recalibration import RecalibratedSpread, ScaledRelativeHazard
 from models.scoring import RiskModel
 from models.survival import BaselineHazards, StratifiedCox
@@ -44,7 +47,10 @@ def _save_spread(spread, folder: Path, outcome: str) -> dict:
     """A spread's files and manifest entry; a recalibrated one as its local variance and the source's spread."""
     if isinstance(spread, RecalibratedSpread):
         np.savez(folder / f"{outcome}.recalibration.npz", local_variance=spread.local_variance)
-        return {"kind": spread.kind, "slope": spread.slope, "inner": save_spread(spread.inner, folder, outcome)}
+        return {"kind": spread.kind, "slope": spread.slope, "inner": _save_spread(spread.inner, folder, outcome)}
+    if isinstance(spread, ModelErrorSpread):
+        np.savez(folder / f"{outcome}.model-error.npz", variance=spread.variance)
+        return {"kind": spread.kind, "inner": save_spread(spread.inner, folder, outcome)}
     return save_spread(spread, folder, outcome)
 
 
@@ -52,7 +58,11 @@ def _load_spread(entry: dict, folder: Path, outcome: str):
     if entry["kind"] == RecalibratedSpread.kind:
         with np.load(folder / f"{outcome}.recalibration.npz") as arrays:
             local = arrays["local_variance"]
-        return RecalibratedSpread(load_spread(entry["inner"], folder, outcome), entry["slope"], local)
+        return RecalibratedSpread(_load_spread(entry["inner"], folder, outcome), entry["slope"], local)
+    if entry["kind"] == ModelErrorSpread.kind:
+        with np.load(folder / f"{outcome}.model-error.npz") as arrays:
+            variance = arrays["variance"]
+        return ModelErrorSpread(load_spread(entry["inner"], folder, outcome), variance)
     return load_spread(entry, folder, outcome)
 
 

@@ -88,7 +88,7 @@ def train_family(name: str, spec: FamilySpec, config: ExperimentConfig, simulato
     refits = None
     if config.interval_refits:
         model, refits, interval_seconds = fit_intervals(model, cohorts.train, config.interval_refits,
-                                                        config.split_seed)
+                                                        config.split_seed, held_out=cohorts.test)
     evaluation = evaluate(model, cohorts, config, simulator)
     evaluation.metrics["fit_seconds"] = fit_seconds
     truth = cohorts.benchmark if cohorts.benchmark is not None and has_truth(cohorts.benchmark) else None
