@@ -24,7 +24,15 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from features.schema import TREATMENTS, endpoint
-from models.names import ROLE_TAG, contrast_metric, interval_metric, truth_metric
+from models.names import (
+    FAMILY_TAG,
+    PROMOTION_METRIC,
+    ROLE_MODEL,
+    ROLE_TAG,
+    contrast_metric,
+    interval_metric,
+    truth_metric,
+)
 from pipelines.config import CohortSpec, ExperimentConfig, TuningSpec, world_overrides
 from pipelines.tracking import NOTE_TAG, ensure_experiment
 
@@ -211,6 +219,43 @@ def worlds_table(client: MlflowClient, parent_id: str) -> str:
                     else f"none: {p['champion_family']}")
         lines.append(f"| {run.data.tags[WORLD_TAG]} | {champion} | {m['world_seconds']:.0f} s / "
                      f"{m['world_cpu_seconds']:.0f} s |")
+    return "\n".join(lines) + "\n"
+
+
+def family_runs(client: MlflowClient, parent_id: str) -> list[tuple[str, object]]:
+    """Per world of a sweep, every family's run of that world's training: ``(world, run)``, in training order."""
+    parent = client.get_run(parent_id)
+    found = []
+    for child in children(client, parent_id):
+        experiment = client.get_experiment_by_name(child.data.params["experiment"])
+        if experiment is None:
+            continue
+        runs = client.search_runs([experiment.experiment_id], filter_string=(
+            f"tags.{ROLE_TAG} = '{ROLE_MODEL}' and attributes.start_time >= {parent.info.start_time} and "
+            f"attributes.start_time <= {child.info.start_time}"), order_by=["attributes.start_time ASC"])
+        found += [(child.data.tags[WORLD_TAG], run) for run in runs]
+    return found
+
+
+def families_table(client: MlflowClient, parent_id: str) -> str:
+    """Markdown: every family of every world of a sweep against the world's truth on the alemtuzumab arm, with its
+    held-out log loss (the promotion's measure) and its interval's coverage and mean width."""
+    lines = ["| world | family | log loss over the incidence's | endpoint | predicted / true | AUROC / oracle's "
+             "| calibration slope | interval holds the truth | mean width |", "|---|---|---|---|---|---|---|---|---|"]
+    for world, run in family_runs(client, parent_id):
+        m, family = run.data.metrics, run.data.tags.get(FAMILY_TAG, "?")
+        for outcome in ("thyroid", "itp"):
+            for horizon in TABLE_HORIZONS:
+                name, arm = endpoint(outcome, horizon), "alemtuzumab"
+                mean, true = (m.get(truth_metric(COHORT, arm, name, k), math.nan)
+                              for k in ("mean_risk", "mean_true_risk"))
+                width = m.get(interval_metric(COHORT, arm, name, "mean_width"), math.nan)
+                lines.append(f"| {world} | {family} | {_num(m.get(PROMOTION_METRIC, math.nan), 4)} | {name} | "
+                             f"{_pct(mean)} / {_pct(true)} | "
+                             f"{_num(m.get(truth_metric(COHORT, arm, name, 'auroc_over_oracle'), math.nan))} | "
+                             f"{_num(m.get(truth_metric(COHORT, arm, name, 'calibration_slope'), math.nan), 2)} | "
+                             f"{_pct(m.get(interval_metric(COHORT, arm, name, 'coverage'), math.nan))} | "
+                             f"{_num(100 * width, 2)} pts |")
     return "\n".join(lines) + "\n"
 
 

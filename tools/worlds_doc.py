@@ -26,7 +26,7 @@ from mlflow import MlflowClient  # noqa: E402 - run as a script from the root
 
 from pipelines.config import load_world, world_names  # noqa: E402
 from pipelines.tracking import configure_tracking  # noqa: E402
-from pipelines.worlds import latest_sweep, worlds_table  # noqa: E402
+from pipelines.worlds import families_table, latest_sweep, worlds_table  # noqa: E402
 
 DOC = ROOT / "docs" / "worlds.md"
 SIMULATOR_DOC = ROOT / "docs" / "simulator.md"
@@ -144,6 +144,7 @@ def main() -> None:
     except LookupError as error:
         raise SystemExit(f"error: {error}") from None
     text = replace_block(text, "worlds-table", sweep(client, run_id))
+    text = replace_block(text, "worlds-families", families_table(client, run_id))
     DOC.write_text(text, encoding="utf-8")
     SIMULATOR_DOC.write_text(replace_block(SIMULATOR_DOC.read_text(encoding="utf-8"), "validation",
                                            validation_table(client)), encoding="utf-8")
