@@ -74,6 +74,27 @@ def quantile(refits: int | None) -> float:
     return Z if refits is None else float(student_t.ppf(0.5 + LEVEL / 2, max(int(refits) - 1, 1)))
 
 
+def refit_log_sd(spread, X: np.ndarray, horizons) -> np.ndarray:
+    """The refits' part of a spread's SD as it enters the whole, shape (n, H): the innermost spread, the one
+    learned from the refits, times the slope of each recalibration wrapped around it."""
+    scale = 1.0
+    while hasattr(spread, "inner"):
+        scale *= getattr(spread, "slope", 1.0)
+        spread = spread.inner
+    return scale * spread.log_sd(X, horizons)
+
+
+def interval_variance(spread, X: np.ndarray, horizons) -> np.ndarray:
+    """The variance on the log cumulative hazard scale that the normal's quantile turns into the interval.
+
+    Only the refits' part is estimated from a few draws, so only it takes Student's t for their number:
+    it enters as ``(t / z)²`` times its variance. The other parts (a recalibration's local variance, the
+    model's own error) are estimated from all the held-out or local patients and enter as they are.
+    """
+    refit = refit_log_sd(spread, X, horizons)
+    return spread.log_sd(X, horizons) ** 2 + ((quantile(spread.refits) / Z) ** 2 - 1.0) * refit ** 2
+
+
 def interval(log_hazard: np.ndarray, log_sd: np.ndarray, refits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper risk of the 95% interval, from ``log H`` and its bootstrap SD over ``refits`` refits."""
     q = quantile(refits)
@@ -455,8 +476,8 @@ def describe_spread(spread: Spread | None) -> dict | None:
     error = (", with the model's own error measured on the held-out split's observed outcomes"
              if "with-model-error" in kinds else "")
     return {"name": INTERVAL_NAME, "level": LEVEL, "refits": spread.refits,
-            "method": f"± {quantile(spread.refits):.2f} SDs (Student's t for {spread.refits} refits) of the log "
-                      f"cumulative hazard over bootstrap refits of the whole fitting procedure{local} "
-                      f"(prediction instability; {how}){error}, widened where a horizon is extrapolated and for "
-                      "inputs not provided; from 0 to the "
+            "method": f"± {Z:.2f} SDs of the log cumulative hazard: its SD over bootstrap refits of the whole "
+                      f"fitting procedure taken at Student's t for {spread.refits} refits "
+                      f"({quantile(spread.refits):.2f}){local} (prediction instability; {how}){error}, widened "
+                      "where a horizon is extrapolated and for inputs not provided; from 0 to the "
                       "rule of three's bound for a treatment without training onsets"}

@@ -27,7 +27,7 @@ from features.schema import (
 )
 from features.validation import COLUMN_INDEX, ValidatedBatch
 from models.domain import InputDomain
-from models.intervals import EXTRAPOLATION_LOG_SD, RULE_OF_THREE, interval, risk_from_log_hazard
+from models.intervals import EXTRAPOLATION_LOG_SD, RULE_OF_THREE, interval, interval_variance, risk_from_log_hazard
 from models.survival import (
     EXTRAPOLATION_RULE,
     TREATMENT_BY_CODE,
@@ -189,8 +189,8 @@ class RiskModel:
         """Per outcome, the lower and upper ends of each risk's 95% interval, shape (n, H) each.
 
         On the log cumulative hazard scale (:mod:`models.intervals`): the bootstrap spread of the model's
-        refits with Student's t for their number, widened where a horizon is extrapolated; so the interval
-        always holds the risk itself. For a treatment no training patient had an onset on, from 0 to the
+        refits with Student's t for their number (:func:`models.intervals.interval_variance`), widened where a
+        horizon is extrapolated; so the interval always holds the risk itself. For a treatment no training patient had an onset on, from 0 to the
         rule of three over its patients. NaN for an outcome the model has no refits of. With ``explained``
         (:meth:`explain` of the same matrix), the risks are not computed again.
         """
@@ -207,8 +207,8 @@ class RiskModel:
             f = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(prepared)
             log_hazard = model.log_cumulative_hazard(f, strata, horizons)
             extra = EXTRAPOLATION_LOG_SD * model.baseline_.extrapolated_share(horizons)[strata]
-            log_sd = np.sqrt(spread.log_sd(prepared, horizons) ** 2 + extra ** 2 + unknown[outcome])
-            lower, upper = interval(log_hazard, log_sd, spread.refits)
+            log_sd = np.sqrt(interval_variance(spread, prepared, horizons) + extra ** 2 + unknown[outcome])
+            lower, upper = interval(log_hazard, log_sd)
             answers[outcome] = monotone_bounds(*self._without_onsets(model, lower, upper, strata, horizons,
                                                                      risk_from_log_hazard(log_hazard)), horizons)
         return answers

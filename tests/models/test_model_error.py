@@ -107,3 +107,23 @@ def test_the_served_spread_adds_the_variance_of_the_patients_treatment_and_month
     np.testing.assert_allclose(spread.log_sd(X, (12, 24)), [[0.3, 0.5], [0.3, 0.3]])
     assert spread.refits == 20 and isinstance(sampling_spread(spread), _ConstantSpread)
     assert cloglog(1 - np.exp(-1.0)) == pytest.approx(0.0)
+
+
+def test_only_the_refits_part_takes_students_t():
+    """Four refits' SD of 0.3 with a model error of 0.4: t(3) = 3.18 widens the refits' 0.3 alone, so the
+    interval's half-width is 1.96 · sqrt((3.18 / 1.96 · 0.3)² + 0.4²) = 1.24, not 3.18 · 0.5 = 1.59."""
+    from scipy.stats import norm, t
+
+    from features.schema import CATEGORY_CODES, TREATMENT_FEATURE
+    from features.validation import COLUMN_INDEX
+    from models.intervals import interval_variance
+
+    inner = _ConstantSpread()
+    inner.refits = 4
+    X = np.zeros((1, len(COLUMN_INDEX)))
+    X[:, COLUMN_INDEX[TREATMENT_FEATURE]] = CATEGORY_CODES[TREATMENT_FEATURE]["alemtuzumab"]
+    spread = ModelErrorSpread(inner, np.full((2, len(MONTHS)), 0.16))
+    half_width = norm.ppf(0.975) * np.sqrt(interval_variance(spread, X, (24,)))
+    expected = norm.ppf(0.975) * np.sqrt((t.ppf(0.975, 3) / norm.ppf(0.975) * 0.3) ** 2 + 0.16)
+    np.testing.assert_allclose(half_width, [[expected]])
+    assert expected == pytest.approx(1.24, abs=0.01)
