@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean browser fhir-validator screenshots mlflow-screenshots bench-simulate bench-score bench-shap bench-serve bench-load wrk docs-tables
+.PHONY: demo test install clean browser fhir-validator screenshots mlflow-screenshots bench-simulate bench-score bench-shap bench-serve bench-clinical bench-load wrk docs-tables
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,17 +42,19 @@ fhir-validator: $(FHIR_VALIDATOR)/node_modules/.installed
 screenshots: $(BIN)/.installed browser
 	$(BIN)/python tools/page_screenshots.py
 
+# Every benchmark's output is recorded in outputs/benchmarks/<name>.txt (tools/bench_record.py), which
+# make docs-tables renders into the docs; BENCH_ARGS passes options to the benchmark (its --help says which).
 bench-simulate: $(BIN)/.installed
-	$(BIN)/python benchmarks/simulate.py
+	$(BIN)/python tools/bench_record.py simulate -- $(BIN)/python benchmarks/simulate.py $(BENCH_ARGS)
 
 # autorisk score end to end (CSV and Parquet, 100,000 and 1,000,000 patients) against the trees'
 # own margin, pred_contribs and shap, with a profile of each phase (about ten minutes).
 bench-score: $(BIN)/.installed
-	$(BIN)/python benchmarks/score.py
+	$(BIN)/python tools/bench_record.py score -- $(BIN)/python benchmarks/score.py $(BENCH_ARGS)
 
 # The exact SHAP tables alone against pred_contribs, shap and the margin, for 1, 100 and 100,000 rows.
 bench-shap: $(BIN)/.installed
-	$(BIN)/python benchmarks/treeshap.py
+	$(BIN)/python tools/bench_record.py shap -- $(BIN)/python benchmarks/treeshap.py $(BENCH_ARGS)
 
 # The load generator for the REST benchmarks (Debian's wrk; as root, or through sudo).
 wrk:
@@ -61,11 +63,15 @@ wrk:
 
 # REST: autorisk serve against mlflow models serve, 1 and 100 patients per request (about 10 minutes).
 bench-serve: $(BIN)/.installed wrk
-	$(BIN)/python benchmarks/serve.py
+	$(BIN)/python tools/bench_record.py serve -- $(BIN)/python benchmarks/serve.py $(BENCH_ARGS)
+
+# The clinical front doors' CPU per patient beside /predict's, in process (no servers, about a minute).
+bench-clinical: $(BIN)/.installed
+	$(BIN)/python tools/bench_record.py clinical -- $(BIN)/python benchmarks/serve.py --clinical-only $(BENCH_ARGS)
 
 # REST: 60 seconds at 32 connections; fails on any error or memory growth over the bound.
 bench-load: $(BIN)/.installed wrk
-	$(BIN)/python benchmarks/serve.py --load
+	$(BIN)/python tools/bench_record.py load -- $(BIN)/python benchmarks/serve.py --load $(BENCH_ARGS)
 
 # The pictures of docs/mlflow-ui.md: the MLflow UI in headless Chromium, from the project's store, after
 # training experiments/il21-value.yaml and experiments/il21-no-effect.yaml.

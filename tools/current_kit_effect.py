@@ -30,13 +30,8 @@ from pipelines.steps import load_simulator
 HORIZONS = (24, 48)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="autoimmunity-risk")
-    parser.add_argument("--alias", default="champion")
-    parser.add_argument("--doc", action="store_true", help="Write the table into docs/worlds.md.")
-    args = parser.parse_args()
-    configure_tracking()
+def effect_table(model_name: str, alias: str) -> str:
+    """The table: per outcome, horizon and kit, the absolute change in risk from IL-21 not given."""
     from features.simulator import simulate_cohort
 
     experiment = load_experiment(DEFAULT_EXPERIMENT)
@@ -47,10 +42,10 @@ def main() -> None:
     rows = ((legacy["treatment"] == "alemtuzumab") & legacy["il21_pg_ml"].notna()).to_numpy()
     legacy, current = legacy[rows], current[rows]
     unknown = legacy.assign(il21_pg_ml=np.nan, il21_assay=None)
-    model = load_model(args.model, args.alias)
+    model = load_model(model_name, alias)
     risks = {name: model.risk_model.risks(encode(frame), HORIZONS)
              for name, frame in (("legacy", legacy), ("current", current), ("not given", unknown))}
-    lines = [f"`{args.model}` v{model.version} ({model.risk_model.family}), {rows.sum():,} alemtuzumab patients "
+    lines = [f"`{model_name}` v{model.version} ({model.risk_model.family}), {rows.sum():,} alemtuzumab patients "
              f"of the benchmark cohort ({spec.profile}, n {spec.n:,}, seed {spec.seed}): the absolute change "
              "in risk, in points, from IL-21 not given to each kit's reading of the same patients.", "",
              "| endpoint | kit | mean | 90th percentile | maximum |", "|---|---|---|---|---|"]
@@ -60,13 +55,24 @@ def main() -> None:
                 change = 100 * np.abs(risks[kit][outcome][:, k] - risks["not given"][outcome][:, k])
                 lines.append(f"| {outcome} {horizon} m | {kit} | {change.mean():.2f} | "
                              f"{np.percentile(change, 90):.2f} | {change.max():.2f} |")
-    table = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="autoimmunity-risk")
+    parser.add_argument("--alias", default="champion")
+    parser.add_argument("--doc", action="store_true", help="Write the table into docs/worlds.md.")
+    args = parser.parse_args()
+    configure_tracking()
+    table = effect_table(args.model, args.alias)
     print(table)
     if args.doc:
         from tools.worlds_doc import DOC, replace_block
 
         DOC.write_text(replace_block(DOC.read_text(encoding="utf-8"), "current-kit", table), encoding="utf-8")
         print(f"wrote {DOC}")
+
 
 if __name__ == "__main__":
     main()

@@ -196,14 +196,46 @@ def coverage_table() -> str | None:
     return "\n".join(lines)
 
 
-# block name -> (file, generator); a generator returns the block's text, or None when its source is absent.
-GENERATORS: dict[str, tuple[Path, Callable[[], str | None]]] = {
-    "features": (ROOT / "README.md", features_table),
-    "champion": (ROOT / "README.md", champion_table),
-    "validation-loop": (ROOT / "docs" / "validation.md", validation_loop_table),
-    "families": (ROOT / "docs" / "models.md", families_table),
-    "coverage": (ROOT / "docs" / "intervals.md", coverage_table),
-}
+def fhir_codes_table() -> str:
+    from serving.fhir import input_codes_table
+
+    return input_codes_table()
+
+
+def _generators() -> dict[str, tuple[Path, Callable[[], str | None]]]:
+    """Every marked block of the docs: block name -> (file, generator); a generator returns the block's text,
+    or None when its source is absent (a run or benchmark not made on this machine)."""
+    from tools import bench_tables, run_tables
+
+    docs = ROOT / "docs"
+    worlds = run_tables.worlds_blocks()
+    return {
+        "features": (ROOT / "README.md", features_table),
+        "champion": (ROOT / "README.md", champion_table),
+        "speed": (ROOT / "README.md", bench_tables.speed_table),
+        "validation-loop": (docs / "validation.md", validation_loop_table),
+        "families": (docs / "models.md", families_table),
+        "coverage": (docs / "intervals.md", coverage_table),
+        "fhir-codes": (docs / "fhir.md", fhir_codes_table),
+        "answer": (docs / "sample-size.md", run_tables.sample_size_answer),
+        "results": (docs / "biomarker-value.md", run_tables.biomarker_results),
+        "world-list": (docs / "worlds.md", worlds["world-list"]),
+        "cohort-reports": (docs / "worlds.md", worlds["cohort-reports"]),
+        "worlds-table": (docs / "worlds.md", worlds["worlds-table"]),
+        "worlds-families": (docs / "worlds.md", worlds["worlds-families"]),
+        "current-kit": (docs / "worlds.md", run_tables.current_kit),
+        "validation": (docs / "simulator.md", worlds["validation"]),
+        "before-after": (docs / "benchmarks.md", lambda: bench_tables.speed_table(details=None)),
+        "score": (docs / "benchmarks.md", lambda: bench_tables.block("score")),
+        "shap": (docs / "benchmarks.md", lambda: bench_tables.block("shap")),
+        "serve": (docs / "benchmarks.md", lambda: bench_tables.block("serve")),
+        "clinical": (docs / "benchmarks.md", bench_tables.clinical_block),
+        "load": (docs / "benchmarks.md", lambda: bench_tables.block("load")),
+        "simulate": (docs / "benchmarks.md", lambda: bench_tables.block("simulate")),
+    }
+
+
+GENERATORS = _generators()
 _BLOCK = r"(<!-- {name}:start[^>]*-->\n)(.*?)(<!-- {name}:end -->)"
 
 
@@ -229,9 +261,14 @@ def rewrite(name: str, check: bool = False) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="Only say which blocks are stale.")
+    parser.add_argument("blocks", nargs="*", metavar="BLOCK",
+                        help=f"Only these blocks (default: all): {', '.join(GENERATORS)}.")
     args = parser.parse_args()
+    unknown = [name for name in args.blocks if name not in GENERATORS]
+    if unknown:
+        parser.error(f"no generator for block(s) {', '.join(unknown)}; known: {', '.join(GENERATORS)}")
     stale = False
-    for name in GENERATORS:
+    for name in args.blocks or GENERATORS:
         outcome = rewrite(name, check=args.check)
         stale |= outcome == "stale"
         print(f"{GENERATORS[name][0].relative_to(ROOT)} [{name}]: {outcome}")
