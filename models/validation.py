@@ -47,6 +47,8 @@ RISK_GROUPS = 10
 # Fewest onsets by the horizon for discrimination and calibration to be estimated at all.
 MIN_EVENTS = 5
 _EPS = 1e-12
+# The largest condition number of a calibration fit's information matrix at which its inverse is trusted.
+MAX_CONDITION = 1e10
 
 
 @dataclass(frozen=True)
@@ -264,16 +266,23 @@ def calibration_with_intervals(y: np.ndarray, lp: np.ndarray, weight: np.ndarray
     ``logit P(y) = a + lp``, ``var(a) = Σ w² (y - p)² / (Σ w p (1 - p))²``. NaN where a fit does not converge.
     """
     nan = float("nan")
-    slope = calibration_slope_fast(y, lp, weight)
+    # One prediction for every patient (a treatment the model does not tell apart) has no slope to estimate.
+    slope = calibration_slope_fast(y, lp, weight) if np.ptp(lp) > 1e-9 else nan
     intercept = calibration_in_the_large(y, lp, weight)
     result = {"calibration_slope": slope, "calibration_intercept": intercept}
     if np.isfinite(slope):
         design = np.column_stack([np.ones(len(lp)), lp])
         b0 = calibration_in_the_large(y, slope * lp, weight)  # the slope's own intercept, given the slope
         p = expit(b0 + slope * lp)
-        bread = np.linalg.inv((design * (weight * p * (1 - p))[:, None]).T @ design)
+        information = (design * (weight * p * (1 - p))[:, None]).T @ design
         scores = design * (weight * (y - p))[:, None]
-        se = float(np.sqrt((bread @ (scores.T @ scores) @ bread)[1, 1]))
+        # Where the predictions barely vary (one treatment's patients all alike) the information is singular
+        # and the slope not estimable: no interval rather than one from rounding.
+        variance = nan
+        if np.linalg.cond(information) < MAX_CONDITION:
+            bread = np.linalg.inv(information)
+            variance = float((bread @ (scores.T @ scores) @ bread)[1, 1])
+        se = np.sqrt(variance) if variance > 0 else nan
         result |= {"calibration_slope_lo": slope - Z * se, "calibration_slope_hi": slope + Z * se}
     else:
         result |= {"calibration_slope_lo": nan, "calibration_slope_hi": nan}

@@ -138,3 +138,16 @@ def test_the_smoothed_calibration_is_scikit_survivals_cox_model_on_the_spline(co
     survival = np.array([f(horizon) for f in cox.predict_survival_function(basis)])
     np.testing.assert_allclose(smooth.observed, 1 - survival, rtol=1e-6, atol=1e-9)
     assert smooth.ici == pytest.approx(np.mean(np.abs(risk - (1 - survival))), rel=1e-6)
+
+
+def test_one_prediction_for_every_patient_has_no_calibration_slope_and_no_interval_from_rounding():
+    """A treatment the model does not tell apart: every patient has the same linear predictor (up to rounding),
+    so the slope is not estimable; the intercept still is."""
+    from models.validation import calibration_with_intervals
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(3000) < 0.01).astype(float)
+    lp = np.full(3000, -4.0) + rng.normal(0, 1e-15, 3000)
+    found = calibration_with_intervals(y, lp, np.ones(3000))
+    assert np.isnan(found["calibration_slope"]) and np.isnan(found["calibration_slope_lo"])
+    assert found["calibration_intercept_lo"] < found["calibration_intercept"] < found["calibration_intercept_hi"]
