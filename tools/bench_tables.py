@@ -97,11 +97,10 @@ def block(name: str, intro: str = "") -> str | None:
 
 
 def clinical_block() -> str | None:
-    """The clinical front doors' CPU, from ``make bench-serve``'s report (or a ``--clinical-only`` run)."""
-    candidates = [r for r in (recorded("clinical"), recorded("serve")) if r is not None]
-    if not candidates:
+    """The clinical front doors' CPU, from ``make bench-serve``'s report (or ``make bench-clinical``'s)."""
+    found = newest_clinical()
+    if found is None:
         return None
-    found = max(candidates, key=lambda r: r.started)
     lines = [line for line in found.lines if line.startswith("- one patient, handler CPU")]
     return found.provenance() + "\n\n" + "\n".join(lines) + "\n"
 
@@ -145,7 +144,7 @@ def _shap_rows(found: Recorded) -> list[str]:
                 cpu = number(r["CPU"])
                 rows.append(f"| exact SHAP tables over the trees' own margin, one thread ({r['model']}, {r['rows']} "
                             f"rows): wall, CPU | {r['tables over the margin, wall']}, {r['CPU']} | "
-                            f"≤ {GOAL_SHAP_OVER_MARGIN:g}× | {_verdict(cpu <= GOAL_SHAP_OVER_MARGIN)} |")
+                            f"≤ {GOAL_SHAP_OVER_MARGIN:g}× by CPU | {_verdict(cpu <= GOAL_SHAP_OVER_MARGIN)} |")
     return rows
 
 
@@ -163,12 +162,24 @@ def _serve_rows(found: Recorded) -> list[str]:
             met = one < GOAL_HANDLER_MS[0] and hundred < GOAL_HANDLER_MS[1]
             rows.append(f"| in-process REST handler CPU, 1 / 100 patients | {one:.2f} ms / {hundred:.2f} ms | "
                         f"< {GOAL_HANDLER_MS[0]:g} ms / < {GOAL_HANDLER_MS[1]:g} ms | {_verdict(met)} |")
+    return rows
+
+
+def _clinical_rows(found: Recorded) -> list[str]:
+    rows = []
+    for line in found.lines:
         beyond = re.search(r"([-+][\d.]+) ms beyond /predict's", line)
         if beyond:
             value = float(beyond.group(1))
-            rows.append(f"| CDS Hooks order-select beyond `/predict`, CPU per patient | {value:+.2f} ms | "
+            rows.append(f"| CDS Hooks order-select beyond `/predict`, handler CPU per patient | {value:+.2f} ms | "
                         f"≤ +{GOAL_CDS_BEYOND_MS:g} ms | {_verdict(value <= GOAL_CDS_BEYOND_MS)} |")
     return rows
+
+
+def newest_clinical() -> Recorded | None:
+    """The newer of ``make bench-clinical``'s recording and ``make bench-serve``'s, which ends with the same."""
+    candidates = [r for r in (recorded("clinical"), recorded("serve")) if r is not None]
+    return max(candidates, key=lambda r: r.started) if candidates else None
 
 
 def _load_rows(found: Recorded) -> list[str]:
@@ -181,7 +192,8 @@ def _load_rows(found: Recorded) -> list[str]:
     return rows
 
 
-SPEED_SOURCES = {"score": _score_rows, "shap": _shap_rows, "serve": _serve_rows, "load": _load_rows}
+SPEED_SOURCES = {"score": _score_rows, "shap": _shap_rows, "serve": _serve_rows, "clinical": _clinical_rows,
+                 "load": _load_rows}
 
 
 def speed_table(details: str | None = "docs/benchmarks.md") -> str | None:
@@ -189,7 +201,7 @@ def speed_table(details: str | None = "docs/benchmarks.md") -> str | None:
     where the benchmarks are described."""
     rows, sources = [], []
     for name, measure in SPEED_SOURCES.items():
-        found = recorded(name)
+        found = newest_clinical() if name == "clinical" else recorded(name)
         if found is None:
             continue
         rows += measure(found)
