@@ -267,9 +267,9 @@ def parse_args() -> argparse.Namespace:
         parser.error("--repeats takes one number or one per size")
     if len(args.formats) not in (1, len(args.sizes)):
         parser.error("--formats takes one entry or one per size")
-    args.repeats = dict(zip(args.sizes, args.repeats * len(args.sizes) if len(args.repeats) == 1 else args.repeats))
+    args.repeats = dict(zip(args.sizes, args.repeats * len(args.sizes) if len(args.repeats) == 1 else args.repeats, strict=True))
     entries = args.formats * len(args.sizes) if len(args.formats) == 1 else args.formats
-    args.formats = {n: tuple(entry.split(",")) for n, entry in zip(args.sizes, entries)}
+    args.formats = {n: tuple(entry.split(",")) for n, entry in zip(args.sizes, entries, strict=True)}
     if any(fmt not in ("csv", "parquet") for entry in args.formats.values() for fmt in entry):
         parser.error("--formats: csv or parquet")
     return args

@@ -34,8 +34,8 @@ import argparse
 import json
 import os
 import re
-import signal
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -297,7 +297,7 @@ def load_test(args, folder: Path, env: dict, patients: list[dict]) -> None:
     bodies = [json.dumps({"patients": patients[:1]}), json.dumps({"patients": patients[:100]})]
     with server([str(AUTORISK), "serve", "--port", str(port)], f"http://127.0.0.1:{port}/readyz",
                 folder / "bentoml.log", env) as process:
-        for body, n in zip(bodies, (1, 100)):
+        for body, n in zip(bodies, (1, 100), strict=True):
             check_answers(url, body, n, "load")
         wrk(url, bodies, connections=args.connections, duration=15, folder=folder, every=10)  # warm-up
         warmed = tree_rss_mib(process)

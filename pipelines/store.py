@@ -45,6 +45,8 @@ EXIT_CODES = {
     STOPPED_BY_SIGTERM: "stopped by SIGTERM (kill, a scheduler's time limit); score leaves nothing half-written",
 }
 STORE_TIMEOUT_ENV = "AUTORISK_STORE_TIMEOUT_S"
+# Database URIs of a team's store (MLflow's SQLAlchemy store on PostgreSQL, with or without a +driver).
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 DEFAULT_STORE_TIMEOUT_S = 15.0
 # MLflow logs these faults with a traceback of its own before raising them; the command's one
 # line replaces it.
@@ -128,6 +130,32 @@ def require_store(uri: str, *, must_exist: bool = True) -> None:
                                        "as it is; check the path, or run `autorisk train` to create a store there")
     elif urlparse(uri).scheme in ("http", "https"):
         _require_answer(uri, store_timeout())
+    elif urlparse(uri).scheme.split("+")[0] in POSTGRES_SCHEMES:
+        _require_database(uri, store_timeout())
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` without its password, for messages."""
+    parsed = urlparse(uri)
+    if parsed.password is None:
+        return uri
+    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)).geturl()
+
+
+def _require_database(uri: str, timeout: float) -> None:
+    """StoreFault(UNREACHABLE) unless the PostgreSQL of ``uri`` lets its role in within ``timeout`` seconds.
+
+    MLflow would retry a database it cannot open for about 100 s, logging each try; this says why at once.
+    """
+    import psycopg
+
+    parsed = urlparse(uri)
+    conninfo = parsed._replace(scheme="postgresql").geturl()
+    try:
+        psycopg.connect(conninfo, connect_timeout=max(1, math.ceil(timeout))).close()
+    except psycopg.Error as error:
+        raise StoreFault(UNREACHABLE, f"the MLflow store at {shown_uri(uri)} cannot be reached or refuses the "
+                                      f"connection ({_first_line(error)})") from error
 
 
 def _require_answer(uri: str, timeout: float) -> None:
@@ -194,7 +222,7 @@ def diagnose(error: BaseException, uri: str) -> StoreFault | None:
     if isinstance(error, StoreFault):
         return error
     chain = _chain(error)
-    where = f"the MLflow store at {uri}"
+    where = f"the MLflow store at {shown_uri(uri)}"
     for link in chain:
         text = str(link).lower()
         if isinstance(link, NoChampionError):

@@ -17,7 +17,7 @@ import os
 import shlex
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def commit() -> str:
 
 
 def header(name: str, command: list[str]) -> str:
-    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     shown = " ".join(shlex.quote(part) for part in command)
     return f"{HEADER_PREFIX} {name} | {started} | {os.cpu_count()} cores | commit {commit()} | {shown}\n"
 

@@ -72,7 +72,7 @@ def tables(lines: list[str]) -> list[list[dict[str, str]]]:
             if header is None:
                 header = cells
             elif not set("".join(cells)) <= set("-:"):
-                current.append(dict(zip(header, cells)))
+                current.append(dict(zip(header, cells, strict=False)))
             continue
         if header is not None:
             found.append(current)

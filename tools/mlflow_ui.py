@@ -23,30 +23,33 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.request import urlopen
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tools.browser import CHROMIUM, LOOPBACK, chromium, chromium_path, guarded_page  # noqa: E402, F401 - run as a script
+from tools.browser import CHROMIUM, LOOPBACK, chromium, chromium_path, guarded_page
 
 # The button beside a parent run's name in the runs table that shows its nested runs.
 EXPAND_BUTTON = 'button[data-component-id*="runnamecellrenderer"]'
 
 
 @contextmanager
-def mlflow_ui(store: str, log: Path, timeout_s: float = 120) -> Iterator[str]:
-    """``mlflow ui`` on a free loopback port for ``store``; yields its URL, stops it and its children after."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port = sock.getsockname()[1]
+def mlflow_ui(store: str, log: Path, timeout_s: float = 120, *, options: Sequence[str] = (), port: int | None = None,
+              env: dict[str, str] | None = None) -> Iterator[str]:
+    """``mlflow ui`` (MLflow's tracking server) for ``store`` on loopback, at ``port`` or a free one, with
+    further server ``options``; yields its URL, stops it and its children after."""
+    if port is None:
+        with socket.socket() as sock:
+            sock.bind((LOOPBACK, 0))
+            port = sock.getsockname()[1]
     url = f"http://{LOOPBACK}:{port}"
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", LOOPBACK,
-               "--port", str(port), "--workers", "1"]
+               "--port", str(port), "--workers", "1", *options]
     with open(log, "w") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -63,11 +66,13 @@ def mlflow_ui(store: str, log: Path, timeout_s: float = 120) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with suppress(ProcessLookupError):  # it exited, and so did its children
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 @contextmanager

@@ -53,9 +53,9 @@ def _section(markdown: str, heading: str) -> str:
 
 
 def _when(run) -> str:
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
-    started = datetime.fromtimestamp(run.info.start_time / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started = datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
     minutes = (run.info.end_time - run.info.start_time) / 60_000 if run.info.end_time else float("nan")
     return f"MLflow run `{run.info.run_id}`, started {started}, {minutes:.0f} min"
 

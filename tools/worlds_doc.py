@@ -17,7 +17,7 @@ import argparse
 import math
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def cohort_reports(client: MlflowClient) -> str:
 
 def sweep(client: MlflowClient, run_id: str) -> str:
     run = client.get_run(run_id)
-    started = datetime.fromtimestamp(run.info.start_time / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started = datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
     seconds = (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else math.nan
     quick = run.data.params.get("quick") == "True"
     header = (f"From MLflow run `{run_id}` (experiment `worlds`), `autorisk worlds{' --quick' if quick else ''}`, "

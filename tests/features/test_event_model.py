@@ -90,7 +90,7 @@ def test_true_risk_is_the_form_by_hand(worlds):
                    + math.log(effects.thyroid_antibodies.odds_ratio) * baseline["thyroid_antibodies"]
                    + math.log(effects.il21.max_odds_ratio) * step * (baseline["treatment"] == "alemtuzumab"))
             intercepts = arm_intercepts(world, "care-ms1")
-            lp = eta + baseline["treatment"].map(lambda t, o=outcome: intercepts[(t, o)])
+            lp = eta + baseline["treatment"].map(lambda t, o=outcome: intercepts[(t, o)])  # noqa: B023 - mapped at once
             shift = onset_shift(world, "care-ms1", outcome, baseline)
             for k, arm in enumerate(baseline["treatment"]):
                 curve = arm_curve(world, arm, outcome)
@@ -104,7 +104,7 @@ def test_true_risk_is_the_form_by_hand(worlds):
 
 
 def test_truth_columns_give_the_true_risk_at_any_month_in_every_form(worlds):
-    for name, world in worlds.items():
+    for world in worlds.values():
         cohort = simulate_cohort(world, "care-ms2", 400, 5)
         baseline = draw_baseline(world, "care-ms2", 400, np.random.default_rng(5))
         for outcome in ("thyroid", "itp"):

@@ -3,7 +3,15 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from features.schema import FEATURE_NAMES, FEATURES, ID_COLUMN, INPUT_NAMES, markdown_table, mlflow_input_schema, patient_model
+from features.schema import (
+    FEATURE_NAMES,
+    FEATURES,
+    ID_COLUMN,
+    INPUT_NAMES,
+    markdown_table,
+    mlflow_input_schema,
+    patient_model,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -14,7 +22,7 @@ def test_feature_names_are_the_published_ones():
         "il21_pg_ml", "smoker", "family_history_autoimmunity", "thyroid_antibodies", "treatment",
     )
     # il21_assay sets the scale IL-21 is read on; it is an input but not a model column
-    assert INPUT_NAMES == (*FEATURE_NAMES[:7], "il21_assay", *FEATURE_NAMES[7:])
+    assert (*FEATURE_NAMES[:7], "il21_assay", *FEATURE_NAMES[7:]) == INPUT_NAMES
     assert [f.name for f in FEATURES if f.required] == ["age_years", "sex", "disease_duration_years"]
 
 

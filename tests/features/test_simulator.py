@@ -58,7 +58,7 @@ def test_kaplan_meier_matches_the_exact_risk_at_24_and_48_months(simulator):
 
 def test_true_risk_is_the_probability_of_the_event_label(simulator):
     cohort = simulate_cohort(simulator, "care-ms2", 200_000, 4)
-    for arm, members in cohort.groupby("treatment"):
+    for _arm, members in cohort.groupby("treatment"):
         for outcome in OUTCOMES:
             assert members[f"{outcome}_event"].mean() == pytest.approx(members[f"true_risk_{outcome}"].mean(), abs=0.004)
 

@@ -2,9 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.schema import FEATURE_NAMES
-from features.schema import ID_COLUMN, INPUT_NAMES
-from features.schema import IL21_KITS, MODEL_COLUMNS, kit_column
+from features.schema import FEATURE_NAMES, ID_COLUMN, IL21_KITS, INPUT_NAMES, MODEL_COLUMNS, kit_column
 from features.validation import COLUMN_INDEX, InputSchemaError, input_values, validate_frame, validate_records
 
 

@@ -6,7 +6,11 @@ import pytest
 import shap
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from sklearn.utils.estimator_checks import check_get_params_invariance, check_no_attributes_set_in_init, check_set_params
+from sklearn.utils.estimator_checks import (
+    check_get_params_invariance,
+    check_no_attributes_set_in_init,
+    check_set_params,
+)
 
 from features.schema import MODEL_COLUMNS
 from features.validation import COLUMN_INDEX, encode

@@ -89,7 +89,7 @@ def _loop_nri_idi(y, new, old, w):
     down = {0: 0.0, 1: 0.0}
     change = {0: 0.0, 1: 0.0}
     total = {0: 0.0, 1: 0.0}
-    for yi, a, b, wi in zip(y, new, old, w):
+    for yi, a, b, wi in zip(y, new, old, w, strict=True):
         total[yi] += wi
         change[yi] += wi * (a - b)
         up[yi] += wi * (a > b)
@@ -155,7 +155,7 @@ def test_identical_models_add_nothing(small_random):
         assert estimate.value == 0.0
         assert estimate.contains(0.0)
     assert np.all(result.net_benefit.difference == 0.0)
-    assert np.all((result.net_benefit.lo <= 0) & (0 <= result.net_benefit.hi))
+    assert np.all((result.net_benefit.lo <= 0) & (result.net_benefit.hi >= 0))
 
 
 def test_zero_weight_equals_leaving_the_rows_out(small_random):
@@ -228,7 +228,7 @@ def test_a_useless_predictor_has_an_interval_around_zero():
     assert result.idi.total.contains(0.0)
     assert result.nri.total.contains(0.0)
     # Pointwise 95% intervals over 26 thresholds: about one may miss 0 by chance, not more than a few.
-    inside = (result.net_benefit.lo <= 0) & (0 <= result.net_benefit.hi)
+    inside = (result.net_benefit.lo <= 0) & (result.net_benefit.hi >= 0)
     assert inside.mean() >= 0.9
     assert np.abs(result.net_benefit.difference).max() < 0.005
 

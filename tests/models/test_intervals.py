@@ -11,9 +11,9 @@ from features.schema import output_columns
 from features.validation import encode, validate_frame
 from models.estimators import LinearCoxRegression
 from models.intervals import (
-    Z,
     LearnedSpread,
     LinearSpread,
+    Z,
     affine_coefficients,
     affine_design,
     bootstrap_refits,
@@ -24,8 +24,8 @@ from models.intervals import (
 )
 from models.persistence import load_risk_model, save_risk_model
 from models.scoring import ScoringOptions, score_columns
-from pipelines.config import FamilySpec
 from models.survival import treatment_index
+from pipelines.config import FamilySpec
 from pipelines.intervals import fit_intervals
 from pipelines.steps import fit_family
 
@@ -138,7 +138,7 @@ def test_every_interval_holds_its_risk(fitted, cohort, family):
     without_onsets = {o: m.baseline_.events[treatment_index(matrix)] == 0 for o, m in model.outcomes.items()}
     for outcome, (lo, hi) in model.intervals(matrix, horizons, explained).items():
         risk = explained[outcome].risk
-        assert ((0 <= lo) & (lo < risk) & (risk < hi) & (hi < 1)).all()
+        assert ((lo >= 0) & (lo < risk) & (risk < hi) & (hi < 1)).all()
         # from 0 exactly on a treatment the training data had no onset on (ITP on interferon), else above 0
         np.testing.assert_array_equal(lo[without_onsets[outcome]] == 0, True)
         assert (lo[~without_onsets[outcome]] > 0).all()
@@ -158,7 +158,7 @@ def test_interval_by_hand():
     # log H = log(-log(1 - 0.2)); ± 1.96 · 0.5 on that scale.
     log_hazard = np.array([[np.log(-np.log(0.8))]])
     lo, hi = interval(log_hazard, np.array([[0.5]]))
-    assert Z == pytest.approx(1.959964, abs=1e-6)
+    assert pytest.approx(1.959964, abs=1e-6) == Z
     assert lo[0, 0] == pytest.approx(1 - 0.8 ** np.exp(-Z * 0.5))
     assert hi[0, 0] == pytest.approx(1 - 0.8 ** np.exp(Z * 0.5))
 

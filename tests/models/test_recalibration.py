@@ -11,6 +11,7 @@ from models.recalibration import RecalibratedSpread, ScaledRelativeHazard, recal
 from models.survival import TREATMENT_BY_CODE
 from models.validation import observed_risk
 
+
 @pytest.fixture(scope="module")
 def model(mlflow_store):
     """The test store's cox-xgboost version (a proportional-hazards model; the mixture-cure family's

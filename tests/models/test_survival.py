@@ -4,8 +4,7 @@ risks that never fall, bounded inputs, counterfactual treatments and the monitor
 import numpy as np
 import pytest
 
-from features.schema import CATEGORY_CODES, MAX_HORIZON_MONTHS
-from features.schema import FEATURE_NAMES
+from features.schema import CATEGORY_CODES, FEATURE_NAMES, MAX_HORIZON_MONTHS
 from features.validation import COLUMN_INDEX, encode
 from models.domain import InputDomain
 from models.estimators import LinearCoxRegression, XGBoostCoxRegression

@@ -132,7 +132,7 @@ def test_a_workbook_sheet_keeps_its_excel_row_numbers(mlflow_store, tmp_path):
     sheet.append([])  # row 4 stays empty
     for row, values in {5: [1001, 34, "F", 2.5], 6: ["p2", 40, "male", True], 7: ["p3", 50, "M", 3],
                         8: ["p4", 30, "F", 1]}.items():
-        for column, value in zip("BCDE", values):
+        for column, value in zip("BCDE", values, strict=True):
             sheet[f"{column}{row}"] = value
     sheet["G7"] = "stray note"  # a value in a column without a header
     source = tmp_path / "cohort.xlsx"

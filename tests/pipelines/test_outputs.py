@@ -423,7 +423,7 @@ def test_repeated_patient_ids_are_scored_counted_and_named_in_warnings(mlflow_st
     summary = score_file(source, out, champion, chunk_rows=2)  # repeats across chunks too
     assert (summary.scored, summary.repeated_ids) == (8, 3)
     scores = pd.read_csv(out, keep_default_na=False)
-    warnings = dict(zip(scores["line"], scores["warnings"]))
+    warnings = dict(zip(scores["line"], scores["warnings"], strict=True))
     assert warnings[4] == "patient_id: also scored on line 2"
     assert warnings[6] == "patient_id: also scored on line 3"
     assert warnings[7].endswith("patient_id: also scored on line 2")

@@ -38,7 +38,7 @@ def reference_records(path):
         for record in reader:
             end = reader.line_num
             span = f" (record spans lines {start}–{end})" if end > start else ""
-            controls = [(name, _CONTROL.search(value)) for name, value in zip(header, record)]
+            controls = [(name, _CONTROL.search(value)) for name, value in zip(header, record, strict=False)]
             controls = [(name, found) for name, found in controls if found]
             if not record or (end == start and not physical[start - 1].strip(" \t\r\n")):
                 blank += 1
@@ -61,7 +61,7 @@ def chunked_records(path, chunk_rows, block_bytes):
     records, malformed, blank, sizes, last = [], [], 0, [], 0
     for chunk in source.chunks:
         values = chunk.frame.astype(object).to_numpy()
-        records += [(int(line), tuple(row)) for line, row in zip(chunk.lines, values)]
+        records += [(int(line), tuple(row)) for line, row in zip(chunk.lines, values, strict=True)]
         malformed += chunk.malformed
         blank += chunk.blank_lines
         sizes.append(len(chunk.frame))

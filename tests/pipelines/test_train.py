@@ -162,7 +162,7 @@ def test_promotion_follows_the_stated_rule(mlflow_store):
 
 
 def candidate(version, metric, experiment="e", digest="d", slope=(1.0, 0.95, 1.05), oe=(1.0, 0.9, 1.1)):
-    values = dict(zip(("slope", "slope_lo", "slope_hi", "oe", "oe_lo", "oe_hi"), (*slope, *oe)))
+    values = dict(zip(("slope", "slope_lo", "slope_hi", "oe", "oe_lo", "oe_hi"), (*slope, *oe), strict=True))
     return Candidate(version=str(version), run_id="r", family="f", experiment=experiment, config_digest=digest,
                      metric=metric, calibration={"thyroid_24m": values, "itp_24m": dict(values)})
 

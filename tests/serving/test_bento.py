@@ -9,9 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from tests.fhir_checks import PATIENT_ID, assess_bundle, medication_request, patient_resources
 from tests.servers import free_port, running_server
+from tools.lock import LOCK_PYTHON, PIN, RUNTIME_LOCK, canonical, pins, problems
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +42,13 @@ def test_the_bento_serves_the_pinned_version_after_champion_moves(mlflow_store, 
     tag = built.stdout.strip()
     assert tag.startswith("autorisk:") and "\n" not in tag
     assert f"version {champion}" in built.stderr
+    # The Bento installs the lock as it is: every pin with its hashes (pip's hash-checking mode); BentoML adds
+    # only its own pin, which must be the lock's.
+    name, version = tag.split(":")
+    installed = (Path(bento_env["BENTOML_HOME"]) / "bentos" / name / version / "env/python/requirements.txt").read_text()
+    locked = pins(ROOT / RUNTIME_LOCK)
+    assert pins_in(installed) == {name: pin for name, (pin, _) in locked.items()}
+    assert installed.count("--hash=sha256:") == sum(count for _, count in locked.values())
 
     client = MlflowClient(mlflow_store["uri"])
     other = next(str(v.version) for v in client.search_model_versions(f"name='{MODEL_NAME}'")
@@ -85,8 +94,17 @@ def test_build_names_a_missing_version(bento_env):
     assert "version 999" in result.stderr
 
 
-def test_the_bento_installs_the_projects_dependencies():
+def pins_in(requirements: str) -> dict[str, str]:
+    return {canonical(m.group(1)): m.group(2) for m in map(PIN.match, requirements.splitlines()) if m}
+
+
+def test_the_bento_installs_the_projects_locked_dependencies():
     bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert bentofile["python"]["packages"] == project["dependencies"]
+    assert bentofile["python"]["requirements_txt"] == RUNTIME_LOCK and "packages" not in bentofile["python"]
+    assert bentofile["python"]["lock_packages"] is False  # BentoML's own lock would drop the hashes
+    assert str(bentofile["docker"]["python_version"]) == LOCK_PYTHON
+    assert problems(ROOT) == []
+    locked = pins(ROOT / RUNTIME_LOCK)
+    assert {canonical(Requirement(r).name) for r in project["dependencies"]} <= set(locked)
     assert bentofile["service"] == "serving.service:RiskService"

@@ -146,7 +146,7 @@ def test_a_submit_shows_risks_contrast_curves_and_waterfalls(chromium, shared_se
         assert set(prediction["not_provided"]) == set(FEATURE_NAMES) - set(PATIENT) - {"treatment"}
         tables = page.locator("table.waterfall")
         assert tables.count() == len(prediction["outcomes"])
-        for k, (outcome, scores) in enumerate(prediction["outcomes"].items()):
+        for k, scores in enumerate(prediction["outcomes"].values()):
             at = scores["risks"][47]
             assert "by month 48" in tables.nth(k).locator("caption").inner_text()
             shares = {s.name: s.share for s in risk_shares(at["base_value"], at["shap"], at["risk"], at["reference_risk"])}
@@ -157,7 +157,7 @@ def test_a_submit_shows_risks_contrast_curves_and_waterfalls(chromium, shared_se
                 100 * unknown, abs=rounding(100 * unknown))
             assert f"Not provided ({len(prediction['not_provided'])} inputs)" in folded.locator("th").text_content()
         page.check("#show-unknown")
-        for k, (outcome, scores) in enumerate(prediction["outcomes"].items()):
+        for k, scores in enumerate(prediction["outcomes"].values()):
             at = scores["risks"][47]
             shares = {s.name: s.share for s in risk_shares(at["base_value"], at["shap"], at["risk"], at["reference_risk"])}
             rows = tables.nth(k).locator("tr[data-feature]").evaluate_all(

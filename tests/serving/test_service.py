@@ -75,7 +75,7 @@ def test_predict_returns_risks_and_shap_with_the_model_version(server, mlflow_st
                 assert scores["base_value"] + sum(scores["shap"].values()) == pytest.approx(expected, abs=1e-9)
             years = outcome["by_year"]
             assert [y["year"] for y in years] == [1, 2, 3, 4, 5]
-            assert all(a["risk"] <= b["risk"] for a, b in zip(years, years[1:]))
+            assert all(a["risk"] <= b["risk"] for a, b in zip(years, years[1:], strict=False))
             highest = max(y["onset_in_year"] for y in years)
             tied = [y["year"] for y in years if y["onset_in_year"] >= highest * (1 - 1e-6)]
             assert outcome["peak_hazard_year"] == tied[0]
@@ -97,7 +97,7 @@ def test_horizons_and_contrast_on_request(server):
     for prediction in body["predictions"]:
         for outcome in prediction["outcomes"].values():
             assert [r["horizon_months"] for r in outcome["risks"]] == [1, 36, 60]
-            for own, contrast in zip(outcome["risks"], outcome["contrast"]):
+            for own, contrast in zip(outcome["risks"], outcome["contrast"], strict=True):
                 risk_if = contrast[f"risk_if_{prediction['treatment']}"]
                 assert own["risk"] == pytest.approx(risk_if, rel=1e-5)
                 assert contrast["excess"] == pytest.approx(
@@ -155,7 +155,7 @@ def test_rest_and_batch_give_the_same_numbers(server, tmp_path):
         assert prediction["not_provided"] == [n for n in FEATURE_NAMES if n in blank and n != "treatment"]
         for outcome, scores in prediction["outcomes"].items():
             assert [at["horizon_months"] for at in scores["risks"]] == horizons
-            for at, contrast in zip(scores["risks"], scores["contrast"]):
+            for at, contrast in zip(scores["risks"], scores["contrast"], strict=True):
                 h = at["horizon_months"]
                 name = f"{outcome}_{h}m"
                 assert at["risk"] == pytest.approx(row[f"risk_{name}"], abs=1e-12)
@@ -175,12 +175,12 @@ def test_rest_and_batch_give_the_same_numbers(server, tmp_path):
             # The monitoring view: the risk by each year's end, the year's hazard, the likeliest year.
             by_end = [row[f"risk_{outcome}_{12 * y}m"] for y in range(1, 6)]
             previous = [0.0, *by_end[:-1]]
-            for year, before, after in zip(scores["by_year"], previous, by_end):
+            for year, before, after in zip(scores["by_year"], previous, by_end, strict=True):
                 assert year["risk"] == pytest.approx(after, abs=1e-12)
                 assert year["onset_in_year"] == pytest.approx(1 - (1 - after) / (1 - before), abs=1e-12)
                 assert year["extrapolated"] == _batch_extrapolated(row["warnings"], prediction["treatment"],
                                                                    12 * year["year"])
-            hazards = [1 - (1 - a) / (1 - b) for b, a in zip(previous, by_end)]
+            hazards = [1 - (1 - a) / (1 - b) for b, a in zip(previous, by_end, strict=True)]
             peak = next(y for y, v in enumerate(hazards, 1) if v >= max(hazards) * (1 - 1e-6))
             assert scores["peak_hazard_year"] == peak
 
