@@ -205,7 +205,8 @@ def speed_table(details: str | None = "docs/benchmarks.md") -> str | None:
         if found is None:
             continue
         rows += measure(found)
-        sources.append(f"`{found.command}` {found.started}")
+        source = f"`{found.command}` {found.started}"
+        sources += [] if source in sources else [source]
     if not rows:
         return None
     where = f"; [benchmarks.md]({details})" if details else ""
