@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from features.validation import encode
 from models.registry import load_model
 from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
-from pipelines.tracking import configure_tracking
+from models.tracking import configure_tracking
 from pipelines.steps import load_simulator
 
 HORIZONS = (24, 48)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from features.schema import CATEGORY_CODES, MAX_HORIZON_MONTHS
+from features.outcomes import kaplan_meier_survival
 from features.schema import FEATURE_NAMES
 from features.validation import COLUMN_INDEX, encode
 from models.domain import InputDomain
@@ -16,7 +17,6 @@ from models.survival import (
     StratifiedCox,
     breslow_baselines,
     horizon_labels,
-    kaplan_meier_survival,
     survival_target,
 )
 
