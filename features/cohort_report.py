@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.outcomes import kaplan_meier_survival
 from features.schema import OUTCOMES
 from features.simulator import SimulatorConfig, draw_baseline, simulate_cohort
 
@@ -29,8 +30,6 @@ def kaplan_meier_incidence(time: np.ndarray, event: np.ndarray, at) -> np.ndarra
     at : array-like of shape (k,)
         Months at which to evaluate.
     """
-    from models.survival import kaplan_meier_survival
-
     return 1.0 - kaplan_meier_survival(time, event)(at)
 
 

@@ -4,7 +4,8 @@ The convention is the simulator's (:mod:`features.simulator`) and a registry's e
 outcome ``<outcome>_event`` (1 = onset observed, 0 = censored) and ``<outcome>_time_months`` (the
 onset month, or the last month the patient was known to be without it, after the first course). A
 row whose outcome cannot be used is rejected alone, with a reason naming the column and the problem;
-a file without an outcome's columns cannot be used at all.
+a file without an outcome's columns cannot be used at all. :func:`kaplan_meier_survival` estimates
+the share still without an onset from such censored times (the cohort report, the censoring weights).
 """
 
 from __future__ import annotations
@@ -118,3 +119,27 @@ def read_outcomes(frame: pd.DataFrame, outcomes: Sequence[str]) -> tuple[pd.Data
         both = (reasons != "") & (reason != "")
         reasons = np.where(both, reasons + "; " + reason, np.where(reason != "", reason, reasons))
     return pd.DataFrame(values, index=frame.index), reasons
+
+
+def kaplan_meier_survival(time: np.ndarray, event: np.ndarray):
+    """Kaplan–Meier survival function of ``time`` with ``event`` = 1 where the time is observed
+    (scikit-survival's estimator).
+
+    Returns
+    -------
+    callable
+        ``S(t)``, right-continuous step function, evaluated on arrays.
+    """
+    from sksurv.nonparametric import kaplan_meier_estimator
+
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=bool)
+    if not event.any():
+        return lambda t: np.ones(np.shape(t))
+    times, survival = kaplan_meier_estimator(event, time)
+
+    def evaluate(t) -> np.ndarray:
+        position = np.searchsorted(times, np.asarray(t, dtype=float), side="right") - 1
+        return np.where(position >= 0, survival[np.maximum(position, 0)], 1.0)
+
+    return evaluate

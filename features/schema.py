@@ -3,7 +3,7 @@
 Everything that needs to know what a patient record looks like derives from
 :data:`FEATURES`: the cohort simulator (column names),
 frame validation (:mod:`features.validation`), the REST request model
-(:func:`patient_model`), the MLflow model signature (:func:`mlflow_input_schema`)
+(:func:`features.validation.patient_model`), the MLflow model signature (:func:`mlflow_input_schema`)
 and the README's feature table (:func:`markdown_table`). What the model learned of its
 inputs (the range its training data covered, each IL-21 kit's standardisation) is not
 here: it belongs to each model version (:mod:`models.domain`).
@@ -12,7 +12,6 @@ here: it belongs to each model version (:mod:`models.domain`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Literal
 
 ID_COLUMN = "patient_id"
@@ -340,66 +339,6 @@ def output_columns(outcomes: tuple[str, ...] = OUTCOMES,
             for h in horizons:
                 columns += contrast_columns(outcome, h)
     return columns
-
-
-def _python_type(feature: Feature) -> Any:
-    if feature.kind == "category":
-        return Literal[feature.categories]  # type: ignore[valid-type]
-    return {"number": float, "integer": int, "boolean": bool}[feature.kind]
-
-
-@cache
-def patient_model() -> type:
-    """The pydantic model of one patient in a REST request.
-
-    Unknown fields are rejected, so that a typo cannot silently turn a feature
-    into "unknown".
-    """
-    from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
-
-    class _PatientBase(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-        @model_validator(mode="after")
-        def _duration_within_age(self):  # noqa: ANN202 - pydantic hook
-            if self.disease_duration_years > self.age_years:
-                raise ValueError("disease_duration_years: cannot exceed age_years")
-            if self.il21_pg_ml is not None and self.il21_assay is None:
-                raise ValueError("il21_assay: required when il21_pg_ml is given "
-                                 "(legacy_elisa or current_elisa)")
-            return self
-
-    fields: dict[str, Any] = {
-        ID_COLUMN: (
-            str | None,
-            Field(default=None, max_length=128, description="Echoed back; never a model input."),
-        )
-    }
-    for feature in FEATURES:  # every input, il21_assay included
-        constraints: dict[str, Any] = {}
-        if feature.possible is not None:
-            low, high = feature.possible
-            constraints["gt" if feature.low_exclusive else "ge"] = low
-            constraints["le"] = high
-        extra = {"unit": feature.unit} if feature.unit else None
-        annotation = _python_type(feature)
-        description = feature.description + (f" Unit: {feature.unit}." if feature.unit else "")
-        if feature.required:
-            default: Any = ...
-        else:
-            annotation = annotation | None
-            default = None
-        fields[feature.name] = (
-            annotation,
-            Field(
-                default=default,
-                description=description,
-                examples=[feature.example],
-                json_schema_extra=extra,
-                **constraints,
-            ),
-        )
-    return create_model("Patient", __base__=_PatientBase, **fields)
 
 
 def mlflow_input_schema():

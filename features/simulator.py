@@ -41,6 +41,7 @@ from features.simulator_config import (
     DEFAULT_CONFIG_PATH,
     KITS,
     MissingSpec,
+    ProfileSpec,
     SimulatorConfig,
     load_simulator_config,
 )
@@ -229,12 +230,7 @@ def simulate_cohort(config: SimulatorConfig, profile: str, n: int, seed: int,
     baseline = draw_baseline(config, profile, n, rng)
     treatment = baseline["treatment"].to_numpy()
 
-    rate = np.zeros(n)
-    for arm in spec.arms:
-        rate[treatment == arm] = dropout_rate(spec, arm)
-    with np.errstate(divide="ignore"):
-        dropout = np.where(rate > 0, rng.exponential(1.0, n) / np.where(rate > 0, rate, 1.0), np.inf)
-    censored_at = np.minimum(dropout, spec.follow_up_months)
+    censored_at = _censoring_months(spec, treatment, rng)
     outcomes, _ = _events(config, profile, baseline, censored_at, rng)
 
     observed = _observe(config, profile, baseline, assay, seed, rng)
@@ -242,15 +238,32 @@ def simulate_cohort(config: SimulatorConfig, profile: str, n: int, seed: int,
     observed.insert(0, ID_COLUMN, [f"{profile}-{seed}-{i:0{width}d}" for i in range(n)])
     for column, values in outcomes.items():
         observed[column] = values
+    truth = _truth_columns(config, profile, baseline)
+    return pd.concat([observed, pd.DataFrame(truth, index=observed.index)], axis=1)
+
+
+def _censoring_months(spec: ProfileSpec, treatment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each patient's end of follow-up: dropout at the arm's rate, or the profile's follow-up."""
+    n = len(treatment)
+    rate = np.zeros(n)
+    for arm in spec.arms:
+        rate[treatment == arm] = dropout_rate(spec, arm)
+    with np.errstate(divide="ignore"):
+        dropout = np.where(rate > 0, rng.exponential(1.0, n) / np.where(rate > 0, rate, 1.0), np.inf)
+    return np.minimum(dropout, spec.follow_up_months)
+
+
+def _truth_columns(config: SimulatorConfig, profile: str, baseline: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The true risks of :func:`simulate_cohort`'s columns: own arm, by horizon, and counterfactual per arm."""
     truth = {}
     for outcome in OUTCOMES:
         truth[f"true_risk_{outcome}"] = true_risk(config, profile, outcome, baseline)
         for horizon in EVALUATION_HORIZONS_MONTHS:
             truth[f"true_risk_{outcome}_{horizon}m"] = true_risk(config, profile, outcome, baseline, horizon)
     for outcome in OUTCOMES:
-        for arm in spec.arms:
+        for arm in config.profiles[profile].arms:
             truth |= _counterfactual_columns(config, profile, outcome, baseline.assign(treatment=arm), arm)
-    return pd.concat([observed, pd.DataFrame(truth, index=observed.index)], axis=1)
+    return truth
 
 
 def _counterfactual_columns(config: SimulatorConfig, profile: str, outcome: str, baseline: pd.DataFrame,

@@ -17,8 +17,10 @@ rejected with a reason rather than guessed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -299,16 +301,10 @@ def _check(n: int, encoded_columns, ids: np.ndarray) -> ValidatedBatch:
                        f"{f.name}: {v[i]:g} is outside the possible range ({f.possible_text()})")
         values[:, j] = encoded
 
-    age = values[:, INPUT_INDEX["age_years"]]
-    duration = values[:, INPUT_INDEX["disease_duration_years"]]
-    with np.errstate(invalid="ignore"):
-        longer_than_life = duration > age
-    errors.add(longer_than_life, lambda i: (
-        f"disease_duration_years: {duration[i]:g} exceeds age_years {age[i]:g}"))
-    il21 = values[:, INPUT_INDEX["il21_pg_ml"]]
-    assay = values[:, INPUT_INDEX["il21_assay"]]
-    errors.add(~np.isnan(il21) & np.isnan(assay), lambda i: (
-        "il21_assay: required when il21_pg_ml is given (legacy_elisa or current_elisa)"))
+    for rule in CROSS_FIELD_RULES:
+        with np.errstate(invalid="ignore"):
+            broken = rule.broken(values)
+        errors.add(broken, lambda i, r=rule: r.reason(values[i]))
     matrix = model_matrix(values)
 
     rejected = errors.any()
@@ -329,6 +325,113 @@ def _check(n: int, encoded_columns, ids: np.ndarray) -> ValidatedBatch:
 
 
 INPUT_INDEX: dict[str, int] = {f.name: j for j, f in enumerate(FEATURES)}
+
+
+@dataclass(frozen=True)
+class CrossFieldRule:
+    """A rule between inputs, on the encoded values of every input (:data:`FEATURES` order, NaN where unknown).
+
+    Attributes
+    ----------
+    fields : tuple of str
+        The inputs it relates; the reason names the first.
+    broken : callable
+        ``values (n, k) -> bool (n,)``: the records that break it.
+    reason : callable
+        ``one record's values (k,) -> str``: ``<field>: <problem>``, the same at every front door.
+    """
+
+    fields: tuple[str, ...]
+    broken: Callable[[np.ndarray], np.ndarray]
+    reason: Callable[[np.ndarray], str]
+
+
+def _value(values: np.ndarray, name: str) -> np.ndarray:
+    return values[..., INPUT_INDEX[name]]
+
+
+# The rules between inputs that every front door (files, REST, FHIR, CDS Hooks, the pyfunc) applies after
+# each value's own type and range, with these reasons.
+CROSS_FIELD_RULES = (
+    CrossFieldRule(
+        ("disease_duration_years", "age_years"),
+        lambda v: _value(v, "disease_duration_years") > _value(v, "age_years"),
+        lambda v: f"disease_duration_years: {_value(v, 'disease_duration_years'):g} exceeds age_years "
+                  f"{_value(v, 'age_years'):g}"),
+    CrossFieldRule(
+        (IL21_KIT_FEATURE, IL21_FEATURE),
+        lambda v: ~np.isnan(_value(v, IL21_FEATURE)) & np.isnan(_value(v, IL21_KIT_FEATURE)),
+        lambda v: f"{IL21_KIT_FEATURE}: required when {IL21_FEATURE} is given (legacy_elisa or current_elisa)"),
+)
+
+
+def cross_field_reasons(record: dict) -> list[str]:
+    """The reasons of every rule of :data:`CROSS_FIELD_RULES` that one record of typed values breaks, in order."""
+    values = np.array([[_encode_typed(f, [record.get(f.name)])[0][0] for f in FEATURES]])
+    with np.errstate(invalid="ignore"):
+        return [rule.reason(values[0]) for rule in CROSS_FIELD_RULES if rule.broken(values)[0]]
+
+
+def _python_type(feature: Feature) -> Any:
+    if feature.kind == "category":
+        return Literal[feature.categories]  # type: ignore[valid-type]
+    return {"number": float, "integer": int, "boolean": bool}[feature.kind]
+
+
+@cache
+def patient_model() -> type:
+    """The pydantic model of one patient in a REST request.
+
+    Unknown fields are rejected, so that a typo cannot silently turn a feature
+    into "unknown". Each value's type and range are the schema's; the rules between inputs
+    are :data:`CROSS_FIELD_RULES`, checked after them with the reasons a file's record gets
+    (every rule a patient breaks, joined by ``; ``).
+    """
+    from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+    class _PatientBase(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        @model_validator(mode="after")
+        def _rules_between_inputs(self):  # noqa: ANN202 - pydantic hook
+            reasons = cross_field_reasons({f.name: getattr(self, f.name) for f in FEATURES})
+            if reasons:
+                raise ValueError("; ".join(reasons))
+            return self
+
+    fields: dict[str, Any] = {
+        ID_COLUMN: (
+            str | None,
+            Field(default=None, max_length=128, description="Echoed back; never a model input."),
+        )
+    }
+    for feature in FEATURES:  # every input, il21_assay included
+        constraints: dict[str, Any] = {}
+        if feature.possible is not None:
+            low, high = feature.possible
+            constraints["gt" if feature.low_exclusive else "ge"] = low
+            constraints["le"] = high
+        extra = {"unit": feature.unit} if feature.unit else None
+        annotation = _python_type(feature)
+        description = feature.description + (f" Unit: {feature.unit}." if feature.unit else "")
+        if feature.required:
+            default: Any = ...
+        else:
+            annotation = annotation | None
+            default = None
+        fields[feature.name] = (
+            annotation,
+            Field(
+                default=default,
+                description=description,
+                examples=[feature.example],
+                json_schema_extra=extra,
+                **constraints,
+            ),
+        )
+    return create_model("Patient", __base__=_PatientBase, **fields)
+
+
 # The rejects of a batch without any: shared, so read it, never change it.
 NO_REJECTS = pd.DataFrame({"row": np.empty(0, dtype=np.int64), ID_COLUMN: np.empty(0, dtype=object),
                            "reason": np.empty(0, dtype=object)})

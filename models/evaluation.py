@@ -65,25 +65,6 @@ def evaluate(y: np.ndarray, risk: np.ndarray, true_risk: np.ndarray) -> dict[str
     return metrics
 
 
-def roc_figure(y: np.ndarray, risks: dict[str, np.ndarray], title: str):
-    """ROC curves of several risk vectors (for example the model's and the oracle's)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-    from sklearn.metrics import roc_curve
-
-    figure = Figure(figsize=(5, 5))
-    axes = figure.subplots()
-    for label, risk in risks.items():
-        fpr, tpr, _ = roc_curve(y, risk)
-        axes.plot(fpr, tpr, label=f"{label} (AUROC {roc_auc_score(y, risk):.3f})")
-    axes.plot([0, 1], [0, 1], color="grey", linestyle=":")
-    axes.set(xlabel="1 - specificity", ylabel="sensitivity", title=title)
-    axes.legend(loc="lower right")
-    return figure
-
-
 def calibration_figure(y: np.ndarray, risks: dict[str, np.ndarray], title: str, bins: int = 10,
                        weight: np.ndarray | None = None):
     """Observed incidence against mean predicted risk, by quantile of predicted risk (IPCW-weighted)."""
@@ -282,20 +263,29 @@ def evaluate_at_horizon(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, tru
     }
     if not detail:
         return metrics
-    metrics |= {
-        "auprc": auprc,
-        "log_loss_over_null": log_loss_over_null(y, risk_k, weight),
-        "brier": float(np.sum(weight * (y - risk_k) ** 2) / len(known)),
-        "log_loss": weighted_log_loss(y, risk_k, weight),
-        "ici": integrated_calibration_index(y, risk_k, weight),
-    }
+    metrics |= {"auprc": auprc, **_loss_metrics(y, risk_k, weight, len(known))}
     if truth is not None:
-        metrics |= {"oracle_auroc": RankedScores(y, truth).auroc_auprc(weight)[0],
-                    "oracle_calibration_slope": weighted_calibration(y, truth, weight)[0]}
-        metrics["auroc_over_oracle"] = metrics["auroc"] / metrics["oracle_auroc"]
+        metrics |= _oracle_metrics(y, truth, weight, auroc)
     if bootstrap:
         metrics |= _bootstrap_intervals(y, risk_k, weight, truth, ranked, bootstrap, seed)
     return metrics
+
+
+def _loss_metrics(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, n: int) -> dict[str, float]:
+    """Log loss (over the incidence's and weighted), IPCW Brier score over all ``n`` patients, and ICI."""
+    return {
+        "log_loss_over_null": log_loss_over_null(y, risk, weight),
+        "brier": float(np.sum(weight * (y - risk) ** 2) / n),
+        "log_loss": weighted_log_loss(y, risk, weight),
+        "ici": integrated_calibration_index(y, risk, weight),
+    }
+
+
+def _oracle_metrics(y: np.ndarray, truth: np.ndarray, weight: np.ndarray, auroc: float) -> dict[str, float]:
+    """The true risk's own AUROC and calibration slope on the same rows, and the model's AUROC over the oracle's."""
+    oracle_auroc = RankedScores(y, truth).auroc_auprc(weight)[0]
+    return {"oracle_auroc": oracle_auroc, "oracle_calibration_slope": weighted_calibration(y, truth, weight)[0],
+            "auroc_over_oracle": auroc / oracle_auroc}
 
 
 def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.names import added_value_metric, endpoint_metric
+from models.names import HEADLINE_METRICS, added_value_metric, endpoint_metric
 
 HEADLINE_ARTIFACT = "headline.md"
 HEADLINE_TABLE = "headline.json"
@@ -46,8 +46,7 @@ def headline_frame(metrics: dict[str, float], endpoints, predictors=(), *, cover
         if not np.isfinite(get(endpoint_metric(e, "auroc"))):
             continue
         row = {"endpoint": e, "events": get(endpoint_metric(e, "events"))}
-        row |= {m: get(endpoint_metric(e, m)) for m in ("auroc", "auroc_lo", "auroc_hi", "auroc_over_oracle",
-                                                         "calibration_slope", "oracle_calibration_slope")}
+        row |= {m: get(endpoint_metric(e, m)) for m in HEADLINE_METRICS}
         for p in predictors:
             row |= {f"delta_auroc_{p}{end}": get(added_value_metric(p, e, f"delta_auroc{end}"))
                     for end in ("", "_lo", "_hi")}

@@ -20,7 +20,7 @@ What a scored patient costs is kept to a fraction of the explanation itself:
   refits' variance of a patient's log hazard is a quadratic form in that design
   (:class:`LinearSpread`): exact, at the cost of a few linear predictions. The refits themselves are cheap too: Newton's method on the
   same penalised partial likelihood as scikit-survival's, vectorised, started from the fitted
-  coefficients (:func:`cox_newton`).
+  coefficients (:func:`models.cox_newton.cox_newton`).
 - **Tree family, learned spread.** ``B`` boosters cost ``B`` passes over every tree, several times
   the explanation. The refits' spread is measured instead on the training patients at months
   :data:`MONTH_GRID` and a small booster learns its logarithm from the patient's inputs and the
@@ -38,8 +38,10 @@ import numpy as np
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
+from models.cox_newton import cox_newton
 from models.estimators import LinearCoxRegression
-from models.survival import StratifiedCox, breslow_baselines, treatment_index
+from models.survival import StratifiedCox, breslow_baselines, survival_target, treatment_index
+from models.treeshap import TreeShapTables
 
 LEVEL = 0.95
 Z = float(norm.ppf(0.5 + LEVEL / 2))
@@ -132,75 +134,6 @@ def affine_coefficients(estimator: LinearCoxRegression) -> np.ndarray:
     return theta
 
 
-def cox_newton(Z: np.ndarray, event: np.ndarray, time: np.ndarray, alpha: float, start: np.ndarray | None = None,
-               *, tol: float = 1e-9, max_iter: int = 100) -> np.ndarray:
-    """Ridge-penalised Cox regression with Breslow's ties: the coefficients scikit-survival's
-    ``CoxPHSurvivalAnalysis(alpha, ties="breslow")`` finds, by vectorised Newton steps.
-
-    Minimises ``-(1/n) Σ_events [z_i·w - log Σ_{t_j >= t_i} exp(z_j·w)] + alpha ||w||² / (2n)``,
-    halving a step that does not lower it, until the loss changes by less than ``tol`` relatively.
-
-    Parameters
-    ----------
-    Z : ndarray of shape (n, q)
-        Standardised design.
-    event, time : ndarray of shape (n,)
-        Onset observed (bool) and onset or censoring time.
-    alpha : float
-        Ridge penalty.
-    start : ndarray of shape (q,), optional
-        Starting coefficients (zeros by default); a nearby fit converges in a few steps.
-
-    Returns
-    -------
-    ndarray of shape (q,)
-    """
-    n, q = Z.shape
-    order = np.argsort(-time, kind="mergesort")  # descending: a risk set is a prefix
-    Z, event, time = Z[order], event[order].astype(bool), time[order]
-    new_group = np.concatenate([[True], time[1:] != time[:-1]])
-    group = np.cumsum(new_group) - 1
-    starts = np.flatnonzero(new_group)
-    ends = np.concatenate([starts[1:], [n]]) - 1
-    last_of, first_of = ends[group], starts[group]  # each row's tie group, in the descending order
-    Z_events = Z[event]
-
-    def loss_terms(w: np.ndarray):
-        eta = Z @ w
-        shift = eta.max()  # exp of the shifted predictor cannot overflow; the shift cancels in every ratio
-        r = np.exp(eta - shift)
-        s0 = np.cumsum(r)[last_of]
-        loss = -(np.sum(eta[event]) - np.sum(np.log(s0[event]) + shift)) / n + alpha * w @ w / (2 * n)
-        return loss, r, s0
-
-    w = np.zeros(q) if start is None else np.array(start, dtype=float)
-    loss, r, s0 = loss_terms(w)
-    for _ in range(max_iter):
-        s1 = np.cumsum(r[:, None] * Z, axis=0)[last_of]
-        z_bar = s1[event] / s0[event, None]
-        gradient = -(Z_events.sum(axis=0) - z_bar.sum(axis=0)) / n + alpha * w / n
-        # Σ_events S2_i / S0_i = Σ_j r_j z_j z_jᵀ A_j, A_j summing 1 / S0_i over the events at or after
-        # row j's time (in descending order: from the start of j's tie group to the end).
-        per_event = np.where(event, 1.0 / s0, 0.0)
-        tail = np.cumsum(per_event[::-1])[::-1]
-        a = tail[first_of]
-        hessian = ((Z * (r * a)[:, None]).T @ Z - z_bar.T @ z_bar) / n + alpha * np.eye(q) / n
-        step = np.linalg.solve(hessian, gradient)
-        candidate = w - step
-        new_loss, new_r, new_s0 = loss_terms(candidate)
-        halvings = 0
-        while new_loss > loss and halvings < 30:
-            step /= 2
-            candidate = w - step
-            new_loss, new_r, new_s0 = loss_terms(candidate)
-            halvings += 1
-        converged = abs(1 - new_loss / loss) < tol
-        w, loss, r, s0 = candidate, new_loss, new_r, new_s0
-        if converged:
-            break
-    return w
-
-
 def refit_linear(fitted: LinearCoxRegression, X: np.ndarray, event: np.ndarray, time: np.ndarray
                  ) -> LinearCoxRegression:
     """``fitted``'s whole procedure on new data (imputation, indicators, scaling, the penalised Cox
@@ -272,8 +205,6 @@ def bootstrap_refits(original: StratifiedCox, X: np.ndarray, event: np.ndarray, 
     BootstrapRefits
     """
     from sklearn.base import clone
-
-    from models.survival import survival_target
 
     rng = np.random.default_rng(seed)
     fitted = []
@@ -381,8 +312,6 @@ class LearnedSpread:
     kind = "learned"
 
     def __init__(self, booster, refits: int) -> None:
-        from models.treeshap import TreeShapTables
-
         self.booster = booster
         self.refits = int(refits)
         self.n_threads = os.cpu_count() or 1  # as the relative hazard's; RiskModel.use_threads sets it

@@ -11,12 +11,28 @@ from features.schema import EXPLANATION_SCALE, FEATURE_NAMES, endpoint
 from models.cure import EXPLANATION_SCALE as CURE_SCALE
 from models.cure import EXTRAPOLATION_RULE as CURE_EXTRAPOLATION_RULE
 from models.families import CURE_ESTIMATORS, FAMILIES
-from models.names import endpoint_metric
+from models.names import (
+    BENCHMARK_COHORT,
+    CARD_METRICS,
+    SUBGROUP_METRICS,
+    cohort_prefix,
+    endpoint_metric,
+    external_cohort,
+)
 from models.survival import BASELINE_FLOOR_PER_MONTH, EXTRAPOLATION_RULE
 
-CARD_METRICS = ("auroc", "oracle_auroc", "auroc_over_oracle", "auprc", "brier", "calibration_slope",
-                "oracle_calibration_slope", "calibration_intercept", "observed_over_expected", "ici",
-                "mean_abs_risk_error", "events")
+# Shown with their 95% bootstrap intervals in the performance tables.
+WITH_INTERVALS = ("auroc", "auprc")
+
+
+def html_page(markdown_text: str, title: str, *, width_em: int = 80) -> str:
+    """``markdown_text`` as a standalone HTML page (its tables rendered), ``width_em`` wide at most."""
+    import markdown
+
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>" + title + "</title><style>"
+            f"body{{font-family:sans-serif;max-width:{width_em}em;margin:2em auto}}table{{border-collapse:collapse;"
+            "font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style></head><body>"
+            + markdown.markdown(markdown_text, extensions=["tables"]) + "</body></html>")
 
 
 @dataclass(frozen=True)
@@ -48,15 +64,8 @@ def performance_table(metrics: dict, endpoints, prefix: str = "") -> str:
     for e in endpoints:
         if not np.isfinite(metrics.get(endpoint_metric(e, "auroc", prefix), np.nan)):
             continue  # no patient of this cohort was followed to the horizon
-        key = lambda m: endpoint_metric(e, m, prefix)  # noqa: E731
-        rows.append("| " + " | ".join([
-            e, _with_interval(metrics, key("auroc")), _value(metrics, key("oracle_auroc")),
-            _value(metrics, key("auroc_over_oracle")), _with_interval(metrics, key("auprc")),
-            _value(metrics, key("brier")), _value(metrics, key("calibration_slope")),
-            _value(metrics, key("oracle_calibration_slope")), _value(metrics, key("calibration_intercept")),
-            _value(metrics, key("observed_over_expected")), _value(metrics, key("ici")),
-            _value(metrics, key("mean_abs_risk_error")), _value(metrics, key("events")),
-        ]) + " |")
+        rows.append("| " + " | ".join([e, *((_with_interval if m in WITH_INTERVALS else _value)(
+            metrics, endpoint_metric(e, m, prefix)) for m in CARD_METRICS)]) + " |")
     return "\n".join(rows)
 
 
@@ -164,80 +173,61 @@ def benchmark_section(config, metrics: dict, endpoints: list[str]) -> str:
     if config.benchmark_cohort is None:
         return ""
     return (f"## Benchmark cohort: {config.benchmark_cohort.label()}, never used in training\n\n"
-            f"{performance_table(metrics, endpoints, 'bench_')}\n")
+            f"{performance_table(metrics, endpoints, cohort_prefix(BENCHMARK_COHORT))}\n")
 
 
-def model_card(*, name: str, version: str, family: str, spec, config, simulator, metrics: dict,
-               evaluation, follow_up: dict[str, float], added_value: str | None = None,
-               headline: str | None = None, intervals: str | None = None, domain: str | None = None) -> ModelCard:
-    """Build the card of one registered version from its training run's config, metrics and tables.
+@dataclass(frozen=True)
+class CardSubject:
+    """The registered version a card is about.
 
-    ``added_value``: the Markdown section on what named predictors add (:mod:`pipelines.biomarker`),
-    when the experiment measured it. ``headline``: the run's headline table (:mod:`models.headline`).
-    ``intervals``: the section on the risks' 95% intervals (:mod:`pipelines.intervals`).
+    Attributes
+    ----------
+    name, version : str
+        The registered model and version.
+    family, estimator : str
+        The family's name in the experiment and its estimator (:data:`models.families.FAMILIES`).
+    follow_up : dict of str to float
+        Per treatment, the longest follow-up in training, in months.
+    """
+
+    name: str
+    version: str
+    family: str
+    estimator: str
+    follow_up: dict[str, float]
+
+
+@dataclass(frozen=True)
+class CardSections:
+    """Sections other steps write, each None where the run has none.
+
+    ``headline``: the run's headline table (:mod:`models.headline`). ``added_value``: what named predictors
+    add (:mod:`pipelines.biomarker`). ``intervals``: the risks' 95% intervals (:mod:`pipelines.intervals`).
     ``domain``: what the training data covered (:func:`models.domain.domain_section`).
     """
-    import markdown
 
-    horizons = config.evaluation_horizons_months
-    endpoints = [endpoint(o, h) for o in config.outcomes for h in horizons]
-    external = "\n".join(
-        f"### External: {c.name} ({c.label()})\n\n{performance_table(metrics, endpoints, f'ext_{c.name}_')}\n"
-        for c in config.external_cohorts)
-    subgroups = "—"
-    rows = evaluation.subgroups
-    if len(rows):
-        shown = rows.copy()
-        for column in ("auroc", "calibration_slope", "calibration_intercept", "observed_over_expected"):
-            shown[column] = shown[column].map(lambda v: "—" if not np.isfinite(v) else f"{v:.3f}")
-        subgroups = ("| subgroup | endpoint | n | events | AUROC | calibration slope | calibration intercept | O/E |\n"
-                     "|---|---|---|---|---|---|---|---|\n" + "\n".join(
-                         f"| {r.subgroup} | {r.endpoint} | {r.n} | {r.events:.0f} | {r.auroc} | {r.calibration_slope} | "
-                         f"{r.calibration_intercept} | {r.observed_over_expected} |" for r in shown.itertuples()))
-    supported = ", ".join(f"{t} {m:g} months" for t, m in follow_up.items())
-    curves = "\n".join(f"![{o}: mean risk by month per treatment](../plots/population_{o}.png)"
-                       for o in evaluation.population)
-    text = f"""# Model card: {name} version {version} ({family})
+    headline: str | None = None
+    added_value: str | None = None
+    intervals: str | None = None
+    domain: str | None = None
 
-**Research tool on synthetic data. Not for clinical decisions.**
 
-{f"## Headline (held-out split){chr(10)}{chr(10)}{headline}{chr(10)}" if headline else ""}
-## Intended use (TRIPOD+AI 3, 5)
-Estimates, before a course of alemtuzumab (or interferon beta-1a) for relapsing–remitting multiple
-sclerosis, each patient's risk of a thyroid disorder and of immune thrombocytopenic purpura (ITP) by
-any month 1–72 after the first course, under either treatment, with a SHAP explanation of every
-risk. Meant for research on risk communication and monitoring.
+def subgroup_table(rows: pd.DataFrame) -> str:
+    """Markdown: per subgroup and endpoint of the held-out split, its size, onsets and :data:`SUBGROUP_METRICS`."""
+    if not len(rows):
+        return "—"
+    shown = rows.copy()
+    for column in SUBGROUP_METRICS:
+        shown[column] = shown[column].map(lambda v: "—" if not np.isfinite(v) else f"{v:.3f}")
+    return ("| subgroup | endpoint | n | events | AUROC | calibration slope | calibration intercept | O/E |\n"
+            "|---|---|---|---|---|---|---|---|\n" + "\n".join(
+                f"| {r.subgroup} | {r.endpoint} | {r.n} | {r.events:.0f} | {r.auroc} | {r.calibration_slope} | "
+                f"{r.calibration_intercept} | {r.observed_over_expected} |" for r in shown.itertuples()))
 
-## Model (TRIPOD+AI 10, 12)
-{form_section(family, spec.estimator, supported)}
-- Inputs: {", ".join(f"`{f}`" for f in FEATURE_NAMES)}; IL-21 is read on its own for each kit
-  (`il21_assay`), standardised as that kit read the training patients measured with it. Missing
-  optional inputs are allowed (unknown). Values outside the training range are scored as the
-  nearest training value, with a warning.
 
-{domain or ""}
-- Experiment `{config.name}`; training cohorts {", ".join(c.label() for c in config.train_cohorts)};
-  held-out test share {config.test_fraction:.0%}.
-
-{data_section(config, simulator)}
-{truth_section(evaluation, curves)}
-{f"## Uncertainty: a 95% interval on every risk{chr(10)}{chr(10)}{intervals}{chr(10)}" if intervals else ""}
-## Performance against observed outcomes: held-out test split (TRIPOD+AI 23)
-95% intervals: {config.bootstrap} bootstrap resamples. Time-dependent AUROC, Brier and calibration
-use IPCW weights; where a cohort is simulated, the oracle is the simulator's exact risk on the same
-patients (its calibration slope shows what sampling noise alone gives). Horizons nobody in a cohort
-was followed to are left out.
-
-{performance_table(metrics, endpoints)}
-
-{benchmark_section(config, metrics, endpoints)}
-{external}
-{f"## Added value of predictors{chr(10)}{chr(10)}{added_value}{chr(10)}" if added_value else ""}
-## Subgroups (TRIPOD+AI 23b)
-
-{subgroups}
-
-## Limitations (TRIPOD+AI 27)
+def limitations_section(follow_up: dict[str, float]) -> str:
+    """The card's limitations (TRIPOD+AI 27)."""
+    return f"""## Limitations (TRIPOD+AI 27)
 - Where the data are synthetic, performance here says how well the model recovers the simulator's
   risk function, not how it would perform in patients; where they come from files, it says how the
   model did on the held-out part of those patients only.
@@ -249,9 +239,63 @@ was followed to are left out.
   share's): the model cannot say that one patient's onsets come earlier than another's.
 - Values outside the training ranges are scored as the nearest training value, with a warning.
 """
-    html = ("<!doctype html><html><head><meta charset='utf-8'><title>"
-            f"{name} v{version} model card</title><style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}"
-            "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}"
-            "img{max-width:100%}</style></head><body>" + markdown.markdown(text, extensions=["tables"])
-            + "</body></html>")
-    return ModelCard(markdown=text, html=html)
+
+
+def _titled(title: str, text: str | None) -> str:
+    return f"## {title}\n\n{text}\n" if text else ""
+
+
+def model_card(subject: CardSubject, *, config, simulator, metrics: dict, evaluation,
+               sections: CardSections = CardSections()) -> ModelCard:
+    """Build the card of one registered version from its training run's config, metrics and tables
+    (:class:`pipelines.evaluation.Evaluation`), with the ``sections`` other steps wrote."""
+    endpoints = [endpoint(o, h) for o in config.outcomes for h in config.evaluation_horizons_months]
+    external = "\n".join(
+        f"### External: {c.name} ({c.label()})\n\n"
+        f"{performance_table(metrics, endpoints, cohort_prefix(external_cohort(c.name)))}\n"
+        for c in config.external_cohorts)
+    supported = ", ".join(f"{t} {m:g} months" for t, m in subject.follow_up.items())
+    curves = "\n".join(f"![{o}: mean risk by month per treatment](../plots/population_{o}.png)"
+                       for o in evaluation.population)
+    text = f"""# Model card: {subject.name} version {subject.version} ({subject.family})
+
+**Research tool on synthetic data. Not for clinical decisions.**
+
+{_titled("Headline (held-out split)", sections.headline)}
+## Intended use (TRIPOD+AI 3, 5)
+Estimates, before a course of alemtuzumab (or interferon beta-1a) for relapsing–remitting multiple
+sclerosis, each patient's risk of a thyroid disorder and of immune thrombocytopenic purpura (ITP) by
+any month 1–72 after the first course, under either treatment, with a SHAP explanation of every
+risk. Meant for research on risk communication and monitoring.
+
+## Model (TRIPOD+AI 10, 12)
+{form_section(subject.family, subject.estimator, supported)}
+- Inputs: {", ".join(f"`{f}`" for f in FEATURE_NAMES)}; IL-21 is read on its own for each kit
+  (`il21_assay`), standardised as that kit read the training patients measured with it. Missing
+  optional inputs are allowed (unknown). Values outside the training range are scored as the
+  nearest training value, with a warning.
+
+{sections.domain or ""}
+- Experiment `{config.name}`; training cohorts {", ".join(c.label() for c in config.train_cohorts)};
+  held-out test share {config.test_fraction:.0%}.
+
+{data_section(config, simulator)}
+{truth_section(evaluation, curves)}
+{_titled("Uncertainty: a 95% interval on every risk", sections.intervals)}
+## Performance against observed outcomes: held-out test split (TRIPOD+AI 23)
+95% intervals: {config.bootstrap} bootstrap resamples. Time-dependent AUROC, Brier and calibration
+use IPCW weights; where a cohort is simulated, the oracle is the simulator's exact risk on the same
+patients (its calibration slope shows what sampling noise alone gives). Horizons nobody in a cohort
+was followed to are left out.
+
+{performance_table(metrics, endpoints)}
+
+{benchmark_section(config, metrics, endpoints)}
+{external}
+{_titled("Added value of predictors", sections.added_value)}
+## Subgroups (TRIPOD+AI 23b)
+
+{subgroup_table(evaluation.subgroups)}
+
+{limitations_section(subject.follow_up)}"""
+    return ModelCard(markdown=text, html=html_page(text, f"{subject.name} v{subject.version} model card", width_em=70))

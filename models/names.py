@@ -18,6 +18,11 @@ Metric keys (all per endpoint ``<outcome>_<h>m``, e.g. ``thyroid_48m``):
 
 from __future__ import annotations
 
+# The registered model, and the aliases promotion sets (never stages, never "latest").
+MODEL_NAME = "autoimmunity-risk"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
 # Tags of runs.
 EXPERIMENT_TAG = "autorisk.experiment"
 CONFIG_DIGEST_TAG = "autorisk.config_digest"
@@ -50,18 +55,31 @@ VERSION_SOURCE_TAG, VERSION_FILE_TAG, VERSION_METHOD_TAG = "recalibrated_from", 
 PROMOTION_METRIC = "mean_log_loss_over_null"
 PROMOTION_HORIZONS_MONTHS = (24, 48)
 
-# Metrics against observed outcomes, at one horizon (models.evaluation.evaluate_at_horizon).
-LABEL_METRICS = ("auroc", "auroc_lo", "auroc_hi", "auprc", "auprc_lo", "auprc_hi", "oracle_auroc",
-                 "auroc_over_oracle", "brier", "log_loss", "log_loss_over_null", "calibration_slope", "calibration_slope_lo",
-                 "calibration_slope_hi", "observed_over_expected_lo", "observed_over_expected_hi",
-                 "oracle_calibration_slope", "slope_minus_oracle_lo", "slope_minus_oracle_hi", "calibration_intercept", "observed_over_expected", "ici",
-                 "mean_abs_risk_error", "mean_risk", "mean_true_risk", "known", "events")
-# Metrics against the simulator's truth, per arm (models.evaluation.evaluate_against_truth).
-TRUTH_METRICS = ("mean_risk", "mean_true_risk", "mean_risk_over_true", "mean_abs_risk_error", "auroc",
-                 "oracle_auroc", "auroc_over_oracle", "calibration_slope")
-# Metrics of the treatment contrast (models.evaluation.evaluate_contrast).
-CONTRAST_METRICS = ("predicted_between_arms", "true_between_arms", "between_arms_over_true",
-                    "mean_predicted_excess", "mean_true_excess", "excess_correlation", "excess_mean_abs_error")
+# The cohorts a metric is measured on: the held-out split (no prefix), the benchmark cohort and each
+# external cohort (cohort_prefix, external_cohort).
+BENCHMARK_COHORT = "bench"
+# Patients of the benchmark cohort (of the held-out split without one) whose risk falls from a month to the next.
+FALLING_RISK_METRIC = "patients_with_falling_risk"
+
+# Subsets of the metrics against observed outcomes at one horizon (models.evaluation.evaluate_at_horizon),
+# each where it is shown:
+# the model card's performance tables, a column each (AUROC and AUPRC with their 95% intervals);
+CARD_METRICS = ("auroc", "oracle_auroc", "auroc_over_oracle", "auprc", "brier", "calibration_slope",
+                "oracle_calibration_slope", "calibration_intercept", "observed_over_expected", "ici",
+                "mean_abs_risk_error", "events")
+# the headline table of a family's run (models.headline);
+HEADLINE_METRICS = ("auroc", "auroc_lo", "auroc_hi", "auroc_over_oracle", "calibration_slope",
+                    "oracle_calibration_slope")
+# per subgroup of the held-out split, at SUBGROUP_HORIZONS_MONTHS (sub_<group>_<endpoint>_<metric>);
+SUBGROUP_METRICS = ("auroc", "calibration_slope", "calibration_intercept", "observed_over_expected")
+SUBGROUP_HORIZONS_MONTHS = (24, 48)
+# what GET /model serves per endpoint of the held-out split and the benchmark cohort;
+SERVED_METRICS = ("auroc", "auroc_lo", "auroc_hi", "calibration_slope", "calibration_intercept",
+                  "observed_over_expected")
+# and against the simulator's truth per arm of the benchmark cohort (models.evaluation.evaluate_against_truth).
+SERVED_TRUTH_METRICS = ("mean_risk", "mean_true_risk", "auroc_over_oracle", "calibration_slope")
+# Learning curves (pipelines.sample_size), per training size.
+CURVE_METRICS = ("auroc", "oracle_auroc", "auroc_over_oracle", "calibration_slope", "mean_abs_risk_error")
 
 
 # Added value of a predictor (pipelines.biomarker): ΔAUROC, NRI and IDI with their paired bootstrap 95%
@@ -83,9 +101,24 @@ INTERVAL_METRICS = ("coverage", "coverage_refits", "miss_above", "miss_below", "
 ADDED_VALUE_MIN_EVENTS = 5
 
 
+def external_cohort(name: str) -> str:
+    """``ext_clinic``: the metric cohort of the external cohort ``clinic``."""
+    return f"ext_{name}"
+
+
+def cohort_prefix(cohort: str | None = None) -> str:
+    """The prefix of a cohort's metrics: ``""`` for the held-out split (None), ``bench_``, ``ext_clinic_``."""
+    return f"{cohort}_" if cohort else ""
+
+
 def endpoint_metric(endpoint: str, metric: str, prefix: str = "") -> str:
     """``thyroid_24m_auroc``, ``bench_thyroid_24m_auroc``, ``ext_clinic_itp_48m_calibration_slope``."""
     return f"{prefix}{endpoint}_{metric}"
+
+
+def subgroup_metric(subgroup: str, endpoint: str, metric: str) -> str:
+    """``sub_female_thyroid_24m_auroc``: a subgroup of the held-out split."""
+    return f"sub_{subgroup}_{endpoint}_{metric}"
 
 
 def truth_metric(cohort: str, treatment: str, endpoint: str, metric: str) -> str:
@@ -111,3 +144,13 @@ def validation_metric(outcome: str, treatment: str, horizon_months: int, metric:
 def interval_metric(cohort: str, arm: str, endpoint: str, metric: str) -> str:
     """``interval_bench_alemtuzumab_thyroid_24m_coverage``, ``interval_bench_all_itp_48m_mean_width``."""
     return f"interval_{cohort}_{arm}_{endpoint}_{metric}"
+
+
+def trial_metric(endpoint: str | None = None) -> str:
+    """``validation_log_loss_over_null`` of a tuning trial; ``validation_thyroid_24m_log_loss_over_null`` per endpoint."""
+    return f"validation_{endpoint}_log_loss_over_null" if endpoint else "validation_log_loss_over_null"
+
+
+def tuning_metric(outcome: str, metric: str) -> str:
+    """``tuning_thyroid_trials``, ``tuning_itp_best_log_loss_over_null``: an outcome's study in the parent run."""
+    return f"tuning_{outcome}_{metric}"

@@ -36,6 +36,7 @@ from models.model_error import ModelErrorSpread
 from models.recalibration import RecalibratedSpread, ScaledRelativeHazard
 from models.scoring import RiskModel
 from models.survival import BaselineHazards, StratifiedCox
+from models.treeshap import TreeShapTables
 
 FORMAT = "autorisk.risk-model/2"
 MANIFEST = "risk_model.json"
@@ -114,8 +115,6 @@ def save_risk_model(model: RiskModel, folder: Path) -> Path:
 
 def _estimator(entry: dict, folder: Path, outcome: str):
     import xgboost as xgb
-
-    from models.treeshap import TreeShapTables
 
     estimator = FAMILIES[entry["estimator"]](**entry["params"])
     estimator.n_features_in_ = entry["n_features_in"]

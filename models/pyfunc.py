@@ -14,6 +14,7 @@ import pandas as pd
 
 from features.schema import DEFAULT_HORIZONS_MONTHS
 from features.validation import validate_frame
+from models.persistence import load_risk_model
 from models.scoring import RiskModel, ScoringOptions, score_batch
 
 # The file MLflow runs to build the model when a version loads, and the artifact with its files.
@@ -42,8 +43,6 @@ class AutoimmunityRiskModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         """Read the fitted model from the version's artifact (:func:`models.persistence.load_risk_model`)."""
-        from models.persistence import load_risk_model
-
         self.risk_model = load_risk_model(Path(context.artifacts[RISK_MODEL_ARTIFACT]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ARG002

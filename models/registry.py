@@ -14,6 +14,9 @@ from mlflow.exceptions import MlflowException
 
 from features.schema import OUTCOMES, endpoint
 from models.names import (
+    CHALLENGER,
+    CHAMPION,
+    MODEL_NAME,
     CONFIG_DIGEST_TAG,
     FAMILY_TAG,
     PROMOTION_HORIZONS_MONTHS,
@@ -27,10 +30,9 @@ from models.names import (
     endpoint_metric,
 )
 from models.scoring import RiskModel
+from models.store import ModelLoadError, NoChampionError
+from models.tracking import ensure_experiment
 
-MODEL_NAME = "autoimmunity-risk"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 # The rule uses only what a real study has: the held-out split's observed, censored outcomes. A version is
 # passed over only when its held-out calibration is shown to be off: the 95% bootstrap interval of its
 # calibration slope lies wholly outside 1 ± SLOPE_TOLERANCE, or that of its observed-over-expected ratio wholly
@@ -49,26 +51,6 @@ PROMOTION_RULE = (
     f"relative to the incidence's, averaged over outcomes and evaluation horizons (run metric '{PROMOTION_METRIC}'); "
     "ties go to the newer version. The previous champion becomes the challenger"
 )
-
-
-class NoChampionError(LookupError):
-    """The registry has no version under the requested alias."""
-
-
-class ModelLoadError(RuntimeError):
-    """A registered version exists but cannot be loaded: its artifacts are missing or unreadable.
-
-    The cause (``__cause__``) is the error MLflow or unpickling raised.
-    """
-
-    def __init__(self, name: str, version: str, cause: BaseException) -> None:
-        missing = isinstance(cause, FileNotFoundError) or (
-            isinstance(cause, MlflowException) and cause.error_code == "RESOURCE_DOES_NOT_EXIST")
-        detail = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-        state = "are missing" if missing else "cannot be read"
-        super().__init__(f"model {name!r} version {version} is registered but its artifacts {state} "
-                         f"({type(cause).__name__}{': ' + detail if detail else ''})")
-        self.missing = missing
 
 
 @dataclass(frozen=True)
@@ -198,8 +180,6 @@ def promote(client: MlflowClient, name: str = MODEL_NAME, *, experiment: str | N
 
 def log_promotion(decision: Promotion, name: str) -> None:
     """Record the decision as a run of the MLflow experiment ``promotions``: rule, candidates, choice."""
-    from pipelines.tracking import ensure_experiment
-
     ensure_experiment("promotions", description=(
         "Each `autorisk promote`: the rule, every candidate version's figures (candidates.csv) and the "
         "version @champion was set to."))

@@ -25,6 +25,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
+from features.outcomes import kaplan_meier_survival
 from features.schema import (
     CATEGORY_CODES,
     COLUMN_FEATURE,
@@ -324,30 +325,6 @@ class StratifiedCox(BaseEstimator):
 
 
 # --------------------------------------------------------------------------- IPCW, for evaluation
-
-
-def kaplan_meier_survival(time: np.ndarray, event: np.ndarray):
-    """Kaplan–Meier survival function of ``time`` with ``event`` = 1 where the time is observed
-    (scikit-survival's estimator).
-
-    Returns
-    -------
-    callable
-        ``S(t)``, right-continuous step function, evaluated on arrays.
-    """
-    from sksurv.nonparametric import kaplan_meier_estimator
-
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=bool)
-    if not event.any():
-        return lambda t: np.ones(np.shape(t))
-    times, survival = kaplan_meier_estimator(event, time)
-
-    def evaluate(t) -> np.ndarray:
-        position = np.searchsorted(times, np.asarray(t, dtype=float), side="right") - 1
-        return np.where(position >= 0, survival[np.maximum(position, 0)], 1.0)
-
-    return evaluate
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ import numpy as np
 from scipy.special import expit, logit
 from scipy.stats import norm
 
+from models.cox_newton import cox_newton
 from models.evaluation import RankedScores, calibration_slope_fast, percentile_interval
-from models.intervals import cox_newton
 from models.survival import horizon_labels
 
 LEVEL = 0.95
@@ -201,7 +201,7 @@ def smoothed_calibration(time: np.ndarray, event: np.ndarray, risk: np.ndarray, 
     centre, scale = basis.mean(axis=0), basis.std(axis=0)
     scale[scale == 0] = 1.0
     # Cox's partial likelihood (Breslow's ties) by Newton's method, as scikit-survival's CoxPHSurvivalAnalysis
-    # finds it (models.intervals.cox_newton; a test checks the two); a negligible ridge keeps it defined.
+    # finds it (models.cox_newton.cox_newton; a test checks the two); a negligible ridge keeps it defined.
     coef = cox_newton((basis - centre) / scale, onset, censored_time, alpha=1e-6)
     lp_fit = ((basis - centre) / scale) @ coef
     # Breslow's baseline cumulative hazard at the horizon: Σ over onsets of 1 / Σ_{at risk} exp(lp)
@@ -355,20 +355,18 @@ def validate_at_horizon(time: np.ndarray, event: np.ndarray, risk: np.ndarray, h
     result |= {"observed_risk": km.risk, "observed_lo": km.lo, "observed_hi": km.hi, "observed_se": km.se,
                "o_e": ratio[0], "o_e_se": ratio[1], "o_e_lo": ratio[2], "o_e_hi": ratio[3]}
     labels = horizon_labels(time, event, horizon)
-    known = labels.known
-    y, w, r = labels.y[known], labels.weight[known], risk[known]
     brier = float(np.sum(labels.weight * (labels.y - risk) ** 2) / len(time))
     null = float(np.sum(labels.weight * (labels.y - km.risk) ** 2) / len(time))
     result |= {"brier": brier, "ipa": 1.0 - brier / null if null > 0 else nan}
     curves = {"groups": risk_groups(time, event, risk, horizon), "net_benefit": net_benefit(time, event, risk, horizon)}
+    known = labels.known
+    y, w, r = labels.y[known], labels.weight[known], risk[known]
     if y.sum() >= MIN_EVENTS and y.sum() < len(y):
-        lp = logit(np.clip(r, _EPS, 1 - _EPS))
-        result |= calibration_with_intervals(y, lp, w)
+        result |= calibration_with_intervals(y, logit(np.clip(r, _EPS, 1 - _EPS)), w)
         result["auroc"] = RankedScores(y, r).auroc_auprc(w)[0]
         result["auroc_lo"], result["auroc_hi"] = auroc_interval(y, w, r, bootstrap, seed)
         smooth = smoothed_calibration(time, event, risk, horizon)
         if smooth is not None:
             result |= {"ici": smooth.ici, "e50": smooth.e50, "e90": smooth.e90}
             curves |= {"smoothed": {"risk": smooth.curve_risk.tolist(), "observed": smooth.curve_observed.tolist()}}
-    result["curves"] = curves
-    return result
+    return result | {"curves": curves}

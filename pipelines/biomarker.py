@@ -32,7 +32,15 @@ import pandas as pd
 from features.schema import FEATURES_BY_NAME, endpoint
 from features.validation import encode
 from models.incremental_value import DEFAULT_THRESHOLDS, AddedValue, added_value
-from models.names import ADDED_VALUE_METRICS, ADDED_VALUE_MIN_EVENTS, added_value_metric
+from models.model_card import html_page
+from models.names import (
+    ADDED_VALUE_METRICS,
+    ADDED_VALUE_MIN_EVENTS,
+    BENCHMARK_COHORT,
+    added_value_metric,
+    cohort_prefix,
+    external_cohort,
+)
 from models.scoring import RiskModel
 from pipelines.config import ExperimentConfig, FamilySpec
 from pipelines.steps import Cohorts, fit_family, status_at
@@ -150,11 +158,11 @@ def evaluation_sets(config: ExperimentConfig, cohorts: Cohorts) -> list[Evaluati
         return "+".join(kits) if kits else "none"
 
     sets = [EvaluationSet(HELD_OUT, "", kit(cohorts.test), cohorts.test),
-            EvaluationSet(BENCHMARK, "bench_", kit(cohorts.benchmark), cohorts.benchmark)]
+            EvaluationSet(BENCHMARK, cohort_prefix(BENCHMARK_COHORT), kit(cohorts.benchmark), cohorts.benchmark)]
     for spec in config.external_cohorts:
         if spec.il21_assay is not None:
             frame = cohorts.external[spec.name]
-            sets.append(EvaluationSet(spec.name, f"ext_{spec.name}_", kit(frame), frame))
+            sets.append(EvaluationSet(spec.name, cohort_prefix(external_cohort(spec.name)), kit(frame), frame))
     return sets
 
 
@@ -285,16 +293,6 @@ Research tool on synthetic data; not for clinical decisions.
 """
 
 
-def report_html(markdown_text: str, title: str) -> str:
-    """``markdown_text`` as a standalone HTML page."""
-    import markdown
-
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>" + title + "</title><style>"
-            "body{font-family:sans-serif;max-width:80em;margin:2em auto}table{border-collapse:collapse;"
-            "font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style></head><body>"
-            + markdown.markdown(markdown_text, extensions=["tables"]) + "</body></html>")
-
-
 def forest_figure(value: BiomarkerValue):
     """ΔAUROC with its 95% interval, one row per predictor, cohort and endpoint."""
     from matplotlib.figure import Figure
@@ -372,7 +370,7 @@ def log_added_value(value: BiomarkerValue, experiment: str, folder: str = "bioma
 
     text = report_markdown(value, experiment=experiment)
     mlflow.log_text(text, f"{folder}/biomarker-value.md")
-    mlflow.log_text(report_html(text, f"{experiment} / {value.family}: added value"), f"{folder}/biomarker-value.html")
+    mlflow.log_text(html_page(text, f"{experiment} / {value.family}: added value"), f"{folder}/biomarker-value.html")
     mlflow.log_figure(forest_figure(value), f"{folder}/plots/delta_auroc.png")
     for predictor in dict.fromkeys(c.predictor for c in value.comparisons):
         mlflow.log_figure(net_benefit_figure(value, predictor), f"{folder}/plots/net_benefit_difference_{predictor}.png")

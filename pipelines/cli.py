@@ -111,7 +111,7 @@ def cohort_report(
 ) -> None:
     """Compare simulated cohorts with every published target; write and log the report. Exit 1 if any target fails."""
     from pipelines.cohort_report import run_cohort_report
-    from pipelines.tracking import configure_tracking
+    from models.tracking import configure_tracking
 
     configure_tracking()
     simulator = _world(world, config)
@@ -141,7 +141,7 @@ def train(
 ) -> None:
     """Train every model family of an experiment, log it to MLflow and register the models."""
     from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
-    from pipelines.tracking import configure_tracking
+    from models.tracking import configure_tracking
     from pipelines.train import run_experiment
 
     uri = configure_tracking()
@@ -179,7 +179,7 @@ def worlds(
     from mlflow import MlflowClient
 
     from pipelines.config import DEFAULT_EXPERIMENT, load_experiment, world_names, world_overrides
-    from pipelines.tracking import configure_tracking
+    from models.tracking import configure_tracking
     from pipelines.worlds import run_worlds, worlds_table
 
     uri = configure_tracking()
@@ -211,7 +211,7 @@ def promote(
     from mlflow import MlflowClient
 
     from models.registry import promote as promote_version
-    from pipelines.tracking import configure_tracking
+    from models.tracking import configure_tracking
 
     uri = configure_tracking()
     with _store_faults(uri):
@@ -246,7 +246,7 @@ def report(
     import mlflow
 
     from models.registry import resolve_version
-    from pipelines.tracking import configure_tracking
+    from models.tracking import configure_tracking
 
     version = _registered_version(version, "VERSION")
     uri = configure_tracking()
@@ -272,7 +272,7 @@ def sample_size(
     """Learning curves against the simulator's truth and Riley's minimum sample size: how many patients a real IL-21 study would need."""
     from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
     from pipelines.sample_size import DEFAULT_SETTINGS, QUICK_SETTINGS, run_sample_size, write_report
-    from pipelines.tracking import configure_tracking
+    from models.tracking import configure_tracking
     from pipelines.steps import load_simulator
 
     uri = configure_tracking()
@@ -331,7 +331,7 @@ def score(
     from pipelines.intake import check_kit
     from pipelines.outputs import lock_outputs
     from pipelines.score import ENGINES, InputFileError, OutputError, ScoringOptions, output_paths, score_file
-    from pipelines.tracking import configure_tracking
+    from models.tracking import configure_tracking
 
     try:
         options = ScoringOptions(horizons=tuple(_months(horizons)), contrast=contrast)
@@ -407,7 +407,7 @@ def validate(
     from models.registry import load_model, version_or_alias
     from pipelines.intake import check_kit
     from pipelines.reading import InputFileError
-    from pipelines.tracking import configure_tracking
+    from models.tracking import configure_tracking
     from pipelines.validate import run_validation
 
     try:
@@ -455,7 +455,7 @@ def recalibrate(
     from pipelines.intake import check_kit
     from pipelines.reading import InputFileError
     from pipelines.recalibrate import check_alias, comparison_rows, run_recalibration
-    from pipelines.tracking import configure_tracking
+    from models.tracking import configure_tracking
 
     try:
         months = check_horizons(_months(horizons))
@@ -577,7 +577,7 @@ def _print_caveats(summary, follow_up: dict[str, float], options) -> None:
 @contextmanager
 def _store_faults(uri: str, *, must_exist: bool = True):
     """Faults of the MLflow store and of the model as one line and the exit code of the README's table."""
-    from pipelines.store import StoreFault, diagnose, quiet_store_logs, require_store
+    from models.store import StoreFault, diagnose, quiet_store_logs, require_store
 
     quiet_store_logs()
     try:
@@ -602,8 +602,8 @@ def serve(
 ) -> None:
     """Serve a registered version (default @champion) over REST (BentoML): POST /predict and the page at /."""
     from models.registry import load_model, version_or_alias
-    from pipelines.tracking import PROJECT_ROOT, configure_tracking
-    from serving.settings import SettingsError, server_settings
+    from models.tracking import PROJECT_ROOT, configure_tracking
+    from models.settings import SettingsError, load_settings as server_settings
 
     try:  # the server's settings before anything loads: a bad one is one line and exit 2
         server_settings()
@@ -632,7 +632,7 @@ def build(
     import subprocess
 
     from models.registry import MODEL_NAME, resolve_version, version_or_alias
-    from pipelines.tracking import PROJECT_ROOT, configure_tracking
+    from models.tracking import PROJECT_ROOT, configure_tracking
     from serving.bento import MODEL_NAME_ARG, MODEL_VERSION_ARG
 
     try:
@@ -767,7 +767,7 @@ def explain(
     from models.explanation_figures import waterfall_figure
     from models.registry import load_model, version_or_alias
     from models.scoring import ScoringOptions
-    from pipelines.tracking import configure_tracking
+    from models.tracking import configure_tracking
 
     kind = out.suffix.lower().lstrip(".")
     if kind not in ("svg", "png"):
@@ -876,7 +876,7 @@ def demo(
     from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
     from pipelines.observed_loop import run_loop
     from pipelines.score import ScoringOptions, score_file
-    from pipelines.tracking import configure_tracking
+    from models.tracking import configure_tracking
     from pipelines.train import load_simulator, run_experiment
 
     started = time.perf_counter()

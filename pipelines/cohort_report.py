@@ -9,7 +9,7 @@ import mlflow
 
 from features.cohort_report import CohortReport, build_report
 from features.simulator import SimulatorConfig
-from pipelines.tracking import ensure_experiment
+from models.tracking import ensure_experiment
 
 EXPERIMENT = "cohorts"
 

@@ -1,4 +1,4 @@
-"""Step 4 of training: every figure of a fitted family (:class:`pipelines.steps.Evaluation`).
+"""Step 4 of training: every figure of a fitted family (:class:`Evaluation`).
 
 Against observed, censored outcomes (IPCW) on the held-out split and on every evaluation cohort; and,
 only where a cohort carries the simulator's true risks, against the truth per arm and horizon and for the
@@ -7,6 +7,8 @@ treatment contrast. A cohort of real patients (a file) is judged on its observed
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
@@ -14,14 +16,61 @@ from features.schema import CATEGORY_CODES, MAX_HORIZON_MONTHS, TREATMENTS, endp
 from features.simulator import SimulatorConfig, true_risk_at
 from features.validation import COLUMN_INDEX, encode
 from models.evaluation import evaluate_against_truth, evaluate_at_horizon, evaluate_contrast
-from models.names import PROMOTION_METRIC, contrast_metric, endpoint_metric, truth_metric
+from models.names import (
+    BENCHMARK_COHORT,
+    FALLING_RISK_METRIC,
+    PROMOTION_METRIC,
+    SUBGROUP_HORIZONS_MONTHS,
+    SUBGROUP_METRICS,
+    cohort_prefix,
+    contrast_metric,
+    endpoint_metric,
+    external_cohort,
+    subgroup_metric,
+    truth_metric,
+)
 from models.scoring import RiskModel
+from pipelines.biomarker import BiomarkerValue
 from pipelines.config import ExperimentConfig
-from pipelines.steps import Cohorts, Evaluation, has_truth, status_at
+from pipelines.intervals import IntervalEvaluation
+from pipelines.steps import Cohorts, has_truth, status_at
 
-SUBGROUP_METRICS = ("auroc", "calibration_slope", "calibration_intercept", "observed_over_expected")
-SUBGROUP_HORIZONS_MONTHS = (24, 48)
 ALL_ARMS = "all"  # both arms together, in a cohort that has both
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything measured of one fitted family.
+
+    Attributes
+    ----------
+    metrics : dict of str to float
+        Named as in :mod:`models.names`.
+    curves : dict of str to dict
+        Per endpoint of the test split, the arrays behind the plots: ``y``, ``weight``, ``model``, ``oracle``.
+    subgroups : DataFrame
+        One row per subgroup and endpoint of the test split.
+    truth : DataFrame
+        One row per cohort, arm and endpoint: the risks against the simulator's truth.
+    contrast : DataFrame
+        One row per cohort and endpoint: the alemtuzumab-minus-interferon contrast against the truth.
+    population : dict of str to dict
+        Per outcome and treatment, the benchmark cohort's mean predicted and true risk by month 0–72.
+    biomarker : BiomarkerValue, optional
+        What each predictor of the config's ``added_value`` adds (:mod:`pipelines.biomarker`).
+    intervals : IntervalEvaluation, optional
+        Coverage of the true risk by the risks' 95% intervals (:mod:`pipelines.intervals`).
+    """
+
+    metrics: dict[str, float]
+    curves: dict[str, dict[str, np.ndarray]]
+    subgroups: pd.DataFrame
+    truth: pd.DataFrame
+    contrast: pd.DataFrame
+    population: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    biomarker: BiomarkerValue | None = None
+    intervals: IntervalEvaluation | None = None
+
 
 
 def subgroups(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -161,13 +210,13 @@ def evaluate(model: RiskModel, cohorts: Cohorts, config: ExperimentConfig,
     horizons = config.evaluation_horizons_months
     metrics, curves = evaluate_labels(model, cohorts.test, horizons, bootstrap=config.bootstrap, seed=config.split_seed)
     if cohorts.benchmark is not None:
-        metrics |= evaluate_labels(model, cohorts.benchmark, horizons, prefix="bench_", bootstrap=config.bootstrap,
+        metrics |= evaluate_labels(model, cohorts.benchmark, horizons, prefix=cohort_prefix(BENCHMARK_COHORT), bootstrap=config.bootstrap,
                                    seed=config.split_seed)[0]
     for name, frame in cohorts.external.items():
-        metrics |= evaluate_labels(model, frame, horizons, prefix=f"ext_{name}_")[0]
+        metrics |= evaluate_labels(model, frame, horizons, prefix=cohort_prefix(external_cohort(name)))[0]
     table = subgroup_table(curves, cohorts.test)
     for row in table.itertuples():
-        metrics |= {f"sub_{row.subgroup}_{row.endpoint}_{m}": getattr(row, m)
+        metrics |= {subgroup_metric(row.subgroup, row.endpoint, m): getattr(row, m)
                     for m in SUBGROUP_METRICS if np.isfinite(getattr(row, m))}
     truth_rows, contrast_rows = [], []
     for cohort, frame in cohorts.with_truth().items():
@@ -179,8 +228,8 @@ def evaluate(model: RiskModel, cohorts: Cohorts, config: ExperimentConfig,
                  for h in horizons if endpoint_metric(endpoint(o, h), "log_loss_over_null") in metrics]
     metrics[PROMOTION_METRIC] = float(np.mean(promotion)) if promotion else float("nan")
     benchmark = cohorts.benchmark if cohorts.benchmark is not None else cohorts.test
-    metrics["bench_patients_with_falling_risk" if cohorts.benchmark is not None else "patients_with_falling_risk"] = \
-        float(falling_risks(model, benchmark))
+    on = BENCHMARK_COHORT if cohorts.benchmark is not None else None
+    metrics[cohort_prefix(on) + FALLING_RISK_METRIC] = float(falling_risks(model, benchmark))
     truth = cohorts.benchmark is not None and has_truth(cohorts.benchmark)
     return Evaluation(metrics=metrics, curves=curves, subgroups=table, truth=pd.DataFrame(truth_rows),
                       contrast=pd.DataFrame(contrast_rows),

@@ -30,7 +30,7 @@ from models.intervals import (
     served_spread,
 )
 from models.model_error import ModelErrorSpread, model_error_variance, sampling_spread
-from models.names import INTERVAL_ARM_METRICS, INTERVAL_METRICS, interval_metric
+from models.names import BENCHMARK_COHORT, INTERVAL_ARM_METRICS, INTERVAL_METRICS, interval_metric
 from models.scoring import RiskModel, not_provided
 from models.survival import treatment_index
 
@@ -109,8 +109,49 @@ def held_out_model_error(model: RiskModel, outcome: str, held_out: pd.DataFrame)
                                 len(survival.baseline_.follow_up_months))
 
 
+@dataclass(frozen=True)
+class _Bounds:
+    """One outcome's served and refit intervals on a cohort, with the true risks, each of shape (n, H)
+    (``refit_risks`` (B, n, H)); :meth:`figures` measures them for a group of patients at a horizon."""
+
+    truth: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    refit_lo: np.ndarray
+    refit_hi: np.ndarray
+    risk: np.ndarray
+    log_hazard: np.ndarray
+    refit_risks: np.ndarray
+    refit_sd: np.ndarray
+    sampling_sd: np.ndarray
+    served_sd: np.ndarray
+
+    def figures(self, members: np.ndarray, k: int, full: np.ndarray) -> dict[str, float]:
+        """Coverage, widths and spreads of the patients ``members`` at horizon ``k``; ``full``: of those, who gave
+        every input."""
+        t, l, u = self.truth[members, k], self.lo[members, k], self.hi[members, k]
+        risk, refit_sd = self.risk[members, k], self.refit_sd[members, k]
+        ratio = self.sampling_sd[members, k] / np.maximum(refit_sd, 1e-12)
+        inside = (l <= t) & (t <= u)
+        return {
+            "coverage": float(np.mean(inside)),
+            "complete_share": float(np.mean(full)),
+            "coverage_complete": float(np.mean(inside[full])) if full.any() else np.nan,
+            "mean_width_complete": float(np.mean((u - l)[full])) if full.any() else np.nan,
+            "coverage_refits": float(np.mean((self.refit_lo[members, k] <= t) & (t <= self.refit_hi[members, k]))),
+            "miss_above": float(np.mean(t > u)), "miss_below": float(np.mean(t < l)),
+            "mean_width": float(np.mean(u - l)), "mean_risk": float(np.mean(risk)),
+            "mean_true_risk": float(np.mean(t)),
+            "spread_ratio": float(np.median(ratio)),
+            "spread_correlation": _correlation(np.log(self.sampling_sd[members, k]),
+                                               np.log(np.maximum(refit_sd, 1e-12))),
+            "instability_mape": float(np.mean(np.abs(self.refit_risks[:, members, k] - risk[None]))),
+            "error_over_spread": _error_over_spread(self.log_hazard[members, k], t, self.served_sd[members, k]),
+        }
+
+
 def evaluate_intervals(model: RiskModel, refits: dict[str, BootstrapRefits], simulator: SimulatorConfig,
-                       frame: pd.DataFrame, horizons: tuple[int, ...], *, cohort: str = "bench",
+                       frame: pd.DataFrame, horizons: tuple[int, ...], *, cohort: str = BENCHMARK_COHORT,
                        seconds: float = 0.0, seed: int = 0) -> IntervalEvaluation:
     """Coverage of the simulator's true risk on ``frame`` by the served 95% intervals, per outcome, horizon and arm.
 
@@ -131,44 +172,26 @@ def evaluate_intervals(model: RiskModel, refits: dict[str, BootstrapRefits], sim
     sample = np.random.default_rng(seed).permutation(len(frame))[:PLOT_PATIENTS]
     rows, plot = [], {}
     for outcome, survival in model.outcomes.items():
-        truth = true_risk_at(simulator, frame, outcome, horizons)
         log_hazard = survival.log_cumulative_hazard(explained[outcome].log_relative_hazard, strata, horizons)
-        risk = explained[outcome].risk
         deviations = refits[outcome].log_hazard_deviations(bounded, horizons)  # (B, n, H)
         refit_sd = deviations.std(axis=0, ddof=1)
         refit_lo, refit_hi = interval(log_hazard, refit_sd, refits[outcome].refits.__len__())
-        served_sd = model.spreads[outcome].log_sd(bounded, horizons)
-        sampling_sd = sampling_spread(model.spreads[outcome]).log_sd(bounded, horizons)  # the learned refits' part
         lo, hi = served[outcome]
-        refit_risks = risk_from_log_hazard(log_hazard[None] + deviations)
+        bounds = _Bounds(
+            truth=true_risk_at(simulator, frame, outcome, horizons), lo=lo, hi=hi, refit_lo=refit_lo,
+            refit_hi=refit_hi, risk=explained[outcome].risk, log_hazard=log_hazard,
+            refit_risks=risk_from_log_hazard(log_hazard[None] + deviations), refit_sd=refit_sd,
+            sampling_sd=sampling_spread(model.spreads[outcome]).log_sd(bounded, horizons),  # the learned refits' part
+            served_sd=model.spreads[outcome].log_sd(bounded, horizons))
         plot[outcome] = {}
         for k, h in enumerate(horizons):
             if h in (24, 48):
-                plot[outcome][h] = {"risk": risk[sample, k], "refit_risks": refit_risks[:, sample, k],
+                plot[outcome][h] = {"risk": bounds.risk[sample, k], "refit_risks": bounds.refit_risks[:, sample, k],
                                     "lo": lo[sample, k], "hi": hi[sample, k]}
             for arm, members in arms.items():
-                if members.sum() < 50:
-                    continue
-                t, l, u = truth[members, k], lo[members, k], hi[members, k]
-                ratio = sampling_sd[members, k] / np.maximum(refit_sd[members, k], 1e-12)
-                full = complete[members]
-                inside = (l <= t) & (t <= u)
-                rows.append({
-                    "cohort": cohort, "arm": arm, "endpoint": endpoint(outcome, h), "n": int(members.sum()),
-                    "coverage": float(np.mean(inside)),
-                    "complete_share": float(np.mean(full)),
-                    "coverage_complete": float(np.mean(inside[full])) if full.any() else np.nan,
-                    "mean_width_complete": float(np.mean((u - l)[full])) if full.any() else np.nan,
-                    "coverage_refits": float(np.mean((refit_lo[members, k] <= t) & (t <= refit_hi[members, k]))),
-                    "miss_above": float(np.mean(t > u)), "miss_below": float(np.mean(t < l)),
-                    "mean_width": float(np.mean(u - l)), "mean_risk": float(np.mean(risk[members, k])),
-                    "mean_true_risk": float(np.mean(t)),
-                    "spread_ratio": float(np.median(ratio)),
-                    "spread_correlation": _correlation(np.log(sampling_sd[members, k]),
-                                                       np.log(np.maximum(refit_sd[members, k], 1e-12))),
-                    "instability_mape": float(np.mean(np.abs(refit_risks[:, members, k] - risk[None, members, k]))),
-                    "error_over_spread": _error_over_spread(log_hazard[members, k], t, served_sd[members, k]),
-                })
+                if members.sum() >= 50:
+                    rows.append({"cohort": cohort, "arm": arm, "endpoint": endpoint(outcome, h),
+                                 "n": int(members.sum())} | bounds.figures(members, k, complete[members]))
     kind = {o: sampling_spread(model.spreads[o]).kind for o in model.outcomes}
     return IntervalEvaluation(pd.DataFrame(rows), len(next(iter(refits.values())).refits), kind, plot, seconds)
 

@@ -43,7 +43,7 @@ from models.registry import CHALLENGER, CHAMPION, LoadedModel
 from pipelines.observed import ObservedCohort, read_observed
 from pipelines.registration import register_risk_model
 from pipelines.score import load_reference
-from pipelines.tracking import NOTE_TAG, ensure_experiment
+from models.tracking import NOTE_TAG, ensure_experiment
 from pipelines.validate import LOGGED, Validation, log_validation, validate_cohort, write_outputs
 
 RESERVED_ALIASES = (CHAMPION, CHALLENGER)

@@ -21,24 +21,24 @@ from sklearn.metrics import roc_curve
 from features.drift import REFERENCE_ARTIFACT, reference_profile
 from features.schema import (
     FEATURES,
+    endpoint,
     mlflow_input_schema,
     mlflow_output_schema,
     mlflow_params_schema,
 )
-from features.schema import endpoint
 from features.simulator import SimulatorConfig
 from features.validation import encode
-from models.evaluation import calibration_figure, decision_curve_figure, net_benefit, population_curve_figure
 from models.domain import domain_section
+from models.evaluation import calibration_figure, decision_curve_figure, net_benefit, population_curve_figure
 from models.headline import HEADLINE_ARTIFACT, HEADLINE_TABLE, headline_frame, headline_markdown, run_description
-from models.model_card import model_card
+from models.model_card import CardSections, CardSubject, model_card
 from models.names import (
+    BELOW_MINIMUM_SAMPLE_SIZE_TAG,
+    BENCHMARK_COHORT,
     CONFIG_DIGEST_TAG,
-    added_value_metric,
-    endpoint_metric,
-    interval_metric,
     EXPERIMENT_TAG,
     FAMILY_TAG,
+    ORIGIN_TRAINING,
     OUTCOME_TAG,
     PROMOTION_METRIC,
     ROLE_MODEL,
@@ -49,17 +49,22 @@ from models.names import (
     VERSION_FAMILY_TAG,
     VERSION_METRIC_TAG,
     VERSION_ORIGIN_TAG,
-    ORIGIN_TRAINING,
-    BELOW_MINIMUM_SAMPLE_SIZE_TAG,
+    added_value_metric,
+    endpoint_metric,
+    interval_metric,
+    trial_metric,
 )
 from models.persistence import save_risk_model
 from models.pyfunc import MODEL_CODE, RISK_MODEL_ARTIFACT
 from models.scoring import RiskModel
+from models.tracking import NOTE_TAG, ensure_experiment
+from pipelines.biomarker import log_added_value
 from pipelines.config import ExperimentConfig, FamilySpec, FileCohort
-from pipelines.observed import file_digest
+from pipelines.evaluation import Evaluation
 from pipelines.explanation_pictures import log_explanations
-from pipelines.tracking import NOTE_TAG, ensure_experiment
-from pipelines.steps import Cohorts, Evaluation, FamilyResult, TuningResult
+from pipelines.intervals import log_intervals
+from pipelines.observed import file_digest
+from pipelines.steps import Cohorts, FamilyResult, TuningResult
 
 PIP_PACKAGES = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "scikit-survival", "xgboost", "pydantic",
                 "pyyaml")
@@ -149,7 +154,7 @@ def log_headline(config: ExperimentConfig, family: str, version: str | None, met
     table and a Markdown artifact. Returns the table's Markdown."""
     endpoints = [endpoint(o, h) for o in config.outcomes for h in config.evaluation_horizons_months]
     frame = headline_frame(metrics, endpoints, config.added_value, coverage_metric=(
-        (lambda e: interval_metric("bench", "alemtuzumab", e, "coverage")) if config.interval_refits else None))
+        (lambda e: interval_metric(BENCHMARK_COHORT, "alemtuzumab", e, "coverage")) if config.interval_refits else None))
     table = headline_markdown(frame, config.added_value)
     mlflow.set_tag(NOTE_TAG, run_description(experiment=config.name, family=family, version=version, table=table))
     # Text as object dtype: MLflow looks for images among object columns, and pandas warns when that
@@ -235,8 +240,8 @@ class ExperimentRun:
                                 f"over the incidence's {trial.value:.4f} (lower is better)."})
             mlflow.log_params({f"model.{trial.outcome}.{k}": v for k, v in trial.params.items()},
                               run_id=nested.info.run_id)
-            mlflow.log_metrics({f"validation_{e}_log_loss_over_null": v for e, v in trial.losses.items()}
-                               | {"validation_log_loss_over_null": trial.value}, run_id=nested.info.run_id)
+            mlflow.log_metrics({trial_metric(e): v for e, v in trial.losses.items()}
+                               | {trial_metric(): trial.value}, run_id=nested.info.run_id)
             client.set_terminated(nested.info.run_id, end_time=trial.finished_ms)
 
     def log_family(self, name: str, spec: FamilySpec, model: RiskModel, outcome_params: dict[str, dict],
@@ -269,21 +274,15 @@ class ExperimentRun:
             model_version = register_risk_model(model, config.registered_model_name, {
                 VERSION_FAMILY_TAG: name, VERSION_EXPERIMENT_TAG: config.name, VERSION_ORIGIN_TAG: ORIGIN_TRAINING,
                 VERSION_METRIC_TAG: f"{metrics[PROMOTION_METRIC]:.6f}"})
-            intervals = None
-            if evaluation.intervals is not None:
-                from pipelines.intervals import log_intervals
-
-                intervals = log_intervals(evaluation.intervals)
-            added_value = None
-            if evaluation.biomarker is not None:
-                from pipelines.biomarker import log_added_value
-
-                added_value = log_added_value(evaluation.biomarker, config.name)
-            card = model_card(name=config.registered_model_name, version=model_version, family=name, spec=spec,
-                              config=config, simulator=self.simulator, metrics=metrics, evaluation=evaluation,
-                              follow_up=model.follow_up_months(), added_value=added_value, intervals=intervals,
-                              domain=domain_section(model.domain),
-                              headline=log_headline(config, name, model_version, metrics))
+            intervals = log_intervals(evaluation.intervals) if evaluation.intervals is not None else None
+            added_value = (log_added_value(evaluation.biomarker, config.name) if evaluation.biomarker is not None
+                           else None)
+            subject = CardSubject(name=config.registered_model_name, version=model_version, family=name,
+                                  estimator=spec.estimator, follow_up=model.follow_up_months())
+            sections = CardSections(headline=log_headline(config, name, model_version, metrics),
+                                    added_value=added_value, intervals=intervals, domain=domain_section(model.domain))
+            card = model_card(subject, config=config, simulator=self.simulator, metrics=metrics, evaluation=evaluation,
+                              sections=sections)
             card = log_explanations(model, self.cohorts.test, card)
             mlflow.log_text(card.markdown, "model_card/model_card.md")
             mlflow.log_text(card.html, "model_card/model_card.html")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,8 @@ from features.schema import FEATURE_NAMES, endpoint
 from features.simulator import SimulatorConfig, true_risk_at
 from features.validation import encode
 from models.evaluation import evaluate_against_truth
+from models.model_card import html_page
+from models.names import CURVE_METRICS, EXPERIMENT_TAG, FAMILY_TAG, ROLE_MODEL, ROLE_PARENT, ROLE_TAG
 from models.sample_size import (
     MODEL_PARAMETERS,
     SampleSize,
@@ -38,10 +41,10 @@ from models.sample_size import (
     cox_snell_r2_from_c_statistic,
     expected_shrinkage,
 )
+from models.tracking import ensure_experiment
 from pipelines.config import CohortSpec, ExperimentConfig
 from pipelines.steps import fit_family, simulate_cohorts
 
-CURVE_METRICS = ("auroc", "oracle_auroc", "auroc_over_oracle", "calibration_slope", "mean_abs_risk_error")
 ARM = "alemtuzumab"
 # The largest published study of IL-21 as a predictor (docs/clinical-evidence.md §3, Azzopardi 2014).
 PUBLISHED_IL21_PATIENTS = 141
@@ -282,35 +285,49 @@ def _size(n: int | None) -> str:
     return f"{n:,}" if n is not None else "not within the sizes tried"
 
 
-def report_markdown(config: ExperimentConfig, settings: CurveSettings, summary: pd.DataFrame,
-                    riley: pd.DataFrame, seconds: float) -> str:
-    """The sample-size report (``sample-size.md``)."""
-    families = list(dict.fromkeys(summary["family"]))
-    endpoints = list(dict.fromkeys(summary["endpoint"]))
-    curve_rows = ["| family | endpoint | training patients | fits | onsets in training (mean) | expected AUROC | "
-                  "AUROC / oracle's | calibration slope | mean abs. error to the true risk |", "|" + "---|" * 9]
+def curve_table(summary: pd.DataFrame) -> str:
+    """Markdown: the learning curves, one row per family, endpoint and training size (mean ± SD over repeats)."""
+    rows = ["| family | endpoint | training patients | fits | onsets in training (mean) | expected AUROC | "
+            "AUROC / oracle's | calibration slope | mean abs. error to the true risk |", "|" + "---|" * 9]
     for r in summary.itertuples():
         cell = lambda m, digits, scale=1.0: _spread(getattr(r, f"{m}_mean"), getattr(r, f"{m}_sd"), digits, scale)  # noqa: E731
-        curve_rows.append(
+        rows.append(
             f"| {r.family} | {r.endpoint} | {r.n:,} | {r.fits} | {r.events:,.0f} | {cell('auroc', 3)} | "
             f"{cell('auroc_over_oracle', 3)} | {cell('calibration_slope', 2)} | "
             f"{cell('mean_abs_risk_error', 2, 100.0)} pts |")
-    reached = ["| family | endpoint | AUROC within 5% of the oracle's from | calibration slope within 0.9–1.1 from |",
-               "|---|---|---|---|"]
-    for family in families:
-        for e in endpoints:
+    return "\n".join(rows)
+
+
+def reached_table(summary: pd.DataFrame) -> str:
+    """Markdown: per family and endpoint, the first training size whose AUROC and slope reach their targets."""
+    rows = ["| family | endpoint | AUROC within 5% of the oracle's from | calibration slope within 0.9–1.1 from |",
+            "|---|---|---|---|"]
+    for family in dict.fromkeys(summary["family"]):
+        for e in dict.fromkeys(summary["endpoint"]):
             first = first_size_reaching(summary, family, e)
-            reached.append(f"| {family} | {e} | {_size(first['auroc_over_oracle'])} | "
-                           f"{_size(first['calibration_slope'])} |")
-    criteria = ["| outcome by month | incidence | anticipated C (source) | R²_CS | shrinkage | optimism | "
-                "overall risk | minimum patients | onsets | onsets per parameter | with 141 patients: onsets, "
-                "per parameter, expected shrinkage |", "|" + "---|" * 11]
+            rows.append(f"| {family} | {e} | {_size(first['auroc_over_oracle'])} | "
+                        f"{_size(first['calibration_slope'])} |")
+    return "\n".join(rows)
+
+
+def criteria_table(riley: pd.DataFrame) -> str:
+    """Markdown: Riley's criteria per outcome and horizon, and what the largest published study had."""
+    rows = ["| outcome by month | incidence | anticipated C (source) | R²_CS | shrinkage | optimism | "
+            "overall risk | minimum patients | onsets | onsets per parameter | with 141 patients: onsets, "
+            "per parameter, expected shrinkage |", "|" + "---|" * 11]
     for r in riley.itertuples():
-        criteria.append(
+        rows.append(
             f"| {r.outcome} by {r.horizon_months} | {100 * r.incidence:.1f}% | {r.c_statistic:.3f} ({r.c_source}) | "
             f"{r.cox_snell_r2:.4f} | {r.n_shrinkage:,} | {r.n_optimism:,} | {r.n_overall_risk:,} | **{r.n:,}** | "
             f"{r.events:,.0f} | {r.events_per_parameter:.1f} | {r.published_events:.0f}, "
             f"{r.published_events_per_parameter:.1f}, {_shrinkage(r.published_expected_shrinkage)} |")
+    return "\n".join(rows)
+
+
+def report_markdown(config: ExperimentConfig, settings: CurveSettings, summary: pd.DataFrame,
+                    riley: pd.DataFrame, seconds: float) -> str:
+    """The sample-size report (``sample-size.md``)."""
+    endpoints = list(dict.fromkeys(summary["endpoint"]))
     thyroid = riley[riley["outcome"] == "thyroid"].sort_values("c_statistic")
     answer = ", ".join(f"{r.n:,} patients ({r.events:,.0f} onsets) at C {r.c_statistic:.2f} ({r.c_source})"
                        for r in thyroid.itertuples())
@@ -335,7 +352,7 @@ world's is the oracle's expected AUROC on the benchmark cohort's alemtuzumab arm
 could do there) and the best family's at the largest size. Candidate parameters: the model's
 {len(FEATURE_NAMES)} inputs and one more for IL-21's threshold-shaped effect ({MODEL_PARAMETERS}).
 
-{chr(10).join(criteria)}
+{criteria_table(riley)}
 
 ## Learning curves
 
@@ -350,11 +367,11 @@ horizon. A model that is not quite of the simulator's form keeps a slope away fr
 patients it sees (at {settings.sizes[-1]:,}, {endpoints[0]}: {_plateau(summary, endpoints[0])}): where the
 slope stops rising, the rest is the model form's, not the sample's.
 
-{chr(10).join(reached)}
+{reached_table(summary)}
 
 {images}
 
-{chr(10).join(curve_rows)}
+{curve_table(summary)}
 
 Computed in {seconds:.0f} s. Research tool on synthetic data; not for clinical decisions.
 """
@@ -408,10 +425,6 @@ def log_sample_size(config: ExperimentConfig, settings: CurveSettings, points: p
     size), per family in a nested run, the plots, the tables and the report. Returns the run id."""
     import mlflow
 
-    from models.names import EXPERIMENT_TAG, FAMILY_TAG, ROLE_MODEL, ROLE_PARENT, ROLE_TAG
-    from pipelines.biomarker import report_html
-    from pipelines.tracking import ensure_experiment
-
     ensure_experiment("sample-size", description=(
         "Learning curves (AUROC, its ratio to the oracle's, calibration slope, mean absolute error to the "
         "true risk against the number of training patients) and Riley's minimum sample size: how many "
@@ -441,22 +454,18 @@ def log_sample_size(config: ExperimentConfig, settings: CurveSettings, points: p
         mlflow.log_text(summary.to_csv(index=False), "learning_curves/summary.csv")
         mlflow.log_text(riley.to_csv(index=False), "riley.csv")
         mlflow.log_text(markdown_text, "sample-size.md")
-        mlflow.log_text(report_html(markdown_text, f"sample size: {config.name}"), "sample-size.html")
+        mlflow.log_text(html_page(markdown_text, f"sample size: {config.name}"), "sample-size.html")
     return run.info.run_id
 
 
 def write_report(folder, summary: pd.DataFrame, riley: pd.DataFrame, markdown_text: str) -> list:
     """The report, its figures and tables under ``folder``; returns the paths written."""
-    from pathlib import Path
-
-    from pipelines.biomarker import report_html
-
     folder = Path(folder)
     (folder / "plots").mkdir(parents=True, exist_ok=True)
     paths = [folder / "sample-size.md", folder / "sample-size.html", folder / "riley.csv",
              folder / "learning_curves.csv"]
     paths[0].write_text(markdown_text, encoding="utf-8")
-    paths[1].write_text(report_html(markdown_text, "sample size"), encoding="utf-8")
+    paths[1].write_text(html_page(markdown_text, "sample size"), encoding="utf-8")
     riley.to_csv(paths[2], index=False)
     summary.to_csv(paths[3], index=False)
     for e in dict.fromkeys(summary["endpoint"]):

@@ -10,15 +10,16 @@
    training cohort's whole follow-up, both arms, and a Breslow baseline cumulative hazard per treatment
    (:mod:`models.survival`).
 
-Each is a pure function of its inputs. Evaluation is :mod:`pipelines.evaluation`; logging and
-registration :mod:`pipelines.registration`.
+Each is a pure function of its inputs. The steps after them import these, never the other way:
+:mod:`pipelines.intervals` and :mod:`pipelines.biomarker` (refits), :mod:`pipelines.evaluation`
+(:class:`pipelines.evaluation.Evaluation`), :mod:`pipelines.registration` (the MLflow runs), and
+:mod:`pipelines.train`, which wires them.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,17 +29,13 @@ from features.schema import EVALUATION_HORIZONS_MONTHS, OUTCOMES, endpoint
 from features.simulator import SimulatorConfig, simulate_cohort
 from features.validation import encode
 from models.domain import InputDomain
-from models.families import outcome_model
 from models.evaluation import log_loss_over_null
+from models.families import outcome_model
+from models.names import BENCHMARK_COHORT, external_cohort, tuning_metric
 from models.scoring import RiskModel
-from models.survival import TREATMENT_BY_CODE, HorizonLabels, horizon_labels, survival_target, \
-    treatment_index
+from models.survival import TREATMENT_BY_CODE, HorizonLabels, horizon_labels, survival_target, treatment_index
 from pipelines.config import CohortSpec, ExperimentConfig, FamilySpec, FileCohort, load_world
 from pipelines.observed import read_observed
-
-if TYPE_CHECKING:
-    from pipelines.biomarker import BiomarkerValue
-    from pipelines.intervals import IntervalEvaluation
 
 
 @dataclass(frozen=True)
@@ -66,10 +63,10 @@ class Cohorts:
     rejected: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def with_truth(self) -> dict[str, pd.DataFrame]:
-        """The evaluation cohorts that carry the simulator's true risks, by metric prefix (``bench``,
-        ``ext_<name>``): truth-based figures are measured on these only."""
-        named = ({"bench": self.benchmark} if self.benchmark is not None else {}) | {
-            f"ext_{n}": f for n, f in self.external.items()}
+        """The evaluation cohorts that carry the simulator's true risks, by metric cohort (``bench``,
+        ``ext_<name>``: :mod:`models.names`): truth-based figures are measured on these only."""
+        named = ({BENCHMARK_COHORT: self.benchmark} if self.benchmark is not None else {}) | {
+            external_cohort(n): f for n, f in self.external.items()}
         return {name: frame for name, frame in named.items() if has_truth(frame)}
 
 
@@ -93,40 +90,6 @@ class TuningResult:
     params: dict[str, dict]
     trials: list[Trial]
     summary: dict[str, float]
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Everything measured of one fitted family.
-
-    Attributes
-    ----------
-    metrics : dict of str to float
-        Named as in :mod:`models.names`.
-    curves : dict of str to dict
-        Per endpoint of the test split, the arrays behind the plots: ``y``, ``weight``, ``model``, ``oracle``.
-    subgroups : DataFrame
-        One row per subgroup and endpoint of the test split.
-    truth : DataFrame
-        One row per cohort, arm and endpoint: the risks against the simulator's truth.
-    contrast : DataFrame
-        One row per cohort and endpoint: the alemtuzumab-minus-interferon contrast against the truth.
-    population : dict of str to dict
-        Per outcome and treatment, the benchmark cohort's mean predicted and true risk by month 0–72.
-    biomarker : BiomarkerValue, optional
-        What each predictor of the config's ``added_value`` adds (:mod:`pipelines.biomarker`).
-    intervals : IntervalEvaluation, optional
-        Coverage of the true risk by the risks' 95% intervals (:mod:`pipelines.intervals`).
-    """
-
-    metrics: dict[str, float]
-    curves: dict[str, dict[str, np.ndarray]]
-    subgroups: pd.DataFrame
-    truth: pd.DataFrame
-    contrast: pd.DataFrame
-    population: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
-    biomarker: BiomarkerValue | None = None
-    intervals: IntervalEvaluation | None = None
 
 
 @dataclass(frozen=True)
@@ -307,8 +270,8 @@ def tune(name: str, spec: FamilySpec, train: pd.DataFrame, outcomes: tuple[str, 
             if len(study.trials) < spec.tuning.n_trials else ""
         log(f"  {outcome}: tuned over {len(study.trials)} trials{cut}, best validation log loss / null "
             f"{study.best_value:.4f} ({best})")
-        summary |= {f"tuning_{outcome}_trials": len(study.trials),
-                    f"tuning_{outcome}_best_log_loss_over_null": study.best_value}
+        summary |= {tuning_metric(outcome, "trials"): len(study.trials),
+                    tuning_metric(outcome, "best_log_loss_over_null"): study.best_value}
     return TuningResult(chosen, trials, summary)
 
 

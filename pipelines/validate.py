@@ -39,7 +39,7 @@ from pipelines.chunks import REJECTS_SCHEMA
 from pipelines.observed import ObservedCohort, read_observed
 from pipelines.outputs import defuse_formulas
 from pipelines.score import load_reference
-from pipelines.tracking import NOTE_TAG, ensure_experiment
+from models.tracking import NOTE_TAG, ensure_experiment
 from pipelines.validation_report import to_html, to_markdown
 
 ALL_ARMS = "all"

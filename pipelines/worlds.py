@@ -25,6 +25,7 @@ from mlflow import MlflowClient
 
 from features.schema import TREATMENTS, endpoint
 from models.names import (
+    BENCHMARK_COHORT,
     FAMILY_TAG,
     PROMOTION_METRIC,
     ROLE_MODEL,
@@ -33,14 +34,16 @@ from models.names import (
     interval_metric,
     truth_metric,
 )
+from models.registry import NoChampionError, promote
+from models.tracking import NOTE_TAG, ensure_experiment
 from pipelines.config import CohortSpec, ExperimentConfig, TuningSpec, world_overrides
-from pipelines.tracking import NOTE_TAG, ensure_experiment
+from pipelines.train import run_experiment
 
 EXPERIMENT = "worlds"
 ROLE_SWEEP, ROLE_WORLD = "worlds", "world"
 WORLD_TAG = "autorisk.world"
 TABLE_HORIZONS = (24, 48)
-COHORT = "bench"  # the CARE-MS I cohort of each world that no model saw
+COHORT = BENCHMARK_COHORT  # the CARE-MS I cohort of each world that no model saw
 TRUTH = ("mean_risk", "mean_true_risk", "auroc_over_oracle", "calibration_slope")
 CONTRAST = ("predicted_between_arms", "true_between_arms", "excess_mean_abs_error", "excess_correlation")
 # --quick: every cohort a tenth of its size (at least 2,000 patients), tuning cut to 4 trials in 40 s
@@ -121,9 +124,6 @@ def run_worlds(config: ExperimentConfig, worlds: list[str], *, quick: bool = Fal
     str
         The parent run's id; :func:`worlds_table` reads the tables from it.
     """
-    from models.registry import NoChampionError, promote
-    from pipelines.train import run_experiment
-
     client = MlflowClient()
     experiment_id = ensure_experiment(EXPERIMENT, description=(
         "`autorisk worlds`: the default experiment trained in every world (experiments/worlds/), one parent run "

@@ -17,7 +17,6 @@ input, a card says what is missing and where it is read from.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
@@ -27,11 +26,11 @@ from pydantic import ValidationError
 
 from features.schema import CATEGORY_LABELS, FEATURES, FEATURES_BY_NAME, RESEARCH_NOTICE, TREATMENT_FEATURE
 from models.explanation_figures import risk_shares
+from models.settings import FHIR_SERVERS_ENV
 from serving import fhir_terms as terms
 from serving.fhir_input import FhirInputError, Found, Issue, fhir_path, read_resources, treatment_of
 from serving.fhir_output import operation_outcome
 
-FHIR_SERVERS_ENV = "AUTORISK_FHIR_SERVERS"
 FETCH_TIMEOUT_S = 5.0
 PATIENT_TOKEN = "{{context.patientId}}"
 # The indicator of a card, from the risk by the card's horizon on the treatment under consideration:
@@ -89,12 +88,6 @@ class HookError(Exception):
 
     def outcome(self) -> dict:
         return operation_outcome(self.issues)
-
-
-def allowed_servers() -> tuple[str, ...]:
-    """The FHIR servers this service may read from (``AUTORISK_FHIR_SERVERS``, comma-separated base URLs)."""
-    text = os.environ.get(FHIR_SERVERS_ENV, "")
-    return tuple(s.strip().rstrip("/") for s in text.split(",") if s.strip())
 
 
 async def fetch(request: dict, relative: str, allowed: tuple[str, ...]) -> tuple[object | None, str | None]:

@@ -25,6 +25,7 @@ from models.scoring import ScoringOptions
 from serving import fhir_terms as terms
 from serving.fhir_input import FhirInputError, Inputs, Issue, read_request, rejected
 from serving.fhir_output import assessment_bundle, operation_outcome
+from serving.schemas import Patient
 
 FHIR_PREFIX = "/fhir/"
 MEDIA_TYPE = f"{terms.FHIR_MEDIA_TYPE}; fhirVersion=4.0"
@@ -53,8 +54,6 @@ class Answering:
 
         The record passes the REST request model first, as a ``/predict`` body does, then the shared rules.
         """
-        from serving.schemas import Patient
-
         try:
             options = ScoringOptions(horizons=tuple(horizons), contrast=True)
         except ValueError as error:

@@ -1,5 +1,5 @@
 """ASGI middlewares that guard the REST service: bearer token, body size and time, unambiguous and
-well-typed JSON, patients per request.
+well-typed JSON with its patients per request, parsed once.
 
 They run before BentoML parses a request, so that an unauthorised, oversized or stalled request
 costs neither a JSON parse nor a model call, and each answers a client's mistake with a 4xx whose
@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import os
 
 from starlette.responses import JSONResponse
 
-from serving.strict_json import SchemaTypes, json_problem
+from serving.strict_json import SchemaTypes, strict_parse
 
 # Probes of orchestrators and load balancers carry no credentials; every other path needs the token.
 HEALTH_PATHS = frozenset({"/livez", "/healthz", "/readyz"})
@@ -163,56 +162,37 @@ class LimitBodySize:
                       f"request body larger than {self.limit} bytes; split the patients over several requests")
 
 
-class LimitPatients:
-    """422 for a ``POST`` to ``path`` whose ``patients`` list holds more than ``max_patients``.
-
-    The request model's own length check would answer a generic 400; this answer names the limit.
-    The body is already bounded by :class:`LimitBodySize`, so counting costs one parse of at most
-    that many bytes. A body that is not a JSON object with a ``patients`` list is passed on
-    untouched for the request model to reject.
-    """
-
-    def __init__(self, app, path: str, max_patients: int) -> None:
-        self.app = app
-        self.path = path
-        self.max_patients = max_patients
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
-            await self.app(scope, receive, send)
-            return
-        try:
-            body = await _read_body(receive)
-        except _Disconnected:
-            return
-        count = _patient_count(body)
-        if count is not None and count > self.max_patients:
-            await _answer(scope, receive, send, 422,
-                          f"patients: {count} in one request, at most {self.max_patients} allowed; "
-                          "split them over several requests")
-            return
-        await self.app(scope, _replay(body, receive), send)
+# Where StrictJson leaves the document it parsed, in the request's ASGI scope: a JSON object, for the
+# request model to validate as it is (see serving.service.PredictRequestIODescriptor), never parsed again.
+PARSED_BODY = "autorisk.parsed_body"
 
 
 class StrictJson:
-    """400 for a ``POST`` whose JSON body is ambiguous, or of other types than its path's schema states.
+    """400 for a ``POST`` whose JSON body is ambiguous, or of other types than its path's schema states;
+    422 for one with more patients than a path admits. One parse of the body does both.
 
     Ambiguous: a key repeated in one object, or a number that is not finite (``NaN``, ``1e400``).
     Of the wrong type: for a path in ``schemas``, a value whose JSON type the request model's schema
     does not admit (``"34"`` for a number, ``"yes"`` or ``1`` for a boolean, ``true`` for a month),
-    or a key it does not know. Both are refused here, before BentoML parses the body, with the
-    location and the problem (:mod:`serving.strict_json`). A body that is not JSON at all is passed
-    on untouched for the request model to reject.
+    or a key it does not know. Both are refused here, before BentoML reads the body, with the
+    location and the problem (:mod:`serving.strict_json`). Then, for a path in ``max_patients``, a
+    ``patients`` list longer than its limit gets a 422 naming the limit (the request model's own
+    length check would answer a generic 400). A body that is not JSON at all is passed on untouched
+    for the request model to reject; a JSON object is passed on with its document under
+    :data:`PARSED_BODY` in the scope.
 
     Parameters
     ----------
     schemas : dict of str to pydantic model class, optional
         The request model of each path whose bodies' types are checked.
+    max_patients : dict of str to int, optional
+        The most patients a body of each path may hold.
     """
 
-    def __init__(self, app, schemas: dict | None = None) -> None:
+    def __init__(self, app, schemas: dict | None = None, max_patients: dict[str, int] | None = None) -> None:
         self.app = app
         self.types = {path: SchemaTypes(model.model_json_schema()) for path, model in (schemas or {}).items()}
+        self.max_patients = dict(max_patients or {})
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -222,21 +202,22 @@ class StrictJson:
             body = await _read_body(receive)
         except _Disconnected:
             return
-        problem = json_problem(body, self.types.get(scope["path"]))
+        document, problem = strict_parse(body, self.types.get(scope["path"]))
         if problem is not None:
             await _answer(scope, receive, send, 400, problem)
             return
+        limit = self.max_patients.get(scope["path"])
+        count = _patient_count(document)
+        if limit is not None and count is not None and count > limit:
+            await _answer(scope, receive, send, 422,
+                          f"patients: {count} in one request, at most {limit} allowed; split them over several requests")
+            return
+        if isinstance(document, dict):
+            scope = {**scope, PARSED_BODY: document}
         await self.app(scope, _replay(body, receive), send)
 
 
-def _patient_count(body: bytes) -> int | None:
-    from pydantic_core import from_json
-
-    try:
-        # The same parser as the request model, with its nesting limit: deep JSON fails here, fast.
-        document = from_json(body)
-    except ValueError:
-        return None
+def _patient_count(document) -> int | None:
     patients = document.get("patients") if isinstance(document, dict) else None
     return len(patients) if isinstance(patients, list) else None
 
@@ -244,16 +225,17 @@ def _patient_count(body: bytes) -> int | None:
 class ModelVersionHeader:
     """Every HTTP answer names the model version it came from (``X-Model-Version``), errors included.
 
-    The version is the one the service was pinned to before its workers started
+    ``version`` is the one the service was pinned to before its workers started
     (``AUTORISK_MODEL_VERSION``, set by ``autorisk serve`` and by a built Bento); without a pin
     there is no header, and ``POST /predict`` answers still name their version in the body.
     """
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, version: str | None = None) -> None:
         self.app = app
+        self.version = version
 
     async def __call__(self, scope, receive, send) -> None:
-        version = os.environ.get("AUTORISK_MODEL_VERSION")
+        version = self.version
         if scope["type"] != "http" or not version:
             await self.app(scope, receive, send)
             return

@@ -14,12 +14,36 @@ from typing import Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
+from features.il21_kits import KIT_DETAILS
+from features.schema import (
+    CATEGORY_LABELS,
+    DEFAULT_HORIZONS_MONTHS,
+    EVALUATION_HORIZONS_MONTHS,
+    FEATURES,
+    IL21_FEATURE,
+    MAX_HORIZON_MONTHS,
+    MIN_HORIZON_MONTHS,
+    RESEARCH_NOTICE,
+    TREATMENTS,
+    endpoint,
+    kit_column,
+)
+from models.intervals import describe_spread
+from models.names import (
+    BENCHMARK_COHORT,
+    EXPERIMENT_TAG,
+    FAMILY_TAG,
+    PROMOTION_METRIC,
+    SERVED_METRICS,
+    SERVED_TRUTH_METRICS,
+    cohort_prefix,
+    endpoint_metric,
+    interval_metric,
+    truth_metric,
+)
+
 # The routes are methods of the service class (see RiskService.describe); docs stay BentoML's.
 MODEL_INFO_APP = FastAPI(title="autorisk", docs_url=None, redoc_url=None, openapi_url=None)
-# Headline metrics per endpoint: run metrics ``<endpoint>_<name>`` (held-out split) and
-# ``bench_<endpoint>_<name>`` (benchmark cohort).
-HEADLINE_METRICS = ("auroc", "auroc_lo", "auroc_hi", "calibration_slope", "calibration_intercept",
-                     "observed_over_expected")
 
 
 class ValueRange(BaseModel):
@@ -134,9 +158,6 @@ def _range(low: float, high: float, *, low_exclusive: bool = False) -> ValueRang
 def feature_info(domain) -> list[FeatureInfo]:
     """Every input of :data:`features.schema.FEATURES`, as ``GET /model`` describes it, with the training
     ranges of the served version's :class:`models.domain.InputDomain`."""
-    from features.il21_kits import KIT_DETAILS
-    from features.schema import CATEGORY_LABELS, FEATURES, IL21_FEATURE, kit_column
-
     ranges = domain.input_ranges()
     described = []
     for f in FEATURES:
@@ -173,18 +194,6 @@ def describe_model(name: str, version: str, run_id: str, risk_model) -> ModelInf
     import mlflow
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    from features.schema import (
-        DEFAULT_HORIZONS_MONTHS,
-        EVALUATION_HORIZONS_MONTHS,
-        MAX_HORIZON_MONTHS,
-        MIN_HORIZON_MONTHS,
-        RESEARCH_NOTICE,
-        TREATMENTS,
-        endpoint,
-    )
-    from models.intervals import describe_spread
-    from models.names import FAMILY_TAG, EXPERIMENT_TAG, PROMOTION_METRIC, endpoint_metric, interval_metric, truth_metric
-
     run = mlflow.get_run(run_id)
     metrics = run.data.metrics
 
@@ -200,7 +209,7 @@ def describe_model(name: str, version: str, run_id: str, risk_model) -> ModelInf
     endpoints = [endpoint(o, h) for o in risk_model.outcome_names for h in EVALUATION_HORIZONS_MONTHS]
     described = describe_spread(next(iter(risk_model.spreads.values()), None))
     interval = IntervalInfo(**described, benchmark_coverage={
-        e: metric(interval_metric("bench", "all", e, "coverage")) for e in endpoints}) if described else None
+        e: metric(interval_metric(BENCHMARK_COHORT, "all", e, "coverage")) for e in endpoints}) if described else None
     return ModelInfo(
         name=name, version=version, run_id=run_id,
         family=run.data.tags.get(FAMILY_TAG),
@@ -215,12 +224,13 @@ def describe_model(name: str, version: str, run_id: str, risk_model) -> ModelInf
         interval=interval,
         datasets=datasets,
         promotion_metric=metric(PROMOTION_METRIC),
-        held_out={e: EndpointMetrics(**{m: metric(endpoint_metric(e, m)) for m in HEADLINE_METRICS}) for e in endpoints},
+        held_out={e: EndpointMetrics(**{m: metric(endpoint_metric(e, m)) for m in SERVED_METRICS}) for e in endpoints},
         benchmark_cohort=run.data.params.get("benchmark_cohort"),
-        benchmark={e: EndpointMetrics(**{m: metric(endpoint_metric(e, m, "bench_")) for m in HEADLINE_METRICS})
+        benchmark={e: EndpointMetrics(**{m: metric(endpoint_metric(e, m, cohort_prefix(BENCHMARK_COHORT)))
+                                           for m in SERVED_METRICS})
                    for e in endpoints},
-        benchmark_against_truth={e: {t: TruthMetrics(**{m: metric(truth_metric("bench", t, e, m))
-                                                        for m in TruthMetrics.model_fields})
+        benchmark_against_truth={e: {t: TruthMetrics(**{m: metric(truth_metric(BENCHMARK_COHORT, t, e, m))
+                                                        for m in SERVED_TRUTH_METRICS})
                                      for t in TREATMENTS} for e in endpoints},
         features=feature_info(risk_model.domain),
     )

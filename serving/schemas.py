@@ -15,8 +15,8 @@ from features.schema import (
     MAX_HORIZON_MONTHS,
     MIN_HORIZON_MONTHS,
     MONITORING_YEARS,
-    patient_model,
 )
+from features.validation import patient_model
 from models.survival import EXTRAPOLATION_RULE
 
 Patient = patient_model()

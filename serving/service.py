@@ -10,7 +10,6 @@ scored by the same model call as batch files (:meth:`models.scoring.RiskModel.ex
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 import bentoml
@@ -21,16 +20,17 @@ from starlette.responses import JSONResponse, Response
 
 from features.schema import DEFAULT_HORIZONS_MONTHS, FEATURE_NAMES, MONITORING_YEARS, RESEARCH_NOTICE
 from features.validation import ValidatedBatch, validate_records
-from models.registry import CHAMPION, MODEL_NAME, load_model
+from models.registry import load_model
 from models.scoring import RiskModel, ScoringOptions, not_provided
 from models.survival import TREATMENT_BY_CODE, treatment_index
+from models.settings import TRAFFIC_TIMEOUT_S, SettingsError, load_settings
+from models.tracking import configure_tracking
 from serving import cds_hooks, fhir
 from serving.bento import pin_model_from_bento_args
 from serving.log_safety import WithholdInputValues, escape_server_logs
-from serving.middleware import LimitBodySize, LimitPatients, ModelVersionHeader, RequireToken, StrictJson
+from serving.middleware import PARSED_BODY, LimitBodySize, ModelVersionHeader, RequireToken, StrictJson
 from serving.model_info import MODEL_INFO_APP, ModelInfo, describe_model
 from serving.schemas import MAX_PATIENTS, ModelIdentity, Patient, PredictRequest, PredictResponse
-from serving.settings import TRAFFIC_TIMEOUT_S, SettingsError, server_settings
 from serving.startup import load_or_stop, stop_on_bad_settings
 from serving.webpage import PAGE_APP, is_public
 
@@ -51,9 +51,7 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
     horizons = options.horizons
     matrix = batch.matrix
     explained = model.explain(matrix, horizons)
-    monitoring = model.monitoring(matrix, explained)
-    contrasts = model.contrast(matrix, horizons, explained) if options.contrast else {}
-    intervals = model.intervals(matrix, horizons, explained)
+    per_outcome = _outcome_columns(model, matrix, explained, options)
     notes = model.extrapolation_notes(matrix, horizons, options.contrast)
     said = model.input_warnings(matrix)
     treatments = np.array(TREATMENT_BY_CODE, dtype=object)[treatment_index(matrix)].tolist() if len(matrix) else []
@@ -61,7 +59,25 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
     beyond = [any(h > months for months in follow_up.values()) for h in horizons]
     unknown = not_provided(matrix)
     feature_names = np.array(FEATURE_NAMES, dtype=object)
-    years = range(1, MONITORING_YEARS + 1)
+    peak_of = "patient" if model.timing_varies_by_patient else "treatment"
+    predictions = []
+    for i, patient_id in enumerate(batch.patient_ids.tolist()):
+        outcomes = {outcome: _outcome_answer(columns, i, horizons, beyond, peak_of)
+                    for outcome, columns in per_outcome.items()}
+        warnings = "; ".join(w for w in (batch.warnings[i], said[i], notes[i]) if w)
+        predictions.append({"patient_id": patient_id, "treatment": treatments[i], "outcomes": outcomes,
+                            "warnings": warnings.split("; ") if warnings else [],
+                            "not_provided": feature_names[unknown[i]].tolist()})
+    return {"model": identity.model_dump(), "notice": RESEARCH_NOTICE, "horizons_months": list(horizons),
+            "predictions": predictions}
+
+
+def _outcome_columns(model: RiskModel, matrix: np.ndarray, explained: dict, options: ScoringOptions) -> dict:
+    """Per outcome, every figure of the answer as Python lists (one conversion per array, not per value)."""
+    horizons = options.horizons
+    monitoring = model.monitoring(matrix, explained)
+    contrasts = model.contrast(matrix, horizons, explained) if options.contrast else {}
+    intervals = model.intervals(matrix, horizons, explained)
     per_outcome = {}
     for outcome, scores in explained.items():
         shap = [[dict(zip(FEATURE_NAMES, row)) for row in scores.shap_at(k).tolist()] for k in range(len(horizons))]
@@ -75,44 +91,56 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
                                 view.risk.tolist(), view.onset_in_year.tolist(), view.extrapolated.tolist(),
                                 view.peak_year.tolist(), contrast, bounds, scores.reference_risk().tolist(), timing,
                                 scores.scale)
-    peak_of = "patient" if model.timing_varies_by_patient else "treatment"
-    predictions = []
-    for i, patient_id in enumerate(batch.patient_ids.tolist()):
-        outcomes = {}
-        for outcome, (risk, base, shap, extrapolated, by_year, onset, year_beyond, peak, contrast,
-                      bounds, reference, timing, scale) in per_outcome.items():
-            answer = {
-                "risks": [{"horizon_months": h, "risk": risk[i][k],
-                           "risk_interval": bounds[i][k] if bounds is not None else None,
-                           "extrapolated": extrapolated[i][k],
-                           "scale": scale, "base_value": base[k], "reference_risk": reference[i][k],
-                           **({"timing_share": timing[i][k]} if timing is not None else {}),
-                           "shap": shap[k][i]}
-                          for k, h in enumerate(horizons)],
-                "by_year": [{"year": y, "risk": r, "onset_in_year": o, "extrapolated": e}
-                            for y, r, o, e in zip(years, by_year[i], onset[i], year_beyond[i])],
-                "peak_hazard_year": peak[i],
-                "peak_hazard_year_of": peak_of,
-                "contrast": None,
-            }
-            if contrast is not None:
-                alemtuzumab, interferon = contrast["alemtuzumab"][i], contrast["interferon_beta_1a"][i]
-                answer["contrast"] = [{"horizon_months": h, "risk_if_alemtuzumab": alemtuzumab[k],
-                                       "risk_if_interferon_beta_1a": interferon[k],
-                                       "excess": alemtuzumab[k] - interferon[k], "extrapolated": beyond[k]}
-                                      for k, h in enumerate(horizons)]
-            outcomes[outcome] = answer
-        warnings = "; ".join(w for w in (batch.warnings[i], said[i], notes[i]) if w)
-        predictions.append({"patient_id": patient_id, "treatment": treatments[i], "outcomes": outcomes,
-                            "warnings": warnings.split("; ") if warnings else [],
-                            "not_provided": feature_names[unknown[i]].tolist()})
-    return {"model": identity.model_dump(), "notice": RESEARCH_NOTICE, "horizons_months": list(horizons),
-            "predictions": predictions}
+    return per_outcome
+
+
+_YEARS = range(1, MONITORING_YEARS + 1)
+
+
+def _outcome_answer(columns: tuple, i: int, horizons: tuple[int, ...], beyond: list[bool], peak_of: str) -> dict:
+    """Patient ``i``'s answer for one outcome, from that outcome's :func:`_outcome_columns`."""
+    (risk, base, shap, extrapolated, by_year, onset, year_beyond, peak, contrast, bounds, reference, timing,
+     scale) = columns
+    answer = {
+        "risks": [{"horizon_months": h, "risk": risk[i][k],
+                   "risk_interval": bounds[i][k] if bounds is not None else None,
+                   "extrapolated": extrapolated[i][k],
+                   "scale": scale, "base_value": base[k], "reference_risk": reference[i][k],
+                   **({"timing_share": timing[i][k]} if timing is not None else {}),
+                   "shap": shap[k][i]}
+                  for k, h in enumerate(horizons)],
+        "by_year": [{"year": y, "risk": r, "onset_in_year": o, "extrapolated": e}
+                    for y, r, o, e in zip(_YEARS, by_year[i], onset[i], year_beyond[i])],
+        "peak_hazard_year": peak[i],
+        "peak_hazard_year_of": peak_of,
+        "contrast": None,
+    }
+    if contrast is not None:
+        alemtuzumab, interferon = contrast["alemtuzumab"][i], contrast["interferon_beta_1a"][i]
+        answer["contrast"] = [{"horizon_months": h, "risk_if_alemtuzumab": alemtuzumab[k],
+                               "risk_if_interferon_beta_1a": interferon[k],
+                               "excess": alemtuzumab[k] - interferon[k], "extrapolated": beyond[k]}
+                              for k, h in enumerate(horizons)]
+    return answer
 
 
 def json_response(payload: dict) -> Response:
     """``payload`` as a JSON response, serialised by pydantic's Rust encoder."""
     return Response(pydantic_core.to_json(payload), media_type="application/json")
+
+
+class PredictRequestIODescriptor(PredictRequest, bentoml.IODescriptor):
+    """The body of ``POST /predict`` as BentoML's descriptor of :class:`PredictRequest` (under the name
+    BentoML gives it, so the OpenAPI document and the error answers read the same), validated from the
+    document :class:`serving.middleware.StrictJson` parsed: each body is parsed once, not once there and
+    again here. A body the middleware did not parse (not a JSON object) is parsed here, for its error."""
+
+    @classmethod
+    async def from_http_request(cls, request: Request, serde) -> PredictRequestIODescriptor:
+        document = request.scope.get(PARSED_BODY)
+        if document is None:
+            return await super().from_http_request(request, serde)
+        return cls.model_validate(document)
 
 
 # FHIR clients send their own JSON media type (serving/fhir.py).
@@ -144,9 +172,11 @@ class JsonBodiesOnly:
         await self.app(scope, receive, send)
 
 
+# A built Bento names the model version it serves (see `autorisk build`); from source, nothing changes.
+pin_model_from_bento_args()
 # Read once, at import, so that a bad value stops the server from starting with one line and exit 2.
 try:
-    SETTINGS = server_settings()
+    SETTINGS = load_settings()
 except SettingsError as error:
     stop_on_bad_settings(error)
 
@@ -160,16 +190,12 @@ class RiskService:
     def __init__(self) -> None:
         import mlflow
 
-        from pipelines.tracking import configure_tracking
-
         for name in BENTOML_REQUEST_LOGGERS:
             logging.getLogger(name).addFilter(WithholdInputValues(SCHEMA_NAMES))
         escape_server_logs()  # the access log's path and every other line: no client text raw
         configure_tracking()
         def load():
-            model = load_model(os.environ.get("AUTORISK_MODEL_NAME", MODEL_NAME),
-                               alias=os.environ.get("AUTORISK_MODEL_ALIAS", CHAMPION),
-                               version=os.environ.get("AUTORISK_MODEL_VERSION") or None)
+            model = load_model(SETTINGS.model_name, alias=SETTINGS.model_alias, version=SETTINGS.model_version)
             # GET /model: read from the version's run once, not per request; a store that fails
             # here stops the server like a model that cannot load.
             return model, describe_model(model.name, model.version, model.run_id, model.risk_model)
@@ -179,7 +205,7 @@ class RiskService:
         self.identity = ModelIdentity(name=self.model.name, version=self.model.version,
                                       run_id=self.model.run_id)
         self.answering = fhir.Answering(self.identity, self.model.risk_model, self.info, to_response)
-        self.fhir_servers = cds_hooks.allowed_servers()
+        self.fhir_servers = SETTINGS.fhir_servers
         logger.info("loaded %s version %s from %s", self.model.name, self.model.version,
                     mlflow.get_tracking_uri())
 
@@ -217,7 +243,7 @@ class RiskService:
                                             str(request.base_url), self.fhir_servers)
         return JSONResponse(body, status_code=status)
 
-    @bentoml.api(route="/predict", input_spec=PredictRequest)
+    @bentoml.api(route="/predict", input_spec=PredictRequestIODescriptor)
     def predict(self, patients: list[Patient], horizons_months: list[int] = list(DEFAULT_HORIZONS_MONTHS),  # type: ignore[valid-type]  # noqa: B006
                 contrast: bool = False) -> PredictResponse:
         """Risks at the requested horizons with SHAP values per patient and outcome, the risk by year,
@@ -236,16 +262,13 @@ class RiskService:
 
 # Outermost first: the version header on every answer; the token before anything reads the body,
 # the size and time before anything parses it.
-RiskService.add_asgi_middleware(ModelVersionHeader)
+RiskService.add_asgi_middleware(ModelVersionHeader, version=SETTINGS.model_version)
 RiskService.add_asgi_middleware(fhir.FhirErrors)
 RiskService.add_asgi_middleware(RequireToken, token=SETTINGS.api_token, public=is_public)
 RiskService.add_asgi_middleware(LimitBodySize, max_bytes=SETTINGS.max_body_bytes, timeout_s=SETTINGS.body_timeout_s)
 RiskService.add_asgi_middleware(JsonBodiesOnly)
-RiskService.add_asgi_middleware(StrictJson, schemas={"/predict": PredictRequest})
-RiskService.add_asgi_middleware(LimitPatients, path="/predict", max_patients=MAX_PATIENTS)
+RiskService.add_asgi_middleware(StrictJson, schemas={"/predict": PredictRequest}, max_patients={"/predict": MAX_PATIENTS})
 # BentoML APIs answer POST only; GET /model is a FastAPI route (RiskService.describe) mounted at the root.
 bentoml.asgi_app(MODEL_INFO_APP, path="/")(RiskService)
 # The page at / and the docs at /docs; matched before BentoML's own index page, which loads a tracker.
 bentoml.asgi_app(PAGE_APP, path="/")(RiskService)
-# A built Bento names the model version it serves (see `autorisk build`); from source, nothing changes.
-pin_model_from_bento_args()

@@ -4,7 +4,7 @@ a server whose settings cannot be used does not start: one line, exit code 2.
 BentoML's arbiter restarts a worker whose start-up failed, outside containers without end, so a
 model whose artifacts are gone would fill the log with the same traceback. ``autorisk serve``
 loads the model once before it starts the server and exits with the fault's code (see
-:mod:`pipelines.store`); this is the net for the cases it cannot see: a built Bento served with
+:mod:`models.store`); this is the net for the cases it cannot see: a built Bento served with
 ``bentoml serve``, or a store that fails between that check and the workers' start.
 """
 
@@ -15,6 +15,8 @@ import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
+
+from models.store import UNUSABLE_INPUT, diagnose
 
 T = TypeVar("T")
 logger = logging.getLogger("autorisk.serving")
@@ -46,8 +48,6 @@ def load_or_stop(load: Callable[[], T], tracking_uri: Callable[[], str]) -> T:
     Whatever ``load`` returns. Errors that are no store or model fault propagate unchanged, and so
     does every error outside a BentoML worker.
     """
-    from pipelines.store import diagnose
-
     try:
         return load()
     except Exception as error:  # classified below; anything unknown propagates unchanged
@@ -70,7 +70,5 @@ def stop_on_bad_settings(error: ValueError) -> NoReturn:
     Called where the service module reads its settings, at import: in ``bentoml serve`` (a built
     Bento) that is before any worker starts, so the server stops instead of failing every request.
     """
-    from pipelines.store import UNUSABLE_INPUT
-
     print(f"error: {error}", file=sys.stderr, flush=True)
     raise SystemExit(UNUSABLE_INPUT)

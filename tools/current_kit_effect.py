@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from features.validation import encode
 from models.registry import load_model
 from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
+from models.tracking import configure_tracking
 from pipelines.steps import load_simulator
-from pipelines.tracking import configure_tracking
 
 HORIZONS = (24, 48)
 

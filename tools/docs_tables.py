@@ -64,7 +64,7 @@ def _champion_metrics() -> tuple[str, str, dict[str, float]] | None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from pipelines.tracking import configure_tracking
+    from models.tracking import configure_tracking
 
     configure_tracking()
     client = mlflow.MlflowClient()
@@ -83,7 +83,7 @@ def champion_table() -> str | None:
         return None
     version, family, m = found
     from features.schema import TREATMENTS
-    from models.names import interval_metric, truth_metric
+    from models.names import BENCHMARK_COHORT, interval_metric, truth_metric
 
     def get(key, fmt):
         return fmt(m[key]) if key in m else "—"
@@ -95,13 +95,13 @@ def champion_table() -> str | None:
              "interval | mean width |", "|---|---|---|---|---|---|---|"]
     for arm in TREATMENTS:
         for e in ("thyroid_24m", "thyroid_48m", "itp_24m", "itp_48m"):
-            mean = (f"{100 * m[truth_metric('bench', arm, e, 'mean_risk')]:.2f}% / "
-                    f"{100 * m[truth_metric('bench', arm, e, 'mean_true_risk')]:.2f}%"
-                    if truth_metric("bench", arm, e, "mean_risk") in m else "—")
-            lines.append(f"| {arm} | {e} | {mean} | {get(truth_metric('bench', arm, e, 'auroc_over_oracle'), '{:.3f}'.format)} | "
-                         f"{get(truth_metric('bench', arm, e, 'calibration_slope'), '{:.3f}'.format)} | "
-                         f"{get(interval_metric('bench', arm, e, 'coverage'), lambda v: f'{100 * v:.0f}%')} | "
-                         f"{get(interval_metric('bench', arm, e, 'mean_width'), lambda v: f'{100 * v:.2f} pts')} |")
+            mean = (f"{100 * m[truth_metric(BENCHMARK_COHORT, arm, e, 'mean_risk')]:.2f}% / "
+                    f"{100 * m[truth_metric(BENCHMARK_COHORT, arm, e, 'mean_true_risk')]:.2f}%"
+                    if truth_metric(BENCHMARK_COHORT, arm, e, "mean_risk") in m else "—")
+            lines.append(f"| {arm} | {e} | {mean} | {get(truth_metric(BENCHMARK_COHORT, arm, e, 'auroc_over_oracle'), '{:.3f}'.format)} | "
+                         f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'calibration_slope'), '{:.3f}'.format)} | "
+                         f"{get(interval_metric(BENCHMARK_COHORT, arm, e, 'coverage'), lambda v: f'{100 * v:.0f}%')} | "
+                         f"{get(interval_metric(BENCHMARK_COHORT, arm, e, 'mean_width'), lambda v: f'{100 * v:.2f} pts')} |")
     return "\n".join(lines)
 
 
@@ -146,7 +146,12 @@ def families_table() -> str | None:
     if versions is None:
         return None
     from features.schema import TREATMENTS
-    from models.names import PROMOTION_METRIC, interval_metric, truth_metric
+    from models.names import (
+        BENCHMARK_COHORT,
+        PROMOTION_METRIC,
+        interval_metric,
+        truth_metric,
+    )
 
     lines = ["Benchmark cohort (CARE-MS I, 20,000 patients no model saw), each family's latest version of the "
              "champion's experiment, the champion first. Mean predicted / true risk, expected AUROC over the "
@@ -160,13 +165,13 @@ def families_table() -> str | None:
             for e in ("thyroid_24m", "thyroid_48m", "itp_24m", "itp_48m"):
                 def get(key, fmt, m=m):
                     return fmt(m[key]) if key in m and m[key] == m[key] else "—"
-                mean = (f"{get(truth_metric('bench', arm, e, 'mean_risk'), _percent(2))} / "
-                        f"{get(truth_metric('bench', arm, e, 'mean_true_risk'), _percent(2))}")
+                mean = (f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'mean_risk'), _percent(2))} / "
+                        f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'mean_true_risk'), _percent(2))}")
                 lines.append(f"| {family} (v{version}) | {loss} | {arm} | {e} | {mean} | "
-                             f"{get(truth_metric('bench', arm, e, 'auroc_over_oracle'), '{:.3f}'.format)} | "
-                             f"{get(truth_metric('bench', arm, e, 'calibration_slope'), '{:.3f}'.format)} | "
-                             f"{get(interval_metric('bench', arm, e, 'coverage'), _percent(1))} | "
-                             f"{get(interval_metric('bench', arm, e, 'mean_width'), lambda v: f'{100 * v:.2f} pts')} |")
+                             f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'auroc_over_oracle'), '{:.3f}'.format)} | "
+                             f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'calibration_slope'), '{:.3f}'.format)} | "
+                             f"{get(interval_metric(BENCHMARK_COHORT, arm, e, 'coverage'), _percent(1))} | "
+                             f"{get(interval_metric(BENCHMARK_COHORT, arm, e, 'mean_width'), lambda v: f'{100 * v:.2f} pts')} |")
     return "\n".join(lines)
 
 
@@ -177,7 +182,7 @@ def coverage_table() -> str | None:
     if versions is None:
         return None
     from features.schema import TREATMENTS
-    from models.names import interval_metric
+    from models.names import BENCHMARK_COHORT, interval_metric
 
     lines = ["Benchmark cohort (CARE-MS I, 20,000 patients no model saw), each family's latest version of the "
              "champion's experiment, the champion first.", "",
@@ -187,7 +192,7 @@ def coverage_table() -> str | None:
         for arm in TREATMENTS:
             for e in ("thyroid_12m", "thyroid_24m", "thyroid_48m", "itp_12m", "itp_24m", "itp_48m"):
                 def get(metric, fmt, m=m, arm=arm, e=e):
-                    value = m.get(interval_metric("bench", arm, e, metric))
+                    value = m.get(interval_metric(BENCHMARK_COHORT, arm, e, metric))
                     return "—" if value is None or value != value else fmt(value)
                 width = lambda v: f"{100 * v:.2f} pts"  # noqa: E731
                 lines.append(f"| {family} (v{version}) | {arm} | {e} | {get('coverage', _percent(1))} | "

@@ -21,7 +21,7 @@ def store_client():
         return None
     from mlflow import MlflowClient
 
-    from pipelines.tracking import configure_tracking
+    from models.tracking import configure_tracking
 
     configure_tracking()
     return MlflowClient()

@@ -9,7 +9,7 @@ Researchers then set ``MLFLOW_TRACKING_URI`` to the URL it prints. Ctrl-C stops 
 
 Nothing here falls back to SQLite: when PostgreSQL is missing, will not start or refuses the role,
 this says so and exits 1; a command pointed at a server that is not running is exit 3
-(pipelines/store.py).
+(models/store.py).
 
 PostgreSQL refuses to run as root, so as root its programs run as Debian's ``postgres`` user, and the
 folder of its data is given to that user.

@@ -3,15 +3,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from features.schema import (
-    FEATURE_NAMES,
-    FEATURES,
-    ID_COLUMN,
-    INPUT_NAMES,
-    markdown_table,
-    mlflow_input_schema,
-    patient_model,
-)
+from features.schema import FEATURE_NAMES, FEATURES, ID_COLUMN, INPUT_NAMES, markdown_table, mlflow_input_schema
+from features.validation import patient_model
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

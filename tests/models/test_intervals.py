@@ -9,6 +9,7 @@ from sksurv.util import Surv
 
 from features.schema import output_columns
 from features.validation import encode, validate_frame
+from models.cox_newton import cox_newton
 from models.estimators import LinearCoxRegression
 from models.intervals import (
     LearnedSpread,
@@ -17,7 +18,6 @@ from models.intervals import (
     affine_coefficients,
     affine_design,
     bootstrap_refits,
-    cox_newton,
     interval,
     refit_linear,
     served_spread,

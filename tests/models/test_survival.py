@@ -4,6 +4,7 @@ risks that never fall, bounded inputs, counterfactual treatments and the monitor
 import numpy as np
 import pytest
 
+from features.outcomes import kaplan_meier_survival
 from features.schema import CATEGORY_CODES, FEATURE_NAMES, MAX_HORIZON_MONTHS
 from features.validation import COLUMN_INDEX, encode
 from models.domain import InputDomain
@@ -15,7 +16,6 @@ from models.survival import (
     StratifiedCox,
     breslow_baselines,
     horizon_labels,
-    kaplan_meier_survival,
     survival_target,
 )
 

@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from models.headline import HEADLINE_ARTIFACT, HEADLINE_TABLE, headline_frame, headline_markdown
-from pipelines.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING, NOTE_TAG
+from models.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING, NOTE_TAG
 from tools.mlflow_ui import chromium_path, loopback_page, mlflow_ui, show
 
 METRICS = {

@@ -26,7 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.store import (
+from models.store import (
     BROKEN_MODEL,
     DAMAGED,
     EXIT_CODES,

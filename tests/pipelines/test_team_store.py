@@ -228,7 +228,7 @@ def test_an_unreachable_team_store_is_exit_3_never_a_sqlite_store(team):
 
 
 def test_messages_never_show_a_database_password():
-    from pipelines.store import shown_uri
+    from models.store import shown_uri
 
     assert shown_uri("postgresql+psycopg://team:s3cret@db.example:5432/mlflow") == (
         "postgresql+psycopg://team:***@db.example:5432/mlflow"

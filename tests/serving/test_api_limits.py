@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 
-from serving.settings import MAX_BODY_BYTES_ENV, SettingsError, body_limit
+from models.settings import MAX_BODY_BYTES_ENV, SettingsError, load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -85,10 +85,11 @@ def test_deeply_nested_json_gets_a_4xx_and_the_server_keeps_serving(shared_serve
 
 def test_the_body_limit_is_read_from_the_environment(monkeypatch):
     monkeypatch.delenv(MAX_BODY_BYTES_ENV, raising=False)
-    assert body_limit(MIB) == MIB
+    assert load_settings().max_body_bytes == MIB
     monkeypatch.setenv(MAX_BODY_BYTES_ENV, "4096")
-    assert body_limit(MIB) == 4096
+    assert load_settings().max_body_bytes == 4096
     for bad in ("", "0", "-5", "1.5", "1MiB"):
         monkeypatch.setenv(MAX_BODY_BYTES_ENV, bad)
-        with pytest.raises(SettingsError, match=MAX_BODY_BYTES_ENV):
-            body_limit(MIB)
+        with pytest.raises(SettingsError, match=f"^{MAX_BODY_BYTES_ENV}: expected a positive whole number of bytes, "
+                                                f"got {bad!r}$"):
+            load_settings()

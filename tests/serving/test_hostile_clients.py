@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from serving.log_safety import WithholdInputValues, escape_control
 from serving.schemas import PredictRequest
-from serving.settings import DEFAULT_BODY_TIMEOUT_S
+from models.settings import DEFAULT_BODY_TIMEOUT_S
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration

@@ -120,6 +120,33 @@ def test_bad_horizons_get_a_400_naming_the_range(server, extra, message):
     assert message in response.text
 
 
+CROSS_FIELD = [
+    {"patient_id": "longer", "age_years": 34, "sex": "female", "disease_duration_years": 40},
+    {"patient_id": "no-kit", "age_years": 34, "sex": "female", "disease_duration_years": 2, "il21_pg_ml": 620.0},
+    {"patient_id": "both", "age_years": 30, "sex": "male", "disease_duration_years": 31.5, "il21_pg_ml": 80.0},
+]
+
+
+def test_rest_and_batch_reject_a_rule_between_inputs_with_the_same_reason(server, tmp_path):
+    """The rules between inputs (features.validation.CROSS_FIELD_RULES) in the same words at both front doors:
+    the REST request model's error and the file's rejects."""
+    source, out = tmp_path / "patients.csv", tmp_path / "scores.csv"
+    kit = {"patient_id": "kit", "age_years": 50, "sex": "male", "disease_duration_years": 9, "il21_pg_ml": 300.0,
+           "il21_assay": "legacy_elisa"}  # the file names the kit where it is known, as a clinic's export would
+    pd.DataFrame([*CROSS_FIELD, kit]).to_csv(source, index=False)
+    result = CliRunner().invoke(app, ["score", str(source), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    batch = pd.read_csv(tmp_path / "scores.rejects.csv").set_index("patient_id")["reason"]
+    assert sorted(batch.index) == sorted(p["patient_id"] for p in CROSS_FIELD)
+    assert batch["both"] == ("disease_duration_years: 31.5 exceeds age_years 30; il21_assay: required when "
+                             "il21_pg_ml is given (legacy_elisa or current_elisa)")
+    for patient in CROSS_FIELD:
+        response = post(server, {"patients": [patient]})
+        assert response.status_code == 400, response.text
+        assert [(d["loc"], d["msg"]) for d in response.json()["detail"]] == [
+            (["patients", 0], f"Value error, {batch[patient['patient_id']]}")]
+
+
 def _batch_extrapolated(warnings: str, treatment: str, horizon: int) -> bool:
     """Whether the batch ``warnings`` name ``horizon`` as extrapolated on ``treatment``."""
     for note in warnings.split("; "):

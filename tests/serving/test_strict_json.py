@@ -5,9 +5,15 @@ Against the real server (``autorisk serve``), with bodies written by hand: a JSO
 never write most of them, which is exactly why a client's bug or a hand-edited request can.
 """
 
+import asyncio
+import json
+
 import httpx
 import pytest
 
+import serving.strict_json
+from serving.middleware import PARSED_BODY, StrictJson
+from serving.schemas import PredictRequest
 from serving.strict_json import json_problem
 
 pytestmark = pytest.mark.integration
@@ -125,3 +131,42 @@ def test_the_openapi_document_states_the_strict_types(shared_server):
     assert 'true is not a month, and "24" is refused' in fields["horizons_months"]["description"]
     assert 'true or false only (not "yes" or 1)' in fields["contrast"]["description"]
     assert fields["horizons_months"]["items"]["type"] == "integer" and fields["contrast"]["type"] == "boolean"
+
+
+def _through_strict_json(body: bytes, max_patients: int) -> tuple[dict | None, list[dict]]:
+    """``body`` as a POST /predict through the real StrictJson middleware: the scope the app behind it gets
+    (None if it got none) and what was sent back."""
+    reached, sent = {}, []
+
+    async def behind(scope, receive, send):
+        reached["scope"] = scope
+        reached["body"] = (await receive())["body"]
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    guard = StrictJson(behind, schemas={"/predict": PredictRequest}, max_patients={"/predict": max_patients})
+    scope = {"type": "http", "method": "POST", "path": "/predict", "headers": [], "query_string": b""}
+    asyncio.run(guard(scope, receive, send))
+    assert reached.get("body", body) == body  # the app behind still reads the body as it came
+    return reached.get("scope"), sent
+
+
+def test_one_parse_checks_the_types_counts_the_patients_and_hands_its_document_on(monkeypatch):
+    parses = []
+    real_loads = serving.strict_json.json.loads
+    monkeypatch.setattr(serving.strict_json.json, "loads", lambda *a, **k: parses.append(1) or real_loads(*a, **k))
+    body = ('{"patients": [{' + PATIENT + '}, {' + PATIENT + '}], "contrast": true}').encode()
+    scope, sent = _through_strict_json(body, max_patients=2)
+    assert sent == [] and len(parses) == 1
+    assert scope[PARSED_BODY] == json.loads(body)
+
+    parses.clear()
+    scope, sent = _through_strict_json(body, max_patients=1)
+    assert scope is None and len(parses) == 1
+    assert sent[0]["status"] == 422
+    assert json.loads(sent[1]["body"]) == {
+        "error": "patients: 2 in one request, at most 1 allowed; split them over several requests"}

@@ -12,11 +12,14 @@ do, never a traceback. A tracking server that does not answer is reported within
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sqlite3
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from mlflow.exceptions import MlflowException
+
+from models.settings import STORE_TIMEOUT_ENV, SettingsError, load_settings
 
 NOT_FOUND = 1
 UNUSABLE_INPUT = 2
@@ -44,10 +47,8 @@ EXIT_CODES = {
     STOPPED_BY_CTRL_C: "stopped by Ctrl-C (SIGINT); score leaves nothing half-written",
     STOPPED_BY_SIGTERM: "stopped by SIGTERM (kill, a scheduler's time limit); score leaves nothing half-written",
 }
-STORE_TIMEOUT_ENV = "AUTORISK_STORE_TIMEOUT_S"
 # Database URIs of a team's store (MLflow's SQLAlchemy store on PostgreSQL, with or without a +driver).
 POSTGRES_SCHEMES = ("postgresql", "postgres")
-DEFAULT_STORE_TIMEOUT_S = 15.0
 # MLflow logs these faults with a traceback of its own before raising them; the command's one
 # line replaces it.
 _MLFLOW_STORE_LOGGERS = ("mlflow.store.db.utils", "mlflow.store.tracking.sqlalchemy_store",
@@ -68,6 +69,26 @@ class StoreFault(Exception):
         self.code = code
 
 
+class NoChampionError(LookupError):
+    """The registry has no version under the requested alias."""
+
+
+class ModelLoadError(RuntimeError):
+    """A registered version exists but cannot be loaded: its artifacts are missing or unreadable.
+
+    The cause (``__cause__``) is the error MLflow or unpickling raised.
+    """
+
+    def __init__(self, name: str, version: str, cause: BaseException) -> None:
+        missing = isinstance(cause, FileNotFoundError) or (
+            isinstance(cause, MlflowException) and cause.error_code == "RESOURCE_DOES_NOT_EXIST")
+        detail = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        state = "are missing" if missing else "cannot be read"
+        super().__init__(f"model {name!r} version {version} is registered but its artifacts {state} "
+                         f"({type(cause).__name__}{': ' + detail if detail else ''})")
+        self.missing = missing
+
+
 def local_store_path(uri: str) -> Path | None:
     """The file (SQLite) or folder (file store) a local tracking URI names; None for a server."""
     parsed = urlparse(uri)
@@ -82,23 +103,17 @@ def local_store_path(uri: str) -> Path | None:
 
 
 def store_timeout() -> float:
-    """Seconds a tracking server has to answer: ``AUTORISK_STORE_TIMEOUT_S``, 15 by default.
+    """Seconds a tracking server has to answer (:attr:`models.settings.Settings.store_timeout_s`).
 
     Raises
     ------
     StoreFault
-        With exit code 2, when the variable is not a positive number of seconds.
+        With exit code 2, when a setting cannot be used.
     """
-    text = os.environ.get(STORE_TIMEOUT_ENV)
-    if text is None:
-        return DEFAULT_STORE_TIMEOUT_S
     try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise StoreFault(UNUSABLE_INPUT, f"{STORE_TIMEOUT_ENV}: expected a positive number of seconds, got {text!r}")
-    return seconds
+        return load_settings().store_timeout_s
+    except SettingsError as error:
+        raise StoreFault(UNUSABLE_INPUT, str(error)) from None
 
 
 def _which(uri: str) -> str:
@@ -215,10 +230,6 @@ def diagnose(error: BaseException, uri: str) -> StoreFault | None:
     -------
     StoreFault or None
     """
-    from mlflow.exceptions import MlflowException
-
-    from models.registry import ModelLoadError, NoChampionError
-
     if isinstance(error, StoreFault):
         return error
     chain = _chain(error)
