@@ -12,6 +12,7 @@ do, never a traceback. A tracking server that does not answer is reported within
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 from pathlib import Path
@@ -216,7 +217,7 @@ def _transport_error(error: BaseException) -> bool:
                       | ConnectionError | TimeoutError)
 
 
-def diagnose(error: BaseException, uri: str) -> StoreFault | None:
+def diagnose(error: BaseException, uri: str) -> StoreFault | None:  # noqa: C901 - one branch per fault of the exit-code table
     """The fault behind ``error``, raised while reading the store at ``uri``; None when it is none of them.
 
     Parameters

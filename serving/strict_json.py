@@ -233,7 +233,7 @@ class _Node:
                 self.types._node(items) if items is not None else None)
         return shape
 
-    def problem(self, document, path: str) -> str | None:
+    def problem(self, document, path: str) -> str | None:  # noqa: C901 - one branch per JSON Schema keyword checked
         kind = json_type(document)
         if self.allowed and kind not in self.allowed and not (kind == "integer" and "number" in self.allowed):
             return f"{path or 'body'}: expected {self.expected}, got {_got(document)}"

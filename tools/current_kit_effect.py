@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features.validation import encode
 from models.registry import load_model
-from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
 from models.tracking import configure_tracking
+from pipelines.config import DEFAULT_EXPERIMENT, load_experiment
 from pipelines.steps import load_simulator
 
 HORIZONS = (24, 48)

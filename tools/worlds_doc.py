@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from mlflow import MlflowClient  # noqa: E402 - run as a script from the root
 
-from pipelines.config import load_world, world_names  # noqa: E402
 from models.tracking import configure_tracking  # noqa: E402
+from pipelines.config import load_world, world_names  # noqa: E402
 from pipelines.worlds import families_table, latest_sweep, worlds_table  # noqa: E402
 
 DOC = ROOT / "docs" / "worlds.md"

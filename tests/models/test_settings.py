@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from models.names import CHAMPION, MODEL_NAME
 from models.settings import ENV_PREFIX, Settings, SettingsError, load_settings
@@ -27,8 +28,11 @@ def test_every_autorisk_variable_the_code_names_is_a_field_and_only_settings_rea
             text = path.read_text(encoding="utf-8")
             named |= set(re.findall(r"AUTORISK_[A-Z_]*[A-Z]", text))
             # Reads, not the writes by which `autorisk serve` and a Bento pass the pinned version on.
-            reads = re.findall(r"environ\.get\(\s*[\"']AUTORISK_|getenv\(\s*[\"']AUTORISK_"
-                               r"|environ\[\s*[\"']AUTORISK_\w+[\"']\s*\](?!\s*=[^=])", text)
+            reads = re.findall(
+                r"environ\.get\(\s*[\"']AUTORISK_|getenv\(\s*[\"']AUTORISK_"
+                r"|environ\[\s*[\"']AUTORISK_\w+[\"']\s*\](?!\s*=[^=])",
+                text,
+            )
             if reads and path.relative_to(ROOT).as_posix() != "models/settings.py":
                 readers.append(path.relative_to(ROOT).as_posix())
     assert named - {"AUTORISK_"} <= fields
@@ -37,8 +41,12 @@ def test_every_autorisk_variable_the_code_names_is_a_field_and_only_settings_rea
 
 def test_defaults_without_any_variable(clean):
     settings = load_settings()
-    assert (settings.api_token, settings.max_body_bytes, settings.body_timeout_s, settings.store_timeout_s) == \
-        (None, 1 << 20, 10.0, 15.0)
+    assert (settings.api_token, settings.max_body_bytes, settings.body_timeout_s, settings.store_timeout_s) == (
+        None,
+        1 << 20,
+        10.0,
+        15.0,
+    )
     assert settings.workers >= 1 and settings.fhir_servers == ()
     assert (settings.model_name, settings.model_alias, settings.model_version) == (MODEL_NAME, CHAMPION, None)
 
@@ -56,18 +64,33 @@ def test_values_are_read_as_their_types(clean):
     assert settings.store_timeout_s == 0.5 and settings.max_body_bytes == 1 << 20
     assert settings.fhir_servers == ("http://a.test/fhir", "https://b.test")
     assert settings.model_version is None  # set but empty: no pin
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         settings.workers = 4  # frozen
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("AUTORISK_STORE_TIMEOUT_S", "soon", "AUTORISK_STORE_TIMEOUT_S: expected a positive number of seconds, got 'soon'"),
-    ("AUTORISK_STORE_TIMEOUT_S", "inf", "AUTORISK_STORE_TIMEOUT_S: expected a positive number of seconds, got 'inf'"),
-    ("AUTORISK_BODY_TIMEOUT_S", "0", "AUTORISK_BODY_TIMEOUT_S: expected a number of seconds above 0 and below 30 "
-                                     "(the server's limit for a whole request), got '0'"),
-    ("AUTORISK_WORKERS", "0", "AUTORISK_WORKERS: expected a positive whole number of processes, got '0'"),
-    ("AUTORISK_API_TOKEN", "", "AUTORISK_API_TOKEN is set but empty; unset it to serve without authentication"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        (
+            "AUTORISK_STORE_TIMEOUT_S",
+            "soon",
+            "AUTORISK_STORE_TIMEOUT_S: expected a positive number of seconds, got 'soon'",
+        ),
+        (
+            "AUTORISK_STORE_TIMEOUT_S",
+            "inf",
+            "AUTORISK_STORE_TIMEOUT_S: expected a positive number of seconds, got 'inf'",
+        ),
+        (
+            "AUTORISK_BODY_TIMEOUT_S",
+            "0",
+            "AUTORISK_BODY_TIMEOUT_S: expected a number of seconds above 0 and below 30 "
+            "(the server's limit for a whole request), got '0'",
+        ),
+        ("AUTORISK_WORKERS", "0", "AUTORISK_WORKERS: expected a positive whole number of processes, got '0'"),
+        ("AUTORISK_API_TOKEN", "", "AUTORISK_API_TOKEN is set but empty; unset it to serve without authentication"),
+    ],
+)
 def test_a_value_that_cannot_be_used_is_one_line_naming_it(clean, name, value, message):
     clean.setenv(name, value)
     with pytest.raises(SettingsError) as raised:

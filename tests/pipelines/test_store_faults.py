@@ -25,7 +25,6 @@ from urllib.parse import unquote, urlparse
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
 from models.store import (
     BROKEN_MODEL,
     DAMAGED,
@@ -39,6 +38,7 @@ from models.store import (
     UNUSABLE_INPUT,
     readme_table,
 )
+from pipelines.cli import app
 from tests.servers import free_port, running_server
 
 pytestmark = pytest.mark.integration

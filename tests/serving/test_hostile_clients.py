@@ -18,9 +18,9 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from models.settings import DEFAULT_BODY_TIMEOUT_S
 from serving.log_safety import WithholdInputValues, escape_control
 from serving.schemas import PredictRequest
-from models.settings import DEFAULT_BODY_TIMEOUT_S
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
