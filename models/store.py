@@ -131,7 +131,10 @@ def require_store(uri: str, *, must_exist: bool = True) -> None:
       must say so instead, and leave the path untouched. Commands that create stores (``train``,
       ``demo``) pass ``must_exist=False``.
     - A tracking server that does not answer within :func:`store_timeout`: UNREACHABLE.
+    - A timeout setting that cannot be used: UNUSABLE_INPUT, whatever the store (a setting is checked
+      where it is read, not only where it is needed).
     """
+    timeout = store_timeout()
     path = local_store_path(uri)
     sqlite_file = urlparse(uri).scheme == "sqlite"
     if path is not None:
@@ -145,9 +148,9 @@ def require_store(uri: str, *, must_exist: bool = True) -> None:
             raise StoreFault(NO_STORE, f"no MLflow store at {path} ({_which(uri)}): it is an empty file, left "
                                        "as it is; check the path, or run `autorisk train` to create a store there")
     elif urlparse(uri).scheme in ("http", "https"):
-        _require_answer(uri, store_timeout())
+        _require_answer(uri, timeout)
     elif urlparse(uri).scheme.split("+")[0] in POSTGRES_SCHEMES:
-        _require_database(uri, store_timeout())
+        _require_database(uri, timeout)
 
 
 def shown_uri(uri: str) -> str:

@@ -189,8 +189,10 @@ def test_a_refused_connection_is_reported_at_once_with_mlflows_default_retries(c
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "nan", "inf"])
-def test_a_bad_store_timeout_is_a_bad_setting(cohort, value):
-    result = score(f"http://127.0.0.1:{free_port()}", cohort, AUTORISK_STORE_TIMEOUT_S=value)
+@pytest.mark.parametrize("store", ["http", "sqlite"])
+def test_a_bad_store_timeout_is_a_bad_setting(cohort, value, store, tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}" if store == "http" else f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = score(uri, cohort, AUTORISK_STORE_TIMEOUT_S=value)  # checked on a local store too, never ignored
     assert_one_line_error(result, UNUSABLE_INPUT, f"AUTORISK_STORE_TIMEOUT_S: expected a positive number of "
                                                   f"seconds, got {value!r}")
 
