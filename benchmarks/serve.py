@@ -35,13 +35,11 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,6 +49,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.score import _prepare, cohort_files  # noqa: E402 - the shared preparation steps
+from pipelines.servers import ServerError, free_port, running_server  # noqa: E402 - run as a script
 
 AUTORISK = Path(sys.executable).with_name("autorisk")
 MLFLOW = Path(sys.executable).with_name("mlflow")
@@ -106,42 +105,16 @@ end
 """
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def server(command: list[str], ready_url: str, log: Path, env: dict):
-    """Start a server in its own process group; wait for ``ready_url``; stop the group at the end."""
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                   start_new_session=True, cwd=ROOT)
+    """A server of the benchmark, started and stopped whole (:func:`pipelines.servers.running_server`); the
+    benchmark stops with the server's log when it does not start."""
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"{command[0]} exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(ready_url, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{command[0]} not ready after 180 s:\n{log.read_text()}")
-            time.sleep(0.5)
-        yield process
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
-        except ProcessLookupError:  # exited already
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        with running_server(command, ready_url=ready_url, log=log, env=env, timeout_s=180, cwd=ROOT,
+                            stop_timeout_s=30) as process:
+            yield process
+    except ServerError as error:
+        raise SystemExit(str(error)) from error
 
 
 def lua_string(text: str) -> str:

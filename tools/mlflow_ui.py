@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
-from urllib.request import urlopen
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipelines.servers import free_port, running_server
 from tools.browser import CHROMIUM, LOOPBACK, chromium, chromium_path, guarded_page
 
 # The button beside a parent run's name in the runs table that shows its nested runs.
@@ -39,40 +36,14 @@ EXPAND_BUTTON = 'button[data-component-id*="runnamecellrenderer"]'
 def mlflow_ui(store: str, log: Path, timeout_s: float = 120, *, options: Sequence[str] = (), port: int | None = None,
               env: dict[str, str] | None = None) -> Iterator[str]:
     """``mlflow ui`` (MLflow's tracking server) for ``store`` on loopback, at ``port`` or a free one, with
-    further server ``options``; yields its URL, stops it and its children after."""
-    if port is None:
-        with socket.socket() as sock:
-            sock.bind((LOOPBACK, 0))
-            port = sock.getsockname()[1]
+    further server ``options``; yields its URL, stops it and its children after
+    (:func:`pipelines.servers.running_server`)."""
+    port = free_port(LOOPBACK) if port is None else port
     url = f"http://{LOOPBACK}:{port}"
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", LOOPBACK,
                "--port", str(port), "--workers", "1", *options]
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow ui exited with {process.returncode}: {log.read_text()}")
-            try:
-                with urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow ui not ready in {timeout_s:g} s: {log.read_text()}")
-            time.sleep(0.5)
+    with running_server(command, ready_url=f"{url}/health", log=log, env=env, timeout_s=timeout_s):
         yield url
-    finally:
-        with suppress(ProcessLookupError):  # it exited, and so did its children
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @contextmanager

@@ -7,17 +7,13 @@ not to 127.0.0.1.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from pipelines.servers import ServerError, free_port, running_server  # noqa: E402 - run as a script from the root
 from tools.browser import chromium, fill_form, guarded_page  # noqa: E402 - run as a script from the root
 
 IMAGES = ROOT / "docs" / "images"
@@ -27,28 +23,12 @@ FORM = {"age_years": "34", "sex": "female", "disease_duration_years": "2.5", "re
         "il21_pg_ml": "620", "il21_assay": "legacy_elisa", "thyroid_antibodies": "true", "smoker": "false"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serve(port: int, log: Path) -> subprocess.Popen:
+def serve(port: int, log: Path):
+    """``autorisk serve`` on the project's store at ``port``, one worker (:func:`pipelines.servers.running_server`)."""
     environment = {**os.environ, "AUTORISK_WORKERS": "1", "BENTOML_DO_NOT_TRACK": "true"}
-    with open(log, "w") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)], cwd=ROOT,
-                                   env=environment, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server stopped:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"the server was not ready in 120 s:\n{log.read_text()}")
+    return running_server([sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)],
+                          ready_url=f"http://127.0.0.1:{port}/readyz", log=log, env=environment, cwd=ROOT,
+                          stop_timeout_s=30)
 
 
 def print_page(page) -> None:
@@ -66,6 +46,32 @@ def print_page(page) -> None:
     print("printed: the first A4 page as page-print.png (the browser test checks that there is one)")
 
 
+def take_pictures(url: str) -> list[str]:
+    """The page before and after a submit (desktop and phone), its print, and the batch report; returns the
+    requests refused (not to 127.0.0.1)."""
+    outside: list[str] = []
+    with chromium() as launched:
+        for name, width in (("page", 1280), ("page-phone", 390)):
+            with guarded_page(launched, width=width, height=900) as (page, guard):
+                page.goto(f"{url}/")
+                page.wait_for_selector("#f-age_years")
+                if width > 600:
+                    page.screenshot(path=IMAGES / f"{name}-before.png", full_page=True)
+                fill_form(page, FORM)
+                page.click("#submit")
+                page.wait_for_selector("body[data-drawn-ms]", state="attached")
+                print(f"{name}: submit answered and drawn in {page.get_attribute('body', 'data-drawn-ms')} ms")
+                page.locator("#results").screenshot(path=IMAGES / f"{name}-after.png")
+                if width > 600:
+                    print_page(page)
+                outside += guard.outside
+        with guarded_page(launched, width=1000, height=900, allow_files=True) as (page, guard):
+            page.goto(REPORT.as_uri())
+            page.screenshot(path=IMAGES / "batch-report.png", full_page=True)
+            outside += guard.outside
+    return outside
+
+
 def main() -> None:
     if not REPORT.is_file():
         raise SystemExit(f"{REPORT} is missing: run `make demo` first")
@@ -76,31 +82,11 @@ def main() -> None:
                     "--out", str(IMAGES / "explain-waterfall.svg")], cwd=ROOT, check=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = serve(port, ROOT / "outputs" / "screenshots-server.log")
-    outside: list[str] = []
     try:
-        with chromium() as launched:
-            for name, width in (("page", 1280), ("page-phone", 390)):
-                with guarded_page(launched, width=width, height=900) as (page, guard):
-                    page.goto(f"{url}/")
-                    page.wait_for_selector("#f-age_years")
-                    if width > 600:
-                        page.screenshot(path=IMAGES / f"{name}-before.png", full_page=True)
-                    fill_form(page, FORM)
-                    page.click("#submit")
-                    page.wait_for_selector("body[data-drawn-ms]", state="attached")
-                    print(f"{name}: submit answered and drawn in {page.get_attribute('body', 'data-drawn-ms')} ms")
-                    page.locator("#results").screenshot(path=IMAGES / f"{name}-after.png")
-                    if width > 600:
-                        print_page(page)
-                    outside += guard.outside
-            with guarded_page(launched, width=1000, height=900, allow_files=True) as (page, guard):
-                page.goto(REPORT.as_uri())
-                page.screenshot(path=IMAGES / "batch-report.png", full_page=True)
-                outside += guard.outside
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        with serve(port, ROOT / "outputs" / "screenshots-server.log"):
+            outside = take_pictures(url)
+    except ServerError as error:
+        raise SystemExit(f"the server did not start: {error}") from error
     if outside:
         raise SystemExit(f"requests outside 127.0.0.1 were attempted: {outside}")
     for path in sorted(IMAGES.iterdir()):
