@@ -121,6 +121,64 @@ def seconds_text(seconds: float) -> str:
     return f"{seconds:.3g}"
 
 
+def state_costs(booster) -> tuple[TreeShapTables, tuple[float, float, float, int, int]]:
+    """The booster's tables and their one-off costs: seconds to build them from the booster, to rebuild them
+    from their state as arrays and as parsed JSON, and the state's size as arrays (bytes) and as JSON (chars)."""
+    started = time.perf_counter()
+    tables = TreeShapTables.from_booster(booster, N_FEATURES)
+    build_seconds = time.perf_counter() - started
+    state = tables.to_state()
+    state_json = json.dumps({key: value.tolist() if isinstance(value, np.ndarray) else value
+                             for key, value in state.items()})
+    started = time.perf_counter()
+    TreeShapTables.from_state(state)
+    state_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    TreeShapTables.from_state(json.loads(state_json))
+    json_seconds = time.perf_counter() - started
+    state_bytes = sum(value.nbytes for value in state.values() if isinstance(value, np.ndarray))
+    return tables, (build_seconds, state_seconds, json_seconds, state_bytes, len(state_json))
+
+
+def compare_methods(label: str, booster, tables: TreeShapTables, explainer, X: np.ndarray, args
+                    ) -> tuple[float, float]:
+    """One row per method on ``X`` printed; returns the tables' cost over the margin's (wall, CPU)."""
+    n = len(X)
+    methods = {
+        "tables (models.treeshap)": lambda: tables.contributions(X, n_threads=args.threads),
+        "xgboost pred_contribs": lambda: booster.predict(xgb.DMatrix(X, missing=np.nan, nthread=args.threads),
+                                                         pred_contribs=True),
+        "shap.TreeExplainer": lambda: explainer.shap_values(X),
+        "xgboost inplace_predict (margin)": lambda: booster.inplace_predict(X, predict_type="margin",
+                                                                            missing=np.nan),
+    }
+    timings = {name: time_per_call(call, args.repeats) for name, call in methods.items()}
+    reference = timings["xgboost pred_contribs"][0]
+    for name, (wall, cpu) in timings.items():
+        print(f"| {label} | {n:,} | {name} | {seconds_text(wall)} | {seconds_text(cpu)} "
+              f"| {wall / n * 1e6:.3g} | {reference / wall:.3g} |")
+    tables_cost, margin_cost = timings["tables (models.treeshap)"], timings["xgboost inplace_predict (margin)"]
+    return tables_cost[0] / margin_cost[0], tables_cost[1] / margin_cost[1]
+
+
+def print_summaries(ratios: list, one_off: list) -> None:
+    """The tables' cost over the margin, their one-off costs, and the imports' start-up cost."""
+    print("\n| model | rows | tables over the margin, wall | CPU |")
+    print("|---|---:|---:|---:|")
+    for label, n, wall_ratio, cpu_ratio in ratios:
+        print(f"| {label} | {n:,} | {wall_ratio:.2f}x | {cpu_ratio:.2f}x |")
+
+    print("\n| model | build from booster s | from state s (arrays) | from state s (JSON parsed) "
+          "| state arrays MB | state JSON MB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, build, from_arrays, from_json, arrays_bytes, json_chars in one_off:
+        print(f"| {label} | {build:.3f} | {from_arrays:.4f} | {from_json:.4f} "
+              f"| {arrays_bytes / 1e6:.2f} | {json_chars / 1e6:.2f} |")
+    xgboost_seconds, module_seconds = import_seconds(3)
+    print(f"\nimports in a fresh process (median of 3): xgboost {xgboost_seconds:.2f} s, then "
+          f"models.treeshap {module_seconds * 1000:.0f} ms more (numpy only: no JIT compilation)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 100_000])
@@ -138,20 +196,8 @@ def main() -> None:
     for label, shape in MODELS.items():
         booster = train(shape, args.threads)
         booster.set_param({"nthread": args.threads})
-        started = time.perf_counter()
-        tables = TreeShapTables.from_booster(booster, N_FEATURES)
-        build_seconds = time.perf_counter() - started
-        state = tables.to_state()
-        state_json = json.dumps({key: value.tolist() if isinstance(value, np.ndarray) else value
-                                 for key, value in state.items()})
-        started = time.perf_counter()
-        TreeShapTables.from_state(state)
-        state_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        TreeShapTables.from_state(json.loads(state_json))
-        json_seconds = time.perf_counter() - started
-        state_bytes = sum(value.nbytes for value in state.values() if isinstance(value, np.ndarray))
-        one_off.append((label, build_seconds, state_seconds, json_seconds, state_bytes, len(state_json)))
+        tables, costs = state_costs(booster)
+        one_off.append((label, *costs))
         explainer = shap.TreeExplainer(booster)
 
         check = rows[:100]
@@ -159,40 +205,9 @@ def main() -> None:
                        - booster.predict(xgb.DMatrix(check, missing=np.nan), pred_contribs=True)).max()
         if error > 1e-5:
             raise SystemExit(f"{label}: tables differ from pred_contribs by {error:.2g}")
-
         for n in args.sizes:
-            X = rows[:n]
-            methods = {
-                "tables (models.treeshap)": lambda X=X: tables.contributions(X, n_threads=args.threads),  # noqa: B023 - timed in this iteration
-                "xgboost pred_contribs": lambda X=X: booster.predict(xgb.DMatrix(X, missing=np.nan,  # noqa: B023 - timed in this iteration
-                                                                                 nthread=args.threads),
-                                                                     pred_contribs=True),
-                "shap.TreeExplainer": lambda X=X: explainer.shap_values(X),  # noqa: B023 - timed in this iteration
-                "xgboost inplace_predict (margin)": lambda X=X: booster.inplace_predict(  # noqa: B023 - timed in this iteration
-                    X, predict_type="margin", missing=np.nan),
-            }
-            timings = {name: time_per_call(call, args.repeats) for name, call in methods.items()}
-            reference = timings["xgboost pred_contribs"][0]
-            for name, (wall, cpu) in timings.items():
-                print(f"| {label} | {n:,} | {name} | {seconds_text(wall)} | {seconds_text(cpu)} "
-                      f"| {wall / n * 1e6:.3g} | {reference / wall:.3g} |")
-            tables_cost, margin_cost = timings["tables (models.treeshap)"], timings["xgboost inplace_predict (margin)"]
-            ratios.append((label, n, tables_cost[0] / margin_cost[0], tables_cost[1] / margin_cost[1]))
-
-    print("\n| model | rows | tables over the margin, wall | CPU |")
-    print("|---|---:|---:|---:|")
-    for label, n, wall_ratio, cpu_ratio in ratios:
-        print(f"| {label} | {n:,} | {wall_ratio:.2f}x | {cpu_ratio:.2f}x |")
-
-    print("\n| model | build from booster s | from state s (arrays) | from state s (JSON parsed) "
-          "| state arrays MB | state JSON MB |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, build, from_arrays, from_json, arrays_bytes, json_chars in one_off:
-        print(f"| {label} | {build:.3f} | {from_arrays:.4f} | {from_json:.4f} "
-              f"| {arrays_bytes / 1e6:.2f} | {json_chars / 1e6:.2f} |")
-    xgboost_seconds, module_seconds = import_seconds(3)
-    print(f"\nimports in a fresh process (median of 3): xgboost {xgboost_seconds:.2f} s, then "
-          f"models.treeshap {module_seconds * 1000:.0f} ms more (numpy only: no JIT compilation)")
+            ratios.append((label, n, *compare_methods(label, booster, tables, explainer, rows[:n], args)))
+    print_summaries(ratios, one_off)
 
 
 if __name__ == "__main__":
