@@ -2,12 +2,13 @@
 
 :class:`ChunkScorer` carries everything a chunk needs (the model, its version, the options, the
 drift reference) as one object; the local engine maps it over the chunks in this process
-(:func:`pipelines.score.score_file`), the Spark engine runs it in tasks
+(:func:`pipelines.score.score_locked`), the Spark engine runs it in tasks
 (:mod:`pipelines.spark_engine`). Both import this module and not each other.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -17,9 +18,9 @@ import pyarrow as pa
 
 from features.drift import DriftCounts, bin_counts
 from features.schema import ID_COLUMN, TREATMENT_FEATURE, output_columns
-from features.validation import validate_frame
+from features.validation import input_values, validate_frame
 from models.scoring import RiskModel, ScoringOptions, score_columns
-from pipelines.reading import Chunk
+from pipelines.records import Chunk
 
 REJECTS_SCHEMA = pa.schema([("line", pa.int64()), (ID_COLUMN, pa.string()), ("reason", pa.string())])
 
@@ -42,6 +43,9 @@ class ChunkResult:
         Scored records with a training-range warning.
     drift : DriftCounts or None
         Accepted records counted on the drift reference's bins (None without a reference).
+    values : ndarray of shape (n_scored, n_inputs)
+        The scored records' inputs as :func:`features.validation.input_values` gives them, row for row
+        with ``scores``: the batch report's beeswarm colours its sample by them.
     """
 
     scores: pa.Table
@@ -50,6 +54,7 @@ class ChunkResult:
     blank_lines: int
     outside_training_range: int
     drift: DriftCounts | None
+    values: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -124,15 +129,14 @@ class ChunkScorer:
             blank_lines=0,
             outside_training_range=int(self.risk_model.domain.outside(batch.matrix).sum()),
             drift=bin_counts(batch.matrix, self.reference) if self.reference is not None else None,
+            values=input_values(batch.matrix),
         )
 
     def score_chunk(self, chunk: Chunk) -> ChunkResult:
         """Score one chunk in this process: its records, plus its malformed lines as rejects."""
         result = self.score_records(chunk.frame, chunk.lines)
-        return ChunkResult(scores=result.scores,
-                           rejects=sorted_rejects([result.rejects, malformed_rejects(chunk.malformed)]),
-                           read=chunk.records, blank_lines=chunk.blank_lines,
-                           outside_training_range=result.outside_training_range, drift=result.drift)
+        return dataclasses.replace(result, rejects=sorted_rejects([result.rejects, malformed_rejects(chunk.malformed)]),
+                                   read=chunk.records, blank_lines=chunk.blank_lines)
 
 
 def malformed_rejects(malformed: list[tuple[int, str]]) -> pa.Table:

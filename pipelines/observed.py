@@ -59,6 +59,29 @@ class ObservedCohort:
         return int(self.frame[f"{outcome}_event"].sum())
 
 
+@dataclass(frozen=True)
+class ObservedFile:
+    """A file of patients with their observed outcomes, and how to read it.
+
+    Attributes
+    ----------
+    path : Path
+        Any format ``autorisk score`` reads.
+    il21_assay : str, optional
+        The IL-21 kit of every IL-21 value without one of its own (``--il21-assay``).
+    sheet : str, optional
+        The sheet of an ``.xlsx`` workbook (default: the first).
+    """
+
+    path: Path
+    il21_assay: str | None = None
+    sheet: str | None = None
+
+    def read(self, outcomes: tuple[str, ...]) -> ObservedCohort:
+        """Every record with ``outcomes``' columns, used or rejected (:func:`read_observed`)."""
+        return read_observed(self.path, outcomes, il21_assay=self.il21_assay, sheet=self.sheet)
+
+
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes, hex."""
     digest = hashlib.sha256()
@@ -134,4 +157,4 @@ def read_observed(path: Path, outcomes: tuple[str, ...], *, il21_assay: str | No
                           digest=file_digest(path), source=source.description)
 
 
-__all__ = ["InputFileError", "ObservedCohort", "file_digest", "read_observed"]
+__all__ = ["InputFileError", "ObservedCohort", "ObservedFile", "file_digest", "read_observed"]

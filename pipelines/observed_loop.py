@@ -16,7 +16,8 @@ import pandas as pd
 
 from features.simulator import SimulatorConfig, simulate_cohort, write_frame
 from models.registry import LoadedModel, load_model
-from pipelines.recalibrate import run_recalibration
+from pipelines.observed import ObservedFile
+from pipelines.recalibrate import RecalibrationJob, run_recalibration
 from pipelines.validate import run_validation
 
 LOOP_HORIZONS = (24, 48)
@@ -60,13 +61,15 @@ def run_loop(champion: LoadedModel, simulator: SimulatorConfig, folder: Path, *,
     """Validate ``champion`` on the registry, recalibrate it on the development file, validate the result."""
     dev, test, truth = registry_files(simulator, folder)
     log(f"registry files (truth dropped): {dev} ({DEVELOPMENT[0]:,} patients), {test} ({TEST[0]:,})")
-    before, _, run_before = run_validation(test, folder / "validation-champion", champion, horizons=LOOP_HORIZONS)
+    before, _, run_before = run_validation(ObservedFile(test), folder / "validation-champion", champion,
+                                           horizons=LOOP_HORIZONS)
     log(f"validated v{champion.version} on {test.name}: MLflow run {run_before}")
-    result = run_recalibration(dev, alias, champion, out=folder / f"recalibrate-{alias}", holdout_fraction=0.0,
-                               horizons=LOOP_HORIZONS)
+    result = run_recalibration(RecalibrationJob(ObservedFile(dev), alias, folder / f"recalibrate-{alias}",
+                                                holdout_fraction=0.0, horizons=LOOP_HORIZONS), champion)
     log(f"recalibrated on {dev.name}: v{result.version} (@{alias})")
     recalibrated = load_model(champion.name, alias=alias)
-    after, _, run_after = run_validation(test, folder / f"validation-{alias}", recalibrated, horizons=LOOP_HORIZONS)
+    after, _, run_after = run_validation(ObservedFile(test), folder / f"validation-{alias}", recalibrated,
+                                         horizons=LOOP_HORIZONS)
     log(f"validated v{recalibrated.version} on {test.name}: MLflow run {run_after}")
     summary = {"champion": champion.version, "recalibrated": recalibrated.version, "alias": alias,
                "development": {"file": dev.name, "patients": DEVELOPMENT[0]},

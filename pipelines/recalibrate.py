@@ -40,7 +40,7 @@ from models.names import (
 )
 from models.recalibration import METHODS, Recalibration, recalibrated_model
 from models.registry import CHALLENGER, CHAMPION, LoadedModel
-from pipelines.observed import ObservedCohort, read_observed
+from pipelines.observed import ObservedCohort, ObservedFile
 from pipelines.registration import register_risk_model
 from pipelines.score import load_reference
 from models.tracking import NOTE_TAG, ensure_experiment
@@ -77,6 +77,54 @@ class RecalibrationResult:
     before: Validation | None
     after: Validation | None
     run_id: str
+
+
+@dataclass(frozen=True)
+class RecalibrationJob:
+    """One recalibration, checked when it is made (before any model loads).
+
+    Attributes
+    ----------
+    source : ObservedFile
+        The local patients with their observed outcomes.
+    alias : str
+        The alias the new version is registered under (:func:`check_alias`; a leading ``@`` is dropped).
+    out : Path
+        Folder for the held-out validations and the summary.
+    method : str
+        One of :data:`models.recalibration.METHODS`.
+    holdout_fraction : float
+        Share of the file held out to validate before and after, in [0, 1) (0: no held-out check).
+    horizons : tuple of int
+        Months to validate at.
+    seed : int
+        Seed of the held-out split and of the interval's resamples.
+
+    Raises
+    ------
+    ValueError
+        For an alias that must not be set, a method or fraction out of range (naming the option).
+    """
+
+    source: ObservedFile
+    alias: str
+    out: Path
+    method: str = "baseline"
+    holdout_fraction: float = 0.25
+    horizons: tuple[int, ...] = EVALUATION_HORIZONS_MONTHS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alias", check_alias(self.alias))
+        if self.method not in METHODS:
+            raise ValueError(f"--method: {self.method!r} is not one of {', '.join(METHODS)}")
+        if not 0 <= self.holdout_fraction < 1:
+            raise ValueError(f"--holdout-fraction: {self.holdout_fraction:g} is not in [0, 1)")
+
+    @property
+    def name(self) -> str:
+        """The file's name, as runs and reports give it."""
+        return Path(self.source.path).name
 
 
 def check_alias(alias: str) -> str:
@@ -116,50 +164,46 @@ def _outcomes(cohort: ObservedCohort, outcomes) -> dict[str, tuple[np.ndarray, n
             for o in outcomes}
 
 
-def run_recalibration(path: Path, alias: str, loaded: LoadedModel, *, out: Path, method: str = "baseline",
-                      holdout_fraction: float = 0.25, il21_assay: str | None = None, sheet: str | None = None,
-                      horizons: tuple[int, ...] = EVALUATION_HORIZONS_MONTHS, seed: int = 0) -> RecalibrationResult:
-    """Recalibrate ``loaded`` on the file at ``path``, validate before and after, register and alias the result.
+def run_recalibration(job: RecalibrationJob, loaded: LoadedModel) -> RecalibrationResult:
+    """Recalibrate ``loaded`` on ``job``'s file, validate before and after, register and alias the result.
 
     Raises
     ------
     ValueError
-        For an alias that must not be set, a method or fraction out of range, a file too small to split.
+        For a file too small to recalibrate on or to split.
     InputFileError, features.validation.InputSchemaError
         When the file cannot be used at all (nothing is registered then).
     """
-    alias = check_alias(alias)
-    if method not in METHODS:
-        raise ValueError(f"--method: {method!r} is not one of {', '.join(METHODS)}")
     outcomes = loaded.risk_model.outcome_names
-    cohort = read_observed(path, outcomes, il21_assay=il21_assay, sheet=sheet)
+    cohort = job.source.read(outcomes)
     if len(cohort.frame) < 20:
-        raise ValueError(f"{path}: {len(cohort.frame)} usable records; too few to recalibrate on")
-    fit, held = split_cohort(cohort, holdout_fraction, seed)
-    updated, done = recalibrated_model(loaded.risk_model, fit.matrix, _outcomes(fit, outcomes), method, seed=seed)
+        raise ValueError(f"{job.source.path}: {len(cohort.frame)} usable records; too few to recalibrate on")
+    fit, held = split_cohort(cohort, job.holdout_fraction, job.seed)
+    updated, done = recalibrated_model(loaded.risk_model, fit.matrix, _outcomes(fit, outcomes), job.method,
+                                       seed=job.seed)
     before = after = None
     if held is not None:  # validated before anything is registered: a failure leaves no version behind
-        reference, note = load_reference(loaded)
-        before = validate_cohort(loaded, held, path, horizons, reference=reference, why_no_reference=note, seed=seed)
+        reference, note = load_reference(loaded)  # drift against the source's training data, both times
         unregistered = LoadedModel(name=loaded.name, version="(new)", run_id="", risk_model=updated)
-        after = validate_cohort(unregistered, held, path, horizons, reference=reference, why_no_reference=note,
-                                seed=seed)
-    new = _register(loaded, updated, fit, path=path, alias=alias, method=method, done=done,
-                    holdout_fraction=holdout_fraction, seed=seed, digest=cohort.digest)
+        before, after = (validate_cohort(model, held, job.source.path, job.horizons, reference=reference,
+                                         why_no_reference=note, seed=job.seed) for model in (loaded, unregistered))
+    new = _register(job, loaded, updated, fit, done, cohort.digest)
     if held is not None:
         after.report["model"] |= {"version": new.version, "run_id": new.run_id}
         for name, validation, model in (("holdout-before", before, loaded), ("holdout-after", after, new)):
-            files = write_outputs(validation, held, out / name, title=f"{model.name} v{model.version} on the held-out "
-                                  f"{len(held.frame):,} patients of {Path(path).name} ({name.split('-')[1]} recalibration)")
+            files = write_outputs(validation, held, job.out / name, title=f"{model.name} v{model.version} on the "
+                                  f"held-out {len(held.frame):,} patients of {job.name} ({name.split('-')[1]} "
+                                  "recalibration)")
             log_validation(validation, files, registered_name=model.name)
         _log_comparison(new.run_id, before, after)
-    write_summary(out, loaded, new, done, fit, held, before, after, method=method, alias=alias)
-    return RecalibrationResult(new.version, alias, done, len(fit.frame), 0 if held is None else len(held.frame),
-                               before, after, new.run_id)
+    result = RecalibrationResult(new.version, job.alias, done, len(fit.frame), 0 if held is None else len(held.frame),
+                                 before, after, new.run_id)
+    write_summary(job, loaded, new, result)
+    return result
 
 
-def _register(loaded: LoadedModel, updated, fit: ObservedCohort, *, path: Path, alias: str, method: str,
-              done: dict[str, Recalibration], holdout_fraction: float, seed: int, digest: str) -> LoadedModel:
+def _register(job: RecalibrationJob, loaded: LoadedModel, updated, fit: ObservedCohort,
+              done: dict[str, Recalibration], digest: str) -> LoadedModel:
     """The recalibration's run (experiment ``recalibrations``) with the new version registered from it."""
     client = mlflow.MlflowClient()
     source = client.get_model_version(loaded.name, loaded.version)
@@ -167,12 +211,12 @@ def _register(loaded: LoadedModel, updated, fit: ObservedCohort, *, path: Path, 
         "Each `autorisk recalibrate`: a registered version's baseline risk (and slope) re-estimated on a local "
         "population's observed outcomes, registered as a new version with its lineage."))
     events = {o: int(fit.frame[f"{o}_event"].sum()) for o in done}
-    params = {"source_model": loaded.name, "source_version": loaded.version, "method": method,
-              "file": Path(path).name, "file_sha256": digest, "patients": len(fit.frame),
-              "holdout_fraction": holdout_fraction, "seed": seed} | {f"onsets_{o}": n for o, n in events.items()}
-    note = (f"{loaded.name} v{loaded.version} recalibrated ({method}) on {len(fit.frame):,} patients of "
-            f"`{Path(path).name}`; " + "; ".join(f"{o}: {events[o]:,} onsets, slope {d.slope:.3f}" for o, d in done.items()))
-    with mlflow.start_run(run_name=f"recalibrate/{loaded.name}/v{loaded.version}/{alias}",
+    params = {"source_model": loaded.name, "source_version": loaded.version, "method": job.method,
+              "file": job.name, "file_sha256": digest, "patients": len(fit.frame),
+              "holdout_fraction": job.holdout_fraction, "seed": job.seed} | {f"onsets_{o}": n for o, n in events.items()}
+    note = (f"{loaded.name} v{loaded.version} recalibrated ({job.method}) on {len(fit.frame):,} patients of "
+            f"`{job.name}`; " + "; ".join(f"{o}: {events[o]:,} onsets, slope {d.slope:.3f}" for o, d in done.items()))
+    with mlflow.start_run(run_name=f"recalibrate/{loaded.name}/v{loaded.version}/{job.alias}",
                           tags={ROLE_TAG: ROLE_RECALIBRATION, MODEL_TAG: loaded.name,
                                 MODEL_VERSION_TAG: loaded.version, NOTE_TAG: note}) as run:
         mlflow.log_params(params)
@@ -185,10 +229,10 @@ def _register(loaded: LoadedModel, updated, fit: ObservedCohort, *, path: Path, 
         mlflow.log_dict(reference_profile(fit.matrix), RECALIBRATION_PROFILE_ARTIFACT)
         version = register_risk_model(updated, loaded.name, {
             VERSION_ORIGIN_TAG: ORIGIN_RECALIBRATION, VERSION_SOURCE_TAG: loaded.version, VERSION_FILE_TAG: digest,
-            VERSION_METHOD_TAG: method, VERSION_FAMILY_TAG: source.tags.get(VERSION_FAMILY_TAG, updated.family),
+            VERSION_METHOD_TAG: job.method, VERSION_FAMILY_TAG: source.tags.get(VERSION_FAMILY_TAG, updated.family),
             VERSION_EXPERIMENT_TAG: RECALIBRATIONS_EXPERIMENT, "patients": str(len(fit.frame)),
             **{f"onsets_{o}": str(n) for o, n in events.items()}})
-    client.set_registered_model_alias(loaded.name, alias, version)
+    client.set_registered_model_alias(loaded.name, job.alias, version)
     return LoadedModel(name=loaded.name, version=version, run_id=run.info.run_id, risk_model=updated)
 
 
@@ -216,21 +260,21 @@ def comparison_rows(before: Validation, after: Validation) -> list[dict]:
     return rows
 
 
-def write_summary(out: Path, loaded: LoadedModel, new: LoadedModel, done: dict[str, Recalibration], fit, held,
-                  before: Validation | None, after: Validation | None, *, method: str, alias: str) -> Path:
-    """``recalibration.json`` and ``recalibration.md`` in ``out``: what was done and the held-out comparison."""
+def write_summary(job: RecalibrationJob, loaded: LoadedModel, new: LoadedModel, result: RecalibrationResult) -> Path:
+    """``recalibration.json`` and ``recalibration.md`` in ``job.out``: what was done and the held-out comparison."""
+    out, before, after = job.out, result.before, result.after
     out.mkdir(parents=True, exist_ok=True)
     summary = {"source": {"name": loaded.name, "version": loaded.version}, "new": {"version": new.version,
-               "alias": alias}, "method": method, "recalibrated_on": len(fit.frame),
-               "held_out": 0 if held is None else len(held.frame),
-               "slopes": {o: d.slope for o, d in done.items()},
+               "alias": job.alias}, "method": job.method, "recalibrated_on": result.fitted_on,
+               "held_out": result.held_out,
+               "slopes": {o: d.slope for o, d in result.done.items()},
                "follow_up_months": new.risk_model.follow_up_months(),
                "comparison": comparison_rows(before, after) if after is not None else None}
     (out / "recalibration.json").write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    lines = [f"# {loaded.name} v{loaded.version} recalibrated ({method}) as v{new.version} (@{alias})", "",
-             f"Recalibrated on {len(fit.frame):,} patients; " + (
-                 "no held-out validation (--holdout-fraction 0)." if held is None else
-                 f"validated on {len(held.frame):,} held-out patients (holdout-before/, holdout-after/)."), ""]
+    lines = [f"# {loaded.name} v{loaded.version} recalibrated ({job.method}) as v{new.version} (@{job.alias})", "",
+             f"Recalibrated on {result.fitted_on:,} patients; " + (
+                 "no held-out validation (--holdout-fraction 0)." if before is None else
+                 f"validated on {result.held_out:,} held-out patients (holdout-before/, holdout-after/)."), ""]
     if after is not None:
         lines += ["| outcome | treatment | month | observed risk | predicted before | predicted after | O/E before | "
                   "O/E after | AUROC before | AUROC after |", "|" + "---|" * 10]

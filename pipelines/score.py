@@ -5,20 +5,21 @@ number and reason. Every output of a run (scores, rejects, drift report, HTML re
 to an unnamed file and all are put in place together at the end, under an exclusive lock on the
 output's stem, so an interrupted run leaves nothing, a killed one never leaves one run's report
 beside another's scores, and two runs never write one stem (:mod:`pipelines.outputs`). Memory is bounded
-by the chunk, not the file. Beside the scores goes a drift report: the cohort against the
-champion's training data, aggregates only (:mod:`features.drift`).
+by the chunk, not the file. Beside the scores go a drift report (the cohort against the champion's
+training data, aggregates only: :mod:`features.drift`) and an HTML report (:mod:`pipelines.batch_report`),
+both counted from the chunk results as they are written, never from the written files.
 
-Two engines run the same per-chunk code (:class:`ChunkScorer`: ``validate_frame`` then
-:func:`models.scoring.score_columns`): ``local`` in this process, ``spark`` in Spark tasks
-(:mod:`pipelines.spark_engine`).
+The run is one :class:`pipelines.batch_job.ScoreJob`, checked when it was made. Two engines run the same
+per-chunk code (:class:`ChunkScorer`: ``validate_frame`` then :func:`models.scoring.score_columns`):
+``local`` in this process, ``spark`` in Spark tasks (:mod:`pipelines.spark_engine`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,37 +27,27 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features.drift import (
-    REFERENCE_ARTIFACT,
-    DriftReport,
-    compare,
-    empty_counts,
-    to_markdown,
-)
+from features.drift import REFERENCE_ARTIFACT, DriftCounts, DriftReport, compare, empty_counts, to_markdown
 from features.schema import MODEL_COLUMNS
 from features.validation import check_columns
 from models.registry import LoadedModel
 from models.scoring import ScoringOptions
-from pipelines.batch_report import build_report, report_path
+from pipelines.batch_job import ENGINES, BatchOutputs, ScoreJob
+from pipelines.batch_report import ReportTally, build_report
 from pipelines.chunks import REJECTS_SCHEMA, ChunkResult, ChunkScorer
 from pipelines.duplicates import SeenIds, mark_repeats
 from pipelines.intake import prepare
-from pipelines.outputs import (
-    OutputError,
-    atomic_outputs,
-    defuse_formulas,
-    journal_path,
-    lock_outputs,
-    write_error,
-)
-from pipelines.reading import CHUNK_ROWS, InputFileError, check_input_name, file_format, open_input
+from pipelines.outputs import OutputError, OutputGroup, atomic_outputs, defuse_formulas, lock_outputs, write_error
+from pipelines.reading import CHUNK_ROWS, InputFile, InputFileError, file_format, open_input
 
 __all__ = [
-    "CHUNK_ROWS", "ENGINES", "ChunkResult", "ChunkScorer", "InputFileError", "OutputError", "ScoringOptions",
-    "Summary", "default_rejects_path", "drift_report_paths", "file_format", "load_reference", "score_file",
+    "CHUNK_ROWS", "ENGINES", "FROM_MODEL", "BatchOutputs", "ChunkResult", "ChunkScorer", "InputFileError",
+    "OutputError", "ScoreJob", "ScoringOptions", "Summary", "load_reference", "locked", "score_batch",
+    "score_locked",
 ]
 
-ENGINES = ("local", "spark")
+# The drift reference of the model's own MLflow run (the default of score_batch's ``reference``).
+FROM_MODEL = object()
 
 
 @dataclass
@@ -129,25 +120,6 @@ class _TableWriter:
             raise write_error(self.path, error) from error
 
 
-def _write_text(sink, path: Path, text: str) -> None:
-    try:
-        sink.write(text.encode("utf-8"))
-    except OSError as error:
-        raise write_error(path, error) from error
-
-
-def default_rejects_path(output: Path) -> Path:
-    """``scores.csv`` -> ``scores.rejects.csv``."""
-    output = Path(output)
-    return output.with_name(f"{output.stem}.rejects{output.suffix}")
-
-
-def drift_report_paths(output: Path) -> tuple[Path, Path]:
-    """``scores.csv`` -> ``scores.drift.md``, ``scores.drift.json``."""
-    output = Path(output)
-    return output.with_name(f"{output.stem}.drift.md"), output.with_name(f"{output.stem}.drift.json")
-
-
 def check_reference(reference: object) -> dict:
     """The drift reference if it fits this code's model matrix; ValueError naming the problem otherwise."""
     if not isinstance(reference, dict) or not isinstance(reference.get("features"), dict) or "n" not in reference:
@@ -191,98 +163,36 @@ def load_reference(model: LoadedModel) -> tuple[dict | None, str]:
         return None, f"the training reference of {where} does not fit: {error}"
 
 
-_FROM_MODEL = object()
-
-
-def _check_paths(paths: dict[str, Path], chunk_rows: int) -> None:
-    for role, path in paths.items():
-        if role == "input":
-            check_input_name(path)
-        elif role in ("--out", "--rejects"):
-            file_format(path, role)
-    resolved = [p.resolve() for p in paths.values()]
-    if len(set(resolved)) < len(resolved):
-        raise InputFileError("the input, --out and --rejects must be three different files "
-                             "(and different from the drift report beside --out)")
-    for role, path in paths.items():
-        if role != "input" and path.is_dir():
-            raise InputFileError(f"{role} {path} is a folder; name a file")
-    if chunk_rows < 1:
-        raise InputFileError(f"--chunk-rows must be at least 1, got {chunk_rows}")
-
-
-def output_paths(input_path: Path, output_path: Path, rejects_path: Path | None = None,
-                 chunk_rows: int = CHUNK_ROWS) -> dict[str, Path]:
-    """Every file a run reads or writes, by role, checked: names, formats and that they differ.
+@contextmanager
+def locked(job: ScoreJob) -> Iterator[None]:
+    """Hold the locks of ``job``'s outputs (their folders are created): a second run on them fails at once.
 
     Raises
     ------
-    InputFileError
-        When a name is not one autorisk reads or writes, or two roles share a file.
+    pipelines.outputs.OutputLockedError
+        When another run holds one.
     """
-    output_path = Path(output_path)
-    drift_md, drift_json = drift_report_paths(output_path)
-    paths = {"input": Path(input_path), "--out": output_path,
-             "--rejects": Path(rejects_path) if rejects_path else default_rejects_path(output_path),
-             "drift report": drift_md, "drift data": drift_json, "report": report_path(output_path)}
-    _check_paths(paths, chunk_rows)
-    return paths
+    with lock_outputs(job.outputs.locked, companions=job.outputs.companions):
+        yield
 
 
-def score_file(
-    input_path: Path,
-    output_path: Path,
-    model: LoadedModel,
-    *,
-    rejects_path: Path | None = None,
-    allow_extra: bool = False,
-    chunk_rows: int = CHUNK_ROWS,
-    on_progress: Callable[[int], None] = lambda rows: None,
-    engine: str = "local",
-    spark_master: str = "local[*]",
-    spark=None,
-    reference=_FROM_MODEL,
-    options: ScoringOptions = ScoringOptions(),
-    il21_assay: str | None = None,
-    sheet: str | None = None,
-    lock: bool = True,
-) -> Summary:
-    """Score every record of ``input_path`` with ``model``.
+def score_batch(job: ScoreJob, model: LoadedModel, *, on_progress: Callable[[int], None] = lambda rows: None,
+                spark=None, reference=FROM_MODEL) -> Summary:
+    """Score every record of ``job``'s input with ``model``, holding the outputs' locks for the run.
 
     Parameters
     ----------
-    input_path : Path
-        ``.csv`` (comma, semicolon or tab), ``.tsv``, ``.csv.gz``, ``.tsv.gz``, ``.xlsx`` or
-        ``.parquet``.
-    output_path : Path
-        ``.csv`` or ``.parquet``.
+    job : ScoreJob
+        What to read, write and how; checked when it was made.
     model : LoadedModel
         The registered model version to score with.
-    rejects_path : Path, optional
-        Where rejected records go; ``<output>.rejects.<ext>`` by default.
-    allow_extra : bool
-        Ignore columns that are not features instead of failing.
-    chunk_rows : int
-        Records per chunk; memory is bounded by the chunk, not the file.
     on_progress : callable
         Called with the number of lines done (records and blank lines) after each chunk.
-    engine : {"local", "spark"}
-        Where the chunks are scored: this process, or Spark tasks.
-    spark_master : str
-        Spark master URL when ``engine="spark"`` and no ``spark`` session is given.
     spark : pyspark.sql.SparkSession, optional
-        A running session to use (left running); by default one is started and stopped.
+        With ``job.engine == "spark"``, a running session to use (left running); by default one is started
+        on ``job.spark_master`` and stopped.
     reference : dict or None, optional
         Drift reference; by default the one logged with ``model``'s MLflow run.
-    options : ScoringOptions
-        Horizons (default 24 and 48 months) and whether to add the treatment contrast.
-    il21_assay : str, optional
-        The IL-21 kit of every IL-21 value without one of its own.
-    sheet : str, optional
-        The sheet of an ``.xlsx`` input (default: the first).
-    lock : bool
-        Take the outputs' locks here; False when the caller already holds them
-        (:func:`pipelines.outputs.lock_outputs`).
 
     Returns
     -------
@@ -295,75 +205,111 @@ def score_file(
     OutputError
         When an output is locked by another run or cannot be written (its name in the message).
     """
-    if engine not in ENGINES:
-        raise InputFileError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    paths = output_paths(input_path, output_path, rejects_path, chunk_rows)
-    input_path, output_path, rejects_path = paths["input"], paths["--out"], paths["--rejects"]
-    drift_md, drift_json = paths["drift report"], paths["drift data"]
-    with ExitStack() as stack:
-        if lock:
-            stack.enter_context(lock_outputs([output_path, rejects_path],
-                                             companions=[drift_md, drift_json, paths["report"]]))
-        source = open_input(input_path, chunk_rows, sheet=sheet)
-        stack.callback(source.close)
-        source = prepare(source, il21_assay=il21_assay)
-        unnamed = [str(i) for i, name in enumerate(source.columns, start=1) if not name]
-        if unnamed and not allow_extra:
-            raise InputFileError(f"column {', '.join(unnamed)} of the header has no name (an index written "
-                                 "without a name?); name it, remove it, or pass --ignore-extra-columns")
-        summary = Summary(ignored_columns=check_columns(source.columns, allow_extra=allow_extra),
+    with locked(job):
+        return score_locked(job, model, on_progress=on_progress, spark=spark, reference=reference)
+
+
+def score_locked(job: ScoreJob, model: LoadedModel, *, on_progress: Callable[[int], None] = lambda rows: None,
+                 spark=None, reference=FROM_MODEL) -> Summary:
+    """:func:`score_batch` for a caller that already holds the outputs' locks (:func:`locked`)."""
+    with _opened(job) as source:
+        summary = Summary(ignored_columns=check_columns(source.columns, allow_extra=job.allow_extra),
                           source=source.description)
         note = ""
-        if reference is _FROM_MODEL:
+        if reference is FROM_MODEL:
             reference, note = load_reference(model)
-        scorer = ChunkScorer(model.risk_model, model.version, options, allow_extra, reference)
-        if engine == "spark":
-            from pipelines import spark_engine
+        scorer = ChunkScorer(model.risk_model, model.version, job.options, job.allow_extra, reference)
+        with _chunk_results(job, source, scorer, spark) as results, atomic_outputs(job.outputs.journal) as group:
+            batch = _BatchWriter(group, job.outputs, scorer.schema())
+            tally = ReportTally(model.risk_model.outcome_names, job.options.horizons)
+            for result in results:
+                batch.write(result, summary)
+                tally.add(result)
+                on_progress(summary.read + summary.blank_lines)
+            batch.close(summary)
+            summary.drift = compare(reference, batch.drift_counts(reference), why_no_reference=note)
+            batch.write_drift(summary.drift, model)
+            # Put in place with the scores, or none of them is.
+            batch.write_text(job.outputs.report, build_report(tally, job, summary, model))
+        summary.drift_paths = (job.outputs.drift_md, job.outputs.drift_json)
+        summary.report_path = job.outputs.report
+    return summary
 
-            session = spark or stack.enter_context(spark_engine.session(spark_master))
-            results = spark_engine.score_chunks(session, source, scorer)
-        else:
-            results = map(scorer.score_chunk, source.chunks)
-        # Entered last, so left first: the outputs are put in place while the lock is still held.
-        group = stack.enter_context(atomic_outputs(journal_path(output_path)))
-        report = paths["report"]
-        sinks = [group.open(p) for p in (output_path, rejects_path, drift_md, drift_json, report)]
-        scores = _TableWriter(sinks[0], output_path, scorer.schema())
-        rejects = _TableWriter(sinks[1], rejects_path, REJECTS_SCHEMA)
-        seen = SeenIds()
-        counts = None
-        for result in results:
-            scores.write(mark_repeats(result.scores, seen))
-            rejects.write(result.rejects)
-            summary.read += result.read
-            summary.scored += result.scores.num_rows
-            summary.rejected += result.rejects.num_rows
-            summary.blank_lines += result.blank_lines
-            summary.outside_training_range += result.outside_training_range
-            if result.drift is not None:
-                counts = result.drift if counts is None else counts + result.drift
-            on_progress(summary.read + summary.blank_lines)
-        scores.close()
-        rejects.close()
-        summary.repeated_ids = seen.repeats
-        if summary.read != summary.scored + summary.rejected:  # a bug, never the input's fault
+
+@contextmanager
+def _opened(job: ScoreJob) -> Iterator[InputFile]:
+    """``job``'s input, opened as it asks (sheet, IL-21 kit) and closed at the end."""
+    source = open_input(job.input, job.chunk_rows, sheet=job.sheet)
+    try:
+        prepared = prepare(source, il21_assay=job.il21_assay)
+        unnamed = [str(i) for i, name in enumerate(prepared.columns, start=1) if not name]
+        if unnamed and not job.allow_extra:
+            raise InputFileError(f"column {', '.join(unnamed)} of the header has no name (an index written "
+                                 "without a name?); name it, remove it, or pass --ignore-extra-columns")
+        yield prepared
+    finally:
+        source.close()
+
+
+@contextmanager
+def _chunk_results(job: ScoreJob, source: InputFile, scorer: ChunkScorer, spark) -> Iterator[Iterator[ChunkResult]]:
+    """The chunk results of ``job``'s engine, in file order; a Spark session started here stops at the end."""
+    if job.engine == "local":
+        yield map(scorer.score_chunk, source.chunks)
+        return
+    from pipelines import spark_engine  # pyspark is optional (the spark extra): loaded for --engine spark only
+
+    with nullcontext(spark) if spark is not None else spark_engine.session(job.spark_master) as session:
+        yield spark_engine.score_chunks(session, source, scorer)
+
+
+class _BatchWriter:
+    """The outputs of one run, opened together in the order they are put in place (scores first, report
+    last), written as the chunk results come."""
+
+    def __init__(self, group: OutputGroup, outputs: BatchOutputs, schema: pa.Schema) -> None:
+        self.outputs = outputs
+        self.sinks = {path: group.open(path) for path in outputs.in_order}
+        self.scores = _TableWriter(self.sinks[outputs.scores], outputs.scores, schema)
+        self.rejects = _TableWriter(self.sinks[outputs.rejects], outputs.rejects, REJECTS_SCHEMA)
+        self.seen = SeenIds()
+        self.counts: DriftCounts | None = None
+
+    def write(self, result: ChunkResult, summary: Summary) -> None:
+        """One chunk result's scores (repeated ids marked) and rejects, counted into ``summary``."""
+        self.scores.write(mark_repeats(result.scores, self.seen))
+        self.rejects.write(result.rejects)
+        summary.read += result.read
+        summary.scored += result.scores.num_rows
+        summary.rejected += result.rejects.num_rows
+        summary.blank_lines += result.blank_lines
+        summary.outside_training_range += result.outside_training_range
+        if result.drift is not None:
+            self.counts = result.drift if self.counts is None else self.counts + result.drift
+
+    def close(self, summary: Summary) -> None:
+        """The scores and rejects complete; RuntimeError if any record went uncounted (a bug, never the input's)."""
+        self.scores.close()
+        self.rejects.close()
+        summary.repeated_ids = self.seen.repeats
+        if summary.read != summary.scored + summary.rejected:
             raise RuntimeError(f"internal error: read {summary.read} records but scored {summary.scored} "
                                f"and rejected {summary.rejected}")
-        if reference is not None and counts is None:
-            counts = empty_counts(reference)
-        summary.drift = compare(reference, counts, why_no_reference=note)
-        label = f"{model.name} v{model.version}"
-        _write_text(sinks[2], drift_md, to_markdown(summary.drift, model=label))
-        _write_text(sinks[3], drift_json, json.dumps({"model": {"name": model.name, "version": model.version,
-                                                                "run_id": model.run_id},
-                                                      **summary.drift.to_json()}, indent=2) + "\n")
-        summary.drift_paths = (drift_md, drift_json)
-        # Built from the scores and rejects as written, before anything is in place: the report
-        # is put in place with them, or none of them is.
-        text = build_report(summary=summary, input_path=input_path, output_path=output_path,
-                            rejects_path=rejects_path, model=model, options=options, allow_extra=allow_extra,
-                            chunk_rows=chunk_rows, sheet=sheet, il21_assay=il21_assay,
-                            read_from={p: group.readable(p) for p in (output_path, rejects_path)})
-        _write_text(sinks[4], report, text)
-        summary.report_path = report
-    return summary
+
+    def drift_counts(self, reference: dict | None) -> DriftCounts | None:
+        """The accepted records on the reference's bins (empty ones when nothing was scored)."""
+        if reference is not None and self.counts is None:
+            return empty_counts(reference)
+        return self.counts
+
+    def write_drift(self, drift: DriftReport, model: LoadedModel) -> None:
+        """The drift report as Markdown and as JSON."""
+        self.write_text(self.outputs.drift_md, to_markdown(drift, model=f"{model.name} v{model.version}"))
+        identity = {"name": model.name, "version": model.version, "run_id": model.run_id}
+        self.write_text(self.outputs.drift_json, json.dumps({"model": identity, **drift.to_json()}, indent=2) + "\n")
+
+    def write_text(self, path: Path, text: str) -> None:
+        try:
+            self.sinks[path].write(text.encode("utf-8"))
+        except OSError as error:
+            raise write_error(path, error) from error

@@ -15,9 +15,9 @@ How the work is split, and why:
   so one driver keeps hundreds of executor cores busy.
 - **Spark tasks score**: the parsed records travel with their line numbers as Arrow
   batches; ``mapInArrow`` runs :meth:`pipelines.chunks.ChunkScorer.score_records`
-  (``validate_frame`` then ``score_columns``, the code every front door uses) and returns the scored rows, the
-  rejected rows, and per batch a tally (records read, training-range warnings, drift
-  histogram counts: aggregates only). The scorer (model, version, options, drift reference)
+  (``validate_frame`` then ``score_columns``, the code every front door uses) and returns the scored rows
+  (with their inputs as the batch report's beeswarm shows them), the rejected rows, and per batch a tally
+  (records read, training-range warnings, drift histogram counts: aggregates only). The scorer (model, version, options, drift reference)
   travels once, as a broadcast variable.
 - **Waves**: the driver submits one chunk (``--chunk-rows`` records) per task slot at a
   time and writes each wave's results before reading on, so driver memory is bounded by
@@ -40,13 +40,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.drift import DriftCounts
+from features.schema import FEATURE_NAMES
 from features.validation import KNOWN_COLUMNS
-from pipelines.reading import Chunk, InputFile
 from pipelines.chunks import REJECTS_SCHEMA, ChunkResult, ChunkScorer, malformed_rejects, sorted_rejects
+from pipelines.records import Chunk, InputFile
 
 try:
     from pyspark.sql import SparkSession
@@ -56,6 +58,8 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 
 LINE = "__autorisk_line"
 RECORD = "__autorisk_record"
+# The scored rows' inputs (ChunkResult.values), one column per input, beside their scores.
+VALUES = [f"__autorisk_value_{name}" for name in FEATURE_NAMES]
 _LOG4J2 = """\
 # autorisk: Spark's own logs quiet (no banners, no per-stage chatter); errors still shown.
 # The root stays at WARN so that PySpark's start-up does not announce a level change; the
@@ -133,10 +137,12 @@ def session(master: str = "local[*]", conf: dict[str, str] | None = None) -> Ite
 def output_schema(scorer: ChunkScorer) -> pa.Schema:
     """Arrow schema of the tasks' output: scored rows, rejected rows and one tally per batch.
 
-    ``__autorisk_record`` says which; a tally carries its JSON in ``reason``.
+    ``__autorisk_record`` says which; a tally carries its JSON in ``reason``; scored rows carry their inputs
+    in :data:`VALUES`.
     """
     scores = scorer.schema()
-    return pa.schema([pa.field(RECORD, pa.string()), *scores, pa.field("reason", pa.string())])
+    return pa.schema([pa.field(RECORD, pa.string()), *scores, pa.field("reason", pa.string()),
+                      *(pa.field(name, pa.float64()) for name in VALUES)])
 
 
 def _spark_schema(schema: pa.Schema):
@@ -160,7 +166,10 @@ def encode_result(result: ChunkResult, schema: pa.Schema) -> pa.Table:
     """One task batch's result as rows of :func:`output_schema`."""
     tally = {"read": result.read, "outside_training_range": result.outside_training_range,
              "drift": None if result.drift is None else result.drift.to_json()}
-    parts = [_tagged(result.scores, "scored", schema), _tagged(result.rejects, "rejected", schema),
+    values = {name: pa.array(result.values[:, j], pa.float64()) for j, name in enumerate(VALUES)}
+    scored = pa.Table.from_arrays([*result.scores.columns, *values.values()],
+                                  names=[*result.scores.column_names, *values])
+    parts = [_tagged(scored, "scored", schema), _tagged(result.rejects, "rejected", schema),
              _tagged(pa.table({"reason": [json.dumps(tally)]}), "tally", schema)]
     return pa.concat_tables(parts)
 
@@ -221,10 +230,14 @@ def _score_wave(spark: SparkSession, wave: list[Chunk], task, schemas, target: p
     malformed = malformed_rejects([m for chunk in wave for m in chunk.malformed])
     blank = sum(chunk.blank_lines for chunk in wave)
     if records.num_rows == 0:
-        return ChunkResult(target.empty_table(), malformed, malformed.num_rows, blank, 0, None)
+        return ChunkResult(target.empty_table(), malformed, malformed.num_rows, blank, 0, None,
+                           np.empty((0, len(VALUES))))
     out = spark.createDataFrame(records).mapInArrow(task, spark_out).toArrow()
     kind = out.column(RECORD)
-    scores = out.filter(pc.equal(kind, "scored")).select(target.names).cast(target).sort_by("line")
+    scored = out.filter(pc.equal(kind, "scored")).sort_by("line")
+    scores = scored.select(target.names).cast(target)
+    values = np.column_stack([scored.column(name).to_numpy(zero_copy_only=False) for name in VALUES]) \
+        if scored.num_rows else np.empty((0, len(VALUES)))
     rejects = out.filter(pc.equal(kind, "rejected")).select(REJECTS_SCHEMA.names).cast(REJECTS_SCHEMA)
     tallies = [json.loads(t) for t in out.filter(pc.equal(kind, "tally")).column("reason").to_pylist()]
     drift = [DriftCounts.from_json(t["drift"]) for t in tallies if t["drift"] is not None]
@@ -238,6 +251,7 @@ def _score_wave(spark: SparkSession, wave: list[Chunk], task, schemas, target: p
         blank_lines=blank,
         outside_training_range=sum(t["outside_training_range"] for t in tallies),
         drift=sum(drift[1:], drift[0]) if drift else None,
+        values=values,
     )
 
 

@@ -36,7 +36,7 @@ from models.names import (
 from models.scoring import RiskModel
 from models.validation import BOOTSTRAP, validate_at_horizon
 from pipelines.chunks import REJECTS_SCHEMA
-from pipelines.observed import ObservedCohort, read_observed
+from pipelines.observed import ObservedCohort, ObservedFile
 from pipelines.outputs import defuse_formulas
 from pipelines.score import load_reference
 from models.tracking import NOTE_TAG, ensure_experiment
@@ -235,10 +235,10 @@ def log_validation(validation: Validation, files: dict[str, Path], *, registered
     return run.info.run_id
 
 
-def run_validation(path: Path, out: Path, loaded, *, horizons: tuple[int, ...] = EVALUATION_HORIZONS_MONTHS,
-                   outcomes: tuple[str, ...] | None = None, il21_assay: str | None = None, sheet: str | None = None,
+def run_validation(source: ObservedFile, out: Path, loaded, *,
+                   horizons: tuple[int, ...] = EVALUATION_HORIZONS_MONTHS, outcomes: tuple[str, ...] | None = None,
                    bootstrap: int = BOOTSTRAP, seed: int = 0) -> tuple[Validation, dict[str, Path], str]:
-    """Read ``path``, validate ``loaded`` on it, write the outputs into ``out`` and log the run.
+    """Read ``source``, validate ``loaded`` on it, write the outputs into ``out`` and log the run.
 
     Returns
     -------
@@ -254,12 +254,12 @@ def run_validation(path: Path, out: Path, loaded, *, horizons: tuple[int, ...] =
     if unknown:
         raise ValueError(f"--outcomes: the model has no outcome {', '.join(unknown)}; it has "
                          f"{', '.join(loaded.risk_model.outcome_names)}")
-    cohort = read_observed(path, tuple(outcomes), il21_assay=il21_assay, sheet=sheet)
+    cohort = source.read(tuple(outcomes))
     reference, note = load_reference(loaded)
-    validation = validate_cohort(_only(loaded, outcomes), cohort, path, horizons, reference=reference,
+    validation = validate_cohort(_only(loaded, outcomes), cohort, source.path, horizons, reference=reference,
                                  why_no_reference=note, bootstrap=bootstrap, seed=seed)
     files = write_outputs(validation, cohort, out, title=f"Validation of {loaded.name} v{loaded.version} on "
-                                                         f"{Path(path).name}")
+                                                         f"{Path(source.path).name}")
     return validation, files, log_validation(validation, files, registered_name=loaded.name)
 
 

@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.batch_job import ScoreJob
 from pipelines.excel_cells import NO_SAVED_VALUE
-from pipelines.score import score_file
+from pipelines.score import score_batch
 
 pytestmark = pytest.mark.integration
 HEADER = "patient_id,age_years,sex,disease_duration_years\n"
@@ -47,7 +48,7 @@ def test_a_control_character_in_a_csv_record_rejects_that_record_alone(champion,
                         + "p-ok,3\x0b6,F,1\n"                    # a vertical tab in a number
                         + "p-tab\tok,36,F,1\n").encode("utf-8"))  # a tab is whitespace, not a control
     out = tmp_path / "scores.csv"
-    summary = score_file(source, out, champion, chunk_rows=100)
+    summary = score_batch(ScoreJob.to(source, out, chunk_rows=100), champion)
     scores, rejects = outputs(out)
     assert (summary.read, summary.scored, summary.rejected) == (307, 301, 6)
     assert rejects["line"].tolist() == [2, 303, 304, 305, 306, 307]
@@ -63,7 +64,7 @@ def test_a_control_character_in_a_parquet_or_workbook_value_rejects_its_row(cham
                           "sex": ["F", "F\x1b", "M"], "disease_duration_years": [2.0, 1.0, 1.0]})
     parquet = tmp_path / "cohort.parquet"
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), parquet)
-    score_file(parquet, tmp_path / "from-parquet.csv", champion)
+    score_batch(ScoreJob.to(parquet, tmp_path / "from-parquet.csv"), champion)
     _, rejects = outputs(tmp_path / "from-parquet.csv")
     assert rejects[["line", "reason"]].values.tolist() == [[2, control("patient_id", 0)]]
 
@@ -76,7 +77,7 @@ def test_a_control_character_in_a_parquet_or_workbook_value_rejects_its_row(cham
     for row in (["p1", 34, "F", 2], ["p2", 35, "F_x0001_", 1], ["p3", 36, "M", 1]):
         sheet.append(row)
     workbook.save(tmp_path / "cohort.xlsx")
-    score_file(tmp_path / "cohort.xlsx", tmp_path / "from-xlsx.csv", champion)
+    score_batch(ScoreJob.to(tmp_path / "cohort.xlsx", tmp_path / "from-xlsx.csv"), champion)
     scores, rejects = outputs(tmp_path / "from-xlsx.csv")
     assert scores["line"].tolist() == [2, 4]
     assert rejects[["line", "reason"]].values.tolist() == [[3, control("sex", 1)]]
@@ -88,7 +89,7 @@ def test_lines_of_spaces_and_tabs_only_are_skipped_and_counted_like_empty_lines(
     source = tmp_path / "clinic.csv"
     source.write_text(HEADER + "p1,34,F,2\n" + blank + '"p2",35,F,1\n' + blank + "p3,36,M,1\n")
     out = tmp_path / "scores.csv"
-    summary = score_file(source, out, champion)
+    summary = score_batch(ScoreJob.to(source, out), champion)
     scores, rejects = outputs(out)
     assert (summary.read, summary.scored, summary.rejected, summary.blank_lines) == (3, 3, 0, 2 * lines)
     assert scores["line"].tolist() == [2, 3 + lines, 4 + 2 * lines]
@@ -130,7 +131,7 @@ def test_workbook_cells_without_a_readable_value_reject_their_row_naming_the_cel
     workbook.save(path)
     _with_saved_values(path, {"B3": "35"})
     out = tmp_path / "scores.csv"
-    summary = score_file(path, out, champion)
+    summary = score_batch(ScoreJob.to(path, out), champion)
     scores, rejects = outputs(out)
     assert scores["line"].tolist() == [2, 3, 7]
     assert scores["patient_id"].tolist() == ["p1", "p2", "p6"]
@@ -146,6 +147,6 @@ def test_workbook_cells_without_a_readable_value_reject_their_row_naming_the_cel
     # The saved value is the one read: p2 scores as a patient of 35 does.
     typed = tmp_path / "typed.csv"
     typed.write_text("patient_id,age_years,sex,disease_duration_years\np2,35,F,1\n")
-    score_file(typed, tmp_path / "typed-scores.csv", champion)
+    score_batch(ScoreJob.to(typed, tmp_path / "typed-scores.csv"), champion)
     expected = pd.read_csv(tmp_path / "typed-scores.csv").filter(like="risk_").iloc[0]
     pd.testing.assert_series_equal(scores.filter(like="risk_").iloc[1], expected, check_names=False)

@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from features.schema import ID_COLUMN, INPUT_NAMES, RESEARCH_NOTICE
-from pipelines.batch_report import RISK_BINS, reason_kind, report_path
+from pipelines.batch_job import BatchOutputs, ScoreJob
+from pipelines.batch_report import RISK_BINS, reason_kind
 from pipelines.cli import app
-from pipelines.score import score_file
+from pipelines.score import score_batch
 
 runner = CliRunner()
 
@@ -56,8 +57,8 @@ def scored(mlflow_store, make_cohort, tmp_path_factory):
     result = runner.invoke(app, ["score", str(source), "--out", str(out), "--horizons", "12,48", "--contrast",
                                  "--chunk-rows", "700"])
     assert result.exit_code == 0, result.output
-    assert f"report: {report_path(out)}" in result.output
-    return {"out": out, "html": report_path(out).read_text(encoding="utf-8"), "scores": pd.read_csv(out)}
+    assert f"report: {BatchOutputs.beside(out).report}" in result.output
+    return {"out": out, "html": BatchOutputs.beside(out).report.read_text(encoding="utf-8"), "scores": pd.read_csv(out)}
 
 
 @pytest.mark.integration
@@ -113,7 +114,7 @@ def test_the_report_shows_the_drift_table_and_the_shap_horizon(scored):
 def test_a_run_that_scores_nobody_still_gets_a_report(mlflow_store, champion, tmp_path):
     source = tmp_path / "bad.csv"
     source.write_text("age_years,sex,disease_duration_years\n400,F,2\n34,X,2\n")
-    summary = score_file(source, tmp_path / "s.parquet", champion)
+    summary = score_batch(ScoreJob.to(source, tmp_path / "s.parquet"), champion)
     html = summary.report_path.read_text()
     assert summary.report_path == tmp_path / "s.report.html"
     assert "No record was scored." in html and "<img" not in html
@@ -130,5 +131,5 @@ def test_the_report_reads_the_input_as_the_run_did(mlflow_store, make_cohort, tm
     result = runner.invoke(app, ["score", str(source), "--out", str(out), "--il21-assay", "legacy_elisa"])
     assert result.exit_code == 0, result.output
     scored = len(pd.read_csv(out))
-    html = report_path(out).read_text(encoding="utf-8")
+    html = BatchOutputs.beside(out).report.read_text(encoding="utf-8")
     assert f"shows {scored:,} patients drawn at random from the {scored:,} scored" in html

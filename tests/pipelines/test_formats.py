@@ -13,8 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from features.schema import ID_COLUMN, INPUT_NAMES
+from pipelines.batch_job import ScoreJob
 from pipelines.cli import app
-from pipelines.score import ChunkScorer, score_file
+from pipelines.score import ChunkScorer, score_batch
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -66,7 +67,7 @@ def test_the_same_patients_get_the_same_risks_in_every_format(mlflow_store, cham
         source = tmp_path / name
         write(clinic, source)
         out = tmp_path / f"scores-{name.replace('.', '-')}.parquet"
-        summary = score_file(source, out, champion, chunk_rows=150)
+        summary = score_batch(ScoreJob.to(source, out, chunk_rows=150), champion)
         assert summary.source == DESCRIPTIONS[name]
         assert (summary.read, summary.scored) == (len(clinic), len(clinic)), name
         results[name] = pd.read_parquet(out)
@@ -268,7 +269,7 @@ def test_the_kit_option_scores_the_file_as_if_each_record_named_it(mlflow_store,
     result = run_score(without, "--out", out, "--il21-assay", "current_elisa")
     assert result.exit_code == 0, result.output
     assert "scored 3, rejected 0" in result.output
-    score_file(with_column, tmp_path / "reference.csv", champion)
+    score_batch(ScoreJob.to(with_column, tmp_path / "reference.csv"), champion)
     columns = risk_columns(champion)
     np.testing.assert_array_equal(pd.read_csv(out)[columns].to_numpy(),
                                   pd.read_csv(tmp_path / "reference.csv")[columns].to_numpy())
@@ -281,8 +282,8 @@ def test_the_kit_option_fills_only_records_that_name_no_kit(mlflow_store, champi
     explicit = tmp_path / "explicit.csv"
     explicit.write_text(IL21_HEADER.replace("\n", ",il21_assay\n")
                         + "p1,34,F,2,620,legacy_elisa\np2,35,F,1,62,current_elisa\np3,36,M,1,62,current_elisa\n")
-    score_file(mixed, tmp_path / "mixed-scores.csv", champion, il21_assay="current_elisa")
-    score_file(explicit, tmp_path / "explicit-scores.csv", champion)
+    score_batch(ScoreJob.to(mixed, tmp_path / "mixed-scores.csv", il21_assay="current_elisa"), champion)
+    score_batch(ScoreJob.to(explicit, tmp_path / "explicit-scores.csv"), champion)
     columns = risk_columns(champion)
     np.testing.assert_array_equal(pd.read_csv(tmp_path / "mixed-scores.csv")[columns].to_numpy(),
                                   pd.read_csv(tmp_path / "explicit-scores.csv")[columns].to_numpy())

@@ -27,10 +27,11 @@ import pytest
 from typer.testing import CliRunner
 
 from features.schema import ID_COLUMN, INPUT_NAMES
+from pipelines.batch_job import ScoreJob
 from pipelines.cli import app
 from pipelines.outputs import defuse_formulas, journal_path, lock_outputs, lock_path
 from pipelines.reading import MAX_RECORD_BYTES
-from pipelines.score import score_file
+from pipelines.score import score_batch
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -209,7 +210,7 @@ def test_sigterm_while_the_outputs_go_in_place_waits_for_the_last_rename(mlflow_
     earlier, later = tmp_path / "earlier.csv", tmp_path / "later.csv"
     pd.read_csv(big_cohort, nrows=150).to_csv(earlier, index=False)
     pd.read_csv(big_cohort, nrows=1).to_csv(later, index=False)
-    score_file(earlier, out, champion)
+    score_batch(ScoreJob.to(earlier, out), champion)
     injected = [strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2",
                 "-e", "inject=rename,renameat,renameat2:signal=SIGTERM:when=3"]
     stopped = subprocess.run([*injected, AUTORISK, "score", str(later), "--out", str(out)], capture_output=True,
@@ -280,7 +281,7 @@ def test_a_run_killed_between_two_renames_never_leaves_another_runs_report_and_t
     earlier, later = tmp_path / "earlier.csv", tmp_path / "later.csv"
     pd.read_csv(big_cohort, nrows=150).to_csv(earlier, index=False)
     pd.read_csv(big_cohort, nrows=1).to_csv(later, index=False)
-    score_file(earlier, out, champion)
+    score_batch(ScoreJob.to(earlier, out), champion)
     # The run's renames are its journal's, then one per output in the order scores, rejects, drift,
     # report: SIGKILL on the third, as the rejects go in place, once the scores are.
     injected = [strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2",
@@ -308,7 +309,7 @@ def test_outputs_are_created_with_the_users_umask(mlflow_store, champion, tmp_pa
     source.write_text(HEADER + "p1,34,F,2\n=x,abc,F,1\n")
     previous = os.umask(umask)
     try:
-        score_file(source, tmp_path / "scores.csv", champion)
+        score_batch(ScoreJob.to(source, tmp_path / "scores.csv"), champion)
     finally:
         os.umask(previous)
     for name in ("scores.csv", "scores.rejects.csv", "scores.drift.md", "scores.drift.json"):
@@ -352,7 +353,7 @@ def test_a_full_disk_while_the_report_is_written_leaves_nothing_of_the_run(mlflo
     source = tmp_path / "cohort.csv"
     pd.read_csv(big_cohort, nrows=300).to_csv(source, index=False)
     sized = tmp_path / "sized"
-    score_file(source, sized / "scores.csv", champion)
+    score_batch(ScoreJob.to(source, sized / "scores.csv"), champion)
     pages = {p.name: math.ceil(p.stat().st_size / 4096) * 4096 for p in sized.iterdir()}
     report = pages.pop("scores.report.html")
     assert report > 16 * 4096, report  # a disk that holds the other outputs and not the report
@@ -420,7 +421,7 @@ def test_repeated_patient_ids_are_scored_counted_and_named_in_warnings(mlflow_st
     source = tmp_path / "clinic.csv"
     source.write_text(HEADER + "p1,34,F,2\np2,35,F,1\np1,34,F,2\np3,36,M,1\np2,35,F,1\np1,40,F,2\n,30,F,1\n,31,F,1\n")
     out = tmp_path / "scores.csv"
-    summary = score_file(source, out, champion, chunk_rows=2)  # repeats across chunks too
+    summary = score_batch(ScoreJob.to(source, out, chunk_rows=2), champion)  # repeats across chunks too
     assert (summary.scored, summary.repeated_ids) == (8, 3)
     scores = pd.read_csv(out, keep_default_na=False)
     warnings = dict(zip(scores["line"], scores["warnings"], strict=True))

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.reading import InputFileError, _fast_piece, open_input
+from pipelines.delimited import _fast_piece
+from pipelines.reading import InputFileError, open_input
 
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")

@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from features.schema import ID_COLUMN, MODEL_COLUMNS, output_columns
+from pipelines.batch_job import ScoreJob
 from pipelines.cli import app
-from pipelines.score import score_file
+from pipelines.score import score_batch
 from tests.identity import batch_identity
 
 pytestmark = pytest.mark.integration
@@ -284,7 +285,7 @@ def test_a_model_without_a_training_reference_is_reported_not_failed(mlflow_stor
     assert reference is None and "has no training reference" in why
     source = tmp_path / "c.csv"
     source.write_text(HEADER + "p1,34,F,2,300,legacy_elisa,no\n")
-    summary = score_file(source, tmp_path / "s.csv", old)
+    summary = score_batch(ScoreJob.to(source, tmp_path / "s.csv"), old)
     assert summary.scored == 1 and summary.drift.status == "no-reference"
     assert "has no training reference" in (tmp_path / "s.drift.md").read_text()
 
@@ -298,7 +299,8 @@ def test_an_interrupted_run_leaves_no_output_that_looks_complete(mlflow_store, c
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        score_file(source, out, champion, allow_extra=True, chunk_rows=200, on_progress=stop_after_first_chunk)
+        score_batch(ScoreJob.to(source, out, allow_extra=True, chunk_rows=200), champion,
+                    on_progress=stop_after_first_chunk)
     assert out.read_text() == "previous scores\n"  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort.csv", "scores.csv"]
 

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from features.schema import ID_COLUMN, INPUT_NAMES
-from pipelines.score import ScoringOptions, score_file
+from pipelines.batch_job import ScoreJob
+from pipelines.score import ScoringOptions, score_batch
 
 pytest.importorskip("pyspark")
 
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.integration,
 
 @pytest.fixture(scope="module")
 def spark():
-    """One local[2] session for the in-process tests (score_file leaves a session passed in running)."""
+    """One local[2] session for the in-process tests (score_batch leaves a session passed in running)."""
     from pipelines.spark_engine import build_session
 
     session = build_session("local[2]", {"spark.ui.enabled": "false"})
@@ -70,7 +71,7 @@ def test_spark_gives_the_local_files_to_1e9(mlflow_store, champion, spark, messy
     outputs = {}
     for engine in ("local", "spark"):
         out = tmp_path / engine / "scores.csv"
-        summary = score_file(messy_csv, out, champion, chunk_rows=300, engine=engine, spark=spark)
+        summary = score_batch(ScoreJob.to(messy_csv, out, chunk_rows=300, engine=engine), champion, spark=spark)
         assert (summary.read, summary.scored, summary.rejected, summary.blank_lines) == (1205, 1202, 3, 1)
         outputs[engine] = read_outputs(out)
     assert_same_outputs(outputs["local"], outputs["spark"])
@@ -83,7 +84,7 @@ def test_spark_gives_the_local_files_to_1e9(mlflow_store, champion, spark, messy
 def test_the_spark_cli_in_its_own_process_is_quiet_and_gives_the_same_files(mlflow_store, champion, messy_csv,
                                                                             tmp_path):
     local = tmp_path / "local" / "scores.csv"
-    score_file(messy_csv, local, champion, chunk_rows=300)
+    score_batch(ScoreJob.to(messy_csv, local, chunk_rows=300), champion)
     out = tmp_path / "spark" / "scores.csv"
     command = [str(Path(sys.executable).with_name("autorisk")), "score", str(messy_csv), "--out", str(out),
                "--engine", "spark", "--spark-master", "local[2]", "--chunk-rows", "1000"]  # other chunks
@@ -109,8 +110,9 @@ def test_spark_gives_the_local_files_for_typed_parquet_with_horizons_and_contras
     outputs = {}
     for engine in ("local", "spark"):
         out = tmp_path / engine / "scores.parquet"
-        summary = score_file(source, out, champion, allow_extra=True, chunk_rows=250, engine=engine, spark=spark,
-                             options=ScoringOptions(horizons=(6, 30, 66), contrast=True))
+        job = ScoreJob.to(source, out, allow_extra=True, chunk_rows=250, engine=engine,
+                          options=ScoringOptions(horizons=(6, 30, 66), contrast=True))
+        summary = score_batch(job, champion, spark=spark)
         assert (summary.read, summary.scored + summary.rejected) == (900, 900)
         outputs[engine] = read_outputs(out)
     assert_same_outputs(outputs["local"], outputs["spark"])
@@ -136,7 +138,7 @@ def test_spark_scores_a_recalibrated_version_as_the_local_engine_does(champion, 
     outputs = {}
     for engine in ("local", "spark"):
         out = tmp_path / engine / "scores.csv"
-        score_file(source, out, recalibrated, chunk_rows=300, engine=engine, spark=spark, reference=None)
+        score_batch(ScoreJob.to(source, out, chunk_rows=300, engine=engine), recalibrated, spark=spark, reference=None)
         outputs[engine] = read_outputs(out)
     assert_same_outputs(outputs["local"], outputs["spark"])
     assert set(outputs["spark"][0]["model_version"]) == {"recalibrated"}

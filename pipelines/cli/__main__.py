@@ -1,0 +1,5 @@
+"""``python -m pipelines.cli``: the ``autorisk`` command."""
+
+from pipelines.cli import app
+
+app()
