@@ -196,9 +196,8 @@ SPEED_SOURCES = {"score": _score_rows, "shap": _shap_rows, "serve": _serve_rows,
                  "load": _load_rows}
 
 
-def speed_table(details: str | None = "docs/benchmarks.md") -> str | None:
-    """Each measure against its goal, from the newest recording of each benchmark; ``details``: a link to
-    where the benchmarks are described."""
+def speed_table() -> str | None:
+    """Each measure against its goal, from the newest recording of each benchmark."""
     rows, sources = [], []
     for name, measure in SPEED_SOURCES.items():
         found = newest_clinical() if name == "clinical" else recorded(name)
@@ -209,6 +208,5 @@ def speed_table(details: str | None = "docs/benchmarks.md") -> str | None:
         sources += [] if source in sources else [source]
     if not rows:
         return None
-    where = f"; [benchmarks.md]({details})" if details else ""
     return ("| measure | measured | goal | |\n|---|---|---|---|\n" + "\n".join(rows) + "\n\nFrom "
-            + "; ".join(sources) + f" (`outputs/benchmarks/`{where}).\n")
+            + "; ".join(sources) + " (`outputs/benchmarks/`).\n")

@@ -217,7 +217,6 @@ def _generators() -> dict[str, tuple[Path, Callable[[], str | None]]]:
     return {
         "features": (ROOT / "README.md", features_table),
         "champion": (ROOT / "README.md", champion_table),
-        "speed": (ROOT / "README.md", bench_tables.speed_table),
         "validation-loop": (docs / "validation.md", validation_loop_table),
         "families": (docs / "models.md", families_table),
         "coverage": (docs / "intervals.md", coverage_table),
@@ -230,7 +229,7 @@ def _generators() -> dict[str, tuple[Path, Callable[[], str | None]]]:
         "worlds-families": (docs / "worlds.md", worlds["worlds-families"]),
         "current-kit": (docs / "worlds.md", run_tables.current_kit),
         "validation": (docs / "simulator.md", worlds["validation"]),
-        "before-after": (docs / "benchmarks.md", lambda: bench_tables.speed_table(details=None)),
+        "before-after": (docs / "benchmarks.md", bench_tables.speed_table),
         "score": (docs / "benchmarks.md", lambda: bench_tables.block("score")),
         "shap": (docs / "benchmarks.md", lambda: bench_tables.block("shap")),
         "serve": (docs / "benchmarks.md", lambda: bench_tables.block("serve")),
