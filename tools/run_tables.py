@@ -53,11 +53,11 @@ def _section(markdown: str, heading: str) -> str:
 
 
 def _when(run) -> str:
+    """Which run, and when it was logged (a run is logged once its work is done, so no duration)."""
     from datetime import UTC, datetime
 
     started = datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
-    minutes = (run.info.end_time - run.info.start_time) / 60_000 if run.info.end_time else float("nan")
-    return f"MLflow run `{run.info.run_id}`, started {started}, {minutes:.0f} min"
+    return f"MLflow run `{run.info.run_id}`, logged {started}"
 
 
 def sample_size_answer() -> str | None:
@@ -71,7 +71,9 @@ def sample_size_answer() -> str | None:
             continue
         answer = report.split("\n## ", 1)[0].split("\n", 2)[-1].strip()
         table = "\n".join(line for line in _section(report, "Riley's criteria").splitlines() if line.startswith("|"))
-        return (f"From `autorisk sample-size` ({_when(run)}, experiment `sample-size`; the run's "
+        computed = re.search(r"Computed in (\d+) s", report)
+        took = f", computed in {int(computed.group(1)) / 60:.0f} min" if computed else ""
+        return (f"From `autorisk sample-size` ({_when(run)}{took}, experiment `sample-size`; the run's "
                 f"`{SAMPLE_SIZE_REPORT}` has the learning curves).\n\n{answer}\n\n{table}\n")
     return None
 
