@@ -15,6 +15,7 @@ import serving.strict_json
 from serving.middleware import PARSED_BODY, StrictJson
 from serving.schemas import PredictRequest
 from serving.strict_json import json_problem
+from tests.threads import in_fresh_thread
 
 pytestmark = pytest.mark.integration
 JSON = {"content-type": "application/json"}
@@ -200,7 +201,7 @@ def _through_strict_json(body: bytes, max_patients: int) -> tuple[dict | None, l
 
     guard = StrictJson(behind, schemas={"/predict": PredictRequest}, max_patients={"/predict": max_patients})
     scope = {"type": "http", "method": "POST", "path": "/predict", "headers": [], "query_string": b""}
-    asyncio.run(guard(scope, receive, send))
+    in_fresh_thread(asyncio.run, guard(scope, receive, send))
     assert reached.get("body", body) == body  # the app behind still reads the body as it came
     return reached.get("scope"), sent
 
