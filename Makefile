@@ -48,7 +48,7 @@ check: lock-check lint format-check typecheck check-pending
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
-# Every file is formatted (ruff format .).
+# Every file outside the phase-1 list of pyproject.toml's [tool.ruff.format] is formatted (ruff format FILE).
 format-check: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 

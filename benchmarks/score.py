@@ -226,7 +226,8 @@ def run_end_to_end(source: Path, folder: Path, version: str) -> dict:
     out = folder / f"scores{source.suffix}"
     started = time.perf_counter()
     command = [str(AUTORISK), "score", str(source), "--out", str(out), "--model-version", version]
-    result, usage = _popen_wait4(command, folder, cwd=ROOT, env=os.environ | {"COLUMNS": "400"})
+    result, usage = _popen_wait4(command, folder, cwd=ROOT,
+                                 env=os.environ | {"COLUMNS": "400"})
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"autorisk score failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -236,47 +237,26 @@ def run_end_to_end(source: Path, folder: Path, version: str) -> dict:
     read, scored = (int(found.group(i).replace(",", "")) for i in (1, 2))
     for path in folder.glob("scores*"):
         path.unlink()
-    return {
-        "seconds": float(found.group(4)),
-        "process_seconds": wall,
-        "read": read,
-        "scored": scored,
-        "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "peak_mib": usage.ru_maxrss / 1024,
-    }
+    return {"seconds": float(found.group(4)), "process_seconds": wall, "read": read, "scored": scored,
+            "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024}
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--profile", default="care-ms1")
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        nargs="+",
-        help="Runs per size: one number for all sizes, or one per size "
-        "(default: 3 for the first size, 1 for the others).",
-    )
-    parser.add_argument(
-        "--formats",
-        nargs="+",
-        help="Inputs per size, comma-separated: one entry for all sizes, or one per size "
-        "(default: csv,parquet for every size).",
-    )
-    parser.add_argument(
-        "--limit-rows",
-        type=int,
-        default=100_000,
-        help="The in-process limit is measured on the first rows of each cohort, at most this many.",
-    )
+    parser.add_argument("--repeats", type=int, nargs="+",
+                        help="Runs per size: one number for all sizes, or one per size "
+                             "(default: 3 for the first size, 1 for the others).")
+    parser.add_argument("--formats", nargs="+",
+                        help="Inputs per size, comma-separated: one entry for all sizes, or one per size "
+                             "(default: csv,parquet for every size).")
+    parser.add_argument("--limit-rows", type=int, default=100_000,
+                        help="The in-process limit is measured on the first rows of each cohort, at most this many.")
     parser.add_argument("--shap-rows", type=int, default=10_000, help="Rows for shap's TreeExplainer (a rate per row).")
     parser.add_argument("--store", type=Path, help="Folder with an MLflow store (mlflow.db) holding --versions.")
-    parser.add_argument(
-        "--versions",
-        nargs="+",
-        metavar="FAMILY=VERSION",
-        help="With --store: the registered versions to compare, e.g. cure-xgboost=3 cox-xgboost=2.",
-    )
+    parser.add_argument("--versions", nargs="+", metavar="FAMILY=VERSION",
+                        help="With --store: the registered versions to compare, e.g. cure-xgboost=3 cox-xgboost=2.")
     parser.add_argument("--work", type=Path, help="Folder for the cohorts and scores (default: a temporary one).")
     args = parser.parse_args()
     if bool(args.store) != bool(args.versions):
@@ -287,9 +267,7 @@ def parse_args() -> argparse.Namespace:
         parser.error("--repeats takes one number or one per size")
     if len(args.formats) not in (1, len(args.sizes)):
         parser.error("--formats takes one entry or one per size")
-    args.repeats = dict(
-        zip(args.sizes, args.repeats * len(args.sizes) if len(args.repeats) == 1 else args.repeats, strict=True)
-    )
+    args.repeats = dict(zip(args.sizes, args.repeats * len(args.sizes) if len(args.repeats) == 1 else args.repeats, strict=True))
     entries = args.formats * len(args.sizes) if len(args.formats) == 1 else args.formats
     args.formats = {n: tuple(entry.split(",")) for n, entry in zip(args.sizes, entries, strict=True)}
     if any(fmt not in ("csv", "parquet") for entry in args.formats.values() for fmt in entry):
@@ -303,92 +281,64 @@ def measure_size(args, work: Path, n: int, versions: dict[str, str], tiny: dict[
     runs = {(family, kind): [] for family in versions for kind in ("limit", "fixed", *args.formats[n])}
     for repeat in range(args.repeats[n]):
         for family, version in versions.items():
-            runs[family, "limit"].append(
-                in_process_limit(paths["parquet"], min(n, args.limit_rows), args.shap_rows, version)
-            )
+            runs[family, "limit"].append(in_process_limit(paths["parquet"], min(n, args.limit_rows), args.shap_rows,
+                                                          version))
             runs[family, "fixed"].append(run_end_to_end(tiny["csv"], work, version))
             for fmt in args.formats[n]:
                 runs[family, fmt].append(run_end_to_end(paths[fmt], work, version))
                 assert runs[family, fmt][-1]["read"] == n, runs[family, fmt][-1]
-        print(
-            f"{n:,} patients, repeat {repeat + 1}: "
-            + json.dumps({f"{k[0]} {k[1]}": v[-1] for k, v in runs.items() if v}),
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"{n:,} patients, repeat {repeat + 1}: " + json.dumps(
+            {f"{k[0]} {k[1]}": v[-1] for k, v in runs.items() if v}), file=sys.stderr, flush=True)
     rows, limits = [], {}
     for family in versions:
         limit_runs = runs[family, "limit"]
-        limits[family] = {
-            method: {
-                key: statistics.median(r[method][key] / r[method]["rows"] for r in limit_runs)
-                for key in ("seconds", "cpu_seconds")
-            }
-            for method in ("margin", "tables", "pred_contribs", "shap")
-        }
+        limits[family] = {method: {key: statistics.median(r[method][key] / r[method]["rows"] for r in limit_runs)
+                                   for key in ("seconds", "cpu_seconds")}
+                          for method in ("margin", "tables", "pred_contribs", "shap")}
         fixed_cpu = statistics.median(r["cpu_seconds"] for r in runs[family, "fixed"])
         for fmt in args.formats[n]:
             done = runs[family, fmt]
-            rows.append(
-                {
-                    "n": n,
-                    "fmt": fmt,
-                    "family": family,
-                    "version": versions[family],
-                    "seconds": statistics.median(r["seconds"] for r in done),
-                    "cpu": statistics.median(r["cpu_seconds"] for r in done) - fixed_cpu,
-                    "process": statistics.median(r["process_seconds"] for r in done),
-                    "peak": statistics.median(r["peak_mib"] for r in done),
-                    "fixed": statistics.median(r["process_seconds"] for r in runs[family, "fixed"]),
-                    "outcomes": limit_runs[0]["outcomes"],
-                    "trees": limit_runs[0]["trees"],
-                }
-            )
+            rows.append({"n": n, "fmt": fmt, "family": family, "version": versions[family],
+                         "seconds": statistics.median(r["seconds"] for r in done),
+                         "cpu": statistics.median(r["cpu_seconds"] for r in done) - fixed_cpu,
+                         "process": statistics.median(r["process_seconds"] for r in done),
+                         "peak": statistics.median(r["peak_mib"] for r in done),
+                         "fixed": statistics.median(r["process_seconds"] for r in runs[family, "fixed"]),
+                         "outcomes": limit_runs[0]["outcomes"], "trees": limit_runs[0]["trees"]})
     return rows, limits
 
 
 def print_end_to_end(rows: list[dict], limits: dict) -> None:
-    print(
-        "| model | patients | input | scoring (s) | whole command (s) | CPU (s) | rows/s | in-process limit "
-        "(rows/s) | ratio | CPU per row: limit / end to end | peak memory (MiB) |"
-    )
+    print("| model | patients | input | scoring (s) | whole command (s) | CPU (s) | rows/s | in-process limit "
+          "(rows/s) | ratio | CPU per row: limit / end to end | peak memory (MiB) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         limit = limits[r["n"]][r["family"]]["margin"]
-        print(
-            f"| {r['family']} v{r['version']} | {r['n']:,} | {'CSV' if r['fmt'] == 'csv' else 'Parquet'} "
-            f"| {r['seconds']:.1f} | {r['process']:.1f} | {r['cpu']:.1f} | {r['n'] / r['seconds']:,.0f} "
-            f"| {1 / limit['seconds']:,.0f} | {r['n'] / r['seconds'] * limit['seconds']:.2f} "
-            f"| {limit['cpu_seconds'] * r['n'] / r['cpu']:.2f} | {r['peak']:,.0f} |"
-        )
+        print(f"| {r['family']} v{r['version']} | {r['n']:,} | {'CSV' if r['fmt'] == 'csv' else 'Parquet'} "
+              f"| {r['seconds']:.1f} | {r['process']:.1f} | {r['cpu']:.1f} | {r['n'] / r['seconds']:,.0f} "
+              f"| {1 / limit['seconds']:,.0f} | {r['n'] / r['seconds'] * limit['seconds']:.2f} "
+              f"| {limit['cpu_seconds'] * r['n'] / r['cpu']:.2f} | {r['peak']:,.0f} |")
     first = {(r["n"], r["fmt"]): r for r in rows if r["family"] == rows[0]["family"]}
     for r in rows:
         if r["family"] != rows[0]["family"]:
             base = first[r["n"], r["fmt"]]
-            print(
-                f"\n{base['family']} / {r['family']}, {r['n']:,} patients, {r['fmt']}: wall "
-                f"{base['seconds'] / r['seconds']:.2f}x, CPU {base['cpu'] / r['cpu']:.2f}x"
-            )
+            print(f"\n{base['family']} / {r['family']}, {r['n']:,} patients, {r['fmt']}: wall "
+                  f"{base['seconds'] / r['seconds']:.2f}x, CPU {base['cpu'] / r['cpu']:.2f}x")
 
 
 def print_in_memory(limits: dict) -> None:
     print("\nPer patient, both outcomes, the same rows in memory (microseconds, medians):\n")
     print("| model | patients | method | wall (µs/row) | CPU (µs/row) | CPU over the margin's |")
     print("|---|---|---|---|---|---|")
-    names = {
-        "margin": "the trees' own margin (xgboost inplace_predict): the limit",
-        "tables": "exact SHAP, autorisk's tables",
-        "pred_contribs": "exact SHAP, xgboost pred_contribs",
-        "shap": "exact SHAP, shap TreeExplainer",
-    }
+    names = {"margin": "the trees' own margin (xgboost inplace_predict): the limit",
+             "tables": "exact SHAP, autorisk's tables", "pred_contribs": "exact SHAP, xgboost pred_contribs",
+             "shap": "exact SHAP, shap TreeExplainer"}
     for n, per_family in limits.items():
         for family, median in per_family.items():
             for method, label in names.items():
                 m = median[method]
-                print(
-                    f"| {family} | {n:,} | {label} | {1e6 * m['seconds']:.2f} | {1e6 * m['cpu_seconds']:.2f} | "
-                    f"{m['cpu_seconds'] / median['margin']['cpu_seconds']:.1f} |"
-                )
+                print(f"| {family} | {n:,} | {label} | {1e6 * m['seconds']:.2f} | {1e6 * m['cpu_seconds']:.2f} | "
+                      f"{m['cpu_seconds'] / median['margin']['cpu_seconds']:.1f} |")
 
 
 def print_profiles(profiles: dict, n: int) -> None:
@@ -419,11 +369,8 @@ def main() -> None:
             rows += size_rows
         first = args.sizes[0]
         paths = cohort_files(work, args.profile, first, seed=1)
-        profiles = {
-            f"{family} {fmt}": profile(paths[fmt], version)
-            for family, version in versions.items()
-            for fmt in args.formats[first]
-        }
+        profiles = {f"{family} {fmt}": profile(paths[fmt], version)
+                    for family, version in versions.items() for fmt in args.formats[first]}
 
     print_end_to_end(rows, limits)
     print_in_memory(limits)
@@ -432,23 +379,16 @@ def main() -> None:
         for fmt in ("csv", "parquet"):
             peaks = {r["n"]: r["peak"] for r in rows if r["fmt"] == fmt and r["family"] == family}
             if len(peaks) >= 2:
-                print(
-                    f"\npeak memory {family} {fmt}: {sizes[-1]:,} / {sizes[0]:,} patients = "
-                    f"{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}x"
-                )
+                print(f"\npeak memory {family} {fmt}: {sizes[-1]:,} / {sizes[0]:,} patients = "
+                      f"{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}x")
     print_profiles(profiles, first)
     runs_per_size = ", ".join(f"{n:,}: {k}" for n, k in args.repeats.items())
-    trees = "; ".join(
-        f"{r['family']}: {', '.join(map(str, r['trees']))}"
-        for r in rows
-        if r["n"] == first and r["fmt"] == args.formats[first][0]
-    )
-    print(
-        f"\n{rows[0]['outcomes']} outcomes (trees per outcome, {trees}); medians over the runs per size "
-        f"({runs_per_size}); {os.cpu_count()} cores; fixed start-up of the command (imports, model loading): "
-        f"{rows[0]['fixed']:.1f} s; in-process figures on the first {args.limit_rows:,} rows of each cohort "
-        f"(shap: {args.shap_rows:,})"
-    )
+    trees = "; ".join(f"{r['family']}: {', '.join(map(str, r['trees']))}" for r in rows if r["n"] == first
+                      and r["fmt"] == args.formats[first][0])
+    print(f"\n{rows[0]['outcomes']} outcomes (trees per outcome, {trees}); medians over the runs per size "
+          f"({runs_per_size}); {os.cpu_count()} cores; fixed start-up of the command (imports, model loading): "
+          f"{rows[0]['fixed']:.1f} s; in-process figures on the first {args.limit_rows:,} rows of each cohort "
+          f"(shap: {args.shap_rows:,})")
 
 
 if __name__ == "__main__":

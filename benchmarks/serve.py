@@ -110,9 +110,8 @@ def server(command: list[str], ready_url: str, log: Path, env: dict):
     """A server of the benchmark, started and stopped whole (:func:`pipelines.servers.running_server`); the
     benchmark stops with the server's log when it does not start."""
     try:
-        with running_server(
-            command, ready_url=ready_url, log=log, env=env, timeout_s=180, cwd=ROOT, stop_timeout_s=30
-        ) as process:
+        with running_server(command, ready_url=ready_url, log=log, env=env, timeout_s=180, cwd=ROOT,
+                            stop_timeout_s=30) as process:
             yield process
     except ServerError as error:
         raise SystemExit(str(error)) from error
@@ -128,29 +127,17 @@ def wrk(url: str, bodies: list[str], *, connections: int, duration: float, folde
     """One wrk run; requests/s, latency percentiles (ms) and failures."""
     script = folder / "post.lua"
     script.write_text(WRK_SCRIPT.format(bodies=", ".join(lua_string(b) for b in bodies), every=every))
-    result = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "30s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "30s", "--latency",
+                             "-s", str(script), url], capture_output=True, text=True, check=True)
     out = result.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     percentiles = {p: _milliseconds(v) for p, v in re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.MULTILINE)}
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    failures = (int(non_2xx.group(1)) if non_2xx else 0) + (
-        sum(map(int, socket_errors.groups())) if socket_errors else 0
-    )
-    return {
-        "rate": rate,
-        "requests": requests,
-        "p50": percentiles["50"],
-        "p99": percentiles["99"],
-        "failures": failures,
-        "output": out,
-    }
+    failures = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)
+    return {"rate": rate, "requests": requests, "p50": percentiles["50"], "p99": percentiles["99"],
+            "failures": failures, "output": out}
 
 
 def _milliseconds(value: str) -> float:
@@ -193,81 +180,44 @@ def check_answers(url: str, body: str, n: int, shape: str) -> None:
 
 def in_process_limit(parquet: Path, n: int, seconds: float = 5.0) -> dict:
     """The boosters' own margin on ``n`` rows in memory (the limit), and the handler's CPU per request."""
-    out = subprocess.run(
-        [sys.executable, "-c", LIMIT_CHILD.format(parquet=parquet, n=n, seconds=seconds)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = subprocess.run([sys.executable, "-c", LIMIT_CHILD.format(parquet=parquet, n=n, seconds=seconds)],
+                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def clinical_handlers(parquet: Path, seconds: float = 5.0) -> dict:
     """Handler CPU per request (ms) of /predict, CDS Hooks and FHIR $assess for one patient, in a fresh process."""
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "clinical_handlers.py"), str(parquet), str(seconds)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "clinical_handlers.py"), str(parquet),
+                          str(seconds)], cwd=ROOT, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def print_clinical(parquet: Path) -> None:
     cpu = clinical_handlers(parquet)
     beyond = cpu["cds_hooks"] - cpu["predict"]
-    print(
-        f"- one patient, handler CPU per request from the body's bytes to the answer's: /predict "
-        f"{cpu['predict']:.2f} ms ({cpu['predict_contrast']:.2f} ms with the contrast the cards need); CDS Hooks "
-        f"order-select with its prefetch to its cards {cpu['cds_hooks']:.2f} ms, {beyond:+.2f} ms beyond /predict's "
-        f"(target at most +2 ms); FHIR $assess to its Bundle {cpu['fhir_assess']:.2f} ms "
-        f"({cpu['fhir_assess'] - cpu['predict']:+.2f} ms)"
-    )
+    print(f"- one patient, handler CPU per request from the body's bytes to the answer's: /predict "
+          f"{cpu['predict']:.2f} ms ({cpu['predict_contrast']:.2f} ms with the contrast the cards need); CDS Hooks "
+          f"order-select with its prefetch to its cards {cpu['cds_hooks']:.2f} ms, {beyond:+.2f} ms beyond /predict's "
+          f"(target at most +2 ms); FHIR $assess to its Bundle {cpu['fhir_assess']:.2f} ms "
+          f"({cpu['fhir_assess'] - cpu['predict']:+.2f} ms)")
 
 
 def compare(args, folder: Path, env: dict, patients: list[dict], parquet: Path) -> None:
     ports = {"autorisk serve (BentoML)": free_port(), "mlflow models serve": free_port()}
     commands = {
         "autorisk serve (BentoML)": [str(AUTORISK), "serve", "--port", str(ports["autorisk serve (BentoML)"])],
-        "mlflow models serve": [
-            str(MLFLOW),
-            "models",
-            "serve",
-            "-m",
-            "models:/autoimmunity-risk@champion",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(ports["mlflow models serve"]),
-            "--workers",
-            str(args.mlflow_workers),
-        ],
+        "mlflow models serve": [str(MLFLOW), "models", "serve", "-m", "models:/autoimmunity-risk@champion",
+                                "--env-manager", "local", "--host", "127.0.0.1",
+                                "--port", str(ports["mlflow models serve"]), "--workers", str(args.mlflow_workers)],
     }
     predict = {"autorisk serve (BentoML)": "/predict", "mlflow models serve": "/invocations"}
-    wrap = {
-        "autorisk serve (BentoML)": lambda p: {"patients": p},
-        "mlflow models serve": lambda p: {"dataframe_records": p},
-    }
+    wrap = {"autorisk serve (BentoML)": lambda p: {"patients": p}, "mlflow models serve": lambda p: {"dataframe_records": p}}
     sizes = (1, 100)
     results: dict[tuple[str, int], list[dict]] = {}
-    with (
-        server(
-            commands["autorisk serve (BentoML)"],
-            f"http://127.0.0.1:{ports['autorisk serve (BentoML)']}/readyz",
-            folder / "bentoml.log",
-            env,
-        ) as bento,
-        server(
-            commands["mlflow models serve"],
-            f"http://127.0.0.1:{ports['mlflow models serve']}/health",
-            folder / "mlflow.log",
-            env,
-        ) as _,
-    ):
+    with server(commands["autorisk serve (BentoML)"], f"http://127.0.0.1:{ports['autorisk serve (BentoML)']}/readyz",
+                folder / "bentoml.log", env) as bento, \
+            server(commands["mlflow models serve"], f"http://127.0.0.1:{ports['mlflow models serve']}/health",
+                   folder / "mlflow.log", env) as _:
         del bento
         urls = {name: f"http://127.0.0.1:{ports[name]}{predict[name]}" for name in commands}
         bodies = {(name, n): json.dumps(wrap[name](patients[:n])) for name in commands for n in sizes}
@@ -277,22 +227,13 @@ def compare(args, folder: Path, env: dict, patients: list[dict], parquet: Path) 
         for repeat in range(args.repeats):
             for n in sizes:
                 for name in commands:
-                    run = wrk(
-                        urls[name],
-                        [bodies[(name, n)]],
-                        connections=args.connections,
-                        duration=args.duration,
-                        folder=folder,
-                    )
+                    run = wrk(urls[name], [bodies[(name, n)]], connections=args.connections,
+                              duration=args.duration, folder=folder)
                     if run["failures"]:
                         raise SystemExit(f"{name}, {n} patients: {run['failures']} failed requests\n{run['output']}")
                     results.setdefault((name, n), []).append(run)
-                    print(
-                        f"repeat {repeat + 1}, {n} patients, {name}: {run['rate']:.1f} req/s, "
-                        f"p50 {run['p50']:.1f} ms, p99 {run['p99']:.1f} ms",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                    print(f"repeat {repeat + 1}, {n} patients, {name}: {run['rate']:.1f} req/s, "
+                          f"p50 {run['p50']:.1f} ms, p99 {run['p99']:.1f} ms", file=sys.stderr, flush=True)
     measured = in_process_limit(parquet, 100)
     limit = measured["patients_per_s"]
 
@@ -304,40 +245,31 @@ def compare(args, folder: Path, env: dict, patients: list[dict], parquet: Path) 
             runs = results[(name, n)]
             rate = statistics.median(r["rate"] for r in runs)
             medians[(name, n)] = rate
-            print(
-                f"| {n} | {name} | {rate:,.1f} | {rate * n:,.0f} | {statistics.median(r['p50'] for r in runs):.1f} | "
-                f"{statistics.median(r['p99'] for r in runs):.1f} |"
-            )
+            print(f"| {n} | {name} | {rate:,.1f} | {rate * n:,.0f} | {statistics.median(r['p50'] for r in runs):.1f} | "
+                  f"{statistics.median(r['p99'] for r in runs):.1f} |")
     print()
     for n in sizes:
         ratio = medians[("autorisk serve (BentoML)", n)] / medians[("mlflow models serve", n)]
         print(f"- {n} patient(s) per request: autorisk serve / mlflow models serve = {ratio:.2f}x requests/s")
     ours = medians[("autorisk serve (BentoML)", 100)] * 100
-    print(
-        f"- 100 patients per request: in-process limit (the trees' own margin, one thread) {limit:,.0f} "
-        f"patients/s; autorisk serve reaches {ours:,.0f} ({ours / limit:.2f} of the limit)"
-    )
+    print(f"- 100 patients per request: in-process limit (the trees' own margin, one thread) {limit:,.0f} "
+          f"patients/s; autorisk serve reaches {ours:,.0f} ({ours / limit:.2f} of the limit)")
     handler = measured["handler_cpu_ms"]
-    print(
-        f"- the in-process handler (validation, risks, SHAP values, year-by-year view, response), CPU per request: "
-        f"{handler['1']:.2f} ms for 1 patient, {handler['100']:.2f} ms for 100 (the trees' own margin for 100: "
-        f"{measured['margin_cpu_ms']:.2f} ms)"
-    )
+    print(f"- the in-process handler (validation, risks, SHAP values, year-by-year view, response), CPU per request: "
+          f"{handler['1']:.2f} ms for 1 patient, {handler['100']:.2f} ms for 100 (the trees' own margin for 100: "
+          f"{measured['margin_cpu_ms']:.2f} ms)")
     print_clinical(parquet)
-    print(
-        f"\n{args.connections} connections, wrk on loopback (1 thread), {args.duration:g} s per run, medians over "
-        f"{args.repeats} repeats; {os.cpu_count()} cores; BentoML workers: {os.cpu_count()}, "
-        f"mlflow uvicorn workers: {args.mlflow_workers}"
-    )
+    print(f"\n{args.connections} connections, wrk on loopback (1 thread), {args.duration:g} s per run, medians over "
+          f"{args.repeats} repeats; {os.cpu_count()} cores; BentoML workers: {os.cpu_count()}, "
+          f"mlflow uvicorn workers: {args.mlflow_workers}")
 
 
 def load_test(args, folder: Path, env: dict, patients: list[dict]) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/predict"
     bodies = [json.dumps({"patients": patients[:1]}), json.dumps({"patients": patients[:100]})]
-    with server(
-        [str(AUTORISK), "serve", "--port", str(port)], f"http://127.0.0.1:{port}/readyz", folder / "bentoml.log", env
-    ) as process:
+    with server([str(AUTORISK), "serve", "--port", str(port)], f"http://127.0.0.1:{port}/readyz",
+                folder / "bentoml.log", env) as process:
         for body, n in zip(bodies, (1, 100), strict=True):
             check_answers(url, body, n, "load")
         wrk(url, bodies, connections=args.connections, duration=15, folder=folder, every=10)  # warm-up
@@ -357,25 +289,17 @@ def load_test(args, folder: Path, env: dict, patients: list[dict]) -> None:
         final = tree_rss_mib(process)
         alive = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
     growth = final - warmed
-    print(
-        "| duration (s) | connections | requests | requests/s | failed | p50 (ms) | p99 (ms) | "
-        "memory after warm-up (MiB) | peak (MiB) | at the end (MiB) | growth (MiB) |"
-    )
+    print("| duration (s) | connections | requests | requests/s | failed | p50 (ms) | p99 (ms) | "
+          "memory after warm-up (MiB) | peak (MiB) | at the end (MiB) | growth (MiB) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    print(
-        f"| {args.duration:g} | {args.connections} | {run['requests']:,} | {run['rate']:,.1f} | {run['failures']} | "
-        f"{run['p50']:.1f} | {run['p99']:.1f} | {warmed:,.0f} | {max(samples or [final]):,.0f} | {final:,.0f} | "
-        f"{growth:+.0f} |"
-    )
-    print(
-        f"\nmix: one request in ten carries 100 patients, the others one; memory: resident set of the server and "
-        f"its {os.cpu_count()} workers; bound: growth at most {args.max_growth_mib:g} MiB; server ready after: {alive}"
-    )
+    print(f"| {args.duration:g} | {args.connections} | {run['requests']:,} | {run['rate']:,.1f} | {run['failures']} | "
+          f"{run['p50']:.1f} | {run['p99']:.1f} | {warmed:,.0f} | {max(samples or [final]):,.0f} | {final:,.0f} | "
+          f"{growth:+.0f} |")
+    print(f"\nmix: one request in ten carries 100 patients, the others one; memory: resident set of the server and "
+          f"its {os.cpu_count()} workers; bound: growth at most {args.max_growth_mib:g} MiB; server ready after: {alive}")
     if run["failures"] or growth > args.max_growth_mib or not alive:
-        raise SystemExit(
-            f"load test failed: {run['failures']} failed requests, memory growth {growth:.0f} MiB, "
-            f"ready afterwards: {alive}"
-        )
+        raise SystemExit(f"load test failed: {run['failures']} failed requests, memory growth {growth:.0f} MiB, "
+                         f"ready afterwards: {alive}")
 
 
 def main() -> None:
@@ -387,11 +311,8 @@ def main() -> None:
     parser.add_argument("--mlflow-workers", type=int, default=os.cpu_count())
     parser.add_argument("--max-growth-mib", type=float, default=50.0)
     parser.add_argument("--store", type=Path, help="Folder with an MLflow store (mlflow.db) and a champion to use.")
-    parser.add_argument(
-        "--clinical-only",
-        action="store_true",
-        help="Only the in-process CPU of CDS Hooks and FHIR against /predict's (no servers).",
-    )
+    parser.add_argument("--clinical-only", action="store_true",
+                        help="Only the in-process CPU of CDS Hooks and FHIR against /predict's (no servers).")
     args = parser.parse_args()
     args.duration = args.duration or (60.0 if args.load else 20.0)
     args.connections = args.connections or (32 if args.load else 16)

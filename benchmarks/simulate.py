@@ -35,12 +35,8 @@ def main() -> None:
     for n in args.sizes:
         runs = []
         for _ in range(args.repeats):
-            out = subprocess.run(
-                [sys.executable, "-c", CHILD.format(profile=args.profile, n=n)],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
+            out = subprocess.run([sys.executable, "-c", CHILD.format(profile=args.profile, n=n)],
+                                 check=True, capture_output=True, text=True).stdout
             runs.append(json.loads(out.strip().splitlines()[-1]))
         seconds = statistics.median(r["seconds"] for r in runs)
         peak = statistics.median(r["peak_mib"] for r in runs)

@@ -61,11 +61,9 @@ def train(shape: tuple[int, int] | None, threads: int) -> xgb.Booster:
     if shape is None:
         return cure_booster(X, y, threads)
     max_depth, rounds = shape
-    return xgb.train(
-        {"objective": "binary:logistic", "max_depth": max_depth, "eta": 0.05, "nthread": threads, "seed": 0},
-        xgb.DMatrix(X, label=y, missing=np.nan),
-        num_boost_round=rounds,
-    )
+    return xgb.train({"objective": "binary:logistic", "max_depth": max_depth, "eta": 0.05,
+                      "nthread": threads, "seed": 0}, xgb.DMatrix(X, label=y, missing=np.nan),
+                     num_boost_round=rounds)
 
 
 def cure_booster(X: np.ndarray, ever: np.ndarray, threads: int) -> xgb.Booster:
@@ -113,14 +111,9 @@ print(json.dumps([imported - started, time.perf_counter() - imported]))
 def import_seconds(repeats: int) -> tuple[float, float]:
     """Median seconds, in fresh processes, of ``import xgboost`` and then of the extra
     ``import models.treeshap``: the module's own start-up cost."""
-    runs = [
-        json.loads(
-            subprocess.run(
-                [sys.executable, "-c", IMPORT_CHILD], cwd=ROOT, check=True, capture_output=True, text=True
-            ).stdout
-        )
-        for _ in range(repeats)
-    ]
+    runs = [json.loads(subprocess.run([sys.executable, "-c", IMPORT_CHILD], cwd=ROOT, check=True,
+                                      capture_output=True, text=True).stdout)
+            for _ in range(repeats)]
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
@@ -135,9 +128,8 @@ def state_costs(booster) -> tuple[TreeShapTables, tuple[float, float, float, int
     tables = TreeShapTables.from_booster(booster, N_FEATURES)
     build_seconds = time.perf_counter() - started
     state = tables.to_state()
-    state_json = json.dumps(
-        {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in state.items()}
-    )
+    state_json = json.dumps({key: value.tolist() if isinstance(value, np.ndarray) else value
+                             for key, value in state.items()})
     started = time.perf_counter()
     TreeShapTables.from_state(state)
     state_seconds = time.perf_counter() - started
@@ -148,24 +140,23 @@ def state_costs(booster) -> tuple[TreeShapTables, tuple[float, float, float, int
     return tables, (build_seconds, state_seconds, json_seconds, state_bytes, len(state_json))
 
 
-def compare_methods(label: str, booster, tables: TreeShapTables, explainer, X: np.ndarray, args) -> tuple[float, float]:
+def compare_methods(label: str, booster, tables: TreeShapTables, explainer, X: np.ndarray, args
+                    ) -> tuple[float, float]:
     """One row per method on ``X`` printed; returns the tables' cost over the margin's (wall, CPU)."""
     n = len(X)
     methods = {
         "tables (models.treeshap)": lambda: tables.contributions(X, n_threads=args.threads),
-        "xgboost pred_contribs": lambda: booster.predict(
-            xgb.DMatrix(X, missing=np.nan, nthread=args.threads), pred_contribs=True
-        ),
+        "xgboost pred_contribs": lambda: booster.predict(xgb.DMatrix(X, missing=np.nan, nthread=args.threads),
+                                                         pred_contribs=True),
         "shap.TreeExplainer": lambda: explainer.shap_values(X),
-        "xgboost inplace_predict (margin)": lambda: booster.inplace_predict(X, predict_type="margin", missing=np.nan),
+        "xgboost inplace_predict (margin)": lambda: booster.inplace_predict(X, predict_type="margin",
+                                                                            missing=np.nan),
     }
     timings = {name: time_per_call(call, args.repeats) for name, call in methods.items()}
     reference = timings["xgboost pred_contribs"][0]
     for name, (wall, cpu) in timings.items():
-        print(
-            f"| {label} | {n:,} | {name} | {seconds_text(wall)} | {seconds_text(cpu)} "
-            f"| {wall / n * 1e6:.3g} | {reference / wall:.3g} |"
-        )
+        print(f"| {label} | {n:,} | {name} | {seconds_text(wall)} | {seconds_text(cpu)} "
+              f"| {wall / n * 1e6:.3g} | {reference / wall:.3g} |")
     tables_cost, margin_cost = timings["tables (models.treeshap)"], timings["xgboost inplace_predict (margin)"]
     return tables_cost[0] / margin_cost[0], tables_cost[1] / margin_cost[1]
 
@@ -177,21 +168,15 @@ def print_summaries(ratios: list, one_off: list) -> None:
     for label, n, wall_ratio, cpu_ratio in ratios:
         print(f"| {label} | {n:,} | {wall_ratio:.2f}x | {cpu_ratio:.2f}x |")
 
-    print(
-        "\n| model | build from booster s | from state s (arrays) | from state s (JSON parsed) "
-        "| state arrays MB | state JSON MB |"
-    )
+    print("\n| model | build from booster s | from state s (arrays) | from state s (JSON parsed) "
+          "| state arrays MB | state JSON MB |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, build, from_arrays, from_json, arrays_bytes, json_chars in one_off:
-        print(
-            f"| {label} | {build:.3f} | {from_arrays:.4f} | {from_json:.4f} "
-            f"| {arrays_bytes / 1e6:.2f} | {json_chars / 1e6:.2f} |"
-        )
+        print(f"| {label} | {build:.3f} | {from_arrays:.4f} | {from_json:.4f} "
+              f"| {arrays_bytes / 1e6:.2f} | {json_chars / 1e6:.2f} |")
     xgboost_seconds, module_seconds = import_seconds(3)
-    print(
-        f"\nimports in a fresh process (median of 3): xgboost {xgboost_seconds:.2f} s, then "
-        f"models.treeshap {module_seconds * 1000:.0f} ms more (numpy only: no JIT compilation)"
-    )
+    print(f"\nimports in a fresh process (median of 3): xgboost {xgboost_seconds:.2f} s, then "
+          f"models.treeshap {module_seconds * 1000:.0f} ms more (numpy only: no JIT compilation)")
 
 
 def main() -> None:
@@ -216,9 +201,8 @@ def main() -> None:
         explainer = shap.TreeExplainer(booster)
 
         check = rows[:100]
-        error = np.abs(
-            tables.contributions(check) - booster.predict(xgb.DMatrix(check, missing=np.nan), pred_contribs=True)
-        ).max()
+        error = np.abs(tables.contributions(check)
+                       - booster.predict(xgb.DMatrix(check, missing=np.nan), pred_contribs=True)).max()
         if error > 1e-5:
             raise SystemExit(f"{label}: tables differ from pred_contribs by {error:.2g}")
         for n in args.sizes:

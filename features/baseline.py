@@ -33,7 +33,8 @@ def _truncated_normal(rng: np.random.Generator, spec: NormalSpec, low: float, hi
     low = spec.min if spec.min is not None else low
     high = spec.max if spec.max is not None else high
     loc, scale = _truncated_normal_params(spec.mean, spec.sd, low, high)
-    return truncnorm.rvs((low - loc) / scale, (high - loc) / scale, loc=loc, scale=scale, size=n, random_state=rng)
+    return truncnorm.rvs((low - loc) / scale, (high - loc) / scale, loc=loc, scale=scale, size=n,
+                         random_state=rng)
 
 
 def _durations(rng: np.random.Generator, spec: DurationSpec, n: int) -> np.ndarray:
@@ -46,9 +47,8 @@ def _durations(rng: np.random.Generator, spec: DurationSpec, n: int) -> np.ndarr
     return np.clip(rng.lognormal(np.log(spec.median), sigma, n), spec.low, spec.high)
 
 
-def _relapses(
-    rng: np.random.Generator, spec: RelapseSpec, second_year_mean: float, n: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _relapses(rng: np.random.Generator, spec: RelapseSpec, second_year_mean: float,
+              n: int) -> tuple[np.ndarray, np.ndarray]:
     """(relapses in the prior 2 years, relapses in the prior year)."""
     if spec.mean is not None:
         counts = 1 + rng.poisson(max(spec.mean - 1, 0), n)
@@ -72,7 +72,8 @@ def _draw_arm(config: SimulatorConfig, spec: BaselineSpec, n: int, rng: np.rando
     duration = np.minimum(_durations(rng, spec.disease_duration_years, n), age - 1)
     edss_max = spec.edss.max if spec.edss.max is not None else 10.0
     edss = np.round(_truncated_normal(rng, spec.edss, 0.0, edss_max, n) * 2) / 2
-    relapses, prior_year = _relapses(rng, spec.relapses_prior_2y, config.population.relapses_second_prior_year_mean, n)
+    relapses, prior_year = _relapses(rng, spec.relapses_prior_2y,
+                                     config.population.relapses_second_prior_year_mean, n)
     return {
         "age_years": np.round(age, 1),
         "female": rng.random(n) < spec.female,
@@ -84,7 +85,8 @@ def _draw_arm(config: SimulatorConfig, spec: BaselineSpec, n: int, rng: np.rando
     }
 
 
-def draw_baseline(config: SimulatorConfig, profile: str, n: int, rng: np.random.Generator) -> pd.DataFrame:
+def draw_baseline(config: SimulatorConfig, profile: str, n: int,
+                  rng: np.random.Generator) -> pd.DataFrame:
     """Draw true (complete) baseline features of ``n`` randomised patients.
 
     Returns
@@ -101,15 +103,8 @@ def draw_baseline(config: SimulatorConfig, profile: str, n: int, rng: np.random.
     weights = np.array([spec.arms[a].n_randomised for a in arms], dtype=float)
     arm_index = rng.choice(len(arms), size=n, p=weights / weights.sum())
 
-    names = (
-        "age_years",
-        "female",
-        "disease_duration_years",
-        "edss",
-        "relapses_prior_2y",
-        "relapses_prior_year",
-        "prior_dmt",
-    )
+    names = ("age_years", "female", "disease_duration_years", "edss", "relapses_prior_2y",
+             "relapses_prior_year", "prior_dmt")
     columns = {name: np.empty(n) for name in names}
     for k, arm in enumerate(arms):
         members = np.flatnonzero(arm_index == k)
@@ -122,19 +117,18 @@ def draw_baseline(config: SimulatorConfig, profile: str, n: int, rng: np.random.
                 columns[name][rows] = values
 
     il21 = rng.lognormal(np.log(population.il21_median_pg_ml), population.il21_log_sd, n)
-    return pd.DataFrame(
-        {
-            "age_years": columns["age_years"],
-            "sex": np.where(columns["female"] > 0, "female", "male"),
-            "disease_duration_years": columns["disease_duration_years"],
-            "edss": columns["edss"],
-            "relapses_prior_2y": columns["relapses_prior_2y"],
-            "prior_dmt": columns["prior_dmt"],
-            "il21_pg_ml": np.clip(il21, *population.il21_range_pg_ml),
-            "smoker": (rng.random(n) < population.smoker).astype(float),
-            "family_history_autoimmunity": (rng.random(n) < population.family_history_autoimmunity).astype(float),
-            "thyroid_antibodies": (rng.random(n) < population.thyroid_antibodies).astype(float),
-            "treatment": np.asarray(arms, dtype=object)[arm_index],
-            "relapses_prior_year": columns["relapses_prior_year"],
-        }
-    )
+    return pd.DataFrame({
+        "age_years": columns["age_years"],
+        "sex": np.where(columns["female"] > 0, "female", "male"),
+        "disease_duration_years": columns["disease_duration_years"],
+        "edss": columns["edss"],
+        "relapses_prior_2y": columns["relapses_prior_2y"],
+        "prior_dmt": columns["prior_dmt"],
+        "il21_pg_ml": np.clip(il21, *population.il21_range_pg_ml),
+        "smoker": (rng.random(n) < population.smoker).astype(float),
+        "family_history_autoimmunity": (rng.random(n) < population.family_history_autoimmunity
+                                        ).astype(float),
+        "thyroid_antibodies": (rng.random(n) < population.thyroid_antibodies).astype(float),
+        "treatment": np.asarray(arms, dtype=object)[arm_index],
+        "relapses_prior_year": columns["relapses_prior_year"],
+    })

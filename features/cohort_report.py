@@ -64,17 +64,9 @@ class Check:
             tolerance = ("≥ published − " if self.at_least else "± ") + f"{self.tolerance:.3g}"
         if self.departure is not None:
             tolerance += f"; this world departs: {self.departure}"
-        return {
-            "section": self.section,
-            "profile": self.profile,
-            "arm": self.arm,
-            "target": self.target,
-            "published": self.published,
-            "simulated": self.simulated,
-            "tolerance": tolerance,
-            "passed": self.passed,
-            "source": self.source,
-        }
+        return {"section": self.section, "profile": self.profile, "arm": self.arm, "target": self.target,
+                "published": self.published, "simulated": self.simulated, "tolerance": tolerance,
+                "passed": self.passed, "source": self.source}
 
 
 # A simulated figure passes when it lies within this many standard errors of its target: the
@@ -100,9 +92,8 @@ def kaplan_meier_se(time: np.ndarray, event: np.ndarray, at: float) -> float:
     log-log 95% interval)."""
     from sksurv.nonparametric import kaplan_meier_estimator
 
-    times, _, interval = kaplan_meier_estimator(
-        np.asarray(event) == 1, np.asarray(time, dtype=float), conf_type="log-log"
-    )
+    times, _, interval = kaplan_meier_estimator(np.asarray(event) == 1, np.asarray(time, dtype=float),
+                                                conf_type="log-log")
     k = np.searchsorted(times, at, side="right") - 1
     return float((interval[1, k] - interval[0, k]) / (2 * 1.959964)) if k >= 0 else 0.0
 
@@ -129,15 +120,11 @@ def incidence_checks(config: SimulatorConfig, profile: str, cohort: pd.DataFrame
             else:
                 time, event = members[f"{outcome}_time_months"], members[f"{outcome}_event"]
                 simulated = float(kaplan_meier_incidence(time, event, [spec.follow_up_months])[0])
-                se = float(
-                    np.hypot(
-                        kaplan_meier_se(time, event, spec.follow_up_months), _share_se(published, np.inf, reference_n)
-                    )
-                )
+                se = float(np.hypot(kaplan_meier_se(time, event, spec.follow_up_months),
+                                    _share_se(published, np.inf, reference_n)))
                 target = f"{outcome}: cumulative incidence (KM) at month {spec.follow_up_months:g}"
-            checks.append(
-                Check("§2 incidence", profile, arm, target, published, simulated, STANDARD_ERRORS * se, arm_spec.source)
-            )
+            checks.append(Check("§2 incidence", profile, arm, target, published, simulated,
+                                STANDARD_ERRORS * se, arm_spec.source))
     return checks
 
 
@@ -152,43 +139,19 @@ def timing_checks(config: SimulatorConfig, profile: str, cohort: pd.DataFrame) -
     reference_n = _reference_n(config, profile, "alemtuzumab")
     checks = []
     for outcome in OUTCOMES:
-        curve = kaplan_meier_incidence(
-            members[f"{outcome}_time_months"], members[f"{outcome}_event"], [12, 24, 36, 48, 60, 72]
-        )
+        curve = kaplan_meier_incidence(members[f"{outcome}_time_months"], members[f"{outcome}_event"],
+                                       [12, 24, 36, 48, 60, 72])
         by_year = np.diff(np.concatenate([[0.0], curve]))
         cases, reference_cases = len(members) * curve[5], reference_n * curve[5]
         checks += [
-            Check(
-                "§2 timing",
-                profile,
-                "alemtuzumab",
-                f"{outcome}: share of 72-month events by month 36 (2 years after the last course)",
-                0.83,
-                curve[2] / curve[5],
-                STANDARD_ERRORS * _share_se(0.83, cases, reference_cases),
-                source,
-            ),
-            Check(
-                "§2 timing",
-                profile,
-                "alemtuzumab",
-                f"{outcome}: share of 72-month events by month 60 (4 years after the last course), over 97%",
-                0.97,
-                curve[4] / curve[5],
-                STANDARD_ERRORS * _share_se(0.97, cases, reference_cases),
-                source,
-                at_least=True,
-            ),
-            Check(
-                "§2 timing",
-                profile,
-                "alemtuzumab",
-                f"{outcome}: year with the most onsets",
-                3.0,
-                float(np.argmax(by_year) + 1),
-                0.0,
-                source,
-            ),
+            Check("§2 timing", profile, "alemtuzumab", f"{outcome}: share of 72-month events by month 36 "
+                  "(2 years after the last course)", 0.83, curve[2] / curve[5],
+                  STANDARD_ERRORS * _share_se(0.83, cases, reference_cases), source),
+            Check("§2 timing", profile, "alemtuzumab", f"{outcome}: share of 72-month events by month 60 "
+                  "(4 years after the last course), over 97%", 0.97, curve[4] / curve[5],
+                  STANDARD_ERRORS * _share_se(0.97, cases, reference_cases), source, at_least=True),
+            Check("§2 timing", profile, "alemtuzumab", f"{outcome}: year with the most onsets", 3.0,
+                  float(np.argmax(by_year) + 1), 0.0, source),
         ]
     return checks
 
@@ -206,30 +169,12 @@ class PublishedEffect:
 
 
 PUBLISHED_EFFECTS = (
-    PublishedEffect(
-        "family_history_autoimmunity",
-        ("thyroid", "itp"),
-        7.3,
-        3.0,
-        17.7,
-        "evidence §4 row 'family history of autoimmunity': OR 7.3 (3.0-17.7), Cossburn 2011",
-    ),
-    PublishedEffect(
-        "smoker",
-        ("thyroid", "itp"),
-        3.05,
-        1.5,
-        6.2,
-        "evidence §4 row 'current smoking': OR 3.05 (1.5-6.2), Cossburn 2011",
-    ),
-    PublishedEffect(
-        "thyroid_antibodies",
-        ("thyroid",),
-        12.2,
-        4.7,
-        31.2,
-        "evidence §4 row 'thyroid antibodies at baseline': HR 12.2 (4.7-31.2), Ruck 2019",
-    ),
+    PublishedEffect("family_history_autoimmunity", ("thyroid", "itp"), 7.3, 3.0, 17.7,
+                    "evidence §4 row 'family history of autoimmunity': OR 7.3 (3.0-17.7), Cossburn 2011"),
+    PublishedEffect("smoker", ("thyroid", "itp"), 3.05, 1.5, 6.2,
+                    "evidence §4 row 'current smoking': OR 3.05 (1.5-6.2), Cossburn 2011"),
+    PublishedEffect("thyroid_antibodies", ("thyroid",), 12.2, 4.7, 31.2,
+                    "evidence §4 row 'thyroid antibodies at baseline': HR 12.2 (4.7-31.2), Ruck 2019"),
 )
 # Azzopardi 2014 (evidence §3): original kit, 542 vs 222 pg/mL in 61 patients who developed
 # autoimmunity and 80 who did not; current kit 53.1 vs 9.3 pg/mL and no predictive value.
@@ -254,21 +199,15 @@ def estimated_effects(config: SimulatorConfig, cohort: pd.DataFrame, outcome: st
     factors = [e.factor for e in PUBLISHED_EFFECTS]
     complete = cohort[factors].notna().all(axis=1) & cohort["il21_pg_ml"].notna()
     rows = cohort[complete]
-    x = np.column_stack(
-        [
-            rows[factors].astype(float).to_numpy(),
-            (rows["sex"] == "female").to_numpy(float),
-            np.log(rows["il21_pg_ml"].to_numpy(dtype=float)),
-        ]
-    )
+    x = np.column_stack([rows[factors].astype(float).to_numpy(), (rows["sex"] == "female").to_numpy(float),
+                         np.log(rows["il21_pg_ml"].to_numpy(dtype=float))])
     event = rows[f"{outcome}_event"].to_numpy() == 1
     if config.event_model.form == "proportional-hazards":
         from sksurv.linear_model import CoxPHSurvivalAnalysis
         from sksurv.util import Surv
 
         fitted = CoxPHSurvivalAnalysis(ties="breslow").fit(
-            x, Surv.from_arrays(event, rows[f"{outcome}_time_months"].to_numpy())
-        )
+            x, Surv.from_arrays(event, rows[f"{outcome}_time_months"].to_numpy()))
         coefficients = fitted.coef_
     else:
         from sklearn.linear_model import LogisticRegression
@@ -283,9 +222,8 @@ def evidence_applies(config: SimulatorConfig, profile: str) -> bool:
     return config.event_model.timing_reference.get("alemtuzumab") == profile
 
 
-def evidence_checks(
-    config: SimulatorConfig, profile: str, cohort: pd.DataFrame, current_kit: pd.DataFrame
-) -> list[Check]:
+def evidence_checks(config: SimulatorConfig, profile: str, cohort: pd.DataFrame,
+                    current_kit: pd.DataFrame) -> list[Check]:
     """§3–4 on the timing reference (:func:`evidence_applies`): the IL-21 case/non-case ratio on the
     original kit, what the current kit reads, and each factor's effect against its published 95% interval.
 
@@ -304,69 +242,32 @@ def evidence_checks(
     known = ~np.isnan(legacy)
     simulated_ratio = np.median(legacy[known & case]) / np.median(legacy[known & ~case])
     source = "evidence §3 row 'Azzopardi 2014': original kit 542 vs 222 pg/mL (61 and 80 patients)"
-    checks = [
-        Check(
-            "§3 IL-21",
-            profile,
-            "alemtuzumab",
-            "IL-21 (original kit), median in patients with an onset over that in patients without",
-            ratio,
-            float(simulated_ratio),
-            0.0,
-            source,
-            interval=(low, high),
-            departure=departures.get("il21_case_ratio"),
-        )
-    ]
+    checks = [Check("§3 IL-21", profile, "alemtuzumab", "IL-21 (original kit), median in patients with an onset "
+                    "over that in patients without", ratio, float(simulated_ratio), 0.0, source,
+                    interval=(low, high), departure=departures.get("il21_case_ratio"))]
     reading = current["il21_pg_ml"].to_numpy(dtype=float)
     read = ~np.isnan(reading)
     from sklearn.metrics import roc_auc_score
 
     source = "evidence §3 row 'Azzopardi 2014': current kit 53.1 vs 9.3 pg/mL, no predictive value"
     checks += [
-        Check(
-            "§3 IL-21",
-            profile,
-            "alemtuzumab",
-            "current kit: median reading (pg/mL), between the two reported",
-            float(np.sqrt(np.prod(CURRENT_KIT_MEDIANS))),
-            float(np.median(reading[read])),
-            0.0,
-            source,
-            interval=CURRENT_KIT_MEDIANS,
-            departure=departures.get("current_kit_level"),
-        ),
-        Check(
-            "§3 IL-21",
-            profile,
-            "alemtuzumab",
-            "current kit: AUROC of the reading for an onset (no predictive value)",
-            0.5,
-            float(roc_auc_score(case[read], reading[read])),
-            0.02,
-            source,
-            departure=departures.get("current_kit_signal"),
-        ),
+        Check("§3 IL-21", profile, "alemtuzumab", "current kit: median reading (pg/mL), between the two reported",
+              float(np.sqrt(np.prod(CURRENT_KIT_MEDIANS))), float(np.median(reading[read])), 0.0, source,
+              interval=CURRENT_KIT_MEDIANS, departure=departures.get("current_kit_level")),
+        Check("§3 IL-21", profile, "alemtuzumab", "current kit: AUROC of the reading for an onset (no predictive "
+              "value)", 0.5, float(roc_auc_score(case[read], reading[read])), 0.02, source,
+              departure=departures.get("current_kit_signal")),
     ]
     scale = "HR" if config.event_model.form == "proportional-hazards" else "OR"
     for outcome in sorted({o for e in PUBLISHED_EFFECTS for o in e.outcomes}):
         estimated = estimated_effects(config, members, outcome)
         for effect in PUBLISHED_EFFECTS:
             if outcome in effect.outcomes:
-                checks.append(
-                    Check(
-                        "§4 effects",
-                        profile,
-                        "alemtuzumab",
-                        f"{outcome}: {effect.factor}, adjusted {scale} of an onset by month {spec.follow_up_months:g}",
-                        effect.estimate,
-                        estimated[effect.factor],
-                        0.0,
-                        effect.source,
-                        interval=(effect.low, effect.high),
-                        departure=departures.get(f"{effect.factor}_{outcome}"),
-                    )
-                )
+                checks.append(Check("§4 effects", profile, "alemtuzumab",
+                                    f"{outcome}: {effect.factor}, adjusted {scale} of an onset by month "
+                                    f"{spec.follow_up_months:g}", effect.estimate, estimated[effect.factor], 0.0,
+                                    effect.source, interval=(effect.low, effect.high),
+                                    departure=departures.get(f"{effect.factor}_{outcome}")))
     return checks
 
 
@@ -382,18 +283,8 @@ def table_one(config: SimulatorConfig, profile: str, n: int, seed: int) -> tuple
     weights = {arm: a.n_randomised for arm, a in spec.arms.items()}
     if len(weights) > 1:
         share = weights["alemtuzumab"] / sum(weights.values())
-        checks.append(
-            Check(
-                "§1 baseline",
-                profile,
-                "all",
-                "share randomised to alemtuzumab",
-                share,
-                float((baseline["treatment"] == "alemtuzumab").mean()),
-                0.01,
-                spec.source,
-            )
-        )
+        checks.append(Check("§1 baseline", profile, "all", "share randomised to alemtuzumab", share,
+                            float((baseline["treatment"] == "alemtuzumab").mean()), 0.01, spec.source))
     for arm, arm_spec in spec.arms.items():
         if arm_spec.baseline is None:
             continue
@@ -401,9 +292,8 @@ def table_one(config: SimulatorConfig, profile: str, n: int, seed: int) -> tuple
         rows = baseline[baseline["treatment"] == arm]
 
         def add(target: str, published: float, simulated: float, tolerance: float) -> None:
-            checks.append(
-                Check("§1 baseline", profile, arm, target, published, float(simulated), tolerance, arm_spec.source)
-            )
+            checks.append(Check("§1 baseline", profile, arm, target, published, float(simulated),
+                                tolerance, arm_spec.source))
 
         add("age, mean (years)", b.age_years.mean, rows["age_years"].mean(), 0.5)
         add("age, SD (years)", b.age_years.sd, rows["age_years"].std(), 0.5)
@@ -413,7 +303,8 @@ def table_one(config: SimulatorConfig, profile: str, n: int, seed: int) -> tuple
             add("disease duration, median (years)", duration.median, rows["disease_duration_years"].median(), 0.1)
         else:
             add("disease duration, mean (years)", duration.mean, rows["disease_duration_years"].mean(), 0.15)
-            add("disease duration, SD (years)", duration.sd, rows["disease_duration_years"].std(), 0.15 * duration.sd)
+            add("disease duration, SD (years)", duration.sd, rows["disease_duration_years"].std(),
+                0.15 * duration.sd)
         add("EDSS, mean", b.edss.mean, rows["edss"].mean(), 0.15)
         add("EDSS, SD", b.edss.sd, rows["edss"].std(), 0.15)
         relapses = b.relapses_prior_2y
@@ -429,19 +320,10 @@ def table_one(config: SimulatorConfig, profile: str, n: int, seed: int) -> tuple
 def missingness_checks(config: SimulatorConfig, profile: str, cohort: pd.DataFrame) -> list[Check]:
     """The configured share of missing values per feature (an assumption, ±1 point)."""
     spec = config.profiles[profile]
-    return [
-        Check(
-            "missing data",
-            profile,
-            "all",
-            f"{name}: share missing",
-            missing.rate,
-            float(cohort[name].isna().mean()),
-            0.01,
-            "assumption" + (f", depends on {', '.join(missing.depends_on)}" if missing.depends_on else ""),
-        )
-        for name, missing in spec.missing.items()
-    ]
+    return [Check("missing data", profile, "all", f"{name}: share missing", missing.rate,
+                  float(cohort[name].isna().mean()), 0.01,
+                  "assumption" + (f", depends on {', '.join(missing.depends_on)}" if missing.depends_on else ""))
+            for name, missing in spec.missing.items()]
 
 
 def incidence_figure(config: SimulatorConfig, profile: str, cohort: pd.DataFrame):
@@ -458,24 +340,14 @@ def incidence_figure(config: SimulatorConfig, profile: str, cohort: pd.DataFrame
         for k, (arm, arm_spec) in enumerate(spec.arms.items()):
             members = cohort[cohort["treatment"] == arm]
             curve = kaplan_meier_incidence(members[f"{outcome}_time_months"], members[f"{outcome}_event"], grid)
-            (line,) = axes.step(grid, 100 * curve, where="post", label=f"{arm} (simulated, KM)")
+            line, = axes.step(grid, 100 * curve, where="post", label=f"{arm} (simulated, KM)")
             if arm_spec.targets is not None:
                 kind = "observed share" if spec.target_kind == "observed" else "cumulative"
-                axes.plot(
-                    [spec.follow_up_months],
-                    [100 * arm_spec.targets[outcome]],
-                    marker="D",
-                    linestyle="none",
-                    color=line.get_color(),
-                    markeredgecolor="black",
-                    label=f"{arm}: published ({kind})",
-                )
-        axes.set(
-            title=f"{profile}: {outcome}",
-            xlabel="months since first course",
-            ylabel="cumulative incidence (%)",
-            xlim=(0, spec.follow_up_months),
-        )
+                axes.plot([spec.follow_up_months], [100 * arm_spec.targets[outcome]], marker="D",
+                          linestyle="none", color=line.get_color(), markeredgecolor="black",
+                          label=f"{arm}: published ({kind})")
+        axes.set(title=f"{profile}: {outcome}", xlabel="months since first course",
+                 ylabel="cumulative incidence (%)", xlim=(0, spec.follow_up_months))
         axes.legend(loc="upper left", fontsize=7)
     figure.tight_layout()
     return figure
@@ -500,10 +372,8 @@ class CohortReport:
         table = self.checks.assign(
             published=self.checks["published"].map(lambda v: f"{v:.4g}"),
             simulated=self.checks["simulated"].map(lambda v: f"{v:.4g}"),
-            passed=[
-                ("departs" if "departs:" in t else "pass") if ok else "**FAIL**"
-                for ok, t in zip(self.checks["passed"], self.checks["tolerance"])
-            ],
+            passed=[("departs" if "departs:" in t else "pass") if ok else "**FAIL**"
+                    for ok, t in zip(self.checks["passed"], self.checks["tolerance"])],
         )
         header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n"
         body = "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False))
@@ -511,7 +381,7 @@ class CohortReport:
             f"# Cohort validation: {self.profile}\n\n"
             f"{spec.trial}; follow-up {spec.follow_up_months:g} months; IL-21 on {spec.il21_assay}.\n"
             f"Simulated n = {self.n:,} (seed {self.seed}). **{verdict}.**\n\n"
-            'Synthetic data for research; sources are sections of docs/clinical-evidence.md ("evidence").\n\n'
+            "Synthetic data for research; sources are sections of docs/clinical-evidence.md (\"evidence\").\n\n"
             f"{header}{body}\n\n"
             f"![Kaplan–Meier cumulative incidence]({figure_name})\n"
         )
@@ -523,18 +393,10 @@ def build_report(config: SimulatorConfig, profile: str, n: int = 200_000, seed: 
     baseline_table, baseline_checks = table_one(config, profile, n, seed)
     evidence = []
     if evidence_applies(config, profile):
-        evidence = evidence_checks(
-            config,
-            profile,
-            simulate_cohort(config, profile, n, seed, il21_assay="legacy_elisa"),
-            simulate_cohort(config, profile, n, seed, il21_assay="current_elisa"),
-        )
-    checks = [
-        *incidence_checks(config, profile, cohort),
-        *timing_checks(config, profile, cohort),
-        *evidence,
-        *baseline_checks,
-        *missingness_checks(config, profile, cohort),
-    ]
+        evidence = evidence_checks(config, profile, simulate_cohort(config, profile, n, seed, il21_assay="legacy_elisa"),
+                                   simulate_cohort(config, profile, n, seed, il21_assay="current_elisa"))
+    checks = [*incidence_checks(config, profile, cohort), *timing_checks(config, profile, cohort),
+              *evidence, *baseline_checks, *missingness_checks(config, profile, cohort)]
     table = pd.DataFrame([c.row() for c in checks], columns=CHECK_COLUMNS)
-    return CohortReport(profile=profile, n=n, seed=seed, checks=table, figure=incidence_figure(config, profile, cohort))
+    return CohortReport(profile=profile, n=n, seed=seed, checks=table,
+                        figure=incidence_figure(config, profile, cohort))

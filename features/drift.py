@@ -122,9 +122,8 @@ class DriftCounts:
 
 def empty_counts(reference: dict) -> DriftCounts:
     """Zero counts on ``reference``'s bins."""
-    return DriftCounts(
-        0, {name: np.zeros(len(spec["edges"]) + 3, dtype=np.int64) for name, spec in reference["features"].items()}
-    )
+    return DriftCounts(0, {name: np.zeros(len(spec["edges"]) + 3, dtype=np.int64)
+                           for name, spec in reference["features"].items()})
 
 
 def bin_counts(matrix: np.ndarray, reference: dict) -> DriftCounts:
@@ -226,19 +225,11 @@ class DriftReport:
 
     def to_json(self) -> dict:
         return {
-            "status": self.status,
-            "n": self.n,
-            "reference_n": self.reference_n,
-            "differs": self.differs,
-            "headline": self.headline,
-            "details": list(self.details),
-            "thresholds": {
-                "psi_somewhat_different": PSI_SOMEWHAT,
-                "psi_different": PSI_DIFFERENT,
-                "noise_factor": NOISE_FACTOR,
-                "outside_share_warning": OUTSIDE_WARN,
-                "min_rows": MIN_ROWS,
-            },
+            "status": self.status, "n": self.n, "reference_n": self.reference_n,
+            "differs": self.differs, "headline": self.headline, "details": list(self.details),
+            "thresholds": {"psi_somewhat_different": PSI_SOMEWHAT, "psi_different": PSI_DIFFERENT,
+                           "noise_factor": NOISE_FACTOR, "outside_share_warning": OUTSIDE_WARN,
+                           "min_rows": MIN_ROWS},
             "features": [asdict(f) for f in self.features],
         }
 
@@ -267,16 +258,10 @@ def _feature_drift(name: str, spec: dict, counts: np.ndarray, n: int) -> Feature
     outside = (below + above) / known if has_range and known else (0.0 if has_range else None)
     if n_bins == 0 and "low" in spec:  # a reference that records ranges, with none for this column
         outside = 1.0 if known else 0.0
-    return FeatureDrift(
-        name=name,
-        psi=psi,
-        level=_level(psi, n_bins + 1, n),
-        unknown_training=float(spec["missing"]),
-        unknown_cohort=float(unknown / n),
-        outside=None if outside is None else float(outside),
-        low=spec.get("low"),
-        high=spec.get("high"),
-    )
+    return FeatureDrift(name=name, psi=psi, level=_level(psi, n_bins + 1, n),
+                        unknown_training=float(spec["missing"]), unknown_cohort=float(unknown / n),
+                        outside=None if outside is None else float(outside),
+                        low=spec.get("low"), high=spec.get("high"))
 
 
 def _describe(feature: FeatureDrift) -> str:
@@ -288,15 +273,12 @@ def _describe(feature: FeatureDrift) -> str:
     if feature.outside_flagged and feature.low is None:
         parts.append(f"{feature.outside:.1%} of patients have a value, where no training patient had one")
     elif feature.outside_flagged and feature.low == feature.high:
-        parts.append(
-            f"{feature.outside:.1%} of known values differ from {feature.low:g}, "
-            "the value of nearly all training records"
-        )
+        parts.append(f"{feature.outside:.1%} of known values differ from {feature.low:g}, "
+                     "the value of nearly all training records")
     elif feature.outside_flagged:
         scale = " (ln pg/mL on the kit's scale)" if feature.name.startswith("il21_pg_ml@") else ""
-        parts.append(
-            f"{feature.outside:.1%} of known values outside the training range {feature.low:g}–{feature.high:g}{scale}"
-        )
+        parts.append(f"{feature.outside:.1%} of known values outside the training range "
+                     f"{feature.low:g}–{feature.high:g}{scale}")
     return f"{feature.name}: " + "; ".join(parts)
 
 
@@ -317,47 +299,30 @@ def compare(reference: dict | None, counts: DriftCounts | None, *, why_no_refere
     DriftReport
     """
     if reference is None or counts is None:
-        return DriftReport(
-            "no-reference",
-            0 if counts is None else counts.n,
-            0,
-            (),
-            f"No drift comparison: {why_no_reference or 'the model has no training reference'}.",
-        )
+        return DriftReport("no-reference", 0 if counts is None else counts.n, 0, (),
+                           f"No drift comparison: {why_no_reference or 'the model has no training reference'}.")
     if counts.n < MIN_ROWS:
-        return DriftReport(
-            "too-few",
-            counts.n,
-            int(reference["n"]),
-            (),
-            f"No drift comparison: {counts.n} scored records are too few "
-            f"(at least {MIN_ROWS} are needed for a stable comparison).",
-        )
-    features = tuple(
-        _feature_drift(name, spec, counts.counts[name], counts.n) for name, spec in reference["features"].items()
-    )
+        return DriftReport("too-few", counts.n, int(reference["n"]), (),
+                           f"No drift comparison: {counts.n} scored records are too few "
+                           f"(at least {MIN_ROWS} are needed for a stable comparison).")
+    features = tuple(_feature_drift(name, spec, counts.counts[name], counts.n)
+                     for name, spec in reference["features"].items())
     strong = [f.name for f in features if f.level == "different" or f.outside_flagged]
     mild = [f.name for f in features if f.level == "somewhat different" and f.name not in strong]
     details = tuple(_describe(f) for f in features if f.name in strong or f.name in mild)
     if strong:
-        headline = (
-            f"WARNING: this cohort differs from the model's training data in {', '.join(strong)}; "
-            "the risks may then be off. Check that these patients resemble the trial "
-            "populations the model learned from before relying on the risks."
-        )
+        headline = (f"WARNING: this cohort differs from the model's training data in {', '.join(strong)}; "
+                    "the risks may then be off. Check that these patients resemble the trial "
+                    "populations the model learned from before relying on the risks.")
         if mild:
             headline += f" It differs somewhat in {', '.join(mild)}."
     elif mild:
-        headline = (
-            f"This cohort differs somewhat from the model's training data in {', '.join(mild)}; "
-            "the risks may be less accurate than in validation."
-        )
+        headline = (f"This cohort differs somewhat from the model's training data in {', '.join(mild)}; "
+                    "the risks may be less accurate than in validation.")
     else:
-        headline = (
-            f"This cohort resembles the model's training data: every feature's population "
-            f"stability index is below {PSI_SOMEWHAT:g} (or within chance for {counts.n:,} "
-            f"records) and fewer than {OUTSIDE_WARN:.0%} of values lie outside the training range."
-        )
+        headline = (f"This cohort resembles the model's training data: every feature's population "
+                    f"stability index is below {PSI_SOMEWHAT:g} (or within chance for {counts.n:,} "
+                    f"records) and fewer than {OUTSIDE_WARN:.0%} of values lie outside the training range.")
     return DriftReport("compared", counts.n, int(reference["n"]), features, headline, details)
 
 
@@ -390,8 +355,6 @@ def to_markdown(report: DriftReport, *, model: str) -> str:
     for f in report.features:
         outside = "not recorded" if f.outside is None else f"{f.outside:.1%}"
         span = "" if f.low is None or f.high is None else f"{f.low:g} – {f.high:g}"
-        lines.append(
-            f"| `{f.name}` | {f.psi:.3f} | {f.level} | {f.unknown_cohort:.1%} | "
-            f"{f.unknown_training:.1%} | {outside} | {span} |"
-        )
+        lines.append(f"| `{f.name}` | {f.psi:.3f} | {f.level} | {f.unknown_cohort:.1%} | "
+                     f"{f.unknown_training:.1%} | {outside} | {span} |")
     return "\n".join(lines) + "\n"

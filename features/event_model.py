@@ -127,17 +127,13 @@ def observed_share(curve: ArmCurve, shift: np.ndarray, dropout_rate: float, foll
         slope, length = (vb - va) / (b - a), min(b, follow_up) - a
         # On the piece G = va + slope (t - a), so dT/dt = slope (1 + k (1 - 2 va) - 2 k slope (t - a)).
         alpha = 1 + shift * (1 - 2 * va)
-        total += (
-            np.exp(-dropout_rate * a)
-            * slope
-            * (alpha * _integral0(dropout_rate, length) - 2 * shift * slope * _integral1(dropout_rate, length))
-        )
+        total += np.exp(-dropout_rate * a) * slope * (alpha * _integral0(dropout_rate, length)
+                                                      - 2 * shift * slope * _integral1(dropout_rate, length))
     return total
 
 
-def observed_probability(
-    curve: ArmCurve, lp: np.ndarray, shift: np.ndarray, dropout_rate: float, follow_up: float
-) -> np.ndarray:
+def observed_probability(curve: ArmCurve, lp: np.ndarray, shift: np.ndarray, dropout_rate: float,
+                         follow_up: float) -> np.ndarray:
     """Probability of an onset observed within ``follow_up`` months, drop-out at ``dropout_rate`` per month:
     ``∫_0^F exp(-mu t) d risk(t)``, in closed form."""
     lp = np.atleast_1d(np.asarray(lp, dtype=float))
@@ -149,11 +145,8 @@ def observed_probability(
         for a, b, va, vb in _pieces(curve, follow_up):
             hazard = scale * (vb - va) / (b - a)
             # On the piece H = scale va + hazard (t - a): density hazard exp(-H), times exp(-mu t).
-            piece = (
-                np.exp(-scale * va - dropout_rate * a)
-                * hazard
-                * _integral0(hazard + dropout_rate, min(b, follow_up) - a)
-            )
+            piece = np.exp(-scale * va - dropout_rate * a) * hazard * _integral0(hazard + dropout_rate,
+                                                                                 min(b, follow_up) - a)
             total += np.where(scale > 0, piece, 0.0)
     return total
 
@@ -165,9 +158,8 @@ def _pieces(curve: ArmCurve, follow_up: float):
             yield float(a), float(b), float(va), float(vb)
 
 
-def onset_months(
-    curve: ArmCurve, lp: np.ndarray, shift: np.ndarray, u_ever: np.ndarray, u_time: np.ndarray
-) -> np.ndarray:
+def onset_months(curve: ArmCurve, lp: np.ndarray, shift: np.ndarray, u_ever: np.ndarray,
+                 u_time: np.ndarray) -> np.ndarray:
     """Onset month of each patient from two uniforms (``inf``: no onset by the curve's last month)."""
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         if curve.form == "proportional-hazards":
@@ -199,18 +191,16 @@ def solve_monotone(mean_at, target: float) -> float:
     if target <= 0:
         return -np.inf
     if target >= 1:
-        raise ValueError(
-            f"target mean risk {target:.3f} is not below 1: the targets and onset distribution are inconsistent"
-        )
+        raise ValueError(f"target mean risk {target:.3f} is not below 1: the targets and onset "
+                         "distribution are inconsistent")
     return brentq(lambda a: mean_at(a) - target, -40.0, 40.0, xtol=1e-12)
 
 
 @lru_cache(maxsize=2)
 def _reference(config_json: str, profile: str) -> pd.DataFrame:
     config = SimulatorConfig.model_validate_json(config_json)
-    return draw_baseline(
-        config, profile, config.calibration.reference_n, np.random.default_rng(config.calibration.reference_seed)
-    )
+    return draw_baseline(config, profile, config.calibration.reference_n,
+                         np.random.default_rng(config.calibration.reference_seed))
 
 
 def _reference_arm(config_json: str, profile: str, arm: str) -> pd.DataFrame:
@@ -233,11 +223,8 @@ def _curve_values(config_json: str, arm: str, outcome: str) -> tuple[float, ...]
     values = [0.0]
     for share in onset.cdf[1:]:
         wanted = target * share
-        values.append(
-            values[-1]
-            if wanted <= 0
-            else float(np.exp(solve_monotone(lambda v: (-np.expm1(-scale * np.exp(v))).mean(), wanted)))
-        )
+        values.append(values[-1] if wanted <= 0 else
+                      float(np.exp(solve_monotone(lambda v: (-np.expm1(-scale * np.exp(v))).mean(), wanted))))
     return tuple(values)
 
 
@@ -261,9 +248,8 @@ def _timing_centre(config_json: str, arm: str, outcome: str) -> float:
     return float(np.sum(weights * timing_score(config, reference, outcome, members)) / np.sum(weights))
 
 
-def onset_shift(
-    config: SimulatorConfig, profile: str, outcome: str, baseline: pd.DataFrame, config_json: str | None = None
-) -> np.ndarray:
+def onset_shift(config: SimulatorConfig, profile: str, outcome: str, baseline: pd.DataFrame,
+                config_json: str | None = None) -> np.ndarray:
     """``k`` per patient: how far the patient's onsets come before (``> 0``) or after the arm's timing."""
     timing = config.event_model.patient_timing
     shift = np.zeros(len(baseline))
@@ -290,9 +276,8 @@ def _solve_arm(config: SimulatorConfig, config_json: str, profile: str, arm: str
         if curve.form == "ever-risk":  # the observed share of onsets does not depend on the intercept
             share = observed_share(curve, shift, rate, spec.follow_up_months)
             return solve_monotone(lambda a: (expit(a + eta) * share).mean(), target)
-        return solve_monotone(
-            lambda a: observed_probability(curve, a + eta, shift, rate, spec.follow_up_months).mean(), target
-        )
+        return solve_monotone(lambda a: observed_probability(curve, a + eta, shift, rate,
+                                                             spec.follow_up_months).mean(), target)
     # Cumulative incidence at the follow-up (Kaplan-Meier estimates it whatever the drop-out).
     if curve.form == "ever-risk":
         share = shift_transform(curve.at(spec.follow_up_months), shift)
@@ -309,11 +294,8 @@ def _intercepts_cached(config_json: str, profile: str) -> tuple[tuple[str, str, 
         source = arm_spec.intercept_from
         if source is not None:
             ratios = source.baseline_odds_ratio
-            solved += [
-                (arm, o, a + np.log(ratios.get(o, 1.0)))
-                for ref_arm, o, a in _intercepts_cached(config_json, source.profile)
-                if ref_arm == source.arm
-            ]
+            solved += [(arm, o, a + np.log(ratios.get(o, 1.0)))
+                       for ref_arm, o, a in _intercepts_cached(config_json, source.profile) if ref_arm == source.arm]
             continue
         solved += [(arm, outcome, _solve_arm(config, config_json, profile, arm, outcome)) for outcome in config.risk]
     return tuple(solved)
@@ -325,17 +307,11 @@ def arm_intercepts(config: SimulatorConfig, profile: str) -> dict[tuple[str, str
     return {(arm, outcome): value for arm, outcome, value in solved}
 
 
-def patient_parameters(
-    config: SimulatorConfig, profile: str, outcome: str, baseline: pd.DataFrame, config_json: str | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def patient_parameters(config: SimulatorConfig, profile: str, outcome: str, baseline: pd.DataFrame,
+                       config_json: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(lp, k)`` per patient under their own treatment: linear predictor with the arm's intercept, onset shift."""
     intercepts = arm_intercepts(config, profile)
-    offset = (
-        baseline["treatment"]
-        .map({arm: intercepts[(arm, outcome)] for arm in config.profiles[profile].arms})
-        .to_numpy(dtype=float)
-    )
-    return (
-        offset + linear_predictor(config, profile, outcome, baseline),
-        onset_shift(config, profile, outcome, baseline, config_json),
-    )
+    offset = baseline["treatment"].map(
+        {arm: intercepts[(arm, outcome)] for arm in config.profiles[profile].arms}).to_numpy(dtype=float)
+    return (offset + linear_predictor(config, profile, outcome, baseline),
+            onset_shift(config, profile, outcome, baseline, config_json))

@@ -32,11 +32,9 @@ KIT_DETAILS: dict[str, KitDetail] = {
     "legacy_elisa": KitDetail(
         printed_name="IL-21 ELISA, original kit (withdrawn)",
         evidence="Azzopardi 2014, 141 patients: 542 vs 222 pg/mL in those who did and did not develop "
-        "autoimmunity (about 2.4-fold); the kit behind the IL-21 findings, since withdrawn.",
-    ),
+                 "autoimmunity (about 2.4-fold); the kit behind the IL-21 findings, since withdrawn."),
     "current_elisa": KitDetail(
         printed_name="IL-21 ELISA, current commercial kit",
         evidence="Azzopardi 2014, the same patients: 53.1 vs 9.3 pg/mL, about ten times lower than the original "
-        "kit, and no predictive value.",
-    ),
+                 "kit, and no predictive value."),
 }

@@ -42,10 +42,8 @@ def check_outcome_columns(columns: Sequence[str], outcomes: Sequence[str]) -> No
     """InputSchemaError naming every missing outcome column of ``outcomes``."""
     missing = [c for c in outcome_columns(outcomes) if c not in columns]
     if missing:
-        raise InputSchemaError(
-            f"outcome columns missing: {', '.join(missing)} (per outcome, <outcome>_event: 1 "
-            "onset observed, 0 censored; <outcome>_time_months: onset or censoring month)"
-        )
+        raise InputSchemaError(f"outcome columns missing: {', '.join(missing)} (per outcome, <outcome>_event: 1 "
+                               "onset observed, 0 censored; <outcome>_time_months: onset or censoring month)")
 
 
 def _text(values: pd.Series) -> tuple[pd.Series, np.ndarray]:

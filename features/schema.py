@@ -229,10 +229,8 @@ def kit_column(kit: str) -> str:
 # Columns of the model matrix, in order: one per explained input, but IL-21, which has one per kit (ln pg/mL
 # on that kit's scale; NaN unless measured with it). A feature's SHAP value is the sum over its columns.
 MODEL_COLUMNS: tuple[str, ...] = tuple(
-    column
-    for name in FEATURE_NAMES
-    for column in ((kit_column(k) for k in IL21_KITS) if name == IL21_FEATURE else (name,))
-)
+    column for name in FEATURE_NAMES for column in ((kit_column(k) for k in IL21_KITS) if name == IL21_FEATURE
+                                                    else (name,)))
 # The explained input of each model column, as an index into FEATURE_NAMES.
 COLUMN_FEATURE: tuple[int, ...] = tuple(FEATURE_NAMES.index(c.split("@")[0]) for c in MODEL_COLUMNS)
 
@@ -290,10 +288,8 @@ def check_horizons(horizons) -> tuple[int, ...]:
             raise ValueError(f"horizons: {value!r} is not a whole number of months")
         month = int(value)
         if not MIN_HORIZON_MONTHS <= month <= MAX_HORIZON_MONTHS:
-            raise ValueError(
-                f"horizons: {month} months is outside the range {MIN_HORIZON_MONTHS}–"
-                f"{MAX_HORIZON_MONTHS} months after the first course"
-            )
+            raise ValueError(f"horizons: {month} months is outside the range {MIN_HORIZON_MONTHS}–"
+                             f"{MAX_HORIZON_MONTHS} months after the first course")
         checked.append(month)
     if not checked:
         raise ValueError(f"horizons: give at least one month ({MIN_HORIZON_MONTHS}–{MAX_HORIZON_MONTHS})")
@@ -302,9 +298,8 @@ def check_horizons(horizons) -> tuple[int, ...]:
 
 # Model-matrix columns whose SHAP value is the same at every horizon; the treatment's also
 # carries the difference between the treatments' baseline hazards, which changes with time.
-HORIZON_FREE_FEATURES: tuple[str, ...] = tuple(
-    n for n in (f.name for f in FEATURES if f.model_input) if n != TREATMENT_FEATURE
-)
+HORIZON_FREE_FEATURES: tuple[str, ...] = tuple(n for n in (f.name for f in FEATURES if f.model_input)
+                                               if n != TREATMENT_FEATURE)
 
 
 def shap_column(outcome: str, feature: str, horizon_months: int | None = None) -> str:
@@ -321,12 +316,9 @@ def contrast_columns(outcome: str, horizon_months: int) -> list[str]:
     return [f"risk_{name}_if_{t}" for t in TREATMENTS] + [f"excess_{name}"]
 
 
-def output_columns(
-    outcomes: tuple[str, ...] = OUTCOMES,
-    horizons: tuple[int, ...] = DEFAULT_HORIZONS_MONTHS,
-    contrast: bool = False,
-    timing: bool = False,
-) -> list[str]:
+def output_columns(outcomes: tuple[str, ...] = OUTCOMES,
+                   horizons: tuple[int, ...] = DEFAULT_HORIZONS_MONTHS, contrast: bool = False,
+                   timing: bool = False) -> list[str]:
     """Score columns per patient, in output order (without ids, warnings and model version).
 
     Per outcome: ``risk_<o>_<h>m``, ``base_<o>_<h>m`` (with ``timing``, the mixture-cure family's
@@ -339,13 +331,8 @@ def output_columns(
     for outcome in outcomes:
         for h in horizons:
             name = endpoint(outcome, h)
-            columns += [
-                f"risk_{name}",
-                f"base_{name}",
-                *([f"timing_{name}"] if timing else []),
-                f"risk_lo_{name}",
-                f"risk_hi_{name}",
-            ]
+            columns += [f"risk_{name}", f"base_{name}", *([f"timing_{name}"] if timing else []),
+                        f"risk_lo_{name}", f"risk_hi_{name}"]
         columns += [shap_column(outcome, name) for name in HORIZON_FREE_FEATURES]
         columns += [shap_column(outcome, TREATMENT_FEATURE, h) for h in horizons]
         if contrast:
@@ -383,12 +370,10 @@ def mlflow_params_schema():
     """MLflow signature params of the pyfunc model: the horizons and whether to add the contrast."""
     from mlflow.types.schema import ParamSchema, ParamSpec
 
-    return ParamSchema(
-        [
-            ParamSpec("horizons_months", "long", list(DEFAULT_HORIZONS_MONTHS), shape=(-1,)),
-            ParamSpec("contrast", "boolean", False),
-        ]
-    )
+    return ParamSchema([
+        ParamSpec("horizons_months", "long", list(DEFAULT_HORIZONS_MONTHS), shape=(-1,)),
+        ParamSpec("contrast", "boolean", False),
+    ])
 
 
 def markdown_table() -> str:
@@ -400,5 +385,7 @@ def markdown_table() -> str:
     ]
     for f in FEATURES:
         required = "yes" if f.required else (f"no (default `{f.default}`)" if f.default else "no")
-        rows.append(f"| `{f.name}` | {f.kind} | {f.unit} | {required} | {f.possible_text()} | {f.description} |")
+        rows.append(
+            f"| `{f.name}` | {f.kind} | {f.unit} | {required} | {f.possible_text()} | {f.description} |"
+        )
     return "\n".join(rows)

@@ -46,22 +46,9 @@ from features.simulator_config import (
     load_simulator_config,
 )
 
-__all__ = [
-    "DEFAULT_CONFIG_PATH",
-    "SimulatorConfig",
-    "arm_intercepts",
-    "draw_baseline",
-    "ever_risk",
-    "ever_risk_column",
-    "linear_predictor",
-    "load_simulator_config",
-    "onset_cdf",
-    "read_il21",
-    "simulate_cohort",
-    "true_risk",
-    "true_risk_at",
-    "write_frame",
-]
+__all__ = ["DEFAULT_CONFIG_PATH", "SimulatorConfig", "arm_intercepts", "draw_baseline", "ever_risk",
+           "ever_risk_column", "linear_predictor", "load_simulator_config", "onset_cdf", "read_il21",
+           "simulate_cohort", "true_risk", "true_risk_at", "write_frame"]
 
 BOOLEAN_FEATURES = tuple(f.name for f in FEATURES if f.kind == "boolean")
 # Which seed stream a kit's reading noise comes from: the same patients, whatever the kit.
@@ -77,14 +64,12 @@ def onset_cdf(config: SimulatorConfig, treatment: str, months) -> np.ndarray:
 def ever_risk(config: SimulatorConfig, profile: str, outcome: str, baseline: pd.DataFrame) -> np.ndarray:
     """Each patient's probability of developing ``outcome`` by the end of the onset curve (month 72)."""
     lp, shift = patient_parameters(config, profile, outcome, baseline)
-    return _risk_by_arm(config, outcome, baseline["treatment"].to_numpy(), lp, shift, lambda curve: [curve.months[-1]])[
-        :, 0
-    ]
+    return _risk_by_arm(config, outcome, baseline["treatment"].to_numpy(), lp, shift,
+                        lambda curve: [curve.months[-1]])[:, 0]
 
 
-def _risk_by_arm(
-    config: SimulatorConfig, outcome: str, treatment: np.ndarray, lp: np.ndarray, shift: np.ndarray, months_of
-) -> np.ndarray:
+def _risk_by_arm(config: SimulatorConfig, outcome: str, treatment: np.ndarray, lp: np.ndarray, shift: np.ndarray,
+                 months_of) -> np.ndarray:
     columns = None
     for arm in dict.fromkeys(treatment):
         members = treatment == arm
@@ -95,9 +80,8 @@ def _risk_by_arm(
     return columns if columns is not None else np.empty((0, 1))
 
 
-def true_risk(
-    config: SimulatorConfig, profile: str, outcome: str, baseline: pd.DataFrame, horizon_months: float | None = None
-) -> np.ndarray:
+def true_risk(config: SimulatorConfig, profile: str, outcome: str, baseline: pd.DataFrame,
+              horizon_months: float | None = None) -> np.ndarray:
     """Each patient's true probability of ``outcome``.
 
     With ``horizon_months``: of onset by that month (no drop-out). Without: of an *observed*
@@ -112,9 +96,8 @@ def true_risk(
     risk = np.empty(len(baseline))
     for arm in spec.arms:
         members = treatment == arm
-        risk[members] = observed_probability(
-            arm_curve(config, arm, outcome), lp[members], shift[members], dropout_rate(spec, arm), spec.follow_up_months
-        )
+        risk[members] = observed_probability(arm_curve(config, arm, outcome), lp[members], shift[members],
+                                             dropout_rate(spec, arm), spec.follow_up_months)
     return risk
 
 
@@ -163,9 +146,8 @@ def missing_mask(spec: MissingSpec, baseline: pd.DataFrame, rng: np.random.Gener
 # --------------------------------------------------------------------------- cohorts
 
 
-def _events(
-    config: SimulatorConfig, profile: str, baseline: pd.DataFrame, censored_at: np.ndarray, rng: np.random.Generator
-) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]:
+def _events(config: SimulatorConfig, profile: str, baseline: pd.DataFrame, censored_at: np.ndarray,
+            rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Per outcome the observed event and time; and each patient's ``(lp, k)``."""
     treatment = baseline["treatment"].to_numpy()
     outcomes, parameters = {}, {}
@@ -175,9 +157,8 @@ def _events(
         onset = np.full(len(baseline), np.inf)
         for arm in config.profiles[profile].arms:
             members = treatment == arm
-            onset[members] = onset_months(
-                arm_curve(config, arm, outcome), lp[members], shift[members], u_ever[members], u_time[members]
-            )
+            onset[members] = onset_months(arm_curve(config, arm, outcome), lp[members], shift[members],
+                                          u_ever[members], u_time[members])
         event = onset <= censored_at
         outcomes[f"{outcome}_event"] = event.astype(np.int8)
         outcomes[f"{outcome}_time_months"] = np.round(np.where(event, onset, censored_at), 3)
@@ -185,9 +166,8 @@ def _events(
     return outcomes, parameters
 
 
-def _observe(
-    config: SimulatorConfig, profile: str, baseline: pd.DataFrame, assay: str, seed: int, rng: np.random.Generator
-) -> pd.DataFrame:
+def _observe(config: SimulatorConfig, profile: str, baseline: pd.DataFrame, assay: str, seed: int,
+             rng: np.random.Generator) -> pd.DataFrame:
     """The features as measured: IL-21 read by the kit, missing values as configured."""
     spec = config.profiles[profile]
     observed = baseline.drop(columns="relapses_prior_year")
@@ -207,9 +187,8 @@ def _observe(
     return observed
 
 
-def simulate_cohort(
-    config: SimulatorConfig, profile: str, n: int, seed: int, il21_assay: str | None = None
-) -> pd.DataFrame:
+def simulate_cohort(config: SimulatorConfig, profile: str, n: int, seed: int,
+                    il21_assay: str | None = None) -> pd.DataFrame:
     """Simulate one synthetic cohort.
 
     Parameters
@@ -287,15 +266,11 @@ def _truth_columns(config: SimulatorConfig, profile: str, baseline: pd.DataFrame
     return truth
 
 
-def _counterfactual_columns(
-    config: SimulatorConfig, profile: str, outcome: str, baseline: pd.DataFrame, arm: str
-) -> dict[str, np.ndarray]:
+def _counterfactual_columns(config: SimulatorConfig, profile: str, outcome: str, baseline: pd.DataFrame,
+                            arm: str) -> dict[str, np.ndarray]:
     lp, shift = patient_parameters(config, profile, outcome, baseline)
-    columns = {
-        ever_risk_column(outcome, arm): risk_by_month(
-            arm_curve(config, arm, outcome), lp, shift, [config.onset[arm].months[-1]]
-        )[:, 0]
-    }
+    columns = {ever_risk_column(outcome, arm): risk_by_month(arm_curve(config, arm, outcome), lp, shift,
+                                                             [config.onset[arm].months[-1]])[:, 0]}
     if config.event_model.form == "proportional-hazards":
         columns[truth_column("log_hazard", outcome, arm)] = lp
     elif config.event_model.patient_timing is not None:
@@ -313,9 +288,8 @@ def truth_column(kind: str, outcome: str, treatment: str) -> str:
     return f"true_{kind}_{outcome}_if_{treatment}"
 
 
-def true_risk_at(
-    config: SimulatorConfig, cohort: pd.DataFrame, outcome: str, months, treatment: str | None = None
-) -> np.ndarray:
+def true_risk_at(config: SimulatorConfig, cohort: pd.DataFrame, outcome: str, months,
+                 treatment: str | None = None) -> np.ndarray:
     """Each patient's true risk of onset by each of ``months``, under their own or another treatment.
 
     Parameters

@@ -244,10 +244,8 @@ class PatientTiming(_Strict):
         if any(w < 0 for w in self.weights.values()) or not self.weights:
             raise ValueError("weights: give at least one, none negative")
         if self.strength * sum(self.weights.values()) > 1:
-            raise ValueError(
-                f"strength: {self.strength:g} times the weights' sum "
-                f"{sum(self.weights.values()):g} exceeds 1, so some patients' risk would fall over time"
-            )
+            raise ValueError(f"strength: {self.strength:g} times the weights' sum "
+                             f"{sum(self.weights.values()):g} exceeds 1, so some patients' risk would fall over time")
         return self
 
 
@@ -294,9 +292,7 @@ class SimulatorConfig(_Strict):
             raise ValueError(f"il21_assays: give exactly the kits {list(KITS)}")
         for name, profile in self.profiles.items():
             if profile.il21_assay not in KITS:
-                raise ValueError(
-                    f"profiles.{name}.il21_assay: unknown {profile.il21_assay!r}; choose from {list(KITS)}"
-                )
+                raise ValueError(f"profiles.{name}.il21_assay: unknown {profile.il21_assay!r}; choose from {list(KITS)}")
             for feature in profile.missing:
                 if feature not in FEATURES_BY_NAME or FEATURES_BY_NAME[feature].required:
                     raise ValueError(f"profiles.{name}.missing: {feature!r} is not an optional feature")
@@ -328,14 +324,11 @@ class SimulatorConfig(_Strict):
         for arm, profile_name in model.timing_reference.items():
             profile = self.profiles.get(profile_name)
             if profile is None or arm not in profile.arms or profile.arms[arm].targets is None:
-                raise ValueError(
-                    f"event_model.timing_reference.{arm}: {profile_name!r} is not a profile with targets for {arm}"
-                )
+                raise ValueError(f"event_model.timing_reference.{arm}: {profile_name!r} is not a profile "
+                                 f"with targets for {arm}")
             if profile.target_kind != "cumulative" or profile.follow_up_months < self.onset[arm].months[-1]:
-                raise ValueError(
-                    f"event_model.timing_reference.{arm}: {profile_name!r} must target the "
-                    f"cumulative incidence to month {self.onset[arm].months[-1]:g} or later"
-                )
+                raise ValueError(f"event_model.timing_reference.{arm}: {profile_name!r} must target the "
+                                 f"cumulative incidence to month {self.onset[arm].months[-1]:g} or later")
 
     def effects(self, profile: str, outcome: str) -> OutcomeRisk:
         """The effects on ``outcome`` in ``profile``: the world's, with the profile's own where it gives them."""
@@ -371,12 +364,8 @@ class SimulatorConfig(_Strict):
             elif prefix.endswith(".form"):
                 flat[prefix] = str(value)
 
-        walk(
-            "sim",
-            self.model_dump(
-                exclude_none=True, exclude={"trial_missing", "world", "world_source", "evidence_departures"}
-            ),
-        )
+        walk("sim", self.model_dump(exclude_none=True, exclude={"trial_missing", "world", "world_source",
+                                                                "evidence_departures"}))
         return flat
 
 

@@ -41,18 +41,8 @@ from features.schema import (
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 BOOLEAN_CODES = {
-    "true": 1.0,
-    "false": 0.0,
-    "yes": 1.0,
-    "no": 0.0,
-    "y": 1.0,
-    "n": 0.0,
-    "t": 1.0,
-    "f": 0.0,
-    "1": 1.0,
-    "0": 0.0,
-    "1.0": 1.0,
-    "0.0": 0.0,
+    "true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "y": 1.0, "n": 0.0,
+    "t": 1.0, "f": 0.0, "1": 1.0, "0": 0.0, "1.0": 1.0, "0.0": 0.0,
 }
 CATEGORY_ALIASES = {
     "sex": {"female": "female", "f": "female", "male": "male", "m": "male"},
@@ -141,11 +131,8 @@ def _text(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 def _coerce(feature: Feature, values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (encoded float64 values, missing mask, unparseable mask)."""
-    if (
-        feature.kind in ("number", "integer")
-        and pd.api.types.is_numeric_dtype(values)
-        and not pd.api.types.is_bool_dtype(values)
-    ):
+    if feature.kind in ("number", "integer") and pd.api.types.is_numeric_dtype(values) \
+            and not pd.api.types.is_bool_dtype(values):
         encoded = values.to_numpy(dtype=float, na_value=np.nan)
         missing = np.isnan(encoded)
         bad = np.zeros(len(values), dtype=bool)
@@ -186,9 +173,8 @@ def _shown_text(column: pd.Series):
     Converted one value at a time, when a reason needs it: turning the whole column into text
     cost more than validating it, and most records are not rejected.
     """
-
     def shown(i: int) -> str | None:
-        return column.iloc[i : i + 1].astype("string").to_numpy(dtype=object, na_value=None)[0]
+        return column.iloc[i:i + 1].astype("string").to_numpy(dtype=object, na_value=None)[0]
 
     return shown
 
@@ -244,14 +230,14 @@ def _encode_typed(feature: Feature, values: list) -> tuple[np.ndarray, np.ndarra
     """
     if feature.kind in ("number", "integer"):
         typed = all(v is None or (isinstance(v, _NUMBER_TYPES) and not isinstance(v, bool)) for v in values)
-        encode = lambda v: np.nan if v is None else float(v)
+        encode = (lambda v: np.nan if v is None else float(v))
     elif feature.kind == "boolean":
         typed = all(v is None or isinstance(v, bool) for v in values)
-        encode = lambda v: np.nan if v is None else float(v)
+        encode = (lambda v: np.nan if v is None else float(v))
     else:
         codes = CATEGORY_CODES[feature.name]
         typed = all(v is None or (isinstance(v, str) and v in codes) for v in values)
-        encode = lambda v: np.nan if v is None else float(codes[v])
+        encode = (lambda v: np.nan if v is None else float(codes[v]))
     if not typed:
         column = pd.Series(values, dtype=object)
         return (*_coerce(feature, column), _shown_text(column))
@@ -311,12 +297,8 @@ def _check(n: int, encoded_columns, ids: np.ndarray) -> ValidatedBatch:
             with np.errstate(invalid="ignore"):
                 too_low = encoded <= low if feature.low_exclusive else encoded < low
                 impossible = too_low | (encoded > high)
-            errors.add(
-                impossible,
-                lambda i, f=feature, v=encoded: (
-                    f"{f.name}: {v[i]:g} is outside the possible range ({f.possible_text()})"
-                ),
-            )
+            errors.add(impossible, lambda i, f=feature, v=encoded:
+                       f"{f.name}: {v[i]:g} is outside the possible range ({f.possible_text()})")
         values[:, j] = encoded
 
     for rule in CROSS_FIELD_RULES:
@@ -328,17 +310,11 @@ def _check(n: int, encoded_columns, ids: np.ndarray) -> ValidatedBatch:
     rejected = errors.any()
     accepted = ~rejected
     # Building even an empty frame costs more than validating one patient: most batches reject none.
-    rejects = (
-        pd.DataFrame(
-            {
-                "row": np.flatnonzero(rejected),
-                ID_COLUMN: ids[rejected],
-                "reason": errors.messages[rejected],
-            }
-        )
-        if rejected.any()
-        else NO_REJECTS
-    )
+    rejects = pd.DataFrame({
+        "row": np.flatnonzero(rejected),
+        ID_COLUMN: ids[rejected],
+        "reason": errors.messages[rejected],
+    }) if rejected.any() else NO_REJECTS
     return ValidatedBatch(
         matrix=matrix[accepted],
         rows=np.flatnonzero(accepted),
@@ -380,16 +356,12 @@ CROSS_FIELD_RULES = (
     CrossFieldRule(
         ("disease_duration_years", "age_years"),
         lambda v: _value(v, "disease_duration_years") > _value(v, "age_years"),
-        lambda v: (
-            f"disease_duration_years: {_value(v, 'disease_duration_years'):g} exceeds age_years "
-            f"{_value(v, 'age_years'):g}"
-        ),
-    ),
+        lambda v: f"disease_duration_years: {_value(v, 'disease_duration_years'):g} exceeds age_years "
+                  f"{_value(v, 'age_years'):g}"),
     CrossFieldRule(
         (IL21_KIT_FEATURE, IL21_FEATURE),
         lambda v: ~np.isnan(_value(v, IL21_FEATURE)) & np.isnan(_value(v, IL21_KIT_FEATURE)),
-        lambda v: f"{IL21_KIT_FEATURE}: required when {IL21_FEATURE} is given (legacy_elisa or current_elisa)",
-    ),
+        lambda v: f"{IL21_KIT_FEATURE}: required when {IL21_FEATURE} is given (legacy_elisa or current_elisa)"),
 )
 
 
@@ -461,14 +433,12 @@ def patient_model() -> type:
 
 
 # The rejects of a batch without any: shared, so read it, never change it.
-NO_REJECTS = pd.DataFrame(
-    {"row": np.empty(0, dtype=np.int64), ID_COLUMN: np.empty(0, dtype=object), "reason": np.empty(0, dtype=object)}
-)
+NO_REJECTS = pd.DataFrame({"row": np.empty(0, dtype=np.int64), ID_COLUMN: np.empty(0, dtype=object),
+                           "reason": np.empty(0, dtype=object)})
 COLUMN_INDEX: dict[str, int] = {name: j for j, name in enumerate(MODEL_COLUMNS)}
 _KIT_COLUMNS = tuple((code, COLUMN_INDEX[kit_column(kit)]) for kit, code in CATEGORY_CODES[IL21_KIT_FEATURE].items())
-_PLAIN_COLUMNS = tuple(
-    (COLUMN_INDEX[f.name], INPUT_INDEX[f.name]) for f in FEATURES if f.model_input and f.name != IL21_FEATURE
-)
+_PLAIN_COLUMNS = tuple((COLUMN_INDEX[f.name], INPUT_INDEX[f.name]) for f in FEATURES
+                       if f.model_input and f.name != IL21_FEATURE)
 
 
 def model_matrix(values: np.ndarray) -> np.ndarray:
@@ -512,5 +482,7 @@ def encode(frame: pd.DataFrame) -> np.ndarray:
     batch = validate_frame(frame, allow_extra=True)
     if len(batch.rejects):
         first = batch.rejects.iloc[0]
-        raise ValueError(f"{len(batch.rejects)} invalid records, first at row {first['row']}: {first['reason']}")
+        raise ValueError(
+            f"{len(batch.rejects)} invalid records, first at row {first['row']}: {first['reason']}"
+        )
     return batch.matrix

@@ -61,16 +61,8 @@ class _RiskSets:
         return np.linalg.solve(hessian, gradient)
 
 
-def cox_newton(
-    Z: np.ndarray,
-    event: np.ndarray,
-    time: np.ndarray,
-    alpha: float,
-    start: np.ndarray | None = None,
-    *,
-    tol: float = 1e-9,
-    max_iter: int = 100,
-) -> np.ndarray:
+def cox_newton(Z: np.ndarray, event: np.ndarray, time: np.ndarray, alpha: float, start: np.ndarray | None = None,
+               *, tol: float = 1e-9, max_iter: int = 100) -> np.ndarray:
     """Ridge-penalised Cox regression with Breslow's ties: the coefficients scikit-survival's
     ``CoxPHSurvivalAnalysis(alpha, ties="breslow")`` finds, by vectorised Newton steps.
 

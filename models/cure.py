@@ -61,10 +61,8 @@ from models.treeshap import TreeShapTables
 
 EXTRAPOLATION_WINDOW_MONTHS = 12
 EXPLANATION_SCALE = "log-odds of the ever-risk (an onset within the treatment's timing window)"
-EXTRAPOLATION_RULE = (
-    f"the treatment's timing share goes on growing at its average rate over the last "
-    f"{EXTRAPOLATION_WINDOW_MONTHS} months of follow-up, applied to the chance of remaining free"
-)
+EXTRAPOLATION_RULE = (f"the treatment's timing share goes on growing at its average rate over the last "
+                      f"{EXTRAPOLATION_WINDOW_MONTHS} months of follow-up, applied to the chance of remaining free")
 _EPS = 1e-12
 
 
@@ -113,9 +111,8 @@ def _step_at(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarra
     return np.where(position >= 0, values[np.maximum(position, 0)], 0.0)
 
 
-def onset_distribution(
-    time: np.ndarray, event: np.ndarray, weight: np.ndarray, window: float
-) -> tuple[np.ndarray, np.ndarray]:
+def onset_distribution(time: np.ndarray, event: np.ndarray, weight: np.ndarray, window: float
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """The distribution of onset times within ``[0, window]``: Kaplan–Meier with each patient counted with its
     weight in the risk sets (an onset with weight 1), normalised to reach 1 at the window's end.
 
@@ -138,14 +135,8 @@ def onset_distribution(
     return times, cdf / cdf[-1] if cdf[-1] > 0 else cdf
 
 
-def timing_shares(
-    time: np.ndarray,
-    event: np.ndarray,
-    strata: np.ndarray,
-    weight: np.ndarray | None = None,
-    *,
-    fallback: TimingShares | None = None,
-) -> TimingShares:
+def timing_shares(time: np.ndarray, event: np.ndarray, strata: np.ndarray, weight: np.ndarray | None = None, *,
+                  fallback: TimingShares | None = None) -> TimingShares:
     """Each treatment's timing share on the whole months 0–72, with the stated extrapolation beyond its window.
 
     Parameters
@@ -171,18 +162,12 @@ def timing_shares(
         members = strata == s
         patients[s] = members.sum()
         if not members.any() and fallback is not None:
-            cumulative[s], follow_up[s], events[s], patients[s] = (
-                fallback.cumulative[s],
-                fallback.follow_up_months[s],
-                fallback.events[s],
-                fallback.patients[s],
-            )
+            cumulative[s], follow_up[s], events[s], patients[s] = fallback.cumulative[s], \
+                fallback.follow_up_months[s], fallback.events[s], fallback.patients[s]
             continue
         if not members.any():
-            raise ValueError(
-                f"the training cohorts have no patient on {name}: the model could not answer for it; "
-                "train on cohorts with both arms"
-            )
+            raise ValueError(f"the training cohorts have no patient on {name}: the model could not answer for it; "
+                             "train on cohorts with both arms")
         follow_up[s], events[s], share[s] = time[members].max(), event[members].sum(), members.mean()
         window = follow_up[s]
         times, cdf = onset_distribution(time[members], event[members].astype(bool), weight[members], window)
@@ -234,19 +219,9 @@ class CureXGBoost(_RelativeHazard):
         As :class:`models.estimators.XGBoostCoxRegression`.
     """
 
-    def __init__(
-        self,
-        *,
-        n_estimators: int = 300,
-        max_depth: int = 3,
-        learning_rate: float = 0.05,
-        min_child_weight: float = 1.0,
-        subsample: float = 1.0,
-        reg_lambda: float = 1.0,
-        n_jobs: int | None = None,
-        random_state: int = 0,
-        device: str = "cpu",
-    ):
+    def __init__(self, *, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05,
+                 min_child_weight: float = 1.0, subsample: float = 1.0, reg_lambda: float = 1.0,
+                 n_jobs: int | None = None, random_state: int = 0, device: str = "cpu"):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -272,18 +247,10 @@ class CureXGBoost(_RelativeHazard):
             w = np.where(event, 1.0, p * (1.0 - timing) / np.maximum(1.0 - p * timing, _EPS))
             return p - w, np.maximum(p * (1.0 - p), 1e-16)
 
-        params = {
-            "max_depth": self.max_depth,
-            "eta": self.learning_rate,
-            "min_child_weight": self.min_child_weight,
-            "subsample": self.subsample,
-            "lambda": self.reg_lambda,
-            "seed": self.random_state,
-            "device": self.device,
-            "tree_method": "hist",
-            "objective": "binary:logistic",
-            "base_score": start,
-        }
+        params = {"max_depth": self.max_depth, "eta": self.learning_rate, "min_child_weight": self.min_child_weight,
+                  "subsample": self.subsample, "lambda": self.reg_lambda, "seed": self.random_state,
+                  "device": self.device, "tree_method": "hist", "objective": "binary:logistic",
+                  "base_score": start}
         if self.n_jobs is not None:
             params["nthread"] = self.n_jobs
         train = xgb.DMatrix(X, label=event.astype(float), missing=np.nan)
@@ -374,31 +341,15 @@ class MixtureCure(BaseEstimator):
         horizons = tuple(int(h) for h in horizons)
         if len(X) == 0:
             empty = np.empty((0, len(horizons)))
-            return OutcomeExplanation(
-                horizons,
-                empty,
-                np.zeros(len(horizons)),
-                np.empty((0, len(FEATURE_NAMES))),
-                empty,
-                empty.astype(bool),
-                np.empty(0),
-                np.empty(0, dtype=int),
-                scale=EXPLANATION_SCALE,
-                timing=empty,
-            )
+            return OutcomeExplanation(horizons, empty, np.zeros(len(horizons)), np.empty((0, len(FEATURE_NAMES))),
+                                      empty, empty.astype(bool), np.empty(0), np.empty(0, dtype=int),
+                                      scale=EXPLANATION_SCALE, timing=empty)
         bias, contributions = self.estimator_.explain(X)
         strata = treatment_index(X)
         score = bias + contributions.sum(axis=1)
         shares = self.baseline_.at(horizons)[strata]
-        return OutcomeExplanation(
-            horizons=horizons,
-            risk=risk_from_ever_risk(expit(score)[:, None], shares),
-            base=np.full(len(horizons), bias[0]),
-            shap=by_input(contributions),
-            treatment_shift=np.zeros((len(X), len(horizons))),
-            extrapolated=self.baseline_.extrapolated(horizons)[strata],
-            log_relative_hazard=score,
-            strata=strata,
-            scale=EXPLANATION_SCALE,
-            timing=shares,
-        )
+        return OutcomeExplanation(horizons=horizons, risk=risk_from_ever_risk(expit(score)[:, None], shares),
+                                  base=np.full(len(horizons), bias[0]), shap=by_input(contributions),
+                                  treatment_shift=np.zeros((len(X), len(horizons))),
+                                  extrapolated=self.baseline_.extrapolated(horizons)[strata],
+                                  log_relative_hazard=score, strata=strata, scale=EXPLANATION_SCALE, timing=shares)

@@ -35,12 +35,8 @@ from features.schema import (
 # Fewest training patients measured with a kit for the model to read the kit's values at all.
 MIN_KIT_PATIENTS = 20
 _KIT_COLUMN = {kit: MODEL_COLUMNS.index(kit_column(kit)) for kit in IL21_KITS}
-_MEASURED = np.array(
-    [
-        name.startswith(f"{IL21_FEATURE}@") or FEATURES_BY_NAME[name].kind in ("number", "integer")
-        for name in MODEL_COLUMNS
-    ]
-)
+_MEASURED = np.array([name.startswith(f"{IL21_FEATURE}@") or FEATURES_BY_NAME[name].kind in ("number", "integer")
+                      for name in MODEL_COLUMNS])
 # Kits whose every value is said to carry what the evidence says of them: the current kit, the one a
 # laboratory uses today, found to have no predictive value. The legacy kit's contested effect is what the
 # model's IL-21 part is about, stated in the model card.
@@ -108,19 +104,16 @@ class InputDomain:
         for kit, column in _KIT_COLUMN.items():
             values = matrix[known[:, column], column]
             usable = len(values) >= MIN_KIT_PATIENTS
-            kits[kit] = KitScale(
-                patients=len(values),
-                median_pg_ml=float(np.exp(np.median(values))) if usable else float("nan"),
-                log_sd=float(np.std(values, ddof=1)) if usable else float("nan"),
-            )
+            kits[kit] = KitScale(patients=len(values),
+                                 median_pg_ml=float(np.exp(np.median(values))) if usable else float("nan"),
+                                 log_sd=float(np.std(values, ddof=1)) if usable else float("nan"))
         return cls(low=low, high=high, kits=kits, imputation=_imputation_values(matrix, kits))
 
     def prepare(self, matrix: np.ndarray) -> np.ndarray:
         """What the estimators see: values bounded to the training range, each kit's IL-21 standardised
         (NaN for a kit the model cannot read), shape (n, n_columns); a new array."""
-        prepared = np.clip(
-            matrix, np.where(np.isnan(self.low), -np.inf, self.low), np.where(np.isnan(self.high), np.inf, self.high)
-        )
+        prepared = np.clip(matrix, np.where(np.isnan(self.low), -np.inf, self.low),
+                           np.where(np.isnan(self.high), np.inf, self.high))
         for kit, column in _KIT_COLUMN.items():
             scale = self.kits[kit]
             if scale.usable:
@@ -158,23 +151,17 @@ class InputDomain:
         used = min(max(value, low), high)
         if name.startswith(f"{IL21_FEATURE}@"):
             kit = name.split("@", 1)[1]
-            return (
-                f"{IL21_FEATURE}: {np.exp(value):.4g} is outside the training range {np.exp(low):.4g}–"
-                f"{np.exp(high):.4g} pg/mL of {kit} and is scored as {np.exp(used):.4g}: the risk may be unreliable"
-            )
-        return (
-            f"{name}: {value:g} is outside the training range {low:g}–{high:g} and is scored as {used:g}: "
-            "the risk may be unreliable"
-        )
+            return (f"{IL21_FEATURE}: {np.exp(value):.4g} is outside the training range {np.exp(low):.4g}–"
+                    f"{np.exp(high):.4g} pg/mL of {kit} and is scored as {np.exp(used):.4g}: the risk may be unreliable")
+        return (f"{name}: {value:g} is outside the training range {low:g}–{high:g} and is scored as {used:g}: "
+                "the risk may be unreliable")
 
     def _kit_note(self, kit: str) -> str:
         scale, detail = self.kits[kit], KIT_DETAILS[kit]
         evidence = f"{detail.printed_name} ({kit}): {detail.evidence}"
         if not scale.usable:
-            return (
-                f"{IL21_FEATURE}: scored as not provided: {scale.patients} training patients were measured "
-                f"with {kit}, too few (under {MIN_KIT_PATIENTS}) to read its values; {evidence}"
-            )
+            return (f"{IL21_FEATURE}: scored as not provided: {scale.patients} training patients were measured "
+                    f"with {kit}, too few (under {MIN_KIT_PATIENTS}) to read its values; {evidence}")
         return f"{IL21_FEATURE}: measured with the {evidence}"
 
     def input_ranges(self) -> dict[str, tuple[float, float]]:
@@ -193,20 +180,13 @@ class InputDomain:
 
     def state(self) -> dict:
         """As JSON (every float64 exact; NaN as null)."""
-        return {
-            "low": [None if np.isnan(v) else float(v) for v in self.low],
-            "high": [None if np.isnan(v) else float(v) for v in self.high],
-            "columns": list(MODEL_COLUMNS),
-            "kits": {
-                kit: {
-                    "patients": s.patients,
-                    "median_pg_ml": None if np.isnan(s.median_pg_ml) else s.median_pg_ml,
-                    "log_sd": None if np.isnan(s.log_sd) else s.log_sd,
-                }
-                for kit, s in self.kits.items()
-            },
-            "imputation": {name: [list(values), list(weights)] for name, (values, weights) in self.imputation.items()},
-        }
+        return {"low": [None if np.isnan(v) else float(v) for v in self.low],
+                "high": [None if np.isnan(v) else float(v) for v in self.high],
+                "columns": list(MODEL_COLUMNS),
+                "kits": {kit: {"patients": s.patients,
+                               "median_pg_ml": None if np.isnan(s.median_pg_ml) else s.median_pg_ml,
+                               "log_sd": None if np.isnan(s.log_sd) else s.log_sd} for kit, s in self.kits.items()},
+                "imputation": {name: [list(values), list(weights)] for name, (values, weights) in self.imputation.items()}}
 
     @classmethod
     def from_state(cls, state: dict) -> InputDomain:
@@ -223,18 +203,12 @@ class InputDomain:
         def floats(values) -> np.ndarray:
             return np.array([np.nan if v is None else v for v in values], dtype=float)
 
-        kits = {
-            kit: KitScale(
-                patients=int(s["patients"]),
-                median_pg_ml=float("nan") if s["median_pg_ml"] is None else float(s["median_pg_ml"]),
-                log_sd=float("nan") if s["log_sd"] is None else float(s["log_sd"]),
-            )
-            for kit, s in state["kits"].items()
-        }
-        imputation = {
-            name: (tuple(map(float, values)), tuple(map(float, weights)))
-            for name, (values, weights) in state.get("imputation", {}).items()
-        }
+        kits = {kit: KitScale(patients=int(s["patients"]),
+                              median_pg_ml=float("nan") if s["median_pg_ml"] is None else float(s["median_pg_ml"]),
+                              log_sd=float("nan") if s["log_sd"] is None else float(s["log_sd"]))
+                for kit, s in state["kits"].items()}
+        imputation = {name: (tuple(map(float, values)), tuple(map(float, weights)))
+                      for name, (values, weights) in state.get("imputation", {}).items()}
         return cls(low=floats(state["low"]), high=floats(state["high"]), kits=kits, imputation=imputation)
 
     @property
@@ -281,17 +255,13 @@ def domain_section(domain: InputDomain) -> str:
         else:
             unit = FEATURES_BY_NAME[name].unit
             lines.append(f"| `{name}` | {low:g}–{high:g}{' ' + unit if unit else ''} |")
-    kits = [
-        "| IL-21 kit | training patients measured with it | median | SD of ln IL-21 | read as | evidence |",
-        "|---|---|---|---|---|---|",
-    ]
+    kits = ["| IL-21 kit | training patients measured with it | median | SD of ln IL-21 | read as | evidence |",
+            "|---|---|---|---|---|---|"]
     for kit, scale in domain.kits.items():
-        read = (
-            "z-score on this kit's own scale"
-            if scale.usable
-            else f"not provided (fewer than {MIN_KIT_PATIENTS} training patients)"
-        )
+        read = ("z-score on this kit's own scale" if scale.usable
+                else f"not provided (fewer than {MIN_KIT_PATIENTS} training patients)")
         median = f"{scale.median_pg_ml:.4g} pg/mL" if scale.usable else "—"
         sd = f"{scale.log_sd:.3f}" if scale.usable else "—"
         kits.append(f"| {kit} | {scale.patients:,} | {median} | {sd} | {read} | {KIT_DETAILS[kit].evidence} |")
     return "\n".join(lines) + "\n\n" + "\n".join(kits)
+

@@ -32,9 +32,8 @@ def check_survival_target(y) -> tuple[np.ndarray, np.ndarray]:
     """
     names = getattr(getattr(y, "dtype", None), "names", None) or ()
     if set(names) != {"event", "time"}:
-        raise ValueError(
-            "y: expected a structured array with fields 'event' and 'time' (sksurv.util.Surv.from_arrays(event, time))"
-        )
+        raise ValueError("y: expected a structured array with fields 'event' and 'time' "
+                         "(sksurv.util.Surv.from_arrays(event, time))")
     event = np.asarray(y["event"], dtype=bool)
     time = np.asarray(y["time"], dtype=float)
     if not np.all(np.isfinite(time)) or np.any(time < 0):
@@ -61,14 +60,8 @@ class _RelativeHazard(BaseEstimator):
         trees themselves for a request of one patient.
         """
         check_is_fitted(self)
-        if (
-            isinstance(X, np.ndarray)
-            and X.dtype == np.float64
-            and X.ndim == 2
-            and len(X)
-            and X.shape[1] == self.n_features_in_
-            and not np.isinf(X).any()
-        ):
+        if (isinstance(X, np.ndarray) and X.dtype == np.float64 and X.ndim == 2 and len(X)
+                and X.shape[1] == self.n_features_in_ and not np.isinf(X).any()):
             return X
         return validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
 
@@ -108,8 +101,7 @@ class LinearCoxRegression(_RelativeHazard):
         imputed = imputer.transform(X)
         scaler = StandardScaler().fit(imputed)
         cox = CoxPHSurvivalAnalysis(alpha=self.alpha, ties="breslow", n_iter=self.n_iter).fit(
-            scaler.transform(imputed), Surv.from_arrays(event, time)
-        )
+            scaler.transform(imputed), Surv.from_arrays(event, time))
         # The fitted transforms kept as plain arrays: predictions apply them with numpy (the same
         # arithmetic as scikit-learn's transforms, without their per-call checks), and a model
         # version stores them as numbers, not as pickled objects.
@@ -182,19 +174,9 @@ class XGBoostCoxRegression(_RelativeHazard):
         ``"cpu"`` or ``"cuda"``.
     """
 
-    def __init__(
-        self,
-        *,
-        n_estimators: int = 300,
-        max_depth: int = 3,
-        learning_rate: float = 0.05,
-        min_child_weight: float = 1.0,
-        subsample: float = 1.0,
-        reg_lambda: float = 1.0,
-        n_jobs: int | None = None,
-        random_state: int = 0,
-        device: str = "cpu",
-    ):
+    def __init__(self, *, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05,
+                 min_child_weight: float = 1.0, subsample: float = 1.0, reg_lambda: float = 1.0,
+                 n_jobs: int | None = None, random_state: int = 0, device: str = "cpu"):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate

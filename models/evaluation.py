@@ -65,9 +65,8 @@ def evaluate(y: np.ndarray, risk: np.ndarray, true_risk: np.ndarray) -> dict[str
     return metrics
 
 
-def calibration_figure(
-    y: np.ndarray, risks: dict[str, np.ndarray], title: str, bins: int = 10, weight: np.ndarray | None = None
-):
+def calibration_figure(y: np.ndarray, risks: dict[str, np.ndarray], title: str, bins: int = 10,
+                       weight: np.ndarray | None = None):
     """Observed incidence against mean predicted risk, by quantile of predicted risk (IPCW-weighted)."""
     import matplotlib
 
@@ -148,18 +147,12 @@ def net_benefit(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, thresholds:
     total = weight.sum()
     prevalence = np.sum(weight * y) / total
     odds = thresholds / (1 - thresholds)
-    model = np.array(
-        [
-            (np.sum(weight * y * (risk >= t)) - np.sum(weight * (1 - y) * (risk >= t)) * o) / total
-            for t, o in zip(thresholds, odds)
-        ]
-    )
-    return {
-        "threshold": thresholds,
-        "model": model,
-        "treat_all": prevalence - (1 - prevalence) * odds,
-        "treat_none": np.zeros(len(thresholds)),
-    }
+    model = np.array([
+        (np.sum(weight * y * (risk >= t)) - np.sum(weight * (1 - y) * (risk >= t)) * o) / total
+        for t, o in zip(thresholds, odds)
+    ])
+    return {"threshold": thresholds, "model": model,
+            "treat_all": prevalence - (1 - prevalence) * odds, "treat_none": np.zeros(len(thresholds))}
 
 
 class RankedScores:
@@ -223,16 +216,8 @@ def log_loss_over_null(y: np.ndarray, risk: np.ndarray, weight: np.ndarray) -> f
     return weighted_log_loss(y, risk, weight) / null
 
 
-def evaluate_at_horizon(
-    y: np.ndarray,
-    risk: np.ndarray,
-    weight: np.ndarray,
-    true_risk: np.ndarray | None = None,
-    *,
-    bootstrap: int = 0,
-    seed: int = 0,
-    detail: bool = True,
-) -> dict[str, float]:
+def evaluate_at_horizon(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, true_risk: np.ndarray | None = None,
+                        *, bootstrap: int = 0, seed: int = 0, detail: bool = True) -> dict[str, float]:
     """TRIPOD+AI metrics of risks at one horizon, on rows whose status is known (IPCW ``weight > 0``).
 
     Parameters
@@ -259,10 +244,8 @@ def evaluate_at_horizon(
     """
     metrics = {"mean_risk": float(np.mean(risk))}
     if true_risk is not None:
-        metrics |= {
-            "mean_abs_risk_error": float(np.mean(np.abs(risk - true_risk))),
-            "mean_true_risk": float(np.mean(true_risk)),
-        }
+        metrics |= {"mean_abs_risk_error": float(np.mean(np.abs(risk - true_risk))),
+                    "mean_true_risk": float(np.mean(true_risk))}
     known = weight > 0
     y, risk_k, weight = y[known], risk[known], weight[known]
     truth = true_risk[known] if true_risk is not None else None
@@ -301,11 +284,8 @@ def _loss_metrics(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, n: int) -
 def _oracle_metrics(y: np.ndarray, truth: np.ndarray, weight: np.ndarray, auroc: float) -> dict[str, float]:
     """The true risk's own AUROC and calibration slope on the same rows, and the model's AUROC over the oracle's."""
     oracle_auroc = RankedScores(y, truth).auroc_auprc(weight)[0]
-    return {
-        "oracle_auroc": oracle_auroc,
-        "oracle_calibration_slope": weighted_calibration(y, truth, weight)[0],
-        "auroc_over_oracle": auroc / oracle_auroc,
-    }
+    return {"oracle_auroc": oracle_auroc, "oracle_calibration_slope": weighted_calibration(y, truth, weight)[0],
+            "auroc_over_oracle": auroc / oracle_auroc}
 
 
 def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -319,15 +299,8 @@ def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndar
     return lo, hi
 
 
-def _bootstrap_intervals(
-    y: np.ndarray,
-    risk: np.ndarray,
-    weight: np.ndarray,
-    truth: np.ndarray | None,
-    ranked: RankedScores,
-    bootstrap: int,
-    seed: int,
-) -> dict[str, float]:
+def _bootstrap_intervals(y: np.ndarray, risk: np.ndarray, weight: np.ndarray, truth: np.ndarray | None,
+                         ranked: RankedScores, bootstrap: int, seed: int) -> dict[str, float]:
     """Percentile 95% intervals over patient resamples (IPCW weights kept) of the AUROC, AUPRC, calibration
     slope and O/E, and with the truth of the slope minus the oracle's (paired on the same resamples)."""
     rng = np.random.default_rng(seed)
@@ -339,13 +312,12 @@ def _bootstrap_intervals(
         if 0 < np.sum(resampled * y) < np.sum(resampled):
             slope = calibration_slope_fast(y, lp_model, resampled)
             gap = slope - calibration_slope_fast(y, lp_oracle, resampled) if truth is not None else np.nan
-            draws.append((*ranked.auroc_auprc(resampled), slope, np.sum(resampled * y) / np.sum(resampled * risk), gap))
+            draws.append((*ranked.auroc_auprc(resampled), slope,
+                          np.sum(resampled * y) / np.sum(resampled * risk), gap))
     lo, hi = percentile_interval(np.array(draws))
-    intervals = {
-        f"{name}_{end}": float(value[k])
-        for k, name in enumerate(("auroc", "auprc", "calibration_slope", "observed_over_expected"))
-        for end, value in (("lo", lo), ("hi", hi))
-    }
+    intervals = {f"{name}_{end}": float(value[k]) for k, name in
+                 enumerate(("auroc", "auprc", "calibration_slope", "observed_over_expected"))
+                 for end, value in (("lo", lo), ("hi", hi))}
     if truth is not None:
         intervals |= {"slope_minus_oracle_lo": float(lo[4]), "slope_minus_oracle_hi": float(hi[4])}
     return intervals
@@ -406,11 +378,8 @@ def evaluate_against_truth(risk: np.ndarray, true_risk: np.ndarray) -> dict[str,
     """
     risk = np.asarray(risk, dtype=float)
     true_risk = np.asarray(true_risk, dtype=float)
-    metrics = {
-        "mean_risk": float(risk.mean()),
-        "mean_true_risk": float(true_risk.mean()),
-        "mean_abs_risk_error": float(np.mean(np.abs(risk - true_risk))),
-    }
+    metrics = {"mean_risk": float(risk.mean()), "mean_true_risk": float(true_risk.mean()),
+               "mean_abs_risk_error": float(np.mean(np.abs(risk - true_risk)))}
     if metrics["mean_true_risk"] > 0:
         metrics["mean_risk_over_true"] = metrics["mean_risk"] / metrics["mean_true_risk"]
     if not 0 < true_risk.sum() < len(true_risk) or len(np.unique(risk)) < 2:
@@ -420,22 +389,13 @@ def evaluate_against_truth(risk: np.ndarray, true_risk: np.ndarray) -> dict[str,
     y, risks, truth, weight = y[keep], risks[keep], truth[keep], weight[keep]
     auroc = RankedScores(y, risks).auroc_auprc(weight)[0]
     oracle = RankedScores(y, truth).auroc_auprc(weight)[0]
-    metrics |= {
-        "auroc": auroc,
-        "oracle_auroc": oracle,
-        "auroc_over_oracle": auroc / oracle,
-        "calibration_slope": calibration_slope_fast(y, logit(np.clip(risks, _EPS, 1 - _EPS)), weight),
-    }
+    metrics |= {"auroc": auroc, "oracle_auroc": oracle, "auroc_over_oracle": auroc / oracle,
+                "calibration_slope": calibration_slope_fast(y, logit(np.clip(risks, _EPS, 1 - _EPS)), weight)}
     return metrics
 
 
-def evaluate_contrast(
-    predicted: dict[str, np.ndarray],
-    truth: dict[str, np.ndarray],
-    treatment: np.ndarray,
-    own_true_risk: np.ndarray,
-    own_risk: np.ndarray,
-) -> dict[str, float]:
+def evaluate_contrast(predicted: dict[str, np.ndarray], truth: dict[str, np.ndarray], treatment: np.ndarray,
+                      own_true_risk: np.ndarray, own_risk: np.ndarray) -> dict[str, float]:
     """The alemtuzumab-minus-interferon contrast at one horizon against the simulator's truth.
 
     Parameters
@@ -466,11 +426,8 @@ def evaluate_contrast(
             metrics["between_arms_over_true"] = between / true_between
     excess = predicted["alemtuzumab"] - predicted["interferon_beta_1a"]
     true_excess = truth["alemtuzumab"] - truth["interferon_beta_1a"]
-    metrics |= {
-        "mean_predicted_excess": float(excess.mean()),
-        "mean_true_excess": float(true_excess.mean()),
-        "excess_mean_abs_error": float(np.mean(np.abs(excess - true_excess))),
-    }
+    metrics |= {"mean_predicted_excess": float(excess.mean()), "mean_true_excess": float(true_excess.mean()),
+                "excess_mean_abs_error": float(np.mean(np.abs(excess - true_excess)))}
     if np.std(excess) > 0 and np.std(true_excess) > 0:
         metrics["excess_correlation"] = float(np.corrcoef(excess, true_excess)[0, 1])
     return metrics
@@ -499,28 +456,13 @@ def population_curve_figure(curves: dict[str, dict[str, np.ndarray]], published:
         colour = colours.get(treatment, "black")
         inside = ~c["extrapolated"]
         last_inside = int(np.flatnonzero(inside).max()) if inside.any() else 0
-        axes.plot(
-            c["months"][: last_inside + 1],
-            100 * c["predicted"][: last_inside + 1],
-            color=colour,
-            label=f"{treatment}: model",
-        )
+        axes.plot(c["months"][:last_inside + 1], 100 * c["predicted"][:last_inside + 1], color=colour,
+                  label=f"{treatment}: model")
         if (~inside).any():
-            axes.plot(
-                c["months"][last_inside:],
-                100 * c["predicted"][last_inside:],
-                color=colour,
-                linestyle="--",
-                label=f"{treatment}: model, extrapolated",
-            )
-        axes.plot(
-            c["months"],
-            100 * c["true"],
-            color=colour,
-            linestyle=":",
-            alpha=0.7,
-            label=f"{treatment}: simulator's truth",
-        )
+            axes.plot(c["months"][last_inside:], 100 * c["predicted"][last_inside:], color=colour,
+                      linestyle="--", label=f"{treatment}: model, extrapolated")
+        axes.plot(c["months"], 100 * c["true"], color=colour, linestyle=":", alpha=0.7,
+                  label=f"{treatment}: simulator's truth")
     for treatment, month, risk, label in published:
         axes.plot([month], [100 * risk], marker="o", color=colours.get(treatment, "black"), linestyle="none")
         axes.annotate(label, (month, 100 * risk), textcoords="offset points", xytext=(4, 4), fontsize=7)

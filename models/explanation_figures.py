@@ -17,8 +17,8 @@ import numpy as np
 
 from features.schema import EXPLANATION_SCALE, FEATURES_BY_NAME, RESEARCH_NOTICE
 
-UP = "#a61b1b"  # raises the risk (the page's colours)
-DOWN = "#17683a"  # lowers it
+UP = "#a61b1b"      # raises the risk (the page's colours)
+DOWN = "#17683a"    # lowers it
 LEVEL = "#6b7583"
 UNKNOWN = "#9a9a9a"  # a value not provided, in a beeswarm
 NOT_PROVIDED = "not provided"
@@ -62,9 +62,8 @@ class RiskShare:
     share: float
 
 
-def risk_shares(
-    base_value: float, shap: dict[str, float], risk: float, reference: float | None = None
-) -> list[RiskShare]:
+def risk_shares(base_value: float, shap: dict[str, float], risk: float, reference: float | None = None
+                ) -> list[RiskShare]:
     """Each input's part in the change from the reference patient's risk to this patient's.
 
     The log-scale values add up exactly, the changes in risk do not: the same log-scale step moves a
@@ -150,45 +149,23 @@ def waterfall_figure(panels: list[dict]):
         axes.set_xlim(max(0.0, low - 0.55 * span), high + 0.45 * span)
         for row, share in enumerate(shares, start=1):
             end = 100 * (reference + sum(s.share for s in shares[:row]))
-            axes.text(
-                max(end, end - 100 * share.share) + 0.01 * span,
-                row,
-                f" {_points(share.share)}  (log {share.value:+.3f})",
-                va="center",
-                fontsize=8,
-                color=UP if share.share >= 0 else DOWN,
-            )
-        axes.text(
-            100 * reference + 0.01 * span,
-            0,
-            f" {_percent(reference)}  (log {panel['base_value']:.3f})",
-            va="center",
-            fontsize=8,
-        )
+            axes.text(max(end, end - 100 * share.share) + 0.01 * span, row,
+                      f" {_points(share.share)}  (log {share.value:+.3f})", va="center", fontsize=8,
+                      color=UP if share.share >= 0 else DOWN)
+        axes.text(100 * reference + 0.01 * span, 0, f" {_percent(reference)}  (log {panel['base_value']:.3f})",
+                  va="center", fontsize=8)
         total = panel["base_value"] + sum(panel["shap"].values())
-        axes.text(
-            100 * panel["risk"] + 0.01 * span,
-            len(names) - 1,
-            f" {_percent(panel['risk'])}  (log {total:.3f})",
-            va="center",
-            fontsize=8,
-            fontweight="bold",
-        )
+        axes.text(100 * panel["risk"] + 0.01 * span, len(names) - 1,
+                  f" {_percent(panel['risk'])}  (log {total:.3f})", va="center", fontsize=8, fontweight="bold")
         axes.set_yticks(range(len(names)), names, fontsize=8)
         axes.invert_yaxis()
         axes.spines[["top", "right"]].set_visible(False)
         axes.set_xlabel("risk of onset (%); each bar: the input's part in percentage points", fontsize=8)
-        axes.set_title(
-            panel["title"] + (" (extrapolated)" if panel.get("extrapolated") else ""), fontsize=10, loc="left"
-        )
+        axes.set_title(panel["title"] + (" (extrapolated)" if panel.get("extrapolated") else ""), fontsize=10,
+                       loc="left")
     scale = panels[0].get("scale", EXPLANATION_SCALE)
-    figure.suptitle(
-        f"{RESEARCH_NOTICE}\nParts in points: the exact SHAP values (in brackets, on the {scale} "
-        "scale), rescaled to add up to the change in risk.",
-        fontsize=8,
-        x=0.01,
-        ha="left",
-    )
+    figure.suptitle(f"{RESEARCH_NOTICE}\nParts in points: the exact SHAP values (in brackets, on the {scale} "
+                    "scale), rescaled to add up to the change in risk.", fontsize=8, x=0.01, ha="left")
     return figure
 
 
@@ -260,9 +237,8 @@ def beeswarm_figure(shap: np.ndarray, values: np.ndarray, names: list[str], titl
         colour = _colour_scale(values[:, column])
         known = ~np.isnan(colour)
         axes.scatter(x[~known], y[~known], s=size, color=UNKNOWN, linewidths=0, rasterized=True)
-        axes.scatter(
-            x[known], y[known], s=size, c=colour[known], cmap=cmap, vmin=0, vmax=1, linewidths=0, rasterized=True
-        )
+        axes.scatter(x[known], y[known], s=size, c=colour[known], cmap=cmap, vmin=0, vmax=1, linewidths=0,
+                     rasterized=True)
     axes.axvline(0, color="#555555", linewidth=0.8)
     axes.set_yticks(range(len(names)), [label(names[c]) for c in order], fontsize=8)
     axes.set_ylim(-0.6, len(names) - 0.4)

@@ -48,10 +48,8 @@ def headline_frame(metrics: dict[str, float], endpoints, predictors=(), *, cover
         row = {"endpoint": e, "events": get(endpoint_metric(e, "events"))}
         row |= {m: get(endpoint_metric(e, m)) for m in HEADLINE_METRICS}
         for p in predictors:
-            row |= {
-                f"delta_auroc_{p}{end}": get(added_value_metric(p, e, f"delta_auroc{end}"))
-                for end in ("", "_lo", "_hi")
-            }
+            row |= {f"delta_auroc_{p}{end}": get(added_value_metric(p, e, f"delta_auroc{end}"))
+                    for end in ("", "_lo", "_hi")}
         if coverage_metric is not None:
             row["interval_coverage"] = get(coverage_metric(e))
         rows.append(row)
@@ -67,28 +65,16 @@ def _number(value: float, digits: int, sign: bool = False) -> str:
 def headline_markdown(frame: pd.DataFrame, predictors=()) -> str:
     """The headline table as Markdown ("—" where not measured)."""
     coverage = "interval_coverage" in frame
-    header = [
-        "endpoint",
-        "onsets",
-        "AUROC (95% CI)",
-        "AUROC / oracle's",
-        "calibration slope (oracle's)",
-        *[f"ΔAUROC {p} (95% CI)" for p in predictors],
-    ]
+    header = ["endpoint", "onsets", "AUROC (95% CI)", "AUROC / oracle's", "calibration slope (oracle's)",
+              *[f"ΔAUROC {p} (95% CI)" for p in predictors]]
     if coverage:
         header.append("true risk inside the 95% risk interval (benchmark, alemtuzumab arm)")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in frame.to_dict("records"):
-        auroc = _number(r["auroc"], 3) + (
-            f" ({r['auroc_lo']:.3f}–{r['auroc_hi']:.3f})" if np.isfinite(r["auroc_lo"]) else ""
-        )
-        cells = [
-            r["endpoint"],
-            _number(r["events"], 0),
-            auroc,
-            _number(r["auroc_over_oracle"], 3),
-            f"{_number(r['calibration_slope'], 2)} ({_number(r['oracle_calibration_slope'], 2)})",
-        ]
+        auroc = _number(r["auroc"], 3) + (f" ({r['auroc_lo']:.3f}–{r['auroc_hi']:.3f})"
+                                          if np.isfinite(r["auroc_lo"]) else "")
+        cells = [r["endpoint"], _number(r["events"], 0), auroc, _number(r["auroc_over_oracle"], 3),
+                 f"{_number(r['calibration_slope'], 2)} ({_number(r['oracle_calibration_slope'], 2)})"]
         for p in predictors:
             d, lo, hi = (r[f"delta_auroc_{p}{end}"] for end in ("", "_lo", "_hi"))
             cells.append(_number(d, 4, sign=True) + (f" ({lo:+.4f} to {hi:+.4f})" if np.isfinite(lo) else ""))
@@ -101,9 +87,7 @@ def headline_markdown(frame: pd.DataFrame, predictors=()) -> str:
 def run_description(*, experiment: str, family: str, version: str | None, table: str, notes: str = "") -> str:
     """The description of a family's run (MLflow shows it first on the run page): what the run is, then the table."""
     registered = f", registered as version {version}" if version else ""
-    return (
-        f"**{experiment} / {family}**{registered}. Held-out split, IPCW; the oracle is the simulator's true "
-        f"risk on the same patients. Everything else: metrics (filter by prefix: `bench_`, `ext_`, `truth_`, "
-        f"`contrast_`, `added_`, `sub_`), `model_card/model_card.md` and the plots under Artifacts."
-        f"{(' ' + notes) if notes else ''}\n\n{table}\n"
-    )
+    return (f"**{experiment} / {family}**{registered}. Held-out split, IPCW; the oracle is the simulator's true "
+            f"risk on the same patients. Everything else: metrics (filter by prefix: `bench_`, `ext_`, `truth_`, "
+            f"`contrast_`, `added_`, `sub_`), `model_card/model_card.md` and the plots under Artifacts."
+            f"{(' ' + notes) if notes else ''}\n\n{table}\n")

@@ -106,16 +106,8 @@ class AddedValue:
 # --------------------------------------------------------------------------- the statistics
 
 
-def delta_auroc(
-    y: np.ndarray,
-    risk_new: np.ndarray,
-    risk_old: np.ndarray,
-    weight: np.ndarray,
-    *,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> AurocComparison:
+def delta_auroc(y: np.ndarray, risk_new: np.ndarray, risk_old: np.ndarray, weight: np.ndarray, *,
+                bootstrap: int = 1000, seed: int = 0, level: float = 0.95) -> AurocComparison:
     """Difference in IPCW time-dependent AUROC, new minus old, with a paired bootstrap interval.
 
     Parameters
@@ -149,16 +141,8 @@ def delta_auroc(
     return AurocComparison(new=new, old=old, difference=_estimate(new - old, draws, level))
 
 
-def net_reclassification(
-    y: np.ndarray,
-    risk_new: np.ndarray,
-    risk_old: np.ndarray,
-    weight: np.ndarray,
-    *,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> EventSplit:
+def net_reclassification(y: np.ndarray, risk_new: np.ndarray, risk_old: np.ndarray, weight: np.ndarray, *,
+                         bootstrap: int = 1000, seed: int = 0, level: float = 0.95) -> EventSplit:
     """Continuous (category-free) NRI for events, for non-events and in total, IPCW-weighted.
 
     Parameters and resampling as in :func:`delta_auroc`.
@@ -179,16 +163,8 @@ def net_reclassification(
     return _split(statistic(weight), _replicates(statistic, y, weight, bootstrap, seed), level)
 
 
-def integrated_discrimination(
-    y: np.ndarray,
-    risk_new: np.ndarray,
-    risk_old: np.ndarray,
-    weight: np.ndarray,
-    *,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> EventSplit:
+def integrated_discrimination(y: np.ndarray, risk_new: np.ndarray, risk_old: np.ndarray, weight: np.ndarray, *,
+                              bootstrap: int = 1000, seed: int = 0, level: float = 0.95) -> EventSplit:
     """IDI for events, for non-events and in total, IPCW-weighted.
 
     Parameters and resampling as in :func:`delta_auroc`.
@@ -210,17 +186,9 @@ def integrated_discrimination(
     return _split(statistic(weight), _replicates(statistic, y, weight, bootstrap, seed), level)
 
 
-def net_benefit_difference(
-    y: np.ndarray,
-    risk_new: np.ndarray,
-    risk_old: np.ndarray,
-    weight: np.ndarray,
-    thresholds: np.ndarray = DEFAULT_THRESHOLDS,
-    *,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> NetBenefitDifference:
+def net_benefit_difference(y: np.ndarray, risk_new: np.ndarray, risk_old: np.ndarray, weight: np.ndarray,
+                           thresholds: np.ndarray = DEFAULT_THRESHOLDS, *, bootstrap: int = 1000, seed: int = 0,
+                           level: float = 0.95) -> NetBenefitDifference:
     """Net benefit of each model over a range of threshold risks and its difference, new minus old.
 
     Parameters
@@ -252,17 +220,9 @@ def net_benefit_difference(
     return NetBenefitDifference(threshold=thresholds, new=new, old=old, difference=new - old, lo=lo, hi=hi)
 
 
-def added_value(
-    y: np.ndarray,
-    risk_new: np.ndarray,
-    risk_old: np.ndarray,
-    weight: np.ndarray,
-    thresholds: np.ndarray = DEFAULT_THRESHOLDS,
-    *,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> AddedValue:
+def added_value(y: np.ndarray, risk_new: np.ndarray, risk_old: np.ndarray, weight: np.ndarray,
+                thresholds: np.ndarray = DEFAULT_THRESHOLDS, *, bootstrap: int = 1000, seed: int = 0,
+                level: float = 0.95) -> AddedValue:
     """ΔAUROC, NRI, IDI and Δ net benefit of one predictor, all on the same bootstrap resamples.
 
     Parameters and returns as in the four functions it calls.
@@ -302,15 +262,11 @@ def bootstrap_weights(weight: np.ndarray, bootstrap: int, seed: int) -> Iterator
         yield weight * rng.multinomial(len(weight), uniform)
 
 
-def _replicates(
-    statistic: Callable[[np.ndarray], float | np.ndarray], y: np.ndarray, weight: np.ndarray, bootstrap: int, seed: int
-) -> np.ndarray:
+def _replicates(statistic: Callable[[np.ndarray], float | np.ndarray], y: np.ndarray, weight: np.ndarray,
+                bootstrap: int, seed: int) -> np.ndarray:
     """The statistic on every resample that still has events and non-events, stacked on axis 0."""
-    draws = [
-        statistic(w)
-        for w in bootstrap_weights(weight, bootstrap, seed)
-        if np.sum(w * y) > 0 and np.sum(w * (1 - y)) > 0
-    ]
+    draws = [statistic(w) for w in bootstrap_weights(weight, bootstrap, seed)
+             if np.sum(w * y) > 0 and np.sum(w * (1 - y)) > 0]
     return np.array(draws, dtype=float)
 
 
@@ -333,9 +289,8 @@ def _split(values: np.ndarray, draws: np.ndarray, level: float) -> EventSplit:
     return EventSplit(events=parts[0], nonevents=parts[1], total=parts[2])
 
 
-def _known(
-    y: np.ndarray, risk_new: np.ndarray, risk_old: np.ndarray, weight: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _known(y: np.ndarray, risk_new: np.ndarray, risk_old: np.ndarray,
+           weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The patients whose status is known (positive weight), after checking the inputs."""
     y = np.asarray(y)
     arrays = [np.asarray(a, dtype=float) for a in (risk_new, risk_old, weight)]

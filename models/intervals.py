@@ -58,16 +58,8 @@ MONTH_GRID = (1, 3, 6, 12, 18, 24, 30, 36, 42, 48, 60, 72)
 # The learned spread's booster: small, because it runs for every patient and horizon (40 trees of depth 3
 # follow the refits' spread with a correlation of about 0.85 on unseen patients, 150 of depth 4 with 0.89
 # at three times the cost), and smoothed, because each target is itself an estimate from B refits.
-SPREAD_PARAMS = {
-    "objective": "reg:squarederror",
-    "max_depth": 3,
-    "eta": 0.25,
-    "min_child_weight": 50.0,
-    "subsample": 0.8,
-    "lambda": 5.0,
-    "seed": 0,
-    "tree_method": "hist",
-}
+SPREAD_PARAMS = {"objective": "reg:squarederror", "max_depth": 3, "eta": 0.25, "min_child_weight": 50.0,
+                 "subsample": 0.8, "lambda": 5.0, "seed": 0, "tree_method": "hist"}
 SPREAD_ROUNDS = 40
 REFERENCE_ROWS = 20_000
 
@@ -102,7 +94,7 @@ def interval_variance(spread, X: np.ndarray, horizons) -> np.ndarray:
     model's own error) are estimated from all the held-out or local patients and enter as they are.
     """
     refit = refit_log_sd(spread, X, horizons)
-    return spread.log_sd(X, horizons) ** 2 + ((quantile(spread.refits) / Z) ** 2 - 1.0) * refit**2
+    return spread.log_sd(X, horizons) ** 2 + ((quantile(spread.refits) / Z) ** 2 - 1.0) * refit ** 2
 
 
 def interval(log_hazard: np.ndarray, log_sd: np.ndarray, refits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -136,15 +128,14 @@ def affine_coefficients(estimator: LinearCoxRegression) -> np.ndarray:
     values, indicators = weight[:p], weight[p:]
     theta = np.zeros(2 * p + 1)
     theta[:p] = values
-    theta[p : 2 * p] = values * estimator.medians_
+    theta[p:2 * p] = values * estimator.medians_
     theta[p + estimator.indicated_] += indicators
     theta[-1] = -np.sum(weight * estimator.mean_)
     return theta
 
 
-def refit_linear(
-    fitted: LinearCoxRegression, X: np.ndarray, event: np.ndarray, time: np.ndarray
-) -> LinearCoxRegression:
+def refit_linear(fitted: LinearCoxRegression, X: np.ndarray, event: np.ndarray, time: np.ndarray
+                 ) -> LinearCoxRegression:
     """``fitted``'s whole procedure on new data (imputation, indicators, scaling, the penalised Cox
     fit), by :func:`cox_newton` started from its coefficients: the model
     ``LinearCoxRegression(alpha).fit(X, y)`` gives (a test checks it), faster."""
@@ -190,14 +181,12 @@ class BootstrapRefits:
         """
         strata = treatment_index(X)
         own = self.original.log_cumulative_hazard(self.original.log_relative_hazard(X), strata, horizons)
-        return np.stack(
-            [refit.log_cumulative_hazard(refit.log_relative_hazard(X), strata, horizons) - own for refit in self.refits]
-        )
+        return np.stack([refit.log_cumulative_hazard(refit.log_relative_hazard(X), strata, horizons) - own
+                         for refit in self.refits])
 
 
-def bootstrap_refits(
-    original: StratifiedCox, X: np.ndarray, event: np.ndarray, time: np.ndarray, *, refits: int, seed: int
-) -> BootstrapRefits:
+def bootstrap_refits(original: StratifiedCox, X: np.ndarray, event: np.ndarray, time: np.ndarray, *,
+                     refits: int, seed: int) -> BootstrapRefits:
     """Refit ``original``'s whole procedure on ``refits`` bootstrap resamples of its training rows.
 
     Parameters
@@ -225,7 +214,8 @@ def bootstrap_refits(
         if isinstance(original, StratifiedCox) and isinstance(original.estimator_, LinearCoxRegression):
             refit = StratifiedCox(estimator=original.estimator)
             refit.estimator_ = refit_linear(original.estimator_, Xb, eb, tb)
-            refit.baseline_ = breslow_baselines(refit.estimator_.predict(Xb), eb.astype(bool), tb, treatment_index(Xb))
+            refit.baseline_ = breslow_baselines(refit.estimator_.predict(Xb), eb.astype(bool), tb,
+                                                treatment_index(Xb))
         else:  # the whole procedure again: any family
             refit = clone(original).fit(Xb, survival_target(eb, tb))
         fitted.append(refit)
@@ -266,7 +256,7 @@ class LinearSpread:
         baseline_c = self.log_baseline - self.log_baseline.mean(axis=0)
         self._covariance = theta_c.T @ theta_c / (refits - 1)  # (q, q)
         self._cross = np.einsum("bq,bst->stq", theta_c, baseline_c) / (refits - 1)  # (S, 73, q)
-        self._baseline_variance = (baseline_c**2).sum(axis=0) / (refits - 1)  # (S, 73)
+        self._baseline_variance = (baseline_c ** 2).sum(axis=0) / (refits - 1)  # (S, 73)
 
     @property
     def refits(self) -> int:
@@ -281,10 +271,8 @@ class LinearSpread:
             return np.concatenate([np.zeros((len(cumulative), 1)), np.log(cumulative[:, 1:])], axis=1)
 
         log0 = log_after_month_0(refits.original.baseline_.cumulative)
-        return cls(
-            np.stack([affine_coefficients(r.estimator_) - theta0 for r in refits.refits]),
-            np.stack([log_after_month_0(r.baseline_.cumulative) - log0 for r in refits.refits]),
-        )
+        return cls(np.stack([affine_coefficients(r.estimator_) - theta0 for r in refits.refits]),
+                   np.stack([log_after_month_0(r.baseline_.cumulative) - log0 for r in refits.refits]))
 
     def log_sd(self, X: np.ndarray, horizons) -> np.ndarray:
         """Bootstrap SD of ``log H(t | x)`` per patient and horizon, shape (n, H), for a bounded matrix."""
@@ -293,9 +281,7 @@ class LinearSpread:
         months = np.asarray(horizons, dtype=int)
         variance = np.einsum("nq,nq->n", design @ self._covariance, design)[:, None]
         cross = self._cross[:, months]  # (S, H, q)
-        variance = (
-            variance + 2 * np.einsum("nq,nhq->nh", design, cross[strata]) + self._baseline_variance[:, months][strata]
-        )
+        variance = variance + 2 * np.einsum("nq,nhq->nh", design, cross[strata]) + self._baseline_variance[:, months][strata]
         return np.sqrt(np.maximum(variance, 0.0))
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -334,7 +320,8 @@ class LearnedSpread:
         self.tables_ = TreeShapTables.from_booster(booster, booster.num_features())
 
     @classmethod
-    def from_refits(cls, refits: BootstrapRefits, X: np.ndarray, months=MONTH_GRID, *, seed: int = 0) -> LearnedSpread:
+    def from_refits(cls, refits: BootstrapRefits, X: np.ndarray, months=MONTH_GRID, *,
+                    seed: int = 0) -> LearnedSpread:
         """Measure the refits' spread on the patients of ``X`` (a bounded matrix) at ``months`` and learn it."""
         import xgboost as xgb
 
@@ -392,6 +379,7 @@ def load_spread(entry: dict, folder: Path, outcome: str) -> Spread:
     raise ValueError(f"intervals of outcome {outcome}: unknown kind {entry['kind']!r}")
 
 
+
 # --------------------------------------------------------------------------- how every front door names it
 
 INTERVAL_NAME = f"{LEVEL:.0%} bootstrap interval"
@@ -411,24 +399,14 @@ def describe_spread(spread: Spread | None) -> dict | None:
     while hasattr(inner, "inner"):  # a recalibration's, the model error's: wrapped around the refits' own
         kinds.append(inner.kind)
         inner = inner.inner
-    how = (
-        "their variance in closed form"
-        if isinstance(inner, LinearSpread)
-        else "their spread learned by a small booster"
-    )
+    how = ("their variance in closed form" if isinstance(inner, LinearSpread)
+           else "their spread learned by a small booster")
     local = " and of the recalibration on local patients" if "recalibrated" in kinds else ""
-    error = (
-        ", with the model's own error measured on the held-out split's observed outcomes"
-        if "with-model-error" in kinds
-        else ""
-    )
-    return {
-        "name": INTERVAL_NAME,
-        "level": LEVEL,
-        "refits": spread.refits,
-        "method": f"± {Z:.2f} SDs of the log cumulative hazard: its SD over bootstrap refits of the whole "
-        f"fitting procedure taken at Student's t for {spread.refits} refits "
-        f"({quantile(spread.refits):.2f}){local} (prediction instability; {how}){error}, widened "
-        "where a horizon is extrapolated and for inputs not provided; from 0 to the "
-        "rule of three's bound for a treatment without training onsets",
-    }
+    error = (", with the model's own error measured on the held-out split's observed outcomes"
+             if "with-model-error" in kinds else "")
+    return {"name": INTERVAL_NAME, "level": LEVEL, "refits": spread.refits,
+            "method": f"± {Z:.2f} SDs of the log cumulative hazard: its SD over bootstrap refits of the whole "
+                      f"fitting procedure taken at Student's t for {spread.refits} refits "
+                      f"({quantile(spread.refits):.2f}){local} (prediction instability; {how}){error}, widened "
+                      "where a horizon is extrapolated and for inputs not provided; from 0 to the "
+                      "rule of three's bound for a treatment without training onsets"}

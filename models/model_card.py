@@ -29,13 +29,10 @@ def html_page(markdown_text: str, title: str, *, width_em: int = 80) -> str:
     """``markdown_text`` as a standalone HTML page (its tables rendered), ``width_em`` wide at most."""
     import markdown
 
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>" + title + "</title><style>"
-        f"body{{font-family:sans-serif;max-width:{width_em}em;margin:2em auto}}table{{border-collapse:collapse;"
-        "font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style></head><body>"
-        + markdown.markdown(markdown_text, extensions=["tables"])
-        + "</body></html>"
-    )
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>" + title + "</title><style>"
+            f"body{{font-family:sans-serif;max-width:{width_em}em;margin:2em auto}}table{{border-collapse:collapse;"
+            "font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style></head><body>"
+            + markdown.markdown(markdown_text, extensions=["tables"]) + "</body></html>")
 
 
 @dataclass(frozen=True)
@@ -60,28 +57,15 @@ def _with_interval(metrics: dict, key: str) -> str:
 
 def performance_table(metrics: dict, endpoints, prefix: str = "") -> str:
     """Markdown table of the metrics against observed outcomes per endpoint (95% bootstrap intervals where computed)."""
-    header = (
-        "| endpoint | AUROC (95% CI) | oracle AUROC | AUROC / oracle | AUPRC (95% CI) | Brier (IPCW) | "
-        "calibration slope | oracle's slope | calibration intercept | O/E | ICI | "
-        "mean abs. error vs true risk | events |"
-    )
+    header = ("| endpoint | AUROC (95% CI) | oracle AUROC | AUROC / oracle | AUPRC (95% CI) | Brier (IPCW) | "
+              "calibration slope | oracle's slope | calibration intercept | O/E | ICI | "
+              "mean abs. error vs true risk | events |")
     rows = [header, "|" + "---|" * 13]
     for e in endpoints:
         if not np.isfinite(metrics.get(endpoint_metric(e, "auroc", prefix), np.nan)):
             continue  # no patient of this cohort was followed to the horizon
-        rows.append(
-            "| "
-            + " | ".join(
-                [
-                    e,
-                    *(
-                        (_with_interval if m in WITH_INTERVALS else _value)(metrics, endpoint_metric(e, m, prefix))
-                        for m in CARD_METRICS
-                    ),
-                ]
-            )
-            + " |"
-        )
+        rows.append("| " + " | ".join([e, *((_with_interval if m in WITH_INTERVALS else _value)(
+            metrics, endpoint_metric(e, m, prefix)) for m in CARD_METRICS)]) + " |")
     return "\n".join(rows)
 
 
@@ -93,19 +77,14 @@ def truth_table(rows: pd.DataFrame) -> str:
     """Markdown: per cohort, arm and endpoint, mean predicted against mean true risk, and discrimination."""
     if rows.empty:
         return "—"
-    lines = [
-        "| cohort | treatment | endpoint | n | mean risk | mean true risk | ratio | mean abs. error | "
-        "AUROC / oracle's | calibration slope |",
-        "|" + "---|" * 10,
-    ]
+    lines = ["| cohort | treatment | endpoint | n | mean risk | mean true risk | ratio | mean abs. error | "
+             "AUROC / oracle's | calibration slope |", "|" + "---|" * 10]
     for r in rows.itertuples():
         get = lambda m: getattr(r, m, np.nan)  # noqa: E731
-        lines.append(
-            f"| {r.cohort} | {r.treatment} | {r.endpoint} | {r.n} | {100 * get('mean_risk'):.2f}% | "
-            f"{100 * get('mean_true_risk'):.2f}% | {_number(get('mean_risk_over_true'))} | "
-            f"{100 * get('mean_abs_risk_error'):.2f} pts | {_number(get('auroc_over_oracle'))} | "
-            f"{_number(get('calibration_slope'))} |"
-        )
+        lines.append(f"| {r.cohort} | {r.treatment} | {r.endpoint} | {r.n} | {100 * get('mean_risk'):.2f}% | "
+                     f"{100 * get('mean_true_risk'):.2f}% | {_number(get('mean_risk_over_true'))} | "
+                     f"{100 * get('mean_abs_risk_error'):.2f} pts | {_number(get('auroc_over_oracle'))} | "
+                     f"{_number(get('calibration_slope'))} |")
     return "\n".join(lines)
 
 
@@ -113,18 +92,13 @@ def contrast_table(rows: pd.DataFrame) -> str:
     """Markdown: per cohort and endpoint, the alemtuzumab-minus-interferon contrast against the truth."""
     if rows.empty:
         return "—"
-    lines = [
-        "| cohort | endpoint | predicted difference between arms | true difference | ratio | "
-        "per patient: correlation with the true excess | mean abs. error |",
-        "|" + "---|" * 7,
-    ]
+    lines = ["| cohort | endpoint | predicted difference between arms | true difference | ratio | "
+             "per patient: correlation with the true excess | mean abs. error |", "|" + "---|" * 7]
     for r in rows.itertuples():
         get = lambda m: getattr(r, m, np.nan)  # noqa: E731
-        lines.append(
-            f"| {r.cohort} | {r.endpoint} | {100 * get('predicted_between_arms'):.2f} pts | "
-            f"{100 * get('true_between_arms'):.2f} pts | {_number(get('between_arms_over_true'))} | "
-            f"{_number(get('excess_correlation'))} | {100 * get('excess_mean_abs_error'):.2f} pts |"
-        )
+        lines.append(f"| {r.cohort} | {r.endpoint} | {100 * get('predicted_between_arms'):.2f} pts | "
+                     f"{100 * get('true_between_arms'):.2f} pts | {_number(get('between_arms_over_true'))} | "
+                     f"{_number(get('excess_correlation'))} | {100 * get('excess_mean_abs_error'):.2f} pts |")
     return "\n".join(lines)
 
 
@@ -166,21 +140,17 @@ II, the 72-month extension) within stated tolerances (`autorisk cohort-report`).
 odds ratio of {il21.max_odds_ratio:g} above a threshold of {il21.threshold_pg_ml:g} pg/mL (legacy kit),
 after alemtuzumab only. Simulator overrides in this experiment: {config.simulator_overrides or "none"}.""")
     if files:
-        parts.append(
-            "Cohorts of patients from files, with their observed, censored outcomes (no true risk is known "
-            "for them): " + ", ".join(f"`{c.label()}`" for c in files) + ". Records that could not be "
-            "used were rejected, with their reasons, beside the run (never in MLflow)."
-        )
+        parts.append("Cohorts of patients from files, with their observed, censored outcomes (no true risk is known "
+                     "for them): " + ", ".join(f"`{c.label()}`" for c in files) + ". Records that could not be "
+                     "used were rejected, with their reasons, beside the run (never in MLflow).")
     return "\n\n".join(parts) + "\n"
 
 
 def truth_section(evaluation, curves: str) -> str:
     """The card's figures against the simulator's truth; empty where no cohort carries it."""
     if not len(evaluation.truth):
-        return (
-            "## Risk over time against the simulator's truth\n\nNot measured: no cohort of this experiment "
-            "carries the simulator's true risks. Every figure below is against observed outcomes.\n"
-        )
+        return ("## Risk over time against the simulator's truth\n\nNot measured: no cohort of this experiment "
+                "carries the simulator's true risks. Every figure below is against observed outcomes.\n")
     return f"""## Risk over time against the simulator's truth
 Per arm and horizon, on cohorts no model saw: mean predicted risk against the mean of the
 simulator's exact risks of the same patients, and the expected time-dependent AUROC (against the
@@ -202,10 +172,8 @@ def benchmark_section(config, metrics: dict, endpoints: list[str]) -> str:
     """The card's benchmark cohort's figures; empty for an experiment without one."""
     if config.benchmark_cohort is None:
         return ""
-    return (
-        f"## Benchmark cohort: {config.benchmark_cohort.label()}, never used in training\n\n"
-        f"{performance_table(metrics, endpoints, cohort_prefix(BENCHMARK_COHORT))}\n"
-    )
+    return (f"## Benchmark cohort: {config.benchmark_cohort.label()}, never used in training\n\n"
+            f"{performance_table(metrics, endpoints, cohort_prefix(BENCHMARK_COHORT))}\n")
 
 
 @dataclass(frozen=True)
@@ -251,15 +219,10 @@ def subgroup_table(rows: pd.DataFrame) -> str:
     shown = rows.copy()
     for column in SUBGROUP_METRICS:
         shown[column] = shown[column].map(lambda v: "—" if not np.isfinite(v) else f"{v:.3f}")
-    return (
-        "| subgroup | endpoint | n | events | AUROC | calibration slope | calibration intercept | O/E |\n"
-        "|---|---|---|---|---|---|---|---|\n"
-        + "\n".join(
-            f"| {r.subgroup} | {r.endpoint} | {r.n} | {r.events:.0f} | {r.auroc} | {r.calibration_slope} | "
-            f"{r.calibration_intercept} | {r.observed_over_expected} |"
-            for r in shown.itertuples()
-        )
-    )
+    return ("| subgroup | endpoint | n | events | AUROC | calibration slope | calibration intercept | O/E |\n"
+            "|---|---|---|---|---|---|---|---|\n" + "\n".join(
+                f"| {r.subgroup} | {r.endpoint} | {r.n} | {r.events:.0f} | {r.auroc} | {r.calibration_slope} | "
+                f"{r.calibration_intercept} | {r.observed_over_expected} |" for r in shown.itertuples()))
 
 
 def limitations_section(follow_up: dict[str, float]) -> str:
@@ -282,21 +245,18 @@ def _titled(title: str, text: str | None) -> str:
     return f"## {title}\n\n{text}\n" if text else ""
 
 
-def model_card(
-    subject: CardSubject, *, config, simulator, metrics: dict, evaluation, sections: CardSections = CardSections()
-) -> ModelCard:
+def model_card(subject: CardSubject, *, config, simulator, metrics: dict, evaluation,
+               sections: CardSections = CardSections()) -> ModelCard:
     """Build the card of one registered version from its training run's config, metrics and tables
     (:class:`pipelines.evaluation.Evaluation`), with the ``sections`` other steps wrote."""
     endpoints = [endpoint(o, h) for o in config.outcomes for h in config.evaluation_horizons_months]
     external = "\n".join(
         f"### External: {c.name} ({c.label()})\n\n"
         f"{performance_table(metrics, endpoints, cohort_prefix(external_cohort(c.name)))}\n"
-        for c in config.external_cohorts
-    )
+        for c in config.external_cohorts)
     supported = ", ".join(f"{t} {m:g} months" for t, m in subject.follow_up.items())
-    curves = "\n".join(
-        f"![{o}: mean risk by month per treatment](../plots/population_{o}.png)" for o in evaluation.population
-    )
+    curves = "\n".join(f"![{o}: mean risk by month per treatment](../plots/population_{o}.png)"
+                       for o in evaluation.population)
     text = f"""# Model card: {subject.name} version {subject.version} ({subject.family})
 
 **Research tool on synthetic data. Not for clinical decisions.**

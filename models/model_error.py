@@ -44,9 +44,8 @@ def cloglog(risk: np.ndarray | float) -> np.ndarray:
     return np.log(-np.log1p(-np.asarray(risk, dtype=float)))
 
 
-def calibration_residuals(
-    log_hazard: np.ndarray, event: np.ndarray, time: np.ndarray, month: float
-) -> tuple[np.ndarray, np.ndarray] | None:
+def calibration_residuals(log_hazard: np.ndarray, event: np.ndarray, time: np.ndarray, month: float
+                          ) -> tuple[np.ndarray, np.ndarray] | None:
     """Residuals of observed against predicted risk by ``month`` in groups of predicted risk, with their variance.
 
     Parameters
@@ -92,24 +91,18 @@ def heterogeneity_upper(residuals: np.ndarray, variances: np.ndarray, level: flo
     target = float(chi2.ppf((1.0 - level) / 2.0, len(residuals)))
 
     def excess(tau2: float) -> float:
-        return float(np.sum(residuals**2 / (variances + tau2))) - target
+        return float(np.sum(residuals ** 2 / (variances + tau2))) - target
 
     if excess(0.0) <= 0.0:
         return 0.0
-    upper = max(float(np.max(residuals**2)), 1e-6)
+    upper = max(float(np.max(residuals ** 2)), 1e-6)
     while excess(upper) > 0.0:  # Q falls to 0 as tau² grows: a bracket is always found
         upper *= 4.0
     return float(brentq(excess, 0.0, upper, xtol=1e-10))
 
 
-def model_error_variance(
-    log_hazard: np.ndarray,
-    event: np.ndarray,
-    time: np.ndarray,
-    strata: np.ndarray,
-    n_treatments: int,
-    months=MONTH_GRID,
-) -> np.ndarray:
+def model_error_variance(log_hazard: np.ndarray, event: np.ndarray, time: np.ndarray, strata: np.ndarray,
+                         n_treatments: int, months=MONTH_GRID) -> np.ndarray:
     """The model-error variance per treatment and month 0–72 on the log cumulative hazard scale.
 
     Parameters

@@ -48,11 +48,8 @@ VERSION_ORIGIN_TAG = "origin"
 ORIGIN_TRAINING, ORIGIN_RECALIBRATION = "training", "recalibration"
 VERSION_VALIDATIONS_TAG = "validations"
 # A recalibrated version's lineage.
-VERSION_SOURCE_TAG, VERSION_FILE_TAG, VERSION_METHOD_TAG = (
-    "recalibrated_from",
-    "recalibration_file_sha256",
-    "recalibration_method",
-)
+VERSION_SOURCE_TAG, VERSION_FILE_TAG, VERSION_METHOD_TAG = "recalibrated_from", "recalibration_file_sha256", \
+    "recalibration_method"
 
 # The promotion metric and the calibration check it comes with.
 PROMOTION_METRIC = "mean_log_loss_over_null"
@@ -67,41 +64,18 @@ FALLING_RISK_METRIC = "patients_with_falling_risk"
 # Subsets of the metrics against observed outcomes at one horizon (models.evaluation.evaluate_at_horizon),
 # each where it is shown:
 # the model card's performance tables, a column each (AUROC and AUPRC with their 95% intervals);
-CARD_METRICS = (
-    "auroc",
-    "oracle_auroc",
-    "auroc_over_oracle",
-    "auprc",
-    "brier",
-    "calibration_slope",
-    "oracle_calibration_slope",
-    "calibration_intercept",
-    "observed_over_expected",
-    "ici",
-    "mean_abs_risk_error",
-    "events",
-)
+CARD_METRICS = ("auroc", "oracle_auroc", "auroc_over_oracle", "auprc", "brier", "calibration_slope",
+                "oracle_calibration_slope", "calibration_intercept", "observed_over_expected", "ici",
+                "mean_abs_risk_error", "events")
 # the headline table of a family's run (models.headline);
-HEADLINE_METRICS = (
-    "auroc",
-    "auroc_lo",
-    "auroc_hi",
-    "auroc_over_oracle",
-    "calibration_slope",
-    "oracle_calibration_slope",
-)
+HEADLINE_METRICS = ("auroc", "auroc_lo", "auroc_hi", "auroc_over_oracle", "calibration_slope",
+                    "oracle_calibration_slope")
 # per subgroup of the held-out split, at SUBGROUP_HORIZONS_MONTHS (sub_<group>_<endpoint>_<metric>);
 SUBGROUP_METRICS = ("auroc", "calibration_slope", "calibration_intercept", "observed_over_expected")
 SUBGROUP_HORIZONS_MONTHS = (24, 48)
 # what GET /model serves per endpoint of the held-out split and the benchmark cohort;
-SERVED_METRICS = (
-    "auroc",
-    "auroc_lo",
-    "auroc_hi",
-    "calibration_slope",
-    "calibration_intercept",
-    "observed_over_expected",
-)
+SERVED_METRICS = ("auroc", "auroc_lo", "auroc_hi", "calibration_slope", "calibration_intercept",
+                  "observed_over_expected")
 # and against the simulator's truth per arm of the benchmark cohort (models.evaluation.evaluate_against_truth).
 SERVED_TRUTH_METRICS = ("mean_risk", "mean_true_risk", "auroc_over_oracle", "calibration_slope")
 # Learning curves (pipelines.sample_size), per training size.
@@ -112,39 +86,17 @@ CURVE_METRICS = ("auroc", "oracle_auroc", "auroc_over_oracle", "calibration_slop
 # intervals (_lo, _hi), the parts for events and non-events, and the mean net-benefit difference over
 # 5-30%. The run's biomarker/added_value.csv has every figure (the parts' intervals, AUROC with and
 # without, onsets); as metrics, the few a compare view needs keep the run page readable.
-ADDED_VALUE_METRICS = (
-    "delta_auroc",
-    "delta_auroc_lo",
-    "delta_auroc_hi",
-    "nri",
-    "nri_lo",
-    "nri_hi",
-    "nri_events",
-    "nri_nonevents",
-    "idi",
-    "idi_lo",
-    "idi_hi",
-    "idi_events",
-    "idi_nonevents",
-    "delta_net_benefit_mean",
-)
+ADDED_VALUE_METRICS = ("delta_auroc", "delta_auroc_lo", "delta_auroc_hi", "nri", "nri_lo", "nri_hi", "nri_events",
+                       "nri_nonevents", "idi", "idi_lo", "idi_hi", "idi_events", "idi_nonevents",
+                       "delta_net_benefit_mean")
 # The risk intervals on the benchmark cohort (pipelines.intervals): per arm the coverage of the true risk;
 # for both arms together also the coverage from the refits' own spread, the misses above and below, the
 # mean width, the served spread over the refits' (median) and the correlation of their logarithms, and
 # the instability index (mean absolute difference between a refit's risk and the model's), and the RMS
 # error to the true log cumulative hazard over the RMS spread (about 1 when refitting explains the error).
 INTERVAL_ARM_METRICS = ("coverage", "mean_width", "coverage_complete", "mean_width_complete", "complete_share")
-INTERVAL_METRICS = (
-    "coverage",
-    "coverage_refits",
-    "miss_above",
-    "miss_below",
-    "mean_width",
-    "spread_ratio",
-    "spread_correlation",
-    "instability_mape",
-    "error_over_spread",
-)
+INTERVAL_METRICS = ("coverage", "coverage_refits", "miss_above", "miss_below", "mean_width", "spread_ratio",
+                    "spread_correlation", "instability_mape", "error_over_spread")
 # Fewest onsets with a known status for an endpoint to be compared at all.
 ADDED_VALUE_MIN_EVENTS = 5
 

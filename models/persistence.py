@@ -87,18 +87,12 @@ def save_risk_model(model: RiskModel, folder: Path) -> Path:
         if isinstance(estimator, ScaledRelativeHazard):  # recalibrated: the slope, the offsets and the model
             estimator, slope = estimator.inner, survival.estimator_.slope
             if survival.estimator_.offsets is not None:
-                offsets = {
-                    "offsets": [float(v) for v in survival.estimator_.offsets],
-                    "reference": float(survival.estimator_.reference),
-                }
-        entry = {
-            "estimator": _family_name(estimator),
-            "params": estimator.get_params(),
-            "slope": slope,
-            "recalibration_offsets": offsets,
-            "n_features_in": int(estimator.n_features_in_),
-            "baseline": {name: getattr(survival.baseline_, name).tolist() for name in BASELINE_ARRAYS},
-        }
+                offsets = {"offsets": [float(v) for v in survival.estimator_.offsets],
+                           "reference": float(survival.estimator_.reference)}
+        entry = {"estimator": _family_name(estimator), "params": estimator.get_params(), "slope": slope,
+                 "recalibration_offsets": offsets,
+                 "n_features_in": int(estimator.n_features_in_),
+                 "baseline": {name: getattr(survival.baseline_, name).tolist() for name in BASELINE_ARRAYS}}
         if isinstance(estimator, LinearCoxRegression):
             entry["fitted"] = {name: getattr(estimator, name).tolist() for name in LINEAR_ARRAYS}
         elif isinstance(estimator, (XGBoostCoxRegression, CureXGBoost)):
@@ -158,21 +152,16 @@ def load_risk_model(folder: Path) -> RiskModel:
         arrays = {name: np.asarray(entry["baseline"][name], dtype=float) for name in BASELINE_ARRAYS}
         slope, offsets = float(entry.get("slope", 1.0)), entry.get("recalibration_offsets")
         if slope != 1.0 or offsets is not None:
-            fitted = ScaledRelativeHazard(
-                inner=fitted,
-                slope=slope,
-                offsets=None if offsets is None else np.asarray(offsets["offsets"]),
-                reference=0.0 if offsets is None else offsets["reference"],
-            )
+            fitted = ScaledRelativeHazard(inner=fitted, slope=slope,
+                                          offsets=None if offsets is None else np.asarray(offsets["offsets"]),
+                                          reference=0.0 if offsets is None else offsets["reference"])
         if isinstance(getattr(fitted, "inner", fitted), CureXGBoost):  # the ever-risk and each treatment's shares
-            survival = MixtureCure(
-                estimator=FAMILIES[entry["estimator"]](**entry["params"]), em_rounds=entry["em_rounds"]
-            )
+            survival = MixtureCure(estimator=FAMILIES[entry["estimator"]](**entry["params"]),
+                                   em_rounds=entry["em_rounds"])
             survival.estimator_, survival.baseline_ = fitted, TimingShares(**arrays)
         else:
             survival = StratifiedCox(estimator=FAMILIES[entry["estimator"]](**entry["params"]))
             survival.estimator_, survival.baseline_ = fitted, BaselineHazards(**arrays)
         outcomes[outcome] = survival
-    return RiskModel(
-        family=manifest["family"], outcomes=outcomes, domain=InputDomain.from_state(manifest["domain"]), spreads=spreads
-    )
+    return RiskModel(family=manifest["family"], outcomes=outcomes, domain=InputDomain.from_state(manifest["domain"]),
+                     spreads=spreads)

@@ -26,10 +26,8 @@ def options_from_params(params: dict | None) -> ScoringOptions:
     """:class:`ScoringOptions` from the pyfunc's ``params`` (``horizons_months``, ``contrast``)."""
     params = params or {}
     horizons = params.get("horizons_months")
-    return ScoringOptions(
-        horizons=tuple(DEFAULT_HORIZONS_MONTHS if horizons is None else horizons),
-        contrast=bool(params.get("contrast", False)),
-    )
+    return ScoringOptions(horizons=tuple(DEFAULT_HORIZONS_MONTHS if horizons is None else horizons),
+                          contrast=bool(params.get("contrast", False)))
 
 
 class AutoimmunityRiskModel(mlflow.pyfunc.PythonModel):

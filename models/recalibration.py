@@ -76,9 +76,8 @@ class ScaledRelativeHazard(BaseEstimator):
         return self.slope * base + self.reference, contributions
 
 
-def stratified_slope(
-    f: np.ndarray, event: np.ndarray, time: np.ndarray, strata: np.ndarray, *, iterations: int = 50
-) -> float:
+def stratified_slope(f: np.ndarray, event: np.ndarray, time: np.ndarray, strata: np.ndarray, *,
+                     iterations: int = 50) -> float:
     """The ``b`` maximising the Cox partial likelihood of ``b f`` stratified by ``strata`` (Breslow's ties), by
     Newton's method from ``b = 1`` (the log likelihood is concave in ``b``).
 
@@ -102,7 +101,7 @@ def stratified_slope(
         for fs, es, last in groups:
             eta = b * fs
             r = np.exp(eta - eta.max())
-            s0, s1, s2 = (np.cumsum(r * fs**k)[last][es] for k in (0, 1, 2))
+            s0, s1, s2 = (np.cumsum(r * fs ** k)[last][es] for k in (0, 1, 2))
             loglik += np.sum(eta[es] - eta.max() - np.log(s0))
             gradient += np.sum(fs[es] - s1 / s0)
             curvature -= np.sum(s2 / s0 - (s1 / s0) ** 2)
@@ -145,9 +144,8 @@ class Recalibration:
     follow_up_months: np.ndarray
 
 
-def recalibrate_outcome(
-    model: StratifiedCox, X: np.ndarray, event: np.ndarray, time: np.ndarray, method: str
-) -> tuple[StratifiedCox, Recalibration]:
+def recalibrate_outcome(model: StratifiedCox, X: np.ndarray, event: np.ndarray, time: np.ndarray, method: str
+                        ) -> tuple[StratifiedCox, Recalibration]:
     """``model`` with its baseline (and with ``baseline+slope`` its slope) re-estimated on local patients.
 
     Parameters
@@ -167,17 +165,16 @@ def recalibrate_outcome(
     f = model.log_relative_hazard(X)
     slope = stratified_slope(f, event, time, strata) if method == "baseline+slope" else 1.0
     updated = StratifiedCox(estimator=model.estimator)
-    updated.estimator_ = model.estimator_ if slope == 1.0 else ScaledRelativeHazard(inner=model.estimator_, slope=slope)
+    updated.estimator_ = model.estimator_ if slope == 1.0 else ScaledRelativeHazard(inner=model.estimator_,
+                                                                                     slope=slope)
     updated.baseline_ = breslow_baselines(slope * f, event.astype(bool), time, strata, fallback=model.baseline_)
-    local_follow_up = np.array(
-        [time[strata == s].max() if np.any(strata == s) else 0.0 for s in range(len(TREATMENT_BY_CODE))]
-    )
+    local_follow_up = np.array([time[strata == s].max() if np.any(strata == s) else 0.0
+                                for s in range(len(TREATMENT_BY_CODE))])
     return updated, Recalibration(slope, updated.baseline_.events, local_follow_up)
 
 
-def _mixture_fit(
-    score: np.ndarray, event: np.ndarray, timing: np.ndarray, strata: np.ndarray, slope: bool, iterations: int = 50
-) -> tuple[float, np.ndarray]:
+def _mixture_fit(score: np.ndarray, event: np.ndarray, timing: np.ndarray, strata: np.ndarray, slope: bool,
+                 iterations: int = 50) -> tuple[float, np.ndarray]:
     """``(b, a)`` maximising the mixture likelihood of ``p = expit(b score + a_s)`` given each row's timing share,
     by EM: the posterior chance of an onset (1 for an onset), then a weighted logistic fit (Newton)."""
     n_treatments = len(TREATMENT_BY_CODE)
@@ -200,9 +197,8 @@ def _mixture_fit(
     return float(beta[-1]), beta[:-1]
 
 
-def recalibrate_cure(
-    model: MixtureCure, X: np.ndarray, event: np.ndarray, time: np.ndarray, method: str
-) -> tuple[MixtureCure, Recalibration]:
+def recalibrate_cure(model: MixtureCure, X: np.ndarray, event: np.ndarray, time: np.ndarray, method: str
+                     ) -> tuple[MixtureCure, Recalibration]:
     """A mixture-cure model recalibrated on local patients: each treatment's timing shares and intercept on the
     ever-risk's log-odds (with ``baseline+slope`` also a slope on the score), the score ``F(x)`` held fixed."""
     strata = treatment_index(X)
@@ -219,15 +215,13 @@ def recalibrate_cure(
     updated = MixtureCure(estimator=model.estimator, em_rounds=model.em_rounds)
     updated.estimator_ = ScaledRelativeHazard(inner=model.estimator_, slope=slope, offsets=offsets, reference=reference)
     updated.baseline_ = shares
-    local_follow_up = np.array(
-        [time[strata == s].max() if np.any(strata == s) else 0.0 for s in range(len(TREATMENT_BY_CODE))]
-    )
+    local_follow_up = np.array([time[strata == s].max() if np.any(strata == s) else 0.0
+                                for s in range(len(TREATMENT_BY_CODE))])
     return updated, Recalibration(slope, shares.events, local_follow_up)
 
 
-def local_baseline_variance(
-    model, X: np.ndarray, event: np.ndarray, time: np.ndarray, *, refits: int = LOCAL_REFITS, seed: int = 0
-) -> np.ndarray:
+def local_baseline_variance(model, X: np.ndarray, event: np.ndarray, time: np.ndarray, *,
+                            refits: int = LOCAL_REFITS, seed: int = 0) -> np.ndarray:
     """The spread of the re-estimated ``log H0_s(t)`` over bootstrap resamples of the local patients, with the
     recalibrated model's ``f`` held fixed: the variance per treatment and month 0–72, shape (n_treatments, 73).
     For a mixture-cure model, the spread of its log cumulative hazard for each treatment's mean patient over
@@ -240,46 +234,31 @@ def local_baseline_variance(
     logs = []
     for _ in range(refits):
         rows = rng.integers(0, len(X), len(X))
-        baseline = breslow_baselines(
-            f[rows], event[rows].astype(bool), time[rows], strata[rows], fallback=model.baseline_
-        )
+        baseline = breslow_baselines(f[rows], event[rows].astype(bool), time[rows], strata[rows],
+                                     fallback=model.baseline_)
         logs.append(np.log(np.maximum(baseline.cumulative[:, 1:], 1e-300)))
     variance = np.var(np.stack(logs), axis=0, ddof=1)
     return np.concatenate([np.zeros((variance.shape[0], 1)), variance], axis=1)
 
 
-def _cure_local_variance(
-    model: MixtureCure, X: np.ndarray, event: np.ndarray, time: np.ndarray, refits: int, rng: np.random.Generator
-) -> np.ndarray:
+def _cure_local_variance(model: MixtureCure, X: np.ndarray, event: np.ndarray, time: np.ndarray, refits: int,
+                         rng: np.random.Generator) -> np.ndarray:
     strata = treatment_index(X)
     n_treatments = len(TREATMENT_BY_CODE)
     source = model.estimator_.inner
     score = source.predict(X)
-    typical = np.array(
-        [score[strata == s].mean() if np.any(strata == s) else score.mean() for s in range(n_treatments)]
-    )
+    typical = np.array([score[strata == s].mean() if np.any(strata == s) else score.mean() for s in range(n_treatments)])
     months = np.arange(1, 73)
     logs = []
     source_model = MixtureCure(estimator=model.estimator, em_rounds=model.em_rounds)
     source_model.estimator_, source_model.baseline_ = source, model.baseline_
     for _ in range(refits):
         rows = rng.integers(0, len(X), len(X))
-        refit, _ = recalibrate_cure(
-            source_model,
-            X[rows],
-            event[rows],
-            time[rows],
-            "baseline+slope" if model.estimator_.slope != 1.0 else "baseline",
-        )
+        refit, _ = recalibrate_cure(source_model, X[rows], event[rows], time[rows],
+                                    "baseline+slope" if model.estimator_.slope != 1.0 else "baseline")
         adjusted = refit.estimator_.slope * typical + refit.estimator_.offsets
-        logs.append(
-            np.stack(
-                [
-                    refit.log_cumulative_hazard(np.array([adjusted[s]]), np.array([s]), months)[0]
-                    for s in range(n_treatments)
-                ]
-            )
-        )
+        logs.append(np.stack([refit.log_cumulative_hazard(np.array([adjusted[s]]), np.array([s]), months)[0]
+                              for s in range(n_treatments)]))
     variance = np.var(np.stack(logs), axis=0, ddof=1)
     return np.concatenate([np.zeros((n_treatments, 1)), variance], axis=1)
 
@@ -312,17 +291,11 @@ class RecalibratedSpread:
     def log_sd(self, X: np.ndarray, horizons) -> np.ndarray:
         inner = self.slope * self.inner.log_sd(X, horizons)
         local = self.local_variance[:, np.asarray(horizons, dtype=int)][treatment_index(X)]
-        return np.sqrt(inner**2 + local)
+        return np.sqrt(inner ** 2 + local)
 
 
-def recalibrated_model(
-    risk_model: RiskModel,
-    X: np.ndarray,
-    outcomes: dict[str, tuple[np.ndarray, np.ndarray]],
-    method: str,
-    *,
-    seed: int = 0,
-) -> tuple[RiskModel, dict[str, Recalibration]]:
+def recalibrated_model(risk_model: RiskModel, X: np.ndarray, outcomes: dict[str, tuple[np.ndarray, np.ndarray]],
+                       method: str, *, seed: int = 0) -> tuple[RiskModel, dict[str, Recalibration]]:
     """A :class:`models.scoring.RiskModel` recalibrated on local patients, and what was done per outcome.
 
     Parameters

@@ -70,7 +70,6 @@ class Candidate:
         ``calibration`` holds per endpoint the slope and O/E with their 95% intervals (NaN without a
         bootstrap: the point estimate decides then).
         """
-
         def within(value: float, lo: float, hi: float, low: float, high: float) -> bool:
             if not (math.isfinite(lo) and math.isfinite(hi)):
                 lo = hi = value
@@ -78,16 +77,11 @@ class Candidate:
 
         return bool(self.calibration) and all(
             within(c["slope"], c["slope_lo"], c["slope_hi"], 1 - SLOPE_TOLERANCE, 1 + SLOPE_TOLERANCE)
-            and within(c["oe"], c["oe_lo"], c["oe_hi"], *OE_RANGE)
-            for c in self.calibration.values()
-        )
+            and within(c["oe"], c["oe_lo"], c["oe_hi"], *OE_RANGE) for c in self.calibration.values())
 
     def calibration_text(self) -> str:
-        return ", ".join(
-            f"{e} slope {c['slope']:.2f} ({c['slope_lo']:.2f}–{c['slope_hi']:.2f}), O/E {c['oe']:.2f} "
-            f"({c['oe_lo']:.2f}–{c['oe_hi']:.2f})"
-            for e, c in (self.calibration or {}).items()
-        )
+        return ", ".join(f"{e} slope {c['slope']:.2f} ({c['slope_lo']:.2f}–{c['slope_hi']:.2f}), O/E {c['oe']:.2f} "
+                         f"({c['oe_lo']:.2f}–{c['oe_hi']:.2f})" for e, c in (self.calibration or {}).items())
 
 
 @dataclass(frozen=True)
@@ -114,17 +108,10 @@ def _calibration(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
     for outcome in OUTCOMES:
         for horizon in PROMOTION_HORIZONS_MONTHS:
             name = endpoint(outcome, horizon)
-            values = {
-                key: metrics.get(endpoint_metric(name, metric), math.nan)
-                for key, metric in (
-                    ("slope", "calibration_slope"),
-                    ("slope_lo", "calibration_slope_lo"),
-                    ("slope_hi", "calibration_slope_hi"),
-                    ("oe", "observed_over_expected"),
-                    ("oe_lo", "observed_over_expected_lo"),
-                    ("oe_hi", "observed_over_expected_hi"),
-                )
-            }
+            values = {key: metrics.get(endpoint_metric(name, metric), math.nan) for key, metric in (
+                ("slope", "calibration_slope"), ("slope_lo", "calibration_slope_lo"),
+                ("slope_hi", "calibration_slope_hi"), ("oe", "observed_over_expected"),
+                ("oe_lo", "observed_over_expected_lo"), ("oe_hi", "observed_over_expected_hi"))}
             if math.isfinite(values["slope"]) and math.isfinite(values["oe"]):
                 found[name] = values
     return found
@@ -137,17 +124,15 @@ def candidates(client: MlflowClient, name: str = MODEL_NAME) -> list[Candidate]:
         if version.tags.get(VERSION_ORIGIN_TAG, ORIGIN_TRAINING) != ORIGIN_TRAINING:
             continue  # a recalibrated version is for the population it was recalibrated to, never the champion
         run = client.get_run(version.run_id)
-        found.append(
-            Candidate(
-                version=str(version.version),
-                run_id=version.run_id,
-                family=version.tags.get(VERSION_FAMILY_TAG, run.data.tags.get(FAMILY_TAG, "?")),
-                experiment=version.tags.get(VERSION_EXPERIMENT_TAG, "?"),
-                config_digest=run.data.tags.get(CONFIG_DIGEST_TAG, "?"),
-                metric=run.data.metrics.get(PROMOTION_METRIC, math.inf),
-                calibration=_calibration(run.data.metrics),
-            )
-        )
+        found.append(Candidate(
+            version=str(version.version),
+            run_id=version.run_id,
+            family=version.tags.get(VERSION_FAMILY_TAG, run.data.tags.get(FAMILY_TAG, "?")),
+            experiment=version.tags.get(VERSION_EXPERIMENT_TAG, "?"),
+            config_digest=run.data.tags.get(CONFIG_DIGEST_TAG, "?"),
+            metric=run.data.metrics.get(PROMOTION_METRIC, math.inf),
+            calibration=_calibration(run.data.metrics),
+        ))
     return sorted(found, key=lambda c: int(c.version))
 
 
@@ -156,10 +141,8 @@ def comparable(found: list[Candidate], experiment: str | None = None) -> list[Ca
     pool = [c for c in found if experiment is None or c.experiment == experiment]
     if not pool:
         known = sorted({c.experiment for c in found})
-        raise NoChampionError(
-            f"no registered versions from experiment {experiment!r}; "
-            f"experiments with versions: {', '.join(known) or 'none'}"
-        )
+        raise NoChampionError(f"no registered versions from experiment {experiment!r}; "
+                              f"experiments with versions: {', '.join(known) or 'none'}")
     newest = max(pool, key=lambda c: int(c.version))
     return [c for c in pool if (c.experiment, c.config_digest) == (newest.experiment, newest.config_digest)]
 
@@ -171,14 +154,12 @@ def choose(found: list[Candidate]) -> Candidate:
         raise NoChampionError(
             "every candidate's held-out calibration is shown to be off (slope beyond 1 ± "
             f"{SLOPE_TOLERANCE} or O/E beyond {OE_RANGE[0]:g}–{OE_RANGE[1]:g}): "
-            + "; ".join(f"v{c.version}: {c.calibration_text()}" for c in found)
-        )
+            + "; ".join(f"v{c.version}: {c.calibration_text()}" for c in found))
     return min(eligible, key=lambda c: (c.metric, -int(c.version)))
 
 
-def promote(
-    client: MlflowClient, name: str = MODEL_NAME, *, experiment: str | None = None, dry_run: bool = False
-) -> Promotion:
+def promote(client: MlflowClient, name: str = MODEL_NAME, *, experiment: str | None = None,
+            dry_run: bool = False) -> Promotion:
     """Choose the champion by :data:`PROMOTION_RULE` and point the ``champion`` alias at it."""
     found = candidates(client, name)
     if not found:
@@ -199,31 +180,16 @@ def promote(
 
 def log_promotion(decision: Promotion, name: str) -> None:
     """Record the decision as a run of the MLflow experiment ``promotions``: rule, candidates, choice."""
-    ensure_experiment(
-        "promotions",
-        description=(
-            "Each `autorisk promote`: the rule, every candidate version's figures (candidates.csv) and the "
-            "version @champion was set to."
-        ),
-    )
-    with mlflow.start_run(run_name=f"promote/{name}/v{decision.chosen.version}", tags={ROLE_TAG: ROLE_PROMOTION}):
-        mlflow.log_params(
-            {
-                "model": name,
-                "rule": decision.rule,
-                "champion": decision.chosen.version,
-                "challenger": decision.previous or "none",
-            }
-        )
-        mlflow.log_text(
-            f"version,family,experiment,config,{PROMOTION_METRIC},calibrated,calibration\n"
-            + "".join(
-                f"{c.version},{c.family},{c.experiment},{c.config_digest},{c.metric},{c.calibrated},"
-                f'"{c.calibration_text()}"\n'
-                for c in decision.candidates
-            ),
-            "candidates.csv",
-        )
+    ensure_experiment("promotions", description=(
+        "Each `autorisk promote`: the rule, every candidate version's figures (candidates.csv) and the "
+        "version @champion was set to."))
+    with mlflow.start_run(run_name=f"promote/{name}/v{decision.chosen.version}",
+                          tags={ROLE_TAG: ROLE_PROMOTION}):
+        mlflow.log_params({"model": name, "rule": decision.rule, "champion": decision.chosen.version,
+                           "challenger": decision.previous or "none"})
+        mlflow.log_text(f"version,family,experiment,config,{PROMOTION_METRIC},calibrated,calibration\n" + "".join(
+            f"{c.version},{c.family},{c.experiment},{c.config_digest},{c.metric},{c.calibrated},"
+            f"\"{c.calibration_text()}\"\n" for c in decision.candidates), "candidates.csv")
 
 
 def version_or_alias(text: str | None) -> tuple[str | None, str]:
@@ -244,10 +210,8 @@ def version_or_alias(text: str | None) -> tuple[str | None, str]:
         return None, text[1:]
     if text.isdigit() and int(text) > 0:
         return str(int(text)), CHAMPION
-    raise ValueError(
-        f"--model-version: {text!r} is not a registered version; versions are whole numbers "
-        "(1, 2, ...), or an alias (@champion)"
-    )
+    raise ValueError(f"--model-version: {text!r} is not a registered version; versions are whole numbers "
+                     "(1, 2, ...), or an alias (@champion)")
 
 
 def resolve_version(name: str = MODEL_NAME, alias: str = CHAMPION, version: str | None = None):
@@ -262,10 +226,8 @@ def resolve_version(name: str = MODEL_NAME, alias: str = CHAMPION, version: str 
     """
     client = MlflowClient()
     target = f"version {version}" if version else f"alias @{alias}"
-    missing = NoChampionError(
-        f"no model {name!r} {target} in the registry at {mlflow.get_tracking_uri()}; "
-        "run `autorisk train` and `autorisk promote` first"
-    )
+    missing = NoChampionError(f"no model {name!r} {target} in the registry at {mlflow.get_tracking_uri()}; "
+                              "run `autorisk train` and `autorisk promote` first")
     try:
         if version is None:
             # The alias is looked up among the model's aliases rather than by

@@ -192,10 +192,8 @@ def cox_snell_r2_from_c_statistic(c_statistic: float, prevalence: float) -> floa
         return stats.norm.pdf(x) * np.logaddexp(0.0, math.log(prevalence / (1 - prevalence)) + log_odds_ratio(x))
 
     entropy = -(prevalence * math.log(prevalence) + (1 - prevalence) * math.log(1 - prevalence))
-    conditional = (
-        prevalence * integrate.quad(event_term, -np.inf, np.inf)[0]
-        + (1 - prevalence) * integrate.quad(non_event_term, -np.inf, np.inf)[0]
-    )
+    conditional = (prevalence * integrate.quad(event_term, -np.inf, np.inf)[0]
+                   + (1 - prevalence) * integrate.quad(non_event_term, -np.inf, np.inf)[0])
     information = entropy - conditional
     return 1.0 - math.exp(-2.0 * information)
 
@@ -261,9 +259,8 @@ def cumulative_incidence_interval(rate: float, timepoint: float, person_time: fl
     return risk, 1.0 - math.exp(-(rate - half_width) * timepoint), 1.0 - math.exp(-(rate + half_width) * timepoint)
 
 
-def sample_size_for_cumulative_incidence(
-    rate: float, timepoint: float, mean_follow_up: float, margin: float = 0.05
-) -> int:
+def sample_size_for_cumulative_incidence(rate: float, timepoint: float, mean_follow_up: float,
+                                         margin: float = 0.05) -> int:
     """Smallest ``n`` that estimates the risk at ``timepoint`` within ``margin`` (criterion 3, survival).
 
     The lower side of the interval is the wider (the risk is concave in the rate), so the margin
@@ -280,15 +277,8 @@ def sample_size_for_cumulative_incidence(
 # --------------------------------------------------------------------------- the whole calculation
 
 
-def binary_sample_size(
-    parameters: int,
-    prevalence: float,
-    cox_snell_r2: float,
-    *,
-    shrinkage: float = 0.9,
-    optimism: float = 0.05,
-    margin: float = 0.05,
-) -> SampleSize:
+def binary_sample_size(parameters: int, prevalence: float, cox_snell_r2: float, *,
+                       shrinkage: float = 0.9, optimism: float = 0.05, margin: float = 0.05) -> SampleSize:
     """Minimum sample size to develop a logistic prediction model (criteria 1 to 3).
 
     Parameters
@@ -309,41 +299,22 @@ def binary_sample_size(
     """
     max_r2 = max_cox_snell_r2_binary(prevalence)
     optimism_shrinkage = shrinkage_for_optimism(cox_snell_r2, max_r2, optimism)
-    sizes = (
-        sample_size_for_shrinkage(parameters, cox_snell_r2, shrinkage),
-        sample_size_for_shrinkage(parameters, cox_snell_r2, optimism_shrinkage),
-        sample_size_for_prevalence(prevalence, margin),
-    )
+    sizes = (sample_size_for_shrinkage(parameters, cox_snell_r2, shrinkage),
+             sample_size_for_shrinkage(parameters, cox_snell_r2, optimism_shrinkage),
+             sample_size_for_prevalence(prevalence, margin))
     criteria = _criteria(sizes, parameters, cox_snell_r2, events_per_person=prevalence)
     final = max(criteria, key=lambda c: c.n)
     half_width = _Z95 * math.sqrt(prevalence * (1 - prevalence) / final.n)
     return SampleSize(
-        outcome="binary",
-        parameters=parameters,
-        cox_snell_r2=cox_snell_r2,
-        max_cox_snell_r2=max_r2,
-        nagelkerke_r2=cox_snell_r2 / max_r2,
-        criteria=criteria,
-        binding=final.name,
-        n=final.n,
-        events=final.events,
-        epp=final.epp,
-        risk=prevalence,
-        risk_interval=(prevalence - half_width, prevalence + half_width),
-    )
+        outcome="binary", parameters=parameters, cox_snell_r2=cox_snell_r2, max_cox_snell_r2=max_r2,
+        nagelkerke_r2=cox_snell_r2 / max_r2, criteria=criteria, binding=final.name, n=final.n,
+        events=final.events, epp=final.epp, risk=prevalence,
+        risk_interval=(prevalence - half_width, prevalence + half_width))
 
 
-def survival_sample_size(
-    parameters: int,
-    rate: float,
-    timepoint: float,
-    mean_follow_up: float,
-    cox_snell_r2: float,
-    *,
-    shrinkage: float = 0.9,
-    optimism: float = 0.05,
-    margin: float = 0.05,
-) -> SampleSize:
+def survival_sample_size(parameters: int, rate: float, timepoint: float, mean_follow_up: float,
+                         cox_snell_r2: float, *, shrinkage: float = 0.9, optimism: float = 0.05,
+                         margin: float = 0.05) -> SampleSize:
     """Minimum sample size to develop a Cox prediction model (criteria 1 to 3).
 
     Parameters
@@ -367,46 +338,26 @@ def survival_sample_size(
     """
     max_r2 = max_cox_snell_r2_survival(rate, mean_follow_up)
     optimism_shrinkage = shrinkage_for_optimism(cox_snell_r2, max_r2, optimism)
-    sizes = (
-        sample_size_for_shrinkage(parameters, cox_snell_r2, shrinkage),
-        sample_size_for_shrinkage(parameters, cox_snell_r2, optimism_shrinkage),
-        sample_size_for_cumulative_incidence(rate, timepoint, mean_follow_up, margin),
-    )
+    sizes = (sample_size_for_shrinkage(parameters, cox_snell_r2, shrinkage),
+             sample_size_for_shrinkage(parameters, cox_snell_r2, optimism_shrinkage),
+             sample_size_for_cumulative_incidence(rate, timepoint, mean_follow_up, margin))
     criteria = _criteria(sizes, parameters, cox_snell_r2, events_per_person=rate * mean_follow_up)
     final = max(criteria, key=lambda c: c.n)
     person_time = final.n * mean_follow_up
     risk, lower, upper = cumulative_incidence_interval(rate, timepoint, person_time)
     return SampleSize(
-        outcome="survival",
-        parameters=parameters,
-        cox_snell_r2=cox_snell_r2,
-        max_cox_snell_r2=max_r2,
-        nagelkerke_r2=cox_snell_r2 / max_r2,
-        criteria=criteria,
-        binding=final.name,
-        n=final.n,
-        events=final.events,
-        epp=final.epp,
-        risk=risk,
-        risk_interval=(lower, upper),
-        person_time=person_time,
-    )
+        outcome="survival", parameters=parameters, cox_snell_r2=cox_snell_r2, max_cox_snell_r2=max_r2,
+        nagelkerke_r2=cox_snell_r2 / max_r2, criteria=criteria, binding=final.name, n=final.n,
+        events=final.events, epp=final.epp, risk=risk, risk_interval=(lower, upper), person_time=person_time)
 
 
-def _criteria(
-    sizes: tuple[int, int, int], parameters: int, cox_snell_r2: float, events_per_person: float
-) -> tuple[Criterion, Criterion, Criterion]:
+def _criteria(sizes: tuple[int, int, int], parameters: int, cox_snell_r2: float,
+              events_per_person: float) -> tuple[Criterion, Criterion, Criterion]:
     names = ("shrinkage", "optimism", "overall_risk")
     return tuple(
-        Criterion(
-            name=name,
-            n=n,
-            events=n * events_per_person,
-            epp=n * events_per_person / parameters,
-            shrinkage=expected_shrinkage(n, parameters, cox_snell_r2),
-        )
-        for name, n in zip(names, sizes)
-    )
+        Criterion(name=name, n=n, events=n * events_per_person, epp=n * events_per_person / parameters,
+                  shrinkage=expected_shrinkage(n, parameters, cox_snell_r2))
+        for name, n in zip(names, sizes))
 
 
 def _ceil(x: float) -> int:

@@ -100,9 +100,8 @@ class RiskModel:
         Per outcome, the bootstrap spread behind each risk's interval (:mod:`models.intervals`).
     """
 
-    def __init__(
-        self, *, family: str, outcomes: dict[str, StratifiedCox], domain: InputDomain, spreads: dict | None = None
-    ) -> None:
+    def __init__(self, *, family: str, outcomes: dict[str, StratifiedCox], domain: InputDomain,
+                 spreads: dict | None = None) -> None:
         self.family = family
         self.outcomes = outcomes
         self.domain = domain
@@ -185,9 +184,8 @@ class RiskModel:
             prepared[:, TREATMENT_COLUMN] = CATEGORY_CODES[TREATMENT_FEATURE][treatment]
         return {outcome: model.risk(prepared, horizons) for outcome, model in self.outcomes.items()}
 
-    def intervals(
-        self, matrix: np.ndarray, horizons, explained: dict[str, OutcomeExplanation] | None = None
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def intervals(self, matrix: np.ndarray, horizons, explained: dict[str, OutcomeExplanation] | None = None
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per outcome, the lower and upper ends of each risk's 95% interval, shape (n, H) each.
 
         On the log cumulative hazard scale (:mod:`models.intervals`): the bootstrap spread of the model's
@@ -209,11 +207,10 @@ class RiskModel:
             f = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(prepared)
             log_hazard = model.log_cumulative_hazard(f, strata, horizons)
             extra = EXTRAPOLATION_LOG_SD * model.baseline_.extrapolated_share(horizons)[strata]
-            log_sd = np.sqrt(interval_variance(spread, prepared, horizons) + extra**2 + unknown[outcome])
+            log_sd = np.sqrt(interval_variance(spread, prepared, horizons) + extra ** 2 + unknown[outcome])
             lower, upper = interval(log_hazard, log_sd)
-            answers[outcome] = monotone_bounds(
-                *self._without_onsets(model, lower, upper, strata, horizons, risk_from_log_hazard(log_hazard)), horizons
-            )
+            answers[outcome] = monotone_bounds(*self._without_onsets(model, lower, upper, strata, horizons,
+                                                                     risk_from_log_hazard(log_hazard)), horizons)
         return answers
 
     def missing_input_variance(self, matrix: np.ndarray, horizons) -> dict[str, np.ndarray]:
@@ -246,9 +243,8 @@ class RiskModel:
         return variance
 
     @staticmethod
-    def _without_onsets(
-        model, lower: np.ndarray, upper: np.ndarray, strata: np.ndarray, horizons, risk: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _without_onsets(model, lower: np.ndarray, upper: np.ndarray, strata: np.ndarray, horizons, risk: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
         """The interval of a risk on a treatment without training onsets: [0, the rule of three's bound]."""
         baseline = model.baseline_
         none = baseline.events[strata] == 0
@@ -259,9 +255,8 @@ class RiskModel:
         bound = RULE_OF_THREE / np.maximum(baseline.patients[strata], 1.0)[:, None] * np.maximum(1.0, months / window)
         return np.where(none[:, None], 0.0, lower), np.where(none[:, None], np.maximum(bound, risk), upper)
 
-    def contrast(
-        self, matrix: np.ndarray, horizons, explained: dict[str, OutcomeExplanation] | None = None
-    ) -> dict[str, dict[str, np.ndarray]]:
+    def contrast(self, matrix: np.ndarray, horizons,
+                 explained: dict[str, OutcomeExplanation] | None = None) -> dict[str, dict[str, np.ndarray]]:
         """Per outcome, each patient's risks under every treatment, ``{outcome: {treatment: (n, H)}}``.
 
         With ``explained`` (:meth:`explain` of the same matrix), each patient's own treatment is
@@ -270,9 +265,7 @@ class RiskModel:
         prepared = self.prepare(matrix)
         own = treatment_index(prepared)
         other = prepared.copy()
-        other[:, TREATMENT_COLUMN] = np.array([CATEGORY_CODES[TREATMENT_FEATURE][t] for t in TREATMENT_BY_CODE])[
-            1 - own
-        ]
+        other[:, TREATMENT_COLUMN] = np.array([CATEGORY_CODES[TREATMENT_FEATURE][t] for t in TREATMENT_BY_CODE])[1 - own]
         answers = {}
         for outcome, model in self.outcomes.items():
             f_own = explained[outcome].log_relative_hazard if explained else model.log_relative_hazard(prepared)
@@ -283,9 +276,8 @@ class RiskModel:
                 answers[outcome][name] = model.risk_from(f, np.full(len(f), s), horizons)
         return answers
 
-    def monitoring(
-        self, matrix: np.ndarray, explained: dict[str, OutcomeExplanation] | None = None
-    ) -> dict[str, MonitoringView]:
+    def monitoring(self, matrix: np.ndarray,
+                   explained: dict[str, OutcomeExplanation] | None = None) -> dict[str, MonitoringView]:
         """Per outcome, the risk by year 1–5 and the year with the highest hazard (from ``explained``
         when given: no further model call)."""
         months = tuple(12 * year for year in range(1, MONITORING_YEARS + 1))
@@ -297,12 +289,9 @@ class RiskModel:
             risk = model.risk_from(f, strata, months)
             survival = 1.0 - np.column_stack([np.zeros(len(risk)), risk])
             onset_in_year = 1.0 - survival[:, 1:] / survival[:, :-1]
-            views[outcome] = MonitoringView(
-                risk=risk,
-                onset_in_year=onset_in_year,
-                peak_year=peak_year(onset_in_year),
-                extrapolated=model.baseline_.extrapolated(months)[strata],
-            )
+            views[outcome] = MonitoringView(risk=risk, onset_in_year=onset_in_year,
+                                            peak_year=peak_year(onset_in_year),
+                                            extrapolated=model.baseline_.extrapolated(months)[strata])
         return views
 
     def extrapolation_notes(self, matrix: np.ndarray, horizons, contrast: bool = False) -> np.ndarray:
@@ -317,15 +306,9 @@ class RiskModel:
         notes = {}
         for name in TREATMENT_BY_CODE:
             beyond = [h for h in horizons if h > follow_up[name]]
-            notes[name] = (
-                (
-                    f"extrapolated: risks at {', '.join(map(str, beyond))} months on {name} lie beyond "
-                    f"the {follow_up[name]:g} months of follow-up on it in the training data "
-                    f"({rule})"
-                )
-                if beyond
-                else ""
-            )
+            notes[name] = (f"extrapolated: risks at {', '.join(map(str, beyond))} months on {name} lie beyond "
+                           f"the {follow_up[name]:g} months of follow-up on it in the training data "
+                           f"({rule})") if beyond else ""
         own = np.array([notes[name] for name in TREATMENT_BY_CODE], dtype=object)[treatment_index(matrix)]
         if not contrast:
             return own
@@ -382,9 +365,8 @@ def _joined(*columns: np.ndarray) -> np.ndarray:
     return joined
 
 
-def score_columns(
-    model: RiskModel, batch: ValidatedBatch, options: ScoringOptions = ScoringOptions()
-) -> dict[str, np.ndarray]:
+def score_columns(model: RiskModel, batch: ValidatedBatch, options: ScoringOptions = ScoringOptions()
+                  ) -> dict[str, np.ndarray]:
     """Score the accepted records of a validated batch.
 
     Returns
@@ -396,10 +378,9 @@ def score_columns(
     """
     horizons = options.horizons
     # The treatment the risks are for, named in words beside them (alemtuzumab where the file had none).
-    columns: dict[str, np.ndarray] = {
-        ID_COLUMN: batch.patient_ids,
-        TREATMENT_FEATURE: np.array(TREATMENT_BY_CODE, dtype=object)[treatment_index(batch.matrix)],
-    }
+    columns: dict[str, np.ndarray] = {ID_COLUMN: batch.patient_ids,
+                                      TREATMENT_FEATURE: np.array(TREATMENT_BY_CODE, dtype=object)[
+                                          treatment_index(batch.matrix)]}
     explained = model.explain(batch.matrix, horizons)
     contrasts = model.contrast(batch.matrix, horizons, explained) if options.contrast else {}
     intervals = model.intervals(batch.matrix, horizons, explained)
@@ -410,16 +391,13 @@ def score_columns(
             columns[f"base_{endpoint(outcome, h)}"] = np.full(len(scores.risk), scores.base[k])
             if scores.timing is not None:
                 columns[f"timing_{endpoint(outcome, h)}"] = scores.timing[:, k]
-            columns[f"risk_lo_{endpoint(outcome, h)}"], columns[f"risk_hi_{endpoint(outcome, h)}"] = (
-                lower[:, k],
-                upper[:, k],
-            )
+            columns[f"risk_lo_{endpoint(outcome, h)}"], columns[f"risk_hi_{endpoint(outcome, h)}"] = \
+                lower[:, k], upper[:, k]
         for name in HORIZON_FREE_FEATURES:
             columns[shap_column(outcome, name)] = scores.shap[:, FEATURE_NAMES.index(name)]
         for k, h in enumerate(horizons):
-            columns[shap_column(outcome, TREATMENT_FEATURE, h)] = (
-                scores.shap[:, TREATMENT_INPUT] + scores.treatment_shift[:, k]
-            )
+            columns[shap_column(outcome, TREATMENT_FEATURE, h)] = (scores.shap[:, TREATMENT_INPUT]
+                                                                   + scores.treatment_shift[:, k])
         if options.contrast:
             by_treatment = contrasts[outcome]
             for k, h in enumerate(horizons):
@@ -427,11 +405,8 @@ def score_columns(
                 for name, treatment in zip(names, TREATMENTS):
                     columns[name] = by_treatment[treatment][:, k]
                 columns[names[-1]] = by_treatment["alemtuzumab"][:, k] - by_treatment["interferon_beta_1a"][:, k]
-    columns["warnings"] = _joined(
-        np.asarray(batch.warnings, dtype=object),
-        model.input_warnings(batch.matrix),
-        model.extrapolation_notes(batch.matrix, horizons, options.contrast),
-    )
+    columns["warnings"] = _joined(np.asarray(batch.warnings, dtype=object), model.input_warnings(batch.matrix),
+                                  model.extrapolation_notes(batch.matrix, horizons, options.contrast))
     return columns
 
 

@@ -79,9 +79,8 @@ class Settings(BaseSettings):
         model the server loads; a version, when set, wins over the alias.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, case_sensitive=True, frozen=True, extra="ignore", protected_namespaces=()
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, case_sensitive=True, frozen=True, extra="ignore",
+                                      protected_namespaces=())
 
     # In this order: the first that cannot be used is the one a command names.
     api_token: str | None = Field(None, validation_alias=API_TOKEN_ENV)
@@ -118,10 +117,8 @@ class Settings(BaseSettings):
     def _body_timeout(cls, value: object) -> float:
         seconds = _seconds(value)
         if not (0 < seconds < TRAFFIC_TIMEOUT_S):
-            raise SettingsError(
-                f"{BODY_TIMEOUT_ENV}: expected a number of seconds above 0 and below "
-                f"{TRAFFIC_TIMEOUT_S} (the server's limit for a whole request), got {value!r}"
-            )
+            raise SettingsError(f"{BODY_TIMEOUT_ENV}: expected a number of seconds above 0 and below "
+                                f"{TRAFFIC_TIMEOUT_S} (the server's limit for a whole request), got {value!r}")
         return seconds
 
     @field_validator("store_timeout_s", mode="before")

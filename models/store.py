@@ -33,17 +33,17 @@ STOPPED_BY_CTRL_C = 130
 STOPPED_BY_SIGTERM = 143
 EXIT_CODES = {
     0: "the command completed (for score: every record scored or rejected with its reason)",
-    NOT_FOUND: 'not found: the registry has no such model, version or alias (MLflow\'s "does not exist")',
+    NOT_FOUND: "not found: the registry has no such model, version or alias (MLflow's \"does not exist\")",
     UNUSABLE_INPUT: "the input, an option, a setting or an output cannot be used (unreadable file, missing column, "
-    "a version that is not a number, a bad AUTORISK_* setting, output locked by another run, "
-    "disk full)",
+                    "a version that is not a number, a bad AUTORISK_* setting, output locked by another run, "
+                    "disk full)",
     UNREACHABLE: "the store cannot be reached or refuses access (server down, connection refused, no answer "
-    "within AUTORISK_STORE_TIMEOUT_S (15 s), permission denied, a server error)",
+                 "within AUTORISK_STORE_TIMEOUT_S (15 s), permission denied, a server error)",
     LOCKED: "the store is locked by another process (try again when it is done)",
     DAMAGED: "the store is damaged or not an MLflow store of this version (not a database, malformed, "
-    "schema out of date)",
+             "schema out of date)",
     NO_STORE: "no store at the path (a typo in MLFLOW_TRACKING_URI, a folder or an empty file instead of a "
-    "database, or nothing trained yet); nothing is created there",
+              "database, or nothing trained yet); nothing is created there",
     BROKEN_MODEL: "the registered version's artifacts are missing or cannot be read",
     STOPPED_BY_CTRL_C: "stopped by Ctrl-C (SIGINT); score leaves nothing half-written",
     STOPPED_BY_SIGTERM: "stopped by SIGTERM (kill, a scheduler's time limit); score leaves nothing half-written",
@@ -52,11 +52,8 @@ EXIT_CODES = {
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 # MLflow logs these faults with a traceback of its own before raising them; the command's one
 # line replaces it.
-_MLFLOW_STORE_LOGGERS = (
-    "mlflow.store.db.utils",
-    "mlflow.store.tracking.sqlalchemy_store",
-    "mlflow.store.model_registry.sqlalchemy_store",
-)
+_MLFLOW_STORE_LOGGERS = ("mlflow.store.db.utils", "mlflow.store.tracking.sqlalchemy_store",
+                         "mlflow.store.model_registry.sqlalchemy_store")
 
 
 class StoreFault(Exception):
@@ -85,14 +82,11 @@ class ModelLoadError(RuntimeError):
 
     def __init__(self, name: str, version: str, cause: BaseException) -> None:
         missing = isinstance(cause, FileNotFoundError) or (
-            isinstance(cause, MlflowException) and cause.error_code == "RESOURCE_DOES_NOT_EXIST"
-        )
+            isinstance(cause, MlflowException) and cause.error_code == "RESOURCE_DOES_NOT_EXIST")
         detail = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
         state = "are missing" if missing else "cannot be read"
-        super().__init__(
-            f"model {name!r} version {version} is registered but its artifacts {state} "
-            f"({type(cause).__name__}{': ' + detail if detail else ''})"
-        )
+        super().__init__(f"model {name!r} version {version} is registered but its artifacts {state} "
+                         f"({type(cause).__name__}{': ' + detail if detail else ''})")
         self.missing = missing
 
 
@@ -124,11 +118,8 @@ def store_timeout() -> float:
 
 
 def _which(uri: str) -> str:
-    return (
-        f"MLFLOW_TRACKING_URI={uri}"
-        if os.environ.get("MLFLOW_TRACKING_URI")
-        else "the project's default store; MLFLOW_TRACKING_URI names another"
-    )
+    return (f"MLFLOW_TRACKING_URI={uri}" if os.environ.get("MLFLOW_TRACKING_URI")
+            else "the project's default store; MLFLOW_TRACKING_URI names another")
 
 
 def require_store(uri: str, *, must_exist: bool = True) -> None:
@@ -148,22 +139,14 @@ def require_store(uri: str, *, must_exist: bool = True) -> None:
     sqlite_file = urlparse(uri).scheme == "sqlite"
     if path is not None:
         if must_exist and not path.exists():
-            raise StoreFault(
-                NO_STORE,
-                f"no MLflow store at {path} ({_which(uri)}): check the path, or run `autorisk train` to create one",
-            )
+            raise StoreFault(NO_STORE, f"no MLflow store at {path} ({_which(uri)}): check the path, "
+                                       "or run `autorisk train` to create one")
         if sqlite_file and path.is_dir():
-            raise StoreFault(
-                NO_STORE,
-                f"no MLflow store at {path} ({_which(uri)}): it is a folder; name the "
-                "database file in it (sqlite:///<folder>/mlflow.db)",
-            )
+            raise StoreFault(NO_STORE, f"no MLflow store at {path} ({_which(uri)}): it is a folder; name the "
+                                       "database file in it (sqlite:///<folder>/mlflow.db)")
         if must_exist and sqlite_file and path.is_file() and path.stat().st_size == 0:
-            raise StoreFault(
-                NO_STORE,
-                f"no MLflow store at {path} ({_which(uri)}): it is an empty file, left "
-                "as it is; check the path, or run `autorisk train` to create a store there",
-            )
+            raise StoreFault(NO_STORE, f"no MLflow store at {path} ({_which(uri)}): it is an empty file, left "
+                                       "as it is; check the path, or run `autorisk train` to create a store there")
     elif urlparse(uri).scheme in ("http", "https"):
         _require_answer(uri, timeout)
     elif urlparse(uri).scheme.split("+")[0] in POSTGRES_SCHEMES:
@@ -190,10 +173,8 @@ def _require_database(uri: str, timeout: float) -> None:
     try:
         psycopg.connect(conninfo, connect_timeout=max(1, math.ceil(timeout))).close()
     except psycopg.Error as error:
-        raise StoreFault(
-            UNREACHABLE,
-            f"the MLflow store at {shown_uri(uri)} cannot be reached or refuses the connection ({_first_line(error)})",
-        ) from error
+        raise StoreFault(UNREACHABLE, f"the MLflow store at {shown_uri(uri)} cannot be reached or refuses the "
+                                      f"connection ({_first_line(error)})") from error
 
 
 def _require_answer(uri: str, timeout: float) -> None:
@@ -207,14 +188,11 @@ def _require_answer(uri: str, timeout: float) -> None:
     try:
         requests.get(f"{uri.rstrip('/')}/health", timeout=(timeout, timeout), allow_redirects=False).close()
     except requests.Timeout as error:
-        raise StoreFault(
-            UNREACHABLE,
-            f"the MLflow store at {uri} did not answer within {timeout:g} s ({STORE_TIMEOUT_ENV} sets the limit)",
-        ) from error
+        raise StoreFault(UNREACHABLE, f"the MLflow store at {uri} did not answer within {timeout:g} s "
+                                      f"({STORE_TIMEOUT_ENV} sets the limit)") from error
     except requests.RequestException as error:
-        raise StoreFault(
-            UNREACHABLE, f"the MLflow store at {uri} cannot be reached ({_first_line(_chain(error)[-1])})"
-        ) from error
+        raise StoreFault(UNREACHABLE, f"the MLflow store at {uri} cannot be reached "
+                                      f"({_first_line(_chain(error)[-1])})") from error
 
 
 def _chain(error: BaseException) -> list[BaseException]:
@@ -238,10 +216,8 @@ def _transport_error(error: BaseException) -> bool:
         import urllib3
     except ImportError:  # pragma: no cover - MLflow depends on both
         return isinstance(error, ConnectionError | TimeoutError)
-    return isinstance(
-        error,
-        requests.ConnectionError | requests.Timeout | urllib3.exceptions.HTTPError | ConnectionError | TimeoutError,
-    )
+    return isinstance(error, requests.ConnectionError | requests.Timeout | urllib3.exceptions.HTTPError
+                      | ConnectionError | TimeoutError)
 
 
 def diagnose(error: BaseException, uri: str) -> StoreFault | None:  # noqa: C901 - one branch per fault of the exit-code table
@@ -268,14 +244,11 @@ def diagnose(error: BaseException, uri: str) -> StoreFault | None:  # noqa: C901
             return StoreFault(NOT_FOUND, str(link))
         if isinstance(link, sqlite3.OperationalError | sqlite3.DatabaseError) or _is_sqlalchemy(link):
             if "locked" in text or "busy" in text:
-                return StoreFault(
-                    LOCKED, f"{where} is locked by another process ({_first_line(link)}); try again when it is done"
-                )
+                return StoreFault(LOCKED, f"{where} is locked by another process ({_first_line(link)}); "
+                                          "try again when it is done")
             if "unable to open database file" in text:
-                return StoreFault(
-                    UNREACHABLE,
-                    f"{where} cannot be opened ({_first_line(link)}): check that its folder exists and is readable",
-                )
+                return StoreFault(UNREACHABLE, f"{where} cannot be opened ({_first_line(link)}): "
+                                               "check that its folder exists and is readable")
             return StoreFault(DAMAGED, f"{where} is damaged or not an MLflow database ({_first_line(link)})")
         if isinstance(link, MlflowException) and "out-of-date database schema" in text:
             return StoreFault(DAMAGED, f"{where} was written by another MLflow version ({_first_line(link)})")

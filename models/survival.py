@@ -41,9 +41,8 @@ from models.estimators import check_survival_target
 MONTHS = np.arange(MAX_HORIZON_MONTHS + 1)
 BASELINE_FLOOR_PER_MONTH = 1e-6
 EXTRAPOLATION_WINDOW_MONTHS = 12
-EXTRAPOLATION_RULE = (
-    f"the average hazard of the last {EXTRAPOLATION_WINDOW_MONTHS} months of follow-up on the treatment carried forward"
-)
+EXTRAPOLATION_RULE = (f"the average hazard of the last {EXTRAPOLATION_WINDOW_MONTHS} months of follow-up "
+                      "on the treatment carried forward")
 # The treatment's place among the model matrix's columns, and among the explained inputs.
 TREATMENT_COLUMN = MODEL_COLUMNS.index(TREATMENT_FEATURE)
 TREATMENT_INPUT = FEATURE_NAMES.index(TREATMENT_FEATURE)
@@ -64,11 +63,8 @@ def by_input(contributions: np.ndarray) -> np.ndarray:
     """SHAP values per model column, shape (n, n_columns), as SHAP values per explained input, shape
     (n, n_inputs): an input with several columns (IL-21, one per kit) gets their sum, so
     ``base + sum`` is unchanged."""
-    return (
-        np.add.reduceat(contributions, _FEATURE_STARTS, axis=1)
-        if len(contributions)
-        else np.empty((0, len(FEATURE_NAMES)))
-    )
+    return np.add.reduceat(contributions, _FEATURE_STARTS, axis=1) if len(contributions) else \
+        np.empty((0, len(FEATURE_NAMES)))
 
 
 def treatment_index(matrix: np.ndarray) -> np.ndarray:
@@ -125,14 +121,8 @@ class BaselineHazards:
         return self.share @ self.log_at(months)
 
 
-def breslow_baselines(
-    log_relative_hazard: np.ndarray,
-    event: np.ndarray,
-    time: np.ndarray,
-    treatment: np.ndarray,
-    *,
-    fallback: BaselineHazards | None = None,
-) -> BaselineHazards:
+def breslow_baselines(log_relative_hazard: np.ndarray, event: np.ndarray, time: np.ndarray,
+                      treatment: np.ndarray, *, fallback: BaselineHazards | None = None) -> BaselineHazards:
     """Breslow baseline cumulative hazard of each treatment, on whole months, with the stated extrapolation.
 
     Parameters
@@ -168,17 +158,12 @@ def breslow_baselines(
         patients[s] = members.sum()
         if not members.any() and fallback is not None:
             cumulative[s] = fallback.cumulative[s] - BASELINE_FLOOR_PER_MONTH * MONTHS  # the floor is added below
-            follow_up[s], events[s], patients[s] = (
-                fallback.follow_up_months[s],
-                fallback.events[s],
-                fallback.patients[s],
-            )
+            follow_up[s], events[s], patients[s] = fallback.follow_up_months[s], fallback.events[s], \
+                fallback.patients[s]
             continue
         if not members.any():
-            raise ValueError(
-                f"the training cohorts have no patient on {name}: the model could not "
-                "answer for it; train on cohorts with both arms"
-            )
+            raise ValueError(f"the training cohorts have no patient on {name}: the model could not "
+                             "answer for it; train on cohorts with both arms")
         share[s] = members.mean()
         events[s] = event[members].sum()
         follow_up[s] = time[members].max()
@@ -251,11 +236,8 @@ class OutcomeExplanation:
         if self.timing is None:
             return np.broadcast_to(-np.expm1(-np.exp(self.base))[None, :], self.risk.shape)
         ever = 1.0 / (1.0 + np.exp(-self.base))
-        return np.where(
-            self.timing <= 1.0,
-            ever[None, :] * self.timing,
-            -np.expm1(self.timing * np.log1p(-np.minimum(ever[None, :], 1 - 1e-16))),
-        )
+        return np.where(self.timing <= 1.0, ever[None, :] * self.timing,
+                        -np.expm1(self.timing * np.log1p(-np.minimum(ever[None, :], 1 - 1e-16))))
 
     def shap_at(self, k: int) -> np.ndarray:
         """Every input's SHAP value at horizon index ``k``, shape (n, n_inputs)."""
@@ -323,16 +305,9 @@ class StratifiedCox(BaseEstimator):
         horizons = tuple(int(h) for h in horizons)
         if len(X) == 0:
             empty = np.empty((0, len(horizons)))
-            return OutcomeExplanation(
-                horizons,
-                empty,
-                self.baseline_.reference_log_at(horizons),
-                np.empty((0, len(FEATURE_NAMES))),
-                empty,
-                empty.astype(bool),
-                np.empty(0),
-                np.empty(0, dtype=int),
-            )
+            return OutcomeExplanation(horizons, empty, self.baseline_.reference_log_at(horizons),
+                                      np.empty((0, len(FEATURE_NAMES))), empty, empty.astype(bool),
+                                      np.empty(0), np.empty(0, dtype=int))
         bias, contributions = self.estimator_.explain(X)
         strata = treatment_index(X)
         log_baseline = self.baseline_.log_at(horizons)
@@ -344,16 +319,9 @@ class StratifiedCox(BaseEstimator):
         log_hazard = base[None, :] + contributions.sum(axis=1)[:, None] + shift
         # The risk is read off the explanation (one model pass): the identity holds by construction.
         risk = -np.expm1(-np.exp(log_hazard))
-        return OutcomeExplanation(
-            horizons=horizons,
-            risk=risk,
-            base=base,
-            shap=by_input(contributions),
-            treatment_shift=shift,
-            extrapolated=self.baseline_.extrapolated(horizons)[strata],
-            log_relative_hazard=bias + contributions.sum(axis=1),
-            strata=strata,
-        )
+        return OutcomeExplanation(horizons=horizons, risk=risk, base=base, shap=by_input(contributions),
+                                  treatment_shift=shift, extrapolated=self.baseline_.extrapolated(horizons)[strata],
+                                  log_relative_hazard=bias + contributions.sum(axis=1), strata=strata)
 
 
 # --------------------------------------------------------------------------- IPCW, for evaluation
@@ -379,9 +347,8 @@ class HorizonLabels:
         return self.weight > 0
 
 
-def horizon_labels(
-    time: np.ndarray, event: np.ndarray, horizon: float, groups: np.ndarray | None = None
-) -> HorizonLabels:
+def horizon_labels(time: np.ndarray, event: np.ndarray, horizon: float,
+                   groups: np.ndarray | None = None) -> HorizonLabels:
     """Status at ``horizon`` months and IPCW weights, with censoring estimated per group.
 
     A patient's status at ``horizon`` is known when the onset was observed by then (1) or

@@ -44,9 +44,8 @@ def ensure_experiment(name: str, description: str | None = None) -> str:
     else:
         root = artifact_root(mlflow.get_tracking_uri())
         location = f"{root}/{name}" if root else None
-        experiment_id = mlflow.create_experiment(
-            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
-        )
+        experiment_id = mlflow.create_experiment(name, artifact_location=location,
+                                                 tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
     if description:
         mlflow.MlflowClient().set_experiment_tag(experiment_id, NOTE_TAG, description)
     mlflow.set_experiment(experiment_id=experiment_id)

@@ -38,7 +38,8 @@ STATE_FORMAT = "autorisk.treeshap/1"
 def _dmatrix(booster: xgb.Booster, X32: np.ndarray) -> xgb.DMatrix:
     """``X32`` for ``booster``: a model trained on a data frame checks the feature names and
     types (categorical columns hold category codes)."""
-    return xgb.DMatrix(X32, missing=np.nan, feature_names=booster.feature_names, feature_types=booster.feature_types)
+    return xgb.DMatrix(X32, missing=np.nan, feature_names=booster.feature_names,
+                       feature_types=booster.feature_types)
 
 
 def _read_base_margin(booster: xgb.Booster, model: dict, trees: list[Tree], n_features: int) -> float:
@@ -58,7 +59,8 @@ def _read_base_margin(booster: xgb.Booster, model: dict, trees: list[Tree], n_fe
     probe = np.zeros((1, n_features), dtype=np.float32)
     if booster.num_boosted_rounds() == 0:
         return float(booster.predict(_dmatrix(booster, probe), output_margin=True)[0])
-    after_first_round = float(booster.predict(_dmatrix(booster, probe), output_margin=True, iteration_range=(0, 1))[0])
+    after_first_round = float(booster.predict(_dmatrix(booster, probe), output_margin=True,
+                                              iteration_range=(0, 1))[0])
     first = build_tables([trees[t] for t in first_round_trees(model)], n_features, base_margin=0.0)
     return float(np.float32(after_first_round - first.margin(probe)[0]))
 
@@ -85,20 +87,15 @@ class TreeShapTables:
         when tabulated.
     """
 
-    def __init__(
-        self,
-        n_features: int,
-        *,
-        tables: Tables | None = None,
-        booster: xgb.Booster | None = None,
-        fallback_reason: str | None = None,
-    ) -> None:
+    def __init__(self, n_features: int, *, tables: Tables | None = None,
+                 booster: xgb.Booster | None = None, fallback_reason: str | None = None) -> None:
         if (tables is None) == (fallback_reason is None):
             raise ValueError("give either tables, or a fallback reason and its booster")
         if fallback_reason is not None and booster is None:
             raise ValueError(f"explaining by pred_contribs ({fallback_reason}) needs the booster")
         if tables is not None and tables.contribution_table.shape[1] != n_features:
-            raise ValueError(f"tables for {tables.contribution_table.shape[1]} features, n_features={n_features}")
+            raise ValueError(f"tables for {tables.contribution_table.shape[1]} features, "
+                             f"n_features={n_features}")
         self.n_features = int(n_features)
         self.fallback_reason = fallback_reason
         self._tables = tables
@@ -131,25 +128,24 @@ class TreeShapTables:
             (multi-class or multi-target), whose explanations have another shape.
         """
         if n_features != booster.num_features():
-            raise ValueError(f"n_features={n_features}, but the booster has {booster.num_features()} features")
+            raise ValueError(f"n_features={n_features}, but the booster has "
+                             f"{booster.num_features()} features")
         learner = json.loads(booster.save_raw("json"))["learner"]
         parameters = learner["learner_model_param"]
         if int(parameters["num_class"]) > 1 or int(parameters.get("num_target", 1)) > 1:
             raise ValueError("only single-output models are supported (one margin per row)")
         gradient_booster = learner["gradient_booster"]
         if gradient_booster["name"] != "gbtree":
-            return cls(n_features, booster=booster, fallback_reason=f"{gradient_booster['name']} booster")
+            return cls(n_features, booster=booster,
+                       fallback_reason=f"{gradient_booster['name']} booster")
         model = gradient_booster["model"]
         if any(kind != 0 for tree in model["trees"] for kind in tree.get("split_type", [])):
             return cls(n_features, booster=booster, fallback_reason="categorical splits")
         trees = [parse_tree(tree) for tree in model["trees"]]
         largest = max((tree.n_internal_nodes for tree in trees), default=0)
         if largest > MAX_INTERNAL_NODES:
-            return cls(
-                n_features,
-                booster=booster,
-                fallback_reason=(f"a tree has {largest} internal nodes, more than {MAX_INTERNAL_NODES}"),
-            )
+            return cls(n_features, booster=booster, fallback_reason=(
+                f"a tree has {largest} internal nodes, more than {MAX_INTERNAL_NODES}"))
         base_margin = _read_base_margin(booster, model, trees, n_features)
         return cls(n_features, tables=build_tables(trees, n_features, base_margin))
 

@@ -110,7 +110,8 @@ def _shapley_weights(n_players: int) -> np.ndarray:
     """``w[s] = s! (d - s - 1)! / d!`` for ``d = n_players``, shape (d,): weight of a coalition
     of ``s`` other players in a Shapley value."""
     d = n_players
-    return np.array([math.factorial(s) * math.factorial(d - s - 1) / math.factorial(d) for s in range(d)])
+    return np.array([math.factorial(s) * math.factorial(d - s - 1) / math.factorial(d)
+                     for s in range(d)])
 
 
 def tabulate_tree(tree: Tree, n_slots: int, n_features: int):
@@ -218,7 +219,8 @@ class Tables:
         for name, (shape, expected) in shapes.items():
             if shape != expected:
                 raise ValueError(f"{name}: shape {shape}, expected {expected}")
-        if self.slot_features.size and not (0 <= self.slot_features.min() and self.slot_features.max() < n_features):
+        if self.slot_features.size and not (
+                0 <= self.slot_features.min() and self.slot_features.max() < n_features):
             raise ValueError(f"slot_features: feature indices outside 0..{n_features - 1}")
         # Derived once here rather than per call (a call for one row must stay in microseconds).
         derived = {
@@ -298,12 +300,7 @@ def build_tables(trees: list[Tree], n_features: int, base_margin: float) -> Tabl
         slot_default_left[t, :k] = tree.default_left
         leaf_values[t], contribution_table[t], tree_expected = tabulate_tree(tree, n_slots, n_features)
         expected_value += tree_expected
-    return Tables(
-        base_margin=base_margin,
-        expected_value=expected_value,
-        slot_features=slot_features,
-        slot_thresholds=slot_thresholds,
-        slot_default_left=slot_default_left,
-        leaf_values=leaf_values.reshape(-1),
-        contribution_table=contribution_table.reshape(-1, n_features),
-    )
+    return Tables(base_margin=base_margin, expected_value=expected_value,
+                   slot_features=slot_features, slot_thresholds=slot_thresholds,
+                   slot_default_left=slot_default_left, leaf_values=leaf_values.reshape(-1),
+                   contribution_table=contribution_table.reshape(-1, n_features))

@@ -118,7 +118,8 @@ def kaplan_meier_risk(time: np.ndarray, event: np.ndarray, horizon: float) -> fl
 def ratio_interval(observed: ObservedRisk, expected: float) -> tuple[float, float, float, float]:
     """O/E with its standard error and 95% interval: ``(ratio, se, lo, hi)`` (log scale, predictions fixed)."""
     if expected <= 0 or observed.risk <= 0:
-        return (observed.risk / expected if expected > 0 else float("nan")), float("nan"), float("nan"), float("nan")
+        return (observed.risk / expected if expected > 0 else float("nan")), float("nan"), float("nan"), \
+            float("nan")
     ratio = observed.risk / expected
     log_se = observed.se / observed.risk
     return ratio, ratio * log_se, ratio * float(np.exp(-Z * log_se)), ratio * float(np.exp(Z * log_se))
@@ -151,9 +152,8 @@ def restricted_cubic_spline(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
     def cube(v: np.ndarray) -> np.ndarray:
         return np.maximum(v, 0.0) ** 3
 
-    spline = (cube(x - k1) - cube(x - k2) * (k3 - k1) / (k3 - k2) + cube(x - k3) * (k2 - k1) / (k3 - k2)) / (
-        k3 - k1
-    ) ** 2
+    spline = (cube(x - k1) - cube(x - k2) * (k3 - k1) / (k3 - k2) + cube(x - k3) * (k2 - k1) / (k3 - k2)) \
+        / (k3 - k1) ** 2
     return np.column_stack([x, spline])
 
 
@@ -179,9 +179,8 @@ class SmoothedCalibration:
     curve_observed: np.ndarray
 
 
-def smoothed_calibration(
-    time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float
-) -> SmoothedCalibration | None:
+def smoothed_calibration(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float
+                         ) -> SmoothedCalibration | None:
     """The observed risk at ``horizon`` as a smooth function of the predicted risk; None with too few onsets.
 
     A Cox model of the outcome, censored at the horizon, on a restricted cubic spline
@@ -219,23 +218,13 @@ def smoothed_calibration(
     error = np.abs(risk - observed)
     grid_risk = np.quantile(risk, np.linspace(0.01, 0.99, 60))
     grid = np.log(-np.log1p(-np.clip(grid_risk, _EPS, 1 - _EPS)))
-    return SmoothedCalibration(
-        observed=observed,
-        ici=float(error.mean()),
-        e50=float(np.median(error)),
-        e90=float(np.quantile(error, 0.9)),
-        curve_risk=grid_risk,
-        curve_observed=observed_at(grid),
-    )
+    return SmoothedCalibration(observed=observed, ici=float(error.mean()), e50=float(np.median(error)),
+                               e90=float(np.quantile(error, 0.9)), curve_risk=grid_risk,
+                               curve_observed=observed_at(grid))
 
 
-def net_benefit(
-    time: np.ndarray,
-    event: np.ndarray,
-    risk: np.ndarray,
-    horizon: float,
-    thresholds: np.ndarray = NET_BENEFIT_THRESHOLDS,
-) -> dict[str, list[float]]:
+def net_benefit(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float,
+                thresholds: np.ndarray = NET_BENEFIT_THRESHOLDS) -> dict[str, list[float]]:
     """Net benefit at ``horizon`` of acting on the model above each threshold, of acting on everyone and on none.
 
     ``NB(p) = π F - π (1 - F) p / (1 - p)``, ``π`` the share of patients with a risk of at least ``p`` and
@@ -249,17 +238,12 @@ def net_benefit(
         risk_above = kaplan_meier_risk(time[above], event[above], horizon) if above.any() else 0.0
         model.append(share * risk_above - share * (1 - risk_above) * p / (1 - p))
     treat_all = [overall - (1 - overall) * p / (1 - p) for p in thresholds]
-    return {
-        "threshold": thresholds.tolist(),
-        "model": model,
-        "treat_all": treat_all,
-        "treat_none": [0.0] * len(thresholds),
-    }
+    return {"threshold": thresholds.tolist(), "model": model, "treat_all": treat_all,
+            "treat_none": [0.0] * len(thresholds)}
 
 
-def risk_groups(
-    time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float, groups: int = RISK_GROUPS
-) -> list[dict[str, float]]:
+def risk_groups(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float,
+                groups: int = RISK_GROUPS) -> list[dict[str, float]]:
     """Per group of predicted risk (equal-sized, by quantile): patients, mean predicted and Kaplan–Meier
     observed risk with its 95% interval."""
     groups = max(1, min(groups, len(risk) // 50))
@@ -269,15 +253,8 @@ def risk_groups(
     for g in np.unique(which):
         members = which == g
         km = observed_risk(time[members], event[members], horizon)
-        rows.append(
-            {
-                "n": int(members.sum()),
-                "mean_predicted": float(risk[members].mean()),
-                "observed_risk": km.risk,
-                "observed_lo": km.lo,
-                "observed_hi": km.hi,
-            }
-        )
+        rows.append({"n": int(members.sum()), "mean_predicted": float(risk[members].mean()),
+                     "observed_risk": km.risk, "observed_lo": km.lo, "observed_hi": km.hi})
     return rows
 
 
@@ -318,9 +295,8 @@ def calibration_with_intervals(y: np.ndarray, lp: np.ndarray, weight: np.ndarray
     return result
 
 
-def auroc_interval(
-    y: np.ndarray, weight: np.ndarray, risk: np.ndarray, resamples: int, seed: int
-) -> tuple[float, float]:
+def auroc_interval(y: np.ndarray, weight: np.ndarray, risk: np.ndarray, resamples: int, seed: int
+                   ) -> tuple[float, float]:
     """Percentile 95% interval of the IPCW AUROC over patient resamples (the censoring weights kept)."""
     rng = np.random.default_rng(seed)
     ranked = RankedScores(y, risk)
@@ -335,9 +311,8 @@ def auroc_interval(
     return float(lo[0]), float(hi[0])
 
 
-def validate_at_horizon(
-    time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float, *, bootstrap: int = BOOTSTRAP, seed: int = 0
-) -> dict:
+def validate_at_horizon(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float, *,
+                        bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
     """Every validation figure of predicted risks by ``horizon`` against observed, censored outcomes.
 
     Parameters
@@ -367,51 +342,18 @@ def validate_at_horizon(
     followed = bool(len(time) and time.max() >= horizon)
     km = observed_risk(time, event, horizon)
     mean_predicted = float(risk.mean()) if len(risk) else nan
-    result = {
-        "n": int(len(time)),
-        "events": int(np.sum((event == 1) & (time <= horizon))),
-        "at_risk": km.at_risk,
-        "followed_to_horizon": followed,
-        "mean_predicted": mean_predicted,
-    }
-    figures = (
-        "observed_risk",
-        "observed_lo",
-        "observed_hi",
-        "observed_se",
-        "o_e",
-        "o_e_se",
-        "o_e_lo",
-        "o_e_hi",
-        "calibration_intercept",
-        "calibration_intercept_lo",
-        "calibration_intercept_hi",
-        "calibration_slope",
-        "calibration_slope_lo",
-        "calibration_slope_hi",
-        "ici",
-        "e50",
-        "e90",
-        "auroc",
-        "auroc_lo",
-        "auroc_hi",
-        "brier",
-        "ipa",
-    )
+    result = {"n": int(len(time)), "events": int(np.sum((event == 1) & (time <= horizon))),
+              "at_risk": km.at_risk, "followed_to_horizon": followed, "mean_predicted": mean_predicted}
+    figures = ("observed_risk", "observed_lo", "observed_hi", "observed_se", "o_e", "o_e_se", "o_e_lo", "o_e_hi",
+               "calibration_intercept", "calibration_intercept_lo", "calibration_intercept_hi",
+               "calibration_slope", "calibration_slope_lo", "calibration_slope_hi", "ici", "e50", "e90",
+               "auroc", "auroc_lo", "auroc_hi", "brier", "ipa")
     result |= dict.fromkeys(figures, nan) | {"curves": None}
     if not followed:
         return result
     ratio = ratio_interval(km, mean_predicted)
-    result |= {
-        "observed_risk": km.risk,
-        "observed_lo": km.lo,
-        "observed_hi": km.hi,
-        "observed_se": km.se,
-        "o_e": ratio[0],
-        "o_e_se": ratio[1],
-        "o_e_lo": ratio[2],
-        "o_e_hi": ratio[3],
-    }
+    result |= {"observed_risk": km.risk, "observed_lo": km.lo, "observed_hi": km.hi, "observed_se": km.se,
+               "o_e": ratio[0], "o_e_se": ratio[1], "o_e_lo": ratio[2], "o_e_hi": ratio[3]}
     labels = horizon_labels(time, event, horizon)
     brier = float(np.sum(labels.weight * (labels.y - risk) ** 2) / len(time))
     null = float(np.sum(labels.weight * (labels.y - km.risk) ** 2) / len(time))

@@ -49,13 +49,11 @@ class BatchOutputs:
         """The outputs of a run whose scores go to ``scores``: ``scores.csv`` -> ``scores.rejects.csv``,
         ``scores.drift.md``, ``scores.drift.json``, ``scores.report.html``."""
         scores = Path(scores)
-        return cls(
-            scores=scores,
-            rejects=Path(rejects) if rejects else scores.with_name(f"{scores.stem}.rejects{scores.suffix}"),
-            drift_md=scores.with_name(f"{scores.stem}.drift.md"),
-            drift_json=scores.with_name(f"{scores.stem}.drift.json"),
-            report=scores.with_name(f"{scores.stem}.report.html"),
-        )
+        return cls(scores=scores,
+                   rejects=Path(rejects) if rejects else scores.with_name(f"{scores.stem}.rejects{scores.suffix}"),
+                   drift_md=scores.with_name(f"{scores.stem}.drift.md"),
+                   drift_json=scores.with_name(f"{scores.stem}.drift.json"),
+                   report=scores.with_name(f"{scores.stem}.report.html"))
 
     @property
     def locked(self) -> tuple[Path, Path]:
@@ -79,13 +77,8 @@ class BatchOutputs:
 
     def by_role(self) -> dict[str, Path]:
         """The outputs by the name an error gives them (``--out``, ``--rejects``, ``drift report``, ...)."""
-        return {
-            "--out": self.scores,
-            "--rejects": self.rejects,
-            "drift report": self.drift_md,
-            "drift data": self.drift_json,
-            "report": self.report,
-        }
+        return {"--out": self.scores, "--rejects": self.rejects, "drift report": self.drift_md,
+                "drift data": self.drift_json, "report": self.report}
 
 
 @dataclass(frozen=True)
@@ -178,10 +171,8 @@ def _check_files(input: Path, outputs: BatchOutputs) -> None:
     file_format(outputs.rejects, "--rejects")
     paths = [input, *outputs.in_order]
     if len({p.resolve() for p in paths}) < len(paths):
-        raise InputFileError(
-            "the input, --out and --rejects must be three different files "
-            "(and different from the drift report beside --out)"
-        )
+        raise InputFileError("the input, --out and --rejects must be three different files "
+                             "(and different from the drift report beside --out)")
     for role, path in outputs.by_role().items():
         if path.is_dir():
             raise InputFileError(f"{role} {path} is a folder; name a file")

@@ -75,13 +75,8 @@ class ReportTally:
     def __init__(self, outcomes, horizons, seed: int = 0) -> None:
         self.outcomes, self.horizons, self.shap_horizon = tuple(outcomes), tuple(horizons), max(horizons)
         self.risk_columns = {(o, h): f"risk_{endpoint(o, h)}" for o in outcomes for h in horizons}
-        self.shap_columns = {
-            o: [
-                shap_column(o, f) if f != TREATMENT_FEATURE else shap_column(o, f, self.shap_horizon)
-                for f in FEATURE_NAMES
-            ]
-            for o in outcomes
-        }
+        self.shap_columns = {o: [shap_column(o, f) if f != TREATMENT_FEATURE
+                                 else shap_column(o, f, self.shap_horizon) for f in FEATURE_NAMES] for o in outcomes}
         self.histograms = {key: np.zeros(RISK_BINS, dtype=np.int64) for key in self.risk_columns}
         self.sums = {key: 0.0 for key in self.risk_columns}
         self.maxima = {key: 0.0 for key in self.risk_columns}
@@ -105,15 +100,12 @@ class ReportTally:
         self.n += n
         for key, column in self.risk_columns.items():
             risk = result.scores.column(column).to_numpy(zero_copy_only=False).astype(float)
-            self.histograms[key] += np.bincount(
-                np.minimum((risk * RISK_BINS).astype(int), RISK_BINS - 1), minlength=RISK_BINS
-            )
+            self.histograms[key] += np.bincount(np.minimum((risk * RISK_BINS).astype(int), RISK_BINS - 1),
+                                                minlength=RISK_BINS)
             self.sums[key] += float(risk.sum())
             self.maxima[key] = max(self.maxima[key], float(risk.max()))
-        shap = {
-            o: np.column_stack([result.scores.column(c).to_numpy(zero_copy_only=False).astype(float) for c in columns])
-            for o, columns in self.shap_columns.items()
-        }
+        shap = {o: np.column_stack([result.scores.column(c).to_numpy(zero_copy_only=False).astype(float)
+                                    for c in columns]) for o, columns in self.shap_columns.items()}
         for outcome, values in shap.items():
             self.abs_sums[outcome] += np.abs(values).sum(axis=0)
         keys = np.r_[self.keys, self.rng.random(n)]
@@ -177,43 +169,32 @@ text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}img{max-
 
 def _table(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
     head = "".join(f"<th scope='col'>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f"<td class='n'>{html.escape(c)}</td>" if k >= numeric_from else f"<th scope='row'>{html.escape(c)}</th>"
-            for k, c in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
-    )
+    body = "".join("<tr>" + "".join(
+        f"<td class='n'>{html.escape(c)}</td>" if k >= numeric_from else f"<th scope='row'>{html.escape(c)}</th>"
+        for k, c in enumerate(row)) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _head(job, model) -> list[str]:
     name = html.escape(job.outputs.scores.name)
     options = job.options
-    return [
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>Batch report: {name}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>Batch report: {name}</h1>",
-        f"<p class='notice'>{html.escape(RESEARCH_NOTICE)}</p>",
-        f"<p class='muted'>Model {html.escape(model.name)} version {html.escape(str(model.version))} "
-        f"(MLflow run {html.escape(model.run_id)}); input {html.escape(job.input.name)}; horizons "
-        f"{', '.join(map(str, options.horizons))} months"
-        f"{'; with the contrast between treatments' if options.contrast else ''}; "
-        f"written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>",
-    ]
+    return [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>Batch report: {name}</title><style>{_STYLE}</style></head><body>",
+            f"<h1>Batch report: {name}</h1>",
+            f"<p class='notice'>{html.escape(RESEARCH_NOTICE)}</p>",
+            f"<p class='muted'>Model {html.escape(model.name)} version {html.escape(str(model.version))} "
+            f"(MLflow run {html.escape(model.run_id)}); input {html.escape(job.input.name)}; horizons "
+            f"{', '.join(map(str, options.horizons))} months"
+            f"{'; with the contrast between treatments' if options.contrast else ''}; "
+            f"written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>"]
 
 
 def _counts(summary) -> list[str]:
-    counts = [
-        ["records read", f"{summary.read:,}"],
-        ["scored", f"{summary.scored:,}"],
-        ["rejected", f"{summary.rejected:,}"],
-        ["scored with a value outside the training range (warned)", f"{summary.outside_training_range:,}"],
-        ["blank lines skipped", f"{summary.blank_lines:,}"],
-    ]
+    counts = [["records read", f"{summary.read:,}"], ["scored", f"{summary.scored:,}"],
+              ["rejected", f"{summary.rejected:,}"],
+              ["scored with a value outside the training range (warned)", f"{summary.outside_training_range:,}"],
+              ["blank lines skipped", f"{summary.blank_lines:,}"]]
     parts = ["<h2>Counts</h2>", _table(["", "records"], counts)]
     if summary.ignored_columns:
         parts.append(f"<p>Ignored columns: {html.escape(', '.join(summary.ignored_columns))}.</p>")
@@ -226,12 +207,10 @@ def _rejects(reasons: Counter, rejects_name: str) -> list[str]:
     shown = reasons.most_common(TOP_REASONS)
     rest = sum(reasons.values()) - sum(c for _, c in shown)
     rows = [[reason, f"{count:,}"] for reason, count in shown] + ([["other reasons", f"{rest:,}"]] if rest else [])
-    return [
-        "<h2>Rejects by reason</h2>",
-        f"<p>Each record with its line number and full reason is in <code>{html.escape(rejects_name)}</code>; "
-        "here the values are left out (…). A record can have several reasons.</p>",
-        _table(["reason", "records"], rows),
-    ]
+    return ["<h2>Rejects by reason</h2>",
+            f"<p>Each record with its line number and full reason is in <code>{html.escape(rejects_name)}</code>; "
+            "here the values are left out (…). A record can have several reasons.</p>",
+            _table(["reason", "records"], rows)]
 
 
 def _risks(tally: ReportTally) -> list[str]:
@@ -240,50 +219,31 @@ def _risks(tally: ReportTally) -> list[str]:
         rows = []
         for h in tally.horizons:
             key = (outcome, h)
-            rows.append(
-                [f"{outcome} by month {h}", f"{100 * tally.sums[key] / tally.n:.2f}%"]
-                + [f"{100 * tally.percentile(key, q):.2f}%" for q in (0.1, 0.5, 0.9)]
-                + [f"{100 * tally.maxima[key]:.2f}%"]
-            )
-        parts += [
-            _image(_risk_figure(tally, outcome), f"{outcome}: distribution of risks"),
-            _table(["", "mean", "10th percentile", "median", "90th percentile", "highest"], rows),
-        ]
-    parts.append(
-        f"<p class='muted'>Percentiles to within {100 / RISK_BINS / 2:g} percentage points. "
-        "Risks at horizons beyond a treatment's follow-up in training are extrapolated (see the "
-        "warnings column of the scores).</p>"
-    )
+            rows.append([f"{outcome} by month {h}", f"{100 * tally.sums[key] / tally.n:.2f}%"]
+                        + [f"{100 * tally.percentile(key, q):.2f}%" for q in (0.1, 0.5, 0.9)]
+                        + [f"{100 * tally.maxima[key]:.2f}%"])
+        parts += [_image(_risk_figure(tally, outcome), f"{outcome}: distribution of risks"),
+                  _table(["", "mean", "10th percentile", "median", "90th percentile", "highest"], rows)]
+    parts.append(f"<p class='muted'>Percentiles to within {100 / RISK_BINS / 2:g} percentage points. "
+                 "Risks at horizons beyond a treatment's follow-up in training are extrapolated (see the "
+                 "warnings column of the scores).</p>")
     return parts
 
 
 def _explanations(tally: ReportTally, scale: str) -> list[str]:
     month = tally.shap_horizon
-    parts = [
-        f"<h2>Explanations (SHAP, {html.escape(scale)} scale, at month {month})</h2>"
-        f"<p>The beeswarm shows {len(tally.keys):,} patients drawn at random from the "
-        f"{tally.n:,} scored (colour: the feature's value; grey: not provided, which the model "
-        "still credits with a part); the bars, the mean |SHAP| over all of them.</p>"
-    ]
+    parts = [f"<h2>Explanations (SHAP, {html.escape(scale)} scale, at month {month})</h2>"
+             f"<p>The beeswarm shows {len(tally.keys):,} patients drawn at random from the "
+             f"{tally.n:,} scored (colour: the feature's value; grey: not provided, which the model "
+             "still credits with a part); the bars, the mean |SHAP| over all of them.</p>"]
     for outcome in tally.outcomes:
         mean_abs = dict(zip(FEATURE_NAMES, (tally.abs_sums[outcome] / tally.n).tolist()))
-        parts += [
-            f"<h3>{html.escape(outcome)}</h3>",
-            _image(
-                beeswarm_figure(
-                    tally.shap[outcome],
-                    tally.values,
-                    list(FEATURE_NAMES),
-                    f"{outcome}: SHAP values at month {month}",
-                    seed=tally.seed,
-                ),
-                f"{outcome}: SHAP beeswarm",
-            ),
-            _image(
-                importance_figure(mean_abs, f"{outcome}: mean |SHAP| at month {month}, {tally.n:,} patients"),
-                f"{outcome}: mean |SHAP|",
-            ),
-        ]
+        parts += [f"<h3>{html.escape(outcome)}</h3>",
+                  _image(beeswarm_figure(tally.shap[outcome], tally.values, list(FEATURE_NAMES),
+                                         f"{outcome}: SHAP values at month {month}", seed=tally.seed),
+                         f"{outcome}: SHAP beeswarm"),
+                  _image(importance_figure(mean_abs, f"{outcome}: mean |SHAP| at month {month}, "
+                                                     f"{tally.n:,} patients"), f"{outcome}: mean |SHAP|")]
     return parts
 
 
@@ -306,9 +266,7 @@ def build_report(tally: ReportTally, job, summary, model) -> str:
         parts.append("<h2>Risks and explanations</h2><p>No record was scored.</p>")
     else:
         parts += [*_risks(tally), *_explanations(tally, model.risk_model.explanation_scale)]
-    drift = markdown(
-        to_markdown(summary.drift, model=f"{model.name} v{model.version}").replace("# Drift", "## Drift", 1),
-        extensions=["tables"],
-    )
+    drift = markdown(to_markdown(summary.drift, model=f"{model.name} v{model.version}").replace("# Drift", "## Drift", 1),
+                     extensions=["tables"])
     parts += [drift, f"<p class='notice'>{html.escape(RESEARCH_NOTICE)}</p></body></html>"]
     return "\n".join(parts)

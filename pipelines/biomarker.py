@@ -104,57 +104,31 @@ class BiomarkerValue:
 
     def table(self) -> pd.DataFrame:
         """One row per comparison: the figures of :func:`comparison_values` with its labels."""
-        return pd.DataFrame(
-            [
-                {"predictor": c.predictor, "cohort": c.cohort, "kit": c.kit, "endpoint": c.endpoint}
-                | comparison_values(c)
-                for c in self.comparisons
-            ]
-        )
+        return pd.DataFrame([{"predictor": c.predictor, "cohort": c.cohort, "kit": c.kit, "endpoint": c.endpoint}
+                             | comparison_values(c) for c in self.comparisons])
 
     def net_benefit_curves(self) -> pd.DataFrame:
         """Per comparison and threshold: net benefit with and without the predictor, the difference and its interval."""
         frames = []
         for c in self.comparisons:
             nb = c.value.net_benefit
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "predictor": c.predictor,
-                        "cohort": c.cohort,
-                        "kit": c.kit,
-                        "endpoint": c.endpoint,
-                        "threshold": nb.threshold,
-                        "with": nb.new,
-                        "without": nb.old,
-                        "difference": nb.difference,
-                        "lo": nb.lo,
-                        "hi": nb.hi,
-                    }
-                )
-            )
+            frames.append(pd.DataFrame({"predictor": c.predictor, "cohort": c.cohort, "kit": c.kit,
+                                        "endpoint": c.endpoint, "threshold": nb.threshold, "with": nb.new,
+                                        "without": nb.old, "difference": nb.difference, "lo": nb.lo, "hi": nb.hi}))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def find(self, predictor: str, endpoint_name: str, cohort: str = HELD_OUT) -> Comparison | None:
-        return next(
-            (c for c in self.comparisons if (c.predictor, c.endpoint, c.cohort) == (predictor, endpoint_name, cohort)),
-            None,
-        )
+        return next((c for c in self.comparisons
+                     if (c.predictor, c.endpoint, c.cohort) == (predictor, endpoint_name, cohort)), None)
 
 
 def comparison_values(c: Comparison) -> dict[str, float]:
     """Every figure of one comparison, by name (a superset of :data:`models.names.ADDED_VALUE_METRICS`)."""
     v = c.value
     values = {"auroc_with": v.auroc.new, "auroc_without": v.auroc.old}
-    for name, estimate in {
-        "delta_auroc": v.auroc.difference,
-        "nri": v.nri.total,
-        "nri_events": v.nri.events,
-        "nri_nonevents": v.nri.nonevents,
-        "idi": v.idi.total,
-        "idi_events": v.idi.events,
-        "idi_nonevents": v.idi.nonevents,
-    }.items():
+    for name, estimate in {"delta_auroc": v.auroc.difference,
+                           "nri": v.nri.total, "nri_events": v.nri.events, "nri_nonevents": v.nri.nonevents,
+                           "idi": v.idi.total, "idi_events": v.idi.events, "idi_nonevents": v.idi.nonevents}.items():
         values |= {name: estimate.value, f"{name}_lo": estimate.lo, f"{name}_hi": estimate.hi}
     values["delta_net_benefit_mean"] = float(np.mean(v.net_benefit.difference))
     values |= {"known": float(c.known), "events": float(c.events)}
@@ -179,15 +153,12 @@ def evaluation_sets(config: ExperimentConfig, cohorts: Cohorts) -> list[Evaluati
     the kits on one population; the held-out split mixes CARE-MS I with the extension's
     alemtuzumab patients.
     """
-
     def kit(frame: pd.DataFrame) -> str:
         kits = sorted(frame["il21_assay"].dropna().unique())
         return "+".join(kits) if kits else "none"
 
-    sets = [
-        EvaluationSet(HELD_OUT, "", kit(cohorts.test), cohorts.test),
-        EvaluationSet(BENCHMARK, cohort_prefix(BENCHMARK_COHORT), kit(cohorts.benchmark), cohorts.benchmark),
-    ]
+    sets = [EvaluationSet(HELD_OUT, "", kit(cohorts.test), cohorts.test),
+            EvaluationSet(BENCHMARK, cohort_prefix(BENCHMARK_COHORT), kit(cohorts.benchmark), cohorts.benchmark)]
     for spec in config.external_cohorts:
         if spec.il21_assay is not None:
             frame = cohorts.external[spec.name]
@@ -195,16 +166,8 @@ def evaluation_sets(config: ExperimentConfig, cohorts: Cohorts) -> list[Evaluati
     return sets
 
 
-def compare(
-    full: RiskModel,
-    reduced: RiskModel,
-    predictor: str,
-    target: EvaluationSet,
-    horizons: tuple[int, ...],
-    *,
-    bootstrap: int,
-    seed: int,
-) -> list[Comparison]:
+def compare(full: RiskModel, reduced: RiskModel, predictor: str, target: EvaluationSet, horizons: tuple[int, ...],
+            *, bootstrap: int, seed: int) -> list[Comparison]:
     """Per outcome and horizon with enough events, the full model against the one fitted without ``predictor``.
 
     The reduced model sees the predictor unknown, as it was in its training; the status at each
@@ -221,39 +184,15 @@ def compare(
             events = int(labels.y[known].sum())
             if events < ADDED_VALUE_MIN_EVENTS or events == known.sum():
                 continue  # nobody followed to the horizon, or too few onsets to compare on
-            value = added_value(
-                labels.y,
-                risks_with[outcome][:, k],
-                risks_without[outcome][:, k],
-                labels.weight,
-                DEFAULT_THRESHOLDS,
-                bootstrap=bootstrap,
-                seed=seed,
-            )
-            comparisons.append(
-                Comparison(
-                    predictor,
-                    target.name,
-                    target.prefix,
-                    target.kit,
-                    endpoint(outcome, h),
-                    int(known.sum()),
-                    events,
-                    value,
-                )
-            )
+            value = added_value(labels.y, risks_with[outcome][:, k], risks_without[outcome][:, k], labels.weight,
+                                DEFAULT_THRESHOLDS, bootstrap=bootstrap, seed=seed)
+            comparisons.append(Comparison(predictor, target.name, target.prefix, target.kit, endpoint(outcome, h),
+                                          int(known.sum()), events, value))
     return comparisons
 
 
-def measure_added_value(
-    name: str,
-    spec: FamilySpec,
-    model: RiskModel,
-    outcome_params: dict[str, dict],
-    cohorts: Cohorts,
-    config: ExperimentConfig,
-    log=print,
-) -> BiomarkerValue:
+def measure_added_value(name: str, spec: FamilySpec, model: RiskModel, outcome_params: dict[str, dict],
+                        cohorts: Cohorts, config: ExperimentConfig, log=print) -> BiomarkerValue:
     """Training step: each predictor of ``config.added_value`` dropped in turn, the family refitted and compared.
 
     Parameters
@@ -278,24 +217,12 @@ def measure_added_value(
     for predictor in config.added_value:
         reduced = fit_family(name, spec, without(cohorts.train, predictor), outcome_params)
         for target in targets:
-            comparisons += compare(
-                model,
-                reduced,
-                predictor,
-                target,
-                config.evaluation_horizons_months,
-                bootstrap=config.bootstrap,
-                seed=config.split_seed,
-            )
+            comparisons += compare(model, reduced, predictor, target, config.evaluation_horizons_months,
+                                   bootstrap=config.bootstrap, seed=config.split_seed)
         shown = [c for c in comparisons if c.predictor == predictor and c.cohort == HELD_OUT]
-        log(
-            f"  without {predictor}: "
-            + "; ".join(
-                f"{c.endpoint} ΔAUROC {c.value.auroc.difference.value:+.4f} "
-                f"[{c.value.auroc.difference.lo:+.4f}, {c.value.auroc.difference.hi:+.4f}]"
-                for c in shown
-            )
-        )
+        log(f"  without {predictor}: " + "; ".join(
+            f"{c.endpoint} ΔAUROC {c.value.auroc.difference.value:+.4f} "
+            f"[{c.value.auroc.difference.lo:+.4f}, {c.value.auroc.difference.hi:+.4f}]" for c in shown))
     return BiomarkerValue(family=name, comparisons=comparisons, bootstrap=config.bootstrap)
 
 
@@ -314,22 +241,17 @@ def added_value_table(value: BiomarkerValue, predictor: str) -> str:
     rows = [c for c in value.comparisons if c.predictor == predictor]
     if not rows:
         return "No endpoint had enough onsets to compare on."
-    lines = [
-        "| cohort (IL-21 kit) | endpoint | onsets / known | AUROC with / without | ΔAUROC (95% CI) | "
-        "NRI events | NRI non-events | NRI | IDI events | IDI non-events | IDI | "
-        "Δ net benefit, mean over 5–30% |",
-        "|" + "---|" * 12,
-    ]
+    lines = ["| cohort (IL-21 kit) | endpoint | onsets / known | AUROC with / without | ΔAUROC (95% CI) | "
+             "NRI events | NRI non-events | NRI | IDI events | IDI non-events | IDI | "
+             "Δ net benefit, mean over 5–30% |", "|" + "---|" * 12]
     for c in rows:
         v = comparison_values(c)
         cell = lambda m, d: _interval(v[m], v[f"{m}_lo"], v[f"{m}_hi"], d)  # noqa: E731
-        lines.append(
-            f"| {c.cohort} ({c.kit}) | {c.endpoint} | {c.events:,} / {c.known:,} | "
-            f"{v['auroc_with']:.3f} / {v['auroc_without']:.3f} | {cell('delta_auroc', 4)} | "
-            f"{cell('nri_events', 3)} | {cell('nri_nonevents', 3)} | {cell('nri', 3)} | "
-            f"{cell('idi_events', 4)} | {cell('idi_nonevents', 4)} | {cell('idi', 4)} | "
-            f"{1000 * v['delta_net_benefit_mean']:+.2f} per 1,000 |"
-        )
+        lines.append(f"| {c.cohort} ({c.kit}) | {c.endpoint} | {c.events:,} / {c.known:,} | "
+                     f"{v['auroc_with']:.3f} / {v['auroc_without']:.3f} | {cell('delta_auroc', 4)} | "
+                     f"{cell('nri_events', 3)} | {cell('nri_nonevents', 3)} | {cell('nri', 3)} | "
+                     f"{cell('idi_events', 4)} | {cell('idi_nonevents', 4)} | {cell('idi', 4)} | "
+                     f"{1000 * v['delta_net_benefit_mean']:+.2f} per 1,000 |")
     return "\n".join(lines)
 
 
@@ -338,17 +260,11 @@ def report_markdown(value: BiomarkerValue, *, experiment: str, image_folder: str
     sections = []
     predictors = list(dict.fromkeys(c.predictor for c in value.comparisons))
     for predictor in predictors:
-        sections.append(
-            f"## {predictor}\n\n{added_value_table(value, predictor)}\n\n"
-            f"![net benefit with minus without {predictor}]"
-            f"({image_folder}/net_benefit_difference_{predictor}.png)\n"
-        )
-    intervals = (
-        f"95% intervals: {value.bootstrap} paired bootstrap resamples of the patients whose status is "
-        "known (both models on each resample)"
-        if value.bootstrap
-        else "no intervals (bootstrap: 0)"
-    )
+        sections.append(f"## {predictor}\n\n{added_value_table(value, predictor)}\n\n"
+                        f"![net benefit with minus without {predictor}]"
+                        f"({image_folder}/net_benefit_difference_{predictor}.png)\n")
+    intervals = (f"95% intervals: {value.bootstrap} paired bootstrap resamples of the patients whose status is "
+                 "known (both models on each resample)" if value.bootstrap else "no intervals (bootstrap: 0)")
     return f"""# Added value of predictors: {experiment} / {value.family}
 
 What each predictor adds to the `{value.family}` model: the family fitted again on the same training
@@ -394,10 +310,10 @@ def forest_figure(value: BiomarkerValue):
             axes.plot([d.lo, d.hi], [y, y], color=colour, linewidth=1.5)
         axes.plot([d.value], [y], marker="o", color=colour, linestyle="none")
     axes.axvline(0, color="black", linewidth=0.8)
-    axes.set_yticks(
-        range(len(rows)), [f"{c.predictor} · {c.cohort} ({c.kit}) · {c.endpoint}" for c in reversed(rows)], fontsize=7
-    )
-    axes.set(xlabel="ΔAUROC with minus without (95% interval)", title=f"{value.family}: added value in discrimination")
+    axes.set_yticks(range(len(rows)), [f"{c.predictor} · {c.cohort} ({c.kit}) · {c.endpoint}"
+                                      for c in reversed(rows)], fontsize=7)
+    axes.set(xlabel="ΔAUROC with minus without (95% interval)",
+             title=f"{value.family}: added value in discrimination")
     figure.tight_layout()
     return figure
 
@@ -419,16 +335,14 @@ def net_benefit_figure(value: BiomarkerValue, predictor: str):
                 if c.cohort != cohort or not c.endpoint.startswith(f"{outcome}_"):
                     continue
                 nb = c.value.net_benefit
-                (line,) = axes.plot(100 * nb.threshold, 1000 * nb.difference, label=c.endpoint.rsplit("_", 1)[1])
+                line, = axes.plot(100 * nb.threshold, 1000 * nb.difference, label=c.endpoint.rsplit("_", 1)[1])
                 if np.isfinite(nb.lo).all():
-                    axes.fill_between(
-                        100 * nb.threshold, 1000 * nb.lo, 1000 * nb.hi, color=line.get_color(), alpha=0.15, linewidth=0
-                    )
+                    axes.fill_between(100 * nb.threshold, 1000 * nb.lo, 1000 * nb.hi, color=line.get_color(),
+                                      alpha=0.15, linewidth=0)
             axes.axhline(0, color="black", linewidth=0.8)
             kit = next((c.kit for c in rows if c.cohort == cohort), "")
-            axes.set(
-                title=f"{outcome}, {cohort} ({kit})", xlabel="threshold risk (%)", ylabel="Δ net benefit per 1,000"
-            )
+            axes.set(title=f"{outcome}, {cohort} ({kit})", xlabel="threshold risk (%)",
+                     ylabel="Δ net benefit per 1,000")
             if axes.get_legend_handles_labels()[0]:
                 axes.legend(fontsize=7, title="horizon", title_fontsize=7)
     figure.suptitle(f"{value.family}: net benefit with minus without {predictor}")
@@ -439,18 +353,14 @@ def net_benefit_figure(value: BiomarkerValue, predictor: str):
 def card_section(value: BiomarkerValue, folder: str = "biomarker") -> str:
     """The model card's section on added value: the tables, the figures (from the card's folder)
     and where the full report is."""
-    tables = "\n\n".join(
-        f"### {predictor}\n\n{added_value_table(value, predictor)}\n\n"
-        f"![net benefit with minus without {predictor}](../{folder}/plots/"
-        f"net_benefit_difference_{predictor}.png)"
-        for predictor in dict.fromkeys(c.predictor for c in value.comparisons)
-    )
-    return (
-        f"The family refitted without each predictor (unknown for every patient) on the same split, "
-        f"with the same hyperparameters; paired bootstrap 95% intervals ({value.bootstrap} resamples), "
-        f"IPCW. Definitions and the full report: `{folder}/biomarker-value.md`.\n\n"
-        f"![ΔAUROC per predictor, cohort and endpoint](../{folder}/plots/delta_auroc.png)\n\n{tables}"
-    )
+    tables = "\n\n".join(f"### {predictor}\n\n{added_value_table(value, predictor)}\n\n"
+                         f"![net benefit with minus without {predictor}](../{folder}/plots/"
+                         f"net_benefit_difference_{predictor}.png)"
+                         for predictor in dict.fromkeys(c.predictor for c in value.comparisons))
+    return (f"The family refitted without each predictor (unknown for every patient) on the same split, "
+            f"with the same hyperparameters; paired bootstrap 95% intervals ({value.bootstrap} resamples), "
+            f"IPCW. Definitions and the full report: `{folder}/biomarker-value.md`.\n\n"
+            f"![ΔAUROC per predictor, cohort and endpoint](../{folder}/plots/delta_auroc.png)\n\n{tables}")
 
 
 def log_added_value(value: BiomarkerValue, experiment: str, folder: str = "biomarker") -> str:
@@ -463,9 +373,7 @@ def log_added_value(value: BiomarkerValue, experiment: str, folder: str = "bioma
     mlflow.log_text(html_page(text, f"{experiment} / {value.family}: added value"), f"{folder}/biomarker-value.html")
     mlflow.log_figure(forest_figure(value), f"{folder}/plots/delta_auroc.png")
     for predictor in dict.fromkeys(c.predictor for c in value.comparisons):
-        mlflow.log_figure(
-            net_benefit_figure(value, predictor), f"{folder}/plots/net_benefit_difference_{predictor}.png"
-        )
+        mlflow.log_figure(net_benefit_figure(value, predictor), f"{folder}/plots/net_benefit_difference_{predictor}.png")
     mlflow.log_text(value.table().to_csv(index=False), f"{folder}/added_value.csv")
     mlflow.log_text(value.net_benefit_curves().to_csv(index=False), f"{folder}/net_benefit_difference.csv")
     return card_section(value, folder)

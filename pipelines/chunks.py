@@ -84,26 +84,15 @@ class ChunkScorer:
 
     def columns(self) -> list[str]:
         """Output columns, in order: ``line``, ``patient_id``, ``treatment``, the scores, ``warnings``, ``model_version``."""
-        return [
-            "line",
-            ID_COLUMN,
-            TREATMENT_FEATURE,
-            *output_columns(
-                self.risk_model.outcome_names,
-                self.options.horizons,
-                self.options.contrast,
-                self.risk_model.gives_timing_share,
-            ),
-            "warnings",
-            "model_version",
-        ]
+        return ["line", ID_COLUMN, TREATMENT_FEATURE, *output_columns(self.risk_model.outcome_names, self.options.horizons,
+                                                   self.options.contrast, self.risk_model.gives_timing_share),
+                "warnings", "model_version"]
 
     def schema(self) -> pa.Schema:
         """Arrow schema of the scores file."""
         text = {ID_COLUMN, TREATMENT_FEATURE, "warnings", "model_version"}
-        return pa.schema(
-            [(c, pa.int64() if c == "line" else pa.string() if c in text else pa.float64()) for c in self.columns()]
-        )
+        return pa.schema([(c, pa.int64() if c == "line" else pa.string() if c in text else pa.float64())
+                          for c in self.columns()])
 
     def score_records(self, frame: pd.DataFrame, lines: np.ndarray) -> ChunkResult:
         """Validate and score parsed records.
@@ -125,17 +114,14 @@ class ChunkScorer:
         n = len(batch.rows)
         schema = self.schema()
         columns = {"line": pa.array(np.asarray(lines, dtype=np.int64)[batch.rows], pa.int64())}
-        columns |= {name: pa.array(scored[name], schema.field(name).type) for name in schema.names if name in scored}
+        columns |= {name: pa.array(scored[name], schema.field(name).type)
+                    for name in schema.names if name in scored}
         columns["model_version"] = pa.array([self.version] * n, pa.string())
         rows = batch.rejects["row"].to_numpy(dtype=np.int64)
-        rejects = pa.table(
-            {
-                "line": pa.array(np.asarray(lines, dtype=np.int64)[rows], pa.int64()),
-                ID_COLUMN: pa.array(batch.rejects[ID_COLUMN].to_numpy(dtype=object), pa.string()),
-                "reason": pa.array(batch.rejects["reason"].to_numpy(dtype=object), pa.string()),
-            },
-            schema=REJECTS_SCHEMA,
-        )
+        rejects = pa.table({"line": pa.array(np.asarray(lines, dtype=np.int64)[rows], pa.int64()),
+                            ID_COLUMN: pa.array(batch.rejects[ID_COLUMN].to_numpy(dtype=object), pa.string()),
+                            "reason": pa.array(batch.rejects["reason"].to_numpy(dtype=object), pa.string())},
+                           schema=REJECTS_SCHEMA)
         return ChunkResult(
             scores=pa.table(columns, schema=schema),
             rejects=rejects,
@@ -149,24 +135,16 @@ class ChunkScorer:
     def score_chunk(self, chunk: Chunk) -> ChunkResult:
         """Score one chunk in this process: its records, plus its malformed lines as rejects."""
         result = self.score_records(chunk.frame, chunk.lines)
-        return dataclasses.replace(
-            result,
-            rejects=sorted_rejects([result.rejects, malformed_rejects(chunk.malformed)]),
-            read=chunk.records,
-            blank_lines=chunk.blank_lines,
-        )
+        return dataclasses.replace(result, rejects=sorted_rejects([result.rejects, malformed_rejects(chunk.malformed)]),
+                                   read=chunk.records, blank_lines=chunk.blank_lines)
 
 
 def malformed_rejects(malformed: list[tuple[int, str]]) -> pa.Table:
     """Rejects table of records that could not be parsed into fields (no patient id)."""
-    return pa.table(
-        {
-            "line": pa.array([line for line, _ in malformed], pa.int64()),
-            ID_COLUMN: pa.nulls(len(malformed), pa.string()),
-            "reason": pa.array([reason for _, reason in malformed], pa.string()),
-        },
-        schema=REJECTS_SCHEMA,
-    )
+    return pa.table({"line": pa.array([line for line, _ in malformed], pa.int64()),
+                     ID_COLUMN: pa.nulls(len(malformed), pa.string()),
+                     "reason": pa.array([reason for _, reason in malformed], pa.string())},
+                    schema=REJECTS_SCHEMA)
 
 
 def sorted_rejects(tables: Iterable[pa.Table]) -> pa.Table:

@@ -27,20 +27,15 @@ def write_report(report: CohortReport, config: SimulatorConfig, folder: Path) ->
 
 def log_report(report: CohortReport, config: SimulatorConfig) -> str:
     """One run in the ``cohorts`` experiment: assumptions as params, the checks as metrics, the report as artifacts."""
-    ensure_experiment(
-        EXPERIMENT,
-        description=(
-            "Simulated cohorts checked against every published figure they target, one run per profile "
-            "(`autorisk cohort-report`): the checks as metrics (`checks_failed` should be 0), the report under "
-            "Artifacts, the assumptions as params."
-        ),
-    )
+    ensure_experiment(EXPERIMENT, description=(
+        "Simulated cohorts checked against every published figure they target, one run per profile "
+        "(`autorisk cohort-report`): the checks as metrics (`checks_failed` should be 0), the report under "
+        "Artifacts, the assumptions as params."))
     checks = report.checks
-    with mlflow.start_run(
-        run_name=f"cohort-report/{report.profile}",
-        tags={"autorisk.role": "cohort-report", "autorisk.profile": report.profile},
-    ) as run:
-        mlflow.log_params({"profile": report.profile, "n": report.n, "seed": report.seed} | config.assumption_params())
+    with mlflow.start_run(run_name=f"cohort-report/{report.profile}",
+                          tags={"autorisk.role": "cohort-report", "autorisk.profile": report.profile}) as run:
+        mlflow.log_params({"profile": report.profile, "n": report.n, "seed": report.seed}
+                          | config.assumption_params())
         mlflow.log_metrics({"checks": len(checks), "checks_failed": int((~checks["passed"]).sum())})
         with tempfile.TemporaryDirectory() as folder:
             write_report(report, config, Path(folder))
@@ -49,9 +44,7 @@ def log_report(report: CohortReport, config: SimulatorConfig) -> str:
     return run.info.run_id
 
 
-def run_cohort_report(
-    config: SimulatorConfig, profile: str, n: int, seed: int, folder: Path
-) -> tuple[CohortReport, Path, str]:
+def run_cohort_report(config: SimulatorConfig, profile: str, n: int, seed: int, folder: Path) -> tuple[CohortReport, Path, str]:
     """Build, write and log the report of one profile."""
     report = build_report(config, profile, n, seed)
     path = write_report(report, config, folder)

@@ -106,10 +106,8 @@ class TuningSpec(_Strict):
             if not low < high:
                 raise ValueError(f"space.{name}: the low bound {low} must be below the high bound {high}")
             if not (isinstance(low, int) and isinstance(high, int)) and low <= 0:
-                raise ValueError(
-                    f"space.{name}: a real-valued range is searched on a log scale, "
-                    f"so its low bound must be positive (got {low})"
-                )
+                raise ValueError(f"space.{name}: a real-valued range is searched on a log scale, "
+                                 f"so its low bound must be positive (got {low})")
         return self
 
 
@@ -175,10 +173,8 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"outcomes: unknown {unknown}; choose from {list(OUTCOMES)}")
         missing = [h for h in self.evaluation_horizons_months if h not in EVALUATION_HORIZONS_MONTHS]
         if missing:
-            raise ValueError(
-                f"evaluation_horizons_months: the simulator gives true risks at "
-                f"{list(EVALUATION_HORIZONS_MONTHS)} months only, not at {missing}"
-            )
+            raise ValueError(f"evaluation_horizons_months: the simulator gives true risks at "
+                             f"{list(EVALUATION_HORIZONS_MONTHS)} months only, not at {missing}")
         check_horizons(self.evaluation_horizons_months)
         inputs = [n for n in FEATURE_NAMES if n != TREATMENT_FEATURE]
         wrong = [p for p in self.added_value if p not in inputs]
@@ -194,14 +190,8 @@ class ExperimentConfig(_Strict):
     @property
     def simulated(self) -> bool:
         """Whether any cohort of the experiment is simulated (so that the simulator's assumptions apply)."""
-        return any(
-            isinstance(c, CohortSpec)
-            for c in [
-                *self.train_cohorts,
-                *self.external_cohorts,
-                *([self.benchmark_cohort] if self.benchmark_cohort else []),
-            ]
-        )
+        return any(isinstance(c, CohortSpec) for c in [*self.train_cohorts, *self.external_cohorts,
+                                                        *([self.benchmark_cohort] if self.benchmark_cohort else [])])
 
     def params(self) -> dict[str, str]:
         """Flat experiment parameters for MLflow (the same keys in every experiment)."""
@@ -254,9 +244,8 @@ def world_overrides(world: str) -> dict:
     return raw | {"world": world}
 
 
-def load_world(
-    world: str = DEFAULT_WORLD, path: Path | str = DEFAULT_CONFIG_PATH, overrides: dict | None = None
-) -> SimulatorConfig:
+def load_world(world: str = DEFAULT_WORLD, path: Path | str = DEFAULT_CONFIG_PATH,
+               overrides: dict | None = None) -> SimulatorConfig:
     """The simulator config at ``path`` in the named world, with further ``overrides`` on top."""
     with open(path, encoding="utf-8") as handle:
         raw = deep_merge(yaml.safe_load(handle), world_overrides(world))

@@ -43,7 +43,6 @@ _VISIBLE[[9, 10, 13, 32]] = False
 
 # --- CSV: header ------------------------------------------------------------------------------
 
-
 def _split_lines(block: bytes) -> list[str]:
     """Bytes as text lines, endings kept, split as ``open(newline="")`` splits them.
 
@@ -133,15 +132,13 @@ def open_delimited(path: Path, chunk_rows: int, block_bytes: int, kind: InputKin
         raise
     schema = pa.schema([(name, pa.string()) for name in header])
     text = "TSV" if kind.format == "tsv" else "CSV"
-    description = f"{'gzip-compressed ' if kind.compression else ''}{text}, separator {DELIMITER_NAMES[delimiter]}" + (
-        " (decimal commas accepted)" if delimiter == ";" else ""
-    )
+    description = f"{'gzip-compressed ' if kind.compression else ''}{text}, separator {DELIMITER_NAMES[delimiter]}" \
+        + (" (decimal commas accepted)" if delimiter == ";" else "")
     chunks = _csv_chunks(handle, header, lines, chunk_rows, block_bytes, delimiter, path)
     return InputFile(header, schema, chunks, handle, description=description, delimiter=delimiter)
 
 
 # --- CSV: pieces (records of one block or one slow segment) -------------------------------------
-
 
 def _wrong_fields(count: int, expected: int, span: str = "") -> str:
     return f"wrong number of fields: {count}, expected {expected}{span}"
@@ -164,7 +161,7 @@ class _Tracked:
         self.max_bytes = max_bytes
         self.count = 0  # lines handed out
         self.last = ""  # the last line handed out
-        self.size = 0  # bytes of the current record so far, line breaks included
+        self.size = 0   # bytes of the current record so far, line breaks included
         self.quotes = 0  # quote characters of the current record so far
 
     def __iter__(self) -> _Tracked:
@@ -198,14 +195,8 @@ class _Tracked:
         # The file ended inside quotes: the record runs to its end.
 
 
-def _slow_piece(
-    handle,
-    block_lines: list[str],
-    header: list[str],
-    first_line: int,
-    delimiter: str = ",",
-    max_bytes: int = MAX_RECORD_BYTES,
-) -> tuple[Piece, int]:
+def _slow_piece(handle, block_lines: list[str], header: list[str], first_line: int, delimiter: str = ",",
+                max_bytes: int = MAX_RECORD_BYTES) -> tuple[Piece, int]:
     """Records of ``block_lines`` through the csv module; a record still open at their end
     continues with lines from ``handle``, up to its end.
 
@@ -253,11 +244,11 @@ def _slow_piece(
     return Piece(frame, np.array(numbers, dtype=np.int64), malformed, blank), first_line + source.count
 
 
-def _fast_piece(
-    block: bytes, header: list[str], first_line: int, delimiter: str = ",", max_bytes: int = MAX_RECORD_BYTES
-) -> Piece | None:
+def _fast_piece(block: bytes, header: list[str], first_line: int, delimiter: str = ",",
+                max_bytes: int = MAX_RECORD_BYTES) -> Piece | None:
     """Records of a block of whole lines, one per line; None when it needs the csv module."""
-    if b'"' in block or (b"\r" in block and block.count(b"\r") != block.count(b"\r\n")) or has_control_bytes(block):
+    if b'"' in block or (b"\r" in block and block.count(b"\r") != block.count(b"\r\n")) \
+            or has_control_bytes(block):
         return None
     unterminated = not block.endswith(b"\n")
     if unterminated:
@@ -283,30 +274,20 @@ def _fast_piece(
     oversize = sizes > max_bytes
     good = ~blank & ~oversize & (fields == len(header))
     numbers = first_line + np.arange(len(ends), dtype=np.int64)
-    malformed = [
-        (
-            int(numbers[i]),
-            f"record of {int(sizes[i]):,} bytes is over the limit of {max_bytes:,} bytes"
-            if oversize[i]
-            else _wrong_fields(int(fields[i]), len(header)),
-        )
-        for i in np.flatnonzero(~blank & ~good)
-    ]
+    malformed = [(int(numbers[i]), f"record of {int(sizes[i]):,} bytes is over the limit of {max_bytes:,} bytes"
+                  if oversize[i] else _wrong_fields(int(fields[i]), len(header)))
+                 for i in np.flatnonzero(~blank & ~good)]
     if not good.any():
         return Piece(empty_frame(header), np.empty(0, dtype=np.int64), malformed, int(blank.sum()))
-    body = block if good.all() else b"".join(block[s : e + 1] for s, e in zip(starts[good], ends[good]))
+    body = block if good.all() else b"".join(block[s:e + 1] for s, e in zip(starts[good], ends[good]))
     names = [f"f{j}" for j in range(len(header))]
     table = pacsv.read_csv(
         io.BytesIO(body),
         read_options=pacsv.ReadOptions(column_names=names),
-        parse_options=pacsv.ParseOptions(
-            delimiter=delimiter, quote_char=False, escape_char=False, newlines_in_values=False, ignore_empty_lines=False
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in names},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False,
+                                          newlines_in_values=False, ignore_empty_lines=False),
+        convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in names},
+                                             strings_can_be_null=False, quoted_strings_can_be_null=False),
     )
     frame = table.rename_columns(header).to_pandas()
     return Piece(frame, numbers[good], malformed, int(blank.sum()))
@@ -337,16 +318,8 @@ def _csv_pieces(handle, header: list[str], lines: _Lines, block_bytes: int, deli
 
 # --- CSV: chunks --------------------------------------------------------------------------------
 
-
-def _csv_chunks(
-    handle,
-    header: list[str],
-    lines: _Lines,
-    chunk_rows: int,
-    block_bytes: int,
-    delimiter: str = ",",
-    path: Path | None = None,
-) -> Iterator[Chunk]:
+def _csv_chunks(handle, header: list[str], lines: _Lines, chunk_rows: int, block_bytes: int,
+                delimiter: str = ",", path: Path | None = None) -> Iterator[Chunk]:
     with handle:
         try:
             yield from rechunk(_csv_pieces(handle, header, lines, block_bytes, delimiter), header, chunk_rows)

@@ -21,7 +21,7 @@ class SeenIds:
 
     def __init__(self) -> None:
         self.hashes = np.empty(0, dtype=np.uint64)  # sorted
-        self.lines = np.empty(0, dtype=np.int64)  # in the order of hashes
+        self.lines = np.empty(0, dtype=np.int64)    # in the order of hashes
         self.repeats = 0
 
     def first_lines(self, ids: np.ndarray, lines: np.ndarray) -> np.ndarray:
@@ -91,3 +91,4 @@ def mark_repeats(scores: pa.Table, seen: SeenIds) -> pa.Table:
         warnings[i] = f"{warnings[i]}; {note}" if warnings[i] else note
     index = scores.schema.get_field_index("warnings")
     return scores.set_column(index, scores.schema.field(index), pa.array(warnings, pa.string()))
+

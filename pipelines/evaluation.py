@@ -72,6 +72,7 @@ class Evaluation:
     intervals: IntervalEvaluation | None = None
 
 
+
 def subgroups(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Masks of the reported subgroups: sex, age band, prior treatment, treatment arm (read from the encoded
     values, so that a file's ``F`` or ``yes`` counts as the simulator's ``female`` or ``True``)."""
@@ -104,22 +105,13 @@ def subgroup_table(curves: dict[str, dict[str, np.ndarray]], frame: pd.DataFrame
                 continue
             oracle = c["oracle"][mask] if c["oracle"] is not None else None
             values = evaluate_at_horizon(c["y"][mask], c["model"][mask], c["weight"][mask], oracle, detail=False)
-            rows.append(
-                {"subgroup": name, "endpoint": key, "n": int(mask.sum())}
-                | {m: values.get(m, np.nan) for m in (*SUBGROUP_METRICS, "events")}
-            )
+            rows.append({"subgroup": name, "endpoint": key, "n": int(mask.sum())}
+                        | {m: values.get(m, np.nan) for m in (*SUBGROUP_METRICS, "events")})
     return pd.DataFrame(rows)
 
 
-def evaluate_labels(
-    model: RiskModel,
-    frame: pd.DataFrame,
-    horizons: tuple[int, ...],
-    *,
-    prefix: str = "",
-    bootstrap: int = 0,
-    seed: int = 0,
-) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
+def evaluate_labels(model: RiskModel, frame: pd.DataFrame, horizons: tuple[int, ...], *, prefix: str = "",
+                    bootstrap: int = 0, seed: int = 0) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
     """Metrics against observed, censored outcomes (IPCW) per endpoint, and the arrays behind them (with the
     oracle's where the cohort carries the simulator's true risks)."""
     metrics: dict[str, float] = {}
@@ -136,9 +128,8 @@ def evaluate_labels(
     return metrics, curves
 
 
-def evaluate_truth(
-    model: RiskModel, simulator: SimulatorConfig, frame: pd.DataFrame, cohort: str, horizons: tuple[int, ...]
-) -> tuple[dict[str, float], list[dict], list[dict]]:
+def evaluate_truth(model: RiskModel, simulator: SimulatorConfig, frame: pd.DataFrame, cohort: str,
+                   horizons: tuple[int, ...]) -> tuple[dict[str, float], list[dict], list[dict]]:
     """Risks per arm (and both arms together) against the simulator's truth, and the contrast
     where the cohort has both arms.
 
@@ -152,47 +143,36 @@ def evaluate_truth(
     matrix = encode(frame)
     treatment = frame["treatment"].to_numpy()
     own = model.risks(matrix, horizons)
-    both_arms = all(
-        f"true_ever_risk_thyroid_if_{t}" in frame and frame[f"true_ever_risk_thyroid_if_{t}"].notna().all()
-        for t in TREATMENTS
-    )
+    both_arms = all(f"true_ever_risk_thyroid_if_{t}" in frame and frame[f"true_ever_risk_thyroid_if_{t}"].notna().all()
+                    for t in TREATMENTS)
     counterfactual = model.contrast(matrix, horizons) if both_arms else {}
     metrics: dict[str, float] = {}
     truth_rows, contrast_rows = [], []
     for outcome, risk in own.items():
         true_own = true_risk_at(simulator, frame, outcome, horizons)
-        true_by_treatment = (
-            {t: true_risk_at(simulator, frame, outcome, horizons, t) for t in TREATMENTS} if both_arms else {}
-        )
+        true_by_treatment = {t: true_risk_at(simulator, frame, outcome, horizons, t) for t in TREATMENTS} \
+            if both_arms else {}
         for k, h in enumerate(horizons):
             name = endpoint(outcome, h)
-            for arm, members in {
-                **{t: treatment == t for t in TREATMENTS},
-                ALL_ARMS: np.ones(len(frame), dtype=bool),
-            }.items():
+            for arm, members in {**{t: treatment == t for t in TREATMENTS},
+                                 ALL_ARMS: np.ones(len(frame), dtype=bool)}.items():
                 if members.sum() < 50 or (arm == ALL_ARMS and len(set(treatment)) < 2):
                     continue
                 values = evaluate_against_truth(risk[members, k], true_own[members, k])
                 metrics |= {truth_metric(cohort, arm, name, m): v for m, v in values.items()}
-                truth_rows.append(
-                    {"cohort": cohort, "treatment": arm, "endpoint": name, "n": int(members.sum())} | values
-                )
+                truth_rows.append({"cohort": cohort, "treatment": arm, "endpoint": name, "n": int(members.sum())}
+                                  | values)
             if both_arms:
-                values = evaluate_contrast(
-                    {t: counterfactual[outcome][t][:, k] for t in TREATMENTS},
-                    {t: true_by_treatment[t][:, k] for t in TREATMENTS},
-                    treatment,
-                    true_own[:, k],
-                    risk[:, k],
-                )
+                values = evaluate_contrast({t: counterfactual[outcome][t][:, k] for t in TREATMENTS},
+                                           {t: true_by_treatment[t][:, k] for t in TREATMENTS},
+                                           treatment, true_own[:, k], risk[:, k])
                 metrics |= {contrast_metric(cohort, name, m): v for m, v in values.items()}
                 contrast_rows.append({"cohort": cohort, "endpoint": name} | values)
     return metrics, truth_rows, contrast_rows
 
 
-def population_curves(
-    model: RiskModel, simulator: SimulatorConfig, frame: pd.DataFrame
-) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+def population_curves(model: RiskModel, simulator: SimulatorConfig, frame: pd.DataFrame
+                      ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """Per outcome and treatment in ``frame``: mean predicted and true risk by month 0–72, extrapolated months flagged."""
     months = np.arange(1, MAX_HORIZON_MONTHS + 1)
     matrix = encode(frame)
@@ -224,52 +204,35 @@ def falling_risks(model: RiskModel, frame: pd.DataFrame) -> int:
     return int(falling.sum())
 
 
-def evaluate(
-    model: RiskModel, cohorts: Cohorts, config: ExperimentConfig, simulator: SimulatorConfig | None
-) -> Evaluation:
+def evaluate(model: RiskModel, cohorts: Cohorts, config: ExperimentConfig,
+             simulator: SimulatorConfig | None) -> Evaluation:
     """Step 4: every metric of a fitted family (see :mod:`models.names` for the names)."""
     horizons = config.evaluation_horizons_months
     metrics, curves = evaluate_labels(model, cohorts.test, horizons, bootstrap=config.bootstrap, seed=config.split_seed)
     if cohorts.benchmark is not None:
-        metrics |= evaluate_labels(
-            model,
-            cohorts.benchmark,
-            horizons,
-            prefix=cohort_prefix(BENCHMARK_COHORT),
-            bootstrap=config.bootstrap,
-            seed=config.split_seed,
-        )[0]
+        metrics |= evaluate_labels(model, cohorts.benchmark, horizons, prefix=cohort_prefix(BENCHMARK_COHORT), bootstrap=config.bootstrap,
+                                   seed=config.split_seed)[0]
     for name, frame in cohorts.external.items():
         metrics |= evaluate_labels(model, frame, horizons, prefix=cohort_prefix(external_cohort(name)))[0]
     table = subgroup_table(curves, cohorts.test)
     for row in table.itertuples():
-        metrics |= {
-            subgroup_metric(row.subgroup, row.endpoint, m): getattr(row, m)
-            for m in SUBGROUP_METRICS
-            if np.isfinite(getattr(row, m))
-        }
+        metrics |= {subgroup_metric(row.subgroup, row.endpoint, m): getattr(row, m)
+                    for m in SUBGROUP_METRICS if np.isfinite(getattr(row, m))}
     truth_rows, contrast_rows = [], []
     for cohort, frame in cohorts.with_truth().items():
         values, truth, contrast = evaluate_truth(model, simulator, frame, cohort, horizons)
         metrics |= values
         truth_rows += truth
         contrast_rows += contrast
-    promotion = [
-        metrics[endpoint_metric(endpoint(o, h), "log_loss_over_null")]
-        for o in model.outcome_names
-        for h in horizons
-        if endpoint_metric(endpoint(o, h), "log_loss_over_null") in metrics
-    ]
+    promotion = [metrics[endpoint_metric(endpoint(o, h), "log_loss_over_null")] for o in model.outcome_names
+                 for h in horizons if endpoint_metric(endpoint(o, h), "log_loss_over_null") in metrics]
     metrics[PROMOTION_METRIC] = float(np.mean(promotion)) if promotion else float("nan")
     benchmark = cohorts.benchmark if cohorts.benchmark is not None else cohorts.test
     on = BENCHMARK_COHORT if cohorts.benchmark is not None else None
     metrics[cohort_prefix(on) + FALLING_RISK_METRIC] = float(falling_risks(model, benchmark))
     truth = cohorts.benchmark is not None and has_truth(cohorts.benchmark)
-    return Evaluation(
-        metrics=metrics,
-        curves=curves,
-        subgroups=table,
-        truth=pd.DataFrame(truth_rows),
-        contrast=pd.DataFrame(contrast_rows),
-        population=population_curves(model, simulator, cohorts.benchmark) if truth else {},
-    )
+    return Evaluation(metrics=metrics, curves=curves, subgroups=table, truth=pd.DataFrame(truth_rows),
+                      contrast=pd.DataFrame(contrast_rows),
+                      population=population_curves(model, simulator, cohorts.benchmark) if truth else {})
+
+

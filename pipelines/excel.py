@@ -84,14 +84,13 @@ def open_sheet(path: Path, sheet: str | None):
         raise WorkbookError(f"{path}: the workbook has no sheets")
     if sheet is None:
         chosen = names[0]
-        where = f"sheet {chosen!r}" + (
-            f" (the first of {len(names)}; --sheet chooses another)" if len(names) > 1 else ""
-        )
+        where = f"sheet {chosen!r}" + (f" (the first of {len(names)}; --sheet chooses another)" if len(names) > 1 else "")
     elif sheet in names:
         chosen, where = sheet, f"sheet {sheet!r}"
     else:
         workbook.close()
-        raise WorkbookError(f"--sheet: {path} has no sheet {sheet!r}; its sheets: " + ", ".join(repr(n) for n in names))
+        raise WorkbookError(f"--sheet: {path} has no sheet {sheet!r}; its sheets: "
+                            + ", ".join(repr(n) for n in names))
     try:
         return workbook, workbook.get_sheet_by_name(chosen), where
     except (python_calamine.CalamineError, OSError, ValueError) as error:
@@ -130,16 +129,10 @@ def sheet_rows(sheet) -> tuple[list[str], int, Iterator[tuple[int, list[str]]]]:
     raise WorkbookError(f"sheet {sheet.name!r} is empty: expected a header row with column names")
 
 
-def row_pieces(
-    rows: Iterator[tuple[int, list[str]]],
-    width: int,
-    first_column: int,
-    max_bytes: int,
-    piece_rows: int = ROWS_PER_PIECE,
-    *,
-    names: list[str] | None = None,
-    unreadable: tuple[dict[int, str], dict[int, str]] = ({}, {}),
-) -> Iterator[tuple[list[list[str]], list[int], list[tuple[int, str]], int]]:
+def row_pieces(rows: Iterator[tuple[int, list[str]]], width: int, first_column: int, max_bytes: int,
+               piece_rows: int = ROWS_PER_PIECE, *, names: list[str] | None = None,
+               unreadable: tuple[dict[int, str], dict[int, str]] = ({}, {}),
+               ) -> Iterator[tuple[list[list[str]], list[int], list[tuple[int, str]], int]]:
     """Records of a sheet in pieces: values, row numbers, malformed rows with reasons, empty rows.
 
     Parameters
@@ -178,9 +171,8 @@ def row_pieces(
         elif size > max_bytes:
             malformed.append((number, f"record of {size:,} bytes is over the limit of {max_bytes:,} bytes"))
         elif extra:
-            malformed.append(
-                (number, f"a value in column {column_letter(first_column + extra[0])}, which has no header")
-            )
+            malformed.append((number, f"a value in column {column_letter(first_column + extra[0])}, "
+                                      "which has no header"))
         elif number in merged:
             malformed.append((number, merged[number]))
         elif reason := control_character(cells, names):

@@ -31,10 +31,8 @@ _REFERENCE = re.compile(rb"\br=\"([A-Z]{1,3})([0-9]+)\"")
 _TYPE = re.compile(rb"\bt=\"(\w+)\"")
 _ERROR_CODE = re.compile(r"#[A-Z0-9/!?.]{1,15}")  # #DIV/0!, #N/A, #VALUE!, #REF!, #NAME?, #NUM!, #NULL!
 _VALUE = re.compile(rb"<(?:[\w.-]+:)?v>([^<]*)</(?:[\w.-]+:)?v>")
-NO_SAVED_VALUE = (
-    "a formula without a saved value (a program wrote the workbook without calculating it): "
-    "open it in Excel and save it, so that the values are stored"
-)
+NO_SAVED_VALUE = ("a formula without a saved value (a program wrote the workbook without calculating it): "
+                  "open it in Excel and save it, so that the values are stored")
 
 
 def column_index(letters: str) -> int:
@@ -58,9 +56,7 @@ def column_letter(index: int) -> str:
 def _sheet_part(archive: zipfile.ZipFile, sheet: str) -> str | None:
     """The zip member holding ``sheet``'s cells, from the workbook's sheet list and relationships."""
     workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
-    ids = {
-        element.get("name"): element.get(_RELATIONSHIP) for element in workbook.iter() if element.tag.endswith("}sheet")
-    }
+    ids = {element.get("name"): element.get(_RELATIONSHIP) for element in workbook.iter() if element.tag.endswith("}sheet")}
     relationships = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
     targets = {element.get("Id"): element.get("Target") for element in relationships}
     target = targets.get(ids.get(sheet))
@@ -93,7 +89,7 @@ def _cell_at(piece: bytes, position: int) -> tuple[bytes, bytes] | None:
     if tag is None:
         return None
     end = piece.find(b"c>", tag.end())
-    return tag.group(), piece[tag.end() : end if end >= 0 else len(piece)]
+    return tag.group(), piece[tag.end():end if end >= 0 else len(piece)]
 
 
 def _problems_in(piece: bytes) -> Iterator[tuple[str, int, str]]:
@@ -141,9 +137,8 @@ def formula_and_error_cells(path: Path, sheet: str) -> Iterator[tuple[int, int, 
         return
 
 
-def unreadable_cells(
-    path: Path, sheet, header_row: int, first_column: int, header: list[str]
-) -> tuple[dict[int, str], dict[int, str]]:
+def unreadable_cells(path: Path, sheet, header_row: int, first_column: int,
+                     header: list[str]) -> tuple[dict[int, str], dict[int, str]]:
     """Why rows below the header cannot be read as they stand, by Excel row number.
 
     Returns
@@ -162,8 +157,7 @@ def unreadable_cells(
     def add(found: dict, row: int, column: int, reason: str) -> None:
         if row > header_row and first_column <= column <= last:
             found.setdefault(row, []).append(
-                f"{header[column - first_column]} (cell {column_letter(column)}{row}): {reason}"
-            )
+                f"{header[column - first_column]} (cell {column_letter(column)}{row}): {reason}")
 
     for row, column, reason in formula_and_error_cells(path, sheet.name):
         add(formulas, row, column, reason)
@@ -173,14 +167,7 @@ def unreadable_cells(
         for row in range(max(top + 1, header_row + 1), bottom + 2):
             cells = [c for c in range(max(left, first_column), min(right, last) + 1) if (row, c) != (top + 1, left)]
             if cells:  # one reason per range and row
-                add(
-                    merged,
-                    row,
-                    cells[0],
-                    f"part of the merged range {span}, whose value only {first} holds: "
-                    "unmerge it and fill in each cell",
-                )
-    return (
-        {row: "; ".join(reasons) for row, reasons in formulas.items()},
-        {row: "; ".join(reasons) for row, reasons in merged.items()},
-    )
+                add(merged, row, cells[0], f"part of the merged range {span}, whose value only {first} holds: "
+                                           "unmerge it and fill in each cell")
+    return ({row: "; ".join(reasons) for row, reasons in formulas.items()},
+            {row: "; ".join(reasons) for row, reasons in merged.items()})

@@ -29,11 +29,8 @@ DPI = 110
 
 def explanation_artifacts(outcome: str) -> tuple[str, str, str]:
     """Artifact paths of an outcome's beeswarm, bar chart and mean |SHAP| table."""
-    return (
-        f"{ARTIFACT_DIR}/beeswarm_{outcome}.png",
-        f"{ARTIFACT_DIR}/mean_abs_shap_{outcome}.png",
-        f"{ARTIFACT_DIR}/mean_abs_shap_{outcome}.csv",
-    )
+    return (f"{ARTIFACT_DIR}/beeswarm_{outcome}.png", f"{ARTIFACT_DIR}/mean_abs_shap_{outcome}.png",
+            f"{ARTIFACT_DIR}/mean_abs_shap_{outcome}.csv")
 
 
 def log_explanations(model, held_out: pd.DataFrame, card: ModelCard, *, seed: int = 0) -> ModelCard:
@@ -61,12 +58,10 @@ def log_explanations(model, held_out: pd.DataFrame, card: ModelCard, *, seed: in
     sample = held_out.sample(n=min(SAMPLE, len(held_out)), random_state=seed)[[c for c in INPUT_NAMES if c in held_out]]
     batch = validate_frame(sample)
     explained = model.explain(batch.matrix, (HORIZON_MONTHS,))
-    markdown = [
-        f"## Explanations (SHAP, held-out split)\n\nPer outcome, on {len(batch.rows):,} patients of the "
-        f"held-out split, at {HORIZON_MONTHS} months, on the {model.explanation_scale} scale: every patient's "
-        "SHAP value per feature (colour: the feature's value; grey: not provided) and the mean |SHAP| per "
-        "feature. An unknown value gets a SHAP value too: the model's treatment of unknown.\n"
-    ]
+    markdown = [f"## Explanations (SHAP, held-out split)\n\nPer outcome, on {len(batch.rows):,} patients of the "
+                f"held-out split, at {HORIZON_MONTHS} months, on the {model.explanation_scale} scale: every patient's "
+                "SHAP value per feature (colour: the feature's value; grey: not provided) and the mean |SHAP| per "
+                "feature. An unknown value gets a SHAP value too: the model's treatment of unknown.\n"]
     html = [render_markdown(markdown[0])]
     with tempfile.TemporaryDirectory() as folder:
         for outcome, scores in explained.items():
@@ -74,13 +69,8 @@ def log_explanations(model, held_out: pd.DataFrame, card: ModelCard, *, seed: in
             mean_abs = dict(zip(FEATURE_NAMES, np.abs(shap).mean(axis=0).tolist()))
             beeswarm, bars, table = explanation_artifacts(outcome)
             pictures = {
-                beeswarm: beeswarm_figure(
-                    shap,
-                    input_values(batch.matrix),
-                    list(FEATURE_NAMES),
-                    f"{outcome}: SHAP values at {HORIZON_MONTHS} months",
-                    seed=seed,
-                ),
+                beeswarm: beeswarm_figure(shap, input_values(batch.matrix), list(FEATURE_NAMES),
+                                          f"{outcome}: SHAP values at {HORIZON_MONTHS} months", seed=seed),
                 bars: importance_figure(mean_abs, f"{outcome}: mean |SHAP| at {HORIZON_MONTHS} months"),
             }
             for artifact, figure in pictures.items():
@@ -88,15 +78,11 @@ def log_explanations(model, held_out: pd.DataFrame, card: ModelCard, *, seed: in
                 figure.savefig(path, dpi=DPI)
                 mlflow.log_artifact(str(path), ARTIFACT_DIR)
                 encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-                html.append(
-                    f"<p><img alt='{outcome}: {path.stem.replace('_', ' ')}' src='data:image/png;base64,{encoded}'></p>"
-                )
+                html.append(f"<p><img alt='{outcome}: {path.stem.replace('_', ' ')}' "
+                            f"src='data:image/png;base64,{encoded}'></p>")
                 markdown.append(f"![{outcome}: {path.stem.replace('_', ' ')}](../{artifact})")
-            mlflow.log_text(
-                pd.Series(mean_abs, name="mean_abs_shap").rename_axis("feature").sort_values(ascending=False).to_csv(),
-                table,
-            )
+            mlflow.log_text(pd.Series(mean_abs, name="mean_abs_shap").rename_axis("feature")
+                            .sort_values(ascending=False).to_csv(), table)
     section_md = "\n\n".join(markdown) + "\n"
-    return ModelCard(
-        markdown=card.markdown + "\n" + section_md, html=card.html.replace("</body>", "".join(html) + "</body>")
-    )
+    return ModelCard(markdown=card.markdown + "\n" + section_md,
+                     html=card.html.replace("</body>", "".join(html) + "</body>"))

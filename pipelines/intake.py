@@ -98,11 +98,9 @@ def first_line_without_kit(frame: pd.DataFrame, lines: np.ndarray) -> int | None
 
 
 def no_kit_message(line: int) -> str:
-    return (
-        f"il21_pg_ml has values (the first on line {line}) but the file has no il21_assay column, so "
-        "nothing says which kit measured them, and the kits read about ten times apart: pass "
-        f"--il21-assay {' or --il21-assay '.join(IL21_KITS)}, the kit the laboratory used"
-    )
+    return (f"il21_pg_ml has values (the first on line {line}) but the file has no il21_assay column, so "
+            "nothing says which kit measured them, and the kits read about ten times apart: pass "
+            f"--il21-assay {' or --il21-assay '.join(IL21_KITS)}, the kit the laboratory used")
 
 
 def decimal_commas(frame: pd.DataFrame, columns: Sequence[str] = NUMERIC_COLUMNS) -> pd.DataFrame:

@@ -66,15 +66,13 @@ class IntervalEvaluation:
         values = {"interval_refits": float(self.refits), "interval_fit_seconds": self.seconds}
         for r in self.table.to_dict("records"):
             names = INTERVAL_METRICS if r["arm"] == ALL_ARMS else INTERVAL_ARM_METRICS
-            values |= {
-                interval_metric(r["cohort"], r["arm"], r["endpoint"], m): r[m] for m in names if np.isfinite(r[m])
-            }
+            values |= {interval_metric(r["cohort"], r["arm"], r["endpoint"], m): r[m] for m in names
+                       if np.isfinite(r[m])}
         return values
 
 
-def fit_intervals(
-    model: RiskModel, train: pd.DataFrame, refits: int, seed: int, held_out: pd.DataFrame | None = None
-) -> tuple[RiskModel, dict[str, BootstrapRefits], float]:
+def fit_intervals(model: RiskModel, train: pd.DataFrame, refits: int, seed: int, held_out: pd.DataFrame | None = None
+                  ) -> tuple[RiskModel, dict[str, BootstrapRefits], float]:
     """Refit each outcome's model on ``refits`` bootstrap resamples of ``train``; the model with its spreads,
     widened by the model's error measured on the observed outcomes of ``held_out`` when given
     (:mod:`models.model_error`).
@@ -106,13 +104,9 @@ def held_out_model_error(model: RiskModel, outcome: str, held_out: pd.DataFrame)
     prepared = model.prepare(encode(held_out))
     strata = treatment_index(prepared)
     log_hazard = survival.log_cumulative_hazard(survival.log_relative_hazard(prepared), strata, MONTH_GRID)
-    return model_error_variance(
-        log_hazard,
-        held_out[f"{outcome}_event"].to_numpy() == 1,
-        held_out[f"{outcome}_time_months"].to_numpy(dtype=float),
-        strata,
-        len(survival.baseline_.follow_up_months),
-    )
+    return model_error_variance(log_hazard, held_out[f"{outcome}_event"].to_numpy() == 1,
+                                held_out[f"{outcome}_time_months"].to_numpy(dtype=float), strata,
+                                len(survival.baseline_.follow_up_months))
 
 
 @dataclass(frozen=True)
@@ -145,31 +139,20 @@ class _Bounds:
             "coverage_complete": float(np.mean(inside[full])) if full.any() else np.nan,
             "mean_width_complete": float(np.mean((u - l)[full])) if full.any() else np.nan,
             "coverage_refits": float(np.mean((self.refit_lo[members, k] <= t) & (t <= self.refit_hi[members, k]))),
-            "miss_above": float(np.mean(t > u)),
-            "miss_below": float(np.mean(t < l)),
-            "mean_width": float(np.mean(u - l)),
-            "mean_risk": float(np.mean(risk)),
+            "miss_above": float(np.mean(t > u)), "miss_below": float(np.mean(t < l)),
+            "mean_width": float(np.mean(u - l)), "mean_risk": float(np.mean(risk)),
             "mean_true_risk": float(np.mean(t)),
             "spread_ratio": float(np.median(ratio)),
-            "spread_correlation": _correlation(
-                np.log(self.sampling_sd[members, k]), np.log(np.maximum(refit_sd, 1e-12))
-            ),
+            "spread_correlation": _correlation(np.log(self.sampling_sd[members, k]),
+                                               np.log(np.maximum(refit_sd, 1e-12))),
             "instability_mape": float(np.mean(np.abs(self.refit_risks[:, members, k] - risk[None]))),
             "error_over_spread": _error_over_spread(self.log_hazard[members, k], t, self.served_sd[members, k]),
         }
 
 
-def evaluate_intervals(
-    model: RiskModel,
-    refits: dict[str, BootstrapRefits],
-    simulator: SimulatorConfig,
-    frame: pd.DataFrame,
-    horizons: tuple[int, ...],
-    *,
-    cohort: str = BENCHMARK_COHORT,
-    seconds: float = 0.0,
-    seed: int = 0,
-) -> IntervalEvaluation:
+def evaluate_intervals(model: RiskModel, refits: dict[str, BootstrapRefits], simulator: SimulatorConfig,
+                       frame: pd.DataFrame, horizons: tuple[int, ...], *, cohort: str = BENCHMARK_COHORT,
+                       seconds: float = 0.0, seed: int = 0) -> IntervalEvaluation:
     """Coverage of the simulator's true risk on ``frame`` by the served 95% intervals, per outcome, horizon and arm.
 
     Beside it, the coverage of intervals from the refits' own spread (the same for the linear family),
@@ -195,33 +178,20 @@ def evaluate_intervals(
         refit_lo, refit_hi = interval(log_hazard, refit_sd, refits[outcome].refits.__len__())
         lo, hi = served[outcome]
         bounds = _Bounds(
-            truth=true_risk_at(simulator, frame, outcome, horizons),
-            lo=lo,
-            hi=hi,
-            refit_lo=refit_lo,
-            refit_hi=refit_hi,
-            risk=explained[outcome].risk,
-            log_hazard=log_hazard,
-            refit_risks=risk_from_log_hazard(log_hazard[None] + deviations),
-            refit_sd=refit_sd,
+            truth=true_risk_at(simulator, frame, outcome, horizons), lo=lo, hi=hi, refit_lo=refit_lo,
+            refit_hi=refit_hi, risk=explained[outcome].risk, log_hazard=log_hazard,
+            refit_risks=risk_from_log_hazard(log_hazard[None] + deviations), refit_sd=refit_sd,
             sampling_sd=sampling_spread(model.spreads[outcome]).log_sd(bounded, horizons),  # the learned refits' part
-            served_sd=model.spreads[outcome].log_sd(bounded, horizons),
-        )
+            served_sd=model.spreads[outcome].log_sd(bounded, horizons))
         plot[outcome] = {}
         for k, h in enumerate(horizons):
             if h in (24, 48):
-                plot[outcome][h] = {
-                    "risk": bounds.risk[sample, k],
-                    "refit_risks": bounds.refit_risks[:, sample, k],
-                    "lo": lo[sample, k],
-                    "hi": hi[sample, k],
-                }
+                plot[outcome][h] = {"risk": bounds.risk[sample, k], "refit_risks": bounds.refit_risks[:, sample, k],
+                                    "lo": lo[sample, k], "hi": hi[sample, k]}
             for arm, members in arms.items():
                 if members.sum() >= 50:
-                    rows.append(
-                        {"cohort": cohort, "arm": arm, "endpoint": endpoint(outcome, h), "n": int(members.sum())}
-                        | bounds.figures(members, k, complete[members])
-                    )
+                    rows.append({"cohort": cohort, "arm": arm, "endpoint": endpoint(outcome, h),
+                                 "n": int(members.sum())} | bounds.figures(members, k, complete[members]))
     kind = {o: sampling_spread(model.spreads[o]).kind for o in model.outcomes}
     return IntervalEvaluation(pd.DataFrame(rows), len(next(iter(refits.values())).refits), kind, plot, seconds)
 
@@ -239,7 +209,7 @@ def _error_over_spread(log_hazard: np.ndarray, truth: np.ndarray, log_sd: np.nda
     if not positive.any():
         return float("nan")
     error = log_hazard[positive] - np.log(-np.log1p(-truth[positive]))
-    return float(np.sqrt(np.mean(error**2)) / np.sqrt(np.mean(log_sd[positive] ** 2)))
+    return float(np.sqrt(np.mean(error ** 2)) / np.sqrt(np.mean(log_sd[positive] ** 2)))
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -254,43 +224,34 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 def coverage_table(evaluation: IntervalEvaluation) -> str:
     """Markdown: per endpoint and arm, coverage of the true risk by the served intervals (all patients, and those
     with every input given), by the refits' own spread, and how the misses and widths fall."""
-    lines = [
-        "| endpoint | arm | patients | true risk inside (served) | with every input given (share) | inside "
-        "(refits' own spread) | above / below | mean width (every input given) | mean risk / true risk | "
-        "error over spread (RMS, log H) | instability (mean abs. refit - model) |",
-        "|" + "---|" * 11,
-    ]
+    lines = ["| endpoint | arm | patients | true risk inside (served) | with every input given (share) | inside "
+             "(refits' own spread) | above / below | mean width (every input given) | mean risk / true risk | "
+             "error over spread (RMS, log H) | instability (mean abs. refit - model) |", "|" + "---|" * 11]
     for r in evaluation.table.itertuples():
         ratio = "—" if not np.isfinite(r.error_over_spread) else f"{r.error_over_spread:.1f}"
-        lines.append(
-            f"| {r.endpoint} | {r.arm} | {r.n:,} | {r.coverage:.1%} | {r.coverage_complete:.1%} "
-            f"({r.complete_share:.0%}) | {r.coverage_refits:.1%} | {r.miss_above:.1%} / {r.miss_below:.1%} | "
-            f"{100 * r.mean_width:.2f} pts ({100 * r.mean_width_complete:.2f}) | {100 * r.mean_risk:.2f}% / "
-            f"{100 * r.mean_true_risk:.2f}% | {ratio} | {100 * r.instability_mape:.2f} pts |"
-        )
+        lines.append(f"| {r.endpoint} | {r.arm} | {r.n:,} | {r.coverage:.1%} | {r.coverage_complete:.1%} "
+                     f"({r.complete_share:.0%}) | {r.coverage_refits:.1%} | {r.miss_above:.1%} / {r.miss_below:.1%} | "
+                     f"{100 * r.mean_width:.2f} pts ({100 * r.mean_width_complete:.2f}) | {100 * r.mean_risk:.2f}% / "
+                     f"{100 * r.mean_true_risk:.2f}% | {ratio} | {100 * r.instability_mape:.2f} pts |")
     return "\n".join(lines)
 
 
 def card_section(evaluation: IntervalEvaluation) -> str:
     """The model card's section on the intervals."""
-    how = {
-        "linear": "closed form: every refit is affine in the patient's design (exact)",
-        "learned": "learned: a small booster of the refits' log spread from the inputs and the month",
-    }
+    how = {"linear": "closed form: every refit is affine in the patient's design (exact)",
+           "learned": "learned: a small booster of the refits' log spread from the inputs and the month"}
     kinds = "; ".join(f"{o}: {how[k]}" for o, k in evaluation.kind.items())
-    return (
-        f"Each risk comes with a 95% interval on the log cumulative hazard scale: Student's t for "
-        f"{evaluation.refits} bootstrap refits of the whole fitting procedure on resamples of the training split "
-        f"(hyperparameters as chosen) times their spread, together with the spread of the model's risk over the "
-        f"values training patients had for each input not provided, and widened where a horizon is "
-        f"extrapolated, and the model's own error where the held-out split's observed outcomes measured it (the "
-        f"95% Q-profile upper bound of the calibration residuals' variance beyond sampling, per treatment and "
-        f"month); [0, the rule of three's bound] on a treatment without training onsets. Served spread "
-        f"per outcome — {kinds}. Coverage of the simulator's true risk on the benchmark cohort, for all patients "
-        f"and for those with every input given; misses with the true risk above or below the interval show "
-        f"bias that none of these explain.\n\n{coverage_table(evaluation)}\n\n"
-        + "\n".join(f"![{o}: prediction instability](../plots/instability_{o}.png)" for o in evaluation.kind)
-    )
+    return (f"Each risk comes with a 95% interval on the log cumulative hazard scale: Student's t for "
+            f"{evaluation.refits} bootstrap refits of the whole fitting procedure on resamples of the training split "
+            f"(hyperparameters as chosen) times their spread, together with the spread of the model's risk over the "
+            f"values training patients had for each input not provided, and widened where a horizon is "
+            f"extrapolated, and the model's own error where the held-out split's observed outcomes measured it (the "
+            f"95% Q-profile upper bound of the calibration residuals' variance beyond sampling, per treatment and "
+            f"month); [0, the rule of three's bound] on a treatment without training onsets. Served spread "
+            f"per outcome — {kinds}. Coverage of the simulator's true risk on the benchmark cohort, for all patients "
+            f"and for those with every input given; misses with the true risk above or below the interval show "
+            f"bias that none of these explain.\n\n{coverage_table(evaluation)}\n\n"
+            + "\n".join(f"![{o}: prediction instability](../plots/instability_{o}.png)" for o in evaluation.kind))
 
 
 def instability_figure(data: dict[int, dict[str, np.ndarray]], outcome: str, refits: int):
@@ -302,23 +263,10 @@ def instability_figure(data: dict[int, dict[str, np.ndarray]], outcome: str, ref
     for axes, (h, d) in zip(panels, data.items()):
         order = np.argsort(d["risk"])
         risk = d["risk"][order]
-        axes.vlines(
-            100 * risk,
-            100 * d["lo"][order],
-            100 * d["hi"][order],
-            color="#2166ac",
-            alpha=0.35,
-            linewidth=1,
-            label="served 95% interval",
-        )
-        axes.scatter(
-            np.tile(100 * risk, len(d["refit_risks"])),
-            100 * d["refit_risks"][:, order].ravel(),
-            s=3,
-            color="#b2182b",
-            alpha=0.25,
-            label=f"each of {refits} refits",
-        )
+        axes.vlines(100 * risk, 100 * d["lo"][order], 100 * d["hi"][order], color="#2166ac", alpha=0.35,
+                    linewidth=1, label="served 95% interval")
+        axes.scatter(np.tile(100 * risk, len(d["refit_risks"])), 100 * d["refit_risks"][:, order].ravel(),
+                     s=3, color="#b2182b", alpha=0.25, label=f"each of {refits} refits")
         top = 100 * max(float(d["hi"].max()), float(d["refit_risks"].max()), float(risk.max()))
         axes.plot([0, top], [0, top], color="black", linewidth=0.8)
         axes.set(xlabel="model's risk (%)", ylabel="refit's risk (%)", title=f"{outcome} by {h} months")

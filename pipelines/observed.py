@@ -97,9 +97,8 @@ def _outcome_names(columns: list[str], outcomes: tuple[str, ...]) -> dict[str, s
     return {c: wanted[c.strip().lower()] for c in columns if c.strip().lower() in wanted}
 
 
-def read_observed(
-    path: Path, outcomes: tuple[str, ...], *, il21_assay: str | None = None, sheet: str | None = None
-) -> ObservedCohort:
+def read_observed(path: Path, outcomes: tuple[str, ...], *, il21_assay: str | None = None,
+                  sheet: str | None = None) -> ObservedCohort:
     """Every record of a file with outcomes, used or rejected with its line and reason.
 
     Raises
@@ -128,14 +127,10 @@ def read_observed(
             reasons = np.full(len(frame), "", dtype=object)
             reasons[batch.rejects["row"].to_numpy(dtype=int)] = batch.rejects["reason"].to_numpy(dtype=object)
             both = (reasons != "") & (outcome_reasons != "")
-            reasons = np.where(
-                both, reasons + "; " + outcome_reasons, np.where(outcome_reasons != "", outcome_reasons, reasons)
-            )
-            ids = (
-                frame[ID_COLUMN].astype("string").str.strip().to_numpy(dtype=object, na_value=None)
-                if ID_COLUMN in frame.columns
-                else np.full(len(frame), None, dtype=object)
-            )
+            reasons = np.where(both, reasons + "; " + outcome_reasons, np.where(outcome_reasons != "",
+                                                                                outcome_reasons, reasons))
+            ids = frame[ID_COLUMN].astype("string").str.strip().to_numpy(dtype=object, na_value=None) \
+                if ID_COLUMN in frame.columns else np.full(len(frame), None, dtype=object)
             bad = reasons != ""
             rejected += list(zip(chunk.lines[bad].tolist(), ids[bad].tolist(), reasons[bad].tolist()))
             accepted = np.zeros(len(frame), dtype=bool)
@@ -143,13 +138,8 @@ def read_observed(
             keep = accepted & ~bad
             matrix = batch.matrix[keep[batch.rows]]
             records = frame.loc[keep].drop(columns=[c for c in outcome_columns(outcomes) if c in frame.columns])
-            used.append(
-                (
-                    records.assign(**{c: values.loc[keep, c].to_numpy() for c in values.columns}),
-                    matrix,
-                    chunk.lines[keep],
-                )
-            )
+            used.append((records.assign(**{c: values.loc[keep, c].to_numpy() for c in values.columns}),
+                         matrix, chunk.lines[keep]))
     finally:
         source.close()
     if used:
@@ -163,15 +153,8 @@ def read_observed(
     if ID_COLUMN not in frame.columns:
         frame.insert(0, ID_COLUMN, None)
     rejects = pd.DataFrame(sorted(rejected, key=lambda r: r[0]), columns=["line", ID_COLUMN, "reason"])
-    return ObservedCohort(
-        frame=frame,
-        matrix=matrix,
-        lines=lines,
-        rejects=rejects,
-        read=read,
-        digest=file_digest(path),
-        source=source.description,
-    )
+    return ObservedCohort(frame=frame, matrix=matrix, lines=lines, rejects=rejects, read=read,
+                          digest=file_digest(path), source=source.description)
 
 
 __all__ = ["InputFileError", "ObservedCohort", "ObservedFile", "file_digest", "read_observed"]

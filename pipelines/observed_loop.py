@@ -46,59 +46,35 @@ def loop_rows(before, after, truth: pd.DataFrame) -> list[dict]:
             continue
         b = before.find(m["outcome"], m["treatment"], m["horizon_months"])
         members = truth["treatment"] == m["treatment"]
-        rows.append(
-            {
-                "outcome": m["outcome"],
-                "treatment": m["treatment"],
-                "horizon_months": m["horizon_months"],
-                "n": m["n"],
-                "true": float(truth.loc[members, f"true_risk_{m['outcome']}_{m['horizon_months']}m"].mean()),
-                "observed": m["observed_risk"],
-                "before": b["mean_predicted"],
-                "after": m["mean_predicted"],
-                "before_o_e": b["o_e"],
-                "before_o_e_lo": b["o_e_lo"],
-                "before_o_e_hi": b["o_e_hi"],
-                "after_o_e": m["o_e"],
-                "after_o_e_lo": m["o_e_lo"],
-                "after_o_e_hi": m["o_e_hi"],
-                "before_auroc": b["auroc"],
-                "after_auroc": m["auroc"],
-            }
-        )
+        rows.append({"outcome": m["outcome"], "treatment": m["treatment"], "horizon_months": m["horizon_months"],
+                     "n": m["n"], "true": float(truth.loc[members, f"true_risk_{m['outcome']}_{m['horizon_months']}m"]
+                                                 .mean()),
+                     "observed": m["observed_risk"], "before": b["mean_predicted"], "after": m["mean_predicted"],
+                     "before_o_e": b["o_e"], "before_o_e_lo": b["o_e_lo"], "before_o_e_hi": b["o_e_hi"],
+                     "after_o_e": m["o_e"], "after_o_e_lo": m["o_e_lo"], "after_o_e_hi": m["o_e_hi"],
+                     "before_auroc": b["auroc"], "after_auroc": m["auroc"]})
     return rows
 
 
-def run_loop(
-    champion: LoadedModel, simulator: SimulatorConfig, folder: Path, *, alias: str = "registry", log=print
-) -> dict:
+def run_loop(champion: LoadedModel, simulator: SimulatorConfig, folder: Path, *, alias: str = "registry",
+             log=print) -> dict:
     """Validate ``champion`` on the registry, recalibrate it on the development file, validate the result."""
     dev, test, truth = registry_files(simulator, folder)
     log(f"registry files (truth dropped): {dev} ({DEVELOPMENT[0]:,} patients), {test} ({TEST[0]:,})")
-    before, _, run_before = run_validation(
-        ObservedFile(test), folder / "validation-champion", champion, horizons=LOOP_HORIZONS
-    )
+    before, _, run_before = run_validation(ObservedFile(test), folder / "validation-champion", champion,
+                                           horizons=LOOP_HORIZONS)
     log(f"validated v{champion.version} on {test.name}: MLflow run {run_before}")
-    result = run_recalibration(
-        RecalibrationJob(
-            ObservedFile(dev), alias, folder / f"recalibrate-{alias}", holdout_fraction=0.0, horizons=LOOP_HORIZONS
-        ),
-        champion,
-    )
+    result = run_recalibration(RecalibrationJob(ObservedFile(dev), alias, folder / f"recalibrate-{alias}",
+                                                holdout_fraction=0.0, horizons=LOOP_HORIZONS), champion)
     log(f"recalibrated on {dev.name}: v{result.version} (@{alias})")
     recalibrated = load_model(champion.name, alias=alias)
-    after, _, run_after = run_validation(
-        ObservedFile(test), folder / f"validation-{alias}", recalibrated, horizons=LOOP_HORIZONS
-    )
+    after, _, run_after = run_validation(ObservedFile(test), folder / f"validation-{alias}", recalibrated,
+                                         horizons=LOOP_HORIZONS)
     log(f"validated v{recalibrated.version} on {test.name}: MLflow run {run_after}")
-    summary = {
-        "champion": champion.version,
-        "recalibrated": recalibrated.version,
-        "alias": alias,
-        "development": {"file": dev.name, "patients": DEVELOPMENT[0]},
-        "test": {"file": test.name, "patients": TEST[0]},
-        "rows": loop_rows(before, after, truth),
-        "warnings_before": before.report["warnings"],
-    }
-    (folder / "registry-loop.json").write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    summary = {"champion": champion.version, "recalibrated": recalibrated.version, "alias": alias,
+               "development": {"file": dev.name, "patients": DEVELOPMENT[0]},
+               "test": {"file": test.name, "patients": TEST[0]}, "rows": loop_rows(before, after, truth),
+               "warnings_before": before.report["warnings"]}
+    (folder / "registry-loop.json").write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n",
+                                               encoding="utf-8")
     return summary

@@ -105,9 +105,7 @@ def _lock_one(output: Path) -> int:
             raise OutputLockedError(
                 errno.EWOULDBLOCK,
                 f"{output} is being written by another autorisk run (its lock {path} is held{_holder(path)}); "
-                "wait for that run to finish, or choose another output",
-                str(output),
-            ) from None
+                "wait for that run to finish, or choose another output", str(output)) from None
         # The previous holder removes the file as it releases it: if this descriptor's file is
         # no longer the one at the path, the lock is on a removed file and is worth nothing.
         try:
@@ -138,13 +136,9 @@ def remove_stale_temporaries(output: Path) -> list[Path]:
     # Also the names earlier versions gave their temporary files (tempfile.mkstemp: eight characters
     # of [a-z0-9_] between the output's name and its suffix), which a killed run left behind.
     legacy = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}" + re.escape(output.suffix) + "$")
-    stale = [
-        entry
-        for entry in output.parent.iterdir()
-        if entry.is_file()
-        and entry.name.startswith(prefix)
-        and (entry.name.endswith(TEMPORARY_SUFFIX) or legacy.match(entry.name))
-    ]
+    stale = [entry for entry in output.parent.iterdir()
+             if entry.is_file() and entry.name.startswith(prefix)
+             and (entry.name.endswith(TEMPORARY_SUFFIX) or legacy.match(entry.name))]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
@@ -213,9 +207,8 @@ def lock_outputs(outputs: Sequence[Path], companions: Sequence[Path] = ()) -> It
             except OutputLockedError:
                 raise
             except OSError as error:
-                raise OutputError(
-                    error.errno, f"cannot create {output}: {error.strerror or error}", str(output)
-                ) from error
+                raise OutputError(error.errno, f"cannot create {output}: {error.strerror or error}",
+                                  str(output)) from error
             locked[lock_path(output)] = output
             stack.callback(_unlock_one, output, descriptor)
         for output in locked.values():
@@ -237,7 +230,8 @@ def signals_deferred(signals: Sequence[int] = DEFERRED_SIGNALS) -> Iterator[None
         yield
         return
     arrived: list[int] = []
-    previous = {number: signal.signal(number, lambda received, frame: arrived.append(received)) for number in signals}
+    previous = {number: signal.signal(number, lambda received, frame: arrived.append(received))
+                for number in signals}
     try:
         yield
     finally:
@@ -361,7 +355,8 @@ class OutputGroup:
             if descriptor is None:
                 descriptor, named = _named_file(target)
         except OSError as error:
-            raise OutputError(error.errno, f"cannot create {target}: {error.strerror or error}", str(target)) from error
+            raise OutputError(error.errno, f"cannot create {target}: {error.strerror or error}",
+                              str(target)) from error
         handle = os.fdopen(descriptor, "wb", buffering=1 << 20)
         self._files.append((target, handle, named))
         return handle

@@ -37,18 +37,8 @@ from pipelines.sniffing import (
     mismatch,
 )
 
-__all__ = [
-    "CHUNK_ROWS",
-    "MAX_RECORD_BYTES",
-    "Chunk",
-    "InputFile",
-    "InputFileError",
-    "check_input_name",
-    "control_rows",
-    "file_format",
-    "open_input",
-    "record_bytes",
-]
+__all__ = ["CHUNK_ROWS", "MAX_RECORD_BYTES", "Chunk", "InputFile", "InputFileError", "check_input_name",
+           "control_rows", "file_format", "open_input", "record_bytes"]
 
 # RE2 (pyarrow) spelling of sniffing.CONTROL_CHARACTER.
 _CONTROL_RE2 = "[\\x{00}-\\x{08}\\x{0b}\\x{0c}\\x{0e}-\\x{1f}\\x{7f}-\\x{9f}]"
@@ -71,9 +61,8 @@ def check_input_name(path: Path) -> InputKind:
     return kind
 
 
-def open_input(
-    path: Path, chunk_rows: int = CHUNK_ROWS, *, block_bytes: int = BLOCK_BYTES, sheet: str | None = None
-) -> InputFile:
+def open_input(path: Path, chunk_rows: int = CHUNK_ROWS, *, block_bytes: int = BLOCK_BYTES,
+               sheet: str | None = None) -> InputFile:
     """Open a cohort file for chunked reading, by its name and checked against its content.
 
     Parameters
@@ -104,9 +93,8 @@ def open_input(
     content = file_content(path)
     if kind.compression == "gzip":
         if content != "gzip":
-            raise InputFileError(
-                f"{path} is not gzip-compressed: name it .csv (or .tsv)" if content == "text" else advice(path, content)
-            )
+            raise InputFileError(f"{path} is not gzip-compressed: name it .csv (or .tsv)" if content == "text"
+                                 else advice(path, content))
         content = _gzip_content(path)
         if content != "text":
             raise InputFileError(advice(Path(f"{path} (once decompressed)"), content))
@@ -129,19 +117,13 @@ def _gzip_content(path: Path) -> str:
 
 # --- Parquet ---------------------------------------------------------------------------------
 
-
 def _open_parquet(path: Path, chunk_rows: int) -> InputFile:
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as error:
         raise InputFileError(f"{path}: not a readable Parquet file ({error})") from error
-    return InputFile(
-        list(parquet.schema_arrow.names),
-        parquet.schema_arrow,
-        _parquet_chunks(parquet, chunk_rows),
-        parquet,
-        description="Parquet",
-    )
+    return InputFile(list(parquet.schema_arrow.names), parquet.schema_arrow,
+                     _parquet_chunks(parquet, chunk_rows), parquet, description="Parquet")
 
 
 def record_bytes(batch: pa.RecordBatch) -> np.ndarray:
@@ -149,12 +131,8 @@ def record_bytes(batch: pa.RecordBatch) -> np.ndarray:
     sizes = np.zeros(batch.num_rows, dtype=np.int64)
     for column in batch.columns:
         kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
-        if (
-            pa.types.is_string(kind)
-            or pa.types.is_large_string(kind)
-            or pa.types.is_binary(kind)
-            or pa.types.is_large_binary(kind)
-        ):
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
+                or pa.types.is_large_binary(kind):
             values = column.cast(kind) if pa.types.is_dictionary(column.type) else column
             sizes += pc.fill_null(pc.binary_length(values), 0).to_numpy(zero_copy_only=False)
     return sizes
@@ -198,7 +176,6 @@ def _parquet_chunks(parquet: pq.ParquetFile, chunk_rows: int) -> Iterator[Chunk]
 
 # --- Excel ---------------------------------------------------------------------------------------
 
-
 def _open_xlsx(path: Path, chunk_rows: int, sheet: str | None) -> InputFile:
     try:
         workbook, chosen, where = excel.open_sheet(path, sheet)
@@ -212,17 +189,12 @@ def _open_xlsx(path: Path, chunk_rows: int, sheet: str | None) -> InputFile:
     header = [name.strip() for name in names]
     first_column = excel.first_column(chosen)
     unreadable = unreadable_cells(path, chosen, header_row, first_column, header)
-    pieces = (
-        Piece(excel.piece_frame(values, header), np.array(numbers, dtype=np.int64), malformed, blank)
-        for values, numbers, malformed, blank in excel.row_pieces(
-            rows, len(header), first_column, MAX_RECORD_BYTES, names=header, unreadable=unreadable
-        )
-    )
+    pieces = (Piece(excel.piece_frame(values, header), np.array(numbers, dtype=np.int64), malformed, blank)
+              for values, numbers, malformed, blank
+              in excel.row_pieces(rows, len(header), first_column, MAX_RECORD_BYTES, names=header,
+                                  unreadable=unreadable))
     schema = pa.schema([(name, pa.string()) for name in header])
-    return InputFile(
-        header,
-        schema,
-        rechunk(pieces, header, chunk_rows),
-        workbook,
-        description=f"Excel workbook, {where}, header on row {header_row}",
-    )
+    return InputFile(header, schema, rechunk(pieces, header, chunk_rows), workbook,
+                     description=f"Excel workbook, {where}, header on row {header_row}")
+
+

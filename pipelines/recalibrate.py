@@ -132,19 +132,12 @@ def check_alias(alias: str) -> str:
     would refuse."""
     name = alias.strip().removeprefix("@")
     if name.lower() in RESERVED_ALIASES:
-        raise ValueError(
-            f"--alias: @{name} is set by `autorisk promote` only; a recalibrated version is for its "
-            "own population: name it after it (for example --alias registry-2026)"
-        )
-    if (
-        not name
-        or not name.replace("-", "").replace("_", "").isalnum()
-        or name.lower() == "latest"
-        or (name[0] in "vV" and name[1:].isdigit())
-    ):
-        raise ValueError(
-            f"--alias: {alias!r} cannot be an alias: use letters, digits, '-' and '_' (not 'latest' nor v<number>)"
-        )
+        raise ValueError(f"--alias: @{name} is set by `autorisk promote` only; a recalibrated version is for its "
+                         "own population: name it after it (for example --alias registry-2026)")
+    if not name or not name.replace("-", "").replace("_", "").isalnum() or name.lower() == "latest" \
+            or (name[0] in "vV" and name[1:].isdigit()):
+        raise ValueError(f"--alias: {alias!r} cannot be an alias: use letters, digits, '-' and '_' (not 'latest' "
+                         "nor v<number>)")
     return name
 
 
@@ -160,21 +153,15 @@ def split_cohort(cohort: ObservedCohort, fraction: float, seed: int) -> tuple[Ob
 
     def part(index: np.ndarray) -> ObservedCohort:
         index = np.sort(index)
-        return dataclasses.replace(
-            cohort,
-            frame=cohort.frame.iloc[index].reset_index(drop=True),
-            matrix=cohort.matrix[index],
-            lines=cohort.lines[index],
-        )
+        return dataclasses.replace(cohort, frame=cohort.frame.iloc[index].reset_index(drop=True),
+                                   matrix=cohort.matrix[index], lines=cohort.lines[index])
 
     return part(fit), part(held)
 
 
 def _outcomes(cohort: ObservedCohort, outcomes) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    return {
-        o: (cohort.frame[f"{o}_event"].to_numpy(dtype=int), cohort.frame[f"{o}_time_months"].to_numpy(dtype=float))
-        for o in outcomes
-    }
+    return {o: (cohort.frame[f"{o}_event"].to_numpy(dtype=int), cohort.frame[f"{o}_time_months"].to_numpy(dtype=float))
+            for o in outcomes}
 
 
 def run_recalibration(job: RecalibrationJob, loaded: LoadedModel) -> RecalibrationResult:
@@ -192,77 +179,46 @@ def run_recalibration(job: RecalibrationJob, loaded: LoadedModel) -> Recalibrati
     if len(cohort.frame) < 20:
         raise ValueError(f"{job.source.path}: {len(cohort.frame)} usable records; too few to recalibrate on")
     fit, held = split_cohort(cohort, job.holdout_fraction, job.seed)
-    updated, done = recalibrated_model(
-        loaded.risk_model, fit.matrix, _outcomes(fit, outcomes), job.method, seed=job.seed
-    )
+    updated, done = recalibrated_model(loaded.risk_model, fit.matrix, _outcomes(fit, outcomes), job.method,
+                                       seed=job.seed)
     before = after = None
     if held is not None:  # validated before anything is registered: a failure leaves no version behind
         reference, note = load_reference(loaded)  # drift against the source's training data, both times
         unregistered = LoadedModel(name=loaded.name, version="(new)", run_id="", risk_model=updated)
-        before, after = (
-            validate_cohort(
-                model, held, job.source.path, job.horizons, reference=reference, why_no_reference=note, seed=job.seed
-            )
-            for model in (loaded, unregistered)
-        )
+        before, after = (validate_cohort(model, held, job.source.path, job.horizons, reference=reference,
+                                         why_no_reference=note, seed=job.seed) for model in (loaded, unregistered))
     new = _register(job, loaded, updated, fit, done, cohort.digest)
     if held is not None:
         after.report["model"] |= {"version": new.version, "run_id": new.run_id}
         for name, validation, model in (("holdout-before", before, loaded), ("holdout-after", after, new)):
-            files = write_outputs(
-                validation,
-                held,
-                job.out / name,
-                title=f"{model.name} v{model.version} on the "
-                f"held-out {len(held.frame):,} patients of {job.name} ({name.split('-')[1]} "
-                "recalibration)",
-            )
+            files = write_outputs(validation, held, job.out / name, title=f"{model.name} v{model.version} on the "
+                                  f"held-out {len(held.frame):,} patients of {job.name} ({name.split('-')[1]} "
+                                  "recalibration)")
             log_validation(validation, files, registered_name=model.name)
         _log_comparison(new.run_id, before, after)
-    result = RecalibrationResult(
-        new.version, job.alias, done, len(fit.frame), 0 if held is None else len(held.frame), before, after, new.run_id
-    )
+    result = RecalibrationResult(new.version, job.alias, done, len(fit.frame), 0 if held is None else len(held.frame),
+                                 before, after, new.run_id)
     write_summary(job, loaded, new, result)
     return result
 
 
-def _register(
-    job: RecalibrationJob,
-    loaded: LoadedModel,
-    updated,
-    fit: ObservedCohort,
-    done: dict[str, Recalibration],
-    digest: str,
-) -> LoadedModel:
+def _register(job: RecalibrationJob, loaded: LoadedModel, updated, fit: ObservedCohort,
+              done: dict[str, Recalibration], digest: str) -> LoadedModel:
     """The recalibration's run (experiment ``recalibrations``) with the new version registered from it."""
     client = mlflow.MlflowClient()
     source = client.get_model_version(loaded.name, loaded.version)
-    ensure_experiment(
-        RECALIBRATIONS_EXPERIMENT,
-        description=(
-            "Each `autorisk recalibrate`: a registered version's baseline risk (and slope) re-estimated on a local "
-            "population's observed outcomes, registered as a new version with its lineage."
-        ),
-    )
+    ensure_experiment(RECALIBRATIONS_EXPERIMENT, description=(
+        "Each `autorisk recalibrate`: a registered version's baseline risk (and slope) re-estimated on a local "
+        "population's observed outcomes, registered as a new version with its lineage."))
     events = {o: int(fit.frame[f"{o}_event"].sum()) for o in done}
-    params = {
-        "source_model": loaded.name,
-        "source_version": loaded.version,
-        "method": job.method,
-        "file": job.name,
-        "file_sha256": digest,
-        "patients": len(fit.frame),
-        "holdout_fraction": job.holdout_fraction,
-        "seed": job.seed,
-    } | {f"onsets_{o}": n for o, n in events.items()}
-    note = (
-        f"{loaded.name} v{loaded.version} recalibrated ({job.method}) on {len(fit.frame):,} patients of "
-        f"`{job.name}`; " + "; ".join(f"{o}: {events[o]:,} onsets, slope {d.slope:.3f}" for o, d in done.items())
-    )
-    with mlflow.start_run(
-        run_name=f"recalibrate/{loaded.name}/v{loaded.version}/{job.alias}",
-        tags={ROLE_TAG: ROLE_RECALIBRATION, MODEL_TAG: loaded.name, MODEL_VERSION_TAG: loaded.version, NOTE_TAG: note},
-    ) as run:
+    params = {"source_model": loaded.name, "source_version": loaded.version, "method": job.method,
+              "file": job.name, "file_sha256": digest, "patients": len(fit.frame),
+              "holdout_fraction": job.holdout_fraction, "seed": job.seed} | {f"onsets_{o}": n for o, n in events.items()}
+    note = (f"{loaded.name} v{loaded.version} recalibrated ({job.method}) on {len(fit.frame):,} patients of "
+            f"`{job.name}`; " + "; ".join(f"{o}: {events[o]:,} onsets, slope {d.slope:.3f}" for o, d in done.items()))
+    with mlflow.start_run(run_name=f"recalibrate/{loaded.name}/v{loaded.version}/{job.alias}",
+                          tags={ROLE_TAG: ROLE_RECALIBRATION, MODEL_TAG: loaded.name,
+                                MODEL_VERSION_TAG: loaded.version, NOTE_TAG: note}) as run:
         mlflow.log_params(params)
         mlflow.log_metrics({f"{o}_slope": d.slope for o, d in done.items()})
         # Aggregates only. The new version's patient effects and training range are the source's, so drift is
@@ -271,20 +227,11 @@ def _register(
         if reference is not None:
             mlflow.log_dict(reference, REFERENCE_ARTIFACT)
         mlflow.log_dict(reference_profile(fit.matrix), RECALIBRATION_PROFILE_ARTIFACT)
-        version = register_risk_model(
-            updated,
-            loaded.name,
-            {
-                VERSION_ORIGIN_TAG: ORIGIN_RECALIBRATION,
-                VERSION_SOURCE_TAG: loaded.version,
-                VERSION_FILE_TAG: digest,
-                VERSION_METHOD_TAG: job.method,
-                VERSION_FAMILY_TAG: source.tags.get(VERSION_FAMILY_TAG, updated.family),
-                VERSION_EXPERIMENT_TAG: RECALIBRATIONS_EXPERIMENT,
-                "patients": str(len(fit.frame)),
-                **{f"onsets_{o}": str(n) for o, n in events.items()},
-            },
-        )
+        version = register_risk_model(updated, loaded.name, {
+            VERSION_ORIGIN_TAG: ORIGIN_RECALIBRATION, VERSION_SOURCE_TAG: loaded.version, VERSION_FILE_TAG: digest,
+            VERSION_METHOD_TAG: job.method, VERSION_FAMILY_TAG: source.tags.get(VERSION_FAMILY_TAG, updated.family),
+            VERSION_EXPERIMENT_TAG: RECALIBRATIONS_EXPERIMENT, "patients": str(len(fit.frame)),
+            **{f"onsets_{o}": str(n) for o, n in events.items()}})
     client.set_registered_model_alias(loaded.name, job.alias, version)
     return LoadedModel(name=loaded.name, version=version, run_id=run.info.run_id, risk_model=updated)
 
@@ -293,12 +240,8 @@ def _log_comparison(run_id: str, before: Validation, after: Validation) -> None:
     """The held-out figures before and after, on the recalibration's run (``before_`` / ``after_`` metrics)."""
     values = {}
     for prefix, validation in (("before_", before), ("after_", after)):
-        values |= {
-            validation_metric(m["outcome"], m["treatment"], m["horizon_months"], key, prefix): float(m[key])
-            for m in validation.metrics
-            for key in LOGGED
-            if m.get(key) is not None
-        }
+        values |= {validation_metric(m["outcome"], m["treatment"], m["horizon_months"], key, prefix): float(m[key])
+                   for m in validation.metrics for key in LOGGED if m.get(key) is not None}
     from mlflow.entities import Metric
 
     stamp = int(time.time() * 1000)
@@ -310,21 +253,10 @@ def comparison_rows(before: Validation, after: Validation) -> list[dict]:
     rows = []
     for m in after.metrics:
         b = before.find(m["outcome"], m["treatment"], m["horizon_months"])
-        rows.append(
-            {
-                "outcome": m["outcome"],
-                "treatment": m["treatment"],
-                "horizon_months": m["horizon_months"],
-                "n": m["n"],
-                "observed_risk": m["observed_risk"],
-                "before_predicted": b["mean_predicted"],
-                "after_predicted": m["mean_predicted"],
-                "before_o_e": b["o_e"],
-                "after_o_e": m["o_e"],
-                "before_auroc": b["auroc"],
-                "after_auroc": m["auroc"],
-            }
-        )
+        rows.append({"outcome": m["outcome"], "treatment": m["treatment"], "horizon_months": m["horizon_months"],
+                     "n": m["n"], "observed_risk": m["observed_risk"], "before_predicted": b["mean_predicted"],
+                     "after_predicted": m["mean_predicted"], "before_o_e": b["o_e"], "after_o_e": m["o_e"],
+                     "before_auroc": b["auroc"], "after_auroc": m["auroc"]})
     return rows
 
 
@@ -332,45 +264,26 @@ def write_summary(job: RecalibrationJob, loaded: LoadedModel, new: LoadedModel, 
     """``recalibration.json`` and ``recalibration.md`` in ``job.out``: what was done and the held-out comparison."""
     out, before, after = job.out, result.before, result.after
     out.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "source": {"name": loaded.name, "version": loaded.version},
-        "new": {"version": new.version, "alias": job.alias},
-        "method": job.method,
-        "recalibrated_on": result.fitted_on,
-        "held_out": result.held_out,
-        "slopes": {o: d.slope for o, d in result.done.items()},
-        "follow_up_months": new.risk_model.follow_up_months(),
-        "comparison": comparison_rows(before, after) if after is not None else None,
-    }
+    summary = {"source": {"name": loaded.name, "version": loaded.version}, "new": {"version": new.version,
+               "alias": job.alias}, "method": job.method, "recalibrated_on": result.fitted_on,
+               "held_out": result.held_out,
+               "slopes": {o: d.slope for o, d in result.done.items()},
+               "follow_up_months": new.risk_model.follow_up_months(),
+               "comparison": comparison_rows(before, after) if after is not None else None}
     (out / "recalibration.json").write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    lines = [
-        f"# {loaded.name} v{loaded.version} recalibrated ({job.method}) as v{new.version} (@{job.alias})",
-        "",
-        f"Recalibrated on {result.fitted_on:,} patients; "
-        + (
-            "no held-out validation (--holdout-fraction 0)."
-            if before is None
-            else f"validated on {result.held_out:,} held-out patients (holdout-before/, holdout-after/)."
-        ),
-        "",
-    ]
+    lines = [f"# {loaded.name} v{loaded.version} recalibrated ({job.method}) as v{new.version} (@{job.alias})", "",
+             f"Recalibrated on {result.fitted_on:,} patients; " + (
+                 "no held-out validation (--holdout-fraction 0)." if before is None else
+                 f"validated on {result.held_out:,} held-out patients (holdout-before/, holdout-after/)."), ""]
     if after is not None:
-        lines += [
-            "| outcome | treatment | month | observed risk | predicted before | predicted after | O/E before | "
-            "O/E after | AUROC before | AUROC after |",
-            "|" + "---|" * 10,
-        ]
+        lines += ["| outcome | treatment | month | observed risk | predicted before | predicted after | O/E before | "
+                  "O/E after | AUROC before | AUROC after |", "|" + "---|" * 10]
         for r in summary["comparison"]:
-            cell = [
-                (f"{100 * r[k]:.1f}%" if r[k] is not None else "—")
-                for k in ("observed_risk", "before_predicted", "after_predicted")
-            ]
+            cell = [(f"{100 * r[k]:.1f}%" if r[k] is not None else "—") for k in
+                    ("observed_risk", "before_predicted", "after_predicted")]
             ratios = [(f"{r[k]:.2f}" if r[k] is not None else "—") for k in ("before_o_e", "after_o_e")]
             aurocs = [(f"{r[k]:.3f}" if r[k] is not None else "—") for k in ("before_auroc", "after_auroc")]
-            lines.append(
-                f"| {r['outcome']} | {r['treatment']} | {r['horizon_months']} | "
-                + " | ".join([*cell, *ratios, *aurocs])
-                + " |"
-            )
+            lines.append(f"| {r['outcome']} | {r['treatment']} | {r['horizon_months']} | " + " | ".join(
+                [*cell, *ratios, *aurocs]) + " |")
     (out / "recalibration.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out

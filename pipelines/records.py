@@ -126,12 +126,8 @@ def rechunk(pieces: Iterable[Piece], header: list[str], chunk_rows: int) -> Iter
             while held - start >= chunk_rows:
                 stop = start + chunk_rows
                 boundary = lines[stop] if stop < held else np.iinfo(np.int64).max
-                yield Chunk(
-                    frame.iloc[start:stop].reset_index(drop=True),
-                    lines[start:stop],
-                    [m for m in malformed if m[0] < boundary],
-                    blank,
-                )
+                yield Chunk(frame.iloc[start:stop].reset_index(drop=True), lines[start:stop],
+                            [m for m in malformed if m[0] < boundary], blank)
                 yielded = True
                 malformed = [m for m in malformed if m[0] >= boundary]
                 blank, start = 0, stop

@@ -87,12 +87,8 @@ class CurveSettings:
 
 # Defaults: about three minutes per family on two cores. Quick: seconds, for tests and a first look.
 DEFAULT_SETTINGS = CurveSettings()
-QUICK_SETTINGS = CurveSettings(
-    sizes=(500, 2000, 6000),
-    repeats=2,
-    endpoints=(("thyroid", 24), ("itp", 24)),
-    benchmark=CohortSpec(profile="care-ms1", n=4000, seed=990),
-)
+QUICK_SETTINGS = CurveSettings(sizes=(500, 2000, 6000), repeats=2, endpoints=(("thyroid", 24), ("itp", 24)),
+                               benchmark=CohortSpec(profile="care-ms1", n=4000, seed=990))
 
 
 def training_specs(config: ExperimentConfig, n: int, seed: int) -> list[CohortSpec]:
@@ -100,15 +96,12 @@ def training_specs(config: ExperimentConfig, n: int, seed: int) -> list[CohortSp
     total = sum(c.n for c in config.train_cohorts)
     counts = [max(1, round(n * c.n / total)) for c in config.train_cohorts]
     counts[0] += n - sum(counts)  # rounding: the first cohort takes the remainder
-    return [
-        CohortSpec(profile=c.profile, n=k, seed=seed + i, il21_assay=c.il21_assay)
-        for i, (c, k) in enumerate(zip(config.train_cohorts, counts))
-    ]
+    return [CohortSpec(profile=c.profile, n=k, seed=seed + i, il21_assay=c.il21_assay)
+            for i, (c, k) in enumerate(zip(config.train_cohorts, counts))]
 
 
-def learning_curves(
-    config: ExperimentConfig, simulator: SimulatorConfig, settings: CurveSettings, log=print
-) -> pd.DataFrame:
+def learning_curves(config: ExperimentConfig, simulator: SimulatorConfig, settings: CurveSettings,
+                    log=print) -> pd.DataFrame:
     """Every fit of every family, measured against the truth.
 
     Returns
@@ -144,27 +137,16 @@ def learning_curves(
                         risks = model.risks(benchmark_matrix, horizons)[outcome]
                     seconds = time.perf_counter() - started
                     for k, h in enumerate(h for o, h in settings.endpoints if o == outcome):
-                        values = evaluate_against_truth(risks[:, k], truth[(outcome, h)]) if risks is not None else {}
-                        rows.append(
-                            {
-                                "family": name,
-                                "n": n,
-                                "repeat": repeat,
-                                "endpoint": endpoint(outcome, h),
-                                "events": events,
-                                "fit_seconds": seconds,
-                            }
-                            | {m: values.get(m, np.nan) for m in CURVE_METRICS}
-                        )
+                        values = (evaluate_against_truth(risks[:, k], truth[(outcome, h)])
+                                  if risks is not None else {})
+                        rows.append({"family": name, "n": n, "repeat": repeat, "endpoint": endpoint(outcome, h),
+                                     "events": events, "fit_seconds": seconds}
+                                    | {m: values.get(m, np.nan) for m in CURVE_METRICS})
         done = pd.DataFrame(rows)
         latest = done[done["n"] == n]
-        log(
-            f"  n = {n:,}: "
-            + "; ".join(
-                f"{f} {e} AUROC/oracle {g['auroc_over_oracle'].mean():.3f}, slope {g['calibration_slope'].mean():.2f}"
-                for (f, e), g in latest.groupby(["family", "endpoint"], sort=False)
-            )
-        )
+        log(f"  n = {n:,}: " + "; ".join(
+            f"{f} {e} AUROC/oracle {g['auroc_over_oracle'].mean():.3f}, slope {g['calibration_slope'].mean():.2f}"
+            for (f, e), g in latest.groupby(["family", "endpoint"], sort=False)))
     return pd.DataFrame(rows)
 
 
@@ -198,10 +180,8 @@ def first_size_reaching(summary: pd.DataFrame, family: str, endpoint_name: str) 
         return None
 
     slope = rows["calibration_slope_mean"].to_numpy()
-    return {
-        "auroc_over_oracle": first(rows["auroc_over_oracle_mean"].to_numpy() >= AUROC_RATIO_TARGET),
-        "calibration_slope": first(np.abs(slope - 1.0) <= SLOPE_TOLERANCE),
-    }
+    return {"auroc_over_oracle": first(rows["auroc_over_oracle_mean"].to_numpy() >= AUROC_RATIO_TARGET),
+            "calibration_slope": first(np.abs(slope - 1.0) <= SLOPE_TOLERANCE)}
 
 
 # --------------------------------------------------------------------------- Riley's criteria
@@ -219,13 +199,8 @@ class Scenario:
     size: SampleSize
 
 
-def riley_scenarios(
-    simulator: SimulatorConfig,
-    c_statistics: dict[str, dict[float, str]],
-    *,
-    parameters: int = MODEL_PARAMETERS,
-    profile: str = "care-ms1",
-) -> list[Scenario]:
+def riley_scenarios(simulator: SimulatorConfig, c_statistics: dict[str, dict[float, str]], *,
+                    parameters: int = MODEL_PARAMETERS, profile: str = "care-ms1") -> list[Scenario]:
     """Riley's minimum sample size for each outcome's status at the profile's follow-up on alemtuzumab.
 
     Parameters
@@ -244,9 +219,8 @@ def riley_scenarios(
         incidence = float(spec.arms[ARM].targets[outcome])
         for c, source in anticipated.items():
             r2 = cox_snell_r2_from_c_statistic(c, incidence)
-            scenarios.append(
-                Scenario(outcome, horizon, incidence, c, source, binary_sample_size(parameters, incidence, r2))
-            )
+            scenarios.append(Scenario(outcome, horizon, incidence, c, source,
+                                      binary_sample_size(parameters, incidence, r2)))
     return scenarios
 
 
@@ -255,27 +229,17 @@ def riley_table(scenarios: list[Scenario], published: int = PUBLISHED_IL21_PATIE
     rows = []
     for s in scenarios:
         size = s.size
-        rows.append(
-            {
-                "outcome": s.outcome,
-                "horizon_months": s.horizon,
-                "incidence": s.incidence,
-                "c_statistic": s.c_statistic,
-                "c_source": s.source,
-                "cox_snell_r2": size.cox_snell_r2,
-                "parameters": size.parameters,
-                **{f"n_{c.name}": c.n for c in size.criteria},
-                "n": size.n,
-                "binding": size.binding,
-                "events": size.events,
-                "events_per_parameter": size.epp,
-                "published_n": published,
-                "published_events": published * s.incidence,
-                "published_events_per_parameter": published * s.incidence / size.parameters,
-                "published_expected_shrinkage": expected_shrinkage(published, size.parameters, size.cox_snell_r2),
-                "published_share_of_needed": published / size.n,
-            }
-        )
+        rows.append({
+            "outcome": s.outcome, "horizon_months": s.horizon, "incidence": s.incidence,
+            "c_statistic": s.c_statistic, "c_source": s.source, "cox_snell_r2": size.cox_snell_r2,
+            "parameters": size.parameters,
+            **{f"n_{c.name}": c.n for c in size.criteria},
+            "n": size.n, "binding": size.binding, "events": size.events, "events_per_parameter": size.epp,
+            "published_n": published, "published_events": published * s.incidence,
+            "published_events_per_parameter": published * s.incidence / size.parameters,
+            "published_expected_shrinkage": expected_shrinkage(published, size.parameters, size.cox_snell_r2),
+            "published_share_of_needed": published / size.n,
+        })
     return pd.DataFrame(rows)
 
 
@@ -290,23 +254,13 @@ def curve_figure(summary: pd.DataFrame, endpoint_name: str):
     figure = Figure(figsize=(10, 7))
     panels = figure.subplots(2, 2).ravel()
     shown = summary[summary["endpoint"] == endpoint_name]
-    labels = {
-        "auroc": "expected AUROC",
-        "auroc_over_oracle": "AUROC / oracle's",
-        "calibration_slope": "calibration slope",
-        "mean_abs_risk_error": "mean |risk - true risk| (points)",
-    }
+    labels = {"auroc": "expected AUROC", "auroc_over_oracle": "AUROC / oracle's",
+              "calibration_slope": "calibration slope", "mean_abs_risk_error": "mean |risk - true risk| (points)"}
     for axes, metric in zip(panels, labels):
         scale = 100.0 if metric == "mean_abs_risk_error" else 1.0
         for family, rows in shown.groupby("family", sort=False):
-            axes.errorbar(
-                rows["n"],
-                scale * rows[f"{metric}_mean"],
-                yerr=scale * rows[f"{metric}_sd"].fillna(0),
-                marker="o",
-                capsize=3,
-                label=family,
-            )
+            axes.errorbar(rows["n"], scale * rows[f"{metric}_mean"], yerr=scale * rows[f"{metric}_sd"].fillna(0),
+                          marker="o", capsize=3, label=family)
         if metric == "auroc":
             oracle = shown.groupby("n")["oracle_auroc_mean"].mean()
             axes.plot(oracle.index, oracle.to_numpy(), color="black", linestyle=":", label="oracle (true risk)")
@@ -333,64 +287,50 @@ def _size(n: int | None) -> str:
 
 def curve_table(summary: pd.DataFrame) -> str:
     """Markdown: the learning curves, one row per family, endpoint and training size (mean ± SD over repeats)."""
-    rows = [
-        "| family | endpoint | training patients | fits | onsets in training (mean) | expected AUROC | "
-        "AUROC / oracle's | calibration slope | mean abs. error to the true risk |",
-        "|" + "---|" * 9,
-    ]
+    rows = ["| family | endpoint | training patients | fits | onsets in training (mean) | expected AUROC | "
+            "AUROC / oracle's | calibration slope | mean abs. error to the true risk |", "|" + "---|" * 9]
     for r in summary.itertuples():
         cell = lambda m, digits, scale=1.0: _spread(getattr(r, f"{m}_mean"), getattr(r, f"{m}_sd"), digits, scale)  # noqa: E731
         rows.append(
             f"| {r.family} | {r.endpoint} | {r.n:,} | {r.fits} | {r.events:,.0f} | {cell('auroc', 3)} | "
             f"{cell('auroc_over_oracle', 3)} | {cell('calibration_slope', 2)} | "
-            f"{cell('mean_abs_risk_error', 2, 100.0)} pts |"
-        )
+            f"{cell('mean_abs_risk_error', 2, 100.0)} pts |")
     return "\n".join(rows)
 
 
 def reached_table(summary: pd.DataFrame) -> str:
     """Markdown: per family and endpoint, the first training size whose AUROC and slope reach their targets."""
-    rows = [
-        "| family | endpoint | AUROC within 5% of the oracle's from | calibration slope within 0.9–1.1 from |",
-        "|---|---|---|---|",
-    ]
+    rows = ["| family | endpoint | AUROC within 5% of the oracle's from | calibration slope within 0.9–1.1 from |",
+            "|---|---|---|---|"]
     for family in dict.fromkeys(summary["family"]):
         for e in dict.fromkeys(summary["endpoint"]):
             first = first_size_reaching(summary, family, e)
-            rows.append(
-                f"| {family} | {e} | {_size(first['auroc_over_oracle'])} | {_size(first['calibration_slope'])} |"
-            )
+            rows.append(f"| {family} | {e} | {_size(first['auroc_over_oracle'])} | "
+                        f"{_size(first['calibration_slope'])} |")
     return "\n".join(rows)
 
 
 def criteria_table(riley: pd.DataFrame) -> str:
     """Markdown: Riley's criteria per outcome and horizon, and what the largest published study had."""
-    rows = [
-        "| outcome by month | incidence | anticipated C (source) | R²_CS | shrinkage | optimism | "
-        "overall risk | minimum patients | onsets | onsets per parameter | with 141 patients: onsets, "
-        "per parameter, expected shrinkage |",
-        "|" + "---|" * 11,
-    ]
+    rows = ["| outcome by month | incidence | anticipated C (source) | R²_CS | shrinkage | optimism | "
+            "overall risk | minimum patients | onsets | onsets per parameter | with 141 patients: onsets, "
+            "per parameter, expected shrinkage |", "|" + "---|" * 11]
     for r in riley.itertuples():
         rows.append(
             f"| {r.outcome} by {r.horizon_months} | {100 * r.incidence:.1f}% | {r.c_statistic:.3f} ({r.c_source}) | "
             f"{r.cox_snell_r2:.4f} | {r.n_shrinkage:,} | {r.n_optimism:,} | {r.n_overall_risk:,} | **{r.n:,}** | "
             f"{r.events:,.0f} | {r.events_per_parameter:.1f} | {r.published_events:.0f}, "
-            f"{r.published_events_per_parameter:.1f}, {_shrinkage(r.published_expected_shrinkage)} |"
-        )
+            f"{r.published_events_per_parameter:.1f}, {_shrinkage(r.published_expected_shrinkage)} |")
     return "\n".join(rows)
 
 
-def report_markdown(
-    config: ExperimentConfig, settings: CurveSettings, summary: pd.DataFrame, riley: pd.DataFrame, seconds: float
-) -> str:
+def report_markdown(config: ExperimentConfig, settings: CurveSettings, summary: pd.DataFrame,
+                    riley: pd.DataFrame, seconds: float) -> str:
     """The sample-size report (``sample-size.md``)."""
     endpoints = list(dict.fromkeys(summary["endpoint"]))
     thyroid = riley[riley["outcome"] == "thyroid"].sort_values("c_statistic")
-    answer = ", ".join(
-        f"{r.n:,} patients ({r.events:,.0f} onsets) at C {r.c_statistic:.2f} ({r.c_source})"
-        for r in thyroid.itertuples()
-    )
+    answer = ", ".join(f"{r.n:,} patients ({r.events:,.0f} onsets) at C {r.c_statistic:.2f} ({r.c_source})"
+                       for r in thyroid.itertuples())
     images = "\n".join(f"![{e}](plots/learning_curve_{e}.png)" for e in endpoints)
     return f"""# Sample size: learning curves and Riley's criteria ({config.name})
 
@@ -445,9 +385,8 @@ def _spread(mean: float, sd: float, digits: int, scale: float = 1.0) -> str:
 
 def _plateau(summary: pd.DataFrame, endpoint_name: str) -> str:
     rows = summary[(summary["endpoint"] == endpoint_name) & (summary["n"] == summary["n"].max())]
-    return ", ".join(
-        f"{r.family} {r.calibration_slope_mean:.2f}" for r in rows.itertuples() if np.isfinite(r.calibration_slope_mean)
-    )
+    return ", ".join(f"{r.family} {r.calibration_slope_mean:.2f}" for r in rows.itertuples()
+                     if np.isfinite(r.calibration_slope_mean))
 
 
 def _shrinkage(value: float) -> str:
@@ -480,59 +419,34 @@ class SampleSizeResult:
     seconds: float
 
 
-def log_sample_size(
-    config: ExperimentConfig,
-    settings: CurveSettings,
-    points: pd.DataFrame,
-    summary: pd.DataFrame,
-    riley: pd.DataFrame,
-    markdown_text: str,
-) -> str:
+def log_sample_size(config: ExperimentConfig, settings: CurveSettings, points: pd.DataFrame, summary: pd.DataFrame,
+                    riley: pd.DataFrame, markdown_text: str) -> str:
     """One MLflow run in the experiment ``sample-size``: the curves as metrics by step (the training
     size), per family in a nested run, the plots, the tables and the report. Returns the run id."""
     import mlflow
 
-    ensure_experiment(
-        "sample-size",
-        description=(
-            "Learning curves (AUROC, its ratio to the oracle's, calibration slope, mean absolute error to the "
-            "true risk against the number of training patients) and Riley's minimum sample size: how many "
-            "patients a real IL-21 study would need. `autorisk sample-size`; one run per invocation."
-        ),
-    )
+    ensure_experiment("sample-size", description=(
+        "Learning curves (AUROC, its ratio to the oracle's, calibration slope, mean absolute error to the "
+        "true risk against the number of training patients) and Riley's minimum sample size: how many "
+        "patients a real IL-21 study would need. `autorisk sample-size`; one run per invocation."))
     description = markdown_text.split("## Riley's criteria")[0].split("\n", 2)[2].strip()
-    with mlflow.start_run(
-        run_name=f"sample-size/{config.name}",
-        description=description,
-        tags={EXPERIMENT_TAG: config.name, ROLE_TAG: ROLE_PARENT},
-    ) as run:
-        mlflow.log_params(
-            {
-                "experiment": config.name,
-                "sizes": ",".join(map(str, settings.sizes)),
-                "repeats": settings.repeats,
-                "benchmark_cohort": settings.benchmark.label(),
-                "endpoints": ",".join(endpoint(o, h) for o, h in settings.endpoints),
-                "arm": ARM,
-                "parameters": MODEL_PARAMETERS,
-            }
-        )
+    with mlflow.start_run(run_name=f"sample-size/{config.name}", description=description,
+                          tags={EXPERIMENT_TAG: config.name, ROLE_TAG: ROLE_PARENT}) as run:
+        mlflow.log_params({"experiment": config.name, "sizes": ",".join(map(str, settings.sizes)),
+                           "repeats": settings.repeats, "benchmark_cohort": settings.benchmark.label(),
+                           "endpoints": ",".join(endpoint(o, h) for o, h in settings.endpoints),
+                           "arm": ARM, "parameters": MODEL_PARAMETERS})
         for r in riley.itertuples():
             key = f"riley_{r.outcome}_{r.horizon_months}m_c{round(1000 * r.c_statistic)}"
-            mlflow.log_metrics(
-                {f"{key}_n": r.n, f"{key}_events": r.events, f"{key}_published_share": r.published_share_of_needed}
-            )
+            mlflow.log_metrics({f"{key}_n": r.n, f"{key}_events": r.events,
+                                f"{key}_published_share": r.published_share_of_needed})
         for family, rows in summary.groupby("family", sort=False):
-            with mlflow.start_run(
-                run_name=f"sample-size/{config.name}/{family}",
-                nested=True,
-                tags={EXPERIMENT_TAG: config.name, ROLE_TAG: ROLE_MODEL, FAMILY_TAG: family},
-                description=f"Learning curve of {family}: metrics by step = training patients.",
-            ):
+            with mlflow.start_run(run_name=f"sample-size/{config.name}/{family}", nested=True,
+                                  tags={EXPERIMENT_TAG: config.name, ROLE_TAG: ROLE_MODEL, FAMILY_TAG: family},
+                                  description=f"Learning curve of {family}: metrics by step = training patients."):
                 for r in rows.itertuples():
-                    values = {
-                        f"{r.endpoint}_{m}_{s}": getattr(r, f"{m}_{s}") for m in CURVE_METRICS for s in ("mean", "sd")
-                    }
+                    values = {f"{r.endpoint}_{m}_{s}": getattr(r, f"{m}_{s}") for m in CURVE_METRICS
+                              for s in ("mean", "sd")}
                     mlflow.log_metrics({k: float(v) for k, v in values.items() if np.isfinite(v)}, step=int(r.n))
         for e in dict.fromkeys(summary["endpoint"]):
             mlflow.log_figure(curve_figure(summary, e), f"plots/learning_curve_{e}.png")
@@ -548,12 +462,8 @@ def write_report(folder, summary: pd.DataFrame, riley: pd.DataFrame, markdown_te
     """The report, its figures and tables under ``folder``; returns the paths written."""
     folder = Path(folder)
     (folder / "plots").mkdir(parents=True, exist_ok=True)
-    paths = [
-        folder / "sample-size.md",
-        folder / "sample-size.html",
-        folder / "riley.csv",
-        folder / "learning_curves.csv",
-    ]
+    paths = [folder / "sample-size.md", folder / "sample-size.html", folder / "riley.csv",
+             folder / "learning_curves.csv"]
     paths[0].write_text(markdown_text, encoding="utf-8")
     paths[1].write_text(html_page(markdown_text, "sample size"), encoding="utf-8")
     riley.to_csv(paths[2], index=False)
@@ -565,18 +475,16 @@ def write_report(folder, summary: pd.DataFrame, riley: pd.DataFrame, markdown_te
     return paths
 
 
-def run_sample_size(
-    config: ExperimentConfig, simulator: SimulatorConfig, settings: CurveSettings, log=print
-) -> SampleSizeResult:
+def run_sample_size(config: ExperimentConfig, simulator: SimulatorConfig, settings: CurveSettings,
+                    log=print) -> SampleSizeResult:
     """Learning curves, Riley's criteria and the report, logged as one MLflow run."""
     started = time.perf_counter()
     points = learning_curves(config, simulator, settings, log)
     summary = summarise(points)
     horizon = int(simulator.profiles["care-ms1"].follow_up_months)
     outcomes = dict.fromkeys(o for o, _ in settings.endpoints)
-    riley = riley_table(
-        riley_scenarios(simulator, {o: c_statistics_from(summary, endpoint(o, horizon)) for o in outcomes})
-    )
+    riley = riley_table(riley_scenarios(simulator, {o: c_statistics_from(summary, endpoint(o, horizon))
+                                                    for o in outcomes}))
     seconds = time.perf_counter() - started
     text = report_markdown(config, settings, summary, riley, seconds)
     run_id = log_sample_size(config, settings, points, summary, riley, text)

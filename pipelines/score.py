@@ -41,20 +41,8 @@ from pipelines.outputs import OutputError, OutputGroup, atomic_outputs, defuse_f
 from pipelines.reading import CHUNK_ROWS, InputFile, InputFileError, file_format, open_input
 
 __all__ = [
-    "CHUNK_ROWS",
-    "ENGINES",
-    "FROM_MODEL",
-    "BatchOutputs",
-    "ChunkResult",
-    "ChunkScorer",
-    "InputFileError",
-    "OutputError",
-    "ScoreJob",
-    "ScoringOptions",
-    "Summary",
-    "load_reference",
-    "locked",
-    "score_batch",
+    "CHUNK_ROWS", "ENGINES", "FROM_MODEL", "BatchOutputs", "ChunkResult", "ChunkScorer", "InputFileError",
+    "OutputError", "ScoreJob", "ScoringOptions", "Summary", "load_reference", "locked", "score_batch",
     "score_locked",
 ]
 
@@ -160,11 +148,8 @@ def load_reference(model: LoadedModel) -> tuple[dict | None, str]:
     try:
         reference = mlflow.artifacts.load_dict(f"runs:/{model.run_id}/{REFERENCE_ARTIFACT}")
     except MlflowException:
-        return (
-            None,
-            f"{where} has no training reference ({REFERENCE_ARTIFACT}); it was trained before "
-            "references were logged — retrain to get drift checks",
-        )
+        return None, f"{where} has no training reference ({REFERENCE_ARTIFACT}); it was trained before " \
+                     "references were logged — retrain to get drift checks"
     except (OSError, ValueError) as error:
         return None, f"the training reference of {where} could not be read ({type(error).__name__})"
     finally:
@@ -191,14 +176,8 @@ def locked(job: ScoreJob) -> Iterator[None]:
         yield
 
 
-def score_batch(
-    job: ScoreJob,
-    model: LoadedModel,
-    *,
-    on_progress: Callable[[int], None] = lambda rows: None,
-    spark=None,
-    reference=FROM_MODEL,
-) -> Summary:
+def score_batch(job: ScoreJob, model: LoadedModel, *, on_progress: Callable[[int], None] = lambda rows: None,
+                spark=None, reference=FROM_MODEL) -> Summary:
     """Score every record of ``job``'s input with ``model``, holding the outputs' locks for the run.
 
     Parameters
@@ -230,19 +209,12 @@ def score_batch(
         return score_locked(job, model, on_progress=on_progress, spark=spark, reference=reference)
 
 
-def score_locked(
-    job: ScoreJob,
-    model: LoadedModel,
-    *,
-    on_progress: Callable[[int], None] = lambda rows: None,
-    spark=None,
-    reference=FROM_MODEL,
-) -> Summary:
+def score_locked(job: ScoreJob, model: LoadedModel, *, on_progress: Callable[[int], None] = lambda rows: None,
+                 spark=None, reference=FROM_MODEL) -> Summary:
     """:func:`score_batch` for a caller that already holds the outputs' locks (:func:`locked`)."""
     with _opened(job) as source:
-        summary = Summary(
-            ignored_columns=check_columns(source.columns, allow_extra=job.allow_extra), source=source.description
-        )
+        summary = Summary(ignored_columns=check_columns(source.columns, allow_extra=job.allow_extra),
+                          source=source.description)
         note = ""
         if reference is FROM_MODEL:
             reference, note = load_reference(model)
@@ -272,10 +244,8 @@ def _opened(job: ScoreJob) -> Iterator[InputFile]:
         prepared = prepare(source, il21_assay=job.il21_assay)
         unnamed = [str(i) for i, name in enumerate(prepared.columns, start=1) if not name]
         if unnamed and not job.allow_extra:
-            raise InputFileError(
-                f"column {', '.join(unnamed)} of the header has no name (an index written "
-                "without a name?); name it, remove it, or pass --ignore-extra-columns"
-            )
+            raise InputFileError(f"column {', '.join(unnamed)} of the header has no name (an index written "
+                                 "without a name?); name it, remove it, or pass --ignore-extra-columns")
         yield prepared
     finally:
         source.close()
@@ -323,10 +293,8 @@ class _BatchWriter:
         self.rejects.close()
         summary.repeated_ids = self.seen.repeats
         if summary.read != summary.scored + summary.rejected:
-            raise RuntimeError(
-                f"internal error: read {summary.read} records but scored {summary.scored} "
-                f"and rejected {summary.rejected}"
-            )
+            raise RuntimeError(f"internal error: read {summary.read} records but scored {summary.scored} "
+                               f"and rejected {summary.rejected}")
 
     def drift_counts(self, reference: dict | None) -> DriftCounts | None:
         """The accepted records on the reference's bins (empty ones when nothing was scored)."""

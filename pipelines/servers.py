@@ -54,16 +54,9 @@ def _stop(process: subprocess.Popen, timeout_s: float) -> None:
 
 
 @contextmanager
-def running_server(
-    command: list[str],
-    *,
-    ready_url: str,
-    log: Path,
-    env: dict | None = None,
-    timeout_s: float = 120,
-    cwd: Path | None = None,
-    stop_timeout_s: float = 20,
-) -> Iterator[subprocess.Popen]:
+def running_server(command: list[str], *, ready_url: str, log: Path, env: dict | None = None,
+                   timeout_s: float = 120, cwd: Path | None = None, stop_timeout_s: float = 20
+                   ) -> Iterator[subprocess.Popen]:
     """Run ``command`` until ``ready_url`` answers 200; yield the process; stop it and its children at the end.
 
     Parameters
@@ -89,14 +82,8 @@ def running_server(
         When it exits before it is ready, or is not ready within ``timeout_s`` (it is stopped then).
     """
     with open(log, "w") as handle:
-        process = subprocess.Popen(
-            command,
-            env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=cwd,
-        )
+        process = subprocess.Popen(command, env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},
+                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
     name = Path(command[0]).name
     deadline = time.monotonic() + timeout_s
     try:

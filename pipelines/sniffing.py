@@ -154,20 +154,20 @@ _ADVICE = {
     "xlsx": "is an Excel workbook: name it .xlsx (autorisk reads its first sheet, or the one named by --sheet)",
     # Old Office files and password-protected new ones are both OLE2 compound files.
     "ole2": "is an Excel 97-2003 workbook (.xls), a password-protected workbook or another old Office file, "
-    "which autorisk does not read: open it in Excel and save it, without a password, as .xlsx or "
-    "as 'CSV UTF-8'",
+            "which autorisk does not read: open it in Excel and save it, without a password, as .xlsx or "
+            "as 'CSV UTF-8'",
     "empty": "is an empty file: expected a header line with column names, then one record per patient",
     "ods": "is an OpenDocument spreadsheet, which autorisk does not read: save it as .xlsx or as CSV (UTF-8)",
     "bzip2": "is compressed with bzip2, which autorisk does not read: decompress it (bunzip2), "
-    "or compress it with gzip as .csv.gz",
+             "or compress it with gzip as .csv.gz",
     "xz": "is compressed with xz, which autorisk does not read: decompress it (unxz), "
-    "or compress it with gzip as .csv.gz",
+          "or compress it with gzip as .csv.gz",
     "zstd": "is compressed with zstd, which autorisk does not read: decompress it (unzstd), "
-    "or compress it with gzip as .csv.gz",
+            "or compress it with gzip as .csv.gz",
     "7z": "is a 7-Zip archive, which autorisk does not read: extract it and score the file inside",
     "parquet": "is a Parquet file: name it .parquet",
     "utf16": "is UTF-16 text (Excel's 'Unicode Text' export), which autorisk does not read: save it from "
-    "Excel as 'CSV UTF-8', or convert it: iconv -f UTF-16 -t UTF-8 IN > OUT.csv",
+             "Excel as 'CSV UTF-8', or convert it: iconv -f UTF-16 -t UTF-8 IN > OUT.csv",
     "binary": "is not text (it holds NUL bytes): export the cohort as CSV (UTF-8), .xlsx or Parquet",
 }
 # What each kind of input must hold.
@@ -177,10 +177,8 @@ _EXPECTED = {"csv": "text", "tsv": "text", "xlsx": "xlsx", "parquet": "parquet"}
 def advice(path: Path, content: str) -> str:
     """One message for a file autorisk will not read: what it looks like and what to do."""
     if content == "text":
-        return (
-            f"{path}: unsupported extension {Path(path).suffix!r}; autorisk reads {ACCEPTED} "
-            "(name comma-, semicolon- or tab-separated text .csv, tab-separated text .tsv)"
-        )
+        return (f"{path}: unsupported extension {Path(path).suffix!r}; autorisk reads {ACCEPTED} "
+                "(name comma-, semicolon- or tab-separated text .csv, tab-separated text .tsv)")
     return f"{path} {_ADVICE[content]}"
 
 

@@ -53,9 +53,8 @@ from pipelines.records import Chunk, InputFile
 try:
     from pyspark.sql import SparkSession
 except ImportError as error:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "the Spark engine needs pyspark: pip install 'autorisk[spark]' (or pip install 'pyspark>=4.0')"
-    ) from error
+    raise ImportError("the Spark engine needs pyspark: pip install 'autorisk[spark]' "
+                      "(or pip install 'pyspark>=4.0')") from error
 
 LINE = "__autorisk_line"
 RECORD = "__autorisk_record"
@@ -142,53 +141,36 @@ def output_schema(scorer: ChunkScorer) -> pa.Schema:
     in :data:`VALUES`.
     """
     scores = scorer.schema()
-    return pa.schema(
-        [
-            pa.field(RECORD, pa.string()),
-            *scores,
-            pa.field("reason", pa.string()),
-            *(pa.field(name, pa.float64()) for name in VALUES),
-        ]
-    )
+    return pa.schema([pa.field(RECORD, pa.string()), *scores, pa.field("reason", pa.string()),
+                      *(pa.field(name, pa.float64()) for name in VALUES)])
 
 
 def _spark_schema(schema: pa.Schema):
     from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
 
-    types = {pa.string(): StringType(), pa.int64(): LongType(), pa.float64(): DoubleType(), pa.bool_(): BooleanType()}
+    types = {pa.string(): StringType(), pa.int64(): LongType(), pa.float64(): DoubleType(),
+             pa.bool_(): BooleanType()}
     return StructType([StructField(f.name, types[f.type], True) for f in schema])
 
 
 def _tagged(table: pa.Table, record: str, schema: pa.Schema) -> pa.Table:
     """``table`` in ``schema``: its columns, the others null, ``__autorisk_record`` set."""
     n = table.num_rows
-    columns = [
-        pa.array([record] * n, pa.string())
-        if f.name == RECORD
-        else table.column(f.name).cast(f.type)
-        if f.name in table.column_names
-        else pa.nulls(n, f.type)
-        for f in schema
-    ]
+    columns = [pa.array([record] * n, pa.string()) if f.name == RECORD
+               else table.column(f.name).cast(f.type) if f.name in table.column_names
+               else pa.nulls(n, f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
 def encode_result(result: ChunkResult, schema: pa.Schema) -> pa.Table:
     """One task batch's result as rows of :func:`output_schema`."""
-    tally = {
-        "read": result.read,
-        "outside_training_range": result.outside_training_range,
-        "drift": None if result.drift is None else result.drift.to_json(),
-    }
+    tally = {"read": result.read, "outside_training_range": result.outside_training_range,
+             "drift": None if result.drift is None else result.drift.to_json()}
     values = {name: pa.array(result.values[:, j], pa.float64()) for j, name in enumerate(VALUES)}
-    scored = pa.Table.from_arrays(
-        [*result.scores.columns, *values.values()], names=[*result.scores.column_names, *values]
-    )
-    parts = [
-        _tagged(scored, "scored", schema),
-        _tagged(result.rejects, "rejected", schema),
-        _tagged(pa.table({"reason": [json.dumps(tally)]}), "tally", schema),
-    ]
+    scored = pa.Table.from_arrays([*result.scores.columns, *values.values()],
+                                  names=[*result.scores.column_names, *values])
+    parts = [_tagged(scored, "scored", schema), _tagged(result.rejects, "rejected", schema),
+             _tagged(pa.table({"reason": [json.dumps(tally)]}), "tally", schema)]
     return pa.concat_tables(parts)
 
 
@@ -237,12 +219,8 @@ def _waves(chunks: Iterator[Chunk], size: int) -> Iterator[list[Chunk]]:
 
 def _records_table(wave: list[Chunk], schema: pa.Schema) -> pa.Table:
     names = schema.names[1:]
-    tables = [
-        pa.Table.from_pandas(chunk.frame[names], schema=pa.schema(list(schema)[1:]), preserve_index=False).add_column(
-            0, LINE, pa.array(chunk.lines, pa.int64())
-        )
-        for chunk in wave
-    ]
+    tables = [pa.Table.from_pandas(chunk.frame[names], schema=pa.schema(list(schema)[1:]), preserve_index=False)
+              .add_column(0, LINE, pa.array(chunk.lines, pa.int64())) for chunk in wave]
     return pa.concat_tables(tables)
 
 
@@ -252,18 +230,14 @@ def _score_wave(spark: SparkSession, wave: list[Chunk], task, schemas, target: p
     malformed = malformed_rejects([m for chunk in wave for m in chunk.malformed])
     blank = sum(chunk.blank_lines for chunk in wave)
     if records.num_rows == 0:
-        return ChunkResult(
-            target.empty_table(), malformed, malformed.num_rows, blank, 0, None, np.empty((0, len(VALUES)))
-        )
+        return ChunkResult(target.empty_table(), malformed, malformed.num_rows, blank, 0, None,
+                           np.empty((0, len(VALUES))))
     out = spark.createDataFrame(records).mapInArrow(task, spark_out).toArrow()
     kind = out.column(RECORD)
     scored = out.filter(pc.equal(kind, "scored")).sort_by("line")
     scores = scored.select(target.names).cast(target)
-    values = (
-        np.column_stack([scored.column(name).to_numpy(zero_copy_only=False) for name in VALUES])
-        if scored.num_rows
-        else np.empty((0, len(VALUES)))
-    )
+    values = np.column_stack([scored.column(name).to_numpy(zero_copy_only=False) for name in VALUES]) \
+        if scored.num_rows else np.empty((0, len(VALUES)))
     rejects = out.filter(pc.equal(kind, "rejected")).select(REJECTS_SCHEMA.names).cast(REJECTS_SCHEMA)
     tallies = [json.loads(t) for t in out.filter(pc.equal(kind, "tally")).column("reason").to_pylist()]
     drift = [DriftCounts.from_json(t["drift"]) for t in tallies if t["drift"] is not None]

@@ -66,8 +66,7 @@ class Cohorts:
         """The evaluation cohorts that carry the simulator's true risks, by metric cohort (``bench``,
         ``ext_<name>``: :mod:`models.names`): truth-based figures are measured on these only."""
         named = ({BENCHMARK_COHORT: self.benchmark} if self.benchmark is not None else {}) | {
-            external_cohort(n): f for n, f in self.external.items()
-        }
+            external_cohort(n): f for n, f in self.external.items()}
         return {name: frame for name, frame in named.items() if has_truth(frame)}
 
 
@@ -115,10 +114,8 @@ def has_truth(frame: pd.DataFrame) -> bool:
 
 def simulate_cohorts(simulator: SimulatorConfig, cohorts: list[CohortSpec]) -> pd.DataFrame:
     """Pooled cohorts with a ``profile`` column."""
-    frames = [
-        simulate_cohort(simulator, c.profile, c.n, c.seed, il21_assay=c.il21_assay).assign(profile=c.profile)
-        for c in cohorts
-    ]
+    frames = [simulate_cohort(simulator, c.profile, c.n, c.seed, il21_assay=c.il21_assay).assign(profile=c.profile)
+              for c in cohorts]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -130,9 +127,8 @@ def file_cohort(spec: FileCohort, outcomes: tuple[str, ...]) -> tuple[pd.DataFra
     return cohort.frame.assign(treatment=treatment), cohort.rejects
 
 
-def gather_cohorts(
-    specs, simulator: SimulatorConfig | None, outcomes: tuple[str, ...]
-) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+def gather_cohorts(specs, simulator: SimulatorConfig | None, outcomes: tuple[str, ...]
+                   ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Simulated and file cohorts pooled, with a ``profile`` column; the files' rejected records by file name."""
     frames, rejected = [], {}
     for spec in specs:
@@ -173,12 +169,8 @@ def survival_labels(frame: pd.DataFrame, outcome: str) -> np.ndarray:
 
 def status_at(frame: pd.DataFrame, outcome: str, horizon: int) -> HorizonLabels:
     """Observed status at ``horizon`` with IPCW weights, censoring estimated per source cohort."""
-    return horizon_labels(
-        frame[f"{outcome}_time_months"].to_numpy(),
-        frame[f"{outcome}_event"].to_numpy(),
-        horizon,
-        groups=frame["profile"].to_numpy(),
-    )
+    return horizon_labels(frame[f"{outcome}_time_months"].to_numpy(), frame[f"{outcome}_event"].to_numpy(),
+                          horizon, groups=frame["profile"].to_numpy())
 
 
 def fit_family(name: str, spec: FamilySpec, train: pd.DataFrame, outcome_params: dict[str, dict]) -> RiskModel:
@@ -202,16 +194,13 @@ def fit_family(name: str, spec: FamilySpec, train: pd.DataFrame, outcome_params:
     matrix = encode(train)
     domain = InputDomain.fit(matrix)
     prepared = domain.prepare(matrix)
-    models = {
-        outcome: outcome_model(spec.estimator, params).fit(prepared, survival_labels(train, outcome))
-        for outcome, params in outcome_params.items()
-    }
+    models = {outcome: outcome_model(spec.estimator, params).fit(prepared, survival_labels(train, outcome))
+              for outcome, params in outcome_params.items()}
     return RiskModel(family=name, outcomes=models, domain=domain)
 
 
-def validation_loss(
-    model: RiskModel, validation: pd.DataFrame, matrix: np.ndarray, horizons: tuple[int, ...]
-) -> dict[str, float]:
+def validation_loss(model: RiskModel, validation: pd.DataFrame, matrix: np.ndarray,
+                    horizons: tuple[int, ...]) -> dict[str, float]:
     """Held-out IPCW log loss over that of the incidence, per endpoint with events and non-events known."""
     losses = {}
     for outcome, risk in model.risks(matrix, horizons).items():
@@ -224,16 +213,8 @@ def validation_loss(
     return losses
 
 
-def tune(
-    name: str,
-    spec: FamilySpec,
-    train: pd.DataFrame,
-    outcomes: tuple[str, ...],
-    horizons: tuple[int, ...],
-    validation_fraction: float,
-    seed: int,
-    log=print,
-) -> TuningResult:
+def tune(name: str, spec: FamilySpec, train: pd.DataFrame, outcomes: tuple[str, ...], horizons: tuple[int, ...],
+         validation_fraction: float, seed: int, log=print) -> TuningResult:
     """Step 2: Optuna search of the family's hyperparameters, one study per outcome.
 
     Thyroid disorder and ITP differ in incidence by more than an order of magnitude, so a
@@ -285,17 +266,12 @@ def tune(
             study.optimize(objective, n_trials=spec.tuning.n_trials - 1, timeout=left)
         chosen[outcome] = dict(spec.params) | study.best_params
         best = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in study.best_params.items())
-        cut = (
-            f" (time limit of {time_limit:.0f} s reached: {spec.tuning.n_trials} planned)"
-            if len(study.trials) < spec.tuning.n_trials
-            else ""
-        )
-        log(
-            f"  {outcome}: tuned over {len(study.trials)} trials{cut}, best validation log loss / null "
-            f"{study.best_value:.4f} ({best})"
-        )
-        summary |= {
-            tuning_metric(outcome, "trials"): len(study.trials),
-            tuning_metric(outcome, "best_log_loss_over_null"): study.best_value,
-        }
+        cut = f" (time limit of {time_limit:.0f} s reached: {spec.tuning.n_trials} planned)" \
+            if len(study.trials) < spec.tuning.n_trials else ""
+        log(f"  {outcome}: tuned over {len(study.trials)} trials{cut}, best validation log loss / null "
+            f"{study.best_value:.4f} ({best})")
+        summary |= {tuning_metric(outcome, "trials"): len(study.trials),
+                    tuning_metric(outcome, "best_log_loss_over_null"): study.best_value}
     return TuningResult(chosen, trials, summary)
+
+

@@ -50,12 +50,10 @@ def sample_size_checks(config: ExperimentConfig, cohorts: Cohorts) -> list[str]:
         r2 = ANTICIPATED_NAGELKERKE_R2 * max_cox_snell_r2_survival(rate, mean_follow_up)
         needed = survival_sample_size(MODEL_PARAMETERS, rate, SAMPLE_SIZE_HORIZON_MONTHS, mean_follow_up, r2)
         if len(train) < needed.n:
-            notes.append(
-                f"{outcome}: {len(train):,} training patients from files, below Riley's minimum of "
-                f"{needed.n:,} for {MODEL_PARAMETERS} parameters at their incidence ({events} onsets, "
-                f"{1000 * rate:.2f} per 1,000 patient-months; Nagelkerke R² {ANTICIPATED_NAGELKERKE_R2}): "
-                "expect overfitting; the prediction-instability intervals show how much"
-            )
+            notes.append(f"{outcome}: {len(train):,} training patients from files, below Riley's minimum of "
+                         f"{needed.n:,} for {MODEL_PARAMETERS} parameters at their incidence ({events} onsets, "
+                         f"{1000 * rate:.2f} per 1,000 patient-months; Nagelkerke R² {ANTICIPATED_NAGELKERKE_R2}): "
+                         "expect overfitting; the prediction-instability intervals show how much")
     return notes
 
 
@@ -73,92 +71,50 @@ def write_rejects(cohorts: Cohorts, config: ExperimentConfig, folder: Path = Pat
 
 def _cohorts_line(cohorts: Cohorts, seconds: float) -> str:
     benchmark = f" and {len(cohorts.benchmark):,} benchmark" if cohorts.benchmark is not None else ""
-    return (
-        f"cohorts: {len(cohorts.train) + len(cohorts.test):,} patients ({len(cohorts.train):,} train / "
-        f"{len(cohorts.test):,} test), {sum(map(len, cohorts.external.values())):,} external{benchmark} "
-        f"in {seconds:.1f} s"
-    )
+    return (f"cohorts: {len(cohorts.train) + len(cohorts.test):,} patients ({len(cohorts.train):,} train / "
+            f"{len(cohorts.test):,} test), {sum(map(len, cohorts.external.values())):,} external{benchmark} "
+            f"in {seconds:.1f} s")
 
 
-def train_family(
-    name: str, spec: FamilySpec, config: ExperimentConfig, simulator, cohorts: Cohorts, experiment: ExperimentRun, log
-) -> FamilyResult:
+def train_family(name: str, spec: FamilySpec, config: ExperimentConfig, simulator, cohorts: Cohorts,
+                 experiment: ExperimentRun, log) -> FamilyResult:
     """Tune, fit, refit for the intervals, evaluate, measure added value, log and register one family."""
     started = time.perf_counter()
-    tuning = (
-        tune(
-            name,
-            spec,
-            cohorts.train,
-            config.outcomes,
-            config.evaluation_horizons_months,
-            config.validation_fraction,
-            config.split_seed,
-            log,
-        )
-        if spec.tuning
-        else None
-    )
+    tuning = tune(name, spec, cohorts.train, config.outcomes, config.evaluation_horizons_months,
+                  config.validation_fraction, config.split_seed, log) if spec.tuning else None
     outcome_params = tuning.params if tuning else {o: dict(spec.params) for o in config.outcomes}
     model = fit_family(name, spec, cohorts.train, outcome_params)
     fit_seconds = time.perf_counter() - started
     refits = None
     if config.interval_refits:
-        model, refits, interval_seconds = fit_intervals(
-            model, cohorts.train, config.interval_refits, config.split_seed, held_out=cohorts.test
-        )
+        model, refits, interval_seconds = fit_intervals(model, cohorts.train, config.interval_refits,
+                                                        config.split_seed, held_out=cohorts.test)
     evaluation = evaluate(model, cohorts, config, simulator)
     evaluation.metrics["fit_seconds"] = fit_seconds
     truth = cohorts.benchmark if cohorts.benchmark is not None and has_truth(cohorts.benchmark) else None
     if refits is not None and truth is not None:
-        intervals = evaluate_intervals(
-            model,
-            refits,
-            simulator,
-            truth,
-            config.evaluation_horizons_months,
-            seconds=interval_seconds,
-            seed=config.split_seed,
-        )
-        evaluation = dataclasses.replace(
-            evaluation, intervals=intervals, metrics=evaluation.metrics | intervals.metrics()
-        )
-        log(
-            f"  95% risk intervals from {config.interval_refits} refits ({interval_seconds:.0f} s): true risk "
-            "inside, benchmark: "
-            + "; ".join(f"{r.endpoint} {r.coverage:.0%}" for r in intervals.table.itertuples() if r.arm == "all")
-        )
+        intervals = evaluate_intervals(model, refits, simulator, truth, config.evaluation_horizons_months,
+                                       seconds=interval_seconds, seed=config.split_seed)
+        evaluation = dataclasses.replace(evaluation, intervals=intervals, metrics=evaluation.metrics | intervals.metrics())
+        log(f"  95% risk intervals from {config.interval_refits} refits ({interval_seconds:.0f} s): true risk "
+            "inside, benchmark: " + "; ".join(f"{r.endpoint} {r.coverage:.0%}" for r in intervals.table.itertuples()
+                                              if r.arm == "all"))
     elif refits is not None:
-        log(
-            f"  95% risk intervals from {config.interval_refits} refits ({interval_seconds:.0f} s); their coverage "
-            "of the true risk is not measured: no cohort of the experiment carries it"
-        )
+        log(f"  95% risk intervals from {config.interval_refits} refits ({interval_seconds:.0f} s); their coverage "
+            "of the true risk is not measured: no cohort of the experiment carries it")
     if config.added_value:
         value_started = time.perf_counter()
         biomarker = measure_added_value(name, spec, model, outcome_params, cohorts, config, log)
-        evaluation = dataclasses.replace(
-            evaluation,
-            biomarker=biomarker,
-            metrics=evaluation.metrics
-            | biomarker.metrics()
-            | {"added_value_seconds": time.perf_counter() - value_started},
-        )
+        evaluation = dataclasses.replace(evaluation, biomarker=biomarker, metrics=evaluation.metrics
+                                         | biomarker.metrics() | {"added_value_seconds": time.perf_counter() - value_started})
     result = experiment.log_family(name, spec, model, outcome_params, tuning, evaluation)
     m = result.metrics
-    summary = "; ".join(
-        f"{endpoint(o, h)} AUROC {m.get(endpoint_metric(endpoint(o, h), 'auroc'), np.nan):.3f}"
-        + (
-            f" (oracle {m[endpoint_metric(endpoint(o, h), 'oracle_auroc')]:.3f})"
-            if endpoint_metric(endpoint(o, h), "oracle_auroc") in m
-            else ""
-        )
-        for o in config.outcomes
-        for h in PROMOTION_HORIZONS_MONTHS
-    )
-    log(
-        f"{name}: {summary}; log loss / null {m[PROMOTION_METRIC]:.4f}; registered {config.registered_model_name} "
-        f"v{result.model_version} ({time.perf_counter() - started:.0f} s)"
-    )
+    summary = "; ".join(f"{endpoint(o, h)} AUROC {m.get(endpoint_metric(endpoint(o, h), 'auroc'), np.nan):.3f}"
+                        + (f" (oracle {m[endpoint_metric(endpoint(o, h), 'oracle_auroc')]:.3f})"
+                           if endpoint_metric(endpoint(o, h), "oracle_auroc") in m else "")
+                        for o in config.outcomes for h in PROMOTION_HORIZONS_MONTHS)
+    log(f"{name}: {summary}; log loss / null {m[PROMOTION_METRIC]:.4f}; registered {config.registered_model_name} "
+        f"v{result.model_version} ({time.perf_counter() - started:.0f} s)")
     return result
 
 
@@ -170,11 +126,9 @@ def run_experiment(config: ExperimentConfig, *, log=print) -> list[FamilyResult]
     log(_cohorts_line(cohorts, time.perf_counter() - started))
     notes = write_rejects(cohorts, config) + sample_size_checks(config, cohorts)
     if not cohorts.with_truth():
-        notes.append(
-            "no cohort of the experiment carries the simulator's true risks: figures against the truth "
-            "(oracle ratios, the intervals' coverage, contrasts) are not measured; every figure is "
-            "against observed outcomes"
-        )
+        notes.append("no cohort of the experiment carries the simulator's true risks: figures against the truth "
+                     "(oracle ratios, the intervals' coverage, contrasts) are not measured; every figure is "
+                     "against observed outcomes")
     for note in notes:
         log(f"  note: {note}")
     results = []

@@ -50,56 +50,33 @@ class Service:
     description: str
 
 
-SERVICES = {
-    s.id: s
-    for s in (
-        Service(
-            "autorisk-order-select",
-            "order-select",
-            "Autoimmunity risk when alemtuzumab is ordered",
+SERVICES = {s.id: s for s in (
+    Service("autorisk-order-select", "order-select", "Autoimmunity risk when alemtuzumab is ordered",
             "When alemtuzumab (or interferon beta-1a) is selected: the risk of a thyroid disorder and of ITP by "
             "month under both treatments, how sure the model is and why. Research tool on synthetic data; not for "
-            "clinical decisions.",
-        ),
-        Service(
-            "autorisk-patient-view",
-            "patient-view",
-            "Autoimmunity risk after alemtuzumab",
+            "clinical decisions."),
+    Service("autorisk-patient-view", "patient-view", "Autoimmunity risk after alemtuzumab",
             "When a chart is opened: the same risks, for counselling before treatment. Research tool on synthetic "
-            "data; not for clinical decisions.",
-        ),
-    )
-}
+            "data; not for clinical decisions."),
+)}
 
 
 def prefetch_templates() -> dict[str, str]:
     """The Patient, the Observations of every input's codes and the conditions of multiple sclerosis."""
     observations = ",".join(f"{system}|{code}" for system, code in terms.feature_codes())
     conditions = ",".join(f"{c.system}|{c.code}" for c in terms.MULTIPLE_SCLEROSIS)
-    return {
-        "patient": f"Patient/{PATIENT_TOKEN}",
-        "observations": f"Observation?patient={PATIENT_TOKEN}&code={observations}",
-        "conditions": f"Condition?patient={PATIENT_TOKEN}&code={conditions}",
-    }
+    return {"patient": f"Patient/{PATIENT_TOKEN}",
+            "observations": f"Observation?patient={PATIENT_TOKEN}&code={observations}",
+            "conditions": f"Condition?patient={PATIENT_TOKEN}&code={conditions}"}
 
 
 def discovery() -> dict:
     """The discovery document of ``GET /cds-services``."""
     templates = prefetch_templates()
-    return {
-        "services": [
-            {
-                "hook": s.hook,
-                "id": s.id,
-                "title": s.title,
-                "description": s.description,
-                "prefetch": templates,
-                "usageRequirements": "Prefetch, or fhirServer with fhirAuthorization from a FHIR server "
-                f"named in {FHIR_SERVERS_ENV}.",
-            }
-            for s in SERVICES.values()
-        ]
-    }
+    return {"services": [{"hook": s.hook, "id": s.id, "title": s.title, "description": s.description,
+                          "prefetch": templates,
+                          "usageRequirements": "Prefetch, or fhirServer with fhirAuthorization from a FHIR server "
+                                               f"named in {FHIR_SERVERS_ENV}."} for s in SERVICES.values()]}
 
 
 class HookError(Exception):
@@ -145,19 +122,12 @@ def _check(resource: object, where: str) -> None:
     try:
         model = get_fhir_model_class(str(kind))
     except ValueError:
-        raise HookError(
-            400, [Issue(where, f"expected a FHIR resource, got resourceType {kind!r}", "structure")]
-        ) from None
+        raise HookError(400, [Issue(where, f"expected a FHIR resource, got resourceType {kind!r}", "structure")]) from None
     try:
         model.model_validate(resource)
     except ValidationError as error:
-        raise HookError(
-            400,
-            [
-                Issue(fhir_path(e["loc"], where), e["msg"].removeprefix("Value error, "), "structure")
-                for e in error.errors(include_url=False)[:10]
-            ],
-        ) from None
+        raise HookError(400, [Issue(fhir_path(e["loc"], where), e["msg"].removeprefix("Value error, "), "structure")
+                              for e in error.errors(include_url=False)[:10]]) from None
 
 
 def _resources(value: object, where: str) -> list[Found]:
@@ -167,11 +137,9 @@ def _resources(value: object, where: str) -> list[Found]:
     _check(value, where)
     if value.get("resourceType") != "Bundle":
         return [Found(value, where)]
-    return [
-        Found(e["resource"], f"{where}.entry[{i}].resource", e.get("fullUrl"))
-        for i, e in enumerate(value.get("entry") or [])
-        if "resource" in e and (e.get("search") or {}).get("mode") != "outcome"
-    ]
+    return [Found(e["resource"], f"{where}.entry[{i}].resource", e.get("fullUrl"))
+            for i, e in enumerate(value.get("entry") or [])
+            if "resource" in e and (e.get("search") or {}).get("mode") != "outcome"]
 
 
 async def gather(request: dict, patient_id: str, allowed: tuple[str, ...]) -> tuple[list[Found], dict[str, str]]:
@@ -205,8 +173,7 @@ def selected_treatment(context: dict) -> tuple[str | None, Found | None]:
         if f"MedicationRequest/{resource.get('id')}" not in selections:
             continue
         concept = resource.get("medicationCodeableConcept") or {
-            "text": (resource.get("medicationReference") or {}).get("display")
-        }
+            "text": (resource.get("medicationReference") or {}).get("display")}
         treatment = treatment_of(concept)
         if treatment is not None:
             return treatment, Found(resource, f"context.draftOrders.entry[{i}].resource")
@@ -241,11 +208,8 @@ def value_in_words(name: str, record: dict) -> str:
     if feature.kind == "category":
         return CATEGORY_LABELS.get(value, value)
     shown = f"{value:g} {feature.unit}".strip()
-    return (
-        f"{shown}, {CATEGORY_LABELS.get(record['il21_assay'], record['il21_assay'])}"
-        if (name == "il21_pg_ml" and record.get("il21_assay"))
-        else shown
-    )
+    return f"{shown}, {CATEGORY_LABELS.get(record['il21_assay'], record['il21_assay'])}" if (
+        name == "il21_pg_ml" and record.get("il21_assay")) else shown
 
 
 def indicator(outcome: str, risk: float) -> str:
@@ -255,11 +219,8 @@ def indicator(outcome: str, risk: float) -> str:
 
 def page_link(base_url: str, record: dict, month: int) -> str:
     """The page with the patient's values in the fragment: filled in by the browser, never sent to a server."""
-    values = {
-        f.name: (str(record[f.name]).lower() if isinstance(record[f.name], bool) else record[f.name])
-        for f in FEATURES
-        if record.get(f.name) is not None
-    }
+    values = {f.name: (str(record[f.name]).lower() if isinstance(record[f.name], bool) else record[f.name])
+              for f in FEATURES if record.get(f.name) is not None}
     return f"{base_url.rstrip('/')}/#{urlencode({**values, 'month': month})}"
 
 
@@ -269,44 +230,25 @@ def _detail(outcome: str, scores: dict, k: int, prediction: dict, record: dict, 
     lines = []
     if at["risk_interval"] is not None and info.interval is not None:
         low, high = at["risk_interval"]
-        lines.append(
-            f"On {terms.treatment_name(treatment)}: {percent(at['risk'])} by month {horizon}, "
-            f"{info.interval.name} {percent(low)}–{percent(high)} ({info.interval.method})."
-        )
+        lines.append(f"On {terms.treatment_name(treatment)}: {percent(at['risk'])} by month {horizon}, "
+                     f"{info.interval.name} {percent(low)}–{percent(high)} ({info.interval.method}).")
     shares = risk_shares(at["base_value"], at["shap"], at["risk"])[:TOP_CONTRIBUTIONS]
-    lines.append(
-        "Largest parts, in percentage points of the change from the reference patient's risk: "
-        + "; ".join(
-            f"{FEATURES_BY_NAME[s.name].label} {value_in_words(s.name, record)}: {100 * s.share:+.1f}" for s in shares
-        )
-        + "."
-    )
+    lines.append("Largest parts, in percentage points of the change from the reference patient's risk: " + "; ".join(
+        f"{FEATURES_BY_NAME[s.name].label} {value_in_words(s.name, record)}: {100 * s.share:+.1f}" for s in shares)
+        + ".")
     beyond = [t for t in terms.TREATMENT_NAMES if contrast["extrapolated"] and horizon > info.follow_up_months[t]]
-    lines.append(
-        "Extrapolated: "
-        + "; ".join(
-            f"on {terms.treatment_name(t)} beyond the {info.follow_up_months[t]:g} months of follow-up in the training "
-            "data"
-            for t in beyond
-        )
-        + "."
-        if beyond
-        else "Not extrapolated: within the training data's follow-up."
-    )
+    lines.append("Extrapolated: " + "; ".join(
+        f"on {terms.treatment_name(t)} beyond the {info.follow_up_months[t]:g} months of follow-up in the training "
+        "data" for t in beyond) + "." if beyond else "Not extrapolated: within the training data's follow-up.")
     others = [in_words(w) for w in prediction["warnings"] if not w.startswith("extrapolated:")]
     if others:
         lines.append("Warnings: " + "; ".join(others) + ".")
     if prediction["not_provided"]:
-        lines.append(
-            "Not provided (scored as unknown): "
-            + ", ".join(FEATURES_BY_NAME[n].label for n in prediction["not_provided"])
-            + "."
-        )
+        lines.append("Not provided (scored as unknown): "
+                     + ", ".join(FEATURES_BY_NAME[n].label for n in prediction["not_provided"]) + ".")
     warning, critical = THRESHOLDS.get(outcome, DEFAULT_THRESHOLDS)
-    lines.append(
-        f"Indicator: warning from {percent(warning)}, critical from {percent(critical)} by month {horizon} "
-        "on the treatment under consideration (this service's stated thresholds, not clinical guidance)."
-    )
+    lines.append(f"Indicator: warning from {percent(warning)}, critical from {percent(critical)} by month {horizon} "
+                 "on the treatment under consideration (this service's stated thresholds, not clinical guidance).")
     return "\n\n".join(lines)
 
 
@@ -320,43 +262,24 @@ def risk_cards(answer: dict, record: dict, info, base_url: str, notes: list[str]
     for outcome, scores in prediction["outcomes"].items():
         contrast = scores["contrast"][k]
         summary = f"{terms.outcome_name(outcome)} by {horizon} months: " + " vs ".join(
-            f"{percent(contrast[f'risk_if_{t}'])} on {terms.treatment_name(t)}" for t in terms.TREATMENT_NAMES
-        )
+            f"{percent(contrast[f'risk_if_{t}'])} on {terms.treatment_name(t)}" for t in terms.TREATMENT_NAMES)
         detail = _detail(outcome, scores, k, prediction, record, info)
-        cards.append(
-            {
-                "uuid": str(uuid.uuid4()),
-                "summary": summary[:140],
-                "indicator": indicator(outcome, scores["risks"][k]["risk"]),
-                "detail": "\n\n".join([detail, *notes]),
-                "source": {
-                    "label": f"autorisk {model['name']} version {model['version']}: {answer['notice']}",
-                    "url": f"{base_url.rstrip('/')}/",
-                    "topic": {
-                        "system": terms.PROJECT_SYSTEM,
-                        "code": f"risk-{outcome}",
-                        "display": f"Risk of {terms.outcome_name(outcome).lower()}",
-                    },
-                },
-                "links": [
-                    {
-                        "label": "Open in autorisk with this patient's values",
-                        "type": "absolute",
-                        "url": page_link(base_url, record, horizon),
-                    }
-                ],
-                # The exact numbers behind the card, as /predict answers them (CDS Hooks' reserved extension member).
-                "extension": {
-                    EXTENSION: {
-                        "horizon_months": horizon,
-                        "treatment": prediction["treatment"],
-                        "risk": scores["risks"][k]["risk"],
-                        "risk_interval": scores["risks"][k]["risk_interval"],
-                        **{key: value for key, value in contrast.items() if key.startswith("risk_if_")},
-                    }
-                },
-            }
-        )
+        cards.append({
+            "uuid": str(uuid.uuid4()), "summary": summary[:140],
+            "indicator": indicator(outcome, scores["risks"][k]["risk"]),
+            "detail": "\n\n".join([detail, *notes]),
+            "source": {"label": f"autorisk {model['name']} version {model['version']}: {answer['notice']}",
+                       "url": f"{base_url.rstrip('/')}/",
+                       "topic": {"system": terms.PROJECT_SYSTEM, "code": f"risk-{outcome}",
+                                 "display": f"Risk of {terms.outcome_name(outcome).lower()}"}},
+            "links": [{"label": "Open in autorisk with this patient's values", "type": "absolute",
+                       "url": page_link(base_url, record, horizon)}],
+            # The exact numbers behind the card, as /predict answers them (CDS Hooks' reserved extension member).
+            "extension": {EXTENSION: {"horizon_months": horizon, "treatment": prediction["treatment"],
+                                      "risk": scores["risks"][k]["risk"],
+                                      "risk_interval": scores["risks"][k]["risk_interval"],
+                                      **{key: value for key, value in contrast.items() if key.startswith("risk_if_")}}},
+        })
     return cards
 
 
@@ -364,29 +287,19 @@ def missing_card(error: FhirInputError, missing: dict[str, str], base_url: str, 
     """What cannot be assessed and why: the inputs missing, and the prefetch that could not be had."""
     lines = [f"- {issue.message}" for issue in error.issues]
     lines += [f"- prefetch `{key}`: not sent, and {why}" for key, why in missing.items()]
-    return {
-        "uuid": str(uuid.uuid4()),
-        "indicator": "info",
-        "summary": "Autoimmunity risk after alemtuzumab: cannot be assessed, inputs are missing",
-        "detail": "\n".join(
-            [
-                "The risk needs:",
-                *lines,
-                "",
-                "Where each input is read from: the codes in docs/fhir.md (GET /fhir/CodeSystem/autorisk).",
-            ]
-        ),
-        "source": {"label": f"autorisk: {notice}", "url": f"{base_url.rstrip('/')}/"},
-    }
+    return {"uuid": str(uuid.uuid4()), "indicator": "info",
+            "summary": "Autoimmunity risk after alemtuzumab: cannot be assessed, inputs are missing",
+            "detail": "\n".join(["The risk needs:", *lines, "",
+                                 "Where each input is read from: the codes in docs/fhir.md (GET /fhir/CodeSystem/autorisk)."]),
+            "source": {"label": f"autorisk: {notice}", "url": f"{base_url.rstrip('/')}/"}}
 
 
 def _check_request(service: Service, request: object) -> tuple[dict, str]:
     if not isinstance(request, dict):
         raise HookError(400, [Issue("body", "expected a JSON object", "structure")])
     if request.get("hook") != service.hook:
-        raise HookError(
-            400, [Issue("hook", f"this service answers {service.hook!r}, not {request.get('hook')!r}", "not-supported")]
-        )
+        raise HookError(400, [Issue("hook", f"this service answers {service.hook!r}, not {request.get('hook')!r}",
+                                    "not-supported")])
     context = request.get("context")
     for name, value, kind in (("hookInstance", request.get("hookInstance"), str), ("context", context, dict)):
         if not isinstance(value, kind):
@@ -397,7 +310,8 @@ def _check_request(service: Service, request: object) -> tuple[dict, str]:
     return context, patient_id
 
 
-async def call(service_id: str, body: bytes, answering, base_url: str, allowed: tuple[str, ...]) -> tuple[int, dict]:
+async def call(service_id: str, body: bytes, answering, base_url: str,
+               allowed: tuple[str, ...]) -> tuple[int, dict]:
     """``POST /cds-services/<id>``: ``(status, body)``, cards or an OperationOutcome."""
     service = SERVICES.get(service_id)
     try:
@@ -408,25 +322,14 @@ async def call(service_id: str, body: bytes, answering, base_url: str, allowed: 
         except ValueError as error:
             raise HookError(400, [Issue("body", f"not JSON: {error}", "structure")]) from None
         context, patient_id = _check_request(service, request)
-        treatment, order = (
-            selected_treatment(context)
-            if service.hook == "order-select"
-            else (FEATURES_BY_NAME[TREATMENT_FEATURE].default, None)
-        )
+        treatment, order = (selected_treatment(context) if service.hook == "order-select"
+                            else (FEATURES_BY_NAME[TREATMENT_FEATURE].default, None))
         if treatment is None:
             return 200, {"cards": []}  # nothing ordered that this model has risks for
         found, missing = await gather(request, patient_id, allowed)
         if not any(f.resource.get("resourceType") == "Patient" for f in found):
-            raise HookError(
-                412,
-                [
-                    Issue(
-                        "prefetch.patient",
-                        "the Patient was not prefetched and could not be read: " + missing.get("patient", "not found"),
-                        "processing",
-                    )
-                ],
-            )
+            raise HookError(412, [Issue("prefetch.patient", "the Patient was not prefetched and could not be read: "
+                                        + missing.get("patient", "not found"), "processing")])
         inputs = read_resources(found + ([order] if order else []))
         inputs.record[TREATMENT_FEATURE] = treatment
         try:
@@ -437,7 +340,6 @@ async def call(service_id: str, body: bytes, answering, base_url: str, allowed: 
         return error.status, error.outcome()
     except FhirInputError as error:
         return error.status, operation_outcome(error.issues)
-    notes = [
-        f"Prefetch `{key}` was not sent and {why}: its inputs count as not provided." for key, why in missing.items()
-    ]
+    notes = [f"Prefetch `{key}` was not sent and {why}: its inputs count as not provided."
+             for key, why in missing.items()]
     return 200, {"cards": risk_cards(answer, inputs.record, answering.info, base_url, notes)}

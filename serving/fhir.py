@@ -101,25 +101,19 @@ def metadata(version: str) -> Response:
         software = installed("autorisk")
     except PackageNotFoundError:  # a Bento runs the code without installing the package
         software = "unknown"
-    statement = terms.capability_statement(
-        f"{software} (model version {version})", dt.datetime.now(dt.timezone.utc).date().isoformat()
-    )
+    statement = terms.capability_statement(f"{software} (model version {version})",
+                                           dt.datetime.now(dt.timezone.utc).date().isoformat())
     return fhir_response(statement)
 
 
 def read(kind: str, ident: str) -> Response:
     """``GET /fhir/<kind>/<id>`` for the conformance resources this server defines."""
-    resources = {
-        ("CodeSystem", terms.CODE_SYSTEM_ID): terms.code_system,
-        ("OperationDefinition", "RiskAssessment-assess"): terms.operation_definition,
-    }
+    resources = {("CodeSystem", terms.CODE_SYSTEM_ID): terms.code_system,
+                 ("OperationDefinition", "RiskAssessment-assess"): terms.operation_definition}
     build = resources.get((kind, ident))
     if build is None:
-        issue = Issue(
-            f"{kind}/{ident}",
-            f"no {kind} {ident!r} on this server; it defines " + ", ".join(f"{k}/{i}" for k, i in resources),
-            "not-found",
-        )
+        issue = Issue(f"{kind}/{ident}", f"no {kind} {ident!r} on this server; it defines "
+                      + ", ".join(f"{k}/{i}" for k, i in resources), "not-found")
         return fhir_response(operation_outcome([issue]), 404)
     return fhir_response(build())
 
@@ -131,15 +125,8 @@ class FhirErrors:
     client expects an OperationOutcome whatever refused it. Other paths pass untouched.
     """
 
-    CODES = {
-        401: "login",
-        403: "forbidden",
-        404: "not-found",
-        405: "not-supported",
-        413: "too-costly",
-        415: "not-supported",
-        422: "processing",
-    }
+    CODES = {401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported", 413: "too-costly",
+             415: "not-supported", 422: "processing"}
 
     def __init__(self, app) -> None:
         self.app = app
@@ -191,20 +178,15 @@ def input_codes_table() -> str:
     also = {
         "age_years": "or `Patient.birthDate` and the course date",
         "disease_duration_years": f"or a Condition of multiple sclerosis ({ms}; ICD-10 "
-        f"`{terms.MULTIPLE_SCLEROSIS_ICD10}`) with its `onset[x]`",
+                                  f"`{terms.MULTIPLE_SCLEROSIS_ICD10}`) with its `onset[x]`",
         "il21_pg_ml": "the kit by the code, or by `Observation.method` (autorisk: the kit's code)",
     }
-    rows = [
-        "| input | read from | codes (system: code) |",
-        "|---|---|---|",
-        "| `sex` (Sex) | `Patient.gender` (female, male) | |",
-    ]
+    rows = ["| input | read from | codes (system: code) |", "|---|---|---|",
+            "| `sex` (Sex) | `Patient.gender` (female, male) | |"]
     for name, found in codes.items():
         place = "Observation" + (f", {also[name]}" if name in also else "")
         rows.append(f"| `{name}` ({FEATURES_BY_NAME[name].label}) | {place} | {'; '.join(found)} |")
     names = " or ".join(f"{t}: {', '.join(n)}" for t, n in terms.TREATMENT_NAMES.items())
-    rows.append(
-        f"| `treatment` | the `treatment` parameter (autorisk code), or a MedicationRequest's medication by "
-        f"name ({names}) | autorisk `alemtuzumab`, `interferon_beta_1a` |"
-    )
+    rows.append(f"| `treatment` | the `treatment` parameter (autorisk code), or a MedicationRequest's medication by "
+                f"name ({names}) | autorisk `alemtuzumab`, `interferon_beta_1a` |")
     return "\n".join(rows)

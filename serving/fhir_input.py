@@ -58,10 +58,8 @@ class Found:
             return {"reference": f"{kind}/{ident}", "display": display}
         identifiers = self.resource.get("identifier") or []
         if identifiers:
-            return {
-                "identifier": {k: identifiers[0][k] for k in ("system", "value") if k in identifiers[0]},
-                "display": display,
-            }
+            return {"identifier": {k: identifiers[0][k] for k in ("system", "value") if k in identifiers[0]},
+                    "display": display}
         return {"display": display}
 
 
@@ -83,9 +81,8 @@ class Inputs:
             if found is None or "resourceType" not in found.resource:  # an id, or a parameter
                 continue
             used.setdefault(id(found), (found, []))[1].append(FEATURES_BY_NAME[name].label)
-        return [
-            found.reference(f"{found.resource['resourceType']}: {', '.join(labels)}") for found, labels in used.values()
-        ]
+        return [found.reference(f"{found.resource['resourceType']}: {', '.join(labels)}")
+                for found, labels in used.values()]
 
 
 def fhir_path(location: tuple, root: str) -> str:
@@ -103,19 +100,14 @@ def check_structure(document: object) -> str:
 
     kind = document.get("resourceType") if isinstance(document, dict) else None
     if kind not in READERS:
-        raise FhirInputError(
-            [Issue("resourceType", f"expected a Bundle or Parameters resource, got {kind!r}", "structure")]
-        )
+        raise FhirInputError([Issue("resourceType", f"expected a Bundle or Parameters resource, got {kind!r}",
+                                    "structure")])
     model = Bundle if kind == "Bundle" else Parameters
     try:
         model.model_validate(document)
     except ValidationError as error:
-        raise FhirInputError(
-            [
-                Issue(fhir_path(e["loc"], kind), e["msg"].removeprefix("Value error, "), "structure")
-                for e in error.errors(include_url=False)[:10]
-            ]
-        ) from None
+        raise FhirInputError([Issue(fhir_path(e["loc"], kind), e["msg"].removeprefix("Value error, "), "structure")
+                              for e in error.errors(include_url=False)[:10]]) from None
     return kind
 
 
@@ -132,9 +124,8 @@ def gather(document: dict, kind: str) -> tuple[list[Found], dict]:
             resource = parameter["resource"]
             if resource.get("resourceType") == "Bundle":
                 inner, _ = gather(resource, "Bundle")
-                found += [
-                    Found(f.resource, f"Parameters.parameter[{i}].resource.{f.where[7:]}", f.full_url) for f in inner
-                ]
+                found += [Found(f.resource, f"Parameters.parameter[{i}].resource.{f.where[7:]}", f.full_url)
+                          for f in inner]
             else:
                 found.append(Found(resource, f"Parameters.parameter[{i}].resource"))
         else:
@@ -168,8 +159,7 @@ def is_multiple_sclerosis(concept: dict | None) -> bool:
         if (coding.get("system"), coding.get("code")) in {(c.system, c.code) for c in terms.MULTIPLE_SCLEROSIS}:
             return True
         if coding.get("system") in terms.ICD10 and str(coding.get("code", "")).upper().startswith(
-            terms.MULTIPLE_SCLEROSIS_ICD10
-        ):
+                terms.MULTIPLE_SCLEROSIS_ICD10):
             return True
     return any("multiple sclerosis" in text for text in _texts(concept))
 
@@ -188,12 +178,8 @@ def years_between(start: dt.date, end: dt.date) -> float:
 
 
 def _when(resource: dict) -> str:
-    return str(
-        resource.get("effectiveDateTime")
-        or (resource.get("effectivePeriod") or {}).get("end")
-        or resource.get("issued")
-        or ""
-    )
+    return str(resource.get("effectiveDateTime") or (resource.get("effectivePeriod") or {}).get("end")
+               or resource.get("issued") or "")
 
 
 class _Reader:
@@ -207,11 +193,8 @@ class _Reader:
         self.paths: dict[str, str] = {}  # and its element
 
     def of_type(self, kind: str) -> list[Found]:
-        return [
-            f
-            for f in self.found
-            if f.resource.get("resourceType") == kind and f.resource.get("status") not in WITHDRAWN
-        ]
+        return [f for f in self.found if f.resource.get("resourceType") == kind
+                and f.resource.get("status") not in WITHDRAWN]
 
     def give(self, name: str, value, found: Found, path: str) -> None:
         self.record[name] = value
@@ -236,11 +219,8 @@ class _Reader:
         if factors is None:
             return float(quantity["value"])
         if given not in factors and given != unit:
-            self.fail(
-                f"{found.where}.valueQuantity.code",
-                f"unit {given!r} for {FEATURES_BY_NAME[name].label}: expected one of {', '.join(factors)} (UCUM)",
-                "value",
-            )
+            self.fail(f"{found.where}.valueQuantity.code", f"unit {given!r} for {FEATURES_BY_NAME[name].label}: "
+                      f"expected one of {', '.join(factors)} (UCUM)", "value")
             return None
         return float(quantity["value"]) * factors.get(given, 1.0)
 
@@ -262,12 +242,8 @@ class _Reader:
             return float(quantity["value"]) > float(high)
         if codes & {"266927001", "UNK", "ASKU"}:
             return None  # recorded as unknown
-        self.fail(
-            found.where,
-            f"{FEATURES_BY_NAME[name].label}: cannot tell yes from no; give valueBoolean, a "
-            "yes/no or positive/negative code, an interpretation, or a value with its reference range",
-            "value",
-        )
+        self.fail(found.where, f"{FEATURES_BY_NAME[name].label}: cannot tell yes from no; give valueBoolean, a "
+                  "yes/no or positive/negative code, an interpretation, or a value with its reference range", "value")
         return None
 
     # ------------------------------------------------------------------ resources
@@ -295,21 +271,11 @@ class _Reader:
             value = self.boolean(found, name) if feature.kind == "boolean" else self.number(found, name)
             if value is None:
                 continue
-            self.give(
-                name,
-                int(value) if feature.kind == "integer" and float(value).is_integer() else value,
-                found,
-                f"{found.where}.value",
-            )
+            self.give(name, int(value) if feature.kind == "integer" and float(value).is_integer() else value,
+                      found, f"{found.where}.value")
             if name == "il21_pg_ml":
-                kit = kit or next(
-                    (
-                        c["code"]
-                        for c in _codings(found.resource.get("method"))
-                        if c.get("system") == terms.PROJECT_SYSTEM
-                    ),
-                    None,
-                )
+                kit = kit or next((c["code"] for c in _codings(found.resource.get("method"))
+                                   if c.get("system") == terms.PROJECT_SYSTEM), None)
                 if kit is not None:
                     self.give("il21_assay", kit, found, f"{found.where}.method")
                 else:
@@ -326,11 +292,8 @@ class _Reader:
     def patient(self) -> Found | None:
         patients = self.of_type("Patient")
         if len(patients) != 1:
-            self.fail(
-                "Bundle.entry" if not self.parameters else "Parameters.parameter",
-                f"exactly one Patient is needed, found {len(patients)}",
-                "required",
-            )
+            self.fail("Bundle.entry" if not self.parameters else "Parameters.parameter",
+                      f"exactly one Patient is needed, found {len(patients)}", "required")
             return None
         patient = patients[0]
         gender = patient.resource.get("gender")
@@ -340,9 +303,8 @@ class _Reader:
             self.sources["sex"], self.paths["sex"] = patient, f"{patient.where}.gender"
         if "age_years" not in self.record and patient.resource.get("birthDate"):
             born = parse_date(patient.resource["birthDate"])
-            self.give(
-                "age_years", round(years_between(born, self.course_date()), 2), patient, f"{patient.where}.birthDate"
-            )
+            self.give("age_years", round(years_between(born, self.course_date()), 2), patient,
+                      f"{patient.where}.birthDate")
         self.sources.setdefault("age_years", patient)
         self.paths.setdefault("age_years", f"{patient.where}.birthDate")
         return patient
@@ -356,21 +318,13 @@ class _Reader:
             resource, course = found.resource, self.course_date()
             onset = resource.get("onsetDateTime") or (resource.get("onsetPeriod") or {}).get("start")
             if onset:
-                self.give(
-                    "disease_duration_years",
-                    round(max(years_between(parse_date(onset), course), 0.0), 2),
-                    found,
-                    f"{found.where}.onsetDateTime",
-                )
+                self.give("disease_duration_years", round(max(years_between(parse_date(onset), course), 0.0), 2),
+                          found, f"{found.where}.onsetDateTime")
                 return
             age = (resource.get("onsetAge") or {}).get("value")
             if age is not None and "age_years" in self.record:
-                self.give(
-                    "disease_duration_years",
-                    round(max(self.record["age_years"] - float(age), 0.0), 2),
-                    found,
-                    f"{found.where}.onsetAge",
-                )
+                self.give("disease_duration_years", round(max(self.record["age_years"] - float(age), 0.0), 2),
+                          found, f"{found.where}.onsetAge")
                 return
         self.paths.setdefault("disease_duration_years", "Observation")
 
@@ -379,26 +333,18 @@ class _Reader:
             code = parameter.get("valueCode") or (parameter.get("valueCoding") or {}).get("code")
             where = f"Parameters.parameter[{i}]"
             if code not in FEATURES_BY_NAME[TREATMENT_FEATURE].categories:
-                self.fail(
-                    where,
-                    f"treatment {code!r}: expected one of {', '.join(FEATURES_BY_NAME[TREATMENT_FEATURE].categories)}",
-                    "code-invalid",
-                )
+                self.fail(where, f"treatment {code!r}: expected one of "
+                          f"{', '.join(FEATURES_BY_NAME[TREATMENT_FEATURE].categories)}", "code-invalid")
             else:
                 self.give(TREATMENT_FEATURE, code, Found(parameter, where), where)
             return
         for found in self.of_type("MedicationRequest"):
             concept = found.resource.get("medicationCodeableConcept") or {
-                "text": (found.resource.get("medicationReference") or {}).get("display")
-            }
+                "text": (found.resource.get("medicationReference") or {}).get("display")}
             treatment = treatment_of(concept)
             if treatment is None:
-                self.fail(
-                    f"{found.where}.medication",
-                    "not a treatment this model knows: "
-                    + " or ".join(terms.treatment_name(t) for t in terms.TREATMENT_NAMES),
-                    "not-supported",
-                )
+                self.fail(f"{found.where}.medication", "not a treatment this model knows: "
+                          + " or ".join(terms.treatment_name(t) for t in terms.TREATMENT_NAMES), "not-supported")
             else:
                 self.give(TREATMENT_FEATURE, treatment, found, f"{found.where}.medication")
             return
@@ -441,5 +387,6 @@ def rejected(reasons: list[str], inputs: Inputs) -> FhirInputError:
             name, _, problem = part.partition(": ")
             path = inputs.paths.get(name, "Bundle")
             label = FEATURES_BY_NAME[name].label if name in FEATURES_BY_NAME else name
-            issues.append(Issue(path, f"{label} ({name}): {problem}", "required" if "required" in problem else "value"))
+            issues.append(Issue(path, f"{label} ({name}): {problem}",
+                                "required" if "required" in problem else "value"))
     return FhirInputError(issues, 422)

@@ -53,10 +53,8 @@ STANDARD_CODES: dict[str, tuple[Code, ...]] = {
     "age_years": (Code(LOINC, "30525-0", "Age"),),
     "edss": (Code(SNOMED, "273554001", "Kurtzke multiple sclerosis rating scale"),),
     "smoker": (Code(LOINC, "72166-2", "Tobacco smoking status"),),
-    "thyroid_antibodies": (
-        Code(LOINC, "8099-4", "Thyroperoxidase Ab [Units/volume] in Serum or Plasma"),
-        Code(LOINC, "8098-6", "Thyroglobulin Ab [Units/volume] in Serum or Plasma"),
-    ),
+    "thyroid_antibodies": (Code(LOINC, "8099-4", "Thyroperoxidase Ab [Units/volume] in Serum or Plasma"),
+                           Code(LOINC, "8098-6", "Thyroglobulin Ab [Units/volume] in Serum or Plasma")),
 }
 # The diagnosis whose onset gives disease_duration_years when no Observation of it is given.
 MULTIPLE_SCLEROSIS = (Code(SNOMED, "24700007", "Multiple sclerosis"),)
@@ -122,106 +120,54 @@ def _concepts() -> list[dict]:
     for kit in FEATURES_BY_NAME["il21_assay"].categories:
         detail = KIT_DETAILS.get(kit)
         name = detail.printed_name if detail else treatment_name(kit)
-        concepts.append(
-            {
-                "code": kit_code(kit),
-                "display": f"Serum IL-21 by the {name}",
-                "definition": f"Pre-treatment serum IL-21 in pg/mL, measured with the {name}.",
-            }
-        )
-        concepts.append(
-            {"code": kit, "display": name, "definition": detail.evidence if detail else f"The IL-21 kit {name}."}
-        )
+        concepts.append({"code": kit_code(kit), "display": f"Serum IL-21 by the {name}",
+                         "definition": f"Pre-treatment serum IL-21 in pg/mL, measured with the {name}."})
+        concepts.append({"code": kit, "display": name,
+                         "definition": detail.evidence if detail else f"The IL-21 kit {name}."})
     for treatment in FEATURES_BY_NAME[TREATMENT_FEATURE].categories:
-        concepts.append(
-            {
-                "code": treatment,
-                "display": treatment_name(treatment),
-                "definition": f"The course a risk is for: {treatment_name(treatment)}.",
-            }
-        )
+        concepts.append({"code": treatment, "display": treatment_name(treatment),
+                         "definition": f"The course a risk is for: {treatment_name(treatment)}."})
     for outcome, description in OUTCOME_DESCRIPTIONS.items():
-        concepts.append(
-            {
-                "code": f"risk-{outcome}",
-                "display": f"Risk of {outcome_name(outcome).lower()}",
-                "definition": f"The probability of a first {description} within months after the first "
-                "course of the treatment.",
-            }
-        )
+        concepts.append({"code": f"risk-{outcome}", "display": f"Risk of {outcome_name(outcome).lower()}",
+                         "definition": f"The probability of a first {description} within months after the first "
+                                       "course of the treatment."})
     return concepts
 
 
 def code_system() -> dict:
     """The project's CodeSystem resource (R4): every code the interface uses that no standard has."""
     return {
-        "resourceType": "CodeSystem",
-        "id": CODE_SYSTEM_ID,
-        "url": PROJECT_SYSTEM,
-        "version": "1",
-        "name": "AutoriskCodes",
-        "title": "autorisk: inputs, IL-21 kits, treatments and risks",
-        "status": "active",
-        "experimental": True,
-        "publisher": "autorisk",
+        "resourceType": "CodeSystem", "id": CODE_SYSTEM_ID, "url": PROJECT_SYSTEM, "version": "1",
+        "name": "AutoriskCodes", "title": "autorisk: inputs, IL-21 kits, treatments and risks",
+        "status": "active", "experimental": True, "publisher": "autorisk",
         "description": "Codes of the autorisk research tool (synthetic data; not for clinical decisions) for what "
-        "LOINC and SNOMED CT have no code for.",
-        "caseSensitive": True,
-        "content": "complete",
-        "concept": _concepts(),
+                       "LOINC and SNOMED CT have no code for.",
+        "caseSensitive": True, "content": "complete", "concept": _concepts(),
     }
 
 
 def operation_definition() -> dict:
     """The OperationDefinition of ``RiskAssessment/$assess`` (R4)."""
-
     def parameter(name, use, low, high, kind, text, **extra):
         return {"name": name, "use": use, "min": low, "max": high, "documentation": text, "type": kind, **extra}
 
     return {
-        "resourceType": "OperationDefinition",
-        "id": "RiskAssessment-assess",
-        "url": f"{CANONICAL_BASE}/OperationDefinition/RiskAssessment-assess",
-        "name": "Assess",
-        "title": "Risk of thyroid disorder and ITP after alemtuzumab",
-        "status": "active",
-        "kind": "operation",
-        "experimental": True,
-        "code": "assess",
-        "resource": ["RiskAssessment"],
-        "system": False,
-        "type": True,
-        "instance": False,
-        "description": "One patient's risks, as a Bundle of one RiskAssessment per outcome and a "
-        "Provenance. Research tool on synthetic data; not for clinical decisions.",
+        "resourceType": "OperationDefinition", "id": "RiskAssessment-assess",
+        "url": f"{CANONICAL_BASE}/OperationDefinition/RiskAssessment-assess", "name": "Assess",
+        "title": "Risk of thyroid disorder and ITP after alemtuzumab", "status": "active", "kind": "operation",
+        "experimental": True, "code": "assess", "resource": ["RiskAssessment"], "system": False, "type": True,
+        "instance": False, "description": "One patient's risks, as a Bundle of one RiskAssessment per outcome and a "
+                                          "Provenance. Research tool on synthetic data; not for clinical decisions.",
         "parameter": [
             parameter("patient", "in", 1, "1", "Patient", "Sex (gender) and birthDate."),
             parameter("observation", "in", 0, "*", "Observation", "The inputs, coded as in docs/fhir.md."),
-            parameter(
-                "condition",
-                "in",
-                0,
-                "*",
-                "Condition",
-                "Multiple sclerosis with its onset: the disease duration when no Observation gives it.",
-            ),
+            parameter("condition", "in", 0, "*", "Condition", "Multiple sclerosis with its onset: the disease "
+                                                              "duration when no Observation gives it."),
             parameter("medicationRequest", "in", 0, "1", "MedicationRequest", "The treatment under consideration."),
-            parameter(
-                "treatment",
-                "in",
-                0,
-                "1",
-                "code",
-                f"The treatment under consideration, as a code of {PROJECT_SYSTEM} (default alemtuzumab).",
-            ),
-            parameter(
-                "courseDate",
-                "in",
-                0,
-                "1",
-                "date",
-                "Date of the first course (default: the MedicationRequest's authoredOn, else today).",
-            ),
+            parameter("treatment", "in", 0, "1", "code", "The treatment under consideration, as a code of "
+                                                         f"{PROJECT_SYSTEM} (default alemtuzumab)."),
+            parameter("courseDate", "in", 0, "1", "date", "Date of the first course (default: the "
+                                                          "MedicationRequest's authoredOn, else today)."),
             parameter("horizon", "in", 0, "*", "integer", "Months after the first course (default 24 and 48)."),
             parameter("return", "out", 1, "1", "Bundle", "One RiskAssessment per outcome and a Provenance."),
         ],
@@ -231,35 +177,16 @@ def operation_definition() -> dict:
 def capability_statement(software_version: str, date: str) -> dict:
     """What ``GET /fhir/metadata`` answers (R4)."""
     return {
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "date": date,
-        "kind": "instance",
-        "experimental": True,
-        "publisher": "autorisk",
+        "resourceType": "CapabilityStatement", "status": "active", "date": date, "kind": "instance",
+        "experimental": True, "publisher": "autorisk",
         "software": {"name": "autorisk", "version": software_version},
-        "implementation": {
-            "description": "autorisk: risk of thyroid disorder and ITP after alemtuzumab. Research "
-            "tool on synthetic data; not for clinical decisions."
-        },
-        "fhirVersion": FHIR_VERSION,
-        "format": ["json"],
-        "rest": [
-            {
-                "mode": "server",
-                "resource": [
-                    {
-                        "type": "RiskAssessment",
-                        "operation": [
-                            {
-                                "name": "assess",
-                                "definition": f"{CANONICAL_BASE}/OperationDefinition/RiskAssessment-assess",
-                            }
-                        ],
-                    },
-                    {"type": "CodeSystem", "interaction": [{"code": "read"}]},
-                    {"type": "OperationDefinition", "interaction": [{"code": "read"}]},
-                ],
-            }
-        ],
+        "implementation": {"description": "autorisk: risk of thyroid disorder and ITP after alemtuzumab. Research "
+                                          "tool on synthetic data; not for clinical decisions."},
+        "fhirVersion": FHIR_VERSION, "format": ["json"],
+        "rest": [{"mode": "server", "resource": [
+            {"type": "RiskAssessment", "operation": [
+                {"name": "assess", "definition": f"{CANONICAL_BASE}/OperationDefinition/RiskAssessment-assess"}]},
+            {"type": "CodeSystem", "interaction": [{"code": "read"}]},
+            {"type": "OperationDefinition", "interaction": [{"code": "read"}]},
+        ]}],
     }

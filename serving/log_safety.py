@@ -48,11 +48,8 @@ def _escaped_traceback(error: BaseException) -> str:
         if exception.__cause__ is not None and id(exception.__cause__) not in seen:
             add(exception.__cause__)
             lines.append("\nThe above exception was the direct cause of the following exception:\n\n")
-        elif (
-            exception.__context__ is not None
-            and not exception.__suppress_context__
-            and id(exception.__context__) not in seen
-        ):
+        elif (exception.__context__ is not None and not exception.__suppress_context__
+              and id(exception.__context__) not in seen):
             add(exception.__context__)
             lines.append("\nDuring handling of the above exception, another exception occurred:\n\n")
         if exception.stack:
@@ -80,10 +77,8 @@ class EscapeClientText(logging.Filter):
 
 def escape_server_logs() -> None:
     """Add :class:`EscapeClientText` to every handler of this process's loggers (once each)."""
-    loggers = [
-        logging.getLogger(),
-        *(logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)),
-    ]
+    loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(logger, logging.Logger))]
     for handler in {handler for logger in loggers for handler in logger.handlers}:
         if not any(isinstance(f, EscapeClientText) for f in handler.filters):
             handler.addFilter(EscapeClientText())
@@ -116,10 +111,8 @@ class WithholdInputValues(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, ValidationError):
-            where = ", ".join(
-                f"{_location(tuple(e['loc']), self.known)}: {e['type']}"
-                for e in error.errors(include_input=False, include_url=False)
-            )
+            where = ", ".join(f"{_location(tuple(e['loc']), self.known)}: {e['type']}"
+                              for e in error.errors(include_input=False, include_url=False))
             record.msg = f"{record.getMessage()}: rejected input ({where}); values withheld"
             record.args = None
             record.exc_info = None

@@ -102,13 +102,8 @@ class RequireToken:
         return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.expected)
 
     async def __call__(self, scope, receive, send) -> None:
-        if (
-            self.expected is None
-            or scope["type"] not in ("http", "websocket")
-            or scope["path"] in HEALTH_PATHS
-            or self.public(scope["path"])
-            or self._authorised(scope)
-        ):
+        if (self.expected is None or scope["type"] not in ("http", "websocket")
+                or scope["path"] in HEALTH_PATHS or self.public(scope["path"]) or self._authorised(scope)):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
@@ -153,14 +148,9 @@ class LimitBodySize:
         except _Disconnected:
             return
         except _TimedOut:
-            await _answer(
-                scope,
-                receive,
-                send,
-                408,
-                f"request body not received within {self.timeout_s:g} s; send the whole body at once",
-                {"Connection": "close"},
-            )
+            await _answer(scope, receive, send, 408,
+                          f"request body not received within {self.timeout_s:g} s; send the whole body at once",
+                          {"Connection": "close"})
             return
         if body is None:
             await self._too_large(scope, receive, send)
@@ -168,13 +158,8 @@ class LimitBodySize:
         await self.app(scope, _replay(body, receive), send)
 
     async def _too_large(self, scope, receive, send) -> None:
-        await _answer(
-            scope,
-            receive,
-            send,
-            413,
-            f"request body larger than {self.limit} bytes; split the patients over several requests",
-        )
+        await _answer(scope, receive, send, 413,
+                      f"request body larger than {self.limit} bytes; split the patients over several requests")
 
 
 # Where StrictJson leaves the document it parsed, in the request's ASGI scope: a JSON object, for the
@@ -224,13 +209,8 @@ class StrictJson:
         limit = self.max_patients.get(scope["path"])
         count = _patient_count(document)
         if limit is not None and count is not None and count > limit:
-            await _answer(
-                scope,
-                receive,
-                send,
-                422,
-                f"patients: {count} in one request, at most {limit} allowed; split them over several requests",
-            )
+            await _answer(scope, receive, send, 422,
+                          f"patients: {count} in one request, at most {limit} allowed; split them over several requests")
             return
         if isinstance(document, dict):
             scope = {**scope, PARSED_BODY: document}

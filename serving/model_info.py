@@ -67,21 +67,16 @@ class FeatureInfo(BaseModel):
     description: str
     possible: ValueRange | None = Field(description="Physically possible values; others are rejected.")
     training: ValueRange | None = Field(
-        description="Values covered by the training cohorts; others are scored with a warning."
-    )
+        description="Values covered by the training cohorts; others are scored with a warning.")
     training_by_assay: dict[str, ValueRange] | None = Field(
-        description="Training range per IL-21 kit (il21_assay), for il21_pg_ml, whose scale depends on the kit."
-    )
+        description="Training range per IL-21 kit (il21_assay), for il21_pg_ml, whose scale depends on the kit.")
     categories: list[str] | None = Field(description="Allowed values of a category.")
     category_labels: dict[str, str] | None = Field(description="Each category value as people read it.")
     category_details: dict[str, CategoryDetail] | None = Field(
-        default=None,
-        description="For the IL-21 kit: each kit's name as a laboratory report prints it and its evidence.",
-    )
+        default=None, description="For the IL-21 kit: each kit's name as a laboratory report prints it and its evidence.")
     default: str | None = Field(description="Value used when a category is missing.")
     model_input: bool = Field(
-        description="Whether the value is a model input with a SHAP value; il21_assay only sets the scale of il21_pg_ml."
-    )
+        description="Whether the value is a model input with a SHAP value; il21_assay only sets the scale of il21_pg_ml.")
 
 
 class DatasetDigest(BaseModel):
@@ -93,8 +88,7 @@ class DatasetDigest(BaseModel):
 class EndpointMetrics(BaseModel):
     auroc: float | None = Field(
         description="Time-dependent AUROC (IPCW); this and the others are null when the cohort has too few "
-        "events with known status by the horizon, e.g. when its follow-up is shorter than the horizon."
-    )
+        "events with known status by the horizon, e.g. when its follow-up is shorter than the horizon.")
     auroc_lo: float | None = Field(description="Lower end of the AUROC's 95% bootstrap interval.")
     auroc_hi: float | None = Field(description="Upper end of the AUROC's 95% bootstrap interval.")
     calibration_slope: float | None = Field(description="1 when risks are neither too extreme nor too timid.")
@@ -106,8 +100,7 @@ class TruthMetrics(BaseModel):
     mean_risk: float | None = Field(description="Mean predicted risk of the arm's patients.")
     mean_true_risk: float | None = Field(description="Mean of the simulator's exact risks of the same patients.")
     auroc_over_oracle: float | None = Field(
-        description="Expected time-dependent AUROC over the true risk's own (1 is the best possible)."
-    )
+        description="Expected time-dependent AUROC over the true risk's own (1 is the best possible).")
     calibration_slope: float | None = Field(description="Expected calibration slope against the true risks.")
 
 
@@ -118,8 +111,7 @@ class IntervalInfo(BaseModel):
     method: str = Field(description="How it is made, in a sentence.")
     benchmark_coverage: dict[str, float | None] = Field(
         description="Per outcome and evaluation horizon (e.g. thyroid_48m): the share of the benchmark cohort's "
-        "patients, both arms, whose true risk the interval held (null where the run has no figure)."
-    )
+                    "patients, both arms, whose true risk the interval held (null where the run has no figure).")
 
 
 class ModelInfo(BaseModel):
@@ -136,34 +128,26 @@ class ModelInfo(BaseModel):
     default_horizons_months: list[int] = Field(description="The horizons answered when a request names none.")
     follow_up_months: dict[str, float] = Field(
         description="Per treatment, the longest follow-up in the training data; risks at later months are "
-        "extrapolated and flagged."
-    )
+                    "extrapolated and flagged.")
     extrapolation_rule: str
-    explanation_scale: str = Field(
-        description="The scale of every SHAP value: base_value + sum(shap) = log(-log(1 - risk))."
-    )
-    interval: IntervalInfo | None = Field(
-        default=None, description="The interval given with every risk; null for a version trained without refits."
-    )
+    explanation_scale: str = Field(description="The scale of every SHAP value: base_value + sum(shap) = "
+                                               "log(-log(1 - risk)).")
+    interval: IntervalInfo | None = Field(default=None, description="The interval given with every risk; null for a "
+                                                                     "version trained without refits.")
     datasets: list[DatasetDigest] = Field(description="Datasets logged with the training run.")
     promotion_metric: float | None = Field(
         description="Held-out IPCW log loss over the incidence's, averaged over outcomes and evaluation horizons: "
-        "the metric the champion is chosen by."
-    )
+                    "the metric the champion is chosen by.")
     held_out: dict[str, EndpointMetrics] = Field(
         description="Headline metrics per outcome and evaluation horizon (e.g. thyroid_24m) on the held-out "
-        "split of the training cohorts, against observed outcomes."
-    )
+                    "split of the training cohorts, against observed outcomes.")
     benchmark_cohort: str | None = Field(
-        description="The simulated cohort no model saw in training or selection (profile, size, seed)."
-    )
+        description="The simulated cohort no model saw in training or selection (profile, size, seed).")
     benchmark: dict[str, EndpointMetrics] = Field(
-        description="Headline metrics per outcome and horizon on the benchmark cohort (null beyond its follow-up)."
-    )
+        description="Headline metrics per outcome and horizon on the benchmark cohort (null beyond its follow-up).")
     benchmark_against_truth: dict[str, dict[str, TruthMetrics]] = Field(
         description="Per outcome and horizon, then per treatment arm: the benchmark cohort's risks against the "
-        "simulator's exact risks."
-    )
+                    "simulator's exact risks.")
     features: list[FeatureInfo] = Field(description="Inputs of POST /predict, with units and ranges.")
 
 
@@ -177,35 +161,18 @@ def feature_info(domain) -> list[FeatureInfo]:
     ranges = domain.input_ranges()
     described = []
     for f in FEATURES:
-        by_assay = (
-            {kit: _range(*ranges[kit_column(kit)]) for kit in domain.kits if kit_column(kit) in ranges}
-            if f.name == IL21_FEATURE
-            else None
-        )
-        described.append(
-            FeatureInfo(
-                name=f.name,
-                label=f.label,
-                kind=f.kind,
-                unit=f.unit or None,
-                required=f.required,
-                description=f.description,
-                possible=_range(*f.possible, low_exclusive=f.low_exclusive) if f.possible else None,
-                training=_range(*ranges[f.name]) if f.name in ranges else None,
-                training_by_assay=by_assay,
-                categories=list(f.categories) or None,
-                default=f.default,
-                model_input=f.model_input,
-                category_labels={c: CATEGORY_LABELS.get(c, c) for c in f.categories} or None,
-                category_details={
-                    c: CategoryDetail(printed_name=KIT_DETAILS[c].printed_name, evidence=KIT_DETAILS[c].evidence)
-                    for c in f.categories
-                    if c in KIT_DETAILS
-                }
-                if f.name == "il21_assay"
-                else None,
-            )
-        )
+        by_assay = ({kit: _range(*ranges[kit_column(kit)]) for kit in domain.kits if kit_column(kit) in ranges}
+                    if f.name == IL21_FEATURE else None)
+        described.append(FeatureInfo(
+            name=f.name, label=f.label, kind=f.kind, unit=f.unit or None, required=f.required, description=f.description,
+            possible=_range(*f.possible, low_exclusive=f.low_exclusive) if f.possible else None,
+            training=_range(*ranges[f.name]) if f.name in ranges else None, training_by_assay=by_assay,
+            categories=list(f.categories) or None, default=f.default, model_input=f.model_input,
+            category_labels={c: CATEGORY_LABELS.get(c, c) for c in f.categories} or None,
+            category_details={c: CategoryDetail(printed_name=KIT_DETAILS[c].printed_name,
+                                                evidence=KIT_DETAILS[c].evidence)
+                              for c in f.categories if c in KIT_DETAILS} if f.name == "il21_assay" else None,
+        ))
     return described
 
 
@@ -235,27 +202,16 @@ def describe_model(name: str, version: str, run_id: str, risk_model) -> ModelInf
         return value if value is not None and math.isfinite(value) else None
 
     datasets = [
-        DatasetDigest(
-            name=d.dataset.name,
-            digest=d.dataset.digest,
-            context=next((t.value for t in d.tags if t.key == MLFLOW_DATASET_CONTEXT), None),
-        )
+        DatasetDigest(name=d.dataset.name, digest=d.dataset.digest,
+                      context=next((t.value for t in d.tags if t.key == MLFLOW_DATASET_CONTEXT), None))
         for d in run.inputs.dataset_inputs
     ]
     endpoints = [endpoint(o, h) for o in risk_model.outcome_names for h in EVALUATION_HORIZONS_MONTHS]
     described = describe_spread(next(iter(risk_model.spreads.values()), None))
-    interval = (
-        IntervalInfo(
-            **described,
-            benchmark_coverage={e: metric(interval_metric(BENCHMARK_COHORT, "all", e, "coverage")) for e in endpoints},
-        )
-        if described
-        else None
-    )
+    interval = IntervalInfo(**described, benchmark_coverage={
+        e: metric(interval_metric(BENCHMARK_COHORT, "all", e, "coverage")) for e in endpoints}) if described else None
     return ModelInfo(
-        name=name,
-        version=version,
-        run_id=run_id,
+        name=name, version=version, run_id=run_id,
         family=run.data.tags.get(FAMILY_TAG),
         experiment=run.data.tags.get(EXPERIMENT_TAG),
         notice=RESEARCH_NOTICE,
@@ -270,18 +226,11 @@ def describe_model(name: str, version: str, run_id: str, risk_model) -> ModelInf
         promotion_metric=metric(PROMOTION_METRIC),
         held_out={e: EndpointMetrics(**{m: metric(endpoint_metric(e, m)) for m in SERVED_METRICS}) for e in endpoints},
         benchmark_cohort=run.data.params.get("benchmark_cohort"),
-        benchmark={
-            e: EndpointMetrics(
-                **{m: metric(endpoint_metric(e, m, cohort_prefix(BENCHMARK_COHORT))) for m in SERVED_METRICS}
-            )
-            for e in endpoints
-        },
-        benchmark_against_truth={
-            e: {
-                t: TruthMetrics(**{m: metric(truth_metric(BENCHMARK_COHORT, t, e, m)) for m in SERVED_TRUTH_METRICS})
-                for t in TREATMENTS
-            }
-            for e in endpoints
-        },
+        benchmark={e: EndpointMetrics(**{m: metric(endpoint_metric(e, m, cohort_prefix(BENCHMARK_COHORT)))
+                                           for m in SERVED_METRICS})
+                   for e in endpoints},
+        benchmark_against_truth={e: {t: TruthMetrics(**{m: metric(truth_metric(BENCHMARK_COHORT, t, e, m))
+                                                        for m in SERVED_TRUTH_METRICS})
+                                     for t in TREATMENTS} for e in endpoints},
         features=feature_info(risk_model.domain),
     )

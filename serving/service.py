@@ -62,25 +62,14 @@ def to_response(identity: ModelIdentity, batch: ValidatedBatch, model: RiskModel
     peak_of = "patient" if model.timing_varies_by_patient else "treatment"
     predictions = []
     for i, patient_id in enumerate(batch.patient_ids.tolist()):
-        outcomes = {
-            outcome: _outcome_answer(columns, i, horizons, beyond, peak_of) for outcome, columns in per_outcome.items()
-        }
+        outcomes = {outcome: _outcome_answer(columns, i, horizons, beyond, peak_of)
+                    for outcome, columns in per_outcome.items()}
         warnings = "; ".join(w for w in (batch.warnings[i], said[i], notes[i]) if w)
-        predictions.append(
-            {
-                "patient_id": patient_id,
-                "treatment": treatments[i],
-                "outcomes": outcomes,
-                "warnings": warnings.split("; ") if warnings else [],
-                "not_provided": feature_names[unknown[i]].tolist(),
-            }
-        )
-    return {
-        "model": identity.model_dump(),
-        "notice": RESEARCH_NOTICE,
-        "horizons_months": list(horizons),
-        "predictions": predictions,
-    }
+        predictions.append({"patient_id": patient_id, "treatment": treatments[i], "outcomes": outcomes,
+                            "warnings": warnings.split("; ") if warnings else [],
+                            "not_provided": feature_names[unknown[i]].tolist()})
+    return {"model": identity.model_dump(), "notice": RESEARCH_NOTICE, "horizons_months": list(horizons),
+            "predictions": predictions}
 
 
 def _outcome_columns(model: RiskModel, matrix: np.ndarray, explained: dict, options: ScoringOptions) -> dict:
@@ -93,26 +82,15 @@ def _outcome_columns(model: RiskModel, matrix: np.ndarray, explained: dict, opti
     for outcome, scores in explained.items():
         shap = [[dict(zip(FEATURE_NAMES, row)) for row in scores.shap_at(k).tolist()] for k in range(len(horizons))]
         view = monitoring[outcome]
-        contrast = {t: r.tolist() for t, r in contrasts[outcome].items()} if options.contrast else None
+        contrast = ({t: r.tolist() for t, r in contrasts[outcome].items()} if options.contrast else None)
         lower, upper = intervals[outcome]
         # [lower, upper] per patient and horizon; null for a model without refits (NaN is not JSON).
         bounds = np.stack([lower, upper], axis=-1).tolist() if outcome in model.spreads else None
         timing = scores.timing.tolist() if scores.timing is not None else None
-        per_outcome[outcome] = (
-            scores.risk.tolist(),
-            scores.base.tolist(),
-            shap,
-            scores.extrapolated.tolist(),
-            view.risk.tolist(),
-            view.onset_in_year.tolist(),
-            view.extrapolated.tolist(),
-            view.peak_year.tolist(),
-            contrast,
-            bounds,
-            scores.reference_risk().tolist(),
-            timing,
-            scores.scale,
-        )
+        per_outcome[outcome] = (scores.risk.tolist(), scores.base.tolist(), shap, scores.extrapolated.tolist(),
+                                view.risk.tolist(), view.onset_in_year.tolist(), view.extrapolated.tolist(),
+                                view.peak_year.tolist(), contrast, bounds, scores.reference_risk().tolist(), timing,
+                                scores.scale)
     return per_outcome
 
 
@@ -121,44 +99,28 @@ _YEARS = range(1, MONITORING_YEARS + 1)
 
 def _outcome_answer(columns: tuple, i: int, horizons: tuple[int, ...], beyond: list[bool], peak_of: str) -> dict:
     """Patient ``i``'s answer for one outcome, from that outcome's :func:`_outcome_columns`."""
-    (risk, base, shap, extrapolated, by_year, onset, year_beyond, peak, contrast, bounds, reference, timing, scale) = (
-        columns
-    )
+    (risk, base, shap, extrapolated, by_year, onset, year_beyond, peak, contrast, bounds, reference, timing,
+     scale) = columns
     answer = {
-        "risks": [
-            {
-                "horizon_months": h,
-                "risk": risk[i][k],
-                "risk_interval": bounds[i][k] if bounds is not None else None,
-                "extrapolated": extrapolated[i][k],
-                "scale": scale,
-                "base_value": base[k],
-                "reference_risk": reference[i][k],
-                **({"timing_share": timing[i][k]} if timing is not None else {}),
-                "shap": shap[k][i],
-            }
-            for k, h in enumerate(horizons)
-        ],
-        "by_year": [
-            {"year": y, "risk": r, "onset_in_year": o, "extrapolated": e}
-            for y, r, o, e in zip(_YEARS, by_year[i], onset[i], year_beyond[i])
-        ],
+        "risks": [{"horizon_months": h, "risk": risk[i][k],
+                   "risk_interval": bounds[i][k] if bounds is not None else None,
+                   "extrapolated": extrapolated[i][k],
+                   "scale": scale, "base_value": base[k], "reference_risk": reference[i][k],
+                   **({"timing_share": timing[i][k]} if timing is not None else {}),
+                   "shap": shap[k][i]}
+                  for k, h in enumerate(horizons)],
+        "by_year": [{"year": y, "risk": r, "onset_in_year": o, "extrapolated": e}
+                    for y, r, o, e in zip(_YEARS, by_year[i], onset[i], year_beyond[i])],
         "peak_hazard_year": peak[i],
         "peak_hazard_year_of": peak_of,
         "contrast": None,
     }
     if contrast is not None:
         alemtuzumab, interferon = contrast["alemtuzumab"][i], contrast["interferon_beta_1a"][i]
-        answer["contrast"] = [
-            {
-                "horizon_months": h,
-                "risk_if_alemtuzumab": alemtuzumab[k],
-                "risk_if_interferon_beta_1a": interferon[k],
-                "excess": alemtuzumab[k] - interferon[k],
-                "extrapolated": beyond[k],
-            }
-            for k, h in enumerate(horizons)
-        ]
+        answer["contrast"] = [{"horizon_months": h, "risk_if_alemtuzumab": alemtuzumab[k],
+                               "risk_if_interferon_beta_1a": interferon[k],
+                               "excess": alemtuzumab[k] - interferon[k], "extrapolated": beyond[k]}
+                              for k, h in enumerate(horizons)]
     return answer
 
 
@@ -232,7 +194,6 @@ class RiskService:
             logging.getLogger(name).addFilter(WithholdInputValues(SCHEMA_NAMES))
         escape_server_logs()  # the access log's path and every other line: no client text raw
         configure_tracking()
-
         def load():
             model = load_model(SETTINGS.model_name, alias=SETTINGS.model_alias, version=SETTINGS.model_version)
             # GET /model: read from the version's run once, not per request; a store that fails
@@ -241,10 +202,12 @@ class RiskService:
 
         self.model, self.info = load_or_stop(load, mlflow.get_tracking_uri)
         self.model.risk_model.use_threads(1)
-        self.identity = ModelIdentity(name=self.model.name, version=self.model.version, run_id=self.model.run_id)
+        self.identity = ModelIdentity(name=self.model.name, version=self.model.version,
+                                      run_id=self.model.run_id)
         self.answering = fhir.Answering(self.identity, self.model.risk_model, self.info, to_response)
         self.fhir_servers = SETTINGS.fhir_servers
-        logger.info("loaded %s version %s from %s", self.model.name, self.model.version, mlflow.get_tracking_uri())
+        logger.info("loaded %s version %s from %s", self.model.name, self.model.version,
+                    mlflow.get_tracking_uri())
 
     @MODEL_INFO_APP.get("/model", response_model=ModelInfo, tags=["Service APIs"])
     async def describe(self) -> ModelInfo:
@@ -276,18 +239,13 @@ class RiskService:
     @MODEL_INFO_APP.post("/cds-services/{service_id}", tags=["CDS Hooks"])
     async def cds_service(self, service_id: str, request: Request) -> Response:
         """A CDS Hooks call: cards, or an OperationOutcome with a 4xx."""
-        status, body = await cds_hooks.call(
-            service_id, await request.body(), self.answering, str(request.base_url), self.fhir_servers
-        )
+        status, body = await cds_hooks.call(service_id, await request.body(), self.answering,
+                                            str(request.base_url), self.fhir_servers)
         return JSONResponse(body, status_code=status)
 
     @bentoml.api(route="/predict", input_spec=PredictRequestIODescriptor)
-    def predict(
-        self,
-        patients: list[Patient],
-        horizons_months: list[int] = list(DEFAULT_HORIZONS_MONTHS),  # type: ignore[valid-type]  # noqa: B006
-        contrast: bool = False,
-    ) -> PredictResponse:
+    def predict(self, patients: list[Patient], horizons_months: list[int] = list(DEFAULT_HORIZONS_MONTHS),  # type: ignore[valid-type]  # noqa: B006
+                contrast: bool = False) -> PredictResponse:
         """Risks at the requested horizons with SHAP values per patient and outcome, the risk by year,
         and on request the risks under both treatments."""
         started = time.perf_counter()
@@ -297,12 +255,8 @@ class RiskService:
             reasons = "; ".join(f"patients[{r.row}]: {r.reason}" for r in batch.rejects.itertuples())
             raise bentoml.exceptions.InvalidArgument(reasons)
         response = json_response(to_response(self.identity, batch, self.model.risk_model, options))
-        logger.info(
-            "scored %d patients with version %s in %.1f ms",
-            len(batch.rows),
-            self.model.version,
-            1000 * (time.perf_counter() - started),
-        )
+        logger.info("scored %d patients with version %s in %.1f ms", len(batch.rows), self.model.version,
+                    1000 * (time.perf_counter() - started))
         return response
 
 
@@ -313,9 +267,7 @@ RiskService.add_asgi_middleware(fhir.FhirErrors)
 RiskService.add_asgi_middleware(RequireToken, token=SETTINGS.api_token, public=is_public)
 RiskService.add_asgi_middleware(LimitBodySize, max_bytes=SETTINGS.max_body_bytes, timeout_s=SETTINGS.body_timeout_s)
 RiskService.add_asgi_middleware(JsonBodiesOnly)
-RiskService.add_asgi_middleware(
-    StrictJson, schemas={"/predict": PredictRequest}, max_patients={"/predict": MAX_PATIENTS}
-)
+RiskService.add_asgi_middleware(StrictJson, schemas={"/predict": PredictRequest}, max_patients={"/predict": MAX_PATIENTS})
 # BentoML APIs answer POST only; GET /model is a FastAPI route (RiskService.describe) mounted at the root.
 bentoml.asgi_app(MODEL_INFO_APP, path="/")(RiskService)
 # The page at / and the docs at /docs; matched before BentoML's own index page, which loads a tracker.

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 
-
 class _Ambiguous(ValueError):
     """A repeated key or a number that is not finite (raised while parsing, to stop early)."""
 
@@ -117,15 +116,8 @@ def _first_problem(document) -> str | None:
     return None
 
 
-_NOUNS = {
-    "integer": "an integer",
-    "number": "a number",
-    "boolean": "true/false",
-    "string": "a string",
-    "array": "a list",
-    "object": "an object",
-    "null": "null",
-}
+_NOUNS = {"integer": "an integer", "number": "a number", "boolean": "true/false", "string": "a string",
+          "array": "a list", "object": "an object", "null": "null"}
 
 
 def json_type(value) -> str:
@@ -237,10 +229,8 @@ class _Node:
             items = option.get("items")
             shape = self.shapes[kind] = (
                 {key: self.types._node(value) for key, value in properties.items()},
-                option.get("additionalProperties") is False,
-                ", ".join(properties),
-                self.types._node(items) if items is not None else None,
-            )
+                option.get("additionalProperties") is False, ", ".join(properties),
+                self.types._node(items) if items is not None else None)
         return shape
 
     def problem(self, document, path: str) -> str | None:  # noqa: C901 - one branch per JSON Schema keyword checked
@@ -293,13 +283,8 @@ def strict_parse(body: bytes, types: SchemaTypes | None = None) -> tuple[object,
     try:
         # One strict parse that stops at the first problem: the common case costs about as
         # much as a plain parse (0.3 ms for 100 patients).
-        document = json.loads(
-            body,
-            object_pairs_hook=_strict_object,
-            parse_float=_strict_float,
-            parse_int=_strict_int,
-            parse_constant=_refuse_constant,
-        )
+        document = json.loads(body, object_pairs_hook=_strict_object, parse_float=_strict_float,
+                              parse_int=_strict_int, parse_constant=_refuse_constant)
         problem = types.problem(document) if types is not None else None
     except _Ambiguous:
         return NOT_JSON, _where_ambiguous(body)
@@ -316,13 +301,8 @@ def json_problem(body: bytes, types: SchemaTypes | None = None) -> str | None:
 def _where_ambiguous(body: bytes) -> str:
     # Parsed again, recording instead of stopping, to say where: only for bodies being refused.
     try:
-        document = json.loads(
-            body,
-            object_pairs_hook=_recording_object,
-            parse_float=_recording_float,
-            parse_int=_recording_int,
-            parse_constant=_NotFinite,
-        )
+        document = json.loads(body, object_pairs_hook=_recording_object, parse_float=_recording_float,
+                              parse_int=_recording_int, parse_constant=_NotFinite)
     except (ValueError, RecursionError):  # broken further on: what was found first still stands
         return "body: a key appears more than once in one object, or a number is not finite"
     return _first_problem(document)

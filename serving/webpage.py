@@ -25,33 +25,22 @@ from starlette.routing import Route
 
 PAGE_DIR = Path(__file__).parent / "page"
 # Files of PAGE_DIR served under /page/, by name; nothing else of the folder is reachable.
-PAGE_FILES = {
-    "app.js": "text/javascript",
-    "export.js": "text/javascript",
-    "style.css": "text/css",
-    "docs.js": "text/javascript",
-    "docs.css": "text/css",
-}
+PAGE_FILES = {"app.js": "text/javascript", "export.js": "text/javascript", "style.css": "text/css",
+              "docs.js": "text/javascript",
+              "docs.css": "text/css"}
 PUBLIC_PATHS = frozenset({"/", "/docs"})
 # /static_content/ holds BentoML's Swagger UI files, which /docs loads.
 PUBLIC_PREFIXES = ("/page/", "/static_content/")
 
 # Only this server's own files: no CDN, web font, tracker or inline script can run on the page.
-PAGE_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
+PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 # Swagger UI sets inline style attributes (React); its scripts still come from this server only.
-DOCS_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
-COMMON_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    # Revalidated on every load, so that a new release's page is never mixed with old scripts.
-    "Cache-Control": "no-cache",
-}
+DOCS_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+               "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                  # Revalidated on every load, so that a new release's page is never mixed with old scripts.
+                  "Cache-Control": "no-cache"}
 
 
 @cache
@@ -61,11 +50,8 @@ def _read(name: str) -> bytes:
 
 
 def _html(name: str, policy: str) -> Response:
-    return Response(
-        _read(name),
-        media_type="text/html; charset=utf-8",
-        headers={**COMMON_HEADERS, "Content-Security-Policy": policy},
-    )
+    return Response(_read(name), media_type="text/html; charset=utf-8",
+                    headers={**COMMON_HEADERS, "Content-Security-Policy": policy})
 
 
 async def index(_: Request) -> Response:
@@ -86,13 +72,11 @@ async def page_file(request: Request) -> Response:
     return Response(_read(name), media_type=PAGE_FILES[name], headers=COMMON_HEADERS)
 
 
-PAGE_APP = Starlette(
-    routes=[
-        Route("/", index, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
-        Route("/page/{name}", page_file, methods=["GET"]),
-    ]
-)
+PAGE_APP = Starlette(routes=[
+    Route("/", index, methods=["GET"]),
+    Route("/docs", docs, methods=["GET"]),
+    Route("/page/{name}", page_file, methods=["GET"]),
+])
 
 
 def is_public(path: str) -> bool:

@@ -34,36 +34,28 @@ def tiny_experiment(tmp_path_factory):
 
     config = load_experiment(DEFAULT_EXPERIMENT)
     xgboost, cure = config.families["cox-xgboost"], config.families["cure-xgboost"]
-    return config.model_copy(
-        update={
-            "name": "tiny-test",
-            "train_cohorts": [
-                CohortSpec(profile="care-ms1", n=5000, seed=1),
-                CohortSpec(profile="extension", n=4000, seed=2),
-            ],
-            "external_cohorts": [ExternalCohort(name="clinic", profile="clinic", n=3000, seed=3)],
-            "benchmark_cohort": CohortSpec(profile="care-ms1", n=3000, seed=4),
-            "bootstrap": 20,
-            "added_value": ("il21_pg_ml",),
-            "interval_refits": 4,
-            "families": {
-                "cox-linear": config.families["cox-linear"],
-                "cox-xgboost": xgboost.model_copy(
-                    update={
-                        # Few, fast-learning trees: the small cohorts train in seconds and still calibrate.
-                        "params": {**xgboost.params, "n_estimators": 60, "learning_rate": 0.2, "n_jobs": 2},
-                        "tuning": TuningSpec(n_trials=2, timeout_s=60, space={"max_depth": [2, 3]}),
-                    }
-                ),
-                "cure-xgboost": cure.model_copy(
-                    update={
-                        "params": {**cure.params, "n_estimators": 60, "learning_rate": 0.2, "n_jobs": 2},
-                        "tuning": None,
-                    }
-                ),
-            },
-        }
-    )
+    return config.model_copy(update={
+        "name": "tiny-test",
+        "train_cohorts": [CohortSpec(profile="care-ms1", n=5000, seed=1),
+                          CohortSpec(profile="extension", n=4000, seed=2)],
+        "external_cohorts": [ExternalCohort(name="clinic", profile="clinic", n=3000, seed=3)],
+        "benchmark_cohort": CohortSpec(profile="care-ms1", n=3000, seed=4),
+        "bootstrap": 20,
+        "added_value": ("il21_pg_ml",),
+        "interval_refits": 4,
+        "families": {
+            "cox-linear": config.families["cox-linear"],
+            "cox-xgboost": xgboost.model_copy(update={
+                # Few, fast-learning trees: the small cohorts train in seconds and still calibrate.
+                "params": {**xgboost.params, "n_estimators": 60, "learning_rate": 0.2, "n_jobs": 2},
+                "tuning": TuningSpec(n_trials=2, timeout_s=60, space={"max_depth": [2, 3]}),
+            }),
+            "cure-xgboost": cure.model_copy(update={
+                "params": {**cure.params, "n_estimators": 60, "learning_rate": 0.2, "n_jobs": 2},
+                "tuning": None,
+            }),
+        },
+    })
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +82,7 @@ def champion(mlflow_store):
     from models.registry import load_model
 
     return load_model()
+
 
 
 @pytest.fixture(scope="session", autouse=True)

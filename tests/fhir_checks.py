@@ -37,14 +37,8 @@ def fhir_js_verdicts(resources: list[dict]) -> list[dict]:
     """FHIR.js's verdict on each resource: ``{"valid": bool, "messages": [...]}``."""
     if not (FHIR_JS / "node_modules" / "fhir").is_dir():
         pytest.fail("FHIR.js is not installed: run `make fhir-validator` (make test does)")
-    done = subprocess.run(
-        ["node", str(FHIR_JS / "validate.js")],
-        input=json.dumps(resources),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    done = subprocess.run(["node", str(FHIR_JS / "validate.js")], input=json.dumps(resources), capture_output=True,
+                          text=True, timeout=120, check=True)
     return json.loads(done.stdout)
 
 
@@ -55,11 +49,8 @@ def assert_valid_fhir(*resources: dict) -> None:
         kind = resource.get("resourceType")
         failures += [f"fhir.resources, {kind}: {e}" for e in fhir_resources_errors(resource)]
         if not verdict["valid"]:
-            failures += [
-                f"FHIR.js, {kind}: {m['location']}: {m['message']}"
-                for m in verdict["messages"]
-                if m["severity"] == "error"
-            ]
+            failures += [f"FHIR.js, {kind}: {m['location']}: {m['message']}" for m in verdict["messages"]
+                         if m["severity"] == "error"]
     assert failures == [], "\n".join(failures)
 
 
@@ -71,15 +62,8 @@ PROJECT = "https://autorisk.invalid/fhir/CodeSystem/autorisk"
 
 
 def observation(ident: str, coding: dict, **value) -> dict:
-    return {
-        "resourceType": "Observation",
-        "id": ident,
-        "status": "final",
-        "code": {"coding": [coding]},
-        "subject": {"reference": f"Patient/{PATIENT_ID}"},
-        "effectiveDateTime": "2024-03-01",
-        **value,
-    }
+    return {"resourceType": "Observation", "id": ident, "status": "final", "code": {"coding": [coding]},
+            "subject": {"reference": f"Patient/{PATIENT_ID}"}, "effectiveDateTime": "2024-03-01", **value}
 
 
 def patient_resources() -> list[dict]:
@@ -87,66 +71,36 @@ def patient_resources() -> list[dict]:
     original kit, thyroid peroxidase antibodies above their reference range; the other inputs unknown."""
     return [
         {"resourceType": "Patient", "id": PATIENT_ID, "gender": "female", "birthDate": "1990-03-15"},
-        {
-            "resourceType": "Condition",
-            "id": "ms",
-            "clinicalStatus": {
-                "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
-            },
-            "code": {"coding": [{"system": SNOMED, "code": "24700007", "display": "Multiple sclerosis"}]},
-            "subject": {"reference": f"Patient/{PATIENT_ID}"},
-            "onsetDateTime": "2021-09-15",
-        },
-        observation(
-            "il21",
-            {"system": PROJECT, "code": "il21_pg_ml.legacy_elisa"},
-            valueQuantity={"value": 620, "unit": "pg/mL", "system": UCUM, "code": "pg/mL"},
-        ),
-        observation(
-            "tpo",
-            {"system": LOINC, "code": "8099-4"},
-            valueQuantity={"value": 120, "unit": "[IU]/mL", "system": UCUM, "code": "[IU]/mL"},
-            referenceRange=[{"high": {"value": 35, "unit": "[IU]/mL", "system": UCUM, "code": "[IU]/mL"}}],
-        ),
+        {"resourceType": "Condition", "id": "ms", "clinicalStatus": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+         "code": {"coding": [{"system": SNOMED, "code": "24700007", "display": "Multiple sclerosis"}]},
+         "subject": {"reference": f"Patient/{PATIENT_ID}"}, "onsetDateTime": "2021-09-15"},
+        observation("il21", {"system": PROJECT, "code": "il21_pg_ml.legacy_elisa"},
+                    valueQuantity={"value": 620, "unit": "pg/mL", "system": UCUM, "code": "pg/mL"}),
+        observation("tpo", {"system": LOINC, "code": "8099-4"},
+                    valueQuantity={"value": 120, "unit": "[IU]/mL", "system": UCUM, "code": "[IU]/mL"},
+                    referenceRange=[{"high": {"value": 35, "unit": "[IU]/mL", "system": UCUM, "code": "[IU]/mL"}}]),
     ]
 
 
 # The date of the first course (the MedicationRequest's authoredOn): age 34.0 and disease duration 2.5 years.
 COURSE_DATE = "2024-03-15"
 # The same patient as a POST /predict body gives her.
-REST_PATIENT = {
-    "patient_id": PATIENT_ID,
-    "age_years": 34.0,
-    "sex": "female",
-    "disease_duration_years": 2.5,
-    "il21_pg_ml": 620.0,
-    "il21_assay": "legacy_elisa",
-    "thyroid_antibodies": True,
-    "treatment": "alemtuzumab",
-}
+REST_PATIENT = {"patient_id": PATIENT_ID, "age_years": 34.0, "sex": "female", "disease_duration_years": 2.5,
+                "il21_pg_ml": 620.0, "il21_assay": "legacy_elisa", "thyroid_antibodies": True,
+                "treatment": "alemtuzumab"}
 
 
 def medication_request(name: str = "alemtuzumab", status: str = "draft", ident: str = "order-1") -> dict:
-    return {
-        "resourceType": "MedicationRequest",
-        "id": ident,
-        "status": status,
-        "intent": "order",
-        "medicationCodeableConcept": {"text": f"{name} 12 mg/day intravenous infusion"},
-        "subject": {"reference": f"Patient/{PATIENT_ID}"},
-        "authoredOn": COURSE_DATE,
-    }
+    return {"resourceType": "MedicationRequest", "id": ident, "status": status, "intent": "order",
+            "medicationCodeableConcept": {"text": f"{name} 12 mg/day intravenous infusion"},
+            "subject": {"reference": f"Patient/{PATIENT_ID}"}, "authoredOn": COURSE_DATE}
 
 
 def assess_bundle(*extra: dict) -> dict:
-    return {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [
-            {"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{i}", "resource": r}
-            for i, r in enumerate([*patient_resources(), medication_request(), *extra])
-        ],
-    }
+    return {"resourceType": "Bundle", "type": "collection",
+            "entry": [{"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{i}", "resource": r}
+                      for i, r in enumerate([*patient_resources(), medication_request(), *extra])]}
 
 
 # ------------------------------------------------------------------------------------- an EHR's FHIR server
@@ -170,24 +124,17 @@ def ehr_fhir_server(token: str, port: int) -> Iterator[dict]:
         held[resource["resourceType"]].append(resource)
 
     async def answer(request):
-        seen.append(
-            (
-                request.url.path + ("?" + request.url.query if request.url.query else ""),
-                request.headers.get("authorization"),
-            )
-        )
+        seen.append((request.url.path + ("?" + request.url.query if request.url.query else ""),
+                     request.headers.get("authorization")))
         if request.headers.get("authorization") != f"Bearer {token}":
-            return JSONResponse(
-                {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]}, status_code=401
-            )
+            return JSONResponse({"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": "login"}]}, status_code=401)
         kind, ident = request.path_params["kind"], request.path_params.get("ident")
         if ident is not None:
             found = [r for r in held.get(kind, []) if r["id"] == ident]
             return JSONResponse(found[0]) if found else JSONResponse({}, status_code=404)
-        entries = [
-            {"fullUrl": f"http://127.0.0.1:{port}/{kind}/{r['id']}", "resource": r, "search": {"mode": "match"}}
-            for r in held.get(kind, [])
-        ]
+        entries = [{"fullUrl": f"http://127.0.0.1:{port}/{kind}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+                   for r in held.get(kind, [])]
         return JSONResponse({"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries})
 
     app = Starlette(routes=[Route("/{kind}", answer), Route("/{kind}/{ident}", answer)])

@@ -22,17 +22,8 @@ def autorisk_server(mlflow_uri: str, log: Path, **env: str) -> Iterator[str]:
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    environment = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": mlflow_uri,
-        "AUTORISK_WORKERS": "1",
-        "BENTOML_DO_NOT_TRACK": "true",
-        **env,
-    }
-    with running_server(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)],
-        ready_url=f"{url}/readyz",
-        log=log,
-        env=environment,
-    ):
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "AUTORISK_WORKERS": "1",
+                   "BENTOML_DO_NOT_TRACK": "true", **env}
+    with running_server([sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)],
+                        ready_url=f"{url}/readyz", log=log, env=environment):
         yield url

@@ -41,10 +41,8 @@ class Recorded:
     lines: list[str]
 
     def provenance(self) -> str:
-        return (
-            f"Recorded by `{self.command}` on {self.started} ({self.cores}, commit `{self.commit}`; "
-            f"`outputs/benchmarks/{self.name}.txt`)."
-        )
+        return (f"Recorded by `{self.command}` on {self.started} ({self.cores}, commit `{self.commit}`; "
+                f"`outputs/benchmarks/{self.name}.txt`).")
 
     def report(self) -> str:
         """The report from its first table or note on, without the progress lines."""
@@ -61,7 +59,7 @@ def recorded(name: str, folder: Path | None = None) -> Recorded | None:
     first, *rest = path.read_text(encoding="utf-8").splitlines()
     if not first.startswith(HEADER_PREFIX):
         raise SystemExit(f"{path}: not written by tools/bench_record.py (no '{HEADER_PREFIX}' line)")
-    name_, started, cores, commit, command = (part.strip() for part in first[len(HEADER_PREFIX) :].split("|", 4))
+    name_, started, cores, commit, command = (part.strip() for part in first[len(HEADER_PREFIX):].split("|", 4))
     return Recorded(name_, started, cores, commit.removeprefix("commit "), command, rest)
 
 
@@ -117,35 +115,24 @@ def _score_rows(found: Recorded) -> list[str]:
     for r in ends:
         if number(r["patients"]) == 1_000_000 and r["input"] in GOAL_SECONDS:
             goal, whole = GOAL_SECONDS[r["input"]], number(r["whole command (s)"])
-            rows.append(
-                f"| a million patients, `autorisk score` from {r['input']}, intervals and exact SHAP "
-                f"({r['model']}): scoring / whole command, CPU | {r['scoring (s)']} s / {whole:g} s, "
-                f"{r['CPU (s)']} s CPU | ≤ {goal:g} s | {_verdict(whole <= goal)} |"
-            )
+            rows.append(f"| a million patients, `autorisk score` from {r['input']}, intervals and exact SHAP "
+                        f"({r['model']}): scoring / whole command, CPU | {r['scoring (s)']} s / {whole:g} s, "
+                        f"{r['CPU (s)']} s CPU | ≤ {goal:g} s | {_verdict(whole <= goal)} |")
             share = number(r["CPU per row: limit / end to end"])
-            rows.append(
-                f"| the same, end to end over the in-process limit, by CPU | {share:g} | "
-                f"≥ {GOAL_LIMIT_SHARE:g} | {_verdict(share >= GOAL_LIMIT_SHARE)} |"
-            )
-            small = [
-                s
-                for s in ends
-                if s["model"] == r["model"] and s["input"] == r["input"] and number(s["patients"]) == 100_000
-            ]
+            rows.append(f"| the same, end to end over the in-process limit, by CPU | {share:g} | "
+                        f"≥ {GOAL_LIMIT_SHARE:g} | {_verdict(share >= GOAL_LIMIT_SHARE)} |")
+            small = [s for s in ends if s["model"] == r["model"] and s["input"] == r["input"]
+                     and number(s["patients"]) == 100_000]
             if small:
                 ratio = number(r["peak memory (MiB)"]) / number(small[0]["peak memory (MiB)"])
-                rows.append(
-                    f"| peak memory, a million over 100,000 patients ({r['model']}, {r['input']}) | "
-                    f"{ratio:.2f}× | ≤ {GOAL_MEMORY_RATIO:g}× | {_verdict(ratio <= GOAL_MEMORY_RATIO)} |"
-                )
+                rows.append(f"| peak memory, a million over 100,000 patients ({r['model']}, {r['input']}) | "
+                            f"{ratio:.2f}× | ≤ {GOAL_MEMORY_RATIO:g}× | {_verdict(ratio <= GOAL_MEMORY_RATIO)} |")
     for r in per_row:
         if r.get("method") == "exact SHAP, autorisk's tables":
             ratio = number(r["CPU over the margin's"])
-            rows.append(
-                f"| exact SHAP CPU per patient over the trees' own margin, all cores ({r['model']}, "
-                f"{r['patients']} rows) | {ratio:g}× | ≤ {GOAL_SHAP_OVER_MARGIN:g}× | "
-                f"{_verdict(ratio <= GOAL_SHAP_OVER_MARGIN)} |"
-            )
+            rows.append(f"| exact SHAP CPU per patient over the trees' own margin, all cores ({r['model']}, "
+                        f"{r['patients']} rows) | {ratio:g}× | ≤ {GOAL_SHAP_OVER_MARGIN:g}× | "
+                        f"{_verdict(ratio <= GOAL_SHAP_OVER_MARGIN)} |")
     return rows
 
 
@@ -155,11 +142,9 @@ def _shap_rows(found: Recorded) -> list[str]:
         for r in table:
             if "tables over the margin, wall" in r and number(r["rows"]) >= 100_000:
                 cpu = number(r["CPU"])
-                rows.append(
-                    f"| exact SHAP tables over the trees' own margin, one thread ({r['model']}, {r['rows']} "
-                    f"rows): wall, CPU | {r['tables over the margin, wall']}, {r['CPU']} | "
-                    f"≤ {GOAL_SHAP_OVER_MARGIN:g}× by CPU | {_verdict(cpu <= GOAL_SHAP_OVER_MARGIN)} |"
-                )
+                rows.append(f"| exact SHAP tables over the trees' own margin, one thread ({r['model']}, {r['rows']} "
+                            f"rows): wall, CPU | {r['tables over the margin, wall']}, {r['CPU']} | "
+                            f"≤ {GOAL_SHAP_OVER_MARGIN:g}× by CPU | {_verdict(cpu <= GOAL_SHAP_OVER_MARGIN)} |")
     return rows
 
 
@@ -169,18 +154,14 @@ def _serve_rows(found: Recorded) -> list[str]:
         ratio = re.match(r"- 1 patient\(s\) per request: autorisk serve / mlflow models serve = ([\d.]+)x", line)
         if ratio:
             value = float(ratio.group(1))
-            rows.append(
-                f"| REST, one patient per request: `autorisk serve` over `mlflow models serve`, requests/s "
-                f"| {value:.2f}× | ≥ {GOAL_REST_RATIO:g}× | {_verdict(value >= GOAL_REST_RATIO)} |"
-            )
+            rows.append(f"| REST, one patient per request: `autorisk serve` over `mlflow models serve`, requests/s "
+                        f"| {value:.2f}× | ≥ {GOAL_REST_RATIO:g}× | {_verdict(value >= GOAL_REST_RATIO)} |")
         handler = re.search(r"CPU per request: ([\d.]+) ms for 1 patient, ([\d.]+) ms for 100", line)
         if handler:
             one, hundred = float(handler.group(1)), float(handler.group(2))
             met = one < GOAL_HANDLER_MS[0] and hundred < GOAL_HANDLER_MS[1]
-            rows.append(
-                f"| in-process REST handler CPU, 1 / 100 patients | {one:.2f} ms / {hundred:.2f} ms | "
-                f"< {GOAL_HANDLER_MS[0]:g} ms / < {GOAL_HANDLER_MS[1]:g} ms | {_verdict(met)} |"
-            )
+            rows.append(f"| in-process REST handler CPU, 1 / 100 patients | {one:.2f} ms / {hundred:.2f} ms | "
+                        f"< {GOAL_HANDLER_MS[0]:g} ms / < {GOAL_HANDLER_MS[1]:g} ms | {_verdict(met)} |")
     return rows
 
 
@@ -190,10 +171,8 @@ def _clinical_rows(found: Recorded) -> list[str]:
         beyond = re.search(r"([-+][\d.]+) ms beyond /predict's", line)
         if beyond:
             value = float(beyond.group(1))
-            rows.append(
-                f"| CDS Hooks order-select beyond `/predict`, handler CPU per patient | {value:+.2f} ms | "
-                f"≤ +{GOAL_CDS_BEYOND_MS:g} ms | {_verdict(value <= GOAL_CDS_BEYOND_MS)} |"
-            )
+            rows.append(f"| CDS Hooks order-select beyond `/predict`, handler CPU per patient | {value:+.2f} ms | "
+                        f"≤ +{GOAL_CDS_BEYOND_MS:g} ms | {_verdict(value <= GOAL_CDS_BEYOND_MS)} |")
     return rows
 
 
@@ -207,21 +186,14 @@ def _load_rows(found: Recorded) -> list[str]:
     rows = []
     for r in (tables(found.lines) or [[]])[0]:
         failed, growth = number(r["failed"]), number(r["growth (MiB)"])
-        rows.append(
-            f"| load: {r['duration (s)']} s at {r['connections']} connections | {r['requests']} requests, "
-            f"{r['failed']} failed, {r['growth (MiB)']} MiB | 0 failed, ≤ +{GOAL_LOAD_GROWTH_MIB:g} MiB | "
-            f"{_verdict(failed == 0 and growth <= GOAL_LOAD_GROWTH_MIB)} |"
-        )
+        rows.append(f"| load: {r['duration (s)']} s at {r['connections']} connections | {r['requests']} requests, "
+                    f"{r['failed']} failed, {r['growth (MiB)']} MiB | 0 failed, ≤ +{GOAL_LOAD_GROWTH_MIB:g} MiB | "
+                    f"{_verdict(failed == 0 and growth <= GOAL_LOAD_GROWTH_MIB)} |")
     return rows
 
 
-SPEED_SOURCES = {
-    "score": _score_rows,
-    "shap": _shap_rows,
-    "serve": _serve_rows,
-    "clinical": _clinical_rows,
-    "load": _load_rows,
-}
+SPEED_SOURCES = {"score": _score_rows, "shap": _shap_rows, "serve": _serve_rows, "clinical": _clinical_rows,
+                 "load": _load_rows}
 
 
 def speed_table() -> str | None:
@@ -236,10 +208,5 @@ def speed_table() -> str | None:
         sources += [] if source in sources else [source]
     if not rows:
         return None
-    return (
-        "| measure | measured | goal | |\n|---|---|---|---|\n"
-        + "\n".join(rows)
-        + "\n\nFrom "
-        + "; ".join(sources)
-        + " (`outputs/benchmarks/`).\n"
-    )
+    return ("| measure | measured | goal | |\n|---|---|---|---|\n" + "\n".join(rows) + "\n\nFrom "
+            + "; ".join(sources) + " (`outputs/benchmarks/`).\n")

@@ -19,15 +19,8 @@ from urllib.parse import urlsplit
 CHROMIUM = os.environ.get("AUTORISK_CHROMIUM", "/usr/bin/chromium")
 LOOPBACK = "127.0.0.1"
 # Chromium will not run as root with its sandbox (a container's usual user); no GPU, no background traffic.
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def chromium_path() -> str | None:
@@ -46,11 +39,8 @@ class Guard:
 
     def allows(self, url: str) -> bool:
         parts = urlsplit(url)
-        return (
-            parts.scheme in ("data", "blob")
-            or (parts.scheme == "file" and self.allow_files)
-            or (parts.scheme in ("http", "https") and parts.hostname == LOOPBACK)
-        )
+        return (parts.scheme in ("data", "blob") or (parts.scheme == "file" and self.allow_files)
+                or (parts.scheme in ("http", "https") and parts.hostname == LOOPBACK))
 
     def route(self, route) -> None:
         url = route.request.url
@@ -79,9 +69,8 @@ def chromium(executable: str | None = None) -> Iterator[object]:
 
 
 @contextmanager
-def guarded_page(
-    launched, *, width: int = 1280, height: int = 900, allow_files: bool = False
-) -> Iterator[tuple[object, Guard]]:
+def guarded_page(launched, *, width: int = 1280, height: int = 900,
+                 allow_files: bool = False) -> Iterator[tuple[object, Guard]]:
     """A fresh context and page of ``launched`` whose requests are guarded and console errors recorded."""
     guard = Guard(allow_files=allow_files)
     context = launched.new_context(viewport={"width": width, "height": height})

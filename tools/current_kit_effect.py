@@ -43,26 +43,18 @@ def effect_table(model_name: str, alias: str) -> str:
     legacy, current = legacy[rows], current[rows]
     unknown = legacy.assign(il21_pg_ml=np.nan, il21_assay=None)
     model = load_model(model_name, alias)
-    risks = {
-        name: model.risk_model.risks(encode(frame), HORIZONS)
-        for name, frame in (("legacy", legacy), ("current", current), ("not given", unknown))
-    }
-    lines = [
-        f"`{model_name}` v{model.version} ({model.risk_model.family}), {rows.sum():,} alemtuzumab patients "
-        f"of the benchmark cohort ({spec.profile}, n {spec.n:,}, seed {spec.seed}): the absolute change "
-        "in risk, in points, from IL-21 not given to each kit's reading of the same patients.",
-        "",
-        "| endpoint | kit | mean | 90th percentile | maximum |",
-        "|---|---|---|---|---|",
-    ]
+    risks = {name: model.risk_model.risks(encode(frame), HORIZONS)
+             for name, frame in (("legacy", legacy), ("current", current), ("not given", unknown))}
+    lines = [f"`{model_name}` v{model.version} ({model.risk_model.family}), {rows.sum():,} alemtuzumab patients "
+             f"of the benchmark cohort ({spec.profile}, n {spec.n:,}, seed {spec.seed}): the absolute change "
+             "in risk, in points, from IL-21 not given to each kit's reading of the same patients.", "",
+             "| endpoint | kit | mean | 90th percentile | maximum |", "|---|---|---|---|---|"]
     for outcome in risks["legacy"]:
         for k, horizon in enumerate(HORIZONS):
             for kit in ("legacy", "current"):
                 change = 100 * np.abs(risks[kit][outcome][:, k] - risks["not given"][outcome][:, k])
-                lines.append(
-                    f"| {outcome} {horizon} m | {kit} | {change.mean():.2f} | "
-                    f"{np.percentile(change, 90):.2f} | {change.max():.2f} |"
-                )
+                lines.append(f"| {outcome} {horizon} m | {kit} | {change.mean():.2f} | "
+                             f"{np.percentile(change, 90):.2f} | {change.max():.2f} |")
     return "\n".join(lines) + "\n"
 
 

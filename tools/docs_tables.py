@@ -41,22 +41,17 @@ def validation_loop_table(source: Path = ROOT / "outputs" / "registry" / "regist
         lo, hi = r[f"{when}_o_e_lo"], r[f"{when}_o_e_hi"]
         return f"{r[f'{when}_o_e']:.2f}" + ("" if lo is None else f" ({lo:.2f}–{hi:.2f})")
 
-    lines = [
-        f"Test file: {loop['test']['patients']:,} registry patients; recalibrated (`baseline`) on "
-        f"{loop['development']['patients']:,} others. Champion v{loop['champion']}, recalibrated "
-        f"v{loop['recalibrated']} (@{loop['alias']}).",
-        "",
-        "| outcome | treatment | month | true risk | observed (Kaplan–Meier) | predicted, champion | "
-        "predicted, recalibrated | O/E before (95% CI) | O/E after (95% CI) | AUROC before / after |",
-        "|" + "---|" * 10,
-    ]
+    lines = [f"Test file: {loop['test']['patients']:,} registry patients; recalibrated (`baseline`) on "
+             f"{loop['development']['patients']:,} others. Champion v{loop['champion']}, recalibrated "
+             f"v{loop['recalibrated']} (@{loop['alias']}).", "",
+             "| outcome | treatment | month | true risk | observed (Kaplan–Meier) | predicted, champion | "
+             "predicted, recalibrated | O/E before (95% CI) | O/E after (95% CI) | AUROC before / after |",
+             "|" + "---|" * 10]
     for r in loop["rows"]:
         auroc = "—" if r["before_auroc"] is None else f"{r['before_auroc']:.3f} / {r['after_auroc']:.3f}"
-        lines.append(
-            f"| {r['outcome']} | {r['treatment']} | {r['horizon_months']} | {pct(r['true'])} | "
-            f"{pct(r['observed'])} | {pct(r['before'])} | {pct(r['after'])} | {ratio(r, 'before')} | "
-            f"{ratio(r, 'after')} | {auroc} |"
-        )
+        lines.append(f"| {r['outcome']} | {r['treatment']} | {r['horizon_months']} | {pct(r['true'])} | "
+                     f"{pct(r['observed'])} | {pct(r['before'])} | {pct(r['after'])} | {ratio(r, 'before')} | "
+                     f"{ratio(r, 'after')} | {auroc} |")
     return "\n".join(lines)
 
 
@@ -93,29 +88,20 @@ def champion_table() -> str | None:
     def get(key, fmt):
         return fmt(m[key]) if key in m else "—"
 
-    lines = [
-        f"Champion v{version} (`{family}`), benchmark cohort; mean predicted / mean true risk, expected AUROC "
-        "over the true risk's own, expected calibration slope, and the share of patients whose true risk the "
-        "95% interval held, with its mean width.",
-        "",
-        "| arm | endpoint | mean predicted / true | AUROC / oracle's | calibration slope | true risk inside the "
-        "interval | mean width |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    lines = [f"Champion v{version} (`{family}`), benchmark cohort; mean predicted / mean true risk, expected AUROC "
+             "over the true risk's own, expected calibration slope, and the share of patients whose true risk the "
+             "95% interval held, with its mean width.", "",
+             "| arm | endpoint | mean predicted / true | AUROC / oracle's | calibration slope | true risk inside the "
+             "interval | mean width |", "|---|---|---|---|---|---|---|"]
     for arm in TREATMENTS:
         for e in ("thyroid_24m", "thyroid_48m", "itp_24m", "itp_48m"):
-            mean = (
-                f"{100 * m[truth_metric(BENCHMARK_COHORT, arm, e, 'mean_risk')]:.2f}% / "
-                f"{100 * m[truth_metric(BENCHMARK_COHORT, arm, e, 'mean_true_risk')]:.2f}%"
-                if truth_metric(BENCHMARK_COHORT, arm, e, "mean_risk") in m
-                else "—"
-            )
-            lines.append(
-                f"| {arm} | {e} | {mean} | {get(truth_metric(BENCHMARK_COHORT, arm, e, 'auroc_over_oracle'), '{:.3f}'.format)} | "
-                f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'calibration_slope'), '{:.3f}'.format)} | "
-                f"{get(interval_metric(BENCHMARK_COHORT, arm, e, 'coverage'), lambda v: f'{100 * v:.0f}%')} | "
-                f"{get(interval_metric(BENCHMARK_COHORT, arm, e, 'mean_width'), lambda v: f'{100 * v:.2f} pts')} |"
-            )
+            mean = (f"{100 * m[truth_metric(BENCHMARK_COHORT, arm, e, 'mean_risk')]:.2f}% / "
+                    f"{100 * m[truth_metric(BENCHMARK_COHORT, arm, e, 'mean_true_risk')]:.2f}%"
+                    if truth_metric(BENCHMARK_COHORT, arm, e, "mean_risk") in m else "—")
+            lines.append(f"| {arm} | {e} | {mean} | {get(truth_metric(BENCHMARK_COHORT, arm, e, 'auroc_over_oracle'), '{:.3f}'.format)} | "
+                         f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'calibration_slope'), '{:.3f}'.format)} | "
+                         f"{get(interval_metric(BENCHMARK_COHORT, arm, e, 'coverage'), lambda v: f'{100 * v:.0f}%')} | "
+                         f"{get(interval_metric(BENCHMARK_COHORT, arm, e, 'mean_width'), lambda v: f'{100 * v:.2f} pts')} |")
     return "\n".join(lines)
 
 
@@ -167,35 +153,25 @@ def families_table() -> str | None:
         truth_metric,
     )
 
-    lines = [
-        "Benchmark cohort (CARE-MS I, 20,000 patients no model saw), each family's latest version of the "
-        "champion's experiment, the champion first. Mean predicted / true risk, expected AUROC over the "
-        "oracle's, expected calibration slope against the true risk, the share of patients whose true risk "
-        "the 95% interval holds and its mean width.",
-        "",
-        "| family (version) | held-out log loss over the incidence's | arm | endpoint | mean predicted / true "
-        "| AUROC / oracle's | slope | true risk inside | mean width |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = ["Benchmark cohort (CARE-MS I, 20,000 patients no model saw), each family's latest version of the "
+             "champion's experiment, the champion first. Mean predicted / true risk, expected AUROC over the "
+             "oracle's, expected calibration slope against the true risk, the share of patients whose true risk "
+             "the 95% interval holds and its mean width.", "",
+             "| family (version) | held-out log loss over the incidence's | arm | endpoint | mean predicted / true "
+             "| AUROC / oracle's | slope | true risk inside | mean width |", "|---|---|---|---|---|---|---|---|---|"]
     for family, version, m in versions:
         loss = f"{m[PROMOTION_METRIC]:.4f}" if PROMOTION_METRIC in m else "—"
         for arm in TREATMENTS:
             for e in ("thyroid_24m", "thyroid_48m", "itp_24m", "itp_48m"):
-
                 def get(key, fmt, m=m):
                     return fmt(m[key]) if key in m and m[key] == m[key] else "—"
-
-                mean = (
-                    f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'mean_risk'), _percent(2))} / "
-                    f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'mean_true_risk'), _percent(2))}"
-                )
-                lines.append(
-                    f"| {family} (v{version}) | {loss} | {arm} | {e} | {mean} | "
-                    f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'auroc_over_oracle'), '{:.3f}'.format)} | "
-                    f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'calibration_slope'), '{:.3f}'.format)} | "
-                    f"{get(interval_metric(BENCHMARK_COHORT, arm, e, 'coverage'), _percent(1))} | "
-                    f"{get(interval_metric(BENCHMARK_COHORT, arm, e, 'mean_width'), lambda v: f'{100 * v:.2f} pts')} |"
-                )
+                mean = (f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'mean_risk'), _percent(2))} / "
+                        f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'mean_true_risk'), _percent(2))}")
+                lines.append(f"| {family} (v{version}) | {loss} | {arm} | {e} | {mean} | "
+                             f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'auroc_over_oracle'), '{:.3f}'.format)} | "
+                             f"{get(truth_metric(BENCHMARK_COHORT, arm, e, 'calibration_slope'), '{:.3f}'.format)} | "
+                             f"{get(interval_metric(BENCHMARK_COHORT, arm, e, 'coverage'), _percent(1))} | "
+                             f"{get(interval_metric(BENCHMARK_COHORT, arm, e, 'mean_width'), lambda v: f'{100 * v:.2f} pts')} |")
     return "\n".join(lines)
 
 
@@ -208,28 +184,20 @@ def coverage_table() -> str | None:
     from features.schema import TREATMENTS
     from models.names import BENCHMARK_COHORT, interval_metric
 
-    lines = [
-        "Benchmark cohort (CARE-MS I, 20,000 patients no model saw), each family's latest version of the "
-        "champion's experiment, the champion first.",
-        "",
-        "| family (version) | arm | endpoint | true risk inside | mean width | inside, every input given "
-        "| mean width, every input given | patients with every input |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    lines = ["Benchmark cohort (CARE-MS I, 20,000 patients no model saw), each family's latest version of the "
+             "champion's experiment, the champion first.", "",
+             "| family (version) | arm | endpoint | true risk inside | mean width | inside, every input given "
+             "| mean width, every input given | patients with every input |", "|---|---|---|---|---|---|---|---|"]
     for family, version, m in versions:
         for arm in TREATMENTS:
             for e in ("thyroid_12m", "thyroid_24m", "thyroid_48m", "itp_12m", "itp_24m", "itp_48m"):
-
                 def get(metric, fmt, m=m, arm=arm, e=e):
                     value = m.get(interval_metric(BENCHMARK_COHORT, arm, e, metric))
                     return "—" if value is None or value != value else fmt(value)
-
                 width = lambda v: f"{100 * v:.2f} pts"  # noqa: E731
-                lines.append(
-                    f"| {family} (v{version}) | {arm} | {e} | {get('coverage', _percent(1))} | "
-                    f"{get('mean_width', width)} | {get('coverage_complete', _percent(1))} | "
-                    f"{get('mean_width_complete', width)} | {get('complete_share', _percent(0))} |"
-                )
+                lines.append(f"| {family} (v{version}) | {arm} | {e} | {get('coverage', _percent(1))} | "
+                             f"{get('mean_width', width)} | {get('coverage_complete', _percent(1))} | "
+                             f"{get('mean_width_complete', width)} | {get('complete_share', _percent(0))} |")
     return "\n".join(lines)
 
 
@@ -297,9 +265,8 @@ def rewrite(name: str, check: bool = False) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="Only say which blocks are stale.")
-    parser.add_argument(
-        "blocks", nargs="*", metavar="BLOCK", help=f"Only these blocks (default: all): {', '.join(GENERATORS)}."
-    )
+    parser.add_argument("blocks", nargs="*", metavar="BLOCK",
+                        help=f"Only these blocks (default: all): {', '.join(GENERATORS)}.")
     args = parser.parse_args()
     unknown = [name for name in args.blocks if name not in GENERATORS]
     if unknown:

@@ -33,35 +33,15 @@ EXPAND_BUTTON = 'button[data-component-id*="runnamecellrenderer"]'
 
 
 @contextmanager
-def mlflow_ui(
-    store: str,
-    log: Path,
-    timeout_s: float = 120,
-    *,
-    options: Sequence[str] = (),
-    port: int | None = None,
-    env: dict[str, str] | None = None,
-) -> Iterator[str]:
+def mlflow_ui(store: str, log: Path, timeout_s: float = 120, *, options: Sequence[str] = (), port: int | None = None,
+              env: dict[str, str] | None = None) -> Iterator[str]:
     """``mlflow ui`` (MLflow's tracking server) for ``store`` on loopback, at ``port`` or a free one, with
     further server ``options``; yields its URL, stops it and its children after
     (:func:`pipelines.servers.running_server`)."""
     port = free_port(LOOPBACK) if port is None else port
     url = f"http://{LOOPBACK}:{port}"
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        store,
-        "--host",
-        LOOPBACK,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        *options,
-    ]
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", LOOPBACK,
+               "--port", str(port), "--workers", "1", *options]
     with running_server(command, ready_url=f"{url}/health", log=log, env=env, timeout_s=timeout_s):
         yield url
 
@@ -116,16 +96,11 @@ def run_ids(store: str, experiment: str, family: str) -> tuple[str, str]:
     client = mlflow.MlflowClient(tracking_uri=store)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise SystemExit(
-            f"no experiment {experiment!r} in {store}: train it first "
-            f"(autorisk train --config experiments/{experiment}.yaml)"
-        )
-    runs = client.search_runs(
-        [found.experiment_id],
-        filter_string=f"tags.`autorisk.family` = '{family}' and tags.`autorisk.role` = 'model'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
+        raise SystemExit(f"no experiment {experiment!r} in {store}: train it first "
+                         f"(autorisk train --config experiments/{experiment}.yaml)")
+    runs = client.search_runs([found.experiment_id], filter_string=f"tags.`autorisk.family` = '{family}' "
+                              "and tags.`autorisk.role` = 'model'", order_by=["attributes.start_time DESC"],
+                              max_results=1)
     if not runs:
         raise SystemExit(f"no {family} run in experiment {experiment!r}")
     return found.experiment_id, runs[0].info.run_id
@@ -147,7 +122,6 @@ def screenshots(store: str, out: Path, experiment: str, compare_with: str, famil
     second_experiment, second_run = run_ids(store, compare_with, family)
     written = []
     with mlflow_ui(store, out / "mlflow-ui.log") as url, loopback_page() as (page, blocked):
-
         def save(name: str, full_page: bool = True) -> None:
             close_side_panels(page)
             page.screenshot(path=out / name, full_page=full_page)
@@ -172,13 +146,8 @@ def screenshots(store: str, out: Path, experiment: str, compare_with: str, famil
             more.first.click()
             page.wait_for_timeout(1000)
         save("mlflow-run.png")
-        show(
-            page,
-            f'{url}/#/compare-runs?runs=["{first_run}","{second_run}"]'
-            f'&experiments=["{first_experiment}","{second_experiment}"]',
-            "Run details",
-            timeout_s=180,
-        )
+        show(page, f'{url}/#/compare-runs?runs=["{first_run}","{second_run}"]'
+                   f'&experiments=["{first_experiment}","{second_experiment}"]', "Run details", timeout_s=180)
         page.get_by_text("Show diff only").first.click()  # the parameters that differ: the simulator's IL-21 effect
         page.wait_for_timeout(1000)
         save("mlflow-compare.png")

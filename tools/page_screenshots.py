@@ -19,29 +19,16 @@ from tools.browser import chromium, fill_form, guarded_page  # noqa: E402 - run 
 IMAGES = ROOT / "docs" / "images"
 REPORT = ROOT / "outputs" / "clinic_scores.report.html"
 # A patient as a clinician might enter one: some inputs unknown, to show "not provided".
-FORM = {
-    "age_years": "34",
-    "sex": "female",
-    "disease_duration_years": "2.5",
-    "relapses_prior_2y": "2",
-    "il21_pg_ml": "620",
-    "il21_assay": "legacy_elisa",
-    "thyroid_antibodies": "true",
-    "smoker": "false",
-}
+FORM = {"age_years": "34", "sex": "female", "disease_duration_years": "2.5", "relapses_prior_2y": "2",
+        "il21_pg_ml": "620", "il21_assay": "legacy_elisa", "thyroid_antibodies": "true", "smoker": "false"}
 
 
 def serve(port: int, log: Path):
     """``autorisk serve`` on the project's store at ``port``, one worker (:func:`pipelines.servers.running_server`)."""
     environment = {**os.environ, "AUTORISK_WORKERS": "1", "BENTOML_DO_NOT_TRACK": "true"}
-    return running_server(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)],
-        ready_url=f"http://127.0.0.1:{port}/readyz",
-        log=log,
-        env=environment,
-        cwd=ROOT,
-        stop_timeout_s=30,
-    )
+    return running_server([sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)],
+                          ready_url=f"http://127.0.0.1:{port}/readyz", log=log, env=environment, cwd=ROOT,
+                          stop_timeout_s=30)
 
 
 def print_page(page) -> None:
@@ -89,34 +76,10 @@ def main() -> None:
     if not REPORT.is_file():
         raise SystemExit(f"{REPORT} is missing: run `make demo` first")
     IMAGES.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.cli",
-            "explain",
-            "--age-years",
-            "34",
-            "--sex",
-            "female",
-            "--disease-duration-years",
-            "2.5",
-            "--relapses-prior-2y",
-            "2",
-            "--il21-pg-ml",
-            "620",
-            "--il21-assay",
-            "legacy_elisa",
-            "--thyroid-antibodies",
-            "yes",
-            "--smoker",
-            "no",
-            "--out",
-            str(IMAGES / "explain-waterfall.svg"),
-        ],
-        cwd=ROOT,
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "pipelines.cli", "explain", "--age-years", "34", "--sex", "female",
+                    "--disease-duration-years", "2.5", "--relapses-prior-2y", "2", "--il21-pg-ml", "620",
+                    "--il21-assay", "legacy_elisa", "--thyroid-antibodies", "yes", "--smoker", "no",
+                    "--out", str(IMAGES / "explain-waterfall.svg")], cwd=ROOT, check=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     try:

@@ -31,9 +31,8 @@ def _newest_runs(client, experiment: str, *, filter_string: str = "attributes.st
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return []
-    return client.search_runs(
-        [found.experiment_id], filter_string=filter_string, order_by=["attributes.start_time DESC"], max_results=200
-    )
+    return client.search_runs([found.experiment_id], filter_string=filter_string,
+                              order_by=["attributes.start_time DESC"], max_results=200)
 
 
 def _artifact(client, run_id: str, path: str) -> str | None:
@@ -64,9 +63,8 @@ def _when(run) -> str:
 def sample_size_answer() -> str | None:
     """docs/sample-size.md: the newest ``autorisk sample-size`` run's answer and Riley's table."""
     client = store_client()
-    runs = (
-        [r for r in _newest_runs(client, "sample-size") if r.info.run_name.startswith("sample-size/")] if client else []
-    )
+    runs = [r for r in _newest_runs(client, "sample-size") if r.info.run_name.startswith("sample-size/")] \
+        if client else []
     for run in runs:
         report = _artifact(client, run.info.run_id, SAMPLE_SIZE_REPORT)
         if report is None:
@@ -75,10 +73,8 @@ def sample_size_answer() -> str | None:
         table = "\n".join(line for line in _section(report, "Riley's criteria").splitlines() if line.startswith("|"))
         computed = re.search(r"Computed in (\d+) s", report)
         took = f", computed in {int(computed.group(1)) / 60:.0f} min" if computed else ""
-        return (
-            f"From `autorisk sample-size` ({_when(run)}{took}, experiment `sample-size`; the run's "
-            f"`{SAMPLE_SIZE_REPORT}` has the learning curves).\n\n{answer}\n\n{table}\n"
-        )
+        return (f"From `autorisk sample-size` ({_when(run)}{took}, experiment `sample-size`; the run's "
+                f"`{SAMPLE_SIZE_REPORT}` has the learning curves).\n\n{answer}\n\n{table}\n")
     return None
 
 
@@ -115,10 +111,8 @@ def biomarker_results() -> str | None:
                 targets.append(f"`{experiment}` ({family}): **{_held_out_thyroid_24m(table) or '—'}**")
     if not parts:
         return None
-    return (
-        "IL-21's ΔAUROC for a thyroid disorder by 24 months on the held-out split, the family with the "
-        "lowest held-out log loss of each experiment: " + "; ".join(targets) + ".\n\n" + "\n".join(parts)
-    )
+    return ("IL-21's ΔAUROC for a thyroid disorder by 24 months on the held-out split, the family with the "
+            "lowest held-out log loss of each experiment: " + "; ".join(targets) + ".\n\n" + "\n".join(parts))
 
 
 def worlds_blocks() -> dict[str, object]:
@@ -134,7 +128,6 @@ def worlds_blocks() -> dict[str, object]:
                 return make(client)
             except LookupError:  # no such run in this store: the block stays as it is
                 return None
-
         return generate
 
     def sweep_block(render):
@@ -143,13 +136,11 @@ def worlds_blocks() -> dict[str, object]:
     def reports_block(render):
         return with_client(lambda client: render(client) if worlds_doc.newest_reports(client) else None)
 
-    return {
-        "world-list": worlds_doc.world_list,
-        "cohort-reports": reports_block(worlds_doc.cohort_reports),
-        "validation": reports_block(worlds_doc.validation_table),
-        "worlds-table": sweep_block(worlds_doc.sweep),
-        "worlds-families": sweep_block(worlds_doc.families_table),
-    }
+    return {"world-list": worlds_doc.world_list,
+            "cohort-reports": reports_block(worlds_doc.cohort_reports),
+            "validation": reports_block(worlds_doc.validation_table),
+            "worlds-table": sweep_block(worlds_doc.sweep),
+            "worlds-families": sweep_block(worlds_doc.families_table)}
 
 
 def current_kit() -> str | None:

@@ -42,41 +42,31 @@ def _interferon(cdf: tuple[float, ...], months: tuple[float, ...]) -> str:
 
 
 def world_list() -> str:
-    lines = [
-        "| world | form | interferon's hazard | onset timing | family history | smoking | thyroid antibodies "
-        "(thyroid) | IL-21, high vs low | source |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = ["| world | form | interferon's hazard | onset timing | family history | smoking | thyroid antibodies "
+             "(thyroid) | IL-21, high vs low | source |", "|---|---|---|---|---|---|---|---|---|"]
     for name in world_names():
         world = load_world(name)
         effects = world.risk["thyroid"]
         scale = "HR" if world.event_model.form == "proportional-hazards" else "OR"
         timing = world.event_model.patient_timing
-        timing_text = (
-            "the arm's own"
-            if timing is None
-            else "earlier with "
-            + " and ".join("IL-21" if k == "il21" else k.replace("_", " ") for k in timing.weights)
-            + f" (strength {timing.strength:g})"
-        )
+        timing_text = ("the arm's own" if timing is None else
+                       "earlier with " + " and ".join("IL-21" if k == "il21" else k.replace("_", " ")
+                                                      for k in timing.weights)
+                       + f" (strength {timing.strength:g})")
         onset = world.onset["interferon_beta_1a"]
         lines.append(
             f"| `{name}` | {world.event_model.form} | {_interferon(tuple(onset.cdf), tuple(onset.months))} | "
             f"{timing_text} | {scale} {effects.family_history_autoimmunity.odds_ratio:g} | "
             f"{scale} {effects.smoker.odds_ratio:g} | {scale} {effects.thyroid_antibodies.odds_ratio:g} | "
-            f"{scale} {effects.il21.max_odds_ratio:g} | {world.world_source} |"
-        )
+            f"{scale} {effects.il21.max_odds_ratio:g} | {world.world_source} |")
     return "\n".join(lines) + "\n"
 
 
 def newest_reports(client: MlflowClient) -> dict[tuple[str, str], object]:
     """The newest cohort-report run per (world, profile)."""
     experiment = client.get_experiment_by_name("cohorts")
-    runs = (
-        client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=5000)
-        if experiment
-        else []
-    )
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
+                              max_results=5000) if experiment else []
     newest: dict[tuple[str, str], object] = {}
     for run in runs:
         newest.setdefault((run.data.params.get("sim.world", "default"), run.data.params.get("profile", "?")), run)
@@ -98,10 +88,8 @@ def validation_table(client: MlflowClient) -> str:
         checks = pd.read_csv(path)
         for r in checks[checks["section"].str.startswith(("§2", "§3", "§4"))].itertuples():
             verdict = "departs" if "departs:" in r.tolerance else ("pass" if r.passed else "**FAIL**")
-            lines.append(
-                f"| {profile} | {r.arm} | {r.target} | {r.published:.4g} | {r.simulated:.4g} | "
-                f"{r.tolerance} | {verdict} |"
-            )
+            lines.append(f"| {profile} | {r.arm} | {r.target} | {r.published:.4g} | {r.simulated:.4g} | "
+                         f"{r.tolerance} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -128,11 +116,9 @@ def sweep(client: MlflowClient, run_id: str) -> str:
     started = datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
     seconds = (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else math.nan
     quick = run.data.params.get("quick") == "True"
-    header = (
-        f"From MLflow run `{run_id}` (experiment `worlds`), `autorisk worlds{' --quick' if quick else ''}`, "
-        f"started {started}, {seconds / 60:.0f} minutes in all: the CARE-MS I benchmark cohort of each world "
-        "(no model saw it), the champion of that world's training.\n\n"
-    )
+    header = (f"From MLflow run `{run_id}` (experiment `worlds`), `autorisk worlds{' --quick' if quick else ''}`, "
+              f"started {started}, {seconds / 60:.0f} minutes in all: the CARE-MS I benchmark cohort of each world "
+              "(no model saw it), the champion of that world's training.\n\n")
     return header + worlds_table(client, run_id)
 
 
@@ -160,10 +146,8 @@ def main() -> None:
     text = replace_block(text, "worlds-table", sweep(client, run_id))
     text = replace_block(text, "worlds-families", families_table(client, run_id))
     DOC.write_text(text, encoding="utf-8")
-    SIMULATOR_DOC.write_text(
-        replace_block(SIMULATOR_DOC.read_text(encoding="utf-8"), "validation", validation_table(client)),
-        encoding="utf-8",
-    )
+    SIMULATOR_DOC.write_text(replace_block(SIMULATOR_DOC.read_text(encoding="utf-8"), "validation",
+                                           validation_table(client)), encoding="utf-8")
     print(f"wrote {DOC} and {SIMULATOR_DOC}")
 
 

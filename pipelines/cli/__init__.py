@@ -62,15 +62,10 @@ def lazy_command(spec: type, target: str) -> Callable:
     ``spec`` lets it take extra arguments (``allow_extra_args``) gets them as a second argument.
     """
     hints = typing.get_type_hints(spec, include_extras=True)
-    parameters = [
-        inspect.Parameter(
-            f.name,
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=hints[f.name],
-            default=inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default,
-        )
-        for f in dataclasses.fields(spec)
-    ]
+    parameters = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
+                                    default=inspect.Parameter.empty if f.default is dataclasses.MISSING
+                                    else f.default)
+                  for f in dataclasses.fields(spec)]
     settings = getattr(spec, "COMMAND", {})
     extra = settings.get("context_settings", {}).get("allow_extra_args", False)
     if extra:

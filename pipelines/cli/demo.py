@@ -28,20 +28,9 @@ from models.tracking import configure_tracking
 from pipelines.train import run_experiment
 
 # A typical candidate for alemtuzumab with high IL-21 on the original kit and thyroid antibodies.
-DEMO_PATIENT = {
-    "patient_id": "demo",
-    "age_years": 34,
-    "sex": "female",
-    "disease_duration_years": 2.5,
-    "edss": 2.0,
-    "relapses_prior_2y": 2,
-    "prior_dmt": False,
-    "il21_pg_ml": 620.0,
-    "il21_assay": "legacy_elisa",
-    "smoker": False,
-    "family_history_autoimmunity": False,
-    "thyroid_antibodies": True,
-}
+DEMO_PATIENT = {"patient_id": "demo", "age_years": 34, "sex": "female", "disease_duration_years": 2.5, "edss": 2.0,
+                "relapses_prior_2y": 2, "prior_dmt": False, "il21_pg_ml": 620.0, "il21_assay": "legacy_elisa",
+                "smoker": False, "family_history_autoimmunity": False, "thyroid_antibodies": True}
 
 
 def patient_risk_table(model: LoadedModel, record: dict) -> Table:
@@ -52,19 +41,13 @@ def patient_risk_table(model: LoadedModel, record: dict) -> Table:
     follow_up = model.risk_model.follow_up_months()
     peaks = {o: int(v.peak_year[0]) for o, v in model.risk_model.monitoring(batch.matrix).items()}
     treatment = record.get("treatment") or "alemtuzumab"
-    table = Table(
-        "outcome",
-        "year",
-        "on alemtuzumab",
-        "on interferon beta-1a",
-        "excess (alemtuzumab minus interferon)",
-        title=f"patient {record.get('patient_id', '')}: risk of onset by the end of each year after the "
-        f"first course (model v{model.version})",
-        caption=f"* extrapolated beyond the training data's follow-up on that treatment "
-        f"({', '.join(f'{t}: {m:g} months' for t, m in follow_up.items())}). "
-        f"On {treatment}, onsets are likeliest in year "
-        f"{', '.join(f'{y} ({o})' for o, y in peaks.items())}. " + RESEARCH_NOTICE,
-    )
+    table = Table("outcome", "year", "on alemtuzumab", "on interferon beta-1a", "excess (alemtuzumab minus interferon)",
+                  title=f"patient {record.get('patient_id', '')}: risk of onset by the end of each year after the "
+                        f"first course (model v{model.version})",
+                  caption=f"* extrapolated beyond the training data's follow-up on that treatment "
+                          f"({', '.join(f'{t}: {m:g} months' for t, m in follow_up.items())}). "
+                          f"On {treatment}, onsets are likeliest in year "
+                          f"{', '.join(f'{y} ({o})' for o, y in peaks.items())}. " + RESEARCH_NOTICE)
     for outcome, by_treatment in contrast.items():
         for k, month in enumerate(months):
             cells = [f"{100 * by_treatment[t][0, k]:.1f}%" + ("*" if month > follow_up[t] else "") for t in TREATMENTS]
@@ -75,27 +58,15 @@ def patient_risk_table(model: LoadedModel, record: dict) -> Table:
 
 def loop_table(loop: dict) -> Table:
     """The registry loop's figures: true, observed and predicted risk before and after the recalibration."""
-    table = Table(
-        "outcome",
-        "treatment",
-        "month",
-        "true risk",
-        "observed (Kaplan-Meier)",
-        f"predicted, v{loop['champion']}",
-        f"predicted, v{loop['recalibrated']} (@{loop['alias']})",
-        "O/E before",
-        "O/E after",
-        title=f"registry test file ({loop['test']['patients']:,} patients): champion against its "
-        f"recalibration on {loop['development']['patients']:,} others",
-    )
+    table = Table("outcome", "treatment", "month", "true risk", "observed (Kaplan-Meier)",
+                  f"predicted, v{loop['champion']}", f"predicted, v{loop['recalibrated']} (@{loop['alias']})",
+                  "O/E before", "O/E after",
+                  title=f"registry test file ({loop['test']['patients']:,} patients): champion against its "
+                        f"recalibration on {loop['development']['patients']:,} others")
     for r in loop["rows"]:
-        table.add_row(
-            r["outcome"],
-            r["treatment"],
-            str(r["horizon_months"]),
-            *[("—" if r[k] is None else f"{100 * r[k]:.1f}%") for k in ("true", "observed", "before", "after")],
-            *[("—" if r[k] is None else f"{r[k]:.2f}") for k in ("before_o_e", "after_o_e")],
-        )
+        table.add_row(r["outcome"], r["treatment"], str(r["horizon_months"]),
+                      *[("—" if r[k] is None else f"{100 * r[k]:.1f}%") for k in ("true", "observed", "before", "after")],
+                      *[("—" if r[k] is None else f"{r[k]:.2f}") for k in ("before_o_e", "after_o_e")])
     return table
 
 
@@ -111,13 +82,8 @@ def cohort_files(experiment: ExperimentConfig, folder: Path) -> list[tuple[Cohor
     if experiment.benchmark_cohort is not None:
         named.append(("benchmark", experiment.benchmark_cohort.profile, experiment.benchmark_cohort))
     counts = Counter(f"{role}-{name}" for role, name, _ in named)
-    return [
-        (
-            cohort,
-            folder / (f"{role}-{name}" + (f"-seed{cohort.seed}" if counts[f"{role}-{name}"] > 1 else "") + ".parquet"),
-        )
-        for role, name, cohort in named
-    ]
+    return [(cohort, folder / (f"{role}-{name}" + (f"-seed{cohort.seed}" if counts[f"{role}-{name}"] > 1 else "")
+                               + ".parquet")) for role, name, cohort in named]
 
 
 def _simulate_and_check(experiment: ExperimentConfig, simulator: SimulatorConfig, outputs: Path) -> None:
@@ -129,7 +95,8 @@ def _simulate_and_check(experiment: ExperimentConfig, simulator: SimulatorConfig
         frame = simulate_cohort(simulator, cohort.profile, cohort.n, cohort.seed, il21_assay=cohort.il21_assay)
         write_frame(frame, path)
         rates = frame.groupby("treatment")[["thyroid_event", "itp_event"]].mean()
-        text = "; ".join(f"{arm}: thyroid {r.thyroid_event:.1%}, ITP {r.itp_event:.2%}" for arm, r in rates.iterrows())
+        text = "; ".join(f"{arm}: thyroid {r.thyroid_event:.1%}, ITP {r.itp_event:.2%}"
+                         for arm, r in rates.iterrows())
         console.print(f"{path} ({len(frame):,} patients) {text}")
 
     console.rule("2. check the simulator against the published targets")
@@ -146,16 +113,13 @@ def _train_and_promote(experiment: ExperimentConfig, outputs: Path) -> None:
     console.rule("4. promote a champion")
     decision = promote_version(MlflowClient(), experiment.registered_model_name)
     console.print(f"rule: {decision.rule}")
-    console.print(
-        f"champion: version {decision.chosen.version} ({decision.chosen.family}, held-out log loss over "
-        f"the incidence's {decision.chosen.metric:.4f}); challenger: {decision.previous or 'none'}"
-    )
+    console.print(f"champion: version {decision.chosen.version} ({decision.chosen.family}, held-out log loss over "
+                  f"the incidence's {decision.chosen.metric:.4f}); challenger: {decision.previous or 'none'}")
     report(ReportOptions(decision.chosen.version, outputs, experiment.registered_model_name))
 
 
-def _score_clinic(
-    experiment: ExperimentConfig, simulator: SimulatorConfig, outputs: Path, clinic_n: int
-) -> LoadedModel:
+def _score_clinic(experiment: ExperimentConfig, simulator: SimulatorConfig, outputs: Path,
+                  clinic_n: int) -> LoadedModel:
     """Step 5: a simulated real-world clinic cohort scored with the champion as a clinic would score its file;
     returns the champion."""
     console.rule("5. score a simulated real-world clinic cohort")
@@ -165,9 +129,8 @@ def _score_clinic(
     model = load_model(experiment.registered_model_name)
     job = ScoreJob.to(clinic_path, scores_path)
     summary = score_batch(job, model)
-    console.print(
-        f"scored {summary.scored:,} of {summary.read:,} patients ({summary.rejected} rejected) -> {scores_path}"
-    )
+    console.print(f"scored {summary.scored:,} of {summary.read:,} patients "
+                  f"({summary.rejected} rejected) -> {scores_path}")
     print_caveats(summary, model.risk_model.follow_up_months(), job.options)
     return model
 
@@ -195,8 +158,6 @@ def demo(given: DemoOptions) -> None:
     console.print(f"open the MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000")
     console.print("start the REST server: .venv/bin/autorisk serve --port 3000")
     console.print("score a file:          .venv/bin/autorisk score outputs/clinic.csv --out scores.csv")
-    console.print(
-        "validate on outcomes:  .venv/bin/autorisk validate outputs/registry/registry-test.csv --out outputs/v"
-    )
+    console.print("validate on outcomes:  .venv/bin/autorisk validate outputs/registry/registry-test.csv --out outputs/v")
     console.print("other experiments:     .venv/bin/autorisk train --config experiments/il21-no-effect.yaml")
     console.print("Research tool on synthetic data: not for clinical decisions.")

@@ -42,10 +42,8 @@ def flag_values(args: list[str]) -> tuple[Path | None, dict[str, str]]:
         token = tokens.pop(0)
         if not token.startswith("--"):
             if path is not None:
-                raise ValueError(
-                    f"unexpected argument {token!r} after the patient file {path}; give the patient's "
-                    "values as flags, e.g. --age-years 34"
-                )
+                raise ValueError(f"unexpected argument {token!r} after the patient file {path}; give the patient's "
+                                 "values as flags, e.g. --age-years 34")
             path = Path(token)
             continue
         flag, has_value, value = token[2:].partition("=")
@@ -129,24 +127,14 @@ def _panels(model: LoadedModel, batch: ValidatedBatch, record: dict, outcomes: l
     panels = []
     for name in outcomes:
         scores = explained[name]
-        panels.append(
-            {
-                "title": f"{OUTCOME_DESCRIPTIONS.get(name, name)}: risk by month {month} on {treatment}",
-                "base_value": float(scores.base[0]),
-                "shap": dict(zip(FEATURE_NAMES, scores.shap_at(0)[0].tolist())),
-                "risk": float(scores.risk[0, 0]),
-                "values": values,
-                "reference_risk": float(scores.reference_risk()[0, 0]),
-                "scale": scores.scale,
-                "extrapolated": bool(scores.extrapolated[0, 0]),
-            }
-        )
-        console.print(
-            f"{name}: {100 * scores.risk[0, 0]:.2g}% by month {month} on {treatment} "
-            f"(reference patient {100 * scores.reference_risk()[0, 0]:.2g}%)"
-            + (" — extrapolated" if scores.extrapolated[0, 0] else ""),
-            highlight=False,
-        )
+        panels.append({"title": f"{OUTCOME_DESCRIPTIONS.get(name, name)}: risk by month {month} on {treatment}",
+                       "base_value": float(scores.base[0]), "shap": dict(zip(FEATURE_NAMES, scores.shap_at(0)[0].tolist())),
+                       "risk": float(scores.risk[0, 0]), "values": values,
+                       "reference_risk": float(scores.reference_risk()[0, 0]), "scale": scores.scale,
+                       "extrapolated": bool(scores.extrapolated[0, 0])})
+        console.print(f"{name}: {100 * scores.risk[0, 0]:.2g}% by month {month} on {treatment} "
+                      f"(reference patient {100 * scores.reference_risk()[0, 0]:.2g}%)"
+                      + (" — extrapolated" if scores.extrapolated[0, 0] else ""), highlight=False)
     return panels
 
 
@@ -172,15 +160,8 @@ def explain(given: ExplainOptions, args: list[str]) -> None:
     outcomes = model.risk_model.outcome_names
     if given.outcome is not None and given.outcome not in outcomes:
         raise fail(f"--outcome must be one of {', '.join(outcomes)}, got {given.outcome!r}", 2)
-    notes = "; ".join(
-        n
-        for n in (
-            batch.warnings[0],
-            model.risk_model.input_warnings(batch.matrix)[0],
-            model.risk_model.extrapolation_notes(batch.matrix, options.horizons)[0],
-        )
-        if n
-    )
+    notes = "; ".join(n for n in (batch.warnings[0], model.risk_model.input_warnings(batch.matrix)[0],
+                                  model.risk_model.extrapolation_notes(batch.matrix, options.horizons)[0]) if n)
     chosen = [given.outcome] if given.outcome else outcomes
     _save(waterfall_figure(_panels(model, batch, record, chosen, given.month)), given.out, kind)
     if notes:

@@ -47,37 +47,15 @@ def _with_interval(m: dict, key: str, show=_ratio) -> str:
 def validation_table(validation: Validation, title: str | None = None) -> Table:
     """Observed against predicted risk, O/E, calibration slope and AUROC per outcome, arm and horizon."""
     model = validation.report["model"]
-    table = Table(
-        "outcome",
-        "treatment",
-        "month",
-        "patients",
-        "onsets",
-        "observed (95% CI)",
-        "predicted",
-        "O/E (95% CI)",
-        "slope (95% CI)",
-        "AUROC",
-        title=title or f"{model['name']} v{model['version']} against observed outcomes",
-    )
+    table = Table("outcome", "treatment", "month", "patients", "onsets", "observed (95% CI)", "predicted",
+                  "O/E (95% CI)", "slope (95% CI)", "AUROC",
+                  title=title or f"{model['name']} v{model['version']} against observed outcomes")
     for m in validation.metrics:
-        observed = (
-            "—"
-            if m["observed_risk"] is None
-            else f"{_percent(m['observed_risk'])} ({_percent(m['observed_lo'])}–{_percent(m['observed_hi'])})"
-        )
-        table.add_row(
-            m["outcome"],
-            m["treatment"],
-            str(m["horizon_months"]),
-            f"{m['n']:,}",
-            f"{m['events']:,}",
-            observed,
-            _percent(m["mean_predicted"]),
-            _with_interval(m, "o_e"),
-            _with_interval(m, "calibration_slope"),
-            "—" if m["auroc"] is None else f"{m['auroc']:.3f}",
-        )
+        observed = "—" if m["observed_risk"] is None else \
+            f"{_percent(m['observed_risk'])} ({_percent(m['observed_lo'])}–{_percent(m['observed_hi'])})"
+        table.add_row(m["outcome"], m["treatment"], str(m["horizon_months"]), f"{m['n']:,}", f"{m['events']:,}",
+                      observed, _percent(m["mean_predicted"]), _with_interval(m, "o_e"),
+                      _with_interval(m, "calibration_slope"), "—" if m["auroc"] is None else f"{m['auroc']:.3f}")
     return table
 
 
@@ -91,9 +69,8 @@ def validate(given: ValidateOptions) -> None:
     try:
         at = check_horizons(months(given.horizons))
         version, alias = version_or_alias(given.model_version)
-        source = ObservedFile(
-            given.input, check_kit(given.il21_assay) if given.il21_assay is not None else None, given.sheet
-        )
+        source = ObservedFile(given.input, check_kit(given.il21_assay) if given.il21_assay is not None else None,
+                              given.sheet)
         check_input_options(given.input, given.sheet)
     except (ValueError, InputFileError) as error:
         raise fail(option_message(error), 2) from error
@@ -102,22 +79,15 @@ def validate(given: ValidateOptions) -> None:
         loaded = load_model(alias=alias, version=version)
         try:
             validation, files, run_id = run_validation(
-                source,
-                given.out,
-                loaded,
-                horizons=at,
-                outcomes=tuple(o.strip() for o in given.outcomes.split(",")) if given.outcomes else None,
-            )
+                source, given.out, loaded, horizons=at,
+                outcomes=tuple(o.strip() for o in given.outcomes.split(",")) if given.outcomes else None)
         except (InputFileError, InputSchemaError, ValueError) as error:
             raise fail(_about_input(given.input, error), 2) from error
     print_table(validation_table(validation))
     for warning in validation.report["warnings"]:
         console.print(f"[yellow]warning:[/] {warning.removeprefix('WARNING: ')}", soft_wrap=True, highlight=False)
-    console.print(
-        f"reports: {files['validation.md']}, {files['validation.html']}, {files['validation.json']}; "
-        f"rejects: {files['rejects.csv']}; MLflow run {run_id} (experiment validations)",
-        soft_wrap=True,
-    )
+    console.print(f"reports: {files['validation.md']}, {files['validation.html']}, {files['validation.json']}; "
+                  f"rejects: {files['rejects.csv']}; MLflow run {run_id} (experiment validations)", soft_wrap=True)
 
 
 def _recalibration_job(given: RecalibrateOptions) -> tuple[RecalibrationJob, str | None, str]:
@@ -129,15 +99,9 @@ def _recalibration_job(given: RecalibrateOptions) -> tuple[RecalibrationJob, str
         kit = check_kit(given.il21_assay) if given.il21_assay is not None else None
         name = check_alias(given.alias)
         check_input_options(given.input, given.sheet)
-        job = RecalibrationJob(
-            ObservedFile(given.input, kit, given.sheet),
-            name,
-            given.out or Path("outputs") / f"recalibrate-{name}",
-            method=given.method,
-            holdout_fraction=given.holdout_fraction,
-            horizons=at,
-            seed=given.seed,
-        )
+        job = RecalibrationJob(ObservedFile(given.input, kit, given.sheet), name,
+                               given.out or Path("outputs") / f"recalibrate-{name}", method=given.method,
+                               holdout_fraction=given.holdout_fraction, horizons=at, seed=given.seed)
     except (ValueError, InputFileError) as error:
         raise fail(option_message(error), 2) from error
     return job, version, alias
@@ -145,25 +109,13 @@ def _recalibration_job(given: RecalibrateOptions) -> tuple[RecalibrationJob, str
 
 def comparison_table(result: RecalibrationResult, loaded: LoadedModel) -> Table:
     """Observed and predicted risk and O/E on the held-out patients, before and after the recalibration."""
-    table = Table(
-        "outcome",
-        "treatment",
-        "month",
-        "observed",
-        "predicted before",
-        "predicted after",
-        "O/E before",
-        "O/E after",
-        title=f"held-out {result.held_out:,} patients: v{loaded.version} before, v{result.version} after",
-    )
+    table = Table("outcome", "treatment", "month", "observed", "predicted before", "predicted after",
+                  "O/E before", "O/E after",
+                  title=f"held-out {result.held_out:,} patients: v{loaded.version} before, v{result.version} after")
     for r in comparison_rows(result.before, result.after):
-        table.add_row(
-            r["outcome"],
-            r["treatment"],
-            str(r["horizon_months"]),
-            *[_percent(r[k]) for k in ("observed_risk", "before_predicted", "after_predicted")],
-            *[_ratio(r[k]) for k in ("before_o_e", "after_o_e")],
-        )
+        table.add_row(r["outcome"], r["treatment"], str(r["horizon_months"]),
+                      *[_percent(r[k]) for k in ("observed_risk", "before_predicted", "after_predicted")],
+                      *[_ratio(r[k]) for k in ("before_o_e", "after_o_e")])
     return table
 
 
@@ -177,20 +129,12 @@ def recalibrate(given: RecalibrateOptions) -> None:
             result = run_recalibration(job, loaded)
         except (InputFileError, InputSchemaError, ValueError) as error:
             raise fail(_about_input(given.input, error), 2) from error
-    console.print(
-        f"recalibrated {loaded.name} v{loaded.version} ({job.method}) on {result.fitted_on:,} patients: "
-        f"registered v{result.version} as @{result.alias} (MLflow run {result.run_id}); "
-        + "; ".join(f"{o} slope {d.slope:.3f}" for o, d in result.done.items()),
-        soft_wrap=True,
-    )
+    console.print(f"recalibrated {loaded.name} v{loaded.version} ({job.method}) on {result.fitted_on:,} patients: "
+                  f"registered v{result.version} as @{result.alias} (MLflow run {result.run_id}); "
+                  + "; ".join(f"{o} slope {d.slope:.3f}" for o, d in result.done.items()), soft_wrap=True)
     if result.after is not None:
         print_table(comparison_table(result, loaded))
     else:
-        console.print(
-            "no held-out validation (--holdout-fraction 0): validate the new version on other patients "
-            f"with `autorisk validate FILE --model-version @{result.alias} --out DIR`",
-            soft_wrap=True,
-        )
-    console.print(
-        f"summary: {job.out / 'recalibration.md'}; score with --model-version @{result.alias}", soft_wrap=True
-    )
+        console.print("no held-out validation (--holdout-fraction 0): validate the new version on other patients "
+                      f"with `autorisk validate FILE --model-version @{result.alias} --out DIR`", soft_wrap=True)
+    console.print(f"summary: {job.out / 'recalibration.md'}; score with --model-version @{result.alias}", soft_wrap=True)

@@ -33,19 +33,8 @@ def serve(given: ServeOptions) -> None:
     os.environ["AUTORISK_MODEL_VERSION"] = str(served.version)
     named = "" if version else f" (@{alias})"
     console.print(f"serving autoimmunity-risk version {served.version}{named} on http://{given.host}:{given.port}")
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "serving.service:RiskService",
-        "--host",
-        given.host,
-        "--port",
-        str(given.port),
-        "--working-dir",
-        str(PROJECT_ROOT),
-    ]
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:RiskService",
+               "--host", given.host, "--port", str(given.port), "--working-dir", str(PROJECT_ROOT)]
     os.execv(sys.executable, command)
 
 
@@ -61,37 +50,18 @@ def build(given: BuildOptions) -> None:
     pinned = str(found.version)
     # The version travels as a Bento argument, which every process serving the Bento receives
     # (serving/bento.py); the labels make it visible in `bentoml list` and `bentoml get`.
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "build",
-        str(PROJECT_ROOT),
-        "--bentofile",
-        str(PROJECT_ROOT / "bentofile.yaml"),
-        "--output",
-        "tag",
-        "--arg",
-        f"{MODEL_NAME_ARG}={MODEL_NAME}",
-        "--arg",
-        f"{MODEL_VERSION_ARG}={pinned}",
-        "--label",
-        f"model_name={MODEL_NAME}",
-        "--label",
-        f"model_version={pinned}",
-        "--label",
-        f"model_run_id={found.run_id}",
-    ]
+    command = [sys.executable, "-m", "bentoml", "build", str(PROJECT_ROOT),
+               "--bentofile", str(PROJECT_ROOT / "bentofile.yaml"), "--output", "tag",
+               "--arg", f"{MODEL_NAME_ARG}={MODEL_NAME}", "--arg", f"{MODEL_VERSION_ARG}={pinned}",
+               "--label", f"model_name={MODEL_NAME}", "--label", f"model_version={pinned}",
+               "--label", f"model_run_id={found.run_id}"]
     result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
-    tags = [line.removeprefix("__tag__:").strip() for line in result.stdout.splitlines() if line.startswith("__tag__:")]
+    tags = [line.removeprefix("__tag__:").strip() for line in result.stdout.splitlines()
+            if line.startswith("__tag__:")]
     if result.returncode != 0 or not tags:
         raise fail(f"bentoml build failed:\n{result.stderr.strip() or result.stdout.strip()}")
     # The tag alone on stdout, for scripts (`TAG=$(autorisk build)`); the explanation on stderr.
-    errors.print(
-        f"built Bento {tags[-1]} serving {MODEL_NAME} version {pinned}"
-        f"{'' if number else f' (@{alias} now)'}; it reads the model from the registry at "
-        "MLFLOW_TRACKING_URI when it starts",
-        highlight=False,
-        soft_wrap=True,
-    )
+    errors.print(f"built Bento {tags[-1]} serving {MODEL_NAME} version {pinned}"
+                 f"{'' if number else f' (@{alias} now)'}; it reads the model from the registry at "
+                 "MLFLOW_TRACKING_URI when it starts", highlight=False, soft_wrap=True)
     typer.echo(tags[-1])

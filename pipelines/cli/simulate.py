@@ -37,14 +37,11 @@ def cohort_report(given: CohortReportOptions) -> None:
         report, path, run_id = run_cohort_report(simulator, name, given.n, given.seed, given.out)
         checks = report.checks
         bad = checks[~checks["passed"]]
-        console.print(
-            f"{name}: {len(checks) - len(bad)}/{len(checks)} targets within tolerance -> {path} (MLflow run {run_id})"
-        )
+        console.print(f"{name}: {len(checks) - len(bad)}/{len(checks)} targets within tolerance -> {path} "
+                      f"(MLflow run {run_id})")
         for row in bad.itertuples():
-            console.print(
-                f"  [red]FAIL[/] {row.arm}: {row.target}: simulated {row.simulated:.4g}, "
-                f"published {row.published:.4g} ({row.tolerance})"
-            )
+            console.print(f"  [red]FAIL[/] {row.arm}: {row.target}: simulated {row.simulated:.4g}, "
+                          f"published {row.published:.4g} ({row.tolerance})")
         if len(bad):
             failed.append(name)
     if failed:

@@ -55,10 +55,8 @@ def worlds(given: WorldsOptions) -> None:
     given.out.parent.mkdir(parents=True, exist_ok=True)
     given.out.write_text(table, encoding="utf-8")
     console.print(table, highlight=False, soft_wrap=True)
-    console.print(
-        f"{len(names)} worlds in {time.perf_counter() - started:.0f} s; MLflow run {parent} of experiment "
-        f"'worlds'; tables -> {given.out}"
-    )
+    console.print(f"{len(names)} worlds in {time.perf_counter() - started:.0f} s; MLflow run {parent} of experiment "
+                  f"'worlds'; tables -> {given.out}")
 
 
 def _sample_size_settings(experiment: ExperimentConfig, given: SampleSizeOptions) -> CurveSettings:
@@ -85,31 +83,16 @@ def sample_size(given: SampleSizeOptions) -> None:
         settings = _sample_size_settings(experiment, given)
     except (OSError, ValueError) as error:
         raise fail(str(error), 2) from error
-    console.print(
-        f"learning curves of {experiment.name} ({', '.join(settings.families or experiment.families)}): "
-        f"{', '.join(f'{n:,}' for n in settings.sizes)} training patients, {settings.repeats} repeats; "
-        f"tracking at {uri}",
-        soft_wrap=True,
-        highlight=False,
-    )
+    console.print(f"learning curves of {experiment.name} ({', '.join(settings.families or experiment.families)}): "
+                  f"{', '.join(f'{n:,}' for n in settings.sizes)} training patients, {settings.repeats} repeats; "
+                  f"tracking at {uri}", soft_wrap=True, highlight=False)
     with store_faults(uri, must_exist=False):
-        result = run_sample_size(
-            experiment,
-            load_simulator(experiment),
-            settings,
-            log=lambda m: console.print(m, soft_wrap=True, highlight=False),
-        )
+        result = run_sample_size(experiment, load_simulator(experiment), settings,
+                                 log=lambda m: console.print(m, soft_wrap=True, highlight=False))
     paths = write_report(given.out, result.summary, result.riley, result.markdown)
     for r in result.riley.itertuples():
-        console.print(
-            f"{r.outcome} by month {r.horizon_months} ({100 * r.incidence:.1f}%), C {r.c_statistic:.3f} "
-            f"({r.c_source}): at least {r.n:,} patients ({r.events:,.0f} onsets); "
-            f"141 patients are {r.published_share_of_needed:.0%} of it",
-            highlight=False,
-            soft_wrap=True,
-        )
-    console.print(
-        f"report: {paths[0]} (MLflow run {result.run_id}, experiment 'sample-size'; {result.seconds:.0f} s)",
-        soft_wrap=True,
-        highlight=False,
-    )
+        console.print(f"{r.outcome} by month {r.horizon_months} ({100 * r.incidence:.1f}%), C {r.c_statistic:.3f} "
+                      f"({r.c_source}): at least {r.n:,} patients ({r.events:,.0f} onsets); "
+                      f"141 patients are {r.published_share_of_needed:.0%} of it", highlight=False, soft_wrap=True)
+    console.print(f"report: {paths[0]} (MLflow run {result.run_id}, experiment 'sample-size'; {result.seconds:.0f} s)",
+                  soft_wrap=True, highlight=False)

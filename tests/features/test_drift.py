@@ -98,13 +98,8 @@ def test_too_few_records_or_no_reference_are_said_not_guessed(reference):
 
 
 def test_older_references_without_a_range_still_compare(make_cohort, reference):
-    old = {
-        "n": reference["n"],
-        "features": {
-            name: {k: v for k, v in spec.items() if k not in ("low", "high")}
-            for name, spec in reference["features"].items()
-        },
-    }
+    old = {"n": reference["n"], "features": {
+        name: {k: v for k, v in spec.items() if k not in ("low", "high")} for name, spec in reference["features"].items()}}
     report = compare(old, bin_counts(encode(make_cohort("care-ms1", 2_000, 6)), old))
     assert report.status == "compared" and all(f.outside is None for f in report.features)
     assert "not recorded" in to_markdown(report, model="m v1")

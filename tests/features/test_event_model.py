@@ -35,9 +35,8 @@ def test_risk_by_month_by_hand():
     # Onset shift k = 0.5 at month 18: T = 0.625 + 0.5 * 0.625 * 0.375 = 0.7421875.
     assert risk_by_month(EVER, [logit(0.4)], [0.5], [18])[0, 0] == pytest.approx(0.4 * 0.7421875, rel=1e-14)
     # Relative hazard 2 on a cumulative hazard of 0.5 by month 12 and 1.0 by month 18.
-    np.testing.assert_allclose(
-        risk_by_month(HAZARD, [math.log(2)], [0.0], [12, 18]), [[1 - math.exp(-1), 1 - math.exp(-2)]], rtol=1e-14
-    )
+    np.testing.assert_allclose(risk_by_month(HAZARD, [math.log(2)], [0.0], [12, 18]),
+                               [[1 - math.exp(-1), 1 - math.exp(-2)]], rtol=1e-14)
 
 
 def test_observed_probability_by_hand_and_against_quadrature():
@@ -45,42 +44,27 @@ def test_observed_probability_by_hand_and_against_quadrature():
     mu = 0.01
     # k = 0: 0.4 * (1 - exp(-0.24)) / 0.24.
     assert observed_probability(uniform, [logit(0.4)], [0.0], mu, 24)[0] == pytest.approx(
-        0.4 * (1 - math.exp(-0.24)) / 0.24, rel=1e-13
-    )
+        0.4 * (1 - math.exp(-0.24)) / 0.24, rel=1e-13)
     # k = 0.5: density (1.5 - t / 24) / 24; I0 = (1 - e^-0.24) / mu, I1 = (1 - 1.24 e^-0.24) / mu^2.
     i0, i1 = (1 - math.exp(-0.24)) / mu, (1 - 1.24 * math.exp(-0.24)) / mu**2
     assert observed_probability(uniform, [logit(0.4)], [0.5], mu, 24)[0] == pytest.approx(
-        0.4 * (1.5 * i0 - i1 / 24) / 24, rel=1e-12
-    )
+        0.4 * (1.5 * i0 - i1 / 24) / 24, rel=1e-12)
     # Without drop-out the observed probability is the risk at the follow-up.
     assert observed_probability(EVER, [logit(0.3)], [-0.4], 0.0, 18)[0] == pytest.approx(
-        risk_by_month(EVER, [logit(0.3)], [-0.4], [18])[0, 0], rel=1e-14
-    )
-    for curve, lp, shift, follow_up in (
-        (EVER, logit(0.35), 0.7, 20.0),
-        (HAZARD, 0.3, 0.0, 20.0),
-        (HAZARD, -2.0, 0.0, 30.0),
-    ):
-
+        risk_by_month(EVER, [logit(0.3)], [-0.4], [18])[0, 0], rel=1e-14)
+    for curve, lp, shift, follow_up in ((EVER, logit(0.35), 0.7, 20.0), (HAZARD, 0.3, 0.0, 20.0),
+                                        (HAZARD, -2.0, 0.0, 30.0)):
         def density(t, curve=curve, lp=lp, shift=shift):
             step = 1e-6
-            return (
-                (
-                    risk_by_month(curve, [lp], [shift], [t + step])[0, 0]
-                    - risk_by_month(curve, [lp], [shift], [t - step])[0, 0]
-                )
-                / (2 * step)
-                * math.exp(-mu * t)
-            )
+            return (risk_by_month(curve, [lp], [shift], [t + step])[0, 0]
+                    - risk_by_month(curve, [lp], [shift], [t - step])[0, 0]) / (2 * step) * math.exp(-mu * t)
 
         expected = sum(quad(density, a, b, epsabs=1e-13)[0] for a, b in ((0, 12), (12, min(24, follow_up))))
         assert observed_probability(curve, [lp], [shift], mu, follow_up)[0] == pytest.approx(expected, rel=1e-7)
 
 
-@pytest.mark.parametrize(
-    ("curve", "lp", "shift"),
-    [(EVER, logit(0.5), 0.0), (EVER, logit(0.5), 0.8), (EVER, logit(0.5), -0.6), (HAZARD, 0.2, 0.0)],
-)
+@pytest.mark.parametrize(("curve", "lp", "shift"), [(EVER, logit(0.5), 0.0), (EVER, logit(0.5), 0.8),
+                                                    (EVER, logit(0.5), -0.6), (HAZARD, 0.2, 0.0)])
 def test_onset_times_follow_the_risk(curve, lp, shift):
     n = 200_000
     rng = np.random.default_rng(3)
@@ -95,24 +79,16 @@ def test_true_risk_is_the_form_by_hand(worlds):
     """Three patients, each outcome's risk composed by hand from the world's effects, intercept and curve."""
     for name, world in worlds.items():
         baseline = draw_baseline(world, "care-ms1", 3, np.random.default_rng(1)).assign(
-            family_history_autoimmunity=[1.0, 0.0, 0.0],
-            smoker=[0.0, 1.0, 0.0],
-            thyroid_antibodies=[1.0, 0.0, 1.0],
-            il21_pg_ml=[150.0, 420.0, 2000.0],
-            sex=["female", "male", "female"],
-            treatment=["alemtuzumab", "alemtuzumab", "interferon_beta_1a"],
-        )
+            family_history_autoimmunity=[1.0, 0.0, 0.0], smoker=[0.0, 1.0, 0.0], thyroid_antibodies=[1.0, 0.0, 1.0],
+            il21_pg_ml=[150.0, 420.0, 2000.0], sex=["female", "male", "female"],
+            treatment=["alemtuzumab", "alemtuzumab", "interferon_beta_1a"])
         for outcome in ("thyroid", "itp"):
             effects = world.risk[outcome]
-            step = expit(
-                (np.log(baseline["il21_pg_ml"]) - math.log(effects.il21.threshold_pg_ml)) / effects.il21.width_log
-            )
-            eta = (
-                math.log(effects.family_history_autoimmunity.odds_ratio) * baseline["family_history_autoimmunity"]
-                + math.log(effects.smoker.odds_ratio) * baseline["smoker"]
-                + math.log(effects.thyroid_antibodies.odds_ratio) * baseline["thyroid_antibodies"]
-                + math.log(effects.il21.max_odds_ratio) * step * (baseline["treatment"] == "alemtuzumab")
-            )
+            step = expit((np.log(baseline["il21_pg_ml"]) - math.log(effects.il21.threshold_pg_ml)) / effects.il21.width_log)
+            eta = (math.log(effects.family_history_autoimmunity.odds_ratio) * baseline["family_history_autoimmunity"]
+                   + math.log(effects.smoker.odds_ratio) * baseline["smoker"]
+                   + math.log(effects.thyroid_antibodies.odds_ratio) * baseline["thyroid_antibodies"]
+                   + math.log(effects.il21.max_odds_ratio) * step * (baseline["treatment"] == "alemtuzumab"))
             intercepts = arm_intercepts(world, "care-ms1")
             lp = eta + baseline["treatment"].map(lambda t, o=outcome: intercepts[(t, o)])  # noqa: B023 - mapped at once
             shift = onset_shift(world, "care-ms1", outcome, baseline)
@@ -123,11 +99,8 @@ def test_true_risk_is_the_form_by_hand(worlds):
                     expected = 1 - math.exp(-math.exp(lp[k]) * level)
                 else:
                     expected = expit(lp[k]) * (level + shift[k] * level * (1 - level))
-                assert true_risk(world, "care-ms1", outcome, baseline, 36)[k] == pytest.approx(expected, rel=1e-12), (
-                    name,
-                    outcome,
-                    k,
-                )
+                assert true_risk(world, "care-ms1", outcome, baseline, 36)[k] == pytest.approx(expected, rel=1e-12), \
+                    (name, outcome, k)
 
 
 def test_truth_columns_give_the_true_risk_at_any_month_in_every_form(worlds):
@@ -135,18 +108,12 @@ def test_truth_columns_give_the_true_risk_at_any_month_in_every_form(worlds):
         cohort = simulate_cohort(world, "care-ms2", 400, 5)
         baseline = draw_baseline(world, "care-ms2", 400, np.random.default_rng(5))
         for outcome in ("thyroid", "itp"):
-            np.testing.assert_array_equal(
-                true_risk_at(world, cohort, outcome, [24, 48]),
-                cohort[[f"true_risk_{outcome}_24m", f"true_risk_{outcome}_48m"]],
-            )
+            np.testing.assert_array_equal(true_risk_at(world, cohort, outcome, [24, 48]),
+                                          cohort[[f"true_risk_{outcome}_24m", f"true_risk_{outcome}_48m"]])
             for arm in ("alemtuzumab", "interferon_beta_1a"):
                 other = baseline.assign(treatment=arm)
-                np.testing.assert_allclose(
-                    true_risk_at(world, cohort, outcome, [7, 30, 60], arm)[:, 1],
-                    true_risk(world, "care-ms2", outcome, other, 30),
-                    rtol=1e-13,
-                    atol=1e-300,
-                )
+                np.testing.assert_allclose(true_risk_at(world, cohort, outcome, [7, 30, 60], arm)[:, 1],
+                                           true_risk(world, "care-ms2", outcome, other, 30), rtol=1e-13, atol=1e-300)
 
 
 def test_proportional_hazards_keep_the_published_timing(worlds):

@@ -12,19 +12,16 @@ def outcomes(*rows):
     return pd.DataFrame(rows, columns=["thyroid_event", "thyroid_time_months"], dtype=object)
 
 
-@pytest.mark.parametrize(
-    "event, time, problem",
-    [
-        ("", "12", "thyroid_event: missing"),
-        ("2", "12", "thyroid_event: '2' is not 0 or 1"),
-        ("yes", "12", "thyroid_event: 'yes' is not 0 or 1"),
-        ("0", "", "thyroid_time_months: missing"),
-        ("1", "NA", "thyroid_time_months: missing for an observed onset (thyroid_event 1): an event without a time"),
-        ("0", "-1", "thyroid_time_months: -1 is negative"),
-        ("1", "121", f"thyroid_time_months: 121 is over {MAX_FOLLOW_UP_MONTHS:g} months"),
-        ("0", "twelve", "thyroid_time_months: 'twelve' is not a number of months"),
-    ],
-)
+@pytest.mark.parametrize("event, time, problem", [
+    ("", "12", "thyroid_event: missing"),
+    ("2", "12", "thyroid_event: '2' is not 0 or 1"),
+    ("yes", "12", "thyroid_event: 'yes' is not 0 or 1"),
+    ("0", "", "thyroid_time_months: missing"),
+    ("1", "NA", "thyroid_time_months: missing for an observed onset (thyroid_event 1): an event without a time"),
+    ("0", "-1", "thyroid_time_months: -1 is negative"),
+    ("1", "121", f"thyroid_time_months: 121 is over {MAX_FOLLOW_UP_MONTHS:g} months"),
+    ("0", "twelve", "thyroid_time_months: 'twelve' is not a number of months"),
+])
 def test_an_unusable_row_is_rejected_alone_with_its_reason(event, time, problem):
     event_, time_, reason = read_outcome(outcomes(("1", "14.5"), (event, time), ("0", "60")), "thyroid")
     assert reason.tolist()[0] == "" and reason.tolist()[2] == ""
@@ -49,14 +46,8 @@ def test_a_file_without_an_outcomes_columns_names_them():
 
 
 def test_reasons_of_several_outcomes_are_joined():
-    frame = pd.DataFrame(
-        {
-            "thyroid_event": ["1", "x"],
-            "thyroid_time_months": ["5", "5"],
-            "itp_event": ["0", "0"],
-            "itp_time_months": ["-2", "5"],
-        }
-    )
+    frame = pd.DataFrame({"thyroid_event": ["1", "x"], "thyroid_time_months": ["5", "5"],
+                          "itp_event": ["0", "0"], "itp_time_months": ["-2", "5"]})
     values, reasons = read_outcomes(frame, ("thyroid", "itp"))
     assert reasons[0] == "itp_time_months: -2 is negative"
     assert reasons[1] == "thyroid_event: 'x' is not 0 or 1"

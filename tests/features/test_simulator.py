@@ -60,16 +60,15 @@ def test_true_risk_is_the_probability_of_the_event_label(simulator):
     cohort = simulate_cohort(simulator, "care-ms2", 200_000, 4)
     for _arm, members in cohort.groupby("treatment"):
         for outcome in OUTCOMES:
-            assert members[f"{outcome}_event"].mean() == pytest.approx(
-                members[f"true_risk_{outcome}"].mean(), abs=0.004
-            )
+            assert members[f"{outcome}_event"].mean() == pytest.approx(members[f"true_risk_{outcome}"].mean(), abs=0.004)
 
 
 def test_kaplan_meier_by_hand():
     time = np.array([1.0, 2.0, 2.0, 3.0, 4.0])
     event = np.array([1, 0, 1, 1, 0])
     # S(1) = 4/5, S(2) = 4/5 * 3/4, S(3) = 3/5 * 1/2
-    np.testing.assert_allclose(kaplan_meier_incidence(time, event, [0.5, 1, 2, 3, 10]), [0.0, 0.2, 0.4, 0.7, 0.7])
+    np.testing.assert_allclose(kaplan_meier_incidence(time, event, [0.5, 1, 2, 3, 10]),
+                               [0.0, 0.2, 0.4, 0.7, 0.7])
 
 
 def test_onset_peaks_in_year_three_on_alemtuzumab(simulator):
@@ -88,12 +87,8 @@ def test_randomisation_ratio_matches_the_trial(simulator):
 
 def test_il21_effect_is_nonlinear_and_acts_only_after_alemtuzumab(simulator, make_cohort):
     base = make_cohort("care-ms1", 1, 0).iloc[[0] * 4].reset_index(drop=True)
-    base = base.assign(
-        il21_pg_ml=[50.0, 100.0, 1500.0, 3000.0],
-        smoker=False,
-        family_history_autoimmunity=False,
-        thyroid_antibodies=False,
-    )
+    base = base.assign(il21_pg_ml=[50.0, 100.0, 1500.0, 3000.0], smoker=False,
+                       family_history_autoimmunity=False, thyroid_antibodies=False)
     alemtuzumab = true_risk(simulator, "care-ms1", "thyroid", base.assign(treatment="alemtuzumab"))
     interferon = true_risk(simulator, "care-ms1", "thyroid", base.assign(treatment="interferon_beta_1a"))
     assert np.ptp(interferon) < 1e-12  # interaction: no IL-21 effect without alemtuzumab
@@ -135,18 +130,9 @@ def test_the_current_kit_reads_the_same_patients_without_signal(simulator):
 
 
 def test_external_populations_differ_in_risk_not_only_in_features(simulator, make_cohort):
-    patients = (
-        make_cohort("clinic", 1, 0)
-        .iloc[[0] * 2]
-        .reset_index(drop=True)
-        .assign(
-            smoker=[0.0, 1.0],
-            family_history_autoimmunity=0.0,
-            thyroid_antibodies=0.0,
-            il21_pg_ml=200.0,
-            treatment="alemtuzumab",
-        )
-    )
+    patients = make_cohort("clinic", 1, 0).iloc[[0] * 2].reset_index(drop=True).assign(
+        smoker=[0.0, 1.0], family_history_autoimmunity=0.0, thyroid_antibodies=0.0, il21_pg_ml=200.0,
+        treatment="alemtuzumab")
     clinic = true_risk(simulator, "clinic", "thyroid", patients, 48)
     referral = true_risk(simulator, "referral-clinic", "thyroid", patients, 48)
     odds = lambda r: r / (1 - r)  # noqa: E731
@@ -163,15 +149,10 @@ def test_external_populations_differ_in_risk_not_only_in_features(simulator, mak
     registry = simulate_cohort(simulator, "registry", 30_000, 3)
     assert set(registry["treatment"]) == {"alemtuzumab", "interferon_beta_1a"}
     by_arm = registry.groupby("treatment")[["true_risk_itp_48m", "true_risk_thyroid_48m"]].mean()
-    care_ms1 = (
-        simulate_cohort(simulator, "care-ms1", 30_000, 3)
-        .groupby("treatment")[["true_risk_itp_48m", "true_risk_thyroid_48m"]]
-        .mean()
-    )
+    care_ms1 = simulate_cohort(simulator, "care-ms1", 30_000, 3).groupby("treatment")[
+        ["true_risk_itp_48m", "true_risk_thyroid_48m"]].mean()
     # Fewer thyroid disorders recorded than the trials', more ITP, and ITP on interferon too.
-    assert (
-        by_arm.loc["alemtuzumab", "true_risk_thyroid_48m"] < care_ms1.loc["alemtuzumab", "true_risk_thyroid_48m"] - 0.05
-    )
+    assert by_arm.loc["alemtuzumab", "true_risk_thyroid_48m"] < care_ms1.loc["alemtuzumab", "true_risk_thyroid_48m"] - 0.05
     assert by_arm.loc["alemtuzumab", "true_risk_itp_48m"] > 1.2 * care_ms1.loc["alemtuzumab", "true_risk_itp_48m"]
     assert by_arm.loc["interferon_beta_1a", "true_risk_itp_48m"] > 0
 

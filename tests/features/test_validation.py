@@ -26,22 +26,19 @@ def test_unambiguous_codings_are_accepted():
     assert m[:, COLUMN_INDEX["treatment"]].tolist() == [1.0, 0.0]  # missing -> alemtuzumab
 
 
-@pytest.mark.parametrize(
-    "row, field, problem",
-    [
-        ({"il21_pg_ml": "abc", "il21_assay": "legacy_elisa"}, "il21_pg_ml", "not a number"),
-        ({"il21_pg_ml": "1,5", "il21_assay": "legacy_elisa"}, "il21_pg_ml", "not a number"),
-        ({"il21_pg_ml": "0", "il21_assay": "legacy_elisa"}, "il21_pg_ml", "possible range"),
-        ({"il21_pg_ml": "5", "il21_assay": "elisa"}, "il21_assay", "not one of legacy_elisa, current_elisa"),
-        ({"relapses_prior_2y": "2.5"}, "relapses_prior_2y", "whole number"),
-        ({"age_years": "150"}, "age_years", "possible range"),
-        ({"age_years": ""}, "age_years", "required"),
-        ({"sex": "x"}, "sex", "not one of female, male"),
-        ({"smoker": "maybe"}, "smoker", "boolean"),
-        ({"disease_duration_years": "40"}, "disease_duration_years", "exceeds age_years"),
-        ({"edss": "inf"}, "edss", "possible range"),
-    ],
-)
+@pytest.mark.parametrize("row, field, problem", [
+    ({"il21_pg_ml": "abc", "il21_assay": "legacy_elisa"}, "il21_pg_ml", "not a number"),
+    ({"il21_pg_ml": "1,5", "il21_assay": "legacy_elisa"}, "il21_pg_ml", "not a number"),
+    ({"il21_pg_ml": "0", "il21_assay": "legacy_elisa"}, "il21_pg_ml", "possible range"),
+    ({"il21_pg_ml": "5", "il21_assay": "elisa"}, "il21_assay", "not one of legacy_elisa, current_elisa"),
+    ({"relapses_prior_2y": "2.5"}, "relapses_prior_2y", "whole number"),
+    ({"age_years": "150"}, "age_years", "possible range"),
+    ({"age_years": ""}, "age_years", "required"),
+    ({"sex": "x"}, "sex", "not one of female, male"),
+    ({"smoker": "maybe"}, "smoker", "boolean"),
+    ({"disease_duration_years": "40"}, "disease_duration_years", "exceeds age_years"),
+    ({"edss": "inf"}, "edss", "possible range"),
+])
 def test_bad_values_are_rejected_with_field_and_reason(row, field, problem):
     batch = validate_frame(records({}, row, {}))
     assert batch.rows.tolist() == [0, 2]
@@ -57,11 +54,9 @@ def test_every_record_is_accepted_or_rejected():
 
 
 def test_il21_needs_its_assay_and_goes_into_its_kits_column():
-    frame = records(
-        {"il21_pg_ml": "300", "il21_assay": "legacy_elisa"},
-        {"il21_pg_ml": "30", "il21_assay": "current_elisa"},
-        {"il21_pg_ml": "300"},
-    )
+    frame = records({"il21_pg_ml": "300", "il21_assay": "legacy_elisa"},
+                    {"il21_pg_ml": "30", "il21_assay": "current_elisa"},
+                    {"il21_pg_ml": "300"})
     batch = validate_frame(frame)
     assert batch.rejects["row"].tolist() == [2]
     assert batch.rejects["reason"].iloc[0].startswith("il21_assay: required when il21_pg_ml is given")
@@ -79,23 +74,15 @@ def test_il21_needs_its_assay_and_goes_into_its_kits_column():
 
 def test_validation_knows_nothing_of_any_training_data():
     # values no trial enrolled are accepted without a word: a model says what its own training covered
-    batch = validate_frame(
-        records({"age_years": "70", "disease_duration_years": "30"}, {"il21_pg_ml": "3", "il21_assay": "legacy_elisa"})
-    )
+    batch = validate_frame(records({"age_years": "70", "disease_duration_years": "30"},
+                                   {"il21_pg_ml": "3", "il21_assay": "legacy_elisa"}))
     assert batch.rejects.empty
     assert batch.warnings.tolist() == ["", ""]
 
 
 def test_typed_values_are_accepted():
-    frame = pd.DataFrame(
-        {
-            "age_years": [34.0],
-            "sex": ["male"],
-            "disease_duration_years": [1.5],
-            "smoker": [True],
-            "relapses_prior_2y": [2],
-        }
-    )
+    frame = pd.DataFrame({"age_years": [34.0], "sex": ["male"], "disease_duration_years": [1.5],
+                          "smoker": [True], "relapses_prior_2y": [2]})
     batch = validate_frame(frame)
     assert batch.rejects.empty
     assert batch.matrix[0, COLUMN_INDEX["smoker"]] == 1.0
@@ -122,9 +109,8 @@ def test_matrix_columns_follow_schema_order():
     batch = validate_frame(records({}))
     assert batch.matrix.shape == (1, len(MODEL_COLUMNS))
     # every explained input has its columns, in order, and IL-21 one per kit
-    assert [c.split("@")[0] for c in MODEL_COLUMNS] == [
-        n for n in FEATURE_NAMES for _ in (IL21_KITS if n == "il21_pg_ml" else (n,))
-    ]
+    assert [c.split("@")[0] for c in MODEL_COLUMNS] == [n for n in FEATURE_NAMES for _ in
+                                                        (IL21_KITS if n == "il21_pg_ml" else (n,))]
 
 
 def assert_same_batch(left, right):
@@ -158,15 +144,7 @@ def test_parsed_json_records_get_the_frame_rules(make_cohort):
 
 
 def test_one_typed_record_is_encoded_like_its_frame():
-    record = {
-        "patient_id": 7,
-        "age_years": 34,
-        "sex": "male",
-        "disease_duration_years": 2.5,
-        "smoker": True,
-        "il21_pg_ml": 620.0,
-        "il21_assay": "legacy_elisa",
-        "relapses_prior_2y": 2,
-    }
+    record = {"patient_id": 7, "age_years": 34, "sex": "male", "disease_duration_years": 2.5, "smoker": True,
+              "il21_pg_ml": 620.0, "il21_assay": "legacy_elisa", "relapses_prior_2y": 2}
     assert_same_batch(validate_records([record]), validate_frame(pd.DataFrame([record])))
     assert validate_records([record]).patient_ids.tolist() == ["7"]

@@ -14,11 +14,8 @@ def test_the_shipped_worlds_include_the_default_and_il21_no_effect():
     forms = {load_world(w).event_model.form for w in names}
     assert forms == {"ever-risk", "proportional-hazards"}
     assert any(load_world(w).event_model.patient_timing is not None for w in names)
-    assert {tuple(load_world(w).onset["interferon_beta_1a"].cdf) for w in names} >= {
-        (0.0, 1.0),
-        (0.0, 0.5, 1.0),
-        (0.0, 0.2, 1.0),
-    }
+    assert {tuple(load_world(w).onset["interferon_beta_1a"].cdf) for w in names} >= {(0.0, 1.0), (0.0, 0.5, 1.0),
+                                                                                       (0.0, 0.2, 1.0)}
 
 
 @pytest.mark.parametrize("world", OTHER_WORLDS)

@@ -25,10 +25,8 @@ from pipelines.config import FamilySpec
 from pipelines.intervals import fit_intervals
 from pipelines.steps import fit_family
 
-SPEC = FamilySpec(
-    estimator="cure-xgboost",
-    params={"n_estimators": 150, "max_depth": 3, "learning_rate": 0.1, "min_child_weight": 5.0, "n_jobs": 2},
-)
+SPEC = FamilySpec(estimator="cure-xgboost", params={"n_estimators": 150, "max_depth": 3, "learning_rate": 0.1,
+                                                    "min_child_weight": 5.0, "n_jobs": 2})
 ALEMTUZUMAB = int(CATEGORY_CODES["treatment"]["alemtuzumab"])
 INTERFERON = int(CATEGORY_CODES["treatment"]["interferon_beta_1a"])
 EVERY_MONTH = tuple(range(1, MAX_HORIZON_MONTHS + 1))
@@ -75,7 +73,7 @@ def test_the_risk_beyond_the_window_is_continuous_monotone_and_below_one():
     np.testing.assert_allclose(risk[:, 1], p[:, 0])  # the ever-risk at the window's end
     np.testing.assert_allclose(risk[:, 2], p[:, 0], rtol=1e-6)
     assert (np.diff(risk, axis=1) > 0).all() and (risk <= 1).all()  # 1 - 1e-20 is 1 in floating point
-    assert risk[1, 3] == pytest.approx(1 - 0.7**2)
+    assert risk[1, 3] == pytest.approx(1 - 0.7 ** 2)
 
 
 def test_the_boosting_gradient_is_the_mixture_likelihoods(monkeypatch):
@@ -110,13 +108,8 @@ def test_the_boosting_gradient_is_the_mixture_likelihoods(monkeypatch):
 
 @pytest.fixture(scope="module")
 def trained(make_cohort):
-    train = pd.concat(
-        [
-            make_cohort("care-ms1", 16000, 81).assign(profile="care-ms1"),
-            make_cohort("extension", 8000, 82).assign(profile="extension"),
-        ],
-        ignore_index=True,
-    )
+    train = pd.concat([make_cohort("care-ms1", 16000, 81).assign(profile="care-ms1"),
+                       make_cohort("extension", 8000, 82).assign(profile="extension")], ignore_index=True)
     model = fit_family("cure-xgboost", SPEC, train, {o: SPEC.params for o in ("thyroid", "itp")})
     return fit_intervals(model, train, 3, 0)[0], train
 
@@ -144,18 +137,13 @@ def test_the_explanation_is_exact_on_the_ever_risks_log_odds(trained, make_cohor
         assert explained.scale.startswith("log-odds of the ever-risk")
         for k in range(3):
             ever = expit(explained.base[k] + explained.shap_at(k).sum(axis=1))
-            np.testing.assert_allclose(
-                risk_from_ever_risk(ever[:, None], explained.timing[:, [k]])[:, 0],
-                explained.risk[:, k],
-                rtol=1e-12,
-                atol=1e-15,
-            )
+            np.testing.assert_allclose(risk_from_ever_risk(ever[:, None], explained.timing[:, [k]])[:, 0],
+                                       explained.risk[:, k], rtol=1e-12, atol=1e-15)
         np.testing.assert_array_equal(explained.shap_at(0), explained.shap_at(2))  # the same at every horizon
         # the tables are xgboost's own contributions
         inner = model.outcomes[outcome].estimator_
-        booster = inner.booster_.predict(
-            __import__("xgboost").DMatrix(model.prepare(matrix), missing=np.nan), pred_contribs=True
-        )
+        booster = inner.booster_.predict(__import__("xgboost").DMatrix(model.prepare(matrix), missing=np.nan),
+                                         pred_contribs=True)
         np.testing.assert_allclose(inner.explain(model.prepare(matrix))[1], booster[:, :-1], atol=1e-5)
 
 
@@ -184,9 +172,8 @@ def test_a_cure_model_is_stored_and_read_back_exactly(trained, make_cohort, tmp_
     matrix = encode(make_cohort("care-ms2", 300, 86))
     for outcome in ("thyroid", "itp"):
         np.testing.assert_array_equal(again.risks(matrix, (24, 48))[outcome], model.risks(matrix, (24, 48))[outcome])
-        np.testing.assert_array_equal(
-            again.intervals(matrix, (24, 48))[outcome][1], model.intervals(matrix, (24, 48))[outcome][1]
-        )
+        np.testing.assert_array_equal(again.intervals(matrix, (24, 48))[outcome][1],
+                                      model.intervals(matrix, (24, 48))[outcome][1])
 
 
 def test_a_cure_model_recalibrates_to_a_registry(trained, make_cohort):
@@ -204,7 +191,6 @@ def test_a_cure_model_recalibrates_to_a_registry(trained, make_cohort):
     # the explanation stays exact: the offsets go to the treatment and the base value
     explained = updated.explain(encode(test.head(100)), (48,))["thyroid"]
     ever = expit(explained.base[0] + explained.shap_at(0).sum(axis=1))
-    np.testing.assert_allclose(
-        risk_from_ever_risk(ever[:, None], explained.timing)[:, 0], explained.risk[:, 0], rtol=1e-12
-    )
+    np.testing.assert_allclose(risk_from_ever_risk(ever[:, None], explained.timing)[:, 0], explained.risk[:, 0],
+                               rtol=1e-12)
     assert MONTHS[-1] == MAX_HORIZON_MONTHS

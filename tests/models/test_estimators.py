@@ -82,10 +82,8 @@ def test_explaining_does_not_modify_input(fitted, training):
 
 def test_unknown_optional_features_are_scored(fitted, training):
     matrix = training[0][:50].copy()
-    optional = [
-        COLUMN_INDEX[n]
-        for n in ("edss", "il21_pg_ml@legacy_elisa", "il21_pg_ml@current_elisa", "smoker", "thyroid_antibodies")
-    ]
+    optional = [COLUMN_INDEX[n] for n in ("edss", "il21_pg_ml@legacy_elisa", "il21_pg_ml@current_elisa", "smoker",
+                                          "thyroid_antibodies")]
     matrix[:, optional] = np.nan
     assert np.isfinite(fitted.predict(matrix)).all()
 

@@ -70,7 +70,7 @@ def test_fast_calibration_slope_is_scikit_learns():
 
     rng = np.random.default_rng(6)
     risk = 1 / (1 + np.exp(-rng.normal(-1.0, 1.2, 5000)))
-    y = (rng.random(risk.size) < risk**1.3).astype(int)
+    y = (rng.random(risk.size) < risk ** 1.3).astype(int)
     weight = rng.random(risk.size) * 3
     expected = weighted_calibration(y, risk, weight)[0]
     # scikit-learn's L-BFGS stops at a gradient tolerance of 1e-4; Newton's steps go to 1e-10.
@@ -108,11 +108,8 @@ def test_the_truth_scores_itself_perfectly_and_a_shrunk_model_does_not():
     shrunk = 1 / (1 + np.exp(-(0.5 * logit - 0.75)))
     assert evaluate_against_truth(shrunk, truth)["calibration_slope"] == pytest.approx(2.0, rel=0.05)
     # No positive true risk: nothing to discriminate, only the means.
-    assert set(evaluate_against_truth(np.full(5, 0.01), np.zeros(5))) == {
-        "mean_risk",
-        "mean_true_risk",
-        "mean_abs_risk_error",
-    }
+    assert set(evaluate_against_truth(np.full(5, 0.01), np.zeros(5))) == {"mean_risk", "mean_true_risk",
+                                                                          "mean_abs_risk_error"}
 
 
 def test_contrast_by_hand():

@@ -54,18 +54,8 @@ def svg_text(figure) -> str:
 def test_the_waterfall_names_each_input_its_value_and_its_part():
     base = -3.0
     risk = float(risk_of(base + sum(SHAP.values())))
-    figure = waterfall_figure(
-        [
-            {
-                "title": "thyroid by month 48",
-                "base_value": base,
-                "shap": SHAP,
-                "risk": risk,
-                "values": {"age_years": "34 years", "il21_pg_ml": None},
-                "extrapolated": True,
-            }
-        ]
-    )
+    figure = waterfall_figure([{"title": "thyroid by month 48", "base_value": base, "shap": SHAP, "risk": risk,
+                                "values": {"age_years": "34 years", "il21_pg_ml": None}, "extrapolated": True}])
     text = svg_text(figure)
     assert "Age at first course: 34 years" in text
     assert f"Serum IL-21 before treatment: {NOT_PROVIDED}" in text
@@ -84,7 +74,7 @@ def test_the_beeswarm_draws_every_patient_and_greys_the_unknown():
     collections = figure.axes[0].collections
     assert sum(len(c.get_offsets()) for c in collections) == shap.size
     grey = [c for c in collections if len(c.get_offsets()) == 40]
-    assert grey and np.allclose(grey[0].get_facecolor()[0][:3], (0x9A / 255,) * 3)
+    assert grey and np.allclose(grey[0].get_facecolor()[0][:3], (0x9a / 255,) * 3)
     labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
     assert len(labels) == len(FEATURE_NAMES) and "EDSS at baseline" in labels
 

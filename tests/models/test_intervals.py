@@ -31,21 +31,15 @@ from pipelines.steps import fit_family
 
 FAMILIES = {
     "cox-linear": FamilySpec(estimator="cox-linear", params={"alpha": 1.0}),
-    "cox-xgboost": FamilySpec(
-        estimator="cox-xgboost", params={"n_estimators": 40, "max_depth": 2, "learning_rate": 0.2, "n_jobs": 1}
-    ),
+    "cox-xgboost": FamilySpec(estimator="cox-xgboost", params={"n_estimators": 40, "max_depth": 2,
+                                                                "learning_rate": 0.2, "n_jobs": 1}),
 }
 
 
 @pytest.fixture(scope="module")
 def cohort(make_cohort):
-    return pd.concat(
-        [
-            make_cohort("care-ms1", 4000, 61).assign(profile="care-ms1"),
-            make_cohort("extension", 2000, 62).assign(profile="extension"),
-        ],
-        ignore_index=True,
-    )
+    return pd.concat([make_cohort("care-ms1", 4000, 61).assign(profile="care-ms1"),
+                      make_cohort("extension", 2000, 62).assign(profile="extension")], ignore_index=True)
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +206,7 @@ def test_error_over_spread_by_hand():
     truth = np.array([0.2, 0.1, 0.0])
     log_true = np.log(-np.log1p(-truth[:2]))
     # Errors of +0.3 and -0.4 on the log H scale against spreads of 0.1 and 0.2; the true risk of 0 is left out.
-    ratio = _error_over_spread(np.array([log_true[0] + 0.3, log_true[1] - 0.4, -5.0]), truth, np.array([0.1, 0.2, 1.0]))
+    ratio = _error_over_spread(np.array([log_true[0] + 0.3, log_true[1] - 0.4, -5.0]), truth,
+                               np.array([0.1, 0.2, 1.0]))
     assert ratio == pytest.approx(np.sqrt((0.09 + 0.16) / 2) / np.sqrt((0.01 + 0.04) / 2))
     assert np.isnan(_error_over_spread(np.zeros(2), np.zeros(2), np.ones(2)))

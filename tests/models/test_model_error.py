@@ -20,7 +20,7 @@ def test_the_upper_bound_by_hand_with_equal_variances():
     """With every v_g = v, Q(tau²) = sum y² / (v + tau²), so the bound is sum y² / chi2.ppf(0.025, k) - v."""
     residuals = np.array([0.3, -0.2, 0.25, -0.35, 0.1, 0.4])
     v = 0.01
-    expected = np.sum(residuals**2) / chi2.ppf(0.025, len(residuals)) - v
+    expected = np.sum(residuals ** 2) / chi2.ppf(0.025, len(residuals)) - v
     assert heterogeneity_upper(residuals, np.full(6, v)) == pytest.approx(expected, rel=1e-8)
 
 
@@ -101,10 +101,8 @@ def test_the_served_spread_adds_the_variance_of_the_patients_treatment_and_month
     variance = np.zeros((2, len(MONTHS)))
     variance[int(CATEGORY_CODES[TREATMENT_FEATURE]["alemtuzumab"]), 24] = 0.16
     X = np.zeros((2, len(COLUMN_INDEX)))
-    X[:, COLUMN_INDEX[TREATMENT_FEATURE]] = [
-        CATEGORY_CODES[TREATMENT_FEATURE]["alemtuzumab"],
-        CATEGORY_CODES[TREATMENT_FEATURE]["interferon_beta_1a"],
-    ]
+    X[:, COLUMN_INDEX[TREATMENT_FEATURE]] = [CATEGORY_CODES[TREATMENT_FEATURE]["alemtuzumab"],
+                                             CATEGORY_CODES[TREATMENT_FEATURE]["interferon_beta_1a"]]
     spread = ModelErrorSpread(_ConstantSpread(), variance)
     np.testing.assert_allclose(spread.log_sd(X, (12, 24)), [[0.3, 0.5], [0.3, 0.3]])
     assert spread.refits == 20 and isinstance(sampling_spread(spread), _ConstantSpread)

@@ -17,13 +17,8 @@ FAMILIES = {
 
 @pytest.fixture(scope="module")
 def cohort(make_cohort):
-    return pd.concat(
-        [
-            make_cohort("care-ms1", 3000, 51).assign(profile="care-ms1"),
-            make_cohort("extension", 1500, 52).assign(profile="extension"),
-        ],
-        ignore_index=True,
-    )
+    return pd.concat([make_cohort("care-ms1", 3000, 51).assign(profile="care-ms1"),
+                      make_cohort("extension", 1500, 52).assign(profile="extension")], ignore_index=True)
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -23,9 +23,8 @@ OUTCOME_PARAMS = {name: {"thyroid": spec.params, "itp": spec.params} for name, s
 def test_training_and_scoring_work_on_every_profile(simulator, family, profile):
     cohort = simulate_cohort(simulator, profile, 6000, 21).assign(profile=profile)
     if cohort["treatment"].nunique() < 2:  # a one-arm profile: the other arm comes from CARE-MS I
-        cohort = pd.concat(
-            [cohort, simulate_cohort(simulator, "care-ms1", 3000, 22).assign(profile="care-ms1")], ignore_index=True
-        )
+        cohort = pd.concat([cohort, simulate_cohort(simulator, "care-ms1", 3000, 22).assign(profile="care-ms1")],
+                           ignore_index=True)
     model = fit_family(family, FAMILIES[family], cohort, OUTCOME_PARAMS[family])
     options = ScoringOptions(horizons=(12, 24, 48))
     scored = score_batch(model, validate_frame(cohort, allow_extra=True), options)
@@ -48,10 +47,8 @@ def test_training_without_one_of_the_arms_fails_naming_it(simulator):
 @pytest.fixture(scope="module")
 def legacy_model(simulator):
     train = simulate_cohort(simulator, "care-ms1", 40_000, 31).assign(profile="care-ms1")
-    spec = FamilySpec(
-        estimator="cox-xgboost",
-        params={"n_estimators": 200, "max_depth": 3, "learning_rate": 0.05, "min_child_weight": 5.0, "n_jobs": 2},
-    )
+    spec = FamilySpec(estimator="cox-xgboost", params={"n_estimators": 200, "max_depth": 3, "learning_rate": 0.05,
+                                                       "min_child_weight": 5.0, "n_jobs": 2})
     return fit_family("cox-xgboost", spec, train, {"thyroid": spec.params})
 
 
@@ -65,10 +62,8 @@ def test_a_kit_no_training_patient_was_measured_with_is_scored_as_not_provided(s
     provided, say so naming the kit, and the risks stay calibrated (the model's way with unknown IL-21)."""
     cohort = simulate_cohort(simulator, "care-ms1", 40_000, 32, il21_assay="current_elisa")
     unknown = cohort.assign(il21_pg_ml=None, il21_assay=None)
-    np.testing.assert_array_equal(
-        legacy_model.risks(encode(cohort), (24, 48))["thyroid"],
-        legacy_model.risks(encode(unknown), (24, 48))["thyroid"],
-    )
+    np.testing.assert_array_equal(legacy_model.risks(encode(cohort), (24, 48))["thyroid"],
+                                  legacy_model.risks(encode(unknown), (24, 48))["thyroid"])
     warnings = legacy_model.input_warnings(encode(cohort))
     measured = cohort["il21_pg_ml"].notna().to_numpy()
     assert measured.sum() > 30_000

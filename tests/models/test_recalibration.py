@@ -40,9 +40,8 @@ def test_the_slope_is_the_partial_likelihoods_on_one_stratum_and_shared_by_strat
     expected = CoxPHSurvivalAnalysis(alpha=0, ties="breslow").fit(f[:, None], Surv.from_arrays(event == 1, time)).coef_
     assert stratified_slope(f, event, time, np.zeros(len(f), dtype=int)) == pytest.approx(expected[0], abs=1e-6)
     # the same patients twice, in two strata: the same likelihood, twice over, and the same slope
-    doubled = stratified_slope(
-        np.r_[f, f], np.r_[event, event], np.r_[time, time], np.r_[np.zeros(len(f)), np.ones(len(f))].astype(int)
-    )
+    doubled = stratified_slope(np.r_[f, f], np.r_[event, event], np.r_[time, time], np.r_[np.zeros(len(f)),
+                                                                                         np.ones(len(f))].astype(int))
     assert doubled == pytest.approx(expected[0], abs=1e-6)
 
 
@@ -95,10 +94,8 @@ def test_a_file_of_one_arm_keeps_the_models_baseline_for_the_other(model, local)
     updated, done = recalibrated_model(model, encode(alemtuzumab), outcomes(alemtuzumab), "baseline")
     interferon = TREATMENT_BY_CODE.index("interferon_beta_1a")
     for outcome in ("thyroid", "itp"):
-        np.testing.assert_array_equal(
-            updated.outcomes[outcome].baseline_.cumulative[interferon],
-            model.outcomes[outcome].baseline_.cumulative[interferon],
-        )
+        np.testing.assert_array_equal(updated.outcomes[outcome].baseline_.cumulative[interferon],
+                                      model.outcomes[outcome].baseline_.cumulative[interferon])
     assert done["thyroid"].follow_up_months[interferon] == 0.0
 
 
@@ -110,9 +107,8 @@ def test_a_recalibrated_model_is_stored_and_read_back_exactly(model, local, tmp_
     matrix = encode(local.head(200))
     for outcome in ("thyroid", "itp"):
         np.testing.assert_array_equal(again.risks(matrix, (24, 48))[outcome], updated.risks(matrix, (24, 48))[outcome])
-        np.testing.assert_array_equal(
-            again.intervals(matrix, (24, 48))[outcome][0], updated.intervals(matrix, (24, 48))[outcome][0]
-        )
+        np.testing.assert_array_equal(again.intervals(matrix, (24, 48))[outcome][0],
+                                      updated.intervals(matrix, (24, 48))[outcome][0])
     # the local baseline's spread adds to the model's own (scaled by the slope)
     prepared = model.prepare(matrix)
     spread = updated.spreads["thyroid"]

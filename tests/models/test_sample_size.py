@@ -117,9 +117,8 @@ def test_venous_thromboembolism_example_by_hand():
     ],
 )
 def test_survival_matches_pmsampsize_reference_outputs(r2, parameters, rate, timepoint, follow_up, n1, n2, final, epp):
-    result = survival_sample_size(
-        parameters=parameters, rate=rate, timepoint=timepoint, mean_follow_up=follow_up, cox_snell_r2=r2
-    )
+    result = survival_sample_size(parameters=parameters, rate=rate, timepoint=timepoint,
+                                  mean_follow_up=follow_up, cox_snell_r2=r2)
     assert result.criterion("shrinkage").n == n1
     # pmsampsize computes the maximum R² from ceiling(rate * follow-up * 10000) events among a notional
     # 10,000 participants; the exact events per participant are used here. In tests 3.2 and 3.3 that
@@ -143,9 +142,8 @@ def test_survival_maximum_r2_does_not_depend_on_the_time_unit():
     in_years = max_cox_snell_r2_survival(rate=0.065, mean_follow_up=2.07)
     in_months = max_cox_snell_r2_survival(rate=0.065 / 12, mean_follow_up=2.07 * 12)
     assert in_months == pytest.approx(in_years, rel=1e-12)
-    months = survival_sample_size(
-        parameters=30, rate=0.065 / 12, timepoint=24, mean_follow_up=2.07 * 12, cox_snell_r2=0.051
-    )
+    months = survival_sample_size(parameters=30, rate=0.065 / 12, timepoint=24, mean_follow_up=2.07 * 12,
+                                  cox_snell_r2=0.051)
     assert [c.n for c in months.criteria] == [5143, 1039, 158]
 
 

@@ -25,20 +25,13 @@ def registered(request, mlflow_store):
     return load_model(version=version).risk_model
 
 
-@pytest.mark.parametrize(
-    "options",
-    [ScoringOptions(), ScoringOptions(horizons=(1, 12, 36, 60, 72), contrast=True)],
-    ids=["default", "five-horizons-contrast"],
-)
+@pytest.mark.parametrize("options", [ScoringOptions(), ScoringOptions(horizons=(1, 12, 36, 60, 72), contrast=True)],
+                         ids=["default", "five-horizons-contrast"])
 def test_score_columns_and_identity(registered, clinic, options):
     batch = validate_frame(clinic, allow_extra=True)
     scored = score_columns(registered, batch, options)
-    assert list(scored) == [
-        "patient_id",
-        "treatment",
-        *output_columns(registered.outcome_names, options.horizons, options.contrast),
-        "warnings",
-    ]
+    assert list(scored) == ["patient_id", "treatment", *output_columns(registered.outcome_names, options.horizons,
+                                                          options.contrast), "warnings"]
     for outcome in registered.outcome_names:
         free = sum(scored[f"shap_{outcome}__{name}"] for name in HORIZON_FREE_FEATURES)
         previous = np.zeros(len(batch.rows))
@@ -51,9 +44,8 @@ def test_score_columns_and_identity(registered, clinic, options):
             if options.contrast:
                 alemtuzumab = scored[f"risk_{outcome}_{h}m_if_alemtuzumab"]
                 np.testing.assert_allclose(alemtuzumab, risk, rtol=1e-9)  # the clinic is all on alemtuzumab
-                np.testing.assert_allclose(
-                    scored[f"excess_{outcome}_{h}m"], alemtuzumab - scored[f"risk_{outcome}_{h}m_if_interferon_beta_1a"]
-                )
+                np.testing.assert_allclose(scored[f"excess_{outcome}_{h}m"],
+                                           alemtuzumab - scored[f"risk_{outcome}_{h}m_if_interferon_beta_1a"])
 
 
 def test_extrapolated_horizons_are_in_the_warnings(registered, make_cohort):
@@ -104,23 +96,14 @@ def test_the_registered_trees_explain_exactly_as_pred_contribs(mlflow_store, mak
         base, contributions = estimator.explain(matrix)
         np.testing.assert_allclose(contributions, reference[:, :-1], rtol=0, atol=1e-5, err_msg=outcome)
         np.testing.assert_allclose(base, reference[:, -1], rtol=0, atol=1e-5, err_msg=outcome)
-        np.testing.assert_allclose(
-            estimator.predict(matrix),
-            estimator.booster_.predict(rows, output_margin=True),
-            rtol=0,
-            atol=1e-5,
-            err_msg=outcome,
-        )
+        np.testing.assert_allclose(estimator.predict(matrix), estimator.booster_.predict(rows, output_margin=True),
+                                   rtol=0, atol=1e-5, err_msg=outcome)
 
 
 def test_peak_year_takes_the_earliest_of_tied_years():
     from models.scoring import peak_year
 
-    onset = np.array(
-        [
-            [0.01, 0.03, 0.05, 0.02, 0.01],  # one peak, in year 3
-            [0.02, 0.02, 0.02, 0.02, 0.02],  # a constant hazard: year 1
-            [0.01, 0.02, 0.03, 0.03 * (1 + 1e-12), 0.03],
-        ]
-    )  # rounding apart: the earliest, 3
+    onset = np.array([[0.01, 0.03, 0.05, 0.02, 0.01],   # one peak, in year 3
+                      [0.02, 0.02, 0.02, 0.02, 0.02],   # a constant hazard: year 1
+                      [0.01, 0.02, 0.03, 0.03 * (1 + 1e-12), 0.03]])  # rounding apart: the earliest, 3
     assert peak_year(onset).tolist() == [3, 1, 3]

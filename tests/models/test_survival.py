@@ -53,12 +53,8 @@ def test_breslow_baseline_by_hand():
 
 def test_a_treatment_without_onsets_gets_the_floor_not_zero():
     f = np.zeros(4)
-    baselines = breslow_baselines(
-        f,
-        np.array([True, False, False, False]),
-        np.array([3.0, 24.0, 24.0, 24.0]),
-        np.array([ALEMTUZUMAB, ALEMTUZUMAB, INTERFERON, INTERFERON]),
-    )
+    baselines = breslow_baselines(f, np.array([True, False, False, False]), np.array([3.0, 24.0, 24.0, 24.0]),
+                                  np.array([ALEMTUZUMAB, ALEMTUZUMAB, INTERFERON, INTERFERON]))
     np.testing.assert_allclose(baselines.cumulative[INTERFERON], BASELINE_FLOOR_PER_MONTH * MONTHS)
     assert np.isfinite(baselines.log_at([1, 48])).all()
 
@@ -67,30 +63,18 @@ def test_a_treatment_without_onsets_gets_the_floor_not_zero():
 def cohort(make_cohort):
     import pandas as pd
 
-    return pd.concat(
-        [
-            make_cohort("care-ms1", 6000, 41).assign(profile="care-ms1"),
-            make_cohort("extension", 3000, 42).assign(profile="extension"),
-        ],
-        ignore_index=True,
-    )
+    return pd.concat([make_cohort("care-ms1", 6000, 41).assign(profile="care-ms1"),
+                      make_cohort("extension", 3000, 42).assign(profile="extension")], ignore_index=True)
 
 
 @pytest.fixture(scope="module", params=["cox-linear", "cox-xgboost"])
 def model(request, cohort):
-    estimator = (
-        LinearCoxRegression()
-        if request.param == "cox-linear"
-        else XGBoostCoxRegression(n_estimators=60, learning_rate=0.2, n_jobs=2)
-    )
+    estimator = LinearCoxRegression() if request.param == "cox-linear" else \
+        XGBoostCoxRegression(n_estimators=60, learning_rate=0.2, n_jobs=2)
     domain = InputDomain.fit(encode(cohort))
     matrix = domain.prepare(encode(cohort))
-    outcomes = {
-        o: StratifiedCox(estimator=estimator).fit(
-            matrix, survival_target(cohort[f"{o}_event"] == 1, cohort[f"{o}_time_months"])
-        )
-        for o in ("thyroid", "itp")
-    }
+    outcomes = {o: StratifiedCox(estimator=estimator).fit(
+        matrix, survival_target(cohort[f"{o}_event"] == 1, cohort[f"{o}_time_months"])) for o in ("thyroid", "itp")}
     return RiskModel(family=request.param, outcomes=outcomes, domain=domain)
 
 
@@ -129,33 +113,19 @@ def test_extreme_but_possible_inputs_are_scored_as_the_nearest_training_value(mo
 
     from features.validation import validate_frame
 
-    extreme = pd.DataFrame(
-        [
-            {
-                "age_years": 80,
-                "sex": "female",
-                "disease_duration_years": 40,
-                "edss": 9.5,
-                "relapses_prior_2y": 40,
-                "il21_pg_ml": 900_000,
-                "il21_assay": "legacy_elisa",
-                "smoker": "yes",
-                "family_history_autoimmunity": "yes",
-                "thyroid_antibodies": "yes",
-            }
-        ]
-    )
+    extreme = pd.DataFrame([{"age_years": 80, "sex": "female", "disease_duration_years": 40, "edss": 9.5,
+                             "relapses_prior_2y": 40, "il21_pg_ml": 900_000, "il21_assay": "legacy_elisa",
+                             "smoker": "yes", "family_history_autoimmunity": "yes", "thyroid_antibodies": "yes"}])
     batch = validate_frame(extreme)
-    measured = [
-        COLUMN_INDEX[n]
-        for n in ("age_years", "disease_duration_years", "edss", "relapses_prior_2y", "il21_pg_ml@legacy_elisa")
-    ]
+    measured = [COLUMN_INDEX[n] for n in ("age_years", "disease_duration_years", "edss", "relapses_prior_2y",
+                                          "il21_pg_ml@legacy_elisa")]
     training = encode(cohort)[:, measured]
     low, high = np.full(len(COLUMN_INDEX), -np.inf), np.full(len(COLUMN_INDEX), np.inf)
     low[measured], high[measured] = np.nanmin(training, axis=0), np.nanmax(training, axis=0)
     warning = model.input_warnings(batch.matrix)[0]
     edss = COLUMN_INDEX["edss"]
-    assert f"edss: 9.5 is outside the training range 0–{high[edss]:g} and is scored as {high[edss]:g}" in warning
+    assert f"edss: 9.5 is outside the training range 0–{high[edss]:g} and is scored as {high[edss]:g}" \
+        in warning
     assert "il21_pg_ml: 9e+05 is outside the training range" in warning
     bounded = batch.matrix.copy()
     bounded[:, measured] = np.clip(bounded[:, measured], low[measured], high[measured])
@@ -171,9 +141,8 @@ def test_counterfactual_treatment_and_contrast(model, cohort):
     on_alemtuzumab = matrix[:, COLUMN_INDEX["treatment"]] == ALEMTUZUMAB
     for outcome in ("thyroid", "itp"):
         np.testing.assert_allclose(contrast[outcome]["alemtuzumab"][on_alemtuzumab], own[outcome][on_alemtuzumab])
-        np.testing.assert_allclose(
-            contrast[outcome]["interferon_beta_1a"][~on_alemtuzumab], own[outcome][~on_alemtuzumab]
-        )
+        np.testing.assert_allclose(contrast[outcome]["interferon_beta_1a"][~on_alemtuzumab],
+                                   own[outcome][~on_alemtuzumab])
     # Alemtuzumab's excess thyroid risk is large in every trial; ITP on interferon is all but nil.
     assert (contrast["thyroid"]["alemtuzumab"] - contrast["thyroid"]["interferon_beta_1a"]).mean() > 0.05
     # No ITP onset on interferon in training: its baseline is the floor alone, so each patient's cumulative

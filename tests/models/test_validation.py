@@ -134,9 +134,7 @@ def test_the_smoothed_calibration_is_scikit_survivals_cox_model_on_the_spline(co
     basis = restricted_cubic_spline(cll, np.quantile(cll, [0.1, 0.5, 0.9]))
     basis = (basis - basis.mean(axis=0)) / basis.std(axis=0)
     onset = (event == 1) & (time <= horizon)
-    cox = CoxPHSurvivalAnalysis(alpha=1e-6, ties="breslow").fit(
-        basis, Surv.from_arrays(onset, np.minimum(time, horizon))
-    )
+    cox = CoxPHSurvivalAnalysis(alpha=1e-6, ties="breslow").fit(basis, Surv.from_arrays(onset, np.minimum(time, horizon)))
     survival = np.array([f(horizon) for f in cox.predict_survival_function(basis)])
     np.testing.assert_allclose(smooth.observed, 1 - survival, rtol=1e-6, atol=1e-9)
     assert smooth.ici == pytest.approx(np.mean(np.abs(risk - (1 - survival))), rel=1e-6)

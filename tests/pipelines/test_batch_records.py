@@ -40,45 +40,28 @@ def outputs(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_a_control_character_in_a_csv_record_rejects_that_record_alone(champion, tmp_path):
     good = "".join(f"p{i},34,F,2\n" for i in range(300))  # the first 4 KiB: the file is text, not binary
     source = tmp_path / "clinic.csv"
-    source.write_bytes(
-        (
-            HEADER
-            + "p\x00early,35,F,1\n"
-            + good
-            + "p\x01soh,35,F,1\n"  # line 303, the fast path's block
-            + '"p\x1b[31mred",36,F,1\n'  # line 304, quoted: the csv module's path
-            + "p-del\x7f,36,F,1\n"
-            + "p-c1\u0085,36,F,1\n"  # a C1 control, valid UTF-8
-            + "p-ok,3\x0b6,F,1\n"  # a vertical tab in a number
-            + "p-tab\tok,36,F,1\n"
-        ).encode("utf-8")
-    )  # a tab is whitespace, not a control
+    source.write_bytes((HEADER + "p\x00early,35,F,1\n" + good
+                        + "p\x01soh,35,F,1\n"                    # line 303, the fast path's block
+                        + '"p\x1b[31mred",36,F,1\n'              # line 304, quoted: the csv module's path
+                        + "p-del\x7f,36,F,1\n"
+                        + "p-c1\u0085,36,F,1\n"                  # a C1 control, valid UTF-8
+                        + "p-ok,3\x0b6,F,1\n"                    # a vertical tab in a number
+                        + "p-tab\tok,36,F,1\n").encode("utf-8"))  # a tab is whitespace, not a control
     out = tmp_path / "scores.csv"
     summary = score_batch(ScoreJob.to(source, out, chunk_rows=100), champion)
     scores, rejects = outputs(out)
     assert (summary.read, summary.scored, summary.rejected) == (307, 301, 6)
     assert rejects["line"].tolist() == [2, 303, 304, 305, 306, 307]
-    assert rejects["reason"].tolist() == [
-        control("patient_id", 0),
-        control("patient_id", 1),
-        control("patient_id", 0x1B),
-        control("patient_id", 0x7F),
-        control("patient_id", 0x85),
-        control("age_years", 0x0B),
-    ]
+    assert rejects["reason"].tolist() == [control("patient_id", 0), control("patient_id", 1), control("patient_id", 0x1B),
+                                          control("patient_id", 0x7F), control("patient_id", 0x85),
+                                          control("age_years", 0x0B)]
     assert not any(CONTROL.search(text) for text in (out.read_text(), rejects.to_csv()))
     assert scores["patient_id"].iloc[-1] == "p-tab\tok"
 
 
 def test_a_control_character_in_a_parquet_or_workbook_value_rejects_its_row(champion, tmp_path):
-    frame = pd.DataFrame(
-        {
-            "patient_id": ["p1", "p\x002", "p3"],
-            "age_years": [34.0, 35.0, 36.0],
-            "sex": ["F", "F\x1b", "M"],
-            "disease_duration_years": [2.0, 1.0, 1.0],
-        }
-    )
+    frame = pd.DataFrame({"patient_id": ["p1", "p\x002", "p3"], "age_years": [34.0, 35.0, 36.0],
+                          "sex": ["F", "F\x1b", "M"], "disease_duration_years": [2.0, 1.0, 1.0]})
     parquet = tmp_path / "cohort.parquet"
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), parquet)
     score_batch(ScoreJob.to(parquet, tmp_path / "from-parquet.csv"), champion)
@@ -135,15 +118,15 @@ def test_workbook_cells_without_a_readable_value_reject_their_row_naming_the_cel
     sheet.title = "Patients"
     sheet.append(["patient_id", "age_years", "sex", "disease_duration_years", "thyroid_antibodies"])
     sheet.append(["p1", 34, "F", 2, True])
-    sheet.append(["p2", "=B2+1", "F", 1, None])  # row 3: a formula Excel saved (35), below
-    sheet.append(["p3", "=B2+2", "F", 1, None])  # row 4: a formula never calculated
+    sheet.append(["p2", "=B2+1", "F", 1, None])          # row 3: a formula Excel saved (35), below
+    sheet.append(["p3", "=B2+2", "F", 1, None])          # row 4: a formula never calculated
     sheet.append(['=CONCAT("p", 4)', 37, "F", 1, None])  # row 5: the id a formula without a value
     sheet.append(["p5", 38, "F", 1, None])
     sheet["E6"].value, sheet["E6"].data_type = "#DIV/0!", "e"  # row 6: an error value
-    sheet.append(["p6", 39, "M", 1, None])  # row 7: the first cell of a merged range
-    sheet.append([None, 40, "M", 1, None])  # row 8: read blank under the merged range
+    sheet.append(["p6", 39, "M", 1, None])               # row 7: the first cell of a merged range
+    sheet.append([None, 40, "M", 1, None])               # row 8: read blank under the merged range
     sheet.merge_cells("A7:A8")
-    sheet.append(["=A1", None, None, None, None])  # row 9: only a formula without a value, below the last
+    sheet.append(["=A1", None, None, None, None])        # row 9: only a formula without a value, below the last
     path = tmp_path / "cohort.xlsx"
     workbook.save(path)
     _with_saved_values(path, {"B3": "35"})
@@ -156,11 +139,8 @@ def test_workbook_cells_without_a_readable_value_reject_their_row_naming_the_cel
         [4, f"age_years (cell B4): {NO_SAVED_VALUE}"],
         [5, f"patient_id (cell A5): {NO_SAVED_VALUE}"],
         [6, "thyroid_antibodies (cell E6): the error #DIV/0! instead of a value"],
-        [
-            8,
-            "patient_id (cell A8): part of the merged range A7:A8, whose value only A7 holds: unmerge it and "
-            "fill in each cell",
-        ],
+        [8, "patient_id (cell A8): part of the merged range A7:A8, whose value only A7 holds: unmerge it and "
+            "fill in each cell"],
         [9, f"patient_id (cell A9): {NO_SAVED_VALUE}"],
     ]
     assert (summary.read, summary.blank_lines) == (8, 0)

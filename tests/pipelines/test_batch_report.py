@@ -33,19 +33,14 @@ class Sources(HTMLParser):
             self.images.append(attrs)
 
 
-@pytest.mark.parametrize(
-    "reason, kind",
-    [
-        (
-            "age_years: 400 is outside the possible range (>= 0 and <= 120)",
-            "age_years: … is outside the possible range (>= 0 and <= 120)",
-        ),
-        ("il21_pg_ml: 'abc' is not a number", "il21_pg_ml: … is not a number"),
-        ("disease_duration_years: 40 exceeds age_years 34", "disease_duration_years: … exceeds age_years …"),
-        ("relapses_prior_2y: '2.5' is not a whole number", "relapses_prior_2y: … is not a whole number"),
-        ("sex: required but missing", "sex: required but missing"),
-    ],
-)
+@pytest.mark.parametrize("reason, kind", [
+    ("age_years: 400 is outside the possible range (>= 0 and <= 120)",
+     "age_years: … is outside the possible range (>= 0 and <= 120)"),
+    ("il21_pg_ml: 'abc' is not a number", "il21_pg_ml: … is not a number"),
+    ("disease_duration_years: 40 exceeds age_years 34", "disease_duration_years: … exceeds age_years …"),
+    ("relapses_prior_2y: '2.5' is not a whole number", "relapses_prior_2y: … is not a whole number"),
+    ("sex: required but missing", "sex: required but missing"),
+])
 def test_reasons_are_grouped_without_their_values(reason, kind):
     assert reason_kind(reason) == kind
 
@@ -59,9 +54,8 @@ def scored(mlflow_store, make_cohort, tmp_path_factory):
     cohort.loc[9, "sex"] = "woman"
     source, out = folder / "clinic.csv", folder / "scores.csv"
     cohort.to_csv(source, index=False)
-    result = runner.invoke(
-        app, ["score", str(source), "--out", str(out), "--horizons", "12,48", "--contrast", "--chunk-rows", "700"]
-    )
+    result = runner.invoke(app, ["score", str(source), "--out", str(out), "--horizons", "12,48", "--contrast",
+                                 "--chunk-rows", "700"])
     assert result.exit_code == 0, result.output
     assert f"report: {BatchOutputs.beside(out).report}" in result.output
     return {"out": out, "html": BatchOutputs.beside(out).report.read_text(encoding="utf-8"), "scores": pd.read_csv(out)}
@@ -99,9 +93,8 @@ def test_the_risk_tables_agree_with_the_scores_file(scored):
         for month in (12, 48):
             risk = scores[f"risk_{outcome}_{month}m"]
             row = re.search(rf"<th scope='row'>{outcome} by month {month}</th>((?:<td class='n'>[^<]*</td>)+)", html)
-            mean, p10, median, p90, highest = (
-                float(v.rstrip("%")) for v in re.findall(r">([^<]*)<", row.group(1)) if v
-            )
+            mean, p10, median, p90, highest = (float(v.rstrip("%")) for v in re.findall(r">([^<]*)<", row.group(1))
+                                               if v)
             assert mean == pytest.approx(100 * risk.mean(), abs=0.005)
             assert highest == pytest.approx(100 * risk.max(), abs=0.005)
             width = 100 / RISK_BINS
@@ -133,7 +126,8 @@ def test_the_report_reads_the_input_as_the_run_did(mlflow_store, make_cohort, tm
     cohort = make_cohort("care-ms1", 300, 32)
     columns = [ID_COLUMN, *(name for name in INPUT_NAMES if name != "il21_assay")]
     source, out = tmp_path / "clinic.tsv.gz", tmp_path / "scores.csv"
-    cohort[cohort["il21_assay"] == "legacy_elisa"][columns].to_csv(source, sep="\t", index=False, compression="gzip")
+    cohort[cohort["il21_assay"] == "legacy_elisa"][columns].to_csv(source, sep="\t", index=False,
+                                                                   compression="gzip")
     result = runner.invoke(app, ["score", str(source), "--out", str(out), "--il21-assay", "legacy_elisa"])
     assert result.exit_code == 0, result.output
     scored = len(pd.read_csv(out))

@@ -27,11 +27,11 @@ from pipelines.steps import Cohorts, fit_family, simulate_cohorts, split, status
 
 @pytest.fixture(scope="module")
 def cohorts(simulator):
-    pooled = simulate_cohorts(
-        simulator, [CohortSpec(profile="care-ms1", n=5000, seed=21), CohortSpec(profile="extension", n=3000, seed=22)]
-    )
+    pooled = simulate_cohorts(simulator, [CohortSpec(profile="care-ms1", n=5000, seed=21),
+                                          CohortSpec(profile="extension", n=3000, seed=22)])
     train, test = split(pooled, 0.25, 7)
-    current = simulate_cohorts(simulator, [CohortSpec(profile="care-ms1", n=2000, seed=23, il21_assay="current_elisa")])
+    current = simulate_cohorts(simulator, [CohortSpec(profile="care-ms1", n=2000, seed=23,
+                                                      il21_assay="current_elisa")])
     benchmark = simulate_cohorts(simulator, [CohortSpec(profile="care-ms1", n=2000, seed=24)])
     return Cohorts(train, test, {"current-assay": current}, benchmark)
 
@@ -39,21 +39,15 @@ def cohorts(simulator):
 @pytest.fixture(scope="module")
 def config():
     base = load_experiment(EXPERIMENTS_DIR / "il21-value.yaml")
-    return base.model_copy(
-        update={
-            "external_cohorts": [
-                ExternalCohort(name="current-assay", profile="care-ms1", n=2000, seed=23, il21_assay="current_elisa")
-            ],
-            "bootstrap": 30,
-            "added_value": ("il21_pg_ml", "thyroid_antibodies"),
-        }
-    )
+    return base.model_copy(update={
+        "external_cohorts": [ExternalCohort(name="current-assay", profile="care-ms1", n=2000, seed=23,
+                                            il21_assay="current_elisa")],
+        "bootstrap": 30, "added_value": ("il21_pg_ml", "thyroid_antibodies")})
 
 
 LINEAR = FamilySpec(estimator="cox-linear", params={"alpha": 1.0})
-XGBOOST = FamilySpec(
-    estimator="cox-xgboost", params={"n_estimators": 40, "max_depth": 2, "learning_rate": 0.2, "n_jobs": 1}
-)
+XGBOOST = FamilySpec(estimator="cox-xgboost", params={"n_estimators": 40, "max_depth": 2, "learning_rate": 0.2,
+                                                      "n_jobs": 1})
 
 
 def test_without_makes_the_predictor_unknown_for_everyone_and_leaves_the_rest(cohorts):
@@ -76,10 +70,8 @@ def test_a_model_fitted_without_a_predictor_cannot_use_it(cohorts, spec):
     params = {o: dict(spec.params) for o in ("thyroid", "itp")}
     reduced = fit_family(spec.estimator, spec, without(cohorts.train, "il21_pg_ml"), params)
     frame = cohorts.test.head(300)
-    low, high = (
-        frame.assign(il21_pg_ml=20.0, il21_assay="legacy_elisa"),
-        frame.assign(il21_pg_ml=3000.0, il21_assay="legacy_elisa"),
-    )
+    low, high = frame.assign(il21_pg_ml=20.0, il21_assay="legacy_elisa"), frame.assign(il21_pg_ml=3000.0,
+                                                                                         il21_assay="legacy_elisa")
     for outcome, explanation in reduced.explain(encode(high), (24, 48)).items():
         assert np.all(explanation.shap[:, FEATURE_NAMES.index("il21_pg_ml")] == 0)
         np.testing.assert_allclose(explanation.risk, reduced.risks(encode(low), (24, 48))[outcome], rtol=1e-12)
@@ -91,15 +83,11 @@ def test_evaluation_sets_give_the_kit_of_each_cohort(cohorts, config):
     sets = {s.name: s for s in evaluation_sets(config, cohorts)}
     assert list(sets) == [HELD_OUT, BENCHMARK, "current-assay"]
     assert (sets[HELD_OUT].kit, sets[BENCHMARK].kit, sets["current-assay"].kit) == (
-        "legacy_elisa",
-        "legacy_elisa",
-        "current_elisa",
-    )
+        "legacy_elisa", "legacy_elisa", "current_elisa")
     assert [s.prefix for s in sets.values()] == ["", "bench_", "ext_current-assay_"]
     # An external cohort on its profile's own kit is not a kit comparison.
-    plain = config.model_copy(
-        update={"external_cohorts": [ExternalCohort(name="current-assay", profile="care-ms1", n=10, seed=1)]}
-    )
+    plain = config.model_copy(update={"external_cohorts": [
+        ExternalCohort(name="current-assay", profile="care-ms1", n=10, seed=1)]})
     assert [s.name for s in evaluation_sets(plain, cohorts)] == [HELD_OUT, BENCHMARK]
 
 
@@ -108,21 +96,15 @@ def test_compare_is_the_added_value_of_the_two_models_risks(cohorts):
     full = fit_family("cox-linear", LINEAR, cohorts.train, params)
     reduced = fit_family("cox-linear", LINEAR, without(cohorts.train, "thyroid_antibodies"), params)
     target = EvaluationSet(HELD_OUT, "", "legacy_elisa", cohorts.test)
-    found = {
-        c.endpoint: c for c in compare(full, reduced, "thyroid_antibodies", target, (24, 48), bootstrap=20, seed=3)
-    }
+    found = {c.endpoint: c for c in compare(full, reduced, "thyroid_antibodies", target, (24, 48), bootstrap=20,
+                                            seed=3)}
     # ITP has too few onsets at 48 months among 2,000 held-out patients (at most a handful) or enough:
     # either way thyroid at both horizons is compared.
     assert {"thyroid_24m", "thyroid_48m"} <= set(found)
     labels = status_at(cohorts.test, "thyroid", 24)
-    direct = added_value(
-        labels.y,
-        full.risks(encode(cohorts.test), (24,))["thyroid"][:, 0],
-        reduced.risks(encode(without(cohorts.test, "thyroid_antibodies")), (24,))["thyroid"][:, 0],
-        labels.weight,
-        bootstrap=20,
-        seed=3,
-    )
+    direct = added_value(labels.y, full.risks(encode(cohorts.test), (24,))["thyroid"][:, 0],
+                         reduced.risks(encode(without(cohorts.test, "thyroid_antibodies")), (24,))["thyroid"][:, 0],
+                         labels.weight, bootstrap=20, seed=3)
     got = found["thyroid_24m"]
     assert got.value.auroc.difference == direct.auroc.difference
     assert got.value.nri == direct.nri and got.value.idi == direct.idi
@@ -139,11 +121,8 @@ def test_measure_added_value_names_every_metric_and_finds_the_simulated_effects(
     for predictor in config.added_value:
         for prefix in ("", "bench_", "ext_current-assay_"):
             for metric in ADDED_VALUE_METRICS:
-                assert math.isfinite(metrics[added_value_metric(predictor, "thyroid_24m", metric, prefix)]), (
-                    predictor,
-                    prefix,
-                    metric,
-                )
+                assert math.isfinite(metrics[added_value_metric(predictor, "thyroid_24m", metric, prefix)]), \
+                    (predictor, prefix, metric)
     # CARE-MS I follows patients for 24 months: nothing to compare at 48 outside the held-out split.
     assert added_value_metric("il21_pg_ml", "thyroid_48m", "delta_auroc") in metrics
     assert added_value_metric("il21_pg_ml", "thyroid_48m", "delta_auroc", "bench_") not in metrics
@@ -165,12 +144,12 @@ def test_experiments_il21_value_and_no_effect_differ_only_in_the_simulator():
     fields = type(baseline).model_fields
     assert {k for k in fields if getattr(baseline, k) != getattr(value, k)} == {"name", "description", "added_value"}
     assert value.added_value == ("il21_pg_ml", "thyroid_antibodies")
-    assert {k for k in fields if getattr(value, k) != getattr(no_effect, k)} == {"name", "description", "world"}
+    assert {k for k in fields if getattr(value, k) != getattr(no_effect, k)} == {
+        "name", "description", "world"}
 
 
-@pytest.mark.parametrize(
-    "names, message", [(["treatment"], "not predictors"), (["il21"], "not predictors"), (["smoker", "smoker"], "twice")]
-)
+@pytest.mark.parametrize("names, message", [(["treatment"], "not predictors"), (["il21"], "not predictors"),
+                                            (["smoker", "smoker"], "twice")])
 def test_added_value_names_predictors(names, message):
     base = load_experiment(EXPERIMENTS_DIR / "baseline-comparison.yaml")
     with pytest.raises(ValueError, match=message):
@@ -187,19 +166,12 @@ def test_every_family_run_logs_the_added_value_and_its_report(mlflow_store, tiny
             assert added_value_metric(predictor, "thyroid_24m", metric) in metrics, metric
         logged = client.get_run(result.run_id).data.metrics
         assert logged[added_value_metric(predictor, "thyroid_24m", "delta_auroc")] == pytest.approx(
-            metrics[added_value_metric(predictor, "thyroid_24m", "delta_auroc")]
-        )
-        artifacts = {
-            a.path for folder in ("biomarker", "biomarker/plots") for a in client.list_artifacts(result.run_id, folder)
-        }
-        assert {
-            "biomarker/biomarker-value.md",
-            "biomarker/biomarker-value.html",
-            "biomarker/added_value.csv",
-            "biomarker/net_benefit_difference.csv",
-            "biomarker/plots/delta_auroc.png",
-            f"biomarker/plots/net_benefit_difference_{predictor}.png",
-        } <= artifacts
+            metrics[added_value_metric(predictor, "thyroid_24m", "delta_auroc")])
+        artifacts = {a.path for folder in ("biomarker", "biomarker/plots")
+                     for a in client.list_artifacts(result.run_id, folder)}
+        assert {"biomarker/biomarker-value.md", "biomarker/biomarker-value.html", "biomarker/added_value.csv",
+                "biomarker/net_benefit_difference.csv", "biomarker/plots/delta_auroc.png",
+                f"biomarker/plots/net_benefit_difference_{predictor}.png"} <= artifacts
         report = mlflow.artifacts.load_text(f"runs:/{result.run_id}/biomarker/biomarker-value.md")
         delta = metrics[added_value_metric(predictor, "thyroid_24m", "delta_auroc")]
         assert "| held-out (legacy_elisa) | thyroid_24m |" in report and f"{delta:+.4f}" in report

@@ -37,8 +37,7 @@ def test_exits_non_zero_when_a_target_is_out_of_reach(tmp_path, monkeypatch):
     config["profiles"]["care-ms1"]["arms"]["alemtuzumab"]["baseline"]["age_years"]["mean"] = 60.0
     path = tmp_path / "cohorts.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = runner.invoke(
-        app, ["cohort-report", "--profile", "care-ms1", "--n", "20000", "--out", str(tmp_path), "--config", str(path)]
-    )
+    result = runner.invoke(app, ["cohort-report", "--profile", "care-ms1", "--n", "20000",
+                                 "--out", str(tmp_path), "--config", str(path)])
     assert result.exit_code == 1
     assert "FAIL" in result.output and "age, mean" in result.output

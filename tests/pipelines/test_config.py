@@ -22,16 +22,13 @@ def test_tuning_bounds_keep_their_type():
     assert all(isinstance(b, float) for b in space["min_child_weight"])
 
 
-@pytest.mark.parametrize(
-    "space, message",
-    [
-        ({"max_depth": [3, 1]}, "must be below"),
-        ({"max_depth": [2, 2]}, "must be below"),
-        ({"learning_rate": [0.0, 0.2]}, "log scale"),
-        ({"max_depth": [1, 2, 3]}, "at most 2 items"),
-        ({}, "at least 1 item"),
-    ],
-)
+@pytest.mark.parametrize("space, message", [
+    ({"max_depth": [3, 1]}, "must be below"),
+    ({"max_depth": [2, 2]}, "must be below"),
+    ({"learning_rate": [0.0, 0.2]}, "log scale"),
+    ({"max_depth": [1, 2, 3]}, "at most 2 items"),
+    ({}, "at least 1 item"),
+])
 def test_tuning_space_rejects_unusable_bounds(space, message):
     with pytest.raises(ValidationError, match=message):
         TuningSpec(n_trials=1, timeout_s=1, space=space)
@@ -57,11 +54,7 @@ def test_experiments_inherit_the_baseline_and_differ_only_where_they_say():
     assert no_effect.families == baseline.families  # tuning included
     assert clinic.families == baseline.families
     assert {k for k in type(baseline).model_fields if getattr(baseline, k) != getattr(clinic, k)} == {
-        "name",
-        "description",
-        "train_cohorts",
-        "external_cohorts",
-    }
+        "name", "description", "train_cohorts", "external_cohorts"}
 
 
 def test_extends_merges_mappings_and_null_removes(tmp_path):
@@ -69,8 +62,7 @@ def test_extends_merges_mappings_and_null_removes(tmp_path):
     (tmp_path / "base.yaml").write_text((EXPERIMENTS_DIR / "baseline-comparison.yaml").read_text())
     (tmp_path / "child.yaml").write_text(
         "extends: base.yaml\nname: child\nbootstrap: 5\n"
-        "families: {cox-linear: null, cure-xgboost: null, cox-xgboost: {params: {max_depth: 2}}}\n"
-    )
+        "families: {cox-linear: null, cure-xgboost: null, cox-xgboost: {params: {max_depth: 2}}}\n")
     child = load_experiment(tmp_path / "child.yaml")
     base = load_experiment(tmp_path / "base.yaml")
     assert child.bootstrap == 5 and list(child.families) == ["cox-xgboost"]

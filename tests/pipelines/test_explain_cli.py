@@ -11,14 +11,8 @@ from pipelines.cli import app
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
-PATIENT = {
-    "age_years": 34,
-    "sex": "female",
-    "disease_duration_years": 2.5,
-    "il21_pg_ml": 620,
-    "il21_assay": "legacy_elisa",
-    "thyroid_antibodies": True,
-}
+PATIENT = {"age_years": 34, "sex": "female", "disease_duration_years": 2.5, "il21_pg_ml": 620,
+           "il21_assay": "legacy_elisa", "thyroid_antibodies": True}
 
 
 def explain(*args):
@@ -47,29 +41,25 @@ def test_a_json_patient_becomes_an_svg_waterfall_with_the_models_numbers(mlflow_
 def test_flags_give_or_override_the_values_and_png_works(mlflow_store, tmp_path):
     source, out = tmp_path / "patient.json", tmp_path / "w.png"
     source.write_text(json.dumps(PATIENT))
-    result = explain(source, "--smoker", "yes", "--treatment=interferon_beta_1a", "--outcome", "thyroid", "--out", out)
+    result = explain(source, "--smoker", "yes", "--treatment=interferon_beta_1a", "--outcome", "thyroid",
+                     "--out", out)
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "on interferon beta-1a" in result.output and "itp:" not in result.output
     assert "extrapolated" in result.output  # 48 months on interferon lies beyond its follow-up
-    flags_only = explain(
-        "--age-years", "41", "--sex", "m", "--disease-duration-years", "6", "--out", tmp_path / "f.svg"
-    )
+    flags_only = explain("--age-years", "41", "--sex", "m", "--disease-duration-years", "6", "--out", tmp_path / "f.svg")
     assert flags_only.exit_code == 0, flags_only.output
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--age-years", "34", "--sex", "x", "--disease-duration-years", "2"], "sex: 'x' is not one of female, male"),
-        (["--age-years", "34", "--sex", "f"], "disease_duration_years: required"),
-        (["--age-years", "34", "--sex", "f", "--disease-duration-years", "2", "--ege", "3"], "unknown option --ege"),
-        (["--age-years", "34", "--sex", "f", "--disease-duration-years", "40"], "disease_duration_years: 40 exceeds"),
-        (["--age-years", "34", "--sex", "f", "--disease-duration-years", "2", "--month", "80"], "--month: 80 months"),
-        (["--age-years"], "--age-years needs a value"),
-        (["missing.json"], "missing.json: cannot be read"),
-    ],
-)
+@pytest.mark.parametrize("args, message", [
+    (["--age-years", "34", "--sex", "x", "--disease-duration-years", "2"], "sex: 'x' is not one of female, male"),
+    (["--age-years", "34", "--sex", "f"], "disease_duration_years: required"),
+    (["--age-years", "34", "--sex", "f", "--disease-duration-years", "2", "--ege", "3"], "unknown option --ege"),
+    (["--age-years", "34", "--sex", "f", "--disease-duration-years", "40"], "disease_duration_years: 40 exceeds"),
+    (["--age-years", "34", "--sex", "f", "--disease-duration-years", "2", "--month", "80"], "--month: 80 months"),
+    (["--age-years"], "--age-years needs a value"),
+    (["missing.json"], "missing.json: cannot be read"),
+])
 def test_bad_patients_are_named_and_nothing_is_written(mlflow_store, tmp_path, args, message):
     out = tmp_path / "w.svg"
     result = explain(*args, "--out", out)

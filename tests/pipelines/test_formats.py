@@ -74,9 +74,8 @@ def test_the_same_patients_get_the_same_risks_in_every_format(mlflow_store, cham
     reference = results["comma.csv"]
     assert reference["patient_id"].tolist() == clinic[ID_COLUMN].tolist()
     for name, scores in results.items():
-        pd.testing.assert_frame_equal(
-            scores[risk_columns(champion)], reference[risk_columns(champion)], rtol=0, atol=0, obj=name
-        )
+        pd.testing.assert_frame_equal(scores[risk_columns(champion)], reference[risk_columns(champion)],
+                                      rtol=0, atol=0, obj=name)
         assert scores["patient_id"].tolist() == reference["patient_id"].tolist(), name
         # physical lines for text (header = line 1), Excel's row numbers, Parquet's rows from 1
         first = 1 if name.endswith(".parquet") else 2
@@ -93,9 +92,9 @@ def test_the_summary_names_the_format_and_separator(mlflow_store, clinic, tmp_pa
 
 def test_decimal_commas_only_in_semicolon_files_and_never_with_thousands(mlflow_store, tmp_path):
     source = tmp_path / "eu.csv"
-    source.write_text(
-        "patient_id;age_years;sex;disease_duration_years;edss\np1;34,5;F;2,25;1,5\np2;1.234,5;F;2;1\n"
-    )  # a thousands separator is not a decimal comma
+    source.write_text("patient_id;age_years;sex;disease_duration_years;edss\n"
+                      "p1;34,5;F;2,25;1,5\n"
+                      "p2;1.234,5;F;2;1\n")  # a thousands separator is not a decimal comma
     out = tmp_path / "scores.csv"
     result = run_score(source, "--out", out)
     assert result.exit_code == 0, result.output
@@ -123,7 +122,6 @@ def test_two_headers_naming_one_feature_fail_clearly(mlflow_store, tmp_path):
 
 # --- Excel -------------------------------------------------------------------------------------
 
-
 def test_a_workbook_sheet_keeps_its_excel_row_numbers(mlflow_store, tmp_path):
     from openpyxl import Workbook
 
@@ -133,12 +131,8 @@ def test_a_workbook_sheet_keeps_its_excel_row_numbers(mlflow_store, tmp_path):
     sheet = workbook.create_sheet("Cohort")
     sheet["B3"], sheet["C3"], sheet["D3"], sheet["E3"] = "Patient_ID", "age_years", "sex", "disease_duration_years"
     sheet.append([])  # row 4 stays empty
-    for row, values in {
-        5: [1001, 34, "F", 2.5],
-        6: ["p2", 40, "male", True],
-        7: ["p3", 50, "M", 3],
-        8: ["p4", 30, "F", 1],
-    }.items():
+    for row, values in {5: [1001, 34, "F", 2.5], 6: ["p2", 40, "male", True], 7: ["p3", 50, "M", 3],
+                        8: ["p4", 30, "F", 1]}.items():
         for column, value in zip("BCDE", values, strict=True):
             sheet[f"{column}{row}"] = value
     sheet["G7"] = "stray note"  # a value in a column without a header
@@ -206,42 +200,28 @@ def _parquet_bytes(tmp_path) -> bytes:
     return path.read_bytes()
 
 
-@pytest.mark.parametrize(
-    "name, make, message",
-    [
-        ("cohort.csv", lambda tmp: gzip.compress(TEXT), "is gzip-compressed: name it .csv.gz or .tsv.gz"),
-        ("cohort.csv", _zip_bytes, "is a zip archive: extract it (unzip)"),
-        ("cohort.zip", _zip_bytes, "is a zip archive: extract it (unzip)"),
-        ("cohort.csv", _xlsx_bytes, "is an Excel workbook: name it .xlsx"),
-        (
-            "cohort.xls",
-            lambda tmp: b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504),
-            "is an Excel 97-2003 workbook (.xls), a password-protected workbook or another old Office file, "
-            "which autorisk does not read: open it in Excel and save it, without a password, as .xlsx or as 'CSV UTF-8'",
-        ),
-        ("cohort.xlsx", lambda tmp: b"", "is an empty file: expected a header line with column names"),
-        ("cohort.ods", _ods_bytes, "is an OpenDocument spreadsheet, which autorisk does not read"),
-        ("cohort.csv", lambda tmp: TEXT.decode().encode("utf-16"), "is UTF-16 text (Excel's 'Unicode Text' export)"),
-        ("cohort.txt", lambda tmp: TEXT.decode().encode("utf-16-le"), "is UTF-16 text"),
-        ("cohort.csv.bz2", lambda tmp: bz2.compress(TEXT), "is compressed with bzip2, which autorisk does not read"),
-        ("cohort.csv.gz", lambda tmp: TEXT, "is not gzip-compressed: name it .csv"),
-        (
-            "cohort.csv.gz",
-            lambda tmp: gzip.compress(TEXT.decode().encode("utf-16")),
-            "(once decompressed) is UTF-16 text",
-        ),
-        ("cohort.xlsx", lambda tmp: TEXT, "is text, not an Excel workbook: name it .csv"),
-        ("cohort.csv", _parquet_bytes, "is a Parquet file: name it .parquet"),
-        (
-            "cohort.txt",
-            lambda tmp: TEXT,
-            "unsupported extension '.txt'; autorisk reads .csv, .tsv, .csv.gz, .tsv.gz, .xlsx or .parquet",
-        ),
-    ],
-)
+@pytest.mark.parametrize("name, make, message", [
+    ("cohort.csv", lambda tmp: gzip.compress(TEXT), "is gzip-compressed: name it .csv.gz or .tsv.gz"),
+    ("cohort.csv", _zip_bytes, "is a zip archive: extract it (unzip)"),
+    ("cohort.zip", _zip_bytes, "is a zip archive: extract it (unzip)"),
+    ("cohort.csv", _xlsx_bytes, "is an Excel workbook: name it .xlsx"),
+    ("cohort.xls", lambda tmp: b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504),
+     "is an Excel 97-2003 workbook (.xls), a password-protected workbook or another old Office file, "
+     "which autorisk does not read: open it in Excel and save it, without a password, as .xlsx or as 'CSV UTF-8'"),
+    ("cohort.xlsx", lambda tmp: b"", "is an empty file: expected a header line with column names"),
+    ("cohort.ods", _ods_bytes, "is an OpenDocument spreadsheet, which autorisk does not read"),
+    ("cohort.csv", lambda tmp: TEXT.decode().encode("utf-16"), "is UTF-16 text (Excel's 'Unicode Text' export)"),
+    ("cohort.txt", lambda tmp: TEXT.decode().encode("utf-16-le"), "is UTF-16 text"),
+    ("cohort.csv.bz2", lambda tmp: bz2.compress(TEXT), "is compressed with bzip2, which autorisk does not read"),
+    ("cohort.csv.gz", lambda tmp: TEXT, "is not gzip-compressed: name it .csv"),
+    ("cohort.csv.gz", lambda tmp: gzip.compress(TEXT.decode().encode("utf-16")), "(once decompressed) is UTF-16 text"),
+    ("cohort.xlsx", lambda tmp: TEXT, "is text, not an Excel workbook: name it .csv"),
+    ("cohort.csv", _parquet_bytes, "is a Parquet file: name it .parquet"),
+    ("cohort.txt", lambda tmp: TEXT, "unsupported extension '.txt'; autorisk reads .csv, .tsv, .csv.gz, .tsv.gz, "
+                                     ".xlsx or .parquet"),
+])
 def test_a_format_autorisk_cannot_read_says_what_it_looks_like_and_what_to_do(
-    mlflow_store, tmp_path, name, make, message
-):
+        mlflow_store, tmp_path, name, make, message):
     source = tmp_path / name
     source.write_bytes(make(tmp_path))
     out = tmp_path / "scores.csv"
@@ -283,38 +263,30 @@ def test_the_kit_option_scores_the_file_as_if_each_record_named_it(mlflow_store,
     without = tmp_path / "without.csv"
     without.write_text(IL21_HEADER + "p1,34,F,2,\np2,35,F,1,62\np3,36,M,1,8\n")
     with_column = tmp_path / "with.csv"
-    with_column.write_text(
-        IL21_HEADER.replace("\n", ",il21_assay\n")
-        + "p1,34,F,2,,current_elisa\np2,35,F,1,62,current_elisa\np3,36,M,1,8,current_elisa\n"
-    )
+    with_column.write_text(IL21_HEADER.replace("\n", ",il21_assay\n")
+                           + "p1,34,F,2,,current_elisa\np2,35,F,1,62,current_elisa\np3,36,M,1,8,current_elisa\n")
     out = tmp_path / "scores.csv"
     result = run_score(without, "--out", out, "--il21-assay", "current_elisa")
     assert result.exit_code == 0, result.output
     assert "scored 3, rejected 0" in result.output
     score_batch(ScoreJob.to(with_column, tmp_path / "reference.csv"), champion)
     columns = risk_columns(champion)
-    np.testing.assert_array_equal(
-        pd.read_csv(out)[columns].to_numpy(), pd.read_csv(tmp_path / "reference.csv")[columns].to_numpy()
-    )
+    np.testing.assert_array_equal(pd.read_csv(out)[columns].to_numpy(),
+                                  pd.read_csv(tmp_path / "reference.csv")[columns].to_numpy())
 
 
 def test_the_kit_option_fills_only_records_that_name_no_kit(mlflow_store, champion, tmp_path):
     mixed = tmp_path / "mixed.csv"
-    mixed.write_text(
-        IL21_HEADER.replace("\n", ",il21_assay\n") + "p1,34,F,2,620,legacy_elisa\np2,35,F,1,62,\np3,36,M,1,62,NA\n"
-    )
+    mixed.write_text(IL21_HEADER.replace("\n", ",il21_assay\n")
+                     + "p1,34,F,2,620,legacy_elisa\np2,35,F,1,62,\np3,36,M,1,62,NA\n")
     explicit = tmp_path / "explicit.csv"
-    explicit.write_text(
-        IL21_HEADER.replace("\n", ",il21_assay\n")
-        + "p1,34,F,2,620,legacy_elisa\np2,35,F,1,62,current_elisa\np3,36,M,1,62,current_elisa\n"
-    )
+    explicit.write_text(IL21_HEADER.replace("\n", ",il21_assay\n")
+                        + "p1,34,F,2,620,legacy_elisa\np2,35,F,1,62,current_elisa\np3,36,M,1,62,current_elisa\n")
     score_batch(ScoreJob.to(mixed, tmp_path / "mixed-scores.csv", il21_assay="current_elisa"), champion)
     score_batch(ScoreJob.to(explicit, tmp_path / "explicit-scores.csv"), champion)
     columns = risk_columns(champion)
-    np.testing.assert_array_equal(
-        pd.read_csv(tmp_path / "mixed-scores.csv")[columns].to_numpy(),
-        pd.read_csv(tmp_path / "explicit-scores.csv")[columns].to_numpy(),
-    )
+    np.testing.assert_array_equal(pd.read_csv(tmp_path / "mixed-scores.csv")[columns].to_numpy(),
+                                  pd.read_csv(tmp_path / "explicit-scores.csv")[columns].to_numpy())
 
 
 def test_an_unknown_kit_is_refused_before_anything_loads(mlflow_store, tmp_path):

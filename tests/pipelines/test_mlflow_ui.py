@@ -13,15 +13,10 @@ from models.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING, NOTE_TAG
 from tools.mlflow_ui import chromium_path, loopback_page, mlflow_ui, show
 
 METRICS = {
-    "thyroid_24m_auroc": 0.7412,
-    "thyroid_24m_auroc_lo": 0.7301,
-    "thyroid_24m_auroc_hi": 0.7523,
-    "thyroid_24m_auroc_over_oracle": 0.9871,
-    "thyroid_24m_calibration_slope": 0.912,
-    "thyroid_24m_oracle_calibration_slope": 0.959,
-    "thyroid_24m_events": 1234.0,
-    "added_il21_pg_ml_thyroid_24m_delta_auroc": 0.0612,
-    "added_il21_pg_ml_thyroid_24m_delta_auroc_lo": 0.0501,
+    "thyroid_24m_auroc": 0.7412, "thyroid_24m_auroc_lo": 0.7301, "thyroid_24m_auroc_hi": 0.7523,
+    "thyroid_24m_auroc_over_oracle": 0.9871, "thyroid_24m_calibration_slope": 0.912,
+    "thyroid_24m_oracle_calibration_slope": 0.959, "thyroid_24m_events": 1234.0,
+    "added_il21_pg_ml_thyroid_24m_delta_auroc": 0.0612, "added_il21_pg_ml_thyroid_24m_delta_auroc_lo": 0.0501,
     "added_il21_pg_ml_thyroid_24m_delta_auroc_hi": 0.0723,
     # no held-out AUROC at 36 months: the endpoint is left out
     "thyroid_36m_calibration_slope": 1.0,
@@ -33,17 +28,15 @@ def test_headline_table_by_hand():
     assert list(frame["endpoint"]) == ["thyroid_24m"]
     assert frame.loc[0, "delta_auroc_il21_pg_ml_lo"] == 0.0501
     text = headline_markdown(frame, ["il21_pg_ml"])
-    assert text.splitlines()[2] == (
-        "| thyroid_24m | 1234 | 0.741 (0.730–0.752) | 0.987 | 0.91 (0.96) | +0.0612 (+0.0501 to +0.0723) |"
-    )
-    without = headline_markdown(
-        headline_frame({k: v for k, v in METRICS.items() if "added" not in k}, ["thyroid_24m"], ["il21_pg_ml"]),
-        ["il21_pg_ml"],
-    )
+    assert text.splitlines()[2] == ("| thyroid_24m | 1234 | 0.741 (0.730–0.752) | 0.987 | 0.91 (0.96) | "
+                                    "+0.0612 (+0.0501 to +0.0723) |")
+    without = headline_markdown(headline_frame({k: v for k, v in METRICS.items() if "added" not in k},
+                                               ["thyroid_24m"], ["il21_pg_ml"]), ["il21_pg_ml"])
     assert without.splitlines()[2].endswith("| — |")
     coverage = headline_frame(METRICS, ["thyroid_24m"], coverage_metric=lambda e: f"cover_{e}")
     assert np.isnan(coverage.loc[0, "interval_coverage"])
     assert headline_markdown(coverage).splitlines()[2].endswith("| — |")
+
 
 
 @pytest.mark.integration
@@ -83,12 +76,8 @@ def test_the_run_page_shows_the_headline_in_a_real_browser(mlflow_store, tiny_ex
     experiment = client.get_experiment_by_name(tiny_experiment.name)
     result = next(r for r in mlflow_store["results"] if r.family == "cox-xgboost")
     with mlflow_ui(mlflow_store["uri"], tmp_path / "ui.log") as url, loopback_page() as (page, blocked):
-        show(
-            page,
-            f"{url}/#/experiments/{experiment.experiment_id}/runs/{result.run_id}",
-            "ΔAUROC il21_pg_ml",
-            timeout_s=180,
-        )
+        show(page, f"{url}/#/experiments/{experiment.experiment_id}/runs/{result.run_id}", "ΔAUROC il21_pg_ml",
+             timeout_s=180)
         text = page.inner_text("body")
         page.screenshot(path=tmp_path / "run.png")
     assert f"{tiny_experiment.name}/cox-xgboost" in text

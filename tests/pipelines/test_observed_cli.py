@@ -38,10 +38,8 @@ def registry(simulator, tmp_path_factory):
     """A development file (3,000 patients) and a test file (6,000) of a registry whose incidences differ from the
     trials' (fewer thyroid disorders, more ITP), 2:1 alemtuzumab, with their truth kept aside."""
     folder = tmp_path_factory.mktemp("registry")
-    frames = {
-        "dev": simulate_cohort(simulator, "registry", 3000, 501),
-        "test": simulate_cohort(simulator, "registry", 6000, 502),
-    }
+    frames = {"dev": simulate_cohort(simulator, "registry", 3000, 501),
+              "test": simulate_cohort(simulator, "registry", 6000, 502)}
     paths = {}
     for name, frame in frames.items():
         paths[name] = folder / f"registry-{name}.csv"
@@ -58,19 +56,15 @@ def validated(mlflow_store, registry):
 
 
 def entry(report, outcome, treatment, horizon):
-    return next(
-        m
-        for m in report["metrics"]
-        if (m["outcome"], m["treatment"], m["horizon_months"]) == (outcome, treatment, horizon)
-    )
+    return next(m for m in report["metrics"] if (m["outcome"], m["treatment"], m["horizon_months"])
+                == (outcome, treatment, horizon))
 
 
 def test_validate_writes_the_documented_report(validated):
     out, report = validated["out"], validated["report"]
     assert {"model", "cohort", "warnings", "metrics"} <= set(report)
     assert {(m["outcome"], m["treatment"]) for m in report["metrics"]} == {
-        (o, t) for o in ("thyroid", "itp") for t in ("alemtuzumab", "interferon_beta_1a", "all")
-    }
+        (o, t) for o in ("thyroid", "itp") for t in ("alemtuzumab", "interferon_beta_1a", "all")}
     assert {m["horizon_months"] for m in report["metrics"]} == {12, 24, 36, 48}
     for m in report["metrics"]:
         assert set(METRIC_KEYS) <= set(m)
@@ -85,9 +79,8 @@ def test_observed_risks_are_kaplan_meiers_and_o_e_agrees_with_the_truth(validate
     for outcome in ("thyroid", "itp"):
         for arm in ("alemtuzumab", "interferon_beta_1a"):
             members = truth["treatment"] == arm
-            times, survival = kaplan_meier_estimator(
-                truth.loc[members, f"{outcome}_event"] == 1, truth.loc[members, f"{outcome}_time_months"]
-            )
+            times, survival = kaplan_meier_estimator(truth.loc[members, f"{outcome}_event"] == 1,
+                                                     truth.loc[members, f"{outcome}_time_months"])
             for horizon in (24, 48):
                 m = entry(validated["report"], outcome, arm, horizon)
                 km = 1 - survival[np.searchsorted(times, horizon, side="right") - 1]
@@ -154,23 +147,11 @@ def test_unusable_rows_are_rejected_alone_and_missing_columns_stop_the_run(mlflo
     assert missing.exit_code == 2 and "outcome columns missing: itp_event, itp_time_months" in missing.output
 
 
-def test_recalibrate_registers_an_aliased_version_that_fits_the_registry(
-    mlflow_store, registry, champion, validated, tmp_path
-):
+def test_recalibrate_registers_an_aliased_version_that_fits_the_registry(mlflow_store, registry, champion, validated,
+                                                                        tmp_path):
     client = MlflowClient()
-    result = runner.invoke(
-        app,
-        [
-            "recalibrate",
-            str(registry["paths"]["dev"]),
-            "--alias",
-            "registry-test",
-            "--holdout-fraction",
-            "0",
-            "--out",
-            str(tmp_path / "recalibration"),
-        ],
-    )
+    result = runner.invoke(app, ["recalibrate", str(registry["paths"]["dev"]), "--alias", "registry-test",
+                                 "--holdout-fraction", "0", "--out", str(tmp_path / "recalibration")])
     assert result.exit_code == 0, result.output
     new = client.get_model_version_by_alias(MODEL_NAME, "registry-test")
     assert new.tags[VERSION_ORIGIN_TAG] == "recalibration" and new.tags[VERSION_SOURCE_TAG] == champion.version
@@ -179,28 +160,21 @@ def test_recalibrate_registers_an_aliased_version_that_fits_the_registry(
     assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == champion.version
 
     out = tmp_path / "after"
-    checked = runner.invoke(
-        app, ["validate", str(registry["paths"]["test"]), "--out", str(out), "--model-version", "@registry-test"]
-    )
+    checked = runner.invoke(app, ["validate", str(registry["paths"]["test"]), "--out", str(out),
+                                  "--model-version", "@registry-test"])
     assert checked.exit_code == 0, checked.output
     after = json.loads((out / "validation.json").read_text())
     truth, dev = registry["truth"]["test"], registry["truth"]["dev"]
-    for outcome, arm, relative, points in (
-        ("thyroid", "alemtuzumab", 0.10, 0.0),
-        ("thyroid", "interferon_beta_1a", 0.30, 0.015),
-        ("itp", "alemtuzumab", 0.30, 0.008),
-    ):
+    for outcome, arm, relative, points in (("thyroid", "alemtuzumab", 0.10, 0.0), ("thyroid", "interferon_beta_1a",
+                                           0.30, 0.015), ("itp", "alemtuzumab", 0.30, 0.008)):
         members, fitted_on = truth["treatment"] == arm, dev["treatment"] == arm
         for horizon in (24, 48):
             true = truth.loc[members, f"true_risk_{outcome}_{horizon}m"].mean()
             predicted = entry(after, outcome, arm, horizon)["mean_predicted"]
             # A recalibration can only be as good as the local file's own estimate: the targets, or that file's own
             # error (its Kaplan-Meier risk against its patients' true risk) where sampling made it larger
-            km = observed_risk(
-                dev.loc[fitted_on, f"{outcome}_time_months"].to_numpy(),
-                dev.loc[fitted_on, f"{outcome}_event"].to_numpy(),
-                horizon,
-            ).risk
+            km = observed_risk(dev.loc[fitted_on, f"{outcome}_time_months"].to_numpy(),
+                               dev.loc[fitted_on, f"{outcome}_event"].to_numpy(), horizon).risk
             own_error = abs(km - dev.loc[fitted_on, f"true_risk_{outcome}_{horizon}m"].mean())
             tolerance = max(relative * true, points, own_error + 0.005)
             assert abs(predicted - true) <= tolerance, (outcome, arm, horizon, predicted, true, tolerance)
@@ -214,45 +188,30 @@ def test_recalibrate_registers_an_aliased_version_that_fits_the_registry(
             if before["auroc"] is not None:
                 assert entry(after, outcome, arm, horizon)["auroc"] == pytest.approx(before["auroc"], abs=1e-12)
 
-    scored = runner.invoke(
-        app,
-        [
-            "score",
-            str(registry["paths"]["test"]),
-            "--out",
-            str(tmp_path / "s.csv"),
-            "--ignore-extra-columns",
-            "--model-version",
-            "@registry-test",
-        ],
-    )
+    scored = runner.invoke(app, ["score", str(registry["paths"]["test"]), "--out", str(tmp_path / "s.csv"),
+                                 "--ignore-extra-columns", "--model-version", "@registry-test"])
     assert scored.exit_code == 0, scored.output
     scores = pd.read_csv(tmp_path / "s.csv")
     assert set(scores["model_version"].astype(str)) == {str(new.version)}
     # the MLflow pyfunc of the alias gives the same risks, with every patient's explanation exact
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@registry-test")
     from_pyfunc = pyfunc.predict(truth.head(200)[[ID_COLUMN, *INPUT_NAMES]])
-    np.testing.assert_allclose(
-        from_pyfunc["risk_thyroid_48m"], scores["risk_thyroid_48m"].head(200), rtol=0, atol=1e-12
-    )
+    np.testing.assert_allclose(from_pyfunc["risk_thyroid_48m"], scores["risk_thyroid_48m"].head(200), rtol=0,
+                               atol=1e-12)
     total, expected = batch_identity(from_pyfunc, "thyroid", 48, champion.risk_model.explanation_scale)
     np.testing.assert_allclose(total, expected, atol=1e-9)
 
 
 def test_recalibrate_validates_before_and_after_on_a_held_out_part(mlflow_store, registry, tmp_path):
-    result = runner.invoke(
-        app, ["recalibrate", str(registry["paths"]["dev"]), "--alias", "registry-split", "--out", str(tmp_path)]
-    )
+    result = runner.invoke(app, ["recalibrate", str(registry["paths"]["dev"]), "--alias", "registry-split",
+                                 "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "recalibration.json").read_text())
     assert summary["held_out"] == 750 and summary["recalibrated_on"] == 2250
     for name in ("holdout-before", "holdout-after"):
         assert (tmp_path / name / "validation.json").is_file()
-    row = next(
-        r
-        for r in summary["comparison"]
-        if (r["outcome"], r["treatment"], r["horizon_months"]) == ("thyroid", "alemtuzumab", 48)
-    )
+    row = next(r for r in summary["comparison"] if (r["outcome"], r["treatment"], r["horizon_months"])
+               == ("thyroid", "alemtuzumab", 48))
     assert abs(row["after_o_e"] - 1) < abs(row["before_o_e"] - 1)
 
 
@@ -279,15 +238,12 @@ def test_validate_reads_what_score_reads(mlflow_store, registry, tmp_path, kind)
     assert entry(report, "thyroid", "all", 24)["observed_risk"] == pytest.approx(km, abs=1e-12)
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--alias", "champion"], "@champion is set by `autorisk promote` only"),
-        (["--alias", "x", "--method", "slope"], "--method: 'slope' is not one of baseline, baseline+slope"),
-        (["--alias", "x", "--holdout-fraction", "1.5"], "--holdout-fraction: 1.5 is not in [0, 1)"),
-        (["--alias", "x", "--model-version", "abc"], "--model-version: 'abc' is not a registered version"),
-    ],
-)
+@pytest.mark.parametrize("args, message", [
+    (["--alias", "champion"], "@champion is set by `autorisk promote` only"),
+    (["--alias", "x", "--method", "slope"], "--method: 'slope' is not one of baseline, baseline+slope"),
+    (["--alias", "x", "--holdout-fraction", "1.5"], "--holdout-fraction: 1.5 is not in [0, 1)"),
+    (["--alias", "x", "--model-version", "abc"], "--model-version: 'abc' is not a registered version"),
+])
 def test_recalibrate_refuses_what_it_must_not_do(mlflow_store, registry, tmp_path, args, message):
     result = runner.invoke(app, ["recalibrate", str(registry["paths"]["dev"]), "--out", str(tmp_path), *args])
     assert result.exit_code == 2 and message in result.output, result.output
@@ -297,8 +253,7 @@ def test_an_experiment_trained_on_a_file_alone_trains_registers_and_promotes(reg
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'files.db'}")
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "from-files.yaml"
-    config.write_text(
-        textwrap.dedent(f"""\
+    config.write_text(textwrap.dedent(f"""\
         name: from-files
         description: The registry's own patients, nothing simulated.
         registered_model_name: {MODEL_NAME}
@@ -312,8 +267,7 @@ def test_an_experiment_trained_on_a_file_alone_trains_registers_and_promotes(reg
         interval_refits: 2
         families:
           cox-linear: {{estimator: cox-linear, params: {{alpha: 1.0}}}}
-        """)
-    )
+        """))
     trained = runner.invoke(app, ["train", "--config", str(config)])
     assert trained.exit_code == 0, trained.output
     assert "no cohort of the experiment carries the simulator's true risks" in trained.output

@@ -50,24 +50,21 @@ def read_csv_cells(path: Path) -> list[list[str]]:
 
 # --- spreadsheet formulas ----------------------------------------------------------------------
 
-
 def test_text_that_a_spreadsheet_would_run_gets_an_apostrophe_in_csv_outputs(mlflow_store, tmp_path):
     source = tmp_path / "clinic.csv"
-    source.write_text(
-        HEADER
-        + '"=HYPERLINK(""http://x"",""open"")",34,F,2\n'
-        + "+1-555,35,F,1\n"
-        + "-2,36,M,1\n"
-        + "@SUM(A1),37,M,1\n"
-        + "\"\t=cmd|' /C calc'!A0\",38,F,1\n"  # a leading tab, stripped with the spaces
-        + "p-ok,39,F,1\n"
-        + "=rejected,abc,F,1\n"
-    )
+    source.write_text(HEADER
+                      + '"=HYPERLINK(""http://x"",""open"")",34,F,2\n'
+                      + "+1-555,35,F,1\n"
+                      + "-2,36,M,1\n"
+                      + "@SUM(A1),37,M,1\n"
+                      + '"\t=cmd|\' /C calc\'!A0",38,F,1\n'  # a leading tab, stripped with the spaces
+                      + "p-ok,39,F,1\n"
+                      + "=rejected,abc,F,1\n")
     out = tmp_path / "scores.csv"
     result = run_score(source, "--out", out)
     assert result.exit_code == 0, result.output
     ids = [row[1] for row in read_csv_cells(out)[1:]]
-    assert ids == ['\'=HYPERLINK("http://x","open")', "'+1-555", "'-2", "'@SUM(A1)", "'=cmd|' /C calc'!A0", "p-ok"]
+    assert ids == ["'=HYPERLINK(\"http://x\",\"open\")", "'+1-555", "'-2", "'@SUM(A1)", "'=cmd|' /C calc'!A0", "p-ok"]
     rejects = read_csv_cells(tmp_path / "scores.rejects.csv")
     assert rejects[1][1] == "'=rejected"
     assert rejects[1][2].startswith("age_years: 'abc' is not a number")
@@ -90,7 +87,6 @@ def test_defusing_covers_tab_and_carriage_return_and_leaves_numbers_alone():
 
 # --- one writer per output ---------------------------------------------------------------------
 
-
 def test_a_second_run_on_a_locked_output_fails_at_once_naming_the_lock(mlflow_store, tmp_path):
     source, out = tmp_path / "clinic.csv", tmp_path / "scores.csv"
     source.write_text(HEADER + "p1,34,F,2\n")
@@ -100,10 +96,8 @@ def test_a_second_run_on_a_locked_output_fails_at_once_naming_the_lock(mlflow_st
         result = run_score(source, "--out", out)
         elapsed = time.perf_counter() - started
     assert result.exit_code == 2, result.output
-    assert (
-        f"is being written by another autorisk run (its lock {lock_path(out)} is held by process {os.getpid()})"
+    assert f"is being written by another autorisk run (its lock {lock_path(out)} is held by process {os.getpid()})" \
         in result.output
-    )
     assert elapsed < 5, "it must fail before the model loads"
     assert out.read_text() == "the first run's scores\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clinic.csv", "scores.csv"]  # lock file removed
@@ -165,20 +159,14 @@ def test_two_real_runs_on_one_output_the_second_exits_2_and_the_first_completes(
     source = tmp_path / "small.csv"
     pd.read_csv(big_cohort, nrows=300).to_csv(source, index=False)
     log = tmp_path / "first.log"
-    with (
-        open(log, "w") as output,
-        subprocess.Popen(
-            [AUTORISK, "score", str(source), "--out", str(out), "--chunk-rows", "50"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        ) as first,
-    ):
+    with open(log, "w") as output, subprocess.Popen([AUTORISK, "score", str(source), "--out", str(out),
+                                                     "--chunk-rows", "50"],
+                                                    stdout=output, stderr=subprocess.STDOUT) as first:
         _wait_for(lambda: _unnamed_outputs(first.pid, tmp_path), first, log)
         first.send_signal(signal.SIGSTOP)  # the first run holds its lock, mid-way, while the second starts
         try:
-            second = subprocess.run(
-                [AUTORISK, "score", str(source), "--out", str(out)], capture_output=True, text=True, timeout=120
-            )
+            second = subprocess.run([AUTORISK, "score", str(source), "--out", str(out)], capture_output=True,
+                                    text=True, timeout=120)
         finally:
             first.send_signal(signal.SIGCONT)
         assert first.wait(timeout=300) == 0, log.read_text()
@@ -187,14 +175,8 @@ def test_two_real_runs_on_one_output_the_second_exits_2_and_the_first_completes(
     assert "scores:" not in second.stdout
     assert len(pd.read_csv(out)) == 300  # the first run's result, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "first.log",
-        "scores.csv",
-        "scores.drift.json",
-        "scores.drift.md",
-        "scores.rejects.csv",
-        "scores.report.html",
-        "small.csv",
-    ]
+        "first.log", "scores.csv", "scores.drift.json", "scores.drift.md", "scores.rejects.csv", "scores.report.html",
+        "small.csv"]
 
 
 def test_kill_9_leaves_no_temporary_file_and_the_next_run_completes(mlflow_store, big_cohort, tmp_path):
@@ -215,15 +197,11 @@ def test_kill_9_leaves_no_temporary_file_and_the_next_run_completes(mlflow_store
     pd.read_csv(big_cohort, nrows=50).to_csv(small, index=False)
     assert run_score(small, "--out", out).exit_code == 0
     assert sorted(p.name for p in folder.iterdir()) == [
-        "scores.csv",
-        "scores.drift.json",
-        "scores.drift.md",
-        "scores.rejects.csv",
-        "scores.report.html",
-    ]
+        "scores.csv", "scores.drift.json", "scores.drift.md", "scores.rejects.csv", "scores.report.html"]
 
 
-def test_sigterm_while_the_outputs_go_in_place_waits_for_the_last_rename(mlflow_store, champion, big_cohort, tmp_path):
+def test_sigterm_while_the_outputs_go_in_place_waits_for_the_last_rename(mlflow_store, champion, big_cohort,
+                                                                         tmp_path):
     strace = shutil.which("strace")
     if strace is None or subprocess.run([strace, "-o", "/dev/null", "true"], capture_output=True).returncode:
         pytest.skip("strace cannot trace processes here (not installed, or ptrace is not allowed)")
@@ -233,29 +211,15 @@ def test_sigterm_while_the_outputs_go_in_place_waits_for_the_last_rename(mlflow_
     pd.read_csv(big_cohort, nrows=150).to_csv(earlier, index=False)
     pd.read_csv(big_cohort, nrows=1).to_csv(later, index=False)
     score_batch(ScoreJob.to(earlier, out), champion)
-    injected = [
-        strace,
-        "-f",
-        "-qq",
-        "-o",
-        "/dev/null",
-        "-e",
-        "trace=rename,renameat,renameat2",
-        "-e",
-        "inject=rename,renameat,renameat2:signal=SIGTERM:when=3",
-    ]
-    stopped = subprocess.run(
-        [*injected, AUTORISK, "score", str(later), "--out", str(out)], capture_output=True, text=True, timeout=300
-    )
+    injected = [strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2",
+                "-e", "inject=rename,renameat,renameat2:signal=SIGTERM:when=3"]
+    stopped = subprocess.run([*injected, AUTORISK, "score", str(later), "--out", str(out)], capture_output=True,
+                             text=True, timeout=300)
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stdout + stopped.stderr
     assert "error: stopped by SIGTERM" in stopped.stderr
     # The signal came as the rejects went in place; it was held back until the set was whole.
-    assert _describe(folder) == {
-        "scores.csv": "1 patients",
-        "scores.drift.json": "1 patients",
-        "scores.report.html": "later.csv",
-        "scores.rejects.csv": "0 rejected",
-    }
+    assert _describe(folder) == {"scores.csv": "1 patients", "scores.drift.json": "1 patients",
+                                 "scores.report.html": "later.csv", "scores.rejects.csv": "0 rejected"}
     assert not journal_path(out).exists()
 
 
@@ -263,11 +227,8 @@ def test_named_temporary_files_of_a_crashed_run_are_removed_by_the_next(mlflow_s
     # Where the file system has no unnamed files, a run writes hidden named ones: a crash leaves them.
     source, out = tmp_path / "clinic.csv", tmp_path / "scores.csv"
     source.write_text(HEADER + "p1,34,F,2\n")
-    stale = [
-        tmp_path / ".scores.csv.0badc0de.autorisk-tmp",
-        tmp_path / ".scores.drift.md.12345678.autorisk-tmp",
-        tmp_path / ".scores.csv.qvphroo0.csv",
-    ]  # as earlier versions named them
+    stale = [tmp_path / ".scores.csv.0badc0de.autorisk-tmp", tmp_path / ".scores.drift.md.12345678.autorisk-tmp",
+             tmp_path / ".scores.csv.qvphroo0.csv"]  # as earlier versions named them
     for path in stale:
         path.write_text("patient ids and risks of a crashed run\n")
     unrelated = tmp_path / ".notes.csv.0badc0de.autorisk-tmp"
@@ -278,9 +239,8 @@ def test_named_temporary_files_of_a_crashed_run_are_removed_by_the_next(mlflow_s
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_a_run_stopped_with_sigterm_or_ctrl_c_while_writing_leaves_nothing_and_says_so(
-    mlflow_store, big_cohort, tmp_path, stop
-):
+def test_a_run_stopped_with_sigterm_or_ctrl_c_while_writing_leaves_nothing_and_says_so(mlflow_store, big_cohort,
+                                                                                        tmp_path, stop):
     folder = tmp_path / "out"
     out = folder / "scores.csv"
     log = tmp_path / "score.log"
@@ -292,10 +252,8 @@ def test_a_run_stopped_with_sigterm_or_ctrl_c_while_writing_leaves_nothing_and_s
         assert process.wait(timeout=120) == 128 + stop, log.read_text()
     assert list(folder.iterdir()) == []
     lines = [line for line in log.read_text().splitlines() if line.strip()]
-    assert lines == [
-        f"error: stopped by {stop.name}: a run's outputs are put in place only when it completes, so "
-        "none of this run's is left half-written"
-    ], lines  # it was exit 143 without a word
+    assert lines == [f"error: stopped by {stop.name}: a run's outputs are put in place only when it completes, so "
+                     "none of this run's is left half-written"], lines  # it was exit 143 without a word
 
 
 def _describe(folder: Path) -> dict[str, str]:
@@ -314,8 +272,7 @@ def _describe(folder: Path) -> dict[str, str]:
 
 
 def test_a_run_killed_between_two_renames_never_leaves_another_runs_report_and_the_next_completes_it(
-    mlflow_store, champion, big_cohort, tmp_path
-):
+        mlflow_store, champion, big_cohort, tmp_path):
     strace = shutil.which("strace")
     if strace is None or subprocess.run([strace, "-o", "/dev/null", "true"], capture_output=True).returncode:
         pytest.skip("strace cannot trace processes here (not installed, or ptrace is not allowed)")
@@ -327,20 +284,10 @@ def test_a_run_killed_between_two_renames_never_leaves_another_runs_report_and_t
     score_batch(ScoreJob.to(earlier, out), champion)
     # The run's renames are its journal's, then one per output in the order scores, rejects, drift,
     # report: SIGKILL on the third, as the rejects go in place, once the scores are.
-    injected = [
-        strace,
-        "-f",
-        "-qq",
-        "-o",
-        "/dev/null",
-        "-e",
-        "trace=rename,renameat,renameat2",
-        "-e",
-        "inject=rename,renameat,renameat2:signal=SIGKILL:when=3",
-    ]
-    killed = subprocess.run(
-        [*injected, AUTORISK, "score", str(later), "--out", str(out)], capture_output=True, text=True, timeout=300
-    )
+    injected = [strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2",
+                "-e", "inject=rename,renameat,renameat2:signal=SIGKILL:when=3"]
+    killed = subprocess.run([*injected, AUTORISK, "score", str(later), "--out", str(out)], capture_output=True,
+                            text=True, timeout=300)
     assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), killed.stdout + killed.stderr
     assert _describe(folder) == {"scores.csv": "1 patients"}  # the earlier run's files are gone first
     assert journal_path(out).exists()
@@ -348,23 +295,13 @@ def test_a_run_killed_between_two_renames_never_leaves_another_runs_report_and_t
     broken = tmp_path / "broken.csv"
     broken.write_text("patient_id,age\np1,3\n")
     assert run_score(broken, "--out", out).exit_code == 2
-    assert _describe(folder) == {
-        "scores.csv": "1 patients",
-        "scores.drift.json": "1 patients",
-        "scores.report.html": "later.csv",
-        "scores.rejects.csv": "0 rejected",
-    }
+    assert _describe(folder) == {"scores.csv": "1 patients", "scores.drift.json": "1 patients",
+                                 "scores.report.html": "later.csv", "scores.rejects.csv": "0 rejected"}
     assert sorted(p.name for p in folder.iterdir()) == [
-        "scores.csv",
-        "scores.drift.json",
-        "scores.drift.md",
-        "scores.rejects.csv",
-        "scores.report.html",
-    ]
+        "scores.csv", "scores.drift.json", "scores.drift.md", "scores.rejects.csv", "scores.report.html"]
 
 
 # --- the user's umask ----------------------------------------------------------------------------
-
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_outputs_are_created_with_the_users_umask(mlflow_store, champion, tmp_path, umask, mode):
@@ -380,7 +317,6 @@ def test_outputs_are_created_with_the_users_umask(mlflow_store, champion, tmp_pa
 
 
 # --- a full disk ---------------------------------------------------------------------------------
-
 
 def _mount_tmpfs_command(folder: Path, size: str) -> list[str] | None:
     """A command prefix that runs what follows with a ``size`` tmpfs mounted on ``folder``, or None."""
@@ -404,18 +340,16 @@ def test_a_full_disk_names_the_output_that_could_not_be_written(mlflow_store, bi
     source = tmp_path / "cohort.csv"
     pd.read_csv(big_cohort, nrows=2000).to_csv(source, index=False)  # about 2 MB of scores
     out = folder / "scores.csv"
-    result = subprocess.run(
-        [*prefix, AUTORISK, "score", str(source), "--out", str(out)], capture_output=True, text=True, timeout=300
-    )
+    result = subprocess.run([*prefix, AUTORISK, "score", str(source), "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"cannot write {out}: No space left on device" in result.stderr
     assert str(source) not in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_a_full_disk_while_the_report_is_written_leaves_nothing_of_the_run(
-    mlflow_store, champion, big_cohort, tmp_path
-):
+def test_a_full_disk_while_the_report_is_written_leaves_nothing_of_the_run(mlflow_store, champion, big_cohort,
+                                                                         tmp_path):
     source = tmp_path / "cohort.csv"
     pd.read_csv(big_cohort, nrows=300).to_csv(source, index=False)
     sized = tmp_path / "sized"
@@ -430,12 +364,8 @@ def test_a_full_disk_while_the_report_is_written_leaves_nothing_of_the_run(
         pytest.skip("no way to mount a small tmpfs here (needs unshare with mount namespaces)")
     listing = tmp_path / "left.txt"
     script = f'"$@"; code=$?; ls -A "{folder}" > "{listing}"; exit $code'
-    result = subprocess.run(
-        [*prefix, "sh", "-c", script, "sh", AUTORISK, "score", str(source), "--out", str(folder / "scores.csv")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = subprocess.run([*prefix, "sh", "-c", script, "sh", AUTORISK, "score", str(source), "--out",
+                             str(folder / "scores.csv")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"cannot write {folder / 'scores.report.html'}: No space left on device" in result.stderr
     assert listing.read_text().split() == []  # the scores, rejects and drift fitted, and are gone too
@@ -443,18 +373,15 @@ def test_a_full_disk_while_the_report_is_written_leaves_nothing_of_the_run(
 
 # --- oversized records ---------------------------------------------------------------------------
 
-
 def test_an_oversized_record_is_rejected_alone_with_its_line(mlflow_store, tmp_path):
     huge = "x" * (5 << 20)
     source = tmp_path / "clinic.csv"
-    source.write_text(
-        HEADER
-        + "p1,34,F,2\n"
-        + f"{huge},35,F,1\n"  # line 3: 5 MB on one line
-        + "p3,36,M,1\n"
-        + f'"p4 {huge[:100_000]}\nmore",37,M,1\n'  # lines 5-6: quoted, over the limit
-        + "p5,38,F,1\n"
-    )
+    source.write_text(HEADER
+                      + "p1,34,F,2\n"
+                      + f"{huge},35,F,1\n"                      # line 3: 5 MB on one line
+                      + "p3,36,M,1\n"
+                      + f'"p4 {huge[:100_000]}\nmore",37,M,1\n'  # lines 5-6: quoted, over the limit
+                      + "p5,38,F,1\n")
     out = tmp_path / "scores.csv"
     result = run_score(source, "--out", out)
     assert result.exit_code == 0, result.output
@@ -480,17 +407,8 @@ def test_an_unterminated_quote_is_rejected_without_holding_the_rest_of_the_file(
 
 def test_an_oversized_parquet_row_is_rejected_alone(mlflow_store, tmp_path):
     source = tmp_path / "cohort.parquet"
-    pq.write_table(
-        pa.table(
-            {
-                "patient_id": ["p1", "y" * 100_000, "p3"],
-                "age_years": [34.0, 35.0, 36.0],
-                "sex": ["F", "F", "M"],
-                "disease_duration_years": [2.0, 1.0, 1.0],
-            }
-        ),
-        source,
-    )
+    pq.write_table(pa.table({"patient_id": ["p1", "y" * 100_000, "p3"], "age_years": [34.0, 35.0, 36.0],
+                             "sex": ["F", "F", "M"], "disease_duration_years": [2.0, 1.0, 1.0]}), source)
     out = tmp_path / "scores.csv"
     assert run_score(source, "--out", out).exit_code == 0
     assert pd.read_csv(out)["line"].tolist() == [1, 3]
@@ -498,7 +416,6 @@ def test_an_oversized_parquet_row_is_rejected_alone(mlflow_store, tmp_path):
 
 
 # --- repeated patient ids -------------------------------------------------------------------------
-
 
 def test_repeated_patient_ids_are_scored_counted_and_named_in_warnings(mlflow_store, champion, tmp_path):
     source = tmp_path / "clinic.csv"

@@ -49,13 +49,8 @@ def reference_records(path):
                 malformed.append((start, f"not valid UTF-8 text{span}"))
             elif controls:
                 name, found = controls[0]
-                malformed.append(
-                    (
-                        start,
-                        f"{name}: holds the control character U+{ord(found.group()):04X}; a value "
-                        f"must be plain text{span}",
-                    )
-                )
+                malformed.append((start, f"{name}: holds the control character U+{ord(found.group()):04X}; a value "
+                                         f"must be plain text{span}"))
             else:
                 records.append((start, tuple(record)))
             start = end + 1
@@ -80,25 +75,10 @@ def chunked_records(path, chunk_rows, block_bytes):
 
 GOOD = ["p{i},34,F,2", "p{i},40.5,male,0.5", "p{i}, 35 ,f,1", "p{i},,M,"]
 ODD = [
-    "",
-    "\r",
-    '"p{i}","34","F","2"',
-    '"p{i}, quoted comma",34,F,2',
-    '"p{i}\nsecond line",34,F,2',
-    "p{i},34,F",
-    "p{i},34,F,2,extra",
-    "p{i}\xe9,34,F,2",
-    '"p{i} unterminated,34,F,2',
-    'p{i},3"4,F,2',
-    " ",
-    ",,,",
-    "p{i},34,F,2\r",
-    "\t",
-    " \t  ",
-    "p{i}\x00nul,34,F,2",
-    "p{i},3\x1b4,F,2",
-    '"p{i}\x85",34,F,2',
-    "p{i},34,F,2\x7f",
+    "", "\r", '"p{i}","34","F","2"', '"p{i}, quoted comma",34,F,2', '"p{i}\nsecond line",34,F,2',
+    'p{i},34,F', 'p{i},34,F,2,extra', 'p{i}\xe9,34,F,2', '"p{i} unterminated,34,F,2',
+    'p{i},3"4,F,2', ' ', ',,,', 'p{i},34,F,2\r', '\t', ' \t  ', 'p{i}\x00nul,34,F,2', 'p{i},3\x1b4,F,2',
+    '"p{i}\x85",34,F,2', 'p{i},34,F,2\x7f',
 ]
 
 
@@ -152,13 +132,10 @@ def test_parquet_rows_are_numbered_from_one(tmp_path):
     assert lines.tolist() == list(range(1, 26)) and source.columns == ["age_years"]
 
 
-@pytest.mark.parametrize(
-    "content, message",
-    [
-        (b"", "empty file"),
-        (b"a,\xe9\n1,2\n", "not valid UTF-8"),
-    ],
-)
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"a,\xe9\n1,2\n", "not valid UTF-8"),
+])
 def test_unusable_headers_fail_clearly(tmp_path, content, message):
     path = tmp_path / "in.csv"
     path.write_bytes(content)

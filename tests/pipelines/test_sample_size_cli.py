@@ -34,26 +34,15 @@ def config():
 def test_training_specs_keep_the_experiments_mix_and_total(config):
     specs = training_specs(config, 1000, seed=70)
     assert [(s.profile, s.n, s.il21_assay) for s in specs] == [
-        ("care-ms1", 666, None),
-        ("extension", 278, None),
-        ("extension", 56, "current_elisa"),
-    ]
+        ("care-ms1", 666, None), ("extension", 278, None), ("extension", 56, "current_elisa")]
     assert [s.seed for s in specs] == [70, 71, 72]
     assert sum(s.n for s in training_specs(config, 501, seed=0)) == 501
 
 
 def test_summarise_gives_mean_sd_and_the_fits_that_had_a_model():
-    points = pd.DataFrame(
-        {
-            "family": "f",
-            "endpoint": "thyroid_24m",
-            "n": [100, 100, 100, 200],
-            "repeat": [0, 1, 2, 0],
-            "events": [3, 5, 0, 9],
-            "fit_seconds": 0.1,
-            **{m: [0.6, 0.8, np.nan, 0.9] for m in CURVE_METRICS},
-        }
-    )
+    points = pd.DataFrame({"family": "f", "endpoint": "thyroid_24m", "n": [100, 100, 100, 200],
+                           "repeat": [0, 1, 2, 0], "events": [3, 5, 0, 9], "fit_seconds": 0.1,
+                           **{m: [0.6, 0.8, np.nan, 0.9] for m in CURVE_METRICS}})
     summary = summarise(points).set_index("n")
     assert summary.loc[100, "fits"] == 2 and summary.loc[100, "events"] == pytest.approx(8 / 3)
     assert summary.loc[100, "auroc_mean"] == pytest.approx(0.7)
@@ -62,25 +51,15 @@ def test_summarise_gives_mean_sd_and_the_fits_that_had_a_model():
 
 
 def test_first_size_reaching_needs_every_larger_size_to_stay_there():
-    summary = pd.DataFrame(
-        {
-            "family": "f",
-            "endpoint": "e",
-            "n": [500, 1000, 2000, 5000],
-            "auroc_over_oracle_mean": [0.96, 0.94, 0.95, 0.97],
-            "calibration_slope_mean": [0.5, 0.7, 0.85, 0.88],
-        }
-    )
+    summary = pd.DataFrame({"family": "f", "endpoint": "e", "n": [500, 1000, 2000, 5000],
+                            "auroc_over_oracle_mean": [0.96, 0.94, 0.95, 0.97],
+                            "calibration_slope_mean": [0.5, 0.7, 0.85, 0.88]})
     assert first_size_reaching(summary, "f", "e") == {"auroc_over_oracle": 2000, "calibration_slope": None}
     # A slope that overshoots 1.1 as the sample grows (a model form the truth does not have) is off too.
     overshoot = summary.assign(calibration_slope_mean=[0.95, 1.05, 1.12, 1.2])
     assert first_size_reaching(overshoot, "f", "e")["calibration_slope"] is None
-    assert (
-        first_size_reaching(summary.assign(calibration_slope_mean=[0.7, 0.92, 1.04, 1.02]), "f", "e")[
-            "calibration_slope"
-        ]
-        == 1000
-    )
+    assert first_size_reaching(summary.assign(calibration_slope_mean=[0.7, 0.92, 1.04, 1.02]), "f", "e")[
+        "calibration_slope"] == 1000
 
 
 def test_riley_sizes_for_thyroid_by_24_months_follow_riley_criterion_one(simulator):
@@ -107,13 +86,9 @@ def test_riley_sizes_for_thyroid_by_24_months_follow_riley_criterion_one(simulat
 
 
 def test_learning_curves_measure_each_fit_against_the_truth(config, simulator):
-    settings = CurveSettings(
-        sizes=(40, 1500),
-        repeats=2,
-        families=("cox-linear",),
-        endpoints=(("thyroid", 24), ("itp", 24)),
-        benchmark=CohortSpec(profile="care-ms1", n=1500, seed=990),
-    )
+    settings = CurveSettings(sizes=(40, 1500), repeats=2, families=("cox-linear",),
+                             endpoints=(("thyroid", 24), ("itp", 24)),
+                             benchmark=CohortSpec(profile="care-ms1", n=1500, seed=990))
     messages = []
     points = learning_curves(config, simulator, settings, messages.append)
     assert len(points) == 2 * 2 * 2 and set(points["endpoint"]) == {"thyroid_24m", "itp_24m"}

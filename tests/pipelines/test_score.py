@@ -28,12 +28,12 @@ def test_scores_every_record_or_rejects_it_with_line_and_reason(mlflow_store, ch
     source = tmp_path / "clinic.csv"
     source.write_text(
         HEADER
-        + "p1,34,F,2,300,legacy_elisa,no\n"  # line 2: fine
-        + "p2,40,M\n"  # line 3: wrong field count
+        + "p1,34,F,2,300,legacy_elisa,no\n"        # line 2: fine
+        + "p2,40,M\n"                              # line 3: wrong field count
         + "p3,35,female,1,abc,legacy_elisa,yes\n"  # line 4: unparseable IL-21
-        + "\n"  # line 5: blank, skipped
-        + "p4,30,male,45,100,legacy_elisa,NA\n"  # line 6: duration exceeds age
-        + "p5,70,m,3,,,1\n"  # line 7: outside training range: scored with a warning
+        + "\n"                                     # line 5: blank, skipped
+        + "p4,30,male,45,100,legacy_elisa,NA\n"    # line 6: duration exceeds age
+        + "p5,70,m,3,,,1\n"                        # line 7: outside training range: scored with a warning
     )
     out = tmp_path / "scores.csv"
     result = run_score(source, "--out", out)
@@ -50,14 +50,8 @@ def test_scores_every_record_or_rejects_it_with_line_and_reason(mlflow_store, ch
     assert rejects["reason"][2].startswith("disease_duration_years")
     assert "age_years: 70 is outside the training range" in scores["warnings"][1]
     timing = champion.risk_model.gives_timing_share
-    assert list(scores.columns) == [
-        "line",
-        ID_COLUMN,
-        "treatment",
-        *output_columns(timing=timing),
-        "warnings",
-        "model_version",
-    ]
+    assert list(scores.columns) == ["line", ID_COLUMN, "treatment", *output_columns(timing=timing), "warnings",
+                                    "model_version"]
     assert (scores["model_version"].astype(str) == mlflow_store["promotion"].chosen.version).all()
 
 
@@ -92,35 +86,24 @@ def test_horizons_and_contrast_on_request(mlflow_store, champion, make_cohort, t
     assert result.exit_code == 0, result.output
     scores = pd.read_csv(out, keep_default_na=False)
     outcomes = champion.risk_model.outcome_names
-    assert list(scores.columns) == [
-        "line",
-        ID_COLUMN,
-        "treatment",
-        *output_columns(outcomes, (12, 36, 60), True, champion.risk_model.gives_timing_share),
-        "warnings",
-        "model_version",
-    ]
+    assert list(scores.columns) == ["line", ID_COLUMN, "treatment", *output_columns(outcomes, (12, 36, 60), True,
+                                                                                       champion.risk_model.gives_timing_share),
+                                    "warnings", "model_version"]
     for outcome in outcomes:
         assert (scores[f"risk_{outcome}_12m"] <= scores[f"risk_{outcome}_36m"]).all()
         assert (scores[f"risk_{outcome}_36m"] <= scores[f"risk_{outcome}_60m"]).all()
-        np.testing.assert_allclose(
-            scores[f"excess_{outcome}_60m"],
-            scores[f"risk_{outcome}_60m_if_alemtuzumab"] - scores[f"risk_{outcome}_60m_if_interferon_beta_1a"],
-            atol=1e-12,
-        )
+        np.testing.assert_allclose(scores[f"excess_{outcome}_60m"], scores[f"risk_{outcome}_60m_if_alemtuzumab"]
+                                   - scores[f"risk_{outcome}_60m_if_interferon_beta_1a"], atol=1e-12)
     # Every contrast holds an interferon risk at 36 and 60 months: extrapolated for everyone.
     assert scores["warnings"].str.contains("extrapolated: risks at 36, 60 months on interferon_beta_1a").all()
 
 
-@pytest.mark.parametrize(
-    "horizons, message",
-    [
-        ("24,96", "96 months is outside the range 1–72 months"),
-        ("0", "0 months is outside the range 1–72 months"),
-        ("24.5", "24.5 is not a whole number of months"),
-        ("two", "'two' is not a number of months"),
-    ],
-)
+@pytest.mark.parametrize("horizons, message", [
+    ("24,96", "96 months is outside the range 1–72 months"),
+    ("0", "0 months is outside the range 1–72 months"),
+    ("24.5", "24.5 is not a whole number of months"),
+    ("two", "'two' is not a number of months"),
+])
 def test_a_horizon_outside_the_range_is_refused_naming_it(mlflow_store, tmp_path, horizons, message):
     source = tmp_path / "c.csv"
     source.write_text(HEADER + "p1,34,F,2,300,legacy_elisa,no\n")
@@ -179,23 +162,20 @@ def score_csv_bytes(tmp_path, content: bytes, *args):
 GOOD = b"34,F,2"
 
 
-@pytest.mark.parametrize(
-    "content, scored_lines, rejected_lines",
-    [
-        # a quoted line break makes record 3 span lines 3-4: later line numbers stay physical
-        (b"age_years,sex,disease_duration_years\n" + GOOD + b'\n"35",F,"1\n"\n40,M\n' + GOOD + b"\n", [2, 3, 6], [5]),
-        # byte-order mark and CRLF line endings
-        (b"\xef\xbb\xbfage_years,sex,disease_duration_years\r\n" + GOOD + b"\r\n" + GOOD + b"\r\n", [2, 3], []),
-        # a field that is not UTF-8 costs its record only
-        (b"age_years,sex,disease_duration_years\n" + GOOD + b"\n34,\xe9,2\n" + GOOD + b"\n", [2, 4], [3]),
-        # all fields empty is a record (rejected: required values missing); an empty line is not
-        (b"age_years,sex,disease_duration_years\n,,\n\n" + GOOD + b"\n", [4], [2]),
-        # an unterminated quote swallows the rest of the file into one reject that says so
-        (b"age_years,sex,disease_duration_years\n" + GOOD + b'\n"34,F,2\n34,F,2\n', [2], [3]),
-        # header only, without a final newline: nothing to score, empty outputs
-        (b"age_years,sex,disease_duration_years", [], []),
-    ],
-)
+@pytest.mark.parametrize("content, scored_lines, rejected_lines", [
+    # a quoted line break makes record 3 span lines 3-4: later line numbers stay physical
+    (b"age_years,sex,disease_duration_years\n" + GOOD + b'\n"35",F,"1\n"\n40,M\n' + GOOD + b"\n", [2, 3, 6], [5]),
+    # byte-order mark and CRLF line endings
+    (b"\xef\xbb\xbfage_years,sex,disease_duration_years\r\n" + GOOD + b"\r\n" + GOOD + b"\r\n", [2, 3], []),
+    # a field that is not UTF-8 costs its record only
+    (b"age_years,sex,disease_duration_years\n" + GOOD + b"\n34,\xe9,2\n" + GOOD + b"\n", [2, 4], [3]),
+    # all fields empty is a record (rejected: required values missing); an empty line is not
+    (b"age_years,sex,disease_duration_years\n,,\n\n" + GOOD + b"\n", [4], [2]),
+    # an unterminated quote swallows the rest of the file into one reject that says so
+    (b"age_years,sex,disease_duration_years\n" + GOOD + b'\n"34,F,2\n34,F,2\n', [2], [3]),
+    # header only, without a final newline: nothing to score, empty outputs
+    (b"age_years,sex,disease_duration_years", [], []),
+])
 def test_csv_edge_cases_keep_every_record_and_its_line(mlflow_store, tmp_path, content, scored_lines, rejected_lines):
     result, scores, rejects = score_csv_bytes(tmp_path, content)
     assert result.exit_code == 0, result.output
@@ -220,16 +200,14 @@ def test_typed_parquet_columns(mlflow_store, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table(
-        {
-            "age_years": pa.array([34, 50, None], pa.int64()),
-            "sex": ["female", "male", None],
-            "disease_duration_years": pa.array([2, 3, None], pa.int32()),
-            "smoker": pa.array([True, None, False], pa.bool_()),
-            "relapses_prior_2y": pa.array([1, None, 2], pa.int64()),
-            "edss": pa.array([None, None, None], pa.float64()),
-        }
-    )
+    table = pa.table({
+        "age_years": pa.array([34, 50, None], pa.int64()),
+        "sex": ["female", "male", None],
+        "disease_duration_years": pa.array([2, 3, None], pa.int32()),
+        "smoker": pa.array([True, None, False], pa.bool_()),
+        "relapses_prior_2y": pa.array([1, None, 2], pa.int64()),
+        "edss": pa.array([None, None, None], pa.float64()),
+    })
     source, out = tmp_path / "typed.parquet", tmp_path / "scores.parquet"
     pq.write_table(table, source)
     result = run_score(source, "--out", out)
@@ -239,15 +217,12 @@ def test_typed_parquet_columns(mlflow_store, tmp_path):
     assert rejects["line"].tolist() == [3] and "required but missing" in rejects["reason"][0]
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--out", "{tmp}/x.xlsx"], "unsupported extension '.xlsx'"),
-        (["--out", "{tmp}/same.csv", "--rejects", "{tmp}/same.csv"], "three different files"),
-        (["--out", "{tmp}/in.csv"], "three different files"),
-        (["--out", "{tmp}/s.csv", "--chunk-rows", "0"], "--chunk-rows must be at least 1"),
-    ],
-)
+@pytest.mark.parametrize("args, message", [
+    (["--out", "{tmp}/x.xlsx"], "unsupported extension '.xlsx'"),
+    (["--out", "{tmp}/same.csv", "--rejects", "{tmp}/same.csv"], "three different files"),
+    (["--out", "{tmp}/in.csv"], "three different files"),
+    (["--out", "{tmp}/s.csv", "--chunk-rows", "0"], "--chunk-rows must be at least 1"),
+])
 def test_output_paths_are_checked_before_anything_is_written(mlflow_store, tmp_path, args, message):
     source = tmp_path / "in.csv"
     source.write_text("age_years,sex,disease_duration_years\n34,F,2\n")
@@ -266,7 +241,6 @@ def test_upper_case_extensions_are_understood(mlflow_store, tmp_path):
 
 
 # --- drift, atomic outputs, clear failures -----------------------------------------------------
-
 
 def test_drift_report_beside_the_output_warns_about_a_clinic_cohort(mlflow_store, make_cohort, tmp_path):
     cohort = make_cohort("clinic", 1500, 41)
@@ -305,9 +279,8 @@ def test_a_model_without_a_training_reference_is_reported_not_failed(mlflow_stor
 
     with mlflow.start_run() as run:  # a run that logged no reference
         pass
-    old = LoadedModel(
-        name=champion.name, version=champion.version, run_id=run.info.run_id, risk_model=champion.risk_model
-    )
+    old = LoadedModel(name=champion.name, version=champion.version, run_id=run.info.run_id,
+                      risk_model=champion.risk_model)
     reference, why = load_reference(old)
     assert reference is None and "has no training reference" in why
     source = tmp_path / "c.csv"
@@ -326,20 +299,16 @@ def test_an_interrupted_run_leaves_no_output_that_looks_complete(mlflow_store, c
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        score_batch(
-            ScoreJob.to(source, out, allow_extra=True, chunk_rows=200), champion, on_progress=stop_after_first_chunk
-        )
+        score_batch(ScoreJob.to(source, out, allow_extra=True, chunk_rows=200), champion,
+                    on_progress=stop_after_first_chunk)
     assert out.read_text() == "previous scores\n"  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort.csv", "scores.csv"]
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--engine", "dask"], "--engine must be one of local, spark"),
-        (["--out", "{tmp}/in.csv/s.csv"], "{tmp}/in.csv"),
-    ],
-)
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "dask"], "--engine must be one of local, spark"),
+    (["--out", "{tmp}/in.csv/s.csv"], "{tmp}/in.csv"),
+])
 def test_unusable_options_fail_clearly(mlflow_store, tmp_path, args, message):
     source = tmp_path / "in.csv"
     source.write_text("age_years,sex,disease_duration_years\n34,F,2\n")
@@ -366,16 +335,8 @@ def test_a_run_stopped_with_sigterm_removes_its_temporary_files(mlflow_store, ma
 
     source, out = tmp_path / "cohort.csv", tmp_path / "out" / "scores.csv"
     make_cohort("care-ms1", 40_000, 43).to_csv(source, index=False)
-    command = [
-        str(Path(sys.executable).with_name("autorisk")),
-        "score",
-        str(source),
-        "--out",
-        str(out),
-        "--ignore-extra-columns",
-        "--chunk-rows",
-        "100",
-    ]
+    command = [str(Path(sys.executable).with_name("autorisk")), "score", str(source), "--out", str(out),
+               "--ignore-extra-columns", "--chunk-rows", "100"]
     log = tmp_path / "score.log"
     with open(log, "w") as output, subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT) as process:
         deadline = time.monotonic() + 120

@@ -9,9 +9,7 @@ runner = CliRunner()
 def test_simulate_writes_the_same_file_for_the_same_seed(tmp_path):
     paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
     for path in paths:
-        result = runner.invoke(
-            app, ["simulate", "--profile", "camms223", "--n", "300", "--seed", "5", "--out", str(path)]
-        )
+        result = runner.invoke(app, ["simulate", "--profile", "camms223", "--n", "300", "--seed", "5", "--out", str(path)])
         assert result.exit_code == 0, result.output
     assert paths[0].read_bytes() == paths[1].read_bytes()
     frame = pd.read_csv(paths[0])

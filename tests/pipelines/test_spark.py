@@ -19,10 +19,8 @@ pytest.importorskip("pyspark")
 
 # PySpark 4 warns that it does not fully support pandas 3; the engine hands Spark Arrow
 # batches (mapInArrow) and does its own pandas conversion, the same as the local engine.
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
-]
+pytestmark = [pytest.mark.integration,
+              pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")]
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +55,12 @@ def messy_csv(make_cohort, tmp_path_factory):
     make_cohort("clinic", 1200, 31)[[ID_COLUMN, *INPUT_NAMES]].to_csv(path, index=False)
     width = 1 + len(INPUT_NAMES)
     odd = [
-        b"short,34,F",  # wrong number of fields
-        b"",  # blank line
-        b'"quoted\nline break",34,F,2' + b"," * (width - 4),  # record over two lines
-        b"p-bad-bytes,3\xe94,F,2" + b"," * (width - 4),  # not UTF-8
-        b"p-old,130,F,2" + b"," * (width - 4),  # impossible age
-        b"p-late,60,male,12" + b"," * (width - 4),  # outside the training range: a warning
+        b"short,34,F",                                            # wrong number of fields
+        b"",                                                      # blank line
+        b'"quoted\nline break",34,F,2' + b"," * (width - 4),     # record over two lines
+        b"p-bad-bytes,3\xe94,F,2" + b"," * (width - 4),          # not UTF-8
+        b"p-old,130,F,2" + b"," * (width - 4),                    # impossible age
+        b"p-late,60,male,12" + b"," * (width - 4),                # outside the training range: a warning
     ]
     with open(path, "ab") as handle:
         handle.write(b"\n".join(odd) + b"\n")
@@ -83,25 +81,13 @@ def test_spark_gives_the_local_files_to_1e9(mlflow_store, champion, spark, messy
     assert spark.sparkContext._jsc is not None  # a session passed in is left running
 
 
-def test_the_spark_cli_in_its_own_process_is_quiet_and_gives_the_same_files(
-    mlflow_store, champion, messy_csv, tmp_path
-):
+def test_the_spark_cli_in_its_own_process_is_quiet_and_gives_the_same_files(mlflow_store, champion, messy_csv,
+                                                                            tmp_path):
     local = tmp_path / "local" / "scores.csv"
     score_batch(ScoreJob.to(messy_csv, local, chunk_rows=300), champion)
     out = tmp_path / "spark" / "scores.csv"
-    command = [
-        str(Path(sys.executable).with_name("autorisk")),
-        "score",
-        str(messy_csv),
-        "--out",
-        str(out),
-        "--engine",
-        "spark",
-        "--spark-master",
-        "local[2]",
-        "--chunk-rows",
-        "1000",
-    ]  # other chunks
+    command = [str(Path(sys.executable).with_name("autorisk")), "score", str(messy_csv), "--out", str(out),
+               "--engine", "spark", "--spark-master", "local[2]", "--chunk-rows", "1000"]  # other chunks
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "read 1,205 records, scored 1,202, rejected 3" in result.stdout
@@ -113,9 +99,8 @@ def test_the_spark_cli_in_its_own_process_is_quiet_and_gives_the_same_files(
     assert not any(value in logged for value in ("p-old", "p-late", "quoted", *patient_ids))
 
 
-def test_spark_gives_the_local_files_for_typed_parquet_with_horizons_and_contrast(
-    mlflow_store, champion, spark, make_cohort, tmp_path
-):
+def test_spark_gives_the_local_files_for_typed_parquet_with_horizons_and_contrast(mlflow_store, champion, spark,
+                                                                                  make_cohort, tmp_path):
     source = tmp_path / "cohort.parquet"
     cohort = make_cohort("care-ms1", 900, 32)
     cohort.loc[cohort.index[::97], "age_years"] = 150.0  # impossible: rejected with its row number
@@ -125,14 +110,8 @@ def test_spark_gives_the_local_files_for_typed_parquet_with_horizons_and_contras
     outputs = {}
     for engine in ("local", "spark"):
         out = tmp_path / engine / "scores.parquet"
-        job = ScoreJob.to(
-            source,
-            out,
-            allow_extra=True,
-            chunk_rows=250,
-            engine=engine,
-            options=ScoringOptions(horizons=(6, 30, 66), contrast=True),
-        )
+        job = ScoreJob.to(source, out, allow_extra=True, chunk_rows=250, engine=engine,
+                          options=ScoringOptions(horizons=(6, 30, 66), contrast=True))
         summary = score_batch(job, champion, spark=spark)
         assert (summary.read, summary.scored + summary.rejected) == (900, 900)
         outputs[engine] = read_outputs(out)
@@ -150,10 +129,8 @@ def test_spark_scores_a_recalibrated_version_as_the_local_engine_does(champion, 
     from models.recalibration import recalibrated_model
 
     local_patients = make_cohort("registry", 2000, 33)
-    outcomes = {
-        o: (local_patients[f"{o}_event"].to_numpy(), local_patients[f"{o}_time_months"].to_numpy())
-        for o in ("thyroid", "itp")
-    }
+    outcomes = {o: (local_patients[f"{o}_event"].to_numpy(), local_patients[f"{o}_time_months"].to_numpy())
+                for o in ("thyroid", "itp")}
     updated, _ = recalibrated_model(champion.risk_model, encode(local_patients), outcomes, "baseline+slope")
     recalibrated = replace(champion, version="recalibrated", risk_model=updated)
     source = tmp_path / "cohort.csv"

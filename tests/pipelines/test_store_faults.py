@@ -60,9 +60,8 @@ def store(tiny_experiment, tmp_path_factory):
     os.environ["MLFLOW_TRACKING_URI"] = uri
     mlflow.set_tracking_uri(uri)
     try:
-        config = tiny_experiment.model_copy(
-            update={"name": "fault-test", "families": {"cox-linear": tiny_experiment.families["cox-linear"]}}
-        )
+        config = tiny_experiment.model_copy(update={
+            "name": "fault-test", "families": {"cox-linear": tiny_experiment.families["cox-linear"]}})
         run_experiment(config, log=lambda *_: None)
         client = mlflow.MlflowClient()
         version = max(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'"))
@@ -175,11 +174,8 @@ def test_a_tracking_server_that_does_not_answer_is_reported_within_the_stated_ti
         started = time.perf_counter()
         result = score(uri, cohort, AUTORISK_STORE_TIMEOUT_S="2")
         elapsed = time.perf_counter() - started
-    assert_one_line_error(
-        result,
-        UNREACHABLE,
-        f"the MLflow store at {uri} did not answer within 2 s (AUTORISK_STORE_TIMEOUT_S sets the limit)",
-    )
+    assert_one_line_error(result, UNREACHABLE, f"the MLflow store at {uri} did not answer within 2 s "
+                                               "(AUTORISK_STORE_TIMEOUT_S sets the limit)")
     assert elapsed < 8, elapsed  # without the limit: no word for over ten minutes
 
 
@@ -197,20 +193,14 @@ def test_a_refused_connection_is_reported_at_once_with_mlflows_default_retries(c
 def test_a_bad_store_timeout_is_a_bad_setting(cohort, value, store, tmp_path):
     uri = f"http://127.0.0.1:{free_port()}" if store == "http" else f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = score(uri, cohort, AUTORISK_STORE_TIMEOUT_S=value)  # checked on a local store too, never ignored
-    assert_one_line_error(
-        result, UNUSABLE_INPUT, f"AUTORISK_STORE_TIMEOUT_S: expected a positive number of seconds, got {value!r}"
-    )
+    assert_one_line_error(result, UNUSABLE_INPUT, f"AUTORISK_STORE_TIMEOUT_S: expected a positive number of "
+                                                  f"seconds, got {value!r}")
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["score", "{cohort}", "--out", "{out}", "--model-version", "abc"],
-        ["explain", "--age-years", "34", "--sex", "female", "--disease-duration-years", "2", "--model-version", "v2"],
-        ["report", "latest", "--out", "{out}"],
-        ["build", "--version", "1.0"],
-    ],
-)
+@pytest.mark.parametrize("command", [["score", "{cohort}", "--out", "{out}", "--model-version", "abc"],
+                                     ["explain", "--age-years", "34", "--sex", "female",
+                                      "--disease-duration-years", "2", "--model-version", "v2"],
+                                     ["report", "latest", "--out", "{out}"], ["build", "--version", "1.0"]])
 def test_a_version_that_is_not_a_number_is_an_unusable_option(store, cohort, command):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", store["uri"])
@@ -245,9 +235,8 @@ def artifacts_damaged(store, how: str):
         backup.rename(folder)
 
 
-@pytest.mark.parametrize(
-    "how, message", [("missing", "its artifacts are missing"), ("damaged", "its artifacts cannot be read")]
-)
+@pytest.mark.parametrize("how, message", [("missing", "its artifacts are missing"),
+                                          ("damaged", "its artifacts cannot be read")])
 def test_a_registered_version_whose_artifacts_are_gone_or_damaged(store, cohort, how, message):
     with artifacts_damaged(store, how):
         result = score(store["uri"], cohort)
@@ -271,7 +260,6 @@ def test_the_readme_lists_every_exit_code():
 
 # --- serving a model that cannot load -------------------------------------------------------------
 
-
 def _run_until_exit(command: list[str], env: dict, log: Path, timeout: float = 180) -> int:
     with open(log, "w") as handle:
         process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
@@ -291,40 +279,20 @@ def test_serve_exits_with_the_fault_code_when_the_model_cannot_load(store, tmp_p
     text = log.read_text()
     assert code == BROKEN_MODEL, text
     assert [line for line in text.splitlines() if line.strip()] == [
-        line for line in text.splitlines() if line.startswith("error: ") and "its artifacts are missing" in line
-    ]
+        line for line in text.splitlines() if line.startswith("error: ") and "its artifacts are missing" in line]
     assert "BentoServer" not in text  # stopped before any server started
 
 
 def test_a_worker_that_cannot_load_stops_the_server_instead_of_restarting(store, tmp_path):
     # As a built Bento runs: BentoML serves the service directly, without autorisk serve's check.
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": store["uri"],
-        "AUTORISK_WORKERS": "1",
-        "BENTOML_DO_NOT_TRACK": "true",
-        "AUTORISK_MODEL_VERSION": "1",
-    }
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"], "AUTORISK_WORKERS": "1", "BENTOML_DO_NOT_TRACK": "true",
+           "AUTORISK_MODEL_VERSION": "1"}
     log = tmp_path / "bentoml.log"
     root = Path(__file__).resolve().parents[2]
     started = time.monotonic()
     with artifacts_damaged(store, "missing"):
-        _run_until_exit(
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                "serving.service:RiskService",
-                "--port",
-                str(free_port()),
-                "--working-dir",
-                str(root),
-            ],
-            env,
-            log,
-            timeout=120,
-        )
+        _run_until_exit([sys.executable, "-m", "bentoml", "serve", "serving.service:RiskService",
+                         "--port", str(free_port()), "--working-dir", str(root)], env, log, timeout=120)
     text = log.read_text()
     failures = [line for line in text.splitlines() if "cannot serve:" in line]
     assert 1 <= len(failures) <= 2, text  # the arbiter may start one more worker before it stops
@@ -334,7 +302,6 @@ def test_a_worker_that_cannot_load_stops_the_server_instead_of_restarting(store,
 
 
 # --- a read-only store ----------------------------------------------------------------------------
-
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
@@ -366,10 +333,8 @@ def _read_only_command(folder: Path) -> list[str] | None:
     """A command prefix that runs what follows with ``folder`` bind-mounted read-only over itself, or None."""
     if shutil.which("unshare") is None:
         return None
-    script = (
-        f'mount --bind "{folder}" "{folder}" && mount -o remount,bind,ro "{folder}" '
-        f'&& ! touch "{folder}/.writable" 2>/dev/null && exec "$@"'
-    )
+    script = (f'mount --bind "{folder}" "{folder}" && mount -o remount,bind,ro "{folder}" '
+              f'&& ! touch "{folder}/.writable" 2>/dev/null && exec "$@"')
     for prefix in (["unshare", "--mount"], ["unshare", "--user", "--map-root-user", "--mount"]):
         if subprocess.run([*prefix, "sh", "-c", script, "sh", "true"], capture_output=True).returncode == 0:
             return [*prefix, "sh", "-c", script, "sh"]
@@ -381,28 +346,16 @@ def test_score_and_serve_work_on_a_read_only_store(store, cohort, tmp_path):
     if prefix is None:
         pytest.skip("no way to mount the store read-only here (needs unshare with mount namespaces)")
     env = {**_with_bytecode_caching(), "MLFLOW_TRACKING_URI": store["uri"]}
-    result = subprocess.run(
-        [*prefix, AUTORISK, "score", str(cohort), "--out", str(tmp_path / "scores.csv")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = subprocess.run([*prefix, AUTORISK, "score", str(cohort), "--out", str(tmp_path / "scores.csv")],
+                            env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "scored 1," in result.stdout
     port = free_port()
-    with running_server(
-        [*prefix, AUTORISK, "serve", "--port", str(port)],
-        ready_url=f"http://127.0.0.1:{port}/readyz",
-        log=tmp_path / "serve.log",
-        env=env,
-    ):
+    with running_server([*prefix, AUTORISK, "serve", "--port", str(port)], ready_url=f"http://127.0.0.1:{port}/readyz",
+                        log=tmp_path / "serve.log", env=env):
         import httpx
 
-        answer = httpx.post(
-            f"http://127.0.0.1:{port}/predict",
-            timeout=60,
-            json={"patients": [{"age_years": 34, "sex": "female", "disease_duration_years": 2}]},
-        )
+        answer = httpx.post(f"http://127.0.0.1:{port}/predict", timeout=60, json={"patients": [
+            {"age_years": 34, "sex": "female", "disease_duration_years": 2}]})
     assert answer.status_code == 200, answer.text
     assert not (store["folder"] / ".writable").exists()

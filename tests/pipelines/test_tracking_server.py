@@ -15,26 +15,10 @@ pytestmark = pytest.mark.integration
 def tracking_server(mlflow_store, tmp_path_factory):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        mlflow_store["uri"],
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    with running_server(
-        command,
-        ready_url=f"{url}/health",
-        env=dict(os.environ),
-        log=tmp_path_factory.mktemp("mlflow-server") / "server.log",
-    ):
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", mlflow_store["uri"],
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with running_server(command, ready_url=f"{url}/health", env=dict(os.environ),
+                        log=tmp_path_factory.mktemp("mlflow-server") / "server.log"):
         yield url
 
 
@@ -45,22 +29,14 @@ def api(url: str, method: str, path: str, **kwargs) -> dict:
 
 
 def test_runs_and_metrics_read_back_through_the_rest_api(tracking_server, tiny_experiment):
-    experiment = api(
-        tracking_server, "GET", "experiments/get-by-name", params={"experiment_name": tiny_experiment.name}
-    )["experiment"]
-    runs = api(
-        tracking_server,
-        "POST",
-        "runs/search",
-        json={
-            "experiment_ids": [experiment["experiment_id"]],
-            "filter": "tags.`autorisk.role` = 'model'",
-            "max_results": 50,
-        },
-    )["runs"]
+    experiment = api(tracking_server, "GET", "experiments/get-by-name",
+                     params={"experiment_name": tiny_experiment.name})["experiment"]
+    runs = api(tracking_server, "POST", "runs/search", json={
+        "experiment_ids": [experiment["experiment_id"]],
+        "filter": "tags.`autorisk.role` = 'model'", "max_results": 50,
+    })["runs"]
     assert sorted(r["info"]["run_name"] for r in runs) == [
-        f"{tiny_experiment.name}/{f}" for f in sorted(tiny_experiment.families)
-    ]
+        f"{tiny_experiment.name}/{f}" for f in sorted(tiny_experiment.families)]
     keys = [{m["key"] for m in r["data"]["metrics"]} for r in runs]
     # the compare view lines up what every run shares: the headline metrics of every endpoint
     for endpoint in (f"{o}_{h}m" for o in tiny_experiment.outcomes for h in tiny_experiment.evaluation_horizons_months):
@@ -72,7 +48,6 @@ def test_runs_and_metrics_read_back_through_the_rest_api(tracking_server, tiny_e
 
 
 def test_champion_alias_reads_back(tracking_server, mlflow_store):
-    found = api(
-        tracking_server, "GET", "registered-models/alias", params={"name": "autoimmunity-risk", "alias": "champion"}
-    )["model_version"]
+    found = api(tracking_server, "GET", "registered-models/alias",
+                params={"name": "autoimmunity-risk", "alias": "champion"})["model_version"]
     assert found["version"] == mlflow_store["promotion"].chosen.version

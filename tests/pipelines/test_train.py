@@ -20,29 +20,11 @@ from pipelines.config import CohortSpec, FamilySpec, TuningSpec
 from pipelines.steps import fit_family, simulate_cohorts, split, tune
 
 pytestmark = pytest.mark.integration
-LABEL_METRICS = (
-    "auroc",
-    "auroc_lo",
-    "auroc_hi",
-    "auprc",
-    "brier",
-    "log_loss",
-    "log_loss_over_null",
-    "calibration_slope",
-    "calibration_slope_lo",
-    "calibration_slope_hi",
-    "observed_over_expected_lo",
-    "observed_over_expected_hi",
-    "oracle_calibration_slope",
-    "slope_minus_oracle_lo",
-    "slope_minus_oracle_hi",
-    "calibration_intercept",
-    "observed_over_expected",
-    "ici",
-    "oracle_auroc",
-    "auroc_over_oracle",
-    "mean_abs_risk_error",
-)
+LABEL_METRICS = ("auroc", "auroc_lo", "auroc_hi", "auprc", "brier", "log_loss", "log_loss_over_null",
+                 "calibration_slope", "calibration_slope_lo", "calibration_slope_hi", "observed_over_expected_lo",
+                 "observed_over_expected_hi", "oracle_calibration_slope", "slope_minus_oracle_lo", "slope_minus_oracle_hi",
+                 "calibration_intercept", "observed_over_expected", "ici", "oracle_auroc", "auroc_over_oracle",
+                 "mean_abs_risk_error")
 
 
 def experiment_runs(tiny_experiment):
@@ -102,11 +84,8 @@ def test_child_runs_log_every_metric_against_outcomes_and_the_truth(mlflow_store
                 name = f"{outcome}_{horizon}m"
                 for metric in LABEL_METRICS:
                     assert math.isfinite(metrics[endpoint_metric(name, metric)]), (result.family, name, metric)
-                assert (
-                    metrics[endpoint_metric(name, "auroc_lo")]
-                    <= metrics[endpoint_metric(name, "auroc")]
+                assert metrics[endpoint_metric(name, "auroc_lo")] <= metrics[endpoint_metric(name, "auroc")] \
                     <= metrics[endpoint_metric(name, "auroc_hi")]
-                )
                 assert f"ext_clinic_{name}_auroc" in metrics
                 # Against the truth: per arm of the benchmark (CARE-MS I: both arms) and both together.
                 for arm in (*TREATMENTS, "all"):
@@ -120,34 +99,21 @@ def test_child_runs_log_every_metric_against_outcomes_and_the_truth(mlflow_store
         assert math.isfinite(metrics[PROMOTION_METRIC])
         contexts = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
         assert set(contexts) == {"training", "evaluation"} and all(d.digest for d in contexts.values())
-        artifacts = {
-            a.path
-            for folder in ("plots", "model_card", "reference", "truth")
-            for a in client.list_artifacts(result.run_id, folder)
-        }
-        assert {
-            "plots/roc_thyroid_24m.png",
-            "plots/calibration_itp_48m.png",
-            "plots/decision_curve_thyroid_48m.png",
-            "plots/population_thyroid.png",
-            "plots/population_itp.png",
-            "model_card/model_card.md",
-            "model_card/model_card.html",
-            "reference/feature_profile.json",
-            "truth/per_arm.csv",
-            "truth/contrast.csv",
-        } <= artifacts
+        artifacts = {a.path for folder in ("plots", "model_card", "reference", "truth")
+                     for a in client.list_artifacts(result.run_id, folder)}
+        assert {"plots/roc_thyroid_24m.png", "plots/calibration_itp_48m.png", "plots/decision_curve_thyroid_48m.png",
+                "plots/population_thyroid.png", "plots/population_itp.png", "model_card/model_card.md",
+                "model_card/model_card.html", "reference/feature_profile.json", "truth/per_arm.csv",
+                "truth/contrast.csv"} <= artifacts
 
 
 def test_the_truth_tables_agree_with_the_metrics(mlflow_store):
     result = mlflow_store["results"][0]
     table = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/truth/per_arm.csv"))
-    row = table[
-        (table.cohort == "bench") & (table.treatment == "interferon_beta_1a") & (table.endpoint == "thyroid_48m")
-    ].iloc[0]
+    row = table[(table.cohort == "bench") & (table.treatment == "interferon_beta_1a")
+                & (table.endpoint == "thyroid_48m")].iloc[0]
     assert row["mean_risk"] == pytest.approx(
-        result.metrics[truth_metric("bench", "interferon_beta_1a", "thyroid_48m", "mean_risk")]
-    )
+        result.metrics[truth_metric("bench", "interferon_beta_1a", "thyroid_48m", "mean_risk")])
     # The simulator's interferon risk is 0 for ITP: the model says under 0.01% by 48 months (docs/models.md).
     itp = table[(table.cohort == "bench") & (table.treatment == "interferon_beta_1a") & (table.endpoint == "itp_48m")]
     assert itp["mean_true_risk"].iloc[0] == 0 and itp["mean_risk"].iloc[0] < 1e-4
@@ -183,16 +149,9 @@ def test_promotion_follows_the_stated_rule(mlflow_store):
         lo, hi = (r.metrics[endpoint_metric(f"{o}_{h}m", f"{metric}_{end}")] for end in ("lo", "hi"))
         return lo <= high and hi >= low
 
-    calibrated = [
-        r
-        for r in found
-        if all(
-            reaches(r, "calibration_slope", 1 - SLOPE_TOLERANCE, 1 + SLOPE_TOLERANCE, o, h)
-            and reaches(r, "observed_over_expected", *OE_RANGE, o, h)
-            for o in ("thyroid", "itp")
-            for h in (24, 48)
-        )
-    ]
+    calibrated = [r for r in found if all(
+        reaches(r, "calibration_slope", 1 - SLOPE_TOLERANCE, 1 + SLOPE_TOLERANCE, o, h)
+        and reaches(r, "observed_over_expected", *OE_RANGE, o, h) for o in ("thyroid", "itp") for h in (24, 48))]
     best = min(calibrated, key=lambda r: r.metrics[PROMOTION_METRIC]).model_version
     assert mlflow_store["promotion"].chosen.version == best
     assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == best
@@ -204,15 +163,8 @@ def test_promotion_follows_the_stated_rule(mlflow_store):
 
 def candidate(version, metric, experiment="e", digest="d", slope=(1.0, 0.95, 1.05), oe=(1.0, 0.9, 1.1)):
     values = dict(zip(("slope", "slope_lo", "slope_hi", "oe", "oe_lo", "oe_hi"), (*slope, *oe), strict=True))
-    return Candidate(
-        version=str(version),
-        run_id="r",
-        family="f",
-        experiment=experiment,
-        config_digest=digest,
-        metric=metric,
-        calibration={"thyroid_24m": values, "itp_24m": dict(values)},
-    )
+    return Candidate(version=str(version), run_id="r", family="f", experiment=experiment, config_digest=digest,
+                     metric=metric, calibration={"thyroid_24m": values, "itp_24m": dict(values)})
 
 
 def test_promotion_rule_ties_calibration_and_comparability():
@@ -225,12 +177,8 @@ def test_promotion_rule_ties_calibration_and_comparability():
     assert choose([candidate(1, 0.05, slope=(1.5, 1.1, 2.0)), candidate(2, 0.1)]).version == "1"
     with pytest.raises(LookupError, match="held-out calibration is shown to be off"):
         choose([candidate(1, 0.05, slope=(0.5, 0.4, 0.7))])
-    found = [
-        candidate(1, 0.05, "old"),
-        candidate(2, 0.2, "new", "a"),
-        candidate(3, 0.1, "new", "b"),
-        candidate(4, 0.3, "new", "b"),
-    ]
+    found = [candidate(1, 0.05, "old"), candidate(2, 0.2, "new", "a"), candidate(3, 0.1, "new", "b"),
+             candidate(4, 0.3, "new", "b")]
     # Only the newest config's versions compete: 1 (another experiment) and 2 (an older config) do not.
     assert [c.version for c in comparable(found)] == ["3", "4"]
     assert [c.version for c in comparable(found, "old")] == ["1"]
@@ -238,16 +186,13 @@ def test_promotion_rule_ties_calibration_and_comparability():
         comparable(found, "missing")
 
 
-@pytest.mark.parametrize(
-    "params", [None, {"horizons_months": [6, 36, 60], "contrast": True}], ids=["default", "params"]
-)
+@pytest.mark.parametrize("params", [None, {"horizons_months": [6, 36, 60], "contrast": True}], ids=["default", "params"])
 def test_pyfunc_champion_gives_the_same_numbers_as_the_scoring_function(mlflow_store, champion, make_cohort, params):
     cohort = make_cohort("care-ms2", 300, 99)[[ID_COLUMN, *INPUT_NAMES]]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
     from_pyfunc = pyfunc.predict(cohort, params=params)
-    options = ScoringOptions(
-        horizons=tuple((params or {}).get("horizons_months", (24, 48))), contrast=(params or {}).get("contrast", False)
-    )
+    options = ScoringOptions(horizons=tuple((params or {}).get("horizons_months", (24, 48))),
+                             contrast=(params or {}).get("contrast", False))
     direct = score_batch(champion.risk_model, validate_frame(cohort), options)
     pd.testing.assert_frame_equal(from_pyfunc.reset_index(drop=True), direct, check_exact=False, rtol=0, atol=1e-12)
     extrapolated = from_pyfunc["warnings"].str.contains("extrapolated").to_numpy()
@@ -258,19 +203,12 @@ def test_pyfunc_champion_gives_the_same_numbers_as_the_scoring_function(mlflow_s
 
 def test_pyfunc_accepts_what_batch_and_rest_accept(mlflow_store, champion):
     """Integers, text codings and missing values reach the model's own validation, not MLflow's types."""
-    frame = pd.DataFrame(
-        {
-            "patient_id": ["a", "b"],
-            "age_years": [34, 51],
-            "sex": ["F", "male"],
-            "disease_duration_years": [2, 7],
-            "relapses_prior_2y": [2, None],
-            "smoker": ["yes", None],
-            "prior_dmt": [1.0, 0.0],
-            "il21_pg_ml": [420, None],
-            "il21_assay": ["legacy_elisa", None],
-        }
-    )
+    frame = pd.DataFrame({
+        "patient_id": ["a", "b"], "age_years": [34, 51], "sex": ["F", "male"],
+        "disease_duration_years": [2, 7], "relapses_prior_2y": [2, None],
+        "smoker": ["yes", None], "prior_dmt": [1.0, 0.0],
+        "il21_pg_ml": [420, None], "il21_assay": ["legacy_elisa", None],
+    })
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
     from_pyfunc = pyfunc.predict(frame)
     direct = score_batch(champion.risk_model, validate_frame(frame))
@@ -279,7 +217,8 @@ def test_pyfunc_accepts_what_batch_and_rest_accept(mlflow_store, champion):
 
 def test_pyfunc_rejects_invalid_patients_and_horizons_with_reasons(mlflow_store):
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
-    bad = pd.DataFrame({"age_years": [30.0, 30.0], "sex": ["female", "female"], "disease_duration_years": [2.0, 45.0]})
+    bad = pd.DataFrame({"age_years": [30.0, 30.0], "sex": ["female", "female"],
+                        "disease_duration_years": [2.0, 45.0]})
     with pytest.raises(ValueError, match=r"row 1: disease_duration_years: 45 exceeds age_years 30"):
         pyfunc.predict(bad)
     with pytest.raises(ValueError, match="outside the range 1–72 months"):
@@ -308,9 +247,8 @@ class AntibodyHazard(BaseEstimator):
 
 @pytest.fixture(scope="module")
 def small_training_split(simulator):
-    pooled = simulate_cohorts(
-        simulator, [CohortSpec(profile="care-ms1", n=4000, seed=11), CohortSpec(profile="extension", n=3000, seed=12)]
-    )
+    pooled = simulate_cohorts(simulator, [CohortSpec(profile="care-ms1", n=4000, seed=11),
+                                          CohortSpec(profile="extension", n=3000, seed=12)])
     return split(pooled, 0.25, 7)[0]
 
 
@@ -318,17 +256,9 @@ def test_studies_choose_per_outcome(monkeypatch, simulator):
     """Thyroid and ITP need different strengths of the antibodies' effect (a log hazard ratio of about 1 for
     thyroid, none for ITP): a shared study could not pick both. Enough patients for ITP's loss to tell."""
     monkeypatch.setitem(FAMILIES, "antibodies", AntibodyHazard)
-    train = split(
-        simulate_cohorts(
-            simulator,
-            [CohortSpec(profile="care-ms1", n=30000, seed=11), CohortSpec(profile="extension", n=15000, seed=12)],
-        ),
-        0.25,
-        7,
-    )[0]
-    spec = FamilySpec(
-        estimator="antibodies", tuning=TuningSpec(n_trials=8, timeout_s=60, space={"strength": [0.01, 5.0]})
-    )
+    train = split(simulate_cohorts(simulator, [CohortSpec(profile="care-ms1", n=30000, seed=11),
+                                               CohortSpec(profile="extension", n=15000, seed=12)]), 0.25, 7)[0]
+    spec = FamilySpec(estimator="antibodies", tuning=TuningSpec(n_trials=8, timeout_s=60, space={"strength": [0.01, 5.0]}))
     messages = []
     result = tune("antibodies", spec, train, ("thyroid", "itp"), (12, 24, 36, 48), 0.2, 7, messages.append)
     assert result.params["itp"]["strength"] < 0.6 < result.params["thyroid"]["strength"] < 2.0
@@ -356,9 +286,7 @@ def tune_slowly(monkeypatch, train, seconds: float, timeout_s: float):
     """Tune the slow hazard on both outcomes; the number of trials of each study and the log."""
     monkeypatch.setitem(FAMILIES, "slow", SlowHazard)
     monkeypatch.setattr(SlowHazard, "seconds", seconds)
-    spec = FamilySpec(
-        estimator="slow", tuning=TuningSpec(n_trials=20, timeout_s=timeout_s, space={"strength": [0.01, 5.0]})
-    )
+    spec = FamilySpec(estimator="slow", tuning=TuningSpec(n_trials=20, timeout_s=timeout_s, space={"strength": [0.01, 5.0]}))
     messages = []
     result = tune("slow", spec, train, ("thyroid", "itp"), (24, 48), 0.2, 7, messages.append)
     return {o: int(result.summary[f"tuning_{o}_trials"]) for o in ("thyroid", "itp")}, messages
@@ -381,9 +309,8 @@ def test_a_study_with_no_time_left_still_runs_one_trial(monkeypatch, small_train
 
 def test_fit_family_uses_each_outcomes_parameters(small_training_split):
     spec = FamilySpec(estimator="cox-xgboost", params={"n_estimators": 20, "max_depth": 3, "n_jobs": 1})
-    model = fit_family(
-        "cox-xgboost", spec, small_training_split, {"thyroid": spec.params, "itp": spec.params | {"max_depth": 1}}
-    )
+    model = fit_family("cox-xgboost", spec, small_training_split,
+                       {"thyroid": spec.params, "itp": spec.params | {"max_depth": 1}})
     assert {o: m.estimator_.max_depth for o, m in model.outcomes.items()} == {"thyroid": 3, "itp": 1}
 
 
@@ -395,14 +322,10 @@ def test_each_family_logs_shap_pictures_and_the_card_shows_them(mlflow_store):
     for result in mlflow_store["results"]:
         logged = {a.path for a in client.list_artifacts(result.run_id, "explanations")}
         for outcome in ("thyroid", "itp"):
-            assert {
-                f"explanations/beeswarm_{outcome}.png",
-                f"explanations/mean_abs_shap_{outcome}.png",
-                f"explanations/mean_abs_shap_{outcome}.csv",
-            } <= logged
-            table = pd.read_csv(
-                mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/explanations/mean_abs_shap_{outcome}.csv")
-            )
+            assert {f"explanations/beeswarm_{outcome}.png", f"explanations/mean_abs_shap_{outcome}.png",
+                    f"explanations/mean_abs_shap_{outcome}.csv"} <= logged
+            table = pd.read_csv(mlflow.artifacts.download_artifacts(
+                f"runs:/{result.run_id}/explanations/mean_abs_shap_{outcome}.csv"))
             assert set(table["feature"]) == set(FEATURE_NAMES)
             assert (table["mean_abs_shap"] >= 0).all() and table["mean_abs_shap"].is_monotonic_decreasing
         card = mlflow.artifacts.load_text(f"runs:/{result.run_id}/model_card/model_card.md")

@@ -15,7 +15,7 @@ from tools.worlds_doc import sweep as sweep_markdown
 runner = CliRunner()
 
 # The default experiment, shrunk to train in seconds per world: thyroid only, the linear family.
-TINY = f"""extends: {EXPERIMENTS_DIR / "baseline-comparison.yaml"}
+TINY = f"""extends: {EXPERIMENTS_DIR / 'baseline-comparison.yaml'}
 name: tiny-worlds
 outcomes: [thyroid]
 train_cohorts:
@@ -35,10 +35,7 @@ def test_each_world_gets_its_own_experiment_and_model_and_quick_is_small():
     config = load_experiment(DEFAULT_EXPERIMENT)
     world = world_experiment(config, "early-onset")
     assert (world.world, world.name, world.registered_model_name) == (
-        "early-onset",
-        "baseline-comparison-early-onset",
-        "autoimmunity-risk-early-onset",
-    )
+        "early-onset", "baseline-comparison-early-onset", "autoimmunity-risk-early-onset")
     assert world.train_cohorts == config.train_cohorts
     quick = world_experiment(config, "early-onset", quick=True)
     assert quick.name.endswith("-quick") and [c.n for c in quick.train_cohorts] == [6000, 2500, 2000]
@@ -46,19 +43,10 @@ def test_each_world_gets_its_own_experiment_and_model_and_quick_is_small():
     assert quick.families["cox-xgboost"].tuning.n_trials == 4
     with pytest.raises(ValueError, match="world: unknown 'flat'"):
         world_experiment(config, "flat")
-    kept = champion_metrics(
-        {
-            "truth_bench_alemtuzumab_thyroid_24m_mean_risk": 0.2,
-            "bench_thyroid_24m_auroc": 0.7,
-            "interval_bench_all_itp_12m_coverage": 0.5,
-            "contrast_bench_itp_48m_true_between_arms": 0.01,
-            "truth_bench_all_itp_48m_auroc": math.nan,
-        }
-    )
-    assert kept == {
-        "truth_bench_alemtuzumab_thyroid_24m_mean_risk": 0.2,
-        "contrast_bench_itp_48m_true_between_arms": 0.01,
-    }
+    kept = champion_metrics({"truth_bench_alemtuzumab_thyroid_24m_mean_risk": 0.2, "bench_thyroid_24m_auroc": 0.7,
+                             "interval_bench_all_itp_12m_coverage": 0.5, "contrast_bench_itp_48m_true_between_arms": 0.01,
+                             "truth_bench_all_itp_48m_auroc": math.nan})
+    assert kept == {"truth_bench_alemtuzumab_thyroid_24m_mean_risk": 0.2, "contrast_bench_itp_48m_true_between_arms": 0.01}
 
 
 @pytest.mark.integration
@@ -67,10 +55,8 @@ def test_worlds_trains_in_each_world_and_logs_a_parent_with_one_child_per_world(
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY, encoding="utf-8")
     out = tmp_path / "worlds.md"
-    result = runner.invoke(
-        app,
-        ["worlds", "--config", str(config), "--world", "default", "--world", "proportional-hazards", "--out", str(out)],
-    )
+    result = runner.invoke(app, ["worlds", "--config", str(config), "--world", "default",
+                                 "--world", "proportional-hazards", "--out", str(out)])
     assert result.exit_code == 0, result.output
     client = mlflow.MlflowClient()
     parent = latest_sweep(client)
@@ -108,9 +94,7 @@ def test_the_world_list_comes_from_the_world_files():
     for name in world_names():
         assert f"| `{name}` |" in listed
     assert "| `proportional-hazards` | proportional-hazards | declining (0.5× after month 24) |" in listed
-    assert (
-        "| `early-onset` | ever-risk | rising (2× after month 24) | earlier with thyroid antibodies and IL-21" in listed
-    )
+    assert "| `early-onset` | ever-risk | rising (2× after month 24) | earlier with thyroid antibodies and IL-21" in listed
 
 
 def test_worlds_refuses_an_unknown_world(tmp_path, monkeypatch):

@@ -27,19 +27,11 @@ def token_server(mlflow_store, tmp_path_factory):
     """``autorisk serve`` with ``AUTORISK_API_TOKEN`` set and an EHR's FHIR server (a stand-in on 127.0.0.1) that
     CDS Hooks may read from (``AUTORISK_FHIR_SERVERS``)."""
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with (
-        ehr_fhir_server(EHR_TOKEN, free_port()) as ehr,
-        autorisk_server(
-            mlflow_store["uri"], log, AUTORISK_API_TOKEN=API_TOKEN, AUTORISK_FHIR_SERVERS=ehr["url"]
-        ) as url,
-    ):
-        yield {
-            "url": url,
-            "log": log,
-            "token": API_TOKEN,
-            "ehr": ehr,
-            "headers": {"Authorization": f"Bearer {API_TOKEN}"},
-        }
+    with ehr_fhir_server(EHR_TOKEN, free_port()) as ehr, \
+            autorisk_server(mlflow_store["uri"], log, AUTORISK_API_TOKEN=API_TOKEN,
+                            AUTORISK_FHIR_SERVERS=ehr["url"]) as url:
+        yield {"url": url, "log": log, "token": API_TOKEN, "ehr": ehr,
+               "headers": {"Authorization": f"Bearer {API_TOKEN}"}}
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +49,7 @@ def model_info(shared_server):
 
 def predicted_by_month(url: str, patient: dict, months: list[int]) -> dict:
     """What POST /predict answers for ``patient`` at ``months`` with the contrast, as any other client gets it."""
-    response = httpx.post(
-        f"{url}/predict", timeout=30, json={"patients": [patient], "horizons_months": months, "contrast": True}
-    )
+    response = httpx.post(f"{url}/predict", timeout=30,
+                          json={"patients": [patient], "horizons_months": months, "contrast": True})
     assert response.status_code == 200, response.text
     return response.json()

@@ -27,7 +27,7 @@ def padded_body(size: int) -> bytes:
 def chunks(body: bytes, size: int = 64 * 1024):
     """The body as a generator: httpx then sends it chunked, without a Content-Length."""
     for start in range(0, len(body), size):
-        yield body[start : start + size]
+        yield body[start:start + size]
 
 
 def assert_still_serving(server):
@@ -71,16 +71,12 @@ def test_a_huge_body_is_refused_and_the_server_keeps_serving(shared_server):
     assert_still_serving(shared_server)
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"[" * 100_000 + b"]" * 100_000,
-        b'{"patients": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
-        b'{"patients": [' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_000 + b"]}",
-        b"[" * 500_000,
-    ],
-    ids=["lists", "lists-in-patients", "objects-in-patients", "unclosed"],
-)
+@pytest.mark.parametrize("body", [
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"patients": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    b'{"patients": [' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_000 + b"]}",
+    b"[" * 500_000,
+], ids=["lists", "lists-in-patients", "objects-in-patients", "unclosed"])
 def test_deeply_nested_json_gets_a_4xx_and_the_server_keeps_serving(shared_server, body):
     response = post(shared_server, body)
     assert 400 <= response.status_code < 500, response.text[:500]
@@ -94,7 +90,6 @@ def test_the_body_limit_is_read_from_the_environment(monkeypatch):
     assert load_settings().max_body_bytes == 4096
     for bad in ("", "0", "-5", "1.5", "1MiB"):
         monkeypatch.setenv(MAX_BODY_BYTES_ENV, bad)
-        with pytest.raises(
-            SettingsError, match=f"^{MAX_BODY_BYTES_ENV}: expected a positive whole number of bytes, got {bad!r}$"
-        ):
+        with pytest.raises(SettingsError, match=f"^{MAX_BODY_BYTES_ENV}: expected a positive whole number of bytes, "
+                                                f"got {bad!r}$"):
             load_settings()

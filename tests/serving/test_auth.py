@@ -21,9 +21,8 @@ PATIENT = {"age_years": 34, "sex": "female", "disease_duration_years": 2}
 @pytest.fixture(scope="module")
 def server(mlflow_store, tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with autorisk_server(
-        mlflow_store["uri"], log, AUTORISK_API_TOKEN=TOKEN, AUTORISK_MAX_BODY_BYTES=str(BODY_LIMIT)
-    ) as url:
+    with autorisk_server(mlflow_store["uri"], log, AUTORISK_API_TOKEN=TOKEN,
+                         AUTORISK_MAX_BODY_BYTES=str(BODY_LIMIT)) as url:
         yield {"url": url, "log": log}
 
 
@@ -39,18 +38,10 @@ def test_health_checks_need_no_token(server, path):
     assert call(server, "GET", path).status_code == 200
 
 
-@pytest.mark.parametrize(
-    "method, path",
-    [
-        ("POST", "/predict"),
-        ("GET", "/model"),
-        ("GET", "/metrics"),
-        ("GET", "/docs.json"),
-        ("GET", "/no-such-path"),
-        ("GET", "/pages/app.js"),
-        ("GET", "/docs/"),
-    ],
-)
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/predict"), ("GET", "/model"), ("GET", "/metrics"), ("GET", "/docs.json"),
+    ("GET", "/no-such-path"), ("GET", "/pages/app.js"), ("GET", "/docs/"),
+])
 def test_everything_else_needs_the_token(server, method, path):
     kwargs = {"json": {"patients": [PATIENT]}} if method == "POST" else {}
     response = call(server, method, path, **kwargs)
@@ -65,17 +56,9 @@ def test_the_page_and_the_docs_open_without_the_token(server, path):
     assert call(server, "GET", path).status_code == 200
 
 
-@pytest.mark.parametrize(
-    "header",
-    [
-        f"Bearer {TOKEN}x",
-        f"Bearer {TOKEN[:-1]}",
-        "Bearer",
-        f"Basic {TOKEN}",
-        TOKEN,
-        f"Bearer{TOKEN}",
-    ],
-)
+@pytest.mark.parametrize("header", [
+    f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", "Bearer", f"Basic {TOKEN}", TOKEN, f"Bearer{TOKEN}",
+])
 def test_a_wrong_token_or_scheme_gets_a_401(server, header):
     response = call(server, "GET", "/model", headers={"Authorization": header})
     assert response.status_code == 401
@@ -114,20 +97,10 @@ def test_the_token_stays_out_of_the_server_log(server):
 
 
 def test_a_blank_token_stops_the_server_from_starting(mlflow_store):
-    environment = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": mlflow_store["uri"],
-        "AUTORISK_API_TOKEN": " ",
-        "BENTOML_DO_NOT_TRACK": "true",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(free_port())],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store["uri"], "AUTORISK_API_TOKEN": " ",
+                   "BENTOML_DO_NOT_TRACK": "true"}
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "serve", "--port", str(free_port())],
+                            env=environment, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2  # an unusable setting; it was a traceback and exit 1 ("not found")
-    assert (result.stdout + result.stderr).strip() == (
-        "error: AUTORISK_API_TOKEN is set but empty; unset it to serve without authentication"
-    )
+    assert (result.stdout + result.stderr).strip() == ("error: AUTORISK_API_TOKEN is set but empty; unset it to "
+                                                       "serve without authentication")

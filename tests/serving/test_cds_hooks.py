@@ -26,9 +26,8 @@ ORDER_SELECT, PATIENT_VIEW = "autorisk-order-select", "autorisk-patient-view"
 
 
 def call(server, service, body, **headers):
-    return httpx.post(
-        f"{server['url']}/cds-services/{service}", json=body, timeout=30, headers={**server["headers"], **headers}
-    )
+    return httpx.post(f"{server['url']}/cds-services/{service}", json=body, timeout=30,
+                      headers={**server["headers"], **headers})
 
 
 def searchset(resources):
@@ -42,17 +41,11 @@ def prefetch():
 
 def order_select(order=None, **request):
     order = order or medication_request()
-    return {
-        "hook": "order-select",
-        "hookInstance": "4b1f0b7e-8f7e-4c42-9d55-0a5f7a0c9d11",
-        "context": {
-            "userId": "Practitioner/neurologist",
-            "patientId": PATIENT_ID,
-            "selections": [f"MedicationRequest/{order['id']}"],
-            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]},
-        },
-        **request,
-    }
+    return {"hook": "order-select", "hookInstance": "4b1f0b7e-8f7e-4c42-9d55-0a5f7a0c9d11",
+            "context": {"userId": "Practitioner/neurologist", "patientId": PATIENT_ID,
+                        "selections": [f"MedicationRequest/{order['id']}"],
+                        "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]}},
+            **request}
 
 
 @pytest.fixture(scope="module")
@@ -85,15 +78,12 @@ def test_order_select_answers_a_card_per_outcome_with_predicts_numbers(token_ser
         assert exact["risk_interval"] == pytest.approx(at["risk_interval"], abs=1e-12)
         assert exact["risk_if_interferon_beta_1a"] == pytest.approx(contrast["risk_if_interferon_beta_1a"], abs=1e-12)
         name = "Thyroid disorder" if outcome == "thyroid" else "Immune thrombocytopenic purpura"
-        assert card["summary"] == (
-            f"{name} by 48 months: {percent(contrast['risk_if_alemtuzumab'])} on alemtuzumab "
-            f"vs {percent(contrast['risk_if_interferon_beta_1a'])} on interferon beta-1a"
-        )
+        assert card["summary"] == (f"{name} by 48 months: {percent(contrast['risk_if_alemtuzumab'])} on alemtuzumab "
+                                   f"vs {percent(contrast['risk_if_interferon_beta_1a'])} on interferon beta-1a")
         assert len(card["summary"]) <= 140
         warning, critical = THRESHOLDS[outcome]
-        assert card["indicator"] == (
-            "critical" if at["risk"] >= critical else "warning" if at["risk"] >= warning else "info"
-        )
+        assert card["indicator"] == ("critical" if at["risk"] >= critical else
+                                     "warning" if at["risk"] >= warning else "info")
         assert "95% bootstrap interval" in card["detail"] and "Largest parts" in card["detail"]
         assert "Extrapolated: on interferon beta-1a beyond the 24 months" in card["detail"]
         assert "Not provided" in card["detail"] and "EDSS at baseline" in card["detail"]
@@ -101,29 +91,16 @@ def test_order_select_answers_a_card_per_outcome_with_predicts_numbers(token_ser
         link = urlsplit(card["links"][0]["url"])
         assert card["links"][0]["type"] == "absolute" and link.path == "/" and not link.query
         filled = dict(parse_qsl(link.fragment))
-        assert filled == {
-            **{
-                k: str(v).lower() if isinstance(v, bool) else str(v)
-                for k, v in REST_PATIENT.items()
-                if k != "patient_id"
-            },
-            "month": "48",
-        }
+        assert filled == {**{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in REST_PATIENT.items()
+                             if k != "patient_id"}, "month": "48"}
 
 
 def test_order_select_without_prefetch_reads_the_ehrs_fhir_server_with_its_token(token_server, predicted):
     ehr = token_server["ehr"]
     before = len(ehr["seen"])
-    body = order_select(
-        fhirServer=ehr["url"],
-        fhirAuthorization={
-            "access_token": EHR_TOKEN,
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "scope": "user/*.read",
-            "subject": "autorisk",
-        },
-    )
+    body = order_select(fhirServer=ehr["url"], fhirAuthorization={
+        "access_token": EHR_TOKEN, "token_type": "Bearer", "expires_in": 300, "scope": "user/*.read",
+        "subject": "autorisk"})
     response = call(token_server, ORDER_SELECT, body)
     assert response.status_code == 200, response.text
     cards = response.json()["cards"]
@@ -153,32 +130,22 @@ def test_the_specifications_patient_view_example_gets_a_card_saying_what_is_miss
 
 
 def test_patient_view_without_a_patient_is_a_412_with_an_operation_outcome(token_server):
-    body = {
-        "hook": "patient-view",
-        "hookInstance": "c0c5b8c2-1b0e-4f0e-8c55-59b3a9b8e0a1",
-        "context": {"userId": "Practitioner/1", "patientId": PATIENT_ID},
-    }
+    body = {"hook": "patient-view", "hookInstance": "c0c5b8c2-1b0e-4f0e-8c55-59b3a9b8e0a1",
+            "context": {"userId": "Practitioner/1", "patientId": PATIENT_ID}}
     response = call(token_server, PATIENT_VIEW, body)
     assert response.status_code == 412, response.text
     assert_valid_fhir(response.json())
     assert response.json()["issue"][0]["expression"] == ["prefetch.patient"]
 
 
-@pytest.mark.parametrize(
-    "service, change, status, where",
-    [
-        ("no-such-service", lambda b: None, 404, "id"),
-        (PATIENT_VIEW, lambda b: None, 400, "hook"),
-        (ORDER_SELECT, lambda b: b["context"].pop("patientId"), 400, "context.patientId"),
-        (ORDER_SELECT, lambda b: b["prefetch"]["patient"].update(gender=3), 400, "prefetch.patient.gender"),
-        (
-            ORDER_SELECT,
-            lambda b: b["prefetch"]["observations"]["entry"][0]["resource"].update(valueString=1),
-            400,
-            "prefetch.observations.entry[0].resource",
-        ),
-    ],
-)
+@pytest.mark.parametrize("service, change, status, where", [
+    ("no-such-service", lambda b: None, 404, "id"),
+    (PATIENT_VIEW, lambda b: None, 400, "hook"),
+    (ORDER_SELECT, lambda b: b["context"].pop("patientId"), 400, "context.patientId"),
+    (ORDER_SELECT, lambda b: b["prefetch"]["patient"].update(gender=3), 400, "prefetch.patient.gender"),
+    (ORDER_SELECT, lambda b: b["prefetch"]["observations"]["entry"][0]["resource"].update(valueString=1), 400,
+     "prefetch.observations.entry[0].resource"),
+])
 def test_bad_requests_get_a_4xx_with_an_operation_outcome(token_server, service, change, status, where):
     body = order_select(prefetch=prefetch())
     change(body)
@@ -190,12 +157,8 @@ def test_bad_requests_get_a_4xx_with_an_operation_outcome(token_server, service,
 
 def test_patient_view_answers_for_the_default_treatment(token_server):
     """No order: the risks are for the schema's default treatment, and the age is today's."""
-    body = {
-        "hook": "patient-view",
-        "hookInstance": "a6c3e1f2-4b61-4a43-9b7c-0c2b6f1f6a55",
-        "context": {"userId": "Practitioner/1", "patientId": PATIENT_ID},
-        "prefetch": prefetch(),
-    }
+    body = {"hook": "patient-view", "hookInstance": "a6c3e1f2-4b61-4a43-9b7c-0c2b6f1f6a55",
+            "context": {"userId": "Practitioner/1", "patientId": PATIENT_ID}, "prefetch": prefetch()}
     response = call(token_server, PATIENT_VIEW, body)
     assert response.status_code == 200, response.text
     cards = response.json()["cards"]

@@ -23,12 +23,8 @@ EXPLANATION = "https://autorisk.invalid/fhir/StructureDefinition/risk-explanatio
 
 
 def assess(server, body, **headers):
-    return httpx.post(
-        f"{server['url']}/fhir/RiskAssessment/$assess",
-        json=body,
-        timeout=30,
-        headers={**FHIR_JSON, **server["headers"], **headers},
-    )
+    return httpx.post(f"{server['url']}/fhir/RiskAssessment/$assess", json=body, timeout=30,
+                      headers={**FHIR_JSON, **server["headers"], **headers})
 
 
 def extension(element: dict, url: str) -> dict:
@@ -36,11 +32,8 @@ def extension(element: dict, url: str) -> dict:
 
 
 def parts(complex_extension: dict) -> dict:
-    return {
-        e["url"]: next(v for k, v in e.items() if k.startswith("value"))
-        for e in complex_extension["extension"]
-        if e["url"] != "contribution"
-    }
+    return {e["url"]: next(v for k, v in e.items() if k.startswith("value")) for e in complex_extension["extension"]
+            if e["url"] != "contribution"}
 
 
 @pytest.fixture(scope="module")
@@ -75,32 +68,23 @@ def test_assess_answers_predicts_numbers_as_risk_assessments(assessed, predicted
         assert assessment["code"]["coding"][0]["code"] == f"risk-{outcome}"
         assert assessment["subject"]["reference"].endswith("00000000-0000-4000-8000-000000000000")
         assert RESEARCH_NOTICE in [n["text"] for n in assessment["note"]]
-        assert (
-            described["version"] in assessment["method"]["text"]
-            and described["version"] in assessment["performer"]["display"]
-        )
+        assert described["version"] in assessment["method"]["text"] and described["version"] in \
+            assessment["performer"]["display"]
         for at, contrast, fhir_at in zip(scores["risks"], scores["contrast"], assessment["prediction"], strict=True):
-            assert fhir_at["whenRange"]["high"] == {
-                "value": at["horizon_months"],
-                "unit": "months",
-                "system": "http://unitsofmeasure.org",
-                "code": "mo",
-            }
+            assert fhir_at["whenRange"]["high"] == {"value": at["horizon_months"], "unit": "months",
+                                                    "system": "http://unitsofmeasure.org", "code": "mo"}
             assert fhir_at["probabilityDecimal"] == pytest.approx(at["risk"], abs=1e-12)
-            assert fhir_at["relativeRisk"] == pytest.approx(
-                at["risk"] / contrast["risk_if_interferon_beta_1a"], rel=1e-12
-            )
+            assert fhir_at["relativeRisk"] == pytest.approx(at["risk"] / contrast["risk_if_interferon_beta_1a"],
+                                                            rel=1e-12)
             interval = parts(extension(fhir_at, INTERVAL))
             assert [interval["low"], interval["high"]] == pytest.approx(at["risk_interval"], abs=1e-12)
             assert interval["name"] == described["interval"]["name"]
             assert interval["level"] == described["interval"]["level"]
             explanation = extension(fhir_at, EXPLANATION)
-            assert parts(explanation) == {"scale": at["scale"], "baseValue": pytest.approx(at["base_value"], abs=1e-12)}
-            shap = {
-                c["extension"][0]["valueCoding"]["code"]: c["extension"][1]["valueDecimal"]
-                for c in explanation["extension"]
-                if c["url"] == "contribution"
-            }
+            assert parts(explanation) == {"scale": at["scale"], "baseValue": pytest.approx(at["base_value"],
+                                                                                                   abs=1e-12)}
+            shap = {c["extension"][0]["valueCoding"]["code"]: c["extension"][1]["valueDecimal"]
+                    for c in explanation["extension"] if c["url"] == "contribution"}
             assert shap == pytest.approx(at["shap"], abs=1e-12)
     # The basis names the resources each input came from.
     basis = {b["reference"]: b["display"] for b in assessments[0]["basis"]}
@@ -110,18 +94,11 @@ def test_assess_answers_predicts_numbers_as_risk_assessments(assessed, predicted
 
 def test_parameters_with_horizons_give_the_same_risks(token_server, assessed):
     resources = patient_resources()
-    body = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "patient", "resource": resources[0]},
-            {"name": "condition", "resource": resources[1]},
-            *({"name": "observation", "resource": r} for r in resources[2:]),
-            {"name": "treatment", "valueCode": "alemtuzumab"},
-            {"name": "courseDate", "valueDate": "2024-03-15"},
-            {"name": "horizon", "valueInteger": 48},
-            {"name": "horizon", "valueInteger": 12},
-        ],
-    }
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "resource": resources[0]}, {"name": "condition", "resource": resources[1]},
+        *({"name": "observation", "resource": r} for r in resources[2:]),
+        {"name": "treatment", "valueCode": "alemtuzumab"}, {"name": "courseDate", "valueDate": "2024-03-15"},
+        {"name": "horizon", "valueInteger": 48}, {"name": "horizon", "valueInteger": 12}]}
     response = assess(token_server, body)
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -139,43 +116,19 @@ def _with(resources_change):
     return body
 
 
-@pytest.mark.parametrize(
-    "change, status, where, words",
-    [
-        (lambda rs: rs[0].update(gender="unknown"), 422, "Bundle.entry[0].resource.gender", "Sex"),
-        (
-            lambda rs: rs[0].update(birthDate="1900-01-01"),
-            422,
-            "Bundle.entry[0].resource.birthDate",
-            "less than or equal to 120",
-        ),
-        (
-            lambda rs: rs[2]["valueQuantity"].update(value="high"),
-            400,
-            "Bundle.entry[2].resource.valueQuantity.value",
-            "Decimal",
-        ),
-        (
-            lambda rs: rs[2]["valueQuantity"].update(code="mmol/L", unit="mmol/L"),
-            400,
-            "Bundle.entry[2].resource.valueQuantity.code",
-            "pg/mL",
-        ),
-        (lambda rs: rs[3].update(colour="red"), 400, "Bundle.entry[3].resource.colour", "Extra inputs"),
-        (
-            lambda rs: rs[4]["medicationCodeableConcept"].update(text="ocrelizumab 300 mg"),
-            422,
-            "Bundle.entry[4].resource.medication",
-            "alemtuzumab",
-        ),
-        (
-            lambda rs: rs[1].update(onsetDateTime="1980-01-01"),
-            422,
-            "Bundle.entry[1].resource.onsetDateTime",
-            "exceeds age_years",
-        ),
-    ],
-)
+@pytest.mark.parametrize("change, status, where, words", [
+    (lambda rs: rs[0].update(gender="unknown"), 422, "Bundle.entry[0].resource.gender", "Sex"),
+    (lambda rs: rs[0].update(birthDate="1900-01-01"), 422, "Bundle.entry[0].resource.birthDate", "less than or equal to 120"),
+    (lambda rs: rs[2]["valueQuantity"].update(value="high"), 400, "Bundle.entry[2].resource.valueQuantity.value",
+     "Decimal"),
+    (lambda rs: rs[2]["valueQuantity"].update(code="mmol/L", unit="mmol/L"), 400,
+     "Bundle.entry[2].resource.valueQuantity.code", "pg/mL"),
+    (lambda rs: rs[3].update(colour="red"), 400, "Bundle.entry[3].resource.colour", "Extra inputs"),
+    (lambda rs: rs[4]["medicationCodeableConcept"].update(text="ocrelizumab 300 mg"), 422,
+     "Bundle.entry[4].resource.medication", "alemtuzumab"),
+    (lambda rs: rs[1].update(onsetDateTime="1980-01-01"), 422, "Bundle.entry[1].resource.onsetDateTime",
+     "exceeds age_years"),
+])
 def test_bad_fhir_gets_an_operation_outcome_naming_the_element(token_server, change, status, where, words):
     response = assess(token_server, _with(change))
     assert response.status_code == status, response.text
@@ -197,32 +150,24 @@ def test_missing_inputs_are_not_provided_and_required_ones_are_named(token_serve
     assert "Disease duration" in response.json()["issue"][0]["diagnostics"]
 
 
-@pytest.mark.parametrize(
-    "headers, body, status",
-    [
-        ({"Authorization": "Bearer wrong"}, None, 401),
-        ({}, b'{"resourceType": "Bundle", "type": "collection", "type": "batch"}', 400),
-        ({}, b"not json", 400),
-        ({"content-type": "text/plain"}, b"{}", 415),
-    ],
-)
+@pytest.mark.parametrize("headers, body, status", [
+    ({"Authorization": "Bearer wrong"}, None, 401),
+    ({}, b'{"resourceType": "Bundle", "type": "collection", "type": "batch"}', 400),
+    ({}, b"not json", 400),
+    ({"content-type": "text/plain"}, b"{}", 415),
+])
 def test_the_services_own_refusals_are_operation_outcomes_on_fhir_paths(token_server, headers, body, status):
-    response = httpx.post(
-        f"{token_server['url']}/fhir/RiskAssessment/$assess",
-        content=body or b"{}",
-        timeout=30,
-        headers={**FHIR_JSON, **token_server["headers"], **headers},
-    )
+    response = httpx.post(f"{token_server['url']}/fhir/RiskAssessment/$assess", content=body or b"{}", timeout=30,
+                          headers={**FHIR_JSON, **token_server["headers"], **headers})
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/fhir+json")
     assert_valid_fhir(response.json())
 
 
 def test_conformance_resources_validate(token_server):
-    read = [
-        httpx.get(f"{token_server['url']}/fhir/{path}", headers=token_server["headers"], timeout=30)
-        for path in ("metadata", "CodeSystem/autorisk", "OperationDefinition/RiskAssessment-assess", "CodeSystem/other")
-    ]
+    read = [httpx.get(f"{token_server['url']}/fhir/{path}", headers=token_server["headers"], timeout=30)
+            for path in ("metadata", "CodeSystem/autorisk", "OperationDefinition/RiskAssessment-assess",
+                         "CodeSystem/other")]
     assert [r.status_code for r in read] == [200, 200, 200, 404]
     assert_valid_fhir(*(r.json() for r in read))
     codes = {c["code"] for c in read[1].json()["concept"]}

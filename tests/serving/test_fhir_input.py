@@ -24,84 +24,34 @@ def test_the_docs_table_is_the_codes_the_reader_accepts():
 
 def test_the_patient_of_the_tests_is_read_as_rest_would_get_her():
     record = read().record
-    assert record == {
-        "sex": "female",
-        "age_years": 34.0,
-        "disease_duration_years": 2.5,
-        "il21_pg_ml": 620.0,
-        "il21_assay": "legacy_elisa",
-        "thyroid_antibodies": True,
-        "patient_id": "alemtuzumab-candidate-1",
-    }
+    assert record == {"sex": "female", "age_years": 34.0, "disease_duration_years": 2.5, "il21_pg_ml": 620.0,
+                      "il21_assay": "legacy_elisa", "thyroid_antibodies": True, "patient_id": "alemtuzumab-candidate-1"}
 
 
-@pytest.mark.parametrize(
-    "extra, name, value",
-    [
-        (
-            observation("a", {"system": LOINC, "code": "30525-0"}, valueQuantity={"value": 408, "code": "mo"}),
-            "age_years",
-            34.0,
-        ),
-        (observation("e", {"system": SNOMED, "code": "273554001"}, valueQuantity={"value": 2.5}), "edss", 2.5),
-        (observation("r", {"system": PROJECT, "code": "relapses_prior_2y"}, valueInteger=2), "relapses_prior_2y", 2),
-        (
-            observation(
-                "s",
-                {"system": LOINC, "code": "72166-2"},
-                valueCodeableConcept={"coding": [{"system": SNOMED, "code": "449868002"}]},
-            ),
-            "smoker",
-            True,
-        ),
-        (
-            observation(
-                "s",
-                {"system": LOINC, "code": "72166-2"},
-                valueCodeableConcept={"coding": [{"system": SNOMED, "code": "8517006"}]},
-            ),
-            "smoker",
-            False,
-        ),
-        (
-            observation(
-                "f",
-                {"system": PROJECT, "code": "family_history_autoimmunity"},
-                interpretation=[{"coding": [{"code": "NEG"}]}],
-            ),
-            "family_history_autoimmunity",
-            False,
-        ),
-        (
-            observation(
-                "i",
-                {"system": PROJECT, "code": "il21_pg_ml.current_elisa"},
-                valueQuantity={"value": 0.05, "code": "ng/mL"},
-                effectiveDateTime="2024-03-10",
-            ),
-            "il21_pg_ml",
-            50.0,
-        ),
-    ],
-)
+@pytest.mark.parametrize("extra, name, value", [
+    (observation("a", {"system": LOINC, "code": "30525-0"}, valueQuantity={"value": 408, "code": "mo"}), "age_years",
+     34.0),
+    (observation("e", {"system": SNOMED, "code": "273554001"}, valueQuantity={"value": 2.5}), "edss", 2.5),
+    (observation("r", {"system": PROJECT, "code": "relapses_prior_2y"}, valueInteger=2), "relapses_prior_2y", 2),
+    (observation("s", {"system": LOINC, "code": "72166-2"}, valueCodeableConcept={"coding": [
+        {"system": SNOMED, "code": "449868002"}]}), "smoker", True),
+    (observation("s", {"system": LOINC, "code": "72166-2"}, valueCodeableConcept={"coding": [
+        {"system": SNOMED, "code": "8517006"}]}), "smoker", False),
+    (observation("f", {"system": PROJECT, "code": "family_history_autoimmunity"}, interpretation=[{"coding": [
+        {"code": "NEG"}]}]), "family_history_autoimmunity", False),
+    (observation("i", {"system": PROJECT, "code": "il21_pg_ml.current_elisa"}, valueQuantity={"value": 0.05, "code": "ng/mL"},
+                 effectiveDateTime="2024-03-10"), "il21_pg_ml", 50.0),
+])
 def test_codes_units_and_answers(extra, name, value):
     assert read(extra).record[name] == pytest.approx(value)
 
 
 def test_the_latest_observation_counts_and_withdrawn_ones_do_not():
-    older = observation(
-        "i0",
-        {"system": PROJECT, "code": "il21_pg_ml.legacy_elisa"},
-        valueQuantity={"value": 100, "code": "pg/mL"},
-        effectiveDateTime="2023-01-01",
-    )
-    wrong = observation(
-        "i1",
-        {"system": PROJECT, "code": "il21_pg_ml.legacy_elisa"},
-        valueQuantity={"value": 9000, "code": "pg/mL"},
-        effectiveDateTime="2024-03-14",
-        status="entered-in-error",
-    )
+    older = observation("i0", {"system": PROJECT, "code": "il21_pg_ml.legacy_elisa"},
+                        valueQuantity={"value": 100, "code": "pg/mL"}, effectiveDateTime="2023-01-01")
+    wrong = observation("i1", {"system": PROJECT, "code": "il21_pg_ml.legacy_elisa"},
+                        valueQuantity={"value": 9000, "code": "pg/mL"}, effectiveDateTime="2024-03-14",
+                        status="entered-in-error")
     assert read(older, wrong).record["il21_pg_ml"] == 620.0
 
 

@@ -12,13 +12,9 @@ from schemathesis.checks import not_a_server_error
 pytestmark = pytest.mark.integration
 
 # Derandomised, without an example database: the same cases on every run and every machine.
-FUZZ = settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    print_blob=False,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
+FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=False,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                       HealthCheck.data_too_large])
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +26,13 @@ def schema(shared_server):
     return schemathesis.openapi.from_dict({**document, "openapi": "3.1.0"})
 
 
-@pytest.mark.parametrize(
-    "path, method, mode, examples, expected",
-    [
-        ("/predict", "POST", GenerationMode.POSITIVE, 200, {200, 400}),
-        ("/predict", "POST", GenerationMode.NEGATIVE, 200, {400}),
-        ("/model", "GET", GenerationMode.POSITIVE, 5, {200}),
-    ],
-)
-def test_generated_requests_never_get_a_server_error(schema, shared_server, path, method, mode, examples, expected):
+@pytest.mark.parametrize("path, method, mode, examples, expected", [
+    ("/predict", "POST", GenerationMode.POSITIVE, 200, {200, 400}),
+    ("/predict", "POST", GenerationMode.NEGATIVE, 200, {400}),
+    ("/model", "GET", GenerationMode.POSITIVE, 5, {200}),
+])
+def test_generated_requests_never_get_a_server_error(schema, shared_server, path, method, mode, examples,
+                                                     expected):
     statuses = Counter()
 
     @settings(FUZZ, max_examples=examples)

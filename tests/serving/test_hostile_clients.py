@@ -41,10 +41,8 @@ def _answer(sock: socket.socket) -> bytes:
 
 def test_a_client_that_stalls_mid_body_gets_a_408_with_the_version_header(shared_server):
     with socket.create_connection(("127.0.0.1", _port(shared_server))) as sock:
-        sock.sendall(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b'Content-Length: 200\r\n\r\n{"patients": [{' + PATIENT.encode()
-        )
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 200\r\n\r\n{\"patients\": [{" + PATIENT.encode())
         started = time.monotonic()
         sock.settimeout(DEFAULT_BODY_TIMEOUT_S + 15)
         answer = _answer(sock)  # the server closes the connection after answering
@@ -53,23 +51,17 @@ def test_a_client_that_stalls_mid_body_gets_a_408_with_the_version_header(shared
     lines = head.decode().lower().splitlines()
     assert lines[0] == "http/1.1 408 request timeout", answer
     assert "connection: close" in lines and any(line.startswith("x-model-version: ") for line in lines), lines
-    assert body == (
-        b'{"error":"request body not received within %g s; send the whole body at once"}' % DEFAULT_BODY_TIMEOUT_S
-    )
+    assert body == (b'{"error":"request body not received within %g s; send the whole body at once"}'
+                    % DEFAULT_BODY_TIMEOUT_S)
     assert DEFAULT_BODY_TIMEOUT_S - 0.5 < elapsed < DEFAULT_BODY_TIMEOUT_S + 5  # BentoML's 504 came at 30 s
 
 
 def test_a_client_that_goes_away_mid_body_is_let_go_and_the_server_keeps_serving(shared_server):
     with socket.create_connection(("127.0.0.1", _port(shared_server))) as sock:
-        sock.sendall(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b'Content-Length: 200\r\n\r\n{"patients"'
-        )
-    response = httpx.post(
-        f"{shared_server['url']}/predict",
-        json={"patients": [{"age_years": 34, "sex": "female", "disease_duration_years": 2}]},
-        timeout=60,
-    )
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 200\r\n\r\n{\"patients\"")
+    response = httpx.post(f"{shared_server['url']}/predict", json={"patients": [
+        {"age_years": 34, "sex": "female", "disease_duration_years": 2}]}, timeout=60)
     assert response.status_code == 200, response.text
 
 
@@ -78,13 +70,10 @@ def test_no_client_can_write_a_line_or_an_identifier_into_the_server_log(shared_
     # The path decodes to a line break, a forged line and a NUL byte; BentoML logged it as it came.
     httpx.get(f"{url}/x%0a{FORGED.replace(' ', '%20')}%00%e2%80%a8end", timeout=30)
     # A key that carries an identifier and a forged line, at the top level and in a patient.
-    for body in (
-        '{"patients": [{' + PATIENT + ', "NHS 943 476 5919\\n' + FORGED + '": 1}]}',
-        '{"patients": [{' + PATIENT + '}], "NHS 943 476 5919\\u2028' + FORGED + '": 1}',
-    ):
-        response = httpx.post(
-            f"{url}/predict", content=body.encode(), timeout=30, headers={"content-type": "application/json"}
-        )
+    for body in ('{"patients": [{' + PATIENT + ', "NHS 943 476 5919\\n' + FORGED + '": 1}]}',
+                 '{"patients": [{' + PATIENT + '}], "NHS 943 476 5919\\u2028' + FORGED + '": 1}'):
+        response = httpx.post(f"{url}/predict", content=body.encode(), timeout=30,
+                              headers={"content-type": "application/json"})
         assert response.status_code == 400, response.text
         assert "unknown field" in response.json()["error"]  # the client is told which key
     time.sleep(1)
@@ -99,26 +88,16 @@ def test_no_client_can_write_a_line_or_an_identifier_into_the_server_log(shared_
 def test_logged_rejections_name_keys_outside_the_schema_by_place_only():
     key = "NHS 943 476 5919\n" + FORGED
     try:
-        PredictRequest.model_validate(
-            {"patients": [{"age_years": 34, "sex": "female", "disease_duration_years": 2, key: 1}]}
-        )
+        PredictRequest.model_validate({"patients": [{"age_years": 34, "sex": "female", "disease_duration_years": 2,
+                                                     key: 1}]})
     except ValidationError as error:
         import logging
 
-        record = logging.LogRecord(
-            "bentoml.serve",
-            logging.ERROR,
-            __file__,
-            1,
-            "Exception on /predict [POST]",
-            None,
-            (type(error), error, None),
-        )
+        record = logging.LogRecord("bentoml.serve", logging.ERROR, __file__, 1, "Exception on /predict [POST]",
+                                   None, (type(error), error, None))
     WithholdInputValues(["patients", "age_years"]).filter(record)
-    assert record.getMessage() == (
-        "Exception on /predict [POST]: rejected input (patients.0.<key not in the "
-        f"schema, {len(key)} characters>: extra_forbidden); values withheld"
-    )
+    assert record.getMessage() == ("Exception on /predict [POST]: rejected input (patients.0.<key not in the "
+                                   f"schema, {len(key)} characters>: extra_forbidden); values withheld")
     assert record.exc_info is None
 
 
@@ -129,10 +108,7 @@ def test_escaping_is_one_line_and_unambiguous():
 
 BAD_SETTINGS = [
     ({"AUTORISK_API_TOKEN": " "}, "AUTORISK_API_TOKEN is set but empty; unset it to serve without authentication"),
-    (
-        {"AUTORISK_MAX_BODY_BYTES": "1MiB"},
-        "AUTORISK_MAX_BODY_BYTES: expected a positive whole number of bytes, got '1MiB'",
-    ),
+    ({"AUTORISK_MAX_BODY_BYTES": "1MiB"}, "AUTORISK_MAX_BODY_BYTES: expected a positive whole number of bytes, got '1MiB'"),
     ({"AUTORISK_BODY_TIMEOUT_S": "45"}, "AUTORISK_BODY_TIMEOUT_S: expected a number of seconds above 0 and below 30"),
     ({"AUTORISK_WORKERS": "two"}, "AUTORISK_WORKERS: expected a positive whole number of processes, got 'two'"),
 ]
@@ -155,30 +131,12 @@ def test_a_bad_setting_stops_serve_with_one_line_and_exit_2(monkeypatch, setting
 
 
 def test_a_bad_setting_stops_a_bento_served_directly_with_one_line_and_exit_2(mlflow_store):
-    environment = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": mlflow_store["uri"],
-        "BENTOML_DO_NOT_TRACK": "true",
-        "AUTORISK_API_TOKEN": "",
-    }
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store["uri"], "BENTOML_DO_NOT_TRACK": "true",
+                   "AUTORISK_API_TOKEN": ""}
     root = Path(__file__).resolve().parents[2]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "serving.service:RiskService",
-            "--port",
-            str(free_port()),
-            "--working-dir",
-            str(root),
-        ],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = subprocess.run([sys.executable, "-m", "bentoml", "serve", "serving.service:RiskService", "--port",
+                             str(free_port()), "--working-dir", str(root)], env=environment, capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert lines == [f"error: {BAD_SETTINGS[0][1]}"], lines

@@ -27,11 +27,8 @@ def run(info, mlflow_store):
 def test_names_the_served_version_like_predict(info, shared_server, mlflow_store):
     chosen = mlflow_store["promotion"].chosen
     assert (info["name"], info["version"], info["run_id"]) == ("autoimmunity-risk", chosen.version, chosen.run_id)
-    predicted = httpx.post(
-        f"{shared_server['url']}/predict",
-        timeout=30,
-        json={"patients": [{"age_years": 34, "sex": "female", "disease_duration_years": 2}]},
-    ).json()
+    predicted = httpx.post(f"{shared_server['url']}/predict", timeout=30, json={
+        "patients": [{"age_years": 34, "sex": "female", "disease_duration_years": 2}]}).json()
     assert predicted["model"] == {k: info[k] for k in ("name", "version", "run_id")}
     assert info["family"] == chosen.family
     assert info["experiment"] == "tiny-test"
@@ -55,14 +52,8 @@ def test_headline_metrics_are_the_runs(info, run):
     assert info["benchmark"]["thyroid_48m"]["auroc"] is None  # CARE-MS I: nobody followed to 48 months
     for prefix, table in (("bench_", info["benchmark"]), ("", info["held_out"])):
         for endpoint, values in table.items():
-            assert set(values) == {
-                "auroc",
-                "auroc_lo",
-                "auroc_hi",
-                "calibration_slope",
-                "calibration_intercept",
-                "observed_over_expected",
-            }
+            assert set(values) == {"auroc", "auroc_lo", "auroc_hi", "calibration_slope",
+                                   "calibration_intercept", "observed_over_expected"}
             for name, value in values.items():
                 logged = metrics.get(f"{prefix}{endpoint}_{name}")
                 if logged is None or not math.isfinite(logged):
@@ -71,8 +62,7 @@ def test_headline_metrics_are_the_runs(info, run):
                     assert value == pytest.approx(logged)
     truth = info["benchmark_against_truth"]["thyroid_48m"]["interferon_beta_1a"]
     assert truth["mean_true_risk"] == pytest.approx(
-        metrics["truth_bench_interferon_beta_1a_thyroid_48m_mean_true_risk"]
-    )
+        metrics["truth_bench_interferon_beta_1a_thyroid_48m_mean_true_risk"])
 
 
 def test_says_what_it_answers_and_where_it_extrapolates(info, champion):
@@ -99,8 +89,7 @@ def test_features_carry_units_and_ranges_from_the_schema_and_the_model(info, cha
     assert il21["unit"] == "pg/mL" and il21["possible"]["low_inclusive"] is False
     assert il21["training"] is None
     assert {k: (v["low"], v["high"]) for k, v in il21["training_by_assay"].items()} == {
-        kit: ranges[f"il21_pg_ml@{kit}"] for kit in ("legacy_elisa", "current_elisa") if f"il21_pg_ml@{kit}" in ranges
-    }
+        kit: ranges[f"il21_pg_ml@{kit}"] for kit in ("legacy_elisa", "current_elisa") if f"il21_pg_ml@{kit}" in ranges}
     assert "legacy_elisa" in il21["training_by_assay"]
     assert by_name["treatment"]["categories"] == ["alemtuzumab", "interferon_beta_1a"]
     assert by_name["treatment"]["default"] == "alemtuzumab"

@@ -23,22 +23,10 @@ from tools.browser import fill_form
 pytestmark = pytest.mark.integration
 
 # Filled in by the test as a clinician would; the other inputs are left empty (not provided).
-FORM = {
-    "age_years": "34",
-    "sex": "female",
-    "disease_duration_years": "2.5",
-    "il21_pg_ml": "620",
-    "il21_assay": "legacy_elisa",
-    "thyroid_antibodies": "true",
-}
-PATIENT = {
-    "age_years": 34,
-    "sex": "female",
-    "disease_duration_years": 2.5,
-    "il21_pg_ml": 620,
-    "il21_assay": "legacy_elisa",
-    "thyroid_antibodies": True,
-}
+FORM = {"age_years": "34", "sex": "female", "disease_duration_years": "2.5", "il21_pg_ml": "620",
+        "il21_assay": "legacy_elisa", "thyroid_antibodies": "true"}
+PATIENT = {"age_years": 34, "sex": "female", "disease_duration_years": 2.5, "il21_pg_ml": 620,
+           "il21_assay": "legacy_elisa", "thyroid_antibodies": True}
 MONTHS = list(range(1, 61))
 
 
@@ -105,19 +93,16 @@ def test_the_form_is_built_from_the_schema(chromium, shared_server, model_info):
         assert guard.outside == [] and guard.errors == []
 
 
-def test_a_submit_shows_risks_contrast_curves_and_waterfalls(
-    chromium, shared_server, answer, model_info, record_property
-):
+def test_a_submit_shows_risks_contrast_curves_and_waterfalls(chromium, shared_server, answer, model_info,
+                                                             record_property):
     prediction = answer["predictions"][0]
     with guarded_page(chromium) as (page, guard):
         open_page(page, shared_server["url"])
         fill(page)
         timings = [submit(page) for _ in range(5)]
         record_property("submit_to_drawn_ms", timings)
-        print(
-            f"\none-patient submit answered and drawn: {', '.join(f'{t:.0f}' for t in timings)} ms "
-            f"(median {statistics.median(timings):.0f} ms)"
-        )
+        print(f"\none-patient submit answered and drawn: {', '.join(f'{t:.0f}' for t in timings)} ms "
+              f"(median {statistics.median(timings):.0f} ms)")
 
         results = page.locator("#results")
         assert results.is_visible()
@@ -129,24 +114,21 @@ def test_a_submit_shows_risks_contrast_curves_and_waterfalls(
         bodies = page.locator("#summary tbody")
         assert bodies.count() == len(prediction["outcomes"])
         for k, (outcome, scores) in enumerate(prediction["outcomes"].items()):
-            rows = bodies.nth(k).locator("tr").evaluate_all("rows => rows.map(r => [...r.cells].map(c => c.innerText))")
+            rows = bodies.nth(k).locator("tr").evaluate_all(
+                "rows => rows.map(r => [...r.cells].map(c => c.innerText))")
             for column, month in enumerate((24, 48), start=1):
                 at = scores["contrast"][month - 1]
                 for row, key in ((1, "risk_if_alemtuzumab"), (2, "risk_if_interferon_beta_1a")):
                     shown = rows[row][column]
                     if 100 * at[key] >= 0.1:
-                        assert percent_value(shown) == pytest.approx(100 * at[key], abs=rounding(100 * at[key] / 10)), (
-                            outcome,
-                            month,
-                            key,
-                        )
+                        assert percent_value(shown) == pytest.approx(100 * at[key], abs=rounding(100 * at[key] / 10)), \
+                            (outcome, month, key)
                     else:
                         assert shown.startswith("<0.1%")
                     beyond = month > model_info["follow_up_months"][key.removeprefix("risk_if_")]
                     assert ("*" in shown) == beyond and ("(extrapolated)" in shown) == beyond
-                assert points_value(rows[3][column]) == pytest.approx(
-                    100 * at["excess"], abs=rounding(100 * at["excess"])
-                )
+                assert points_value(rows[3][column]) == pytest.approx(100 * at["excess"],
+                                                                      abs=rounding(100 * at["excess"]))
         assert "Extrapolated" in page.locator("#summary-note").inner_text()
 
         # Curves: one chart per outcome, a solid line per treatment and a dashed one beyond its follow-up.
@@ -167,30 +149,20 @@ def test_a_submit_shows_risks_contrast_curves_and_waterfalls(
         for k, scores in enumerate(prediction["outcomes"].values()):
             at = scores["risks"][47]
             assert "by month 48" in tables.nth(k).locator("caption").inner_text()
-            shares = {
-                s.name: s.share for s in risk_shares(at["base_value"], at["shap"], at["risk"], at["reference_risk"])
-            }
+            shares = {s.name: s.share for s in risk_shares(at["base_value"], at["shap"], at["risk"], at["reference_risk"])}
             # Inputs left empty are folded into one row by default, their parts added up.
             folded = tables.nth(k).locator("tr[data-feature='not-provided']")
             unknown = sum(shares[name] for name in prediction["not_provided"])
             assert points_value(folded.locator("td").nth(1).text_content()) == pytest.approx(
-                100 * unknown, abs=rounding(100 * unknown)
-            )
+                100 * unknown, abs=rounding(100 * unknown))
             assert f"Not provided ({len(prediction['not_provided'])} inputs)" in folded.locator("th").text_content()
         page.check("#show-unknown")
         for k, scores in enumerate(prediction["outcomes"].values()):
             at = scores["risks"][47]
-            shares = {
-                s.name: s.share for s in risk_shares(at["base_value"], at["shap"], at["risk"], at["reference_risk"])
-            }
-            rows = (
-                tables.nth(k)
-                .locator("tr[data-feature]")
-                .evaluate_all("rows => rows.map(r => [r.dataset.feature, ...[...r.cells].map(c => c.textContent)])")
-            )
-            assert [r[0] for r in rows] == [
-                s.name for s in risk_shares(at["base_value"], at["shap"], at["risk"], at["reference_risk"])
-            ]
+            shares = {s.name: s.share for s in risk_shares(at["base_value"], at["shap"], at["risk"], at["reference_risk"])}
+            rows = tables.nth(k).locator("tr[data-feature]").evaluate_all(
+                "rows => rows.map(r => [r.dataset.feature, ...[...r.cells].map(c => c.textContent)])")
+            assert [r[0] for r in rows] == [s.name for s in risk_shares(at["base_value"], at["shap"], at["risk"], at["reference_risk"])]
             for name, _, value, change, log_value in rows:
                 assert (value == "not provided") == (name in prediction["not_provided"]), name
                 assert points_value(change) == pytest.approx(100 * shares[name], abs=rounding(100 * shares[name])), name
@@ -231,11 +203,8 @@ def test_bad_input_is_named_beside_its_field(chromium, shared_server):
         summary = page.locator("#error-summary")
         assert summary.is_visible()
         assert page.evaluate("document.activeElement.id") == "error-summary"
-        for name, text in (
-            ("age_years", "possible values are 0–120 years"),
-            ("disease_duration_years", "not a number"),
-            ("il21_assay", "required when IL-21 is given"),
-        ):
+        for name, text in (("age_years", "possible values are 0–120 years"), ("disease_duration_years", "not a number"),
+                           ("il21_assay", "required when IL-21 is given")):
             assert text in page.locator(f"#e-{name}").inner_text(), name
             assert page.get_attribute(f"#f-{name}", "aria-invalid") == "true"
             assert "e-" + name in page.get_attribute(f"#f-{name}", "aria-describedby")
@@ -248,7 +217,6 @@ def test_bad_input_is_named_beside_its_field(chromium, shared_server):
 def test_the_servers_own_checks_are_shown_beside_the_field(chromium, shared_server):
     """A page whose copy of the ranges lets a value through still names the field the server refused."""
     with guarded_page(chromium) as (page, guard):
-
         def looser_ranges(route):
             described = route.fetch().json()
             for feature in described["features"]:
@@ -279,10 +247,8 @@ def test_keyboard_order_and_accessibility(chromium, shared_server):
             order.append(page.evaluate("document.activeElement.id"))
         assert order == ["skip", *(f"f-{f.name}" for f in FEATURES), "submit", "clear"]
         assert page.evaluate("document.documentElement.lang") == "en"
-        unlabelled = page.evaluate(
-            "[...document.querySelectorAll('input, select')]"
-            ".filter(e => !e.hidden && e.labels.length === 0).map(e => e.id)"
-        )
+        unlabelled = page.evaluate("[...document.querySelectorAll('input, select')]"
+                                   ".filter(e => !e.hidden && e.labels.length === 0).map(e => e.id)")
         assert unlabelled == []
         before = Axe().run(page)
         assert before.violations_count == 0, before.generate_report()
@@ -319,12 +285,8 @@ def test_the_page_asks_for_the_token_and_sends_it(chromium, token_server):
     token_server = token_server["url"]
     with guarded_page(chromium) as (page, guard):
         sent = []
-        page.on(
-            "request",
-            lambda request: (
-                sent.append(request.headers.get("authorization")) if request.url.endswith("/predict") else None
-            ),
-        )
+        page.on("request", lambda request: sent.append(request.headers.get("authorization"))
+                if request.url.endswith("/predict") else None)
         page.goto(f"{token_server}/")
         page.wait_for_selector("#token-form:not([hidden])")
         assert page.locator("#patient-form").is_hidden()
@@ -361,21 +323,16 @@ def test_the_api_docs_load_nothing_from_outside(chromium, shared_server):
 def test_the_page_draws_from_the_same_api_as_any_client(chromium, shared_server, answer):
     with guarded_page(chromium) as (page, guard):
         bodies = []
-        page.on(
-            "request",
-            lambda request: bodies.append(json.loads(request.post_data)) if request.url.endswith("/predict") else None,
-        )
+        page.on("request", lambda request: bodies.append(json.loads(request.post_data))
+                if request.url.endswith("/predict") else None)
         open_page(page, shared_server["url"])
         fill(page)
         submit(page)
         # The treatment under consideration is always sent: the form preselects the schema's default.
-        assert bodies == [
-            {"patients": [{**PATIENT, "treatment": "alemtuzumab"}], "horizons_months": MONTHS, "contrast": True}
-        ]
+        assert bodies == [{"patients": [{**PATIENT, "treatment": "alemtuzumab"}], "horizons_months": MONTHS,
+                           "contrast": True}]
         thyroid = answer["predictions"][0]["outcomes"]["thyroid"]["risks"][47]
-        assert math.isclose(
-            thyroid["base_value"] + sum(thyroid["shap"].values()),
-            float(explained_value(thyroid["risk"], thyroid["scale"], thyroid.get("timing_share"))),
-            abs_tol=1e-9,
-        )
+        assert math.isclose(thyroid["base_value"] + sum(thyroid["shap"].values()),
+                            float(explained_value(thyroid["risk"], thyroid["scale"], thyroid.get("timing_share"))),
+                            abs_tol=1e-9)
         assert guard.outside == []

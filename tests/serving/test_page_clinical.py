@@ -19,23 +19,10 @@ from tools.browser import fill_form
 
 pytestmark = pytest.mark.integration
 
-FORM = {
-    "age_years": "67",
-    "sex": "female",
-    "disease_duration_years": "2.5",
-    "il21_pg_ml": "620",
-    "il21_assay": "legacy_elisa",
-    "thyroid_antibodies": "true",
-}
-PATIENT = {
-    "age_years": 67,
-    "sex": "female",
-    "disease_duration_years": 2.5,
-    "il21_pg_ml": 620,
-    "il21_assay": "legacy_elisa",
-    "thyroid_antibodies": True,
-    "treatment": "alemtuzumab",
-}
+FORM = {"age_years": "67", "sex": "female", "disease_duration_years": "2.5", "il21_pg_ml": "620",
+        "il21_assay": "legacy_elisa", "thyroid_antibodies": "true"}
+PATIENT = {"age_years": 67, "sex": "female", "disease_duration_years": 2.5, "il21_pg_ml": 620,
+           "il21_assay": "legacy_elisa", "thyroid_antibodies": True, "treatment": "alemtuzumab"}
 MONTHS = list(range(1, 61))
 
 
@@ -61,9 +48,7 @@ def percent(risk: float) -> str:
 def test_each_risk_comes_with_its_interval_named_as_the_model_names_it(chromium, shared_server, answer, model_info):
     with guarded_page(chromium) as (page, guard):
         show(page, shared_server["url"])
-        chosen = page.locator("#summary tr.chosen").evaluate_all(
-            "rows => rows.map(r => [...r.cells].map(c => c.innerText))"
-        )
+        chosen = page.locator("#summary tr.chosen").evaluate_all("rows => rows.map(r => [...r.cells].map(c => c.innerText))")
         for row, scores in zip(chosen, answer["predictions"][0]["outcomes"].values(), strict=True):
             for month, text in zip((24, 48), row[1:], strict=True):
                 low, high = scores["risks"][month - 1]["risk_interval"]

@@ -58,9 +58,7 @@ def test_every_src_and_href_stays_on_the_server(name):
     assert parser.found, "no references found: the parser is not reading the page"
     assert parser.inline_scripts == 0  # the policy refuses inline scripts; the page has none
     for tag, attribute, value in parser.found:
-        assert attribute in ("src", "href"), (
-            f"<{tag} {attribute}>: inline styles and handlers are refused by the policy"
-        )
+        assert attribute in ("src", "href"), f"<{tag} {attribute}>: inline styles and handlers are refused by the policy"
         parts = urlsplit(value)
         assert parts.scheme in ("", "data") and not parts.netloc, f"<{tag} {attribute}={value!r}> leaves the server"
         if parts.scheme == "" and parts.path.startswith("page/"):

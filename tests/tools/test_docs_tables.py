@@ -28,8 +28,7 @@ def test_every_marked_block_has_a_generator_for_its_file_and_every_generator_a_b
     blocks = marked_blocks()
     assert set(blocks) == set(docs_tables.GENERATORS), (
         f"blocks without a generator: {sorted(set(blocks) - set(docs_tables.GENERATORS))}; "
-        f"generators without a block: {sorted(set(docs_tables.GENERATORS) - set(blocks))}"
-    )
+        f"generators without a block: {sorted(set(docs_tables.GENERATORS) - set(blocks))}")
     for name, path in blocks.items():
         assert docs_tables.GENERATORS[name][0] == path, name
         text = path.read_text(encoding="utf-8")
@@ -78,10 +77,8 @@ def test_the_speed_table_judges_each_recorded_figure_against_its_goal(tmp_path, 
     (tmp_path / "score.txt").write_text(SCORE_REPORT, encoding="utf-8")
     monkeypatch.setattr(bench_tables, "FOLDER", tmp_path)
     rows = {r["measure"]: r for r in bench_tables.tables(bench_tables.speed_table().splitlines())[0]}
-    million = rows[
-        "a million patients, `autorisk score` from Parquet, intervals and exact SHAP (cure-xgboost v1): "
-        "scoring / whole command, CPU"
-    ]
+    million = rows["a million patients, `autorisk score` from Parquet, intervals and exact SHAP (cure-xgboost v1): "
+                   "scoring / whole command, CPU"]
     assert million["measured"] == "24.0 s / 31.5 s, 40.0 s CPU" and million[""] == "**not met**"  # 31.5 > 30
     memory = rows["peak memory, a million over 100,000 patients (cure-xgboost v1, Parquet)"]
     assert memory["measured"] == "1.40×" and memory[""] == "met"
@@ -91,7 +88,6 @@ def test_the_speed_table_judges_each_recorded_figure_against_its_goal(tmp_path, 
 
 
 def test_the_script_refuses_an_unknown_block():
-    result = subprocess.run(
-        [sys.executable, "tools/docs_tables.py", "--check", "nonsense"], cwd=ROOT, capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, "tools/docs_tables.py", "--check", "nonsense"], cwd=ROOT,
+                            capture_output=True, text=True)
     assert result.returncode == 2 and "no generator for block(s) nonsense" in result.stderr
