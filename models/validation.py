@@ -276,10 +276,11 @@ def calibration_with_intervals(y: np.ndarray, lp: np.ndarray, weight: np.ndarray
         p = expit(b0 + slope * lp)
         information = (design * (weight * p * (1 - p))[:, None]).T @ design
         scores = design * (weight * (y - p))[:, None]
-        # Where the predictions barely vary (one treatment's patients all alike) the information is singular
-        # and the slope not estimable: no interval rather than one from rounding.
+        # Where the predictions barely vary (one treatment's patients all alike) the information is singular,
+        # and where the slope's own intercept did not converge it is not finite: no interval rather than one
+        # from rounding.
         variance = nan
-        if np.linalg.cond(information) < MAX_CONDITION:
+        if np.all(np.isfinite(information)) and np.linalg.cond(information) < MAX_CONDITION:
             bread = np.linalg.inv(information)
             variance = float((bread @ (scores.T @ scores) @ bread)[1, 1])
         se = np.sqrt(variance) if variance > 0 else nan

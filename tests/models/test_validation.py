@@ -151,3 +151,17 @@ def test_one_prediction_for_every_patient_has_no_calibration_slope_and_no_interv
     found = calibration_with_intervals(y, lp, np.ones(3000))
     assert np.isnan(found["calibration_slope"]) and np.isnan(found["calibration_slope_lo"])
     assert found["calibration_intercept_lo"] < found["calibration_intercept"] < found["calibration_intercept_hi"]
+
+
+def test_a_slope_whose_own_intercept_does_not_converge_has_no_interval(monkeypatch):
+    """The sandwich needs a finite information matrix; an intercept fit that did not converge (NaN) gives none."""
+    import models.validation as validation
+
+    rng = np.random.default_rng(1)
+    lp = rng.normal(-3.0, 1.0, 2000)
+    y = (rng.random(2000) < 0.05).astype(float)
+    real = validation.calibration_in_the_large
+    monkeypatch.setattr(validation, "calibration_in_the_large",
+                        lambda yy, xx, ww: float("nan") if xx is not lp else real(yy, xx, ww))
+    found = validation.calibration_with_intervals(y, lp, np.ones(2000))
+    assert np.isfinite(found["calibration_slope"]) and np.isnan(found["calibration_slope_lo"])
